@@ -1,0 +1,482 @@
+/* Streaming JSON writer and the Python-compatible float formatter behind it.
+ * Output is built in one growable buffer; the first error freezes the writer. */
+#define _GNU_SOURCE /* strtod_l */
+#include "qt_json.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Shortest round-trip digits never exceed 17 for IEEE-754 doubles. */
+#define MAX_DIGITS 17
+
+/* ---- float formatting ---- */
+
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale;
+
+static void c_locale_init(void)
+{
+    /* glibc returns its static C locale object here, so nothing is allocated. */
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+/* Parses text written with '.' as the decimal point, whatever the process locale is. */
+static double parse_c(const char *s)
+{
+    (void)pthread_once(&c_locale_once, c_locale_init);
+    if (c_locale)
+        return strtod_l(s, NULL, c_locale);
+    return strtod(s, NULL); /* no C locale object: only reached when newlocale failed */
+}
+
+/* Writes the p-digit correctly rounded decimal form of x > 0 as digits (no trailing NUL, no
+ * decimal point) and its decimal exponent (x ~ d.ddd * 10^exp). Returns the digit count.
+ * The digits come from printf's "%.*e", which is exact in glibc; only the digits and the
+ * exponent are taken from it, so a locale's decimal point never reaches the output. */
+static int round_digits(double x, int p, char *digits, int *ret_exp)
+{
+    char tmp[64];
+    int n = 0, len = snprintf(tmp, sizeof(tmp), "%.*e", p - 1, x);
+    const char *e = len > 0 ? strchr(tmp, 'e') : NULL;
+
+    if (!e)
+        return 0;
+    for (const char *c = tmp; c < e && n < MAX_DIGITS; c++)
+        if (*c >= '0' && *c <= '9')
+            digits[n++] = *c;
+    *ret_exp = atoi(e + 1);
+    return n;
+}
+
+/* Checks whether the p-digit rounding of x parses back to x; fills digits and the exponent. */
+static bool round_trips(double x, int p, char *digits, int *ret_n, int *ret_exp)
+{
+    char sci[MAX_DIGITS + 16];
+    int n = round_digits(x, p, digits, ret_exp);
+    size_t k = 0;
+
+    *ret_n = n;
+    if (n <= 0)
+        return false;
+    sci[k++] = digits[0];
+    sci[k++] = '.';
+    memcpy(sci + k, digits + 1, (size_t)n - 1);
+    k += (size_t)n - 1;
+    (void)snprintf(sci + k, sizeof(sci) - k, "e%d", *ret_exp);
+    return parse_c(sci) == x;
+}
+
+/* Finds the shortest digit string of x > 0 (finite) that parses back to x. A longer correctly
+ * rounded string is never farther from x than a shorter one, so round-tripping is monotone in
+ * the precision and a binary search finds the smallest one; 17 digits always round-trip. */
+static int shortest_digits(double x, char *digits, int *ret_exp)
+{
+    int lo = 1, hi = MAX_DIGITS, n = 0;
+
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+
+        if (round_trips(x, mid, digits, &n, ret_exp))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (!round_trips(x, lo, digits, &n, ret_exp) && n <= 0) {
+        digits[0] = '0'; /* printf failed: cannot happen with a 64-byte buffer */
+        *ret_exp = 0;
+        return 1;
+    }
+    while (n > 1 && digits[n - 1] == '0')
+        n--;
+    return n;
+}
+
+/* Lays out n digits with decimal exponent e as Python's repr does into out (>= 32 bytes). */
+static size_t layout(bool neg, const char *digits, int n, int e, char *out)
+{
+    size_t k = 0;
+
+    if (neg)
+        out[k++] = '-';
+    if (e >= -4 && e < 16) {
+        if (e < 0) {
+            out[k++] = '0';
+            out[k++] = '.';
+            for (int i = 0; i < -e - 1; i++)
+                out[k++] = '0';
+            memcpy(out + k, digits, (size_t)n);
+            k += (size_t)n;
+        } else {
+            for (int i = 0; i <= e; i++)
+                out[k++] = i < n ? digits[i] : '0';
+            out[k++] = '.';
+            if (n > e + 1) {
+                memcpy(out + k, digits + e + 1, (size_t)(n - e - 1));
+                k += (size_t)(n - e - 1);
+            } else {
+                out[k++] = '0';
+            }
+        }
+        out[k] = '\0';
+        return k;
+    }
+    out[k++] = digits[0];
+    if (n > 1) {
+        out[k++] = '.';
+        memcpy(out + k, digits + 1, (size_t)n - 1);
+        k += (size_t)n - 1;
+    }
+    int w = snprintf(out + k, 8, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
+    return k + (size_t)(w > 0 ? w : 0);
+}
+
+size_t qt_fmt_double(double x, char *out, size_t size)
+{
+    char tmp[48], digits[MAX_DIGITS];
+    size_t len;
+
+    if (isnan(x)) {
+        len = (size_t)snprintf(tmp, sizeof(tmp), "nan");
+    } else if (isinf(x)) {
+        len = (size_t)snprintf(tmp, sizeof(tmp), "%s", x < 0 ? "-inf" : "inf");
+    } else if (x == 0.0) {
+        len = (size_t)snprintf(tmp, sizeof(tmp), "%s", signbit(x) ? "-0.0" : "0.0");
+    } else {
+        int e = 0, n = shortest_digits(fabs(x), digits, &e);
+
+        len = layout(signbit(x) != 0, digits, n, e, tmp);
+    }
+    if (out && size > 0) {
+        size_t c = len < size ? len : size - 1;
+
+        memcpy(out, tmp, c);
+        out[c] = '\0';
+    }
+    return len;
+}
+
+/* ---- buffer ---- */
+
+static void fail(struct qt_jw *w, int err)
+{
+    if (!w->err)
+        w->err = err;
+}
+
+/* Makes room for n more bytes plus the terminating NUL. */
+static bool reserve(struct qt_jw *w, size_t n)
+{
+    size_t need, cap;
+    char *p;
+
+    if (w->err)
+        return false;
+    if (n > SIZE_MAX - w->len - 1) {
+        fail(w, -ENOMEM);
+        return false;
+    }
+    need = w->len + n + 1;
+    if (need <= w->cap)
+        return true;
+    cap = w->cap ? w->cap : 256;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    p = realloc(w->buf, cap);
+    if (!p) {
+        fail(w, -ENOMEM);
+        return false;
+    }
+    w->buf = p;
+    w->cap = cap;
+    return true;
+}
+
+static void put(struct qt_jw *w, const char *s, size_t n)
+{
+    if (!reserve(w, n))
+        return;
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = '\0';
+}
+
+static void putc_(struct qt_jw *w, char c)
+{
+    put(w, &c, 1);
+}
+
+/* ---- strings ---- */
+
+/* Length of the well-formed UTF-8 sequence at s (n bytes left, s[0] >= 0x80), or 0 when it is
+ * ill-formed; *ret_bad is then the length of its maximal subpart (Unicode 15, §3.9, U+FFFD
+ * substitution of maximal subparts). */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t *ret_bad)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    size_t need, i;
+
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        need = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        need = 4;
+    else
+        need = 1; /* stray continuation byte, C0, C1 or F5..FF */
+    if (c == 0xE0)
+        lo = 0xA0; /* no overlong forms */
+    else if (c == 0xED)
+        hi = 0x9F; /* no surrogates */
+    else if (c == 0xF0)
+        lo = 0x90;
+    else if (c == 0xF4)
+        hi = 0x8F; /* nothing above U+10FFFF */
+    for (i = 1; i < need && i < n; i++) {
+        unsigned char b = s[i];
+
+        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF))
+            break;
+    }
+    if (need > 1 && i == need)
+        return need;
+    *ret_bad = i;
+    return 0;
+}
+
+/* The escape for the ASCII byte c into esc (>= 8 bytes), or 0 when c goes out as it is. */
+static size_t escape_ascii(unsigned char c, char *esc)
+{
+    static const char hex[] = "0123456789abcdef";
+    static const char short_esc[] = "btn\0fr"; /* \b \t \n (\v has none) \f \r */
+
+    esc[0] = '\\';
+    if (c == '"' || c == '\\') {
+        esc[1] = (char)c;
+        return 2;
+    }
+    if (c >= 0x20)
+        return 0;
+    if (c >= '\b' && c <= '\r' && short_esc[c - '\b']) {
+        esc[1] = short_esc[c - '\b'];
+        return 2;
+    }
+    memcpy(esc + 1, "u00", 3);
+    esc[4] = hex[c >> 4];
+    esc[5] = hex[c & 15];
+    return 6;
+}
+
+/* Writes str as a JSON string. Runs of bytes that need no escaping are copied in one piece. */
+static void put_escaped(struct qt_jw *w, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n = strlen(str), i = 0, run = 0;
+
+    putc_(w, '"');
+    while (i < n && !w->err) {
+        char esc[8];
+        size_t adv = 1, rlen, bad = 0;
+        const char *rep = esc;
+
+        if (s[i] >= 0x80) {
+            size_t ok = utf8_seq(s + i, n - i, &bad);
+
+            rlen = ok ? 0 : 3;
+            adv = ok ? ok : bad;
+            rep = "\xEF\xBF\xBD"; /* U+FFFD for each maximal ill-formed subpart */
+        } else {
+            rlen = escape_ascii(s[i], esc);
+        }
+        if (rlen == 0) {
+            i += adv;
+            run += adv;
+            continue;
+        }
+        put(w, str + i - run, run);
+        put(w, rep, rlen);
+        run = 0;
+        i += adv;
+    }
+    put(w, str + i - run, run);
+    putc_(w, '"');
+}
+
+/* ---- structure ---- */
+
+static bool level_bit(uint64_t set, unsigned depth)
+{
+    return depth > 0 && (set >> (depth - 1)) & 1u;
+}
+
+/* Checks that a value may start here and writes the comma before it. */
+static bool begin_value(struct qt_jw *w)
+{
+    if (w->err)
+        return false;
+    if (w->depth == 0) {
+        if (w->len > 0) {
+            fail(w, -EINVAL); /* one top-level value per document; qt_jw_reset starts anew */
+            return false;
+        }
+        return true;
+    }
+    if (level_bit(w->in_obj, w->depth)) {
+        if (!w->after_key) {
+            fail(w, -EINVAL); /* object member without a key */
+            return false;
+        }
+        w->after_key = false;
+        return true;
+    }
+    if (level_bit(w->has_item, w->depth))
+        putc_(w, ',');
+    w->has_item |= (uint64_t)1 << (w->depth - 1);
+    return !w->err;
+}
+
+static void open_level(struct qt_jw *w, bool obj)
+{
+    uint64_t bit;
+
+    if (w->err)
+        return;
+    if (w->depth >= QT_JW_MAX_DEPTH) {
+        fail(w, -EINVAL);
+        return;
+    }
+    if (!begin_value(w))
+        return;
+    putc_(w, obj ? '{' : '[');
+    w->depth++;
+    bit = (uint64_t)1 << (w->depth - 1);
+    w->has_item &= ~bit;
+    if (obj)
+        w->in_obj |= bit;
+    else
+        w->in_obj &= ~bit;
+}
+
+static void close_level(struct qt_jw *w, bool obj)
+{
+    if (w->err)
+        return;
+    if (w->depth == 0 || level_bit(w->in_obj, w->depth) != obj || w->after_key) {
+        fail(w, -EINVAL);
+        return;
+    }
+    putc_(w, obj ? '}' : ']');
+    w->depth--;
+}
+
+void qt_jw_init(struct qt_jw *w)
+{
+    memset(w, 0, sizeof(*w));
+}
+
+void qt_jw_done(struct qt_jw *w)
+{
+    if (!w)
+        return;
+    free(w->buf);
+    memset(w, 0, sizeof(*w));
+}
+
+void qt_jw_reset(struct qt_jw *w)
+{
+    w->len = 0;
+    w->err = 0;
+    w->depth = 0;
+    w->has_item = 0;
+    w->in_obj = 0;
+    w->after_key = false;
+    if (w->buf)
+        w->buf[0] = '\0';
+}
+
+void qt_jw_obj_begin(struct qt_jw *w)
+{
+    open_level(w, true);
+}
+
+void qt_jw_obj_end(struct qt_jw *w)
+{
+    close_level(w, true);
+}
+
+void qt_jw_arr_begin(struct qt_jw *w)
+{
+    open_level(w, false);
+}
+
+void qt_jw_arr_end(struct qt_jw *w)
+{
+    close_level(w, false);
+}
+
+void qt_jw_key(struct qt_jw *w, const char *key)
+{
+    if (w->err)
+        return;
+    if (!key || !level_bit(w->in_obj, w->depth) || w->after_key) {
+        fail(w, -EINVAL);
+        return;
+    }
+    if (level_bit(w->has_item, w->depth))
+        putc_(w, ',');
+    w->has_item |= (uint64_t)1 << (w->depth - 1);
+    put_escaped(w, key);
+    putc_(w, ':');
+    w->after_key = !w->err;
+}
+
+void qt_jw_str(struct qt_jw *w, const char *s)
+{
+    if (!s) {
+        qt_jw_null(w);
+        return;
+    }
+    if (begin_value(w))
+        put_escaped(w, s);
+}
+
+void qt_jw_num(struct qt_jw *w, double x)
+{
+    char tmp[48];
+    size_t n;
+
+    if (!isfinite(x)) {
+        qt_jw_null(w);
+        return;
+    }
+    n = qt_fmt_double(x, tmp, sizeof(tmp));
+    if (begin_value(w))
+        put(w, tmp, n);
+}
+
+void qt_jw_int(struct qt_jw *w, int64_t v)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+
+    if (begin_value(w))
+        put(w, tmp, (size_t)n);
+}
+
+void qt_jw_bool(struct qt_jw *w, bool b)
+{
+    if (begin_value(w))
+        put(w, b ? "true" : "false", b ? 4 : 5);
+}
+
+void qt_jw_null(struct qt_jw *w)
+{
+    if (begin_value(w))
+        put(w, "null", 4);
+}

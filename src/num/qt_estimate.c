@@ -1,0 +1,304 @@
+/* Method names, options, result records, the metric table, and the linear
+ * estimator (single and batched). */
+#include "qt_estimate.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "qt_metrics.h"
+#include "qt_rho.h"
+#include "qt_sample.h"
+
+static const char *const method_names[_QT_METHOD_MAX] = {"linear", "mle", "wls", "rhor"};
+
+static const char *const warning_names[_QT_WARN_COUNT] = {
+    "negative_input", "negative_eigenvalues_clipped", "not_converged"};
+
+#define QT_MT_DESC_F64(f)  QT_MTYPE_F64, offsetof(struct qt_metrics, f), 0
+#define QT_MT_DESC_I64(f)  QT_MTYPE_I64, offsetof(struct qt_metrics, f), 0
+#define QT_MT_DESC_BOOL(f) QT_MTYPE_BOOL, offsetof(struct qt_metrics, f), 0
+#define QT_MT_DESC_STR(f)  QT_MTYPE_STR, offsetof(struct qt_metrics, f), 0
+#define QT_MT_DESC_F64V(f) \
+    QT_MTYPE_F64V, offsetof(struct qt_metrics, f), offsetof(struct qt_metrics, f##_n)
+#define QT_MT_DESC_(E, f, t) [QT_MT_##E] = {#f, QT_MT_DESC_##t(f)},
+
+const struct qt_metric_desc qt_metric_descs[_QT_MT_MAX] = {QT_METRICS(QT_MT_DESC_)};
+
+int qt_method_from_name(const char *name)
+{
+    for (int m = 0; m < _QT_METHOD_MAX; m++)
+        if (name && strcasecmp(name, method_names[m]) == 0)
+            return m;
+    return QT_EMETHOD;
+}
+
+const char *qt_method_name(enum qt_method m)
+{
+    return (unsigned)m < _QT_METHOD_MAX ? method_names[m] : "unknown";
+}
+
+const char *qt_warning_name(unsigned i)
+{
+    return i < _QT_WARN_COUNT ? warning_names[i] : "unknown";
+}
+
+void qt_opts_init(struct qt_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->tolerance = 1e-9;
+    o->metrics = QT_MG_ALL;
+    o->physical = QT_PHYS_CLIP;
+}
+
+int qt_result_init(struct qt_result *res, size_t d)
+{
+    memset(res, 0, sizeof(*res));
+    res->rho = calloc(d * d, sizeof(double complex));
+    res->eigenvalues = calloc(d, sizeof(double));
+    res->bell = calloc(d, sizeof(double));
+    if (!res->rho || !res->eigenvalues || !res->bell) {
+        qt_result_done(res);
+        return -ENOMEM;
+    }
+    res->cap = d;
+    res->d = d;
+    return 0;
+}
+
+void qt_result_reset(struct qt_result *res, enum qt_method method)
+{
+    res->method = method;
+    res->err = 0;
+    res->errmsg[0] = '\0';
+    res->warnings = 0;
+    memset(&res->mt, 0, sizeof(res->mt));
+}
+
+void qt_result_done(struct qt_result *res)
+{
+    if (!res)
+        return;
+    free(res->rho);
+    free(res->eigenvalues);
+    free(res->bell);
+    res->rho = NULL;
+    res->eigenvalues = NULL;
+    res->bell = NULL;
+    res->cap = 0;
+}
+
+int qt_result_fail(struct qt_result *res, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    res->err = err;
+    va_start(ap, fmt);
+    (void)vsnprintf(res->errmsg, sizeof(res->errmsg), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* Scratch for one linear estimate. */
+struct lin_scratch {
+    double *f;
+    double complex *V;
+    double *lam;
+};
+
+static int lin_scratch(struct qt_ws *ws, const struct qt_design *des, struct lin_scratch *s)
+{
+    s->f = qt_ws_alloc_n(ws, des->m, sizeof(double));
+    s->V = qt_ws_alloc_n(ws, des->d * des->d, sizeof(double complex));
+    s->lam = qt_ws_alloc_n(ws, des->d, sizeof(double));
+    return s->f && s->V && s->lam ? 0 : -ENOMEM;
+}
+
+/* For complete MUBs the orthogonal complement of the map's range is spanned by
+ * differences of group indicators (every group sums to Tr rho), so the
+ * least-squares residual is sum_g (S_g - mean S)^2 / d with S_g the group sums
+ * of f: O(m) instead of a forward map, and written as deviations so that
+ * consistent data gives ~1e-32, not cancellation noise. */
+static int frame_residual(const struct qt_design *des, struct qt_ws *ws, const double *f,
+                          double *ret)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    double *S = qt_ws_alloc_n(ws, des->n_groups, sizeof(double)), mean = 0.0, acc = 0.0;
+
+    if (!S)
+        return -ENOMEM;
+    memset(S, 0, des->n_groups * sizeof(double));
+    for (size_t a = 0; a < des->m; a++)
+        S[des->groups[a]] += f[a];
+    for (size_t g = 0; g < des->n_groups; g++)
+        mean += S[g] / (double)des->n_groups;
+    for (size_t g = 0; g < des->n_groups; g++)
+        acc += (S[g] - mean) * (S[g] - mean);
+    *ret = acc / (double)des->d;
+    qt_ws_release(ws, mark);
+    return 0;
+}
+
+/* Origin's lstsq residual: ||A rho_raw - f||^2, reported only when the system
+ * is overdetermined and of full column rank (otherwise numpy returns no
+ * residual: 0.0). */
+static int residual(const struct qt_design *des, struct qt_ws *ws, const double complex *raw,
+                    const double *f, double *ret)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    double *q, s = 0.0;
+    int r;
+
+    *ret = 0.0;
+    if (!(des->m > des->d * des->d && des->rank == des->d * des->d))
+        return 0;
+    if (des->pinv_kind == QT_PINV_FRAME)
+        return frame_residual(des, ws, f, ret);
+    q = qt_ws_alloc_n(ws, des->m, sizeof(double));
+    if (!q)
+        return -ENOMEM;
+    r = qt_design_forward(des, ws, raw, q);
+    if (r >= 0) {
+        for (size_t a = 0; a < des->m; a++)
+            s += (q[a] - f[a]) * (q[a] - f[a]);
+        *ret = s;
+    }
+    qt_ws_release(ws, mark);
+    return r;
+}
+
+/* Physicalise a raw linear estimate and fill the result. With have_spectrum,
+ * s->V and s->lam already hold the spectrum of raw's Hermitian part (computed
+ * for a whole batch). */
+static int linear_finish(const struct qt_design *des, struct qt_ws *ws, const double *y,
+                         const double *f, const struct qt_sample_info *info,
+                         const double complex *raw, struct lin_scratch *s, bool have_spectrum,
+                         const struct qt_opts *opts, struct qt_result *res)
+{
+    struct qt_spectrum sp = {des->d, s->V, s->lam};
+    struct qt_phys_info pi;
+    double resid;
+    int r;
+
+    resid = 0.0;
+    r = opts->metrics & QT_MG_DATA ? residual(des, ws, raw, f, &resid) : 0;
+    if (r >= 0 && !have_spectrum)
+        r = qt_rho_spectrum(ws, des->d, raw, &sp);
+    if (r >= 0)
+        r = qt_rho_physicalise_spectrum(ws, opts->physical, opts->tolerance, &sp, res->rho, &pi);
+    if (r >= 0)
+        r = qt_metrics_fill(des, ws, y, info, &sp, opts, res);
+    if (r < 0)
+        return qt_result_fail(res, r, "linear inversion failed: %s", qt_strerror(r));
+    if (info->negative)
+        res->warnings |= QT_WARN_NEGATIVE_INPUT;
+    if (pi.significant)
+        res->warnings |= QT_WARN_CLIPPED;
+    if (opts->metrics & QT_MG_DATA)
+        QT_MT_SET(&res->mt, RESIDUAL_NORM, residual_norm, resid);
+    QT_MT_SET(&res->mt, RANK, rank, (int64_t)des->rank);
+    QT_MT_SET(&res->mt, CONDITION_NUMBER, condition_number, des->cond);
+    return 0;
+}
+
+static int sample_check(const struct qt_design *des, const double *y, size_t n,
+                        const struct qt_opts *opts, double *f, struct qt_sample_info *info,
+                        struct qt_result *res)
+{
+    struct qt_diag dg = {0};
+    int r = qt_sample_normalise(des, y, n, opts->tolerance, f, info, &dg);
+
+    if (r < 0)
+        return qt_result_fail(res, r, "%s", dg.msg[0] ? dg.msg : qt_strerror(r));
+    return 0;
+}
+
+static int estimate_linear(const struct qt_design *des, struct qt_ws *ws, const double *y, size_t n,
+                           const struct qt_opts *opts, struct qt_result *res)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    struct lin_scratch s;
+    struct qt_sample_info info;
+    double complex *raw = qt_ws_alloc_n(ws, des->d * des->d, sizeof(double complex));
+    int r;
+
+    r = lin_scratch(ws, des, &s);
+    if (r < 0 || !raw) {
+        r = qt_result_fail(res, -ENOMEM, "out of memory");
+        goto out;
+    }
+    r = sample_check(des, y, n, opts, s.f, &info, res);
+    if (r < 0)
+        goto out;
+    r = qt_design_pinv_apply(des, ws, s.f, raw);
+    if (r < 0) {
+        r = qt_result_fail(res, r, "linear inversion failed: %s", qt_strerror(r));
+        goto out;
+    }
+    r = linear_finish(des, ws, y, s.f, &info, raw, &s, false, opts, res);
+out:
+    qt_ws_release(ws, mark);
+    return r;
+}
+
+int qt_estimate(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
+                const double *y, size_t n, const struct qt_opts *opts, struct qt_result *res)
+{
+    qt_result_reset(res, method);
+    if (res->cap < des->d)
+        return qt_result_fail(res, -EINVAL, "result storage is too small for d = %zu", des->d);
+    res->d = des->d;
+    switch (method) {
+    case QT_METHOD_LINEAR:
+        return estimate_linear(des, ws, y, n, opts, res);
+    default:
+        return qt_result_fail(res, QT_EMETHOD, "method '%s' is not available",
+                              qt_method_name(method));
+    }
+}
+
+int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size_t n,
+                             const double *Y, size_t ldy, const struct qt_opts *opts,
+                             struct qt_result *res)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    size_t m = des->m, d = des->d, dd = d * d, nv = 0, n1 = n ? n : 1;
+    double *F = qt_ws_alloc_n(ws, m * n1, sizeof(double));
+    double complex *raw = qt_ws_alloc_n(ws, dd * n1, sizeof(double complex));
+    double complex *V = qt_ws_alloc_n(ws, dd * n1, sizeof(double complex));
+    double *w = qt_ws_alloc_n(ws, d * n1, sizeof(double));
+    size_t *col = qt_ws_alloc_n(ws, n1, sizeof(size_t));
+    struct qt_sample_info *info = qt_ws_alloc_n(ws, n1, sizeof(*info));
+    int r = 0;
+
+    if (!F || !raw || !V || !w || !col || !info) {
+        r = -ENOMEM;
+        goto out;
+    }
+    /* Validate and normalise every sample; the valid ones are packed into F. */
+    for (size_t i = 0; i < n; i++) {
+        qt_result_reset(&res[i], QT_METHOD_LINEAR);
+        res[i].d = d;
+        if (res[i].cap < d) {
+            (void)qt_result_fail(&res[i], -EINVAL, "result storage too small");
+            continue;
+        }
+        if (sample_check(des, Y + ldy * i, m, opts, F + m * nv, &info[nv], &res[i]) == 0)
+            col[nv++] = i;
+    }
+    r = qt_design_pinv_apply_batch(des, ws, nv, F, m, raw);
+    if (r < 0)
+        goto out;
+    for (size_t k = 0; k < nv; k++) {
+        struct lin_scratch s = {F + m * k, V + dd * k, w + d * k};
+
+        (void)linear_finish(des, ws, Y + ldy * col[k], F + m * k, &info[k], raw + dd * k, &s, false,
+                            opts, &res[col[k]]);
+    }
+out:
+    qt_ws_release(ws, mark);
+    return r;
+}

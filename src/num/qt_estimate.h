@@ -1,0 +1,184 @@
+/* Estimation methods, their options, and the per-(sample, method) result record with its
+ * metrics. The metric list below is the single source of the metric names, types and output
+ * order: JSON records, summary tables and the wire encoding all iterate qt_metric_descs.
+ *
+ * Thread-compatible: every call takes its own workspace; designs are shared read-only. */
+#pragma once
+
+#include <complex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/compiler.h"
+#include "base/qt_err.h"
+#include "base/qt_ws.h"
+#include "num/qt_design.h"
+
+enum qt_method {
+    QT_METHOD_LINEAR = 0, /* origin-identical linear inversion + physicalisation */
+    QT_METHOD_MLE = 1,    /* true maximum likelihood with an optimality certificate */
+    QT_METHOD_WLS = 2,    /* the origin's Pearson chi^2 fit, done with analytic gradients */
+    QT_METHOD_RHOR = 3,   /* the origin's R rho R iteration */
+    _QT_METHOD_MAX
+};
+
+/* Returns the method for a name ("linear", "mle", "wls", "rhor") or QT_EMETHOD. */
+QT_NODISCARD int qt_method_from_name(const char *name);
+const char *qt_method_name(enum qt_method m);
+
+enum qt_physical {
+    QT_PHYS_CLIP = 0,   /* the origin's "within_tol" eigenvalue truncation (origin-digest §2.1) */
+    QT_PHYS_SMOLIN = 1, /* nearest density matrix in 2-norm to the trace-normalised estimate */
+};
+
+/* Metric groups (qt_opts.metrics). The spectrum, purity and trace are always computed. */
+enum qt_metric_group {
+    QT_MG_ENTANGLEMENT = 1u << 0, /* concurrence (d = 4), negativity (d = k^2) */
+    QT_MG_DATA = 1u << 1,         /* chi2, log_likelihood, and the linear residual_norm */
+    QT_MG_ALL = QT_MG_ENTANGLEMENT | QT_MG_DATA,
+};
+
+struct qt_opts {
+    double tolerance;          /* zero-group test and eigenvalue clip (origin CLI default 1e-9) */
+    unsigned metrics;          /* QT_MG_* groups to compute (default QT_MG_ALL) */
+    enum qt_physical physical; /* physicalisation of the linear estimate */
+    bool bell;                 /* Bell-basis fidelities when d is a perfect square */
+    const double complex *target; /* optional d x d target density matrix (borrowed) */
+};
+
+/* Fills *o with the defaults. */
+void qt_opts_init(struct qt_opts *o);
+
+/* X(ENUM, field, type): the metrics, in output order. The first block follows the origin's
+ * summary.csv column order (origin-digest §4.5); the rest are the fields the origin dropped and
+ * the ones it never had. Types: F64 double, I64 int64_t, BOOL bool, STR const char * (static
+ * text), F64V const double * with a count field <name>_n. */
+#define QT_METRICS(X)                                  \
+    X(PURITY, purity, F64)                             \
+    X(TRACE, trace, F64)                               \
+    X(RESIDUAL_NORM, residual_norm, F64)               \
+    X(RANK, rank, I64)                                 \
+    X(OBJECTIVE, objective, F64)                       \
+    X(N_ITERATIONS, n_iterations, I64)                 \
+    X(N_EVALUATIONS, n_evaluations, I64)               \
+    X(SUCCESS, success, BOOL)                          \
+    X(STATUS, status, I64)                             \
+    X(MIN_EIGENVALUE, min_eigenvalue, F64)             \
+    X(MAX_EIGENVALUE, max_eigenvalue, F64)             \
+    X(CONDITION_NUMBER, condition_number, F64)         \
+    X(EIGENVALUE_ENTROPY, eigenvalue_entropy, F64)     \
+    X(BELL_MAX_FIDELITY, bell_max_fidelity, F64)       \
+    X(BELL_MIN_FIDELITY, bell_min_fidelity, F64)       \
+    X(BELL_AVG_FIDELITY, bell_avg_fidelity, F64)       \
+    X(BELL_DOMINANT_INDEX, bell_dominant_index, I64)   \
+    X(BELL_DIMENSION, bell_dimension, I64)             \
+    X(BELL_LOCAL_DIMENSION, bell_local_dimension, I64) \
+    X(LOG_LIKELIHOOD, log_likelihood, F64)             \
+    X(ITERATIONS, iterations, I64)                     \
+    X(CONVERGED, converged, BOOL)                      \
+    X(SUPPORT_DIM, support_dim, I64)                   \
+    X(GAP, gap, F64)                                   \
+    X(MESSAGE, message, STR)                           \
+    X(ENTROPY_BITS, entropy_bits, F64)                 \
+    X(LINEAR_ENTROPY, linear_entropy, F64)             \
+    X(FIDELITY, fidelity, F64)                         \
+    X(TRACE_DISTANCE, trace_distance, F64)             \
+    X(CONCURRENCE, concurrence, F64)                   \
+    X(NEGATIVITY, negativity, F64)                     \
+    X(LOG_NEGATIVITY, log_negativity, F64)             \
+    X(CHI2, chi2, F64)                                 \
+    X(EIGENVALUES, eigenvalues, F64V)                  \
+    X(BELL_FIDELITIES, bell_fidelities, F64V)
+
+#define QT_MT_ENUM_(E, f, t) QT_MT_##E,
+
+enum qt_metric_id { QT_METRICS(QT_MT_ENUM_) _QT_MT_MAX };
+
+#undef QT_MT_ENUM_
+
+enum qt_mtype { QT_MTYPE_F64, QT_MTYPE_I64, QT_MTYPE_BOOL, QT_MTYPE_STR, QT_MTYPE_F64V };
+
+#define QT_MT_FIELD_F64(f)  double f;
+#define QT_MT_FIELD_I64(f)  int64_t f;
+#define QT_MT_FIELD_BOOL(f) bool f;
+#define QT_MT_FIELD_STR(f)  const char *f;
+#define QT_MT_FIELD_F64V(f) \
+    const double *f;        \
+    size_t f##_n;
+#define QT_MT_FIELD_(E, f, t) QT_MT_FIELD_##t(f)
+
+struct qt_metrics {
+    uint64_t have; /* bit QT_MT_x set when metric x is present */
+    QT_METRICS(QT_MT_FIELD_)
+};
+
+struct qt_metric_desc {
+    const char *name;
+    enum qt_mtype type;
+    size_t offset;       /* of the value (or the pointer, for F64V) in struct qt_metrics */
+    size_t count_offset; /* F64V only: of the element count */
+};
+
+extern const struct qt_metric_desc qt_metric_descs[_QT_MT_MAX];
+
+static inline bool qt_metrics_has(const struct qt_metrics *mt, enum qt_metric_id id)
+{
+    return (mt->have >> id) & 1u;
+}
+
+/* Sets a scalar metric and marks it present. */
+#define QT_MT_SET(mt, ID, field, value)          \
+    do {                                         \
+        (mt)->field = (value);                   \
+        (mt)->have |= (uint64_t)1 << QT_MT_##ID; \
+    } while (0)
+
+/* Warnings attached to an otherwise successful result. */
+enum qt_warning {
+    QT_WARN_NEGATIVE_INPUT = 1u << 0, /* the sample had negative values (linear accepts them) */
+    QT_WARN_CLIPPED = 1u << 1,        /* eigenvalues below -10 tol were clipped (origin warns) */
+    QT_WARN_NOT_CONVERGED = 1u << 2,  /* an iterative method stopped at its limit */
+    _QT_WARN_COUNT = 3
+};
+
+/* Stable identifier of warning bit number i ("negative_input", ...). */
+const char *qt_warning_name(unsigned i);
+
+struct qt_result {
+    enum qt_method method;
+    size_t d;
+    int err;              /* 0 when the estimate is valid, else a negative error code */
+    char errmsg[256];     /* human-readable reason when err != 0 */
+    unsigned warnings;    /* QT_WARN_* bits */
+    double complex *rho;  /* d x d column-major physical estimate (owned) */
+    double *eigenvalues;  /* d, descending, clipped as the origin reports them (owned) */
+    double *bell;         /* d Bell-basis fidelities when computed (owned) */
+    struct qt_metrics mt; /* F64V pointers point into this result's own arrays */
+    /* private */
+    size_t cap;
+};
+
+/* Prepares storage for dimension d. Returns 0 or -ENOMEM. A result may be reused for many
+ * samples of the same or smaller dimension; qt_result_reset clears it between uses. */
+QT_NODISCARD int qt_result_init(struct qt_result *res, size_t d);
+void qt_result_reset(struct qt_result *res, enum qt_method method);
+void qt_result_done(struct qt_result *res); /* NULL-safe */
+
+/* Records a per-sample error in res (err and a formatted message); returns err. */
+int qt_result_fail(struct qt_result *res, int err, const char *fmt, ...) QT_PRINTF(3, 4);
+
+/* Runs one method on one sample y (des->m raw values: counts, powers or probabilities).
+ * Sample problems (wrong length, non-finite or negative values, a group summing to zero) are
+ * reported in res->err / res->errmsg and returned; the function never aborts on bad data.
+ * Returns 0 on success or the negative error also stored in res->err. */
+QT_NODISCARD int qt_estimate(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
+                             const double *y, size_t n, const struct qt_opts *opts,
+                             struct qt_result *res);
+
+/* Linear inversion of n samples at once (one GEMM for the inversion). Y is des->m x n
+ * column-major with leading dimension ldy; res[0..n) must be initialised for des->d. Per-sample
+ * errors go to res[i]. Returns 0, or -ENOMEM when the batch itself could not run. */
+QT_NODISCARD int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size_t n,
+                                          const double *Y, size_t ldy, const struct qt_opts *opts,
+                                          struct qt_result *res);

@@ -1,0 +1,32 @@
+/* State and data metrics of an estimate (origin-digest §3 plus what the origin lacked). */
+#pragma once
+
+#include <stddef.h>
+
+#include "base/compiler.h"
+#include "base/qt_ws.h"
+#include "num/qt_design.h"
+#include "num/qt_estimate.h"
+#include "num/qt_rho.h"
+#include "num/qt_sample.h"
+
+/* Fills res->mt and res->eigenvalues from res->rho, whose spectrum is sp:
+ *  - purity Re Tr rho^2, trace, eigenvalues (descending, those below
+ *    max(tolerance, 50 d eps max(1, |rho|_2)) reported as 0, as the origin does), their min and
+ *    max, eigenvalue_entropy (natural log, origin rule) and entropy_bits, linear_entropy
+ *    1 - Tr rho^2;
+ *  - with opts->target: fidelity (Uhlmann, unrounded) and trace_distance;
+ *  - with QT_MG_ENTANGLEMENT: d = 4: concurrence; d = k^2: negativity and log_negativity
+ *    (partial transpose over the second k-level factor);
+ *  - with opts->bell and d = k^2: Bell fidelities and the origin's bell_* summary;
+ *  - with QT_MG_DATA and data y (non-negative): chi2 (Pearson, expected counts N_g p_a) and
+ * log_likelihood sum_a y_a ln p_a, where p_a is Tr(rho E_a) normalised within its group for POVM
+ * designs and within the whole design otherwise (the conditional Poisson model). y may be NULL.
+ * Returns 0, -ENOMEM or QT_ELAPACK. */
+QT_NODISCARD int qt_metrics_fill(const struct qt_design *des, struct qt_ws *ws, const double *y,
+                                 const struct qt_sample_info *info, const struct qt_spectrum *sp,
+                                 const struct qt_opts *opts, struct qt_result *res);
+
+/* Model probabilities p (des->m) of rho under the design's likelihood model (see above). */
+QT_NODISCARD int qt_metrics_model_probs(const struct qt_design *des, struct qt_ws *ws,
+                                        const double complex *rho, double *p);
