@@ -1,14 +1,16 @@
-/* Method names, options, result records, the metric table, and the linear
- * estimator (single and batched). */
+/* Method names, options, result records, the metric table, and the linear estimator (single
+ * and batched). */
 #include "qt_estimate.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "qt_heevb.h"
 #include "qt_metrics.h"
 #include "qt_rho.h"
 #include "qt_sample.h"
@@ -117,11 +119,10 @@ static int lin_scratch(struct qt_ws *ws, const struct qt_design *des, struct lin
     return s->f && s->V && s->lam ? 0 : -ENOMEM;
 }
 
-/* For complete MUBs the orthogonal complement of the map's range is spanned by
- * differences of group indicators (every group sums to Tr rho), so the
- * least-squares residual is sum_g (S_g - mean S)^2 / d with S_g the group sums
- * of f: O(m) instead of a forward map, and written as deviations so that
- * consistent data gives ~1e-32, not cancellation noise. */
+/* For complete MUBs the orthogonal complement of the map's range is spanned by differences of
+ * group indicators (every group sums to Tr rho), so the least-squares residual is
+ * sum_g (S_g - mean S)^2 / d with S_g the group sums of f: O(m) instead of a forward map, and
+ * written as deviations so that consistent data gives ~1e-32, not cancellation noise. */
 static int frame_residual(const struct qt_design *des, struct qt_ws *ws, const double *f,
                           double *ret)
 {
@@ -142,9 +143,8 @@ static int frame_residual(const struct qt_design *des, struct qt_ws *ws, const d
     return 0;
 }
 
-/* Origin's lstsq residual: ||A rho_raw - f||^2, reported only when the system
- * is overdetermined and of full column rank (otherwise numpy returns no
- * residual: 0.0). */
+/* Origin's lstsq residual: ||A rho_raw - f||^2, reported only when the system is
+ * overdetermined and of full column rank (otherwise numpy returns no residual: 0.0). */
 static int residual(const struct qt_design *des, struct qt_ws *ws, const double complex *raw,
                     const double *f, double *ret)
 {
@@ -170,9 +170,8 @@ static int residual(const struct qt_design *des, struct qt_ws *ws, const double 
     return r;
 }
 
-/* Physicalise a raw linear estimate and fill the result. With have_spectrum,
- * s->V and s->lam already hold the spectrum of raw's Hermitian part (computed
- * for a whole batch). */
+/* Physicalise a raw linear estimate and fill the result. With have_spectrum, s->V and s->lam
+ * already hold the spectrum of raw's Hermitian part (computed for a whole batch). */
 static int linear_finish(const struct qt_design *des, struct qt_ws *ws, const double *y,
                          const double *f, const struct qt_sample_info *info,
                          const double complex *raw, struct lin_scratch *s, bool have_spectrum,
@@ -260,6 +259,24 @@ int qt_estimate(const struct qt_design *des, struct qt_ws *ws, enum qt_method me
     }
 }
 
+/* Spectra of the Hermitian parts of nv raw estimates at once (SIMD across samples); raw is
+ * Hermitised in place. A sample whose batched decomposition failed gets NaN eigenvalues and is
+ * recomputed alone by linear_finish. */
+static int batch_spectra(struct qt_ws *ws, size_t d, size_t nv, double complex *raw,
+                         double complex *V, double *w, bool *ok)
+{
+    int r;
+
+    for (size_t k = 0; k < nv; k++)
+        qt_rho_hermitise(d, raw + d * d * k, raw + d * d * k);
+    r = qt_heev_batch(ws, d, nv, raw, V, w);
+    if (r < 0 && r != QT_ELAPACK)
+        return r;
+    for (size_t k = 0; k < nv; k++)
+        ok[k] = !isnan(w[d * k]);
+    return 0;
+}
+
 int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size_t n,
                              const double *Y, size_t ldy, const struct qt_opts *opts,
                              struct qt_result *res)
@@ -270,11 +287,12 @@ int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size
     double complex *raw = qt_ws_alloc_n(ws, dd * n1, sizeof(double complex));
     double complex *V = qt_ws_alloc_n(ws, dd * n1, sizeof(double complex));
     double *w = qt_ws_alloc_n(ws, d * n1, sizeof(double));
+    bool *ok = qt_ws_alloc_n(ws, n1, sizeof(bool));
     size_t *col = qt_ws_alloc_n(ws, n1, sizeof(size_t));
     struct qt_sample_info *info = qt_ws_alloc_n(ws, n1, sizeof(*info));
     int r = 0;
 
-    if (!F || !raw || !V || !w || !col || !info) {
+    if (!F || !raw || !V || !w || !ok || !col || !info) {
         r = -ENOMEM;
         goto out;
     }
@@ -290,12 +308,14 @@ int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size
             col[nv++] = i;
     }
     r = qt_design_pinv_apply_batch(des, ws, nv, F, m, raw);
+    if (r >= 0)
+        r = batch_spectra(ws, d, nv, raw, V, w, ok);
     if (r < 0)
         goto out;
     for (size_t k = 0; k < nv; k++) {
         struct lin_scratch s = {F + m * k, V + dd * k, w + d * k};
 
-        (void)linear_finish(des, ws, Y + ldy * col[k], F + m * k, &info[k], raw + dd * k, &s, false,
+        (void)linear_finish(des, ws, Y + ldy * col[k], F + m * k, &info[k], raw + dd * k, &s, ok[k],
                             opts, &res[col[k]]);
     }
 out:
