@@ -1,0 +1,211 @@
+/* qtomo-bench: performance measurements reported in the README and issue notes (not a test).
+ * `qtomo-bench linear` times linear inversion with physicalisation per sample, single and
+ * batched, for nopovm, mub and pauli at d = 2..32, and prints the OpenBLAS kernels in effect. */
+#include <complex.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "num/qt_design.h"
+#include "num/qt_estimate.h"
+#include "num/qt_lapack.h"
+#include "num/qt_rng.h"
+
+static double now(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Same policy as the product: run with the kernels this CPU supports. */
+static void blas_env(char **argv)
+{
+    const char *ct;
+
+    if (!getenv("OPENBLAS_NUM_THREADS"))
+        (void)setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    if (getenv("OPENBLAS_CORETYPE") || !(ct = qt_blas_coretype_advice()))
+        return;
+    (void)setenv("OPENBLAS_CORETYPE", ct, 1);
+    execv("/proc/self/exe", argv);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+struct linear_case {
+    enum qt_design_kind kind;
+    size_t d;
+};
+
+/* Per-sample seconds: median over `reps` passes of (single loop, batched) over n samples. */
+static void time_linear(const struct qt_design *des, size_t n, const double *Y,
+                        const struct qt_opts *opts, int reps, double *ret_single, double *ret_batch)
+{
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_result *res = calloc(n, sizeof(*res));
+    double ts[16], tb[16];
+    const size_t chunk = 256;
+
+    for (size_t i = 0; i < n; i++)
+        if (qt_result_init(&res[i], des->d) < 0)
+            abort();
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        size_t failed = 0;
+
+        for (size_t i = 0; i < n; i++)
+            failed +=
+                qt_estimate(des, &ws, QT_METHOD_LINEAR, Y + des->m * i, des->m, opts, &res[i]) < 0;
+        if (failed)
+            fprintf(stderr, "bench: %zu samples failed\n", failed);
+        double t1 = now();
+        for (size_t i = 0; i < n; i += chunk)
+            if (qt_estimate_linear_batch(des, &ws, n - i < chunk ? n - i : chunk, Y + des->m * i,
+                                         des->m, opts, res + i) < 0)
+                abort();
+        double t2 = now();
+        ts[r] = (t1 - t0) / (double)n;
+        tb[r] = (t2 - t1) / (double)n;
+    }
+    qsort(ts, (size_t)reps, sizeof(double), cmp_double);
+    qsort(tb, (size_t)reps, sizeof(double), cmp_double);
+    *ret_single = ts[reps / 2];
+    *ret_batch = tb[reps / 2];
+    for (size_t i = 0; i < n; i++)
+        qt_result_done(&res[i]);
+    free(res);
+    qt_ws_done(&ws);
+}
+
+static const char *fmt_time(double s, char *buf, size_t len)
+{
+    if (s < 1e-3)
+        (void)snprintf(buf, len, "%.2f us", s * 1e6);
+    else if (s < 1.0)
+        (void)snprintf(buf, len, "%.3f ms", s * 1e3);
+    else
+        (void)snprintf(buf, len, "%.3f s", s);
+    return buf;
+}
+
+static int bench_linear(void)
+{
+    static const enum qt_design_kind kinds[] = {QT_DESIGN_NOPOVM, QT_DESIGN_MUB, QT_DESIGN_PAULI};
+
+    static const size_t dims[] = {2, 4, 8, 16, 32};
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_rng rng;
+
+    qt_rng_seed(&rng, 42);
+    printf("linear inversion + physicalisation (clip), per sample; samples: random states of "
+           "rank 1, 2 and d with 1000 counts per group\n");
+    printf("%-7s %4s %7s | %-12s %-12s %6s | %-12s %-12s %6s\n", "design", "d", "samples", "single",
+           "batched", "ratio", "single+all", "batched+all", "ratio");
+    for (size_t k = 0; k < QT_ARRAY_SIZE(kinds); k++)
+        for (size_t t = 0; t < QT_ARRAY_SIZE(dims); t++) {
+            size_t d = dims[t];
+            struct qt_design *des = NULL;
+
+            if (qt_design_new(kinds[k], d, &des, NULL) < 0)
+                continue;
+            size_t n = d <= 4 ? 4096 : d <= 8 ? 2048 : d <= 16 ? 512 : 64;
+            int reps = 7;
+            double *Y = malloc(des->m * n * sizeof(double));
+            double complex *rho = malloc(d * d * sizeof(*rho));
+
+            for (size_t i = 0; i < n; i++) {
+                size_t rank = i % 3 == 0 ? 1 : i % 3 == 1 ? 2 : d;
+
+                qt_rng_state(&rng, d, rank, rho);
+                if (qt_rng_simulate(&rng, des, &ws, rho, 1000, Y + des->m * i) < 0)
+                    abort();
+            }
+            struct qt_opts core, all;
+            double s1, b1, s2, b2;
+            char a[32], b[32], c[32], e[32];
+
+            qt_opts_init(&core);
+            core.metrics = 0;
+            qt_opts_init(&all);
+            time_linear(des, n, Y, &core, reps, &s1, &b1);
+            time_linear(des, n, Y, &all, reps, &s2, &b2);
+            printf("%-7s %4zu %7zu | %-12s %-12s %5.2fx | %-12s %-12s %5.2fx\n", des->name, d, n,
+                   fmt_time(s1, a, sizeof(a)), fmt_time(b1, b, sizeof(b)), s1 / b1,
+                   fmt_time(s2, c, sizeof(c)), fmt_time(b2, e, sizeof(e)), s2 / b2);
+            fflush(stdout);
+            free(Y);
+            free(rho);
+            qt_design_free(des);
+        }
+    qt_ws_done(&ws);
+    return 0;
+}
+
+/* d = 64: design build time and memory, and one linear estimate, for the structured designs
+ * (a dense m x d^2 map would be 4160 x 4096 complex = 273 MB for mub, and its GEMV ~17M MACs). */
+static int bench_large(void)
+{
+    static const enum qt_design_kind kinds[] = {QT_DESIGN_NOPOVM, QT_DESIGN_MUB, QT_DESIGN_PAULI};
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_rng rng;
+    size_t d = 64;
+
+    qt_rng_seed(&rng, 64);
+    printf("d = 64: build, memory, one linear estimate (clip, all metrics)\n");
+    printf("%-7s %8s | %-10s %-12s | %-12s\n", "design", "outcomes", "build", "design mem",
+           "estimate");
+    for (size_t k = 0; k < QT_ARRAY_SIZE(kinds); k++) {
+        struct qt_design *des = NULL;
+        double t0 = now();
+        char a[32], b[32];
+
+        if (qt_design_new(kinds[k], d, &des, NULL) < 0)
+            return 1;
+        double t1 = now();
+        double *y = malloc(des->m * sizeof(double));
+        double complex *rho = malloc(d * d * sizeof(*rho));
+        struct qt_result res;
+        struct qt_opts opts;
+
+        qt_opts_init(&opts);
+        qt_rng_state(&rng, d, 2, rho);
+        if (!y || !rho || qt_rng_simulate(&rng, des, &ws, rho, 1000, y) < 0 ||
+            qt_result_init(&res, d) < 0)
+            return 1;
+        double t2 = now();
+        int r = qt_estimate(des, &ws, QT_METHOD_LINEAR, y, des->m, &opts, &res);
+        double t3 = now();
+        printf("%-7s %8zu | %-10s %7.2f MB   | %-12s%s\n", des->name, des->m,
+               fmt_time(t1 - t0, a, sizeof(a)), (double)qt_design_bytes(des) / 1e6,
+               fmt_time(t3 - t2, b, sizeof(b)), r < 0 ? " (failed)" : "");
+        qt_result_done(&res);
+        free(y);
+        free(rho);
+        qt_design_free(des);
+    }
+    qt_ws_done(&ws);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    blas_env(argv);
+    printf("qtomo-bench %s: OPENBLAS_CORETYPE=%s (OpenBLAS kernels: %s), "
+           "OPENBLAS_NUM_THREADS=%s, %ld CPUs online\n",
+           QTOMO_VERSION, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)",
+           qt_blas_corename(), getenv("OPENBLAS_NUM_THREADS"), sysconf(_SC_NPROCESSORS_ONLN));
+    if (argc >= 2 && strcmp(argv[1], "linear") == 0)
+        return bench_linear() || bench_large();
+    fprintf(stderr, "usage: qtomo-bench linear\n");
+    return 2;
+}
