@@ -6,6 +6,7 @@
 
 #include "qt_design.h"
 #include "qt_lapack.h"
+#include "qt_mat.h"
 #include "qt_pauli.h"
 
 /* Columns of kets processed per GEMM, bounding scratch to d x KET_BLOCK. */
@@ -111,15 +112,7 @@ static int kets_adjoint(const struct qt_design *des, struct qt_ws *ws, const dou
         qt_zgemm('N', 'C', d, d, nb, 1.0, S, d, K, d, a0 == 0 ? 0.0 : 1.0, out, d);
     }
     /* Exact Hermitian symmetry: the two triangles come from different rounding paths. */
-    for (size_t j = 0; j < d; j++) {
-        out[j + d * j] = creal(out[j + d * j]);
-        for (size_t i = j + 1; i < d; i++) {
-            double complex z = 0.5 * (out[i + d * j] + conj(out[j + d * i]));
-
-            out[i + d * j] = z;
-            out[j + d * i] = conj(z);
-        }
-    }
+    qt_mat_hermitise(d, out, out);
     qt_ws_release(ws, mark);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "qt_heevb.h"
+#include "qt_mat.h"
 #include "qt_metrics.h"
 #include "qt_rho.h"
 #include "qt_sample.h"
@@ -268,7 +269,7 @@ static int batch_spectra(struct qt_ws *ws, size_t d, size_t nv, double complex *
     int r;
 
     for (size_t k = 0; k < nv; k++)
-        qt_rho_hermitise(d, raw + d * d * k, raw + d * d * k);
+        qt_mat_hermitise(d, raw + d * d * k, raw + d * d * k);
     r = qt_heev_batch(ws, d, nv, raw, V, w);
     if (r < 0 && r != QT_ELAPACK)
         return r;

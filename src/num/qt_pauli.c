@@ -86,7 +86,9 @@ typedef double qt_v8d __attribute__((vector_size(64)));
         }                                                  \
     } while (0)
 
-#define MODE_KERNEL(NAME, MR, MI, BIN, BOUT)                                                 \
+/* IMAG_IN = 0 declares the input real (the first step of the maps from outcome data), so its
+ * imaginary slices are never read and need not be cleared. */
+#define MODE_KERNEL(NAME, MR, MI, BIN, BOUT, IMAG_IN)                                        \
     QT_CLONES static void NAME(size_t inner, const double *xr, const double *xi, double *yr, \
                                double *yi)                                                   \
     {                                                                                        \
@@ -98,7 +100,10 @@ typedef double qt_v8d __attribute__((vector_size(64)));
             _Pragma("GCC unroll 8") for (size_t q = 0; q < (BIN); q++)                       \
             {                                                                                \
                 VLOAD(vr[q], xr + q * inner + i);                                            \
-                VLOAD(vi[q], xi + q * inner + i);                                            \
+                if (IMAG_IN)                                                                 \
+                    VLOAD(vi[q], xi + q * inner + i);                                        \
+                else                                                                         \
+                    vi[q] = (qt_v8d){0};                                                     \
             }                                                                                \
             _Pragma("GCC unroll 8") for (size_t p = 0; p < (BOUT); p++)                      \
             {                                                                                \
@@ -115,54 +120,19 @@ typedef double qt_v8d __attribute__((vector_size(64)));
             {                                                                                \
                 double ar = 0.0, ai = 0.0;                                                   \
                                                                                              \
-                _Pragma("GCC unroll 8") for (size_t q = 0; q < (BIN); q++) MODE_ACCUMULATE(  \
-                    MR, MI, BIN, p, q, ar, ai, xr[q * inner + i], xi[q * inner + i]);        \
+                _Pragma("GCC unroll 8") for (size_t q = 0; q < (BIN); q++)                   \
+                    MODE_ACCUMULATE(MR, MI, BIN, p, q, ar, ai, xr[q * inner + i],            \
+                                    (IMAG_IN) ? xi[q * inner + i] : 0.0);                    \
                 yr[p * inner + i] = ar;                                                      \
                 yi[p * inner + i] = ai;                                                      \
             }                                                                                \
     }
 
-/* The first step of the maps from outcome data: the input is real, so only its real slices are
- * read and the imaginary work tensor need not be cleared. */
-#define MODE_KERNEL_REAL(NAME, MR, MI, BIN, BOUT)                                            \
-    QT_CLONES static void NAME(size_t inner, const double *xr, const double *xi, double *yr, \
-                               double *yi)                                                   \
-    {                                                                                        \
-        size_t i = 0;                                                                        \
-                                                                                             \
-        (void)xi;                                                                            \
-        for (; i + 8 <= inner; i += 8) {                                                     \
-            qt_v8d vr[BIN], zero = {0};                                                      \
-                                                                                             \
-            _Pragma("GCC unroll 8") for (size_t q = 0; q < (BIN); q++)                       \
-                VLOAD(vr[q], xr + q * inner + i);                                            \
-            _Pragma("GCC unroll 8") for (size_t p = 0; p < (BOUT); p++)                      \
-            {                                                                                \
-                qt_v8d ar = {0}, ai = {0};                                                   \
-                                                                                             \
-                _Pragma("GCC unroll 8") for (size_t q = 0; q < (BIN); q++)                   \
-                    MODE_ACCUMULATE(MR, MI, BIN, p, q, ar, ai, vr[q], zero);                 \
-                VSTORE(yr + p * inner + i, ar);                                              \
-                VSTORE(yi + p * inner + i, ai);                                              \
-            }                                                                                \
-        }                                                                                    \
-        for (; i < inner; i++)                                                               \
-            _Pragma("GCC unroll 8") for (size_t p = 0; p < (BOUT); p++)                      \
-            {                                                                                \
-                double ar = 0.0, ai = 0.0;                                                   \
-                                                                                             \
-                _Pragma("GCC unroll 8") for (size_t q = 0; q < (BIN); q++)                   \
-                    MODE_ACCUMULATE(MR, MI, BIN, p, q, ar, ai, xr[q * inner + i], 0.0);      \
-                yr[p * inner + i] = ar;                                                      \
-                yi[p * inner + i] = ai;                                                      \
-            }                                                                                \
-    }
-
-MODE_KERNEL(kernel_dual, dual_r, dual_i, 6, 4)
-MODE_KERNEL_REAL(kernel_dual_real, dual_r, dual_i, 6, 4)
-MODE_KERNEL_REAL(kernel_adjoint_real, adj_r, adj_i, 6, 4)
-MODE_KERNEL(kernel_adjoint, adj_r, adj_i, 6, 4)
-MODE_KERNEL(kernel_forward, fwd_r, fwd_i, 4, 6)
+MODE_KERNEL(kernel_dual, dual_r, dual_i, 6, 4, 1)
+MODE_KERNEL(kernel_dual_real, dual_r, dual_i, 6, 4, 0)
+MODE_KERNEL(kernel_adjoint, adj_r, adj_i, 6, 4, 1)
+MODE_KERNEL(kernel_adjoint_real, adj_r, adj_i, 6, 4, 0)
+MODE_KERNEL(kernel_forward, fwd_r, fwd_i, 4, 6, 1)
 
 typedef void (*mode_kernel_fn)(size_t, const double *, const double *, double *, double *);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "qt_lapack.h"
+#include "qt_mat.h"
 
 size_t qt_isqrt_exact(size_t d)
 {
@@ -17,30 +18,11 @@ size_t qt_isqrt_exact(size_t d)
     return k * k == d ? k : 0;
 }
 
-/* dst = (src + src^H) / 2. */
-static void hermitise(size_t d, const double complex *src, double complex *dst)
-{
-    for (size_t j = 0; j < d; j++) {
-        dst[j + d * j] = creal(src[j + d * j]);
-        for (size_t i = j + 1; i < d; i++) {
-            double complex z = 0.5 * (src[i + d * j] + conj(src[j + d * i]));
-
-            dst[i + d * j] = z;
-            dst[j + d * i] = conj(z);
-        }
-    }
-}
-
 int qt_rho_spectrum(struct qt_ws *ws, size_t d, const double complex *rho, struct qt_spectrum *sp)
 {
-    hermitise(d, rho, sp->V);
+    qt_mat_hermitise(d, rho, sp->V);
     sp->d = d;
     return qt_zheev(ws, true, d, sp->V, d, sp->lam);
-}
-
-void qt_rho_hermitise(size_t d, const double complex *src, double complex *dst)
-{
-    hermitise(d, src, dst);
 }
 
 /* rho = V diag(lam) V^H, exactly Hermitian. */
@@ -56,7 +38,7 @@ static int rebuild(struct qt_ws *ws, size_t d, const double complex *V, const do
         for (size_t i = 0; i < d; i++)
             S[i + d * k] = V[i + d * k] * lam[k];
     qt_zgemm('N', 'C', d, d, d, 1.0, S, d, V, d, 0.0, rho, d);
-    hermitise(d, rho, rho);
+    qt_mat_hermitise(d, rho, rho);
     qt_ws_release(ws, mark);
     return 0;
 }
@@ -265,7 +247,7 @@ int qt_rho_trace_distance(struct qt_ws *ws, size_t d, const double complex *rho,
         return -ENOMEM;
     for (size_t i = 0; i < d * d; i++)
         D[i] = rho[i] - sigma[i];
-    hermitise(d, D, D);
+    qt_mat_hermitise(d, D, D);
     r = trace_norm(ws, d, D, &n1);
     if (r >= 0)
         *ret_t = 0.5 * n1;
@@ -309,7 +291,7 @@ int qt_rho_pt_norm(struct qt_ws *ws, size_t d, const double complex *rho, double
             for (size_t c = 0; c < k; c++)
                 for (size_t e = 0; e < k; e++)
                     P[(a * k + b) + d * (c * k + e)] = rho[(a * k + e) + d * (c * k + b)];
-    hermitise(d, P, P);
+    qt_mat_hermitise(d, P, P);
     r = trace_norm(ws, d, P, ret_n);
     qt_ws_release(ws, mark);
     return r;

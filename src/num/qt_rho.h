@@ -42,9 +42,6 @@ QT_NODISCARD int qt_rho_physicalise_spectrum(struct qt_ws *ws, enum qt_physical 
                                              double tolerance, struct qt_spectrum *sp,
                                              double complex *rho, struct qt_phys_info *info);
 
-/* dst = (src + src^H) / 2; src and dst may alias. */
-void qt_rho_hermitise(size_t d, const double complex *src, double complex *dst);
-
 /* Spectrum of the Hermitian part of rho. Returns 0, -ENOMEM, QT_ELAPACK. */
 QT_NODISCARD int qt_rho_spectrum(struct qt_ws *ws, size_t d, const double complex *rho,
                                  struct qt_spectrum *sp);

@@ -75,3 +75,20 @@ const char *qt_refdata(const char *rel)
     (void)snprintf(path, sizeof(path), "%s/%s", QT_REFDATA, rel);
     return path;
 }
+
+bool qt_test_quick(void)
+{
+    return getenv("QTOMO_TEST_QUICK") != NULL;
+}
+
+bool qt_test_keep_size(size_t n)
+{
+    static const size_t keep[] = {1, 2, 3, 4, 7, 8, 9, 16, 17, 32, 33};
+
+    if (!qt_test_quick())
+        return true;
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        if (keep[i] == n)
+            return true;
+    return false;
+}

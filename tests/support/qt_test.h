@@ -5,6 +5,7 @@
 #include <complex.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,15 @@ double qt_frob_diff(size_t n, const double complex *A, const double complex *B);
 
 /* Reads a whole file into a NUL-terminated malloc'd buffer; fails the test when unreadable. */
 char *qt_read_file(const char *path, size_t *ret_len);
+
+/* True when the test runs under a slow checker (the valgrind preset sets QTOMO_TEST_QUICK):
+ * tests that sweep many sizes then keep a representative subset. The full sweeps run in the
+ * ci and asan presets. */
+bool qt_test_quick(void);
+
+/* Whether size n belongs to the quick subset: small sizes, the SIMD group boundaries and the
+ * largest sizes of a sweep. */
+bool qt_test_keep_size(size_t n);
 
 /* Joins QT_REFDATA and a relative path into a static buffer. */
 const char *qt_refdata(const char *rel);
