@@ -285,7 +285,8 @@ static int resolve_design(struct recon *rc)
     }
     if (rc->dim && rc->dim != d) {
         qctl_err("--dim %zu does not match '%s': %zu rows mean d = %zu for design '%s'", rc->dim,
-                 rc->file, rows, d, rc->des ? rc->des->name : qt_design_kind_name(kind));
+                 rc->file, rows, d,
+                 rc->des ? rc->des->name : qt_design_kind_name((enum qt_design_kind)kind));
         return -1;
     }
     if (!rc->des) {
