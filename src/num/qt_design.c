@@ -13,6 +13,7 @@
 
 #include "qt_gf.h"
 #include "qt_lapack.h"
+#include "qt_whiten.h"
 
 /* Arrays owned by a design built in memory. */
 struct design_own {
@@ -23,6 +24,7 @@ struct design_own {
     double complex *H;
     double *sv;
     double *pinv;
+    struct qt_whiten *whiten;
 };
 
 static const char *const kind_names[_QT_DESIGN_KIND_MAX] = {"nopovm", "mub", "sic", "pauli",
@@ -188,6 +190,8 @@ void qt_design_free(struct qt_design *des)
         free(own->H);
         free(own->sv);
         free(own->pinv);
+        qt_whiten_done(own->whiten);
+        free(own->whiten);
         free(own);
     }
     free(des);
@@ -203,6 +207,11 @@ size_t qt_design_bytes(const struct qt_design *des)
     b += des->elems ? d * d * m * sizeof(double complex) : 0;
     b += des->H ? d * d * sizeof(double complex) : 0;
     b += des->sv ? QT_MIN(m, d * d) * sizeof(double) : 0;
+    if (des->whiten && !des->whiten->trivial) {
+        size_t n = des->whiten->ds;
+
+        b += (d * n + (des->whiten->kets ? n * m : n * n * m)) * sizeof(double complex);
+    }
     b += des->pinv
              ? (des->pinv_lower ? d * (d + 1) / 2 : d * d) * des->pinv_cols * sizeof(double complex)
              : 0;
@@ -695,6 +704,16 @@ static int finish(struct qt_design *des, struct qt_ws *ws)
     des->sv = own->sv;
     des->pinv = own->pinv;
     set_rank_cond(des, QT_MIN(des->m, des->d * des->d));
+    own->whiten = malloc(sizeof(*own->whiten));
+    if (!own->whiten)
+        return -ENOMEM;
+    r = qt_whiten_init(own->whiten, des, ws, QT_WHITEN_EIG_REL, 0.0, QT_WHITEN_EPS);
+    if (r < 0) {
+        free(own->whiten);
+        own->whiten = NULL;
+        return r;
+    }
+    des->whiten = own->whiten;
     return 0;
 }
 

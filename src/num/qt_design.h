@@ -23,6 +23,8 @@
 #include "base/qt_err.h"
 #include "base/qt_ws.h"
 
+struct qt_whiten;
+
 enum qt_design_kind {
     QT_DESIGN_NOPOVM = 0, /* d^2 projectors, one group, sum = H != I (MATLAB legacy) */
     QT_DESIGN_MUB = 1,    /* all d+1 mutually unbiased bases, d a prime power <= 128 */
@@ -62,19 +64,21 @@ struct qt_design {
     char name[16]; /* "nopovm", "mub", "sic", "pauli", "custom" */
     char id[64];   /* cache key: "<name>" for built-ins, "custom-<xxh128 hex>" for custom */
 
-    const uint32_t *groups;      /* m: group id of each outcome, 0..n_groups-1 */
-    const double *group_scale;   /* n_groups: c_g with sum_{a in g} E_a = c_g I (povm only) */
-    const double complex *kets;  /* d x m: column a is k_a (rank1 designs except pauli) */
-    const double complex *elems; /* d^2 x m: column a is vec(E_a) (non-rank1 custom only) */
-    const double complex *H;     /* d x d: sum of all elements */
-    const double *sv;            /* min(m, d^2) singular values of the map, descending */
-    const double *pinv;          /* QT_PINV_DENSE: d^2 x m complex A^+, viewed as a 2d^2 x m
-                                  * real matrix; QT_PINV_FRAME: the same operator written out
-                                  * densely when it fits in 32 MiB, used only to batch many
-                                  * samples into one GEMM (else NULL) */
-    size_t pinv_cols;            /* columns in pinv (m, or 0 when absent) */
-    bool pinv_lower;             /* pinv has only the d(d+1)/2 lower-triangle rows of vec(rho),
-                                  * packed column by column (QT_PINV_FRAME) */
+    const uint32_t *groups;         /* m: group id of each outcome, 0..n_groups-1 */
+    const double *group_scale;      /* n_groups: c_g with sum_{a in g} E_a = c_g I (povm only) */
+    const double complex *kets;     /* d x m: column a is k_a (rank1 designs except pauli) */
+    const double complex *elems;    /* d^2 x m: column a is vec(E_a) (non-rank1 custom only) */
+    const double complex *H;        /* d x d: sum of all elements */
+    const double *sv;               /* min(m, d^2) singular values of the map, descending */
+    const double *pinv;             /* QT_PINV_DENSE: d^2 x m complex A^+, viewed as a 2d^2 x m
+                                     * real matrix; QT_PINV_FRAME: the same operator written out
+                                     * densely when it fits in 32 MiB, used only to batch many
+                                     * samples into one GEMM (else NULL) */
+    size_t pinv_cols;               /* columns in pinv (m, or 0 when absent) */
+    const struct qt_whiten *whiten; /* whitening by H with the origin's default thresholds
+                                     * (qt_whiten.h), used by the likelihood estimators */
+    bool pinv_lower;                /* pinv has only the d(d+1)/2 lower-triangle rows of vec(rho),
+                                     * packed column by column (QT_PINV_FRAME) */
 
     /* private */
     void *own;
@@ -147,3 +151,16 @@ QT_NODISCARD int qt_design_pinv_apply(const struct qt_design *des, struct qt_ws 
  * d^2 x n. Uses one GEMM when the design has a dense inverse, else a loop of the single path. */
 QT_NODISCARD int qt_design_pinv_apply_batch(const struct qt_design *des, struct qt_ws *ws, size_t n,
                                             const double *F, size_t ldf, double complex *rho);
+
+/* Low-level map kernels on explicit operators (used by the designs and by whitened designs):
+ * kets is d x m (column a = k_a, E_a = k_a k_a^H), elems is d^2 x m (column a = vec E_a).
+ * forward: q_a = Re Tr(E_a rho); adjoint: out = sum_a w_a E_a (exactly Hermitian for kets).
+ * Return 0 or -ENOMEM. */
+QT_NODISCARD int qt_kets_forward(size_t d, size_t m, const double complex *kets, struct qt_ws *ws,
+                                 const double complex *rho, double *q);
+QT_NODISCARD int qt_kets_adjoint(size_t d, size_t m, const double complex *kets, struct qt_ws *ws,
+                                 const double *w, double complex *out);
+QT_NODISCARD int qt_elems_forward(size_t d, size_t m, const double complex *elems, struct qt_ws *ws,
+                                  const double complex *rho, double *q);
+void qt_elems_adjoint(size_t d, size_t m, const double complex *elems, const double *w,
+                      double complex *out);

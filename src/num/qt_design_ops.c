@@ -67,10 +67,9 @@ static void nopovm_inverse(size_t d, const double *f, double complex *rho)
         }
 }
 
-static int kets_forward(const struct qt_design *des, struct qt_ws *ws, const double complex *rho,
-                        double *q)
+int qt_kets_forward(size_t d, size_t m, const double complex *kets, struct qt_ws *ws,
+                    const double complex *rho, double *q)
 {
-    size_t d = des->d, m = des->m;
     struct qt_ws_mark mark = qt_ws_mark(ws);
     double complex *W = qt_ws_alloc_n(ws, d * QT_MIN(m, KET_BLOCK), sizeof(*W));
 
@@ -78,7 +77,7 @@ static int kets_forward(const struct qt_design *des, struct qt_ws *ws, const dou
         return -ENOMEM;
     for (size_t a0 = 0; a0 < m; a0 += KET_BLOCK) {
         size_t nb = QT_MIN(KET_BLOCK, m - a0);
-        const double complex *K = des->kets + d * a0;
+        const double complex *K = kets + d * a0;
 
         qt_zgemm('N', 'N', d, nb, d, 1.0, rho, d, K, d, 0.0, W, d);
         for (size_t b = 0; b < nb; b++) {
@@ -93,10 +92,9 @@ static int kets_forward(const struct qt_design *des, struct qt_ws *ws, const dou
     return 0;
 }
 
-static int kets_adjoint(const struct qt_design *des, struct qt_ws *ws, const double *w,
-                        double complex *out)
+int qt_kets_adjoint(size_t d, size_t m, const double complex *kets, struct qt_ws *ws,
+                    const double *w, double complex *out)
 {
-    size_t d = des->d, m = des->m;
     struct qt_ws_mark mark = qt_ws_mark(ws);
     double complex *S = qt_ws_alloc_n(ws, d * QT_MIN(m, KET_BLOCK), sizeof(*S));
 
@@ -104,7 +102,7 @@ static int kets_adjoint(const struct qt_design *des, struct qt_ws *ws, const dou
         return -ENOMEM;
     for (size_t a0 = 0; a0 < m; a0 += KET_BLOCK) {
         size_t nb = QT_MIN(KET_BLOCK, m - a0);
-        const double complex *K = des->kets + d * a0;
+        const double complex *K = kets + d * a0;
 
         for (size_t b = 0; b < nb; b++)
             for (size_t i = 0; i < d; i++)
@@ -120,8 +118,6 @@ static int kets_adjoint(const struct qt_design *des, struct qt_ws *ws, const dou
 int qt_design_forward(const struct qt_design *des, struct qt_ws *ws, const double complex *rho,
                       double *q)
 {
-    size_t dd = des->d * des->d;
-
     if (des->kind == QT_DESIGN_NOPOVM) {
         nopovm_forward(des->d, rho, q);
         return 0;
@@ -129,24 +125,37 @@ int qt_design_forward(const struct qt_design *des, struct qt_ws *ws, const doubl
     if (des->kind == QT_DESIGN_PAULI)
         return qt_pauli_forward(des->n_qubits, ws, rho, q);
     if (des->kets)
-        return kets_forward(des, ws, rho, q);
-    /* q_a = <vec E_a, vec rho>, real for Hermitian E_a and rho. */
+        return qt_kets_forward(des->d, des->m, des->kets, ws, rho, q);
+    return qt_elems_forward(des->d, des->m, des->elems, ws, rho, q);
+}
+
+int qt_elems_forward(size_t d, size_t m, const double complex *elems, struct qt_ws *ws,
+                     const double complex *rho, double *q)
+{
     struct qt_ws_mark mark = qt_ws_mark(ws);
-    double complex *z = qt_ws_alloc_n(ws, des->m, sizeof(*z));
+    double complex *z = qt_ws_alloc_n(ws, m, sizeof(*z));
+
     if (!z)
         return -ENOMEM;
-    qt_zgemv('C', dd, des->m, 1.0, des->elems, dd, rho, 0.0, z);
-    for (size_t a = 0; a < des->m; a++)
+    /* q_a = <vec E_a, vec rho>, real for Hermitian E_a and rho. */
+    qt_zgemv('C', d * d, m, 1.0, elems, d * d, rho, 0.0, z);
+    for (size_t a = 0; a < m; a++)
         q[a] = creal(z[a]);
     qt_ws_release(ws, mark);
     return 0;
 }
 
+void qt_elems_adjoint(size_t d, size_t m, const double complex *elems, const double *w,
+                      double complex *out)
+{
+    /* The complex d^2 x m element matrix is a real 2d^2 x m matrix with re/im interleaved. */
+    qt_dgemm('N', 'N', 2 * d * d, 1, m, 1.0, (const double *)elems, 2 * d * d, w, m, 0.0,
+             (double *)out, 2 * d * d);
+}
+
 int qt_design_adjoint(const struct qt_design *des, struct qt_ws *ws, const double *w,
                       double complex *out)
 {
-    size_t dd = des->d * des->d;
-
     if (des->kind == QT_DESIGN_NOPOVM) {
         nopovm_adjoint(des->d, w, out);
         return 0;
@@ -154,10 +163,8 @@ int qt_design_adjoint(const struct qt_design *des, struct qt_ws *ws, const doubl
     if (des->kind == QT_DESIGN_PAULI)
         return qt_pauli_adjoint(des->n_qubits, ws, w, out);
     if (des->kets)
-        return kets_adjoint(des, ws, w, out);
-    /* The complex d^2 x m element matrix is a real 2d^2 x m matrix with re/im interleaved. */
-    qt_dgemm('N', 'N', 2 * dd, 1, des->m, 1.0, (const double *)des->elems, 2 * dd, w, des->m, 0.0,
-             (double *)out, 2 * dd);
+        return qt_kets_adjoint(des->d, des->m, des->kets, ws, w, out);
+    qt_elems_adjoint(des->d, des->m, des->elems, w, out);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "qt_est.h"
 #include "qt_heevb.h"
 #include "qt_mat.h"
 #include "qt_metrics.h"
@@ -55,6 +56,21 @@ void qt_opts_init(struct qt_opts *o)
     o->tolerance = 1e-9;
     o->metrics = QT_MG_ALL;
     o->physical = QT_PHYS_CLIP;
+    o->mle.gap_tol = 1e-10;
+    o->mle.max_iterations = 500;
+    o->wls.max_iterations = 2000;
+    o->wls.ftol = 1e-9;
+    o->wls.gtol = 1e-9;
+    o->wls.min_expected_clip = 1e-12;
+    o->rhor.max_iterations = 5000;
+    o->rhor.tol_state = 1e-8;
+    o->rhor.tol_ll = 1e-9;
+    o->rhor.eps_prob = 1e-12;
+    o->rhor.eig_rel_thresh = 1e-10;
+    o->rhor.eig_abs_thresh = 0.0;
+    o->rhor.use_diluted = false;
+    o->rhor.diluted_mu = 0.9;
+    o->rhor.warm_start = false;
 }
 
 int qt_result_init(struct qt_result *res, size_t d)
@@ -244,8 +260,122 @@ out:
     return r;
 }
 
-int qt_estimate(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
-                const double *y, size_t n, const struct qt_opts *opts, struct qt_result *res)
+/* The physical linear estimate of f (the warm start of the iterative methods). */
+static int linear_start(const struct qt_design *des, struct qt_ws *ws, const double *f,
+                        const struct qt_opts *opts, double complex *rho)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    size_t d = des->d;
+    double complex *raw = qt_ws_alloc_n(ws, d * d, sizeof(*raw));
+    double complex *V = qt_ws_alloc_n(ws, d * d, sizeof(*V));
+    double *w = qt_ws_alloc_n(ws, d, sizeof(double));
+    struct qt_spectrum sp = {d, V, w};
+    struct qt_phys_info pi;
+    int r = -ENOMEM;
+
+    if (raw && V && w) {
+        r = qt_design_pinv_apply(des, ws, f, raw);
+        if (r >= 0)
+            r = qt_rho_physicalise(ws, d, raw, opts->physical, opts->tolerance, rho, &sp, &pi);
+    }
+    qt_ws_release(ws, mark);
+    return r;
+}
+
+/* Likelihood-based methods need non-negative data. */
+static int check_nonnegative(const double *y, size_t m, enum qt_method method,
+                             struct qt_result *res)
+{
+    for (size_t a = 0; a < m; a++)
+        if (y[a] < 0.0)
+            return qt_result_fail(res, QT_ENEGATIVE,
+                                  "value in row %zu is negative (%g); %s needs non-negative "
+                                  "counts or powers",
+                                  a + 1, y[a], qt_method_name(method));
+    return 0;
+}
+
+typedef int (*est_fn)(const struct qt_design *, struct qt_ws *, const double *, const double *,
+                      const double complex *, const struct qt_opts *, double complex *,
+                      struct qt_result *);
+
+/* Final physicalisation and metrics of an iterative estimate. The origin passes the WLS and
+ * RrhoR results through within_tol; the ML estimate is a density matrix by construction. */
+static int iterative_finish(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
+                            const double *y, const struct qt_sample_info *info,
+                            const double complex *est, const struct qt_opts *opts,
+                            struct qt_result *res)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    size_t d = des->d;
+    double complex *V = qt_ws_alloc_n(ws, d * d, sizeof(*V));
+    double *w = qt_ws_alloc_n(ws, d, sizeof(double));
+    struct qt_spectrum sp = {d, V, w};
+    struct qt_phys_info pi;
+    int r = -ENOMEM;
+
+    if (V && w) {
+        if (method == QT_METHOD_MLE) {
+            qt_mat_hermitise(d, est, res->rho);
+            r = qt_rho_spectrum(ws, d, res->rho, &sp);
+        } else {
+            r = qt_rho_physicalise(ws, d, est, QT_PHYS_CLIP, opts->tolerance, res->rho, &sp, &pi);
+            if (r >= 0 && pi.significant)
+                res->warnings |= QT_WARN_CLIPPED;
+        }
+    }
+    if (r >= 0)
+        r = qt_metrics_fill(des, ws, y, info, &sp, opts, res);
+    qt_ws_release(ws, mark);
+    if (r < 0)
+        return qt_result_fail(res, r, "%s failed: %s", qt_method_name(method), qt_strerror(r));
+    return 0;
+}
+
+static int estimate_iterative(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
+                              const double *y, size_t n, const struct qt_opts *opts,
+                              const double complex *start, struct qt_result *res)
+{
+    static const est_fn fns[_QT_METHOD_MAX] = {NULL, qt_est_mle, qt_est_wls, qt_est_rhor};
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    size_t d = des->d;
+    double *f = qt_ws_alloc_n(ws, des->m, sizeof(double));
+    double complex *st = qt_ws_alloc_n(ws, d * d, sizeof(*st));
+    double complex *est = qt_ws_alloc_n(ws, d * d, sizeof(*est));
+    struct qt_sample_info info;
+    bool need_start = method != QT_METHOD_RHOR || opts->rhor.warm_start;
+    int r;
+
+    if (!f || !st || !est) {
+        r = qt_result_fail(res, -ENOMEM, "out of memory");
+        goto out;
+    }
+    r = sample_check(des, y, n, opts, f, &info, res);
+    if (r >= 0 && method != QT_METHOD_WLS && info.negative)
+        r = check_nonnegative(y, des->m, method, res);
+    if (r < 0)
+        goto out;
+    if (need_start && !start) {
+        r = linear_start(des, ws, f, opts, st);
+        if (r < 0) {
+            r = qt_result_fail(res, r, "linear start failed: %s", qt_strerror(r));
+            goto out;
+        }
+        start = st;
+    }
+    r = fns[method](des, ws, y, f, need_start ? start : NULL, opts, est, res);
+    if (r >= 0)
+        r = iterative_finish(des, ws, method, y, &info, est, opts, res);
+    if (r >= 0 && info.negative)
+        res->warnings |= QT_WARN_NEGATIVE_INPUT;
+out:
+    qt_ws_release(ws, mark);
+    return r;
+}
+
+int qt_estimate_from(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
+                     const double *y, size_t n, const struct qt_opts *opts,
+                     const double complex *start, struct qt_result *res)
 {
     qt_result_reset(res, method);
     if (res->cap < des->d)
@@ -254,10 +384,19 @@ int qt_estimate(const struct qt_design *des, struct qt_ws *ws, enum qt_method me
     switch (method) {
     case QT_METHOD_LINEAR:
         return estimate_linear(des, ws, y, n, opts, res);
+    case QT_METHOD_MLE:
+    case QT_METHOD_WLS:
+    case QT_METHOD_RHOR:
+        return estimate_iterative(des, ws, method, y, n, opts, start, res);
     default:
-        return qt_result_fail(res, QT_EMETHOD, "method '%s' is not available",
-                              qt_method_name(method));
+        return qt_result_fail(res, QT_EMETHOD, "unknown method %d", (int)method);
     }
+}
+
+int qt_estimate(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
+                const double *y, size_t n, const struct qt_opts *opts, struct qt_result *res)
+{
+    return qt_estimate_from(des, ws, method, y, n, opts, NULL, res);
 }
 
 /* Spectra of the Hermitian parts of nv raw estimates at once (SIMD across samples); raw is

@@ -39,12 +39,42 @@ enum qt_metric_group {
     QT_MG_ALL = QT_MG_ENTANGLEMENT | QT_MG_DATA,
 };
 
+/* Maximum likelihood (qt_est_mle.c). */
+struct qt_mle_opts {
+    double gap_tol;          /* stop when the optimality gap bound is <= this (1e-10) */
+    unsigned max_iterations; /* Newton iterations (500) */
+};
+
+/* The origin's weighted least squares, origin-digest §2.3 (qt_est_wls.c). */
+struct qt_wls_opts {
+    unsigned max_iterations;  /* 2000, as the origin */
+    double ftol;              /* relative objective change (1e-9, as the origin) */
+    double gtol;              /* gradient norm (1e-9, as the origin's L-BFGS-B gtol) */
+    double min_expected_clip; /* floor of the model probability in the denominator (1e-12) */
+};
+
+/* The origin's R rho R, origin-digest §2.4 (qt_est_rhor.c); the defaults are its own. */
+struct qt_rhor_opts {
+    unsigned max_iterations; /* 5000 */
+    double tol_state;        /* Frobenius change of sigma (1e-8) */
+    double tol_ll;           /* change of the log-likelihood (1e-9) */
+    double eps_prob;         /* probability and trace floors (1e-12) */
+    double eig_rel_thresh;   /* support of H: relative threshold (1e-10) */
+    double eig_abs_thresh;   /* support of H: absolute threshold (0 = none) */
+    bool use_diluted;        /* diluted iteration R <- mu R + (1 - mu) I (off) */
+    double diluted_mu;       /* 0.9 */
+    bool warm_start;         /* start from the linear estimate instead of I (off: origin) */
+};
+
 struct qt_opts {
     double tolerance;          /* zero-group test and eigenvalue clip (origin CLI default 1e-9) */
     unsigned metrics;          /* QT_MG_* groups to compute (default QT_MG_ALL) */
     enum qt_physical physical; /* physicalisation of the linear estimate */
     bool bell;                 /* Bell-basis fidelities when d is a perfect square */
     const double complex *target; /* optional d x d target density matrix (borrowed) */
+    struct qt_mle_opts mle;
+    struct qt_wls_opts wls;
+    struct qt_rhor_opts rhor;
 };
 
 /* Fills *o with the defaults. */
@@ -54,41 +84,55 @@ void qt_opts_init(struct qt_opts *o);
  * summary.csv column order (origin-digest §4.5); the rest are the fields the origin dropped and
  * the ones it never had. Types: F64 double, I64 int64_t, BOOL bool, STR const char * (static
  * text), F64V const double * with a count field <name>_n. */
-#define QT_METRICS(X)                                  \
-    X(PURITY, purity, F64)                             \
-    X(TRACE, trace, F64)                               \
-    X(RESIDUAL_NORM, residual_norm, F64)               \
-    X(RANK, rank, I64)                                 \
-    X(OBJECTIVE, objective, F64)                       \
-    X(N_ITERATIONS, n_iterations, I64)                 \
-    X(N_EVALUATIONS, n_evaluations, I64)               \
-    X(SUCCESS, success, BOOL)                          \
-    X(STATUS, status, I64)                             \
-    X(MIN_EIGENVALUE, min_eigenvalue, F64)             \
-    X(MAX_EIGENVALUE, max_eigenvalue, F64)             \
-    X(CONDITION_NUMBER, condition_number, F64)         \
-    X(EIGENVALUE_ENTROPY, eigenvalue_entropy, F64)     \
-    X(BELL_MAX_FIDELITY, bell_max_fidelity, F64)       \
-    X(BELL_MIN_FIDELITY, bell_min_fidelity, F64)       \
-    X(BELL_AVG_FIDELITY, bell_avg_fidelity, F64)       \
-    X(BELL_DOMINANT_INDEX, bell_dominant_index, I64)   \
-    X(BELL_DIMENSION, bell_dimension, I64)             \
-    X(BELL_LOCAL_DIMENSION, bell_local_dimension, I64) \
-    X(LOG_LIKELIHOOD, log_likelihood, F64)             \
-    X(ITERATIONS, iterations, I64)                     \
-    X(CONVERGED, converged, BOOL)                      \
-    X(SUPPORT_DIM, support_dim, I64)                   \
-    X(GAP, gap, F64)                                   \
-    X(MESSAGE, message, STR)                           \
-    X(ENTROPY_BITS, entropy_bits, F64)                 \
-    X(LINEAR_ENTROPY, linear_entropy, F64)             \
-    X(FIDELITY, fidelity, F64)                         \
-    X(TRACE_DISTANCE, trace_distance, F64)             \
-    X(CONCURRENCE, concurrence, F64)                   \
-    X(NEGATIVITY, negativity, F64)                     \
-    X(LOG_NEGATIVITY, log_negativity, F64)             \
-    X(CHI2, chi2, F64)                                 \
-    X(EIGENVALUES, eigenvalues, F64V)                  \
+#define QT_METRICS(X)                                      \
+    X(PURITY, purity, F64)                                 \
+    X(TRACE, trace, F64)                                   \
+    X(RESIDUAL_NORM, residual_norm, F64)                   \
+    X(RANK, rank, I64)                                     \
+    X(OBJECTIVE, objective, F64)                           \
+    X(N_ITERATIONS, n_iterations, I64)                     \
+    X(N_EVALUATIONS, n_evaluations, I64)                   \
+    X(SUCCESS, success, BOOL)                              \
+    X(STATUS, status, I64)                                 \
+    X(MIN_EIGENVALUE, min_eigenvalue, F64)                 \
+    X(MAX_EIGENVALUE, max_eigenvalue, F64)                 \
+    X(CONDITION_NUMBER, condition_number, F64)             \
+    X(EIGENVALUE_ENTROPY, eigenvalue_entropy, F64)         \
+    X(BELL_MAX_FIDELITY, bell_max_fidelity, F64)           \
+    X(BELL_MIN_FIDELITY, bell_min_fidelity, F64)           \
+    X(BELL_AVG_FIDELITY, bell_avg_fidelity, F64)           \
+    X(BELL_DOMINANT_INDEX, bell_dominant_index, I64)       \
+    X(BELL_DIMENSION, bell_dimension, I64)                 \
+    X(BELL_LOCAL_DIMENSION, bell_local_dimension, I64)     \
+    X(LOG_LIKELIHOOD, log_likelihood, F64)                 \
+    X(ITERATIONS, iterations, I64)                         \
+    X(CONVERGED, converged, BOOL)                          \
+    X(SUPPORT_DIM, support_dim, I64)                       \
+    X(GAP, gap, F64)                                       \
+    X(MESSAGE, message, STR)                               \
+    X(ENTROPY_BITS, entropy_bits, F64)                     \
+    X(LINEAR_ENTROPY, linear_entropy, F64)                 \
+    X(FIDELITY, fidelity, F64)                             \
+    X(TRACE_DISTANCE, trace_distance, F64)                 \
+    X(CONCURRENCE, concurrence, F64)                       \
+    X(NEGATIVITY, negativity, F64)                         \
+    X(LOG_NEGATIVITY, log_negativity, F64)                 \
+    X(CHI2, chi2, F64)                                     \
+    X(RHOR_LOG_LIKELIHOOD, rhor_log_likelihood, F64)       \
+    X(EIG_MIN_H, eig_min_H, F64)                           \
+    X(EIG_MAX_H, eig_max_H, F64)                           \
+    X(ETILDE_SUM_MAX_DEV_ABS, etilde_sum_max_dev_abs, F64) \
+    X(ETILDE_SUM_MAX_DEV_FRO, etilde_sum_max_dev_fro, F64) \
+    X(ETILDE_SUM_VALID, etilde_sum_valid, BOOL)            \
+    X(ETILDE_MIN_EIG_SAMPLE, etilde_min_eig_sample, F64)   \
+    X(DECREASE_LL_COUNT, decrease_ll_count, I64)           \
+    X(RESET_COUNT, reset_count, I64)                       \
+    X(RESET_FIRST_ITER, reset_first_iter, I64)             \
+    X(MIN_Q, min_q, F64)                                   \
+    X(MIN_TRACE, min_trace, F64)                           \
+    X(FINAL_DN, final_dn, F64)                             \
+    X(FINAL_DLL, final_dll, F64)                           \
+    X(EIGENVALUES, eigenvalues, F64V)                      \
     X(BELL_FIDELITIES, bell_fidelities, F64V)
 
 #define QT_MT_ENUM_(E, f, t) QT_MT_##E,
@@ -96,6 +140,8 @@ void qt_opts_init(struct qt_opts *o);
 enum qt_metric_id { QT_METRICS(QT_MT_ENUM_) _QT_MT_MAX };
 
 #undef QT_MT_ENUM_
+
+_Static_assert(_QT_MT_MAX <= 64, "qt_metrics.have is a 64-bit mask");
 
 enum qt_mtype { QT_MTYPE_F64, QT_MTYPE_I64, QT_MTYPE_BOOL, QT_MTYPE_STR, QT_MTYPE_F64V };
 
@@ -168,13 +214,20 @@ void qt_result_done(struct qt_result *res); /* NULL-safe */
 /* Records a per-sample error in res (err and a formatted message); returns err. */
 int qt_result_fail(struct qt_result *res, int err, const char *fmt, ...) QT_PRINTF(3, 4);
 
-/* Runs one method on one sample y (des->m raw values: counts, powers or probabilities).
+/* Runs one method on one sample y (des->m raw values: counts, powers or probabilities). The
+ * iterative methods (mle, wls, and rhor with warm_start) start from the linear estimate: pass
+ * its physical rho as start when it is at hand (for instance from a linear result of the same
+ * sample), or NULL to have it computed.
  * Sample problems (wrong length, non-finite or negative values, a group summing to zero) are
  * reported in res->err / res->errmsg and returned; the function never aborts on bad data.
  * Returns 0 on success or the negative error also stored in res->err. */
 QT_NODISCARD int qt_estimate(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
                              const double *y, size_t n, const struct qt_opts *opts,
                              struct qt_result *res);
+QT_NODISCARD int qt_estimate_from(const struct qt_design *des, struct qt_ws *ws,
+                                  enum qt_method method, const double *y, size_t n,
+                                  const struct qt_opts *opts, const double complex *start,
+                                  struct qt_result *res);
 
 /* Linear inversion of n samples at once (one GEMM for the inversion). Y is des->m x n
  * column-major with leading dimension ldy; res[0..n) must be initialised for des->d. Per-sample

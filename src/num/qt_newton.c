@@ -1,0 +1,514 @@
+/* Trust-region Newton-CG on the factorisation rho = A A^H / Tr(A A^H).
+ *
+ * With t = |A|_F^2 (kept at 1 between iterations), G = sum_a phi'_a E_a and s = Re Tr(G rho):
+ *   dF/dconj(A) = (G - s I) A / t,
+ * and along a direction V, with dt = 2 Re <A, V> and dq = forward((V A^H + A V^H)/t) - q dt/t:
+ *   D[dF/dconj(A)][V] = (adjoint(phi'' dq) - ds I) A / t + (G - s I)(V / t - A dt / t^2),
+ *   ds = sum_a dq_a (phi''_a q_a + phi'_a).
+ * Real gradient and Hessian are twice these, for the real inner product Re Tr(X^H Y). */
+#include "qt_newton.h"
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "base/qt_err.h"
+#include "qt_lapack.h"
+#include "qt_mat.h"
+
+/* Weight of I/n mixed into the start so that every probability is positive. */
+#define START_MIX 1e-9
+/* Conjugate-gradient steps per Newton step at most. */
+#define MAX_CG 250
+/* Floor of the CG forcing term: solve the Newton system to this relative residual at least
+ * (the usual sqrt|g| forcing asks for more than CG delivers in floating point on the
+ * ill-conditioned systems near rank-deficient optima, and then runs to MAX_CG for nothing;
+ * with the floor the outer iteration still converges linearly at rate ~1e-2 near the end). */
+#define CG_FORCING_FLOOR 1e-2
+/* Regularisation of the column preconditioner, relative to the largest column (see
+ * canonicalise). Measured on qtomo-bench mle (mub 16, nopovm 16, pauli 32): 1 is close to no
+ * preconditioning, 1e-2 is 2-3x faster than that, 1e-1 and 1e-3 leave stalls, 1e-6 is 10x
+ * slower (the scaled system is then as ill-conditioned as the unscaled one, the other way). */
+#define PRECOND_TAU 1e-2
+
+struct nt {
+    const struct qt_newton_problem *pb;
+    struct qt_ws *ws;
+    size_t n, nn, m;
+    double complex *A, *rho, *G, *GA; /* current iterate; GA = (G - s I) A */
+    double *q, *d1, *d2;
+    double s, F;
+    /* trial point */
+    double complex *A2, *rho2;
+    double *q2, *e1, *e2;
+    double F2;
+    /* CG and Hessian-vector scratch */
+    double complex *g, *z, *r, *dir, *Hd, *M, *DG, *T;
+    double *dq, *c;
+    double complex *gs, *sv; /* scaled gradient; scaled CG direction */
+    double *sc;              /* column scaling of the CG variables (preconditioner) */
+    unsigned evals, hessvecs;
+};
+
+static double rdot(size_t len, const double complex *x, const double complex *y)
+{
+    double acc = 0.0;
+
+    for (size_t i = 0; i < len; i++)
+        acc += creal(x[i]) * creal(y[i]) + cimag(x[i]) * cimag(y[i]);
+    return acc;
+}
+
+static void axpy(size_t len, double a, const double complex *x, double complex *y)
+{
+    for (size_t i = 0; i < len; i++)
+        y[i] += a * x[i];
+}
+
+/* rho = A A^H / |A|^2 for the given A; returns |A|^2. */
+static double make_rho(size_t n, const double complex *A, double complex *rho)
+{
+    double t = rdot(n * n, A, A);
+
+    qt_zgemm('N', 'C', n, n, n, 1.0 / t, A, n, A, n, 0.0, rho, n);
+    qt_mat_hermitise(n, rho, rho);
+    return t;
+}
+
+/* Objective at A (written to rho, q, F, e1, e2). */
+static int evaluate(struct nt *st, const double complex *A, double complex *rho, double *q,
+                    double *e1, double *e2, double *F)
+{
+    int r;
+
+    (void)make_rho(st->n, A, rho);
+    r = st->pb->forward(st->pb->ctx, st->ws, rho, q);
+    if (r < 0)
+        return r;
+    st->evals++;
+    *F = st->pb->phi(st->pb->ctx, q, e1, e2);
+    return 0;
+}
+
+/* G, s, GA and the real gradient g = 2 (G - s I) A at the current (normalised) A. */
+static int gradient(struct nt *st)
+{
+    size_t n = st->n;
+    int r = st->pb->adjoint(st->pb->ctx, st->ws, st->d1, st->G);
+
+    if (r < 0)
+        return r;
+    st->s = 0.0;
+    for (size_t a = 0; a < st->m; a++)
+        st->s += st->d1[a] * st->q[a];
+    memcpy(st->T, st->G, st->nn * sizeof(*st->T));
+    for (size_t i = 0; i < n; i++)
+        st->T[i + n * i] -= st->s;
+    qt_zgemm('N', 'N', n, n, n, 1.0, st->T, n, st->A, n, 0.0, st->GA, n);
+    for (size_t i = 0; i < st->nn; i++)
+        st->g[i] = 2.0 * st->GA[i];
+    return 0;
+}
+
+/* out = H V (real Hessian applied to V), at the current A with |A| = 1. */
+static int hessvec(struct nt *st, const double complex *V, double complex *out)
+{
+    size_t n = st->n, nn = st->nn;
+    double dt = 2.0 * rdot(nn, st->A, V), ds = 0.0;
+    int r;
+
+    qt_zgemm('N', 'C', n, n, n, 1.0, V, n, st->A, n, 0.0, st->M, n);
+    for (size_t j = 0; j < n; j++) /* M = V A^H + A V^H */
+        for (size_t i = j; i < n; i++) {
+            double complex z = st->M[i + n * j] + conj(st->M[j + n * i]);
+
+            st->M[i + n * j] = z;
+            st->M[j + n * i] = conj(z);
+        }
+    r = st->pb->forward(st->pb->ctx, st->ws, st->M, st->dq);
+    if (r < 0)
+        return r;
+    for (size_t a = 0; a < st->m; a++) {
+        st->dq[a] -= st->q[a] * dt;
+        st->c[a] = st->d2[a] * st->dq[a];
+        ds += st->dq[a] * (st->d2[a] * st->q[a] + st->d1[a]);
+    }
+    r = st->pb->adjoint(st->pb->ctx, st->ws, st->c, st->DG);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        st->DG[i + n * i] -= ds;
+    /* out = 2 [DG A + (G - s I) V - GA dt] */
+    qt_zgemm('N', 'N', n, n, n, 2.0, st->DG, n, st->A, n, 0.0, out, n);
+    memcpy(st->T, st->G, nn * sizeof(*st->T));
+    for (size_t i = 0; i < n; i++)
+        st->T[i + n * i] -= st->s;
+    qt_zgemm('N', 'N', n, n, n, 2.0, st->T, n, V, n, 1.0, out, n);
+    axpy(nn, -2.0 * dt, st->GA, out);
+    st->hessvecs++;
+    return 0;
+}
+
+/* tau >= 0 with |z + tau d| = delta. */
+static double to_boundary(size_t len, const double complex *z, const double complex *d,
+                          double delta)
+{
+    double zd = rdot(len, z, d), dd = rdot(len, d, d), zz = rdot(len, z, z);
+    double disc = zd * zd + dd * (delta * delta - zz);
+
+    return (-zd + sqrt(fmax(disc, 0.0))) / dd;
+}
+
+/* out[:, k] = sc[k] x[:, k] (out may be x). */
+static void scale_cols(size_t n, const double *sc, const double complex *x, double complex *out)
+{
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < n; i++)
+            out[i + n * k] = sc[k] * x[i + n * k];
+}
+
+/* Rotates A to orthogonal columns (A <- A W with W the eigenvectors of A^H A; rho is
+ * unchanged) and sets the CG preconditioner from the column norms c_k: the Hessian's data term
+ * scales like c_k along column k, so the CG variables are the columns scaled by
+ * sqrt((c_max + tau) / (c_k + tau)); small eigenvalues of rho no longer stall CG. */
+static int canonicalise(struct nt *st)
+{
+    struct qt_ws_mark mark = qt_ws_mark(st->ws);
+    size_t n = st->n;
+    double *w = qt_ws_alloc_n(st->ws, n, sizeof(double)), cmax = 0.0, tau;
+    int r = -ENOMEM;
+
+    if (!w)
+        goto out;
+    qt_zgemm('C', 'N', n, n, n, 1.0, st->A, n, st->A, n, 0.0, st->M, n);
+    r = qt_zheev(st->ws, true, n, st->M, n, w);
+    if (r < 0)
+        goto out;
+    qt_zgemm('N', 'N', n, n, n, 1.0, st->A, n, st->M, n, 0.0, st->T, n);
+    memcpy(st->A, st->T, st->nn * sizeof(*st->A));
+    for (size_t k = 0; k < n; k++) {
+        w[k] = rdot(n, st->A + n * k, st->A + n * k);
+        cmax = fmax(cmax, w[k]);
+    }
+    tau = PRECOND_TAU * cmax;
+    for (size_t k = 0; k < n; k++)
+        st->sc[k] = sqrt((cmax + tau) / (w[k] + tau));
+out:
+    qt_ws_release(st->ws, mark);
+    return r;
+}
+
+/* Steihaug-Toint CG for H p = -g within radius delta. Leaves p in st->z and returns the
+ * predicted reduction -(g.p + p.H.p / 2) in *pred. */
+static int steihaug(struct nt *st, double delta, double *pred)
+{
+    size_t nn = st->nn;
+    double gnorm, rr, tol;
+    int r = 0;
+
+    scale_cols(st->n, st->sc, st->g, st->gs);
+    gnorm = sqrt(rdot(nn, st->gs, st->gs));
+    memset(st->z, 0, nn * sizeof(*st->z));
+    memcpy(st->r, st->gs, nn * sizeof(*st->r));
+    for (size_t i = 0; i < nn; i++)
+        st->dir[i] = -st->gs[i];
+    rr = gnorm * gnorm;
+    tol = fmax(fmin(0.5, sqrt(gnorm)), CG_FORCING_FLOOR) * gnorm;
+    for (unsigned j = 0; j < MAX_CG && sqrt(rr) > tol; j++) {
+        scale_cols(st->n, st->sc, st->dir, st->sv);
+        r = hessvec(st, st->sv, st->Hd);
+        if (r < 0)
+            return r;
+        scale_cols(st->n, st->sc, st->Hd, st->Hd);
+        double kappa = rdot(nn, st->dir, st->Hd), alpha = rr / kappa;
+
+        if (!(kappa > 0.0) || rdot(nn, st->z, st->z) + 2 * alpha * rdot(nn, st->z, st->dir) +
+                                      alpha * alpha * rdot(nn, st->dir, st->dir) >=
+                                  delta * delta) {
+            double tau = to_boundary(nn, st->z, st->dir, delta);
+
+            axpy(nn, tau, st->dir, st->z);
+            axpy(nn, tau, st->Hd, st->r);
+            break;
+        }
+        axpy(nn, alpha, st->dir, st->z);
+        axpy(nn, alpha, st->Hd, st->r);
+        double rr2 = rdot(nn, st->r, st->r);
+        for (size_t i = 0; i < nn; i++)
+            st->dir[i] = -st->r[i] + (rr2 / rr) * st->dir[i];
+        rr = rr2;
+    }
+    /* With r = g + H p: g.p + p.H.p / 2 = (g.p + p.r) / 2. */
+    *pred = -0.5 * (rdot(nn, st->gs, st->z) + rdot(nn, st->z, st->r));
+    return r;
+}
+
+static int alloc_state(struct nt *st, struct qt_ws *ws)
+{
+    size_t nn = st->nn, m = st->m;
+    double complex **mats[] = {&st->A,  &st->rho, &st->G,  &st->GA,  &st->A2, &st->rho2,
+                               &st->g,  &st->z,   &st->r,  &st->dir, &st->Hd, &st->M,
+                               &st->DG, &st->T,   &st->gs, &st->sv};
+    double **vecs[] = {&st->q, &st->d1, &st->d2, &st->q2, &st->e1, &st->e2, &st->dq, &st->c};
+
+    for (size_t i = 0; i < QT_ARRAY_SIZE(mats); i++)
+        if (!(*mats[i] = qt_ws_alloc_n(ws, nn, sizeof(double complex))))
+            return -ENOMEM;
+    for (size_t i = 0; i < QT_ARRAY_SIZE(vecs); i++)
+        if (!(*vecs[i] = qt_ws_alloc_n(ws, m, sizeof(double))))
+            return -ENOMEM;
+    if (!(st->sc = qt_ws_alloc_n(ws, st->n, sizeof(double))))
+        return -ENOMEM;
+    return 0;
+}
+
+/* A = V diag(sqrt(lambda)) of (1 - mix) rho0 + mix I/n, so that |A|_F = 1. */
+static int start_factor(struct nt *st, const double complex *rho0, double mix)
+{
+    struct qt_ws_mark mark = qt_ws_mark(st->ws);
+    size_t n = st->n;
+    double *w = qt_ws_alloc_n(st->ws, n, sizeof(double));
+    int r;
+
+    if (!w)
+        return -ENOMEM;
+    qt_mat_hermitise(n, rho0, st->A);
+    r = qt_zheev(st->ws, true, n, st->A, n, w);
+    if (r < 0) {
+        qt_ws_release(st->ws, mark);
+        return r;
+    }
+    for (size_t k = 0; k < n; k++) {
+        double l = (1.0 - mix) * fmax(w[k], 0.0) + mix / (double)n;
+
+        for (size_t i = 0; i < n; i++)
+            st->A[i + n * k] *= sqrt(l);
+    }
+    double t = rdot(st->nn, st->A, st->A);
+    for (size_t i = 0; i < st->nn; i++)
+        st->A[i] /= sqrt(t);
+    qt_ws_release(st->ws, mark);
+    return 0;
+}
+
+/* Accepts the trial point: A <- A2 / |A2|, with its rho, q and derivatives. */
+static void accept(struct nt *st)
+{
+    double t = rdot(st->nn, st->A2, st->A2);
+    double complex *tm;
+    double *tv;
+
+    for (size_t i = 0; i < st->nn; i++)
+        st->A[i] = st->A2[i] / sqrt(t);
+    tm = st->rho, st->rho = st->rho2, st->rho2 = tm;
+    tv = st->q, st->q = st->q2, st->q2 = tv;
+    tv = st->d1, st->d1 = st->e1, st->e1 = tv;
+    tv = st->d2, st->d2 = st->e2, st->e2 = tv;
+    st->F = st->F2;
+}
+
+/* Max entry of the real gradient 2 (G - s I) A / t at the trial point A2 (its q2 and e1 are
+ * current), to judge steps whose change of F is at rounding level. */
+static int trial_gnorm(struct nt *st, double *ret)
+{
+    size_t n = st->n;
+    double s = 0.0, t = rdot(st->nn, st->A2, st->A2), mx = 0.0;
+    int r = st->pb->adjoint(st->pb->ctx, st->ws, st->e1, st->DG);
+
+    if (r < 0)
+        return r;
+    for (size_t a = 0; a < st->m; a++)
+        s += st->e1[a] * st->q2[a];
+    for (size_t i = 0; i < n; i++)
+        st->DG[i + n * i] -= s;
+    qt_zgemm('N', 'N', n, n, n, 2.0 / t, st->DG, n, st->A2, n, 0.0, st->M, n);
+    for (size_t i = 0; i < st->nn; i++)
+        mx = fmax(mx, fmax(fabs(creal(st->M[i])), fabs(cimag(st->M[i]))));
+    *ret = mx;
+    return 0;
+}
+
+static double max_abs(size_t len, const double complex *x)
+{
+    double mx = 0.0;
+
+    for (size_t i = 0; i < len; i++)
+        mx = fmax(mx, fmax(fabs(creal(x[i])), fabs(cimag(x[i]))));
+    return mx;
+}
+
+/* F at (1 - alpha) q + alpha qv, with the first two derivatives in alpha. */
+static double line_eval(struct nt *st, const double *qv, double alpha, double *f1, double *f2)
+{
+    double F;
+
+    for (size_t a = 0; a < st->m; a++)
+        st->q2[a] = (1.0 - alpha) * st->q[a] + alpha * qv[a];
+    F = st->pb->phi(st->pb->ctx, st->q2, st->e1, st->e2);
+    *f1 = *f2 = 0.0;
+    for (size_t a = 0; a < st->m; a++) {
+        double dq = qv[a] - st->q[a];
+
+        *f1 += st->e1[a] * dq;
+        *f2 += st->e2[a] * dq * dq;
+    }
+    return F;
+}
+
+/* Minimises the convex F((1 - alpha) rho + alpha v v^H) over alpha in [0, 1) by safeguarded
+ * Newton steps on a shrinking bracket. F'(0) < 0 on entry. */
+static double line_search(struct nt *st, const double *qv)
+{
+    double lo = 0.0, hi = 1.0 - 1e-12, alpha = 0.5, f1, f2;
+
+    for (int it = 0; it < 60 && hi - lo > 1e-15; it++) {
+        double F = line_eval(st, qv, alpha, &f1, &f2);
+
+        if (!isfinite(F) || f1 > 0.0)
+            hi = alpha;
+        else
+            lo = alpha;
+        if (isfinite(F) && fabs(f1) <= 1e-15 * (1.0 + fabs(F)))
+            break;
+        double next = isfinite(F) && f2 > 0.0 ? alpha - f1 / f2 : 0.5 * (lo + hi);
+        alpha = next > lo && next < hi ? next : 0.5 * (lo + hi);
+    }
+    return lo > 0.0 ? lo : alpha;
+}
+
+/* When A is stationary but rho is not optimal: the factorisation hides directions that A does
+ * not span (their gradient in A is zero), though the optimality condition in rho,
+ * G - s I >= 0, fails there. Move weight onto the eigenvector v of G's smallest eigenvalue,
+ * rho <- (1 - alpha) rho + alpha v v^H with the best alpha, and refactor A. Sets *moved. */
+static int escape(struct nt *st, bool *moved)
+{
+    struct qt_ws_mark mark = qt_ws_mark(st->ws);
+    size_t n = st->n, nn = st->nn;
+    double *w = qt_ws_alloc_n(st->ws, n, sizeof(double));
+    double *qv = qt_ws_alloc_n(st->ws, st->m, sizeof(double));
+    int r = -ENOMEM;
+
+    *moved = false;
+    if (!w || !qv)
+        goto out;
+    memcpy(st->T, st->G, nn * sizeof(*st->T));
+    r = qt_zheev(st->ws, true, n, st->T, n, w);
+    if (r < 0 || !(st->s - w[0] > 1e-14 * (1.0 + fabs(st->s))))
+        goto out;
+    qt_zgemm('N', 'C', n, n, 1, 1.0, st->T, n, st->T, n, 0.0, st->M, n);
+    r = st->pb->forward(st->pb->ctx, st->ws, st->M, qv);
+    if (r < 0)
+        goto out;
+    double alpha = line_search(st, qv);
+    for (size_t i = 0; i < nn; i++)
+        st->rho2[i] = (1.0 - alpha) * st->rho[i] + alpha * st->M[i];
+    r = start_factor(st, st->rho2, 0.0);
+    if (r >= 0)
+        r = evaluate(st, st->A, st->rho, st->q, st->d1, st->d2, &st->F);
+    *moved = r >= 0;
+out:
+    qt_ws_release(st->ws, mark);
+    return r;
+}
+
+/* One trust-region step. Returns 1 when the region collapsed (stall), 0 otherwise; sets *stuck
+ * when a step whose change of F is at rounding level did not reduce the gradient either. */
+static int tr_step(struct nt *st, double gnorm, double *delta, bool *stuck, int *err)
+{
+    size_t nn = st->nn;
+    double pred, ared, ratio, plen;
+
+    *err = steihaug(st, *delta, &pred);
+    if (*err < 0)
+        return 0;
+    plen = sqrt(rdot(nn, st->z, st->z));
+    memcpy(st->A2, st->A, nn * sizeof(*st->A2));
+    scale_cols(st->n, st->sc, st->z, st->sv);
+    axpy(nn, 1.0, st->sv, st->A2);
+    *err = evaluate(st, st->A2, st->rho2, st->q2, st->e1, st->e2, &st->F2);
+    if (*err < 0)
+        return 0;
+    ared = st->F - st->F2;
+    ratio = isfinite(st->F2) && pred > 0.0 ? ared / pred : -1.0;
+    /* At rounding level the change of F is noise: judge the step by the gradient it leads to
+     * (Newton steps near the optimum shrink it quadratically) and by F not getting worse. */
+    bool noise = !(pred > 1024.0 * DBL_EPSILON * fabs(st->F));
+    if (isfinite(st->F2) && pred > 0.0 && noise) {
+        double g2;
+
+        *err = trial_gnorm(st, &g2);
+        if (*err < 0)
+            return 0;
+        ratio = g2 < gnorm && ared >= -64.0 * DBL_EPSILON * fabs(st->F) ? 1.0 : -1.0;
+    }
+    if (ratio < 0.25)
+        *delta = 0.25 * plen;
+    else if (ratio > 0.75 && plen >= 0.99 * *delta)
+        *delta = fmin(2.0 * *delta, 4.0);
+    if (ratio > 1e-4)
+        accept(st);
+    *stuck = noise && !(ratio > 1e-4);
+    return *delta < 1e-14;
+}
+
+int qt_newton_solve(const struct qt_newton_problem *pb, struct qt_ws *ws,
+                    const double complex *rho0, unsigned max_iterations, double complex *rho,
+                    struct qt_newton_result *ret)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    struct nt st = {.pb = pb, .ws = ws, .n = pb->n, .nn = pb->n * pb->n, .m = pb->m};
+    struct qt_newton_result res = {QT_NEWTON_MAX_ITER, 0, 0, 0, NAN, NAN};
+    double delta = 0.5;
+    bool stuck = false;
+    int r;
+
+    r = alloc_state(&st, ws);
+    if (r >= 0)
+        r = start_factor(&st, rho0, START_MIX);
+    if (r >= 0)
+        r = evaluate(&st, st.A, st.rho, st.q, st.d1, st.d2, &st.F);
+    if (r >= 0 && !isfinite(st.F))
+        r = QT_EOPTION;
+    for (; r >= 0; res.iterations++) {
+        r = canonicalise(&st);
+        if (r >= 0)
+            r = gradient(&st);
+        if (r < 0)
+            break;
+        res.gnorm = max_abs(st.nn, st.g);
+        if (pb->converged && pb->converged(pb->ctx, ws, st.rho, st.q, st.F, st.G, res.gnorm)) {
+            res.status = QT_NEWTON_CONVERGED;
+            break;
+        }
+        if (res.iterations >= max_iterations)
+            break;
+        /* Newton can do no more in A: escape along a direction A misses, if rho needs one. */
+        if (stuck) {
+            bool moved;
+
+            r = escape(&st, &moved);
+            if (r < 0)
+                break;
+            if (moved) {
+                stuck = false;
+                delta = 0.5;
+                continue;
+            }
+            if (delta < 1e-14) {
+                res.status = QT_NEWTON_STALLED;
+                break;
+            }
+        }
+        bool collapsed = tr_step(&st, res.gnorm, &delta, &stuck, &r);
+        stuck |= collapsed;
+    }
+    if (st.rho)
+        memcpy(rho, st.rho, st.nn * sizeof(*rho));
+    res.F = st.F;
+    res.evaluations = st.evals;
+    res.hessvecs = st.hessvecs;
+    *ret = res;
+    qt_ws_release(ws, mark);
+    return r < 0 ? r : 0;
+}
