@@ -1,6 +1,7 @@
 /* qtomoctl reconstruct: read a sample file in the origin's layout, resolve the design, and
  * reconstruct every selected column in process (--local), printing one record per
  * (sample, method) in sample order. */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "estopts.h"
 #include "io/qt_csv.h"
 #include "io/qt_designfile.h"
 #include "io/qt_json.h"
@@ -45,12 +47,15 @@ static void recon_usage(FILE *out)
             "  --design-file F      custom design (JSON, see the README)\n"
             "  --dim D              dimension (checked against the row count)\n"
             "  --columns A:B        1-based inclusive column range (default: all)\n"
-            "  --method LIST        comma-separated methods (available: linear)\n"
+            "  --method LIST        comma-separated methods: linear, mle, wls, rhor\n"
+            "                       (default linear); mle and wls start from the linear\n"
+            "                       estimate\n"
             "  --physical MODE      clip (origin, default) | smolin\n"
-            "  --tolerance T        zero-group test and eigenvalue clip (default 1e-9)\n"
             "  --target F           target state (JSON) for fidelity and trace distance\n"
             "  --bell               Bell-basis fidelities (d a perfect square)\n"
-            "  --json               one JSON record per line instead of a table\n");
+            "  --json               one JSON record per line instead of a table\n\n"
+            "Estimator options:\n");
+    qctl_estopts_usage(out);
 }
 
 static int parse_methods(const char *list, bool *methods)
@@ -66,11 +71,6 @@ static int parse_methods(const char *list, bool *methods)
 
         if (m < 0) {
             qctl_err("unknown method '%s' (methods: linear, mle, wls, rhor)", tok);
-            free(copy);
-            return QT_EMETHOD;
-        }
-        if (m != QT_METHOD_LINEAR) {
-            qctl_err("method '%s' is not implemented in this version (available: linear)", tok);
             free(copy);
             return QT_EMETHOD;
         }
@@ -95,13 +95,12 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         O_COLS,
         O_METHOD,
         O_PHYS,
-        O_TOL,
         O_TARGET,
         O_BELL,
         O_JSON,
         O_HELP
     };
-    static const struct option opts[] = {
+    static const struct option fixed[] = {
         {"local", no_argument, NULL, O_LOCAL},
         {"design", required_argument, NULL, O_DESIGN},
         {"design-file", required_argument, NULL, O_DFILE},
@@ -109,17 +108,24 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         {"columns", required_argument, NULL, O_COLS},
         {"method", required_argument, NULL, O_METHOD},
         {"physical", required_argument, NULL, O_PHYS},
-        {"tolerance", required_argument, NULL, O_TOL},
         {"target", required_argument, NULL, O_TARGET},
         {"bell", no_argument, NULL, O_BELL},
         {"json", no_argument, NULL, O_JSON},
         {"help", no_argument, NULL, O_HELP},
-        {NULL, 0, NULL, 0},
     };
-    int opt;
+    struct option opts[QT_ARRAY_SIZE(fixed) + 32];
+    size_t nopts = QT_ARRAY_SIZE(fixed);
+    int opt, r;
     char *end;
 
+    memcpy(opts, fixed, sizeof(fixed));
+    qctl_estopts_getopt(opts, &nopts);
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        r = qctl_estopts_parse(opt, optarg, &rc->opts);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            continue;
         switch (opt) {
         case O_LOCAL:
             rc->local = true;
@@ -152,13 +158,6 @@ static int parse_args(int argc, char **argv, struct recon *rc)
                 rc->opts.physical = QT_PHYS_SMOLIN;
             } else {
                 qctl_err("--physical must be 'clip' or 'smolin', got '%s'", optarg);
-                return -1;
-            }
-            break;
-        case O_TOL:
-            rc->opts.tolerance = strtod(optarg, &end);
-            if (*end || !(rc->opts.tolerance > 0) || !isfinite(rc->opts.tolerance)) {
-                qctl_err("--tolerance needs a positive number, got '%s'", optarg);
                 return -1;
             }
             break;
@@ -405,24 +404,39 @@ static void emit(const struct recon *rc, struct qt_jw *w, size_t sample, size_t 
     }
 }
 
-/* Runs the chunk of columns [c0, c0 + n) and prints its records; returns the failure count. */
+/* Runs the chunk of columns [c0, c0 + n) and prints its records; returns the failure count.
+ * The linear estimates are computed for the whole chunk at once (also when only the iterative
+ * methods were asked for: they start from them). */
 static size_t run_chunk(struct recon *rc, struct qt_ws *ws, struct qt_jw *w, size_t c0, size_t n,
-                        struct qt_result *res)
+                        struct qt_result *lin, struct qt_result *it)
 {
     const struct qt_table *t = &rc->tab;
     size_t failed = 0;
 
-    if (rc->methods[QT_METHOD_LINEAR] &&
-        qt_estimate_linear_batch(rc->des, ws, n, t->v + t->rows * c0, t->rows, &rc->opts, res) < 0)
+    if (qt_estimate_linear_batch(rc->des, ws, n, t->v + t->rows * c0, t->rows, &rc->opts, lin) < 0)
         for (size_t i = 0; i < n; i++)
-            (void)qt_result_fail(&res[i], -ENOMEM, "out of memory");
+            (void)qt_result_fail(&lin[i], -ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         size_t col = c0 + i;
+        bool empty = qt_table_col_empty(t, col);
 
-        if (qt_table_col_empty(t, col))
-            (void)qt_result_fail(&res[i], QT_ENONFINITE, "column %zu is empty", col + 1);
-        failed += res[i].err != 0;
-        emit(rc, w, col - rc->first, col + 1, &res[i]);
+        for (int m = 0; m < _QT_METHOD_MAX; m++) {
+            struct qt_result *res = m == QT_METHOD_LINEAR ? &lin[i] : it;
+
+            if (!rc->methods[m])
+                continue;
+            /* A failure is recorded in the result and printed like any other record. */
+            if (m != QT_METHOD_LINEAR &&
+                qt_estimate_from(rc->des, ws, (enum qt_method)m, t->v + t->rows * col, t->rows,
+                                 &rc->opts, lin[i].err ? NULL : lin[i].rho, it) < 0)
+                assert(it->err != 0);
+            if (empty) {
+                qt_result_reset(res, (enum qt_method)m);
+                (void)qt_result_fail(res, QT_ENONFINITE, "column %zu is empty", col + 1);
+            }
+            failed += res->err != 0;
+            emit(rc, w, col - rc->first, col + 1, res);
+        }
     }
     fflush(stdout);
     return failed;
@@ -432,13 +446,20 @@ static int run(struct recon *rc)
 {
     struct qt_ws ws = QT_WS_INIT;
     struct qt_jw w;
-    struct qt_result res[CHUNK];
-    size_t ninit = 0, failed = 0, total = rc->last - rc->first + 1;
+    struct qt_result lin[CHUNK], it;
+    size_t ninit = 0, failed = 0, total = 0;
     int ret = QCTL_EXIT_OK;
 
+    for (int m = 0; m < _QT_METHOD_MAX; m++)
+        total += rc->methods[m] ? rc->last - rc->first + 1 : 0;
     qt_jw_init(&w);
+    if (qt_result_init(&it, rc->des->d) < 0) {
+        qctl_err("out of memory");
+        qt_jw_done(&w);
+        return QCTL_EXIT_FAILED;
+    }
     for (; ninit < CHUNK; ninit++)
-        if (qt_result_init(&res[ninit], rc->des->d) < 0) {
+        if (qt_result_init(&lin[ninit], rc->des->d) < 0) {
             qctl_err("out of memory");
             ret = QCTL_EXIT_FAILED;
             goto out;
@@ -446,14 +467,15 @@ static int run(struct recon *rc)
     if (!rc->json)
         print_table_header(rc);
     for (size_t c0 = rc->first; c0 <= rc->last; c0 += CHUNK)
-        failed += run_chunk(rc, &ws, &w, c0, QT_MIN((size_t)CHUNK, rc->last + 1 - c0), res);
+        failed += run_chunk(rc, &ws, &w, c0, QT_MIN((size_t)CHUNK, rc->last + 1 - c0), lin, &it);
     if (failed) {
-        qctl_err("%zu of %zu samples failed", failed, total);
+        qctl_err("%zu of %zu records failed", failed, total);
         ret = QCTL_EXIT_FAILED;
     }
 out:
     for (size_t i = 0; i < ninit; i++)
-        qt_result_done(&res[i]);
+        qt_result_done(&lin[i]);
+    qt_result_done(&it);
     qt_jw_done(&w);
     qt_ws_done(&ws);
     return ret;

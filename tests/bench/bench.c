@@ -1,6 +1,7 @@
 /* qtomo-bench: performance measurements reported in the README and issue notes (not a test).
  * `qtomo-bench linear` times linear inversion with physicalisation per sample, single and
- * batched, for nopovm, mub and pauli at d = 2..32, and prints the OpenBLAS kernels in effect. */
+ * batched, for nopovm, mub and pauli at d = 2..32; `qtomo-bench mle` times certified maximum
+ * likelihood at d = 2..64 and pauli 1..8 qubits. Both print the OpenBLAS kernels in effect. */
 #include <complex.h>
 #include <math.h>
 #include <stdio.h>
@@ -197,6 +198,136 @@ static int bench_large(void)
     return 0;
 }
 
+/* One mle row: per-sample wall time (the linear start included) and Newton iterations over n
+ * random states of the given rank, with simulated counts. */
+struct mle_row {
+    double t_med, t_p95, gap_max;
+    long it_med, it_p95;
+    size_t certified;
+};
+
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+
+    return (x > y) - (x < y);
+}
+
+static size_t pct_index(size_t n, double p)
+{
+    size_t i = (size_t)ceil(p * (double)n);
+
+    return i == 0 ? 0 : i - 1;
+}
+
+static int time_mle(struct qt_rng *rng, const struct qt_design *des, struct qt_ws *ws, size_t n,
+                    size_t rank, uint64_t counts, struct mle_row *row)
+{
+    size_t d = des->d;
+    double *y = malloc(des->m * sizeof(double));
+    double complex *rho = malloc(d * d * sizeof(*rho));
+    double *t = calloc(n, sizeof(double));
+    long *it = calloc(n, sizeof(long));
+    struct qt_result res;
+    struct qt_opts opts;
+    int ret = -1;
+
+    qt_opts_init(&opts);
+    if (!y || !rho || !t || !it || qt_result_init(&res, d) < 0)
+        goto out_free;
+    *row = (struct mle_row){0};
+    for (size_t i = 0; i < n; i++) {
+        qt_rng_state(rng, d, rank, rho);
+        if (qt_rng_simulate(rng, des, ws, rho, counts, y) < 0)
+            goto out;
+        double t0 = now();
+        int r = qt_estimate(des, ws, QT_METHOD_MLE, y, des->m, &opts, &res);
+        t[i] = now() - t0;
+        if (r < 0) {
+            fprintf(stderr, "bench: %s d=%zu sample %zu failed: %s\n", des->name, d, i, res.errmsg);
+            continue;
+        }
+        it[i] = (long)res.mt.iterations;
+        if (res.mt.converged && res.mt.gap <= opts.mle.gap_tol)
+            row->certified++;
+        if (res.mt.gap > row->gap_max)
+            row->gap_max = res.mt.gap;
+    }
+    qsort(t, n, sizeof(double), cmp_double);
+    qsort(it, n, sizeof(long), cmp_long);
+    row->t_med = t[pct_index(n, 0.5)];
+    row->t_p95 = t[pct_index(n, 0.95)];
+    row->it_med = it[pct_index(n, 0.5)];
+    row->it_p95 = it[pct_index(n, 0.95)];
+    ret = 0;
+out:
+    qt_result_done(&res);
+out_free:
+    free(it);
+    free(t);
+    free(rho);
+    free(y);
+    return ret;
+}
+
+/* Samples per row: enough for a p95 where a sample is cheap, a handful where it is not. */
+static size_t mle_samples(size_t d)
+{
+    return d <= 4 ? 400 : d <= 8 ? 200 : d <= 16 ? 60 : d <= 32 ? 12 : 4;
+}
+
+/* `qtomo-bench mle [design [d]]`: nopovm and mub at d = 2..64, pauli 1..8 qubits. Counts:
+ * 1000 per group (mub basis, pauli setting); nopovm, one group, 1000 d in all. */
+static int bench_mle(const char *only_design, size_t only_d)
+{
+    static const struct {
+        enum qt_design_kind kind;
+        size_t dims[8];
+    } plan[] = {
+        {QT_DESIGN_NOPOVM, {2, 4, 8, 16, 32, 64}},
+        {QT_DESIGN_MUB, {2, 4, 8, 16, 32, 64}},
+        {QT_DESIGN_PAULI, {2, 4, 8, 16, 32, 64, 128, 256}},
+    };
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_rng rng;
+
+    qt_rng_seed(&rng, 2026);
+    printf("mle (linear start + certified Newton), per sample, default gap_tol; counts: 1000 per "
+           "group (nopovm: 1000 d)\n");
+    printf("%-7s %4s %-5s %4s | %-10s %-10s | %5s %5s | %9s %9s\n", "design", "d", "state", "n",
+           "median", "p95", "it50", "it95", "certified", "max gap");
+    for (size_t k = 0; k < QT_ARRAY_SIZE(plan); k++) {
+        for (size_t t = 0; t < QT_ARRAY_SIZE(plan[k].dims) && plan[k].dims[t]; t++) {
+            size_t d = plan[k].dims[t];
+            struct qt_design *des = NULL;
+
+            if (only_design && strcmp(only_design, qt_design_kind_name(plan[k].kind)) != 0)
+                break;
+            if (only_d && d != only_d)
+                continue;
+            if (qt_design_new(plan[k].kind, d, &des, NULL) < 0)
+                return 1;
+            for (int mixed = 0; mixed <= 1; mixed++) {
+                size_t n = mle_samples(d);
+                uint64_t counts = plan[k].kind == QT_DESIGN_NOPOVM ? 1000 * d : 1000;
+                struct mle_row row;
+                char a[32], b[32];
+
+                if (time_mle(&rng, des, &ws, n, mixed ? d : 1, counts, &row) < 0)
+                    return 1;
+                printf("%-7s %4zu %-5s %4zu | %-10s %-10s | %5ld %5ld | %4zu/%-4zu %9.1e\n",
+                       des->name, d, mixed ? "mixed" : "pure", n, fmt_time(row.t_med, a, sizeof(a)),
+                       fmt_time(row.t_p95, b, sizeof(b)), row.it_med, row.it_p95, row.certified, n,
+                       row.gap_max);
+                fflush(stdout);
+            }
+            qt_design_free(des);
+        }
+    }
+    qt_ws_done(&ws);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     blas_env(argv);
@@ -206,6 +337,9 @@ int main(int argc, char **argv)
            qt_blas_corename(), getenv("OPENBLAS_NUM_THREADS"), sysconf(_SC_NPROCESSORS_ONLN));
     if (argc >= 2 && strcmp(argv[1], "linear") == 0)
         return bench_linear() || bench_large();
-    fprintf(stderr, "usage: qtomo-bench linear\n");
+    if (argc >= 2 && strcmp(argv[1], "mle") == 0)
+        return bench_mle(argc >= 3 ? argv[2] : NULL,
+                         argc >= 4 ? (size_t)strtoul(argv[3], NULL, 10) : 0);
+    fprintf(stderr, "usage: qtomo-bench linear | mle [design [d]]\n");
     return 2;
 }
