@@ -1,0 +1,273 @@
+/* The qtomo wire protocol (SCHEMA.md is normative): length-prefixed msgpack-rpc frames, a
+ * bounded pre-scan before msgpack-c sees a byte, typed encoders and decoders. Bytes in,
+ * messages out; no I/O, no logging. Shared by qtomod and the client library. */
+#pragma once
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/compiler.h"
+#include "base/qt_err.h"
+#include "num/qt_estimate.h"
+
+#define QP_VERSION_MAJOR     1
+#define QP_VERSION_MINOR     0
+#define QP_DEFAULT_MAX_FRAME (64u << 20) /* bytes of body; configurable, advertised in hello */
+#define QP_MIN_MAX_FRAME     4096u
+#define QP_MAX_DEPTH         16u /* nesting depth of values (the outermost is 1) */
+#define QP_HEADER_LEN        4u
+
+enum qp_type { QP_REQUEST = 0, QP_RESPONSE = 1, QP_NOTIFICATION = 2 };
+
+/* Who sends a method: C2S requests and S2C notifications. */
+enum qp_dir { QP_C2S_REQUEST, QP_S2C_NOTIFY };
+
+/* X(ENUM, "name", direction, admin, "summary"): the one table of methods. Dispatch in qtomod,
+ * the client stubs and `qtomoctl help` iterate it; a test checks SCHEMA.md against it. */
+#define QP_METHODS(X)                                                                          \
+    X(HELLO, "hello", QP_C2S_REQUEST, false, "handshake: versions, limits, features, workers") \
+    X(RECONSTRUCT, "reconstruct", QP_C2S_REQUEST, false,                                       \
+      "reconstruct one sample on the interactive queue")                                       \
+    X(SUBMIT, "submit", QP_C2S_REQUEST, false,                                                 \
+      "reconstruct a batch; results stream as notifications")                                  \
+    X(CANCEL, "cancel", QP_C2S_REQUEST, false, "cancel a request of this connection")          \
+    X(STATUS, "status", QP_C2S_REQUEST, false, "uptime, queues, in-flight, workers, cache")    \
+    X(STATS, "stats", QP_C2S_REQUEST, false, "status plus totals and per-worker detail")       \
+    X(DESIGN_PUT, "design.put", QP_C2S_REQUEST, false,                                         \
+      "upload a custom design; returns its content id")                                        \
+    X(CACHE_LIST, "cache.list", QP_C2S_REQUEST, false, "list projector cache files")           \
+    X(CACHE_WARM, "cache.warm", QP_C2S_REQUEST, false, "build cache files ahead of use")       \
+    X(CACHE_EVICT, "cache.evict", QP_C2S_REQUEST, true, "remove an unmapped cache file")       \
+    X(CACHE_VERIFY, "cache.verify", QP_C2S_REQUEST, false, "verify every checksum of files")   \
+    X(RELOAD, "reload", QP_C2S_REQUEST, true, "re-read the configuration, roll the workers")   \
+    X(RESULT, "result", QP_S2C_NOTIFY, false, "one sample's results of a submit")              \
+    X(PROGRESS, "progress", QP_S2C_NOTIFY, false, "rate-limited progress of a submit")         \
+    X(BYE, "bye", QP_S2C_NOTIFY, false, "the server is about to close the connection")         \
+    X(PROTOCOL_ERROR, "protocol_error", QP_S2C_NOTIFY, false,                                  \
+      "an unreadable frame; the server closes the connection")
+
+#define QP_METHOD_ENUM_(E, n, d, a, s) QP_M_##E,
+
+enum qp_method { QP_METHODS(QP_METHOD_ENUM_) _QP_M_MAX };
+
+#undef QP_METHOD_ENUM_
+
+struct qp_method_desc {
+    const char *name;
+    enum qp_dir dir;
+    bool admin;
+    const char *summary;
+};
+
+extern const struct qp_method_desc qp_methods[_QP_M_MAX];
+
+/* Method by name; -1 when unknown. */
+int qp_method_find(const char *name, size_t len);
+
+/* ---- frames ---- */
+
+/* Reads a frame header. Returns 0 with *ret_len, QT_ETOOBIG when the body is longer than
+ * max_frame, QT_EPARSE for an empty body. */
+QT_NODISCARD int qp_frame_header(const uint8_t hdr[QP_HEADER_LEN], uint32_t max_frame,
+                                 uint32_t *ret_len);
+
+/* Walks one msgpack value over exactly len bytes without allocating: every container count and
+ * str/bin/ext length is bounded by the bytes left, nesting by QP_MAX_DEPTH, and no byte may
+ * trail. Returns 0 or QT_EPARSE (message in *reterr). */
+QT_NODISCARD int qp_prescan(const uint8_t *buf, size_t len, struct qt_diag *reterr);
+
+/* ---- envelope ---- */
+
+struct qp_msg {
+    enum qp_type type;
+    bool id_valid; /* requests and responses: the id could be read */
+    uint32_t id;   /* request id */
+    int method;    /* enum qp_method, -1 when unknown */
+    char method_name[48];
+    const msgpack_object *params; /* requests, notifications: the single map, or NULL */
+    const msgpack_object *error;  /* responses: nil or the error map */
+    const msgpack_object *result; /* responses */
+    msgpack_unpacked up;          /* owns what the pointers above point to */
+};
+
+/* Decodes one frame body (pre-scanned here). On success the msg holds the parsed message until
+ * qp_msg_done. On failure returns QT_EPARSE: with msg->id_valid the sender gets an error
+ * response and the connection goes on, otherwise the frame was unreadable. Always call
+ * qp_msg_done. */
+QT_NODISCARD int qp_msg_decode(const uint8_t *body, size_t len, struct qp_msg *msg,
+                               struct qt_diag *reterr);
+void qp_msg_done(struct qp_msg *msg);
+
+/* ---- building frames ---- */
+
+/* A frame being written: an sbuffer whose first 4 bytes are the length, patched by
+ * qp_frame_end. One writer can hold many frames back to back. */
+struct qp_writer {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    size_t start; /* offset of the frame being written */
+};
+
+void qp_writer_init(struct qp_writer *w);
+void qp_writer_done(struct qp_writer *w);
+void qp_writer_reset(struct qp_writer *w); /* drop everything written */
+/* Starts a frame (reserves the header). */
+void qp_frame_begin(struct qp_writer *w);
+/* Patches the header. Returns 0 or QT_ETOOBIG when the body exceeds max_frame (the frame is
+ * then dropped from the writer). */
+QT_NODISCARD int qp_frame_end(struct qp_writer *w, uint32_t max_frame);
+
+/* Envelope helpers: they start the array, write type, id and method, and leave the packer at
+ * the start of params (a 1-element array is opened; write one map) or of result. */
+void qp_begin_request(struct qp_writer *w, uint32_t id, enum qp_method m);
+void qp_begin_notification(struct qp_writer *w, enum qp_method m);
+void qp_begin_response(struct qp_writer *w, uint32_t id); /* error nil; then write the result */
+
+/* Writes a whole error response frame [1, id, {code, message[, data: {retry_after_ms}]}, nil].
+ * code is a public status code (qt_status.h). */
+QT_NODISCARD int qp_write_error(struct qp_writer *w, uint32_t id, int code, const char *message,
+                                int64_t retry_after_ms, uint32_t max_frame);
+/* A whole protocol_error notification frame [2, "protocol_error", [{code, message}]]. */
+QT_NODISCARD int qp_write_protocol_error(struct qp_writer *w, int code, const char *message,
+                                         uint32_t max_frame);
+/* A whole bye notification frame [2, "bye", [{reason, retry_after_ms}]]. */
+QT_NODISCARD int qp_write_bye(struct qp_writer *w, const char *reason, int64_t retry_after_ms,
+                              uint32_t max_frame);
+
+/* Packing small values. */
+void qp_pack_str(msgpack_packer *pk, const char *s);
+void qp_pack_key(msgpack_packer *pk, const char *key); /* same as qp_pack_str */
+/* {dtype: "f64le", shape: [n], data: bin} and the complex d x d column-major variant. */
+void qp_pack_f64v(msgpack_packer *pk, const double *v, size_t n);
+void qp_pack_f64m(msgpack_packer *pk, const double *v, size_t rows, size_t cols);
+void qp_pack_c128m(msgpack_packer *pk, const double complex *v, size_t rows, size_t cols);
+
+/* ---- reading values ---- */
+
+/* Map lookup by key; NULL when absent or when o is not a map. */
+const msgpack_object *qp_get(const msgpack_object *map, const char *key);
+/* Typed reads with range checks. Return 0, -ENOENT when absent (only from the _key variants)
+ * or QT_EPARSE with a message naming the field. */
+QT_NODISCARD int qp_read_u64(const msgpack_object *o, const char *field, uint64_t max,
+                             uint64_t *ret, struct qt_diag *reterr);
+QT_NODISCARD int qp_read_f64(const msgpack_object *o, const char *field, double *ret,
+                             struct qt_diag *reterr);
+QT_NODISCARD int qp_read_bool(const msgpack_object *o, const char *field, bool *ret,
+                              struct qt_diag *reterr);
+/* Copies a str into buf (NUL-terminated); QT_EPARSE when not a str or too long. */
+QT_NODISCARD int qp_read_str(const msgpack_object *o, const char *field, char *buf, size_t len,
+                             struct qt_diag *reterr);
+/* A bulk array {dtype, shape, data}: checks dtype ("f64le" or "c128le" as asked), shape rank
+ * and sizes against data, and returns a malloc'd aligned copy (native doubles) and the shape. */
+QT_NODISCARD int qp_read_array(const msgpack_object *o, const char *field, bool complex_,
+                               size_t rank, size_t *shape, size_t max_elems, void **ret,
+                               struct qt_diag *reterr);
+
+/* ---- typed messages ---- */
+
+struct qp_hello {
+    uint32_t major, minor;
+    char client[64];
+};
+
+QT_NODISCARD int qp_pack_hello(struct qp_writer *w, uint32_t id, const char *client,
+                               uint32_t max_frame);
+QT_NODISCARD int qp_decode_hello(const msgpack_object *params, struct qp_hello *h,
+                                 struct qt_diag *reterr);
+
+/* Server identity and limits, the hello result. */
+struct qp_server_info {
+    uint32_t major, minor;
+    char server[64];
+    uint32_t max_frame;
+    uint32_t max_dim;
+    uint32_t max_batch;    /* samples per submit */
+    uint32_t max_inflight; /* requests per connection */
+    uint32_t max_item_ms;  /* per-item deadline */
+    uint32_t workers;
+    const char *const *features; /* NULL-terminated */
+};
+
+QT_NODISCARD int qp_pack_hello_result(struct qp_writer *w, uint32_t id,
+                                      const struct qp_server_info *si, uint32_t max_frame);
+QT_NODISCARD int qp_decode_hello_result(const msgpack_object *result, struct qp_server_info *si,
+                                        struct qt_diag *reterr);
+
+/* A reconstruction request: one sample (reconstruct, n = 1) or a batch (submit). */
+struct qp_job {
+    double *values; /* m x n column-major (owned) */
+    size_t m, n;
+    char design[16];    /* built-in design name or "custom" */
+    char design_id[64]; /* custom: the id from design.put */
+    size_t d;           /* 0: infer from m */
+    bool methods[_QT_METHOD_MAX];
+    struct qt_opts opts;    /* opts.target points at target below */
+    double complex *target; /* d x d (owned) or NULL */
+    uint32_t timeout_ms;    /* 0: server default */
+    uint32_t progress_ms;   /* submit: minimum interval of progress notifications */
+    size_t first_index;     /* submit: index of the first column (for resumed batches) */
+};
+
+void qp_job_init(struct qp_job *j);
+void qp_job_done(struct qp_job *j);
+/* Encodes a job as a reconstruct (n must be 1) or submit request. */
+QT_NODISCARD int qp_pack_job(struct qp_writer *w, uint32_t id, enum qp_method m,
+                             const struct qp_job *j, uint32_t max_frame);
+/* Decodes reconstruct/submit params (bounded by max_dim and max_batch). Errors name the field. */
+QT_NODISCARD int qp_decode_job(const msgpack_object *params, enum qp_method m, size_t max_dim,
+                               size_t max_batch, struct qp_job *j, struct qt_diag *reterr);
+
+/* One sample's results: the fields of the `qtomoctl --json` record (method, dim, status, rho,
+ * metrics, warnings, error), one map per method. */
+void qp_pack_result_map(msgpack_packer *pk, const struct qt_result *res);
+/* Decodes one result map into res (initialised for at least dim d by the caller, or resized
+ * here). Returns 0 or QT_EPARSE. */
+QT_NODISCARD int qp_decode_result_map(const msgpack_object *o, size_t max_dim,
+                                      struct qt_result *res, struct qt_diag *reterr);
+
+/* result notification: [2, "result", [{request, index, results: [...]}]]. */
+QT_NODISCARD int qp_pack_result_notify(struct qp_writer *w, uint32_t request, size_t index,
+                                       const struct qt_result *const *res, size_t n_res,
+                                       uint32_t max_frame);
+/* reconstruct response: [1, id, nil, {index: 0, results: [...], timing: {queue_ms, compute_ms},
+ * worker}]. */
+QT_NODISCARD int qp_pack_reconstruct_result(struct qp_writer *w, uint32_t id,
+                                            const struct qt_result *const *res, size_t n_res,
+                                            double queue_ms, double compute_ms, int32_t worker,
+                                            uint32_t max_frame);
+
+struct qp_progress {
+    uint32_t request;
+    uint64_t done, failed, total;
+    int64_t eta_ms; /* -1: unknown */
+};
+
+QT_NODISCARD int qp_pack_progress(struct qp_writer *w, const struct qp_progress *p,
+                                  uint32_t max_frame);
+QT_NODISCARD int qp_decode_progress(const msgpack_object *params, struct qp_progress *p,
+                                    struct qt_diag *reterr);
+
+struct qp_totals {
+    uint64_t n_ok, n_err, n_cancelled;
+    double elapsed_ms;
+};
+
+QT_NODISCARD int qp_pack_submit_result(struct qp_writer *w, uint32_t id, const struct qp_totals *t,
+                                       uint32_t max_frame);
+QT_NODISCARD int qp_decode_totals(const msgpack_object *o, struct qp_totals *t,
+                                  struct qt_diag *reterr);
+
+/* cancel: {id} -> {found}. */
+QT_NODISCARD int qp_pack_cancel(struct qp_writer *w, uint32_t id, uint32_t target,
+                                uint32_t max_frame);
+QT_NODISCARD int qp_decode_cancel(const msgpack_object *params, uint32_t *target,
+                                  struct qt_diag *reterr);
+
+/* Methods whose params are an empty map or {design, d} (cache.evict, cache.verify, cache.warm
+ * items): a generic request with optional design and d. */
+QT_NODISCARD int qp_pack_simple(struct qp_writer *w, uint32_t id, enum qp_method m,
+                                const char *design, size_t d, uint32_t max_frame);
+QT_NODISCARD int qp_decode_design_d(const msgpack_object *params, char *design, size_t len,
+                                    size_t *d, struct qt_diag *reterr);

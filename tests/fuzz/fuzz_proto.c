@@ -1,0 +1,124 @@
+/* libFuzzer target for the wire codec: the input is a byte stream as a peer would send it.
+ * Frames are cut by their length headers (max frame 1 MiB here), pre-scanned and decoded, and
+ * every typed decoder that applies to the message is run on it: hello, reconstruct/submit
+ * params, cancel, design/d, progress, results and totals. A single body without a header is
+ * also decoded directly (first byte odd), so seeds can be plain message bodies. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qp.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_MAX_FRAME (1u << 20)
+
+/* Results of the decoders: kept so that they are not optimised away or ignored. */
+static volatile int sink;
+
+static void decode_typed(const struct qp_msg *msg)
+{
+    struct qt_diag err;
+
+    if (msg->type == QP_RESPONSE) {
+        struct qp_server_info si;
+        struct qp_totals t;
+        const msgpack_object *results = qp_get(msg->result, "results");
+
+        sink += qp_decode_hello_result(msg->result, &si, &err);
+        sink += qp_decode_totals(msg->result, &t, &err);
+        if (results && results->type == MSGPACK_OBJECT_ARRAY) {
+            struct qt_result res = {0};
+
+            for (uint32_t i = 0; i < results->via.array.size; i++)
+                sink += qp_decode_result_map(&results->via.array.ptr[i], 64, &res, &err);
+            qt_result_done(&res);
+        }
+        return;
+    }
+    switch (msg->method) {
+    case QP_M_HELLO: {
+        struct qp_hello h;
+
+        sink += qp_decode_hello(msg->params, &h, &err);
+        break;
+    }
+    case QP_M_RECONSTRUCT:
+    case QP_M_SUBMIT: {
+        struct qp_job j;
+
+        if (qp_decode_job(msg->params, (enum qp_method)msg->method, 64, 1024, &j, &err) == 0)
+            qp_job_done(&j);
+        break;
+    }
+    case QP_M_CANCEL: {
+        uint32_t id;
+
+        sink += qp_decode_cancel(msg->params, &id, &err);
+        break;
+    }
+    case QP_M_PROGRESS: {
+        struct qp_progress p;
+
+        sink += qp_decode_progress(msg->params, &p, &err);
+        break;
+    }
+    case QP_M_RESULT: {
+        const msgpack_object *results = qp_get(msg->params, "results");
+        struct qt_result res = {0};
+
+        for (uint32_t i = 0;
+             results && results->type == MSGPACK_OBJECT_ARRAY && i < results->via.array.size; i++)
+            sink += qp_decode_result_map(&results->via.array.ptr[i], 64, &res, &err);
+        qt_result_done(&res);
+        break;
+    }
+    default: {
+        char design[64];
+        size_t d;
+
+        sink += qp_decode_design_d(msg->params, design, sizeof(design), &d, &err);
+        break;
+    }
+    }
+}
+
+static void decode_body(const uint8_t *body, size_t len)
+{
+    struct qp_msg msg;
+    struct qt_diag err;
+
+    /* Copy so that ASan sees reads past the body as overflows. */
+    uint8_t *copy = malloc(len ? len : 1);
+
+    if (!copy)
+        return;
+    memcpy(copy, body, len);
+    if (qp_msg_decode(copy, len, &msg, &err) == 0)
+        decode_typed(&msg);
+    qp_msg_done(&msg);
+    free(copy);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    if (data[0] & 1) {
+        decode_body(data + 1, size - 1);
+        return 0;
+    }
+    data++, size--;
+    while (size >= QP_HEADER_LEN) {
+        uint32_t len;
+
+        if (qp_frame_header(data, FUZZ_MAX_FRAME, &len) < 0)
+            return 0; /* the connection would be closed */
+        data += QP_HEADER_LEN, size -= QP_HEADER_LEN;
+        if (len > size)
+            return 0; /* waits for more bytes */
+        decode_body(data, len);
+        data += len, size -= len;
+    }
+    return 0;
+}

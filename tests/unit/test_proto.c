@@ -1,0 +1,2125 @@
+/* Wire codec (proto/qp.h): golden frames for every message the encoders write, round trips
+ * through the typed decoders, the frame header, the pre-scan's bounds (allocation bombs, depth,
+ * truncation, trailing bytes, the reserved byte), envelope errors with and without a readable
+ * id, the field named by each rejected job, and frames dropped by qp_frame_end.
+ *
+ * Golden frames are QT_PROTO_GOLDEN_DIR/<name>.bin: the exact frame bytes (4-byte big-endian
+ * length + body). The golden tests compare the encoder output with them byte for byte; with
+ * QTOMO_UPDATE_GOLDEN=1 in the environment they rewrite the files instead. Results in golden
+ * frames are built by hand, so their doubles do not depend on the build's floating point. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/qt_status.h"
+#include "num/qt_design.h"
+#include "num/qt_estimate.h"
+#include "num/qt_optdesc.h"
+#include "qp.h"
+#include "qt_test.h"
+
+#ifndef QT_PROTO_GOLDEN_DIR
+#    define QT_PROTO_GOLDEN_DIR "tests/unit/golden/proto"
+#endif
+
+#define MAXF QP_DEFAULT_MAX_FRAME
+
+/* Filled by the codec calls of the test that is running; printed when one fails. */
+static struct qt_diag diag;
+
+#define assert_ok(expr)                                                              \
+    do {                                                                             \
+        memset(&diag, 0, sizeof(diag));                                              \
+        int r_ = (expr);                                                             \
+        if (r_ != 0)                                                                 \
+            print_error("%s = %d (%s): %s\n", #expr, r_, qt_strerror(r_), diag.msg); \
+        assert_int_equal(r_, 0);                                                     \
+    } while (0)
+
+#define assert_err(expr, code)                                                              \
+    do {                                                                                    \
+        memset(&diag, 0, sizeof(diag));                                                     \
+        int r_ = (expr);                                                                    \
+        if (r_ != (code))                                                                   \
+            print_error("%s = %d (%s), expected %d (%s): %s\n", #expr, r_, qt_strerror(r_), \
+                        (int)(code), qt_strerror(code), diag.msg);                          \
+        assert_int_equal(r_, (code));                                                       \
+    } while (0)
+
+/* The last diagnostic mentions s. */
+static void assert_diag_has(const char *s)
+{
+    if (!strstr(diag.msg, s)) {
+        print_error("diagnostic \"%s\" does not mention \"%s\"\n", diag.msg, s);
+        fail();
+    }
+}
+
+/* ---- fixtures ---- */
+
+static double *dup_doubles(const double *v, size_t n)
+{
+    double *p = malloc(n * sizeof(double));
+
+    assert_non_null(p);
+    memcpy(p, v, n * sizeof(double));
+    return p;
+}
+
+static void set_opt(struct qt_opts *o, const char *name, double v)
+{
+    const struct qt_optdesc *e = qt_optdesc_find(name, strlen(name));
+
+    assert_non_null(e);
+    assert_ok(qt_optdesc_set(e, v, o));
+}
+
+/* The reconstruct request of the golden frame: one nopovm d = 2 sample, linear and mle,
+ * mle-gap-tol 1e-9, physical smolin, timeout 5000 ms. */
+static void make_reconstruct_job(struct qp_job *j)
+{
+    static const double v[4] = {0.25, 0.25, 0.25, 0.25};
+
+    qp_job_init(j);
+    j->values = dup_doubles(v, 4);
+    j->m = 4;
+    j->n = 1;
+    (void)snprintf(j->design, sizeof(j->design), "nopovm");
+    j->d = 2;
+    j->methods[QT_METHOD_LINEAR] = true;
+    j->methods[QT_METHOD_MLE] = true;
+    set_opt(&j->opts, "mle-gap-tol", 1e-9);
+    j->opts.physical = QT_PHYS_SMOLIN;
+    j->timeout_ms = 5000;
+}
+
+/* The submit request of the golden frame: two nopovm d = 2 samples, linear. */
+static void make_submit_job(struct qp_job *j)
+{
+    static const double v[8] = {40, 10, 25, 30, 0.5, 0.125, 0.25, 0.125};
+
+    qp_job_init(j);
+    j->values = dup_doubles(v, 8);
+    j->m = 4;
+    j->n = 2;
+    (void)snprintf(j->design, sizeof(j->design), "nopovm");
+    j->d = 2;
+    j->methods[QT_METHOD_LINEAR] = true;
+    j->progress_ms = 500;
+    j->first_index = 10;
+}
+
+/* A d = 2 linear result with exactly representable values: rho, scalar metrics of every type,
+ * the eigenvalue vector and two warnings. */
+static void make_ok_result(struct qt_result *res)
+{
+    assert_ok(qt_result_init(res, 2));
+    qt_result_reset(res, QT_METHOD_LINEAR);
+    res->rho[0] = 0.75;
+    res->rho[1] = 0.125 + 0.25 * I;
+    res->rho[2] = 0.125 - 0.25 * I;
+    res->rho[3] = 0.25;
+    res->eigenvalues[0] = 0.875;
+    res->eigenvalues[1] = 0.125;
+    QT_MT_SET(&res->mt, PURITY, purity, 0.78125);
+    QT_MT_SET(&res->mt, TRACE, trace, 1.0);
+    QT_MT_SET(&res->mt, RANK, rank, 2);
+    QT_MT_SET(&res->mt, SUCCESS, success, true);
+    QT_MT_SET(&res->mt, STATUS, status, -3);
+    QT_MT_SET(&res->mt, MIN_EIGENVALUE, min_eigenvalue, 0.125);
+    QT_MT_SET(&res->mt, MESSAGE, message, "converged");
+    res->mt.eigenvalues = res->eigenvalues;
+    res->mt.eigenvalues_n = 2;
+    res->mt.have |= (uint64_t)1 << QT_MT_EIGENVALUES;
+    res->warnings = QT_WARN_CLIPPED | QT_WARN_NOT_CONVERGED;
+}
+
+static void make_err_result(struct qt_result *res)
+{
+    assert_ok(qt_result_init(res, 2));
+    qt_result_reset(res, QT_METHOD_MLE);
+    assert_int_equal(qt_result_fail(res, QT_ENONFINITE, "column 3 is empty"), QT_ENONFINITE);
+}
+
+/* A real linear estimate on nopovm d = 2 (round trips only: its last bits depend on the
+ * build). */
+static void make_estimated_result(struct qt_result *res)
+{
+    static const double y[4] = {40, 10, 25, 30};
+    struct qt_design *des = NULL;
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_opts opts;
+
+    assert_ok(qt_design_new(QT_DESIGN_NOPOVM, 2, &des, &diag));
+    qt_opts_init(&opts);
+    assert_ok(qt_result_init(res, 2));
+    assert_ok(qt_estimate(des, &ws, QT_METHOD_LINEAR, y, 4, &opts, res));
+    assert_true(res->mt.have != 0);
+    qt_ws_done(&ws);
+    qt_design_free(des);
+}
+
+static const char *const features[] = {"stream", "progress", NULL};
+
+static void make_server_info(struct qp_server_info *si)
+{
+    memset(si, 0, sizeof(*si));
+    si->major = QP_VERSION_MAJOR;
+    si->minor = QP_VERSION_MINOR;
+    (void)snprintf(si->server, sizeof(si->server), "qtomod/0.1.0");
+    si->max_frame = MAXF;
+    si->max_dim = 256;
+    si->max_batch = 100000;
+    si->max_inflight = 64;
+    si->max_item_ms = 60000;
+    si->workers = 2;
+    si->features = features;
+}
+
+/* ---- golden frames ---- */
+
+static bool update_golden(void)
+{
+    const char *e = getenv("QTOMO_UPDATE_GOLDEN");
+
+    return e && strcmp(e, "1") == 0;
+}
+
+/* The writer holds exactly one well-formed frame; compares it with (or writes) the golden file
+ * <name>.bin. */
+static void golden_check(const char *name, const struct qp_writer *w)
+{
+    const uint8_t *p = (const uint8_t *)w->sb.data;
+    char path[4096];
+    uint32_t len = 0;
+    size_t glen = 0, n;
+    char *g;
+    FILE *f;
+
+    assert_true(w->sb.size > QP_HEADER_LEN);
+    assert_ok(qp_frame_header(p, MAXF, &len));
+    assert_int_equal(len, w->sb.size - QP_HEADER_LEN);
+    assert_ok(qp_prescan(p + QP_HEADER_LEN, len, &diag));
+    assert_true(snprintf(path, sizeof(path), "%s/%s.bin", QT_PROTO_GOLDEN_DIR, name) <
+                (int)sizeof(path));
+    if (update_golden()) {
+        f = fopen(path, "wb");
+        if (!f) {
+            print_error("cannot write '%s'\n", path);
+            fail();
+        }
+        assert_int_equal(fwrite(p, 1, w->sb.size, f), w->sb.size);
+        assert_int_equal(fclose(f), 0);
+        return;
+    }
+    f = fopen(path, "rb");
+    if (!f) {
+        print_error("cannot open '%s' (generate it with QTOMO_UPDATE_GOLDEN=1)\n", path);
+        fail();
+    }
+    (void)fclose(f);
+    g = qt_read_file(path, &glen);
+    n = glen < w->sb.size ? glen : w->sb.size;
+    for (size_t i = 0; i < n; i++)
+        if ((uint8_t)g[i] != p[i]) {
+            print_error("%s: byte %zu is 0x%02x, golden 0x%02x\n", name, i, p[i], (uint8_t)g[i]);
+            break;
+        }
+    if (glen != w->sb.size)
+        print_error("%s: %zu bytes, golden %zu\n", name, w->sb.size, glen);
+    assert_int_equal(glen, w->sb.size);
+    assert_memory_equal(g, p, glen);
+    free(g);
+}
+
+static void test_golden_hello(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_hello(&w, 1, "qtomoctl/0.1.0", MAXF));
+    golden_check("hello", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_hello_result(void **state)
+{
+    struct qp_writer w;
+    struct qp_server_info si;
+
+    (void)state;
+    make_server_info(&si);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_hello_result(&w, 1, &si, MAXF));
+    golden_check("hello_result", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_reconstruct(void **state)
+{
+    struct qp_writer w;
+    struct qp_job j;
+
+    (void)state;
+    make_reconstruct_job(&j);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_job(&w, 2, QP_M_RECONSTRUCT, &j, MAXF));
+    golden_check("reconstruct", &w);
+    qp_writer_done(&w);
+    qp_job_done(&j);
+}
+
+static void test_golden_submit(void **state)
+{
+    struct qp_writer w;
+    struct qp_job j;
+
+    (void)state;
+    make_submit_job(&j);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_job(&w, 3, QP_M_SUBMIT, &j, MAXF));
+    golden_check("submit", &w);
+    qp_writer_done(&w);
+    qp_job_done(&j);
+}
+
+static void test_golden_result_notify(void **state)
+{
+    struct qp_writer w;
+    struct qt_result ok, err;
+    const struct qt_result *res[2] = {&ok, &err};
+
+    (void)state;
+    make_ok_result(&ok);
+    make_err_result(&err);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_result_notify(&w, 3, 10, res, 2, MAXF));
+    golden_check("result_notify", &w);
+    qp_writer_done(&w);
+    qt_result_done(&ok);
+    qt_result_done(&err);
+}
+
+static void test_golden_reconstruct_result(void **state)
+{
+    struct qp_writer w;
+    struct qt_result ok, err;
+    const struct qt_result *res[2] = {&ok, &err};
+
+    (void)state;
+    make_ok_result(&ok);
+    make_err_result(&err);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_reconstruct_result(&w, 2, res, 2, 1.5, 20.25, 1, MAXF));
+    golden_check("reconstruct_result", &w);
+    qp_writer_done(&w);
+    qt_result_done(&ok);
+    qt_result_done(&err);
+}
+
+static void test_golden_progress(void **state)
+{
+    struct qp_writer w;
+    const struct qp_progress p = {
+        .request = 3, .done = 5, .failed = 1, .total = 20, .eta_ms = 1500};
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_progress(&w, &p, MAXF));
+    golden_check("progress", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_submit_result(void **state)
+{
+    struct qp_writer w;
+    const struct qp_totals t = {.n_ok = 18, .n_err = 2, .n_cancelled = 0, .elapsed_ms = 1234.5};
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_submit_result(&w, 3, &t, MAXF));
+    golden_check("submit_result", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_cancel(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_cancel(&w, 4, 3, MAXF));
+    golden_check("cancel", &w);
+    qp_writer_done(&w);
+}
+
+static void golden_simple(const char *name, uint32_t id, enum qp_method m, const char *design,
+                          size_t d)
+{
+    struct qp_writer w;
+
+    qp_writer_init(&w);
+    assert_ok(qp_pack_simple(&w, id, m, design, d, MAXF));
+    golden_check(name, &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_status(void **state)
+{
+    (void)state;
+    golden_simple("status", 5, QP_M_STATUS, NULL, 0);
+}
+
+static void test_golden_stats(void **state)
+{
+    (void)state;
+    golden_simple("stats", 6, QP_M_STATS, NULL, 0);
+}
+
+static void test_golden_cache_list(void **state)
+{
+    (void)state;
+    golden_simple("cache_list", 7, QP_M_CACHE_LIST, NULL, 0);
+}
+
+static void test_golden_cache_warm(void **state)
+{
+    (void)state;
+    golden_simple("cache_warm", 8, QP_M_CACHE_WARM, NULL, 0);
+}
+
+static void test_golden_cache_evict(void **state)
+{
+    (void)state;
+    golden_simple("cache_evict", 9, QP_M_CACHE_EVICT, "mub", 4);
+}
+
+static void test_golden_cache_verify(void **state)
+{
+    (void)state;
+    golden_simple("cache_verify", 10, QP_M_CACHE_VERIFY, NULL, 0);
+}
+
+static void test_golden_reload(void **state)
+{
+    (void)state;
+    golden_simple("reload", 11, QP_M_RELOAD, NULL, 0);
+}
+
+static void test_golden_error(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_write_error(&w, 12, QT_ST_INVALID_PARAMS, "options.mle-gap-tol: 0 is out of range",
+                             -1, MAXF));
+    golden_check("error", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_error_retry(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_write_error(&w, 13, QT_ST_BUSY, "the batch queue is full", 250, MAXF));
+    golden_check("error_retry", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_protocol_error(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_write_protocol_error(
+        &w, QT_ST_PARSE_ERROR, "a container declares 268435455 elements with 0 bytes left", MAXF));
+    golden_check("protocol_error", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_bye(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_write_bye(&w, "shutdown", 1000, MAXF));
+    golden_check("bye", &w);
+    qp_writer_done(&w);
+}
+
+/* ---- round trips ---- */
+
+/* Reads the one frame in w back: header, then envelope. */
+static void decode_frame(const struct qp_writer *w, struct qp_msg *msg)
+{
+    const uint8_t *p = (const uint8_t *)w->sb.data;
+    uint32_t len = 0;
+
+    assert_true(w->sb.size > QP_HEADER_LEN);
+    assert_ok(qp_frame_header(p, MAXF, &len));
+    assert_int_equal(len, w->sb.size - QP_HEADER_LEN);
+    assert_ok(qp_msg_decode(p + QP_HEADER_LEN, len, msg, &diag));
+}
+
+static void assert_request(const struct qp_msg *msg, uint32_t id, enum qp_method m)
+{
+    assert_int_equal(msg->type, QP_REQUEST);
+    assert_true(msg->id_valid);
+    assert_int_equal(msg->id, id);
+    assert_int_equal(msg->method, m);
+    assert_string_equal(msg->method_name, qp_methods[m].name);
+    assert_non_null(msg->params);
+    assert_int_equal(msg->params->type, MSGPACK_OBJECT_MAP);
+}
+
+static void assert_notification(const struct qp_msg *msg, enum qp_method m)
+{
+    assert_int_equal(msg->type, QP_NOTIFICATION);
+    assert_false(msg->id_valid);
+    assert_int_equal(msg->method, m);
+    assert_string_equal(msg->method_name, qp_methods[m].name);
+    assert_non_null(msg->params);
+    assert_int_equal(msg->params->type, MSGPACK_OBJECT_MAP);
+}
+
+static void assert_response(const struct qp_msg *msg, uint32_t id)
+{
+    assert_int_equal(msg->type, QP_RESPONSE);
+    assert_true(msg->id_valid);
+    assert_int_equal(msg->id, id);
+    assert_non_null(msg->error);
+    assert_non_null(msg->result);
+    assert_null(msg->params);
+}
+
+static const msgpack_object *get(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *o = qp_get(map, key);
+
+    if (!o) {
+        print_error("key \"%s\" missing\n", key);
+        fail();
+    }
+    return o;
+}
+
+static uint64_t get_u64(const msgpack_object *map, const char *key)
+{
+    uint64_t v = 0;
+
+    assert_ok(qp_read_u64(get(map, key), key, UINT64_MAX, &v, &diag));
+    return v;
+}
+
+static int64_t get_i64(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *o = get(map, key);
+
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return o->via.i64;
+    assert_int_equal(o->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    assert_true(o->via.u64 <= INT64_MAX);
+    return (int64_t)o->via.u64;
+}
+
+static double get_f64(const msgpack_object *map, const char *key)
+{
+    double v = 0;
+
+    assert_ok(qp_read_f64(get(map, key), key, &v, &diag));
+    return v;
+}
+
+static void assert_str(const msgpack_object *o, const char *s)
+{
+    assert_int_equal(o->type, MSGPACK_OBJECT_STR);
+    assert_int_equal(o->via.str.size, strlen(s));
+    assert_memory_equal(o->via.str.ptr, s, strlen(s));
+}
+
+static void assert_double_eq(double a, double b)
+{
+    if (isfinite(b))
+        qt_assert_close(a, b, 1e-15, 1e-300);
+    else if (isnan(b))
+        assert_true(isnan(a));
+    else
+        assert_true(a == b);
+}
+
+/* a (decoded) carries everything b (encoded) had. */
+static void assert_result_equal(const struct qt_result *a, const struct qt_result *b)
+{
+    assert_int_equal(a->method, b->method);
+    assert_int_equal(a->d, b->d);
+    assert_int_equal(a->err, b->err);
+    if (b->err) {
+        assert_string_equal(a->errmsg, b->errmsg);
+        return;
+    }
+    for (size_t i = 0; i < b->d * b->d; i++) {
+        qt_assert_close(creal(a->rho[i]), creal(b->rho[i]), 0, 1e-15);
+        qt_assert_close(cimag(a->rho[i]), cimag(b->rho[i]), 0, 1e-15);
+    }
+    assert_int_equal(a->warnings, b->warnings);
+    assert_int_equal(a->mt.have, b->mt.have);
+    for (int i = 0; i < _QT_MT_MAX; i++) {
+        const struct qt_metric_desc *md = &qt_metric_descs[i];
+        const char *pa = (const char *)&a->mt + md->offset, *pb = (const char *)&b->mt + md->offset;
+
+        if (!qt_metrics_has(&b->mt, (enum qt_metric_id)i))
+            continue;
+        switch (md->type) {
+        case QT_MTYPE_F64:
+            assert_double_eq(*(const double *)pa, *(const double *)pb);
+            break;
+        case QT_MTYPE_I64:
+            assert_int_equal(*(const int64_t *)pa, *(const int64_t *)pb);
+            break;
+        case QT_MTYPE_BOOL:
+            assert_int_equal(*(const bool *)pa, *(const bool *)pb);
+            break;
+        case QT_MTYPE_STR:
+            assert_non_null(*(const char *const *)pa);
+            assert_string_equal(*(const char *const *)pa, *(const char *const *)pb);
+            break;
+        case QT_MTYPE_F64V: {
+            size_t na = *(const size_t *)((const char *)&a->mt + md->count_offset);
+            size_t nb = *(const size_t *)((const char *)&b->mt + md->count_offset);
+            const double *va = *(const double *const *)pa, *vb = *(const double *const *)pb;
+
+            assert_int_equal(na, nb);
+            assert_non_null(va);
+            for (size_t k = 0; k < nb; k++)
+                assert_double_eq(va[k], vb[k]);
+            /* F64V metrics point into the result's own arrays. */
+            assert_true(va == a->eigenvalues || va == a->bell);
+            break;
+        }
+        }
+    }
+}
+
+static void test_roundtrip_hello(void **state)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    struct qp_hello h;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_hello(&w, 42, "qtomoctl/0.1.0", MAXF));
+    decode_frame(&w, &msg);
+    assert_request(&msg, 42, QP_M_HELLO);
+    assert_ok(qp_decode_hello(msg.params, &h, &diag));
+    assert_int_equal(h.major, QP_VERSION_MAJOR);
+    assert_int_equal(h.minor, QP_VERSION_MINOR);
+    assert_string_equal(h.client, "qtomoctl/0.1.0");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_hello_result(void **state)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    struct qp_server_info si, out;
+    const msgpack_object *f;
+
+    (void)state;
+    make_server_info(&si);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_hello_result(&w, 1, &si, MAXF));
+    decode_frame(&w, &msg);
+    assert_response(&msg, 1);
+    assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+    assert_ok(qp_decode_hello_result(msg.result, &out, &diag));
+    assert_int_equal(out.major, si.major);
+    assert_int_equal(out.minor, si.minor);
+    assert_string_equal(out.server, si.server);
+    assert_int_equal(out.max_frame, si.max_frame);
+    assert_int_equal(out.max_dim, si.max_dim);
+    assert_int_equal(out.max_batch, si.max_batch);
+    assert_int_equal(out.max_inflight, si.max_inflight);
+    assert_int_equal(out.max_item_ms, si.max_item_ms);
+    assert_int_equal(out.workers, si.workers);
+    /* Features are on the wire (the decoder has nowhere to keep them). */
+    f = get(msg.result, "features");
+    assert_int_equal(f->type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal(f->via.array.size, 2);
+    assert_str(&f->via.array.ptr[0], "stream");
+    assert_str(&f->via.array.ptr[1], "progress");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void assert_job_equal(const struct qp_job *a, const struct qp_job *b)
+{
+    assert_int_equal(a->m, b->m);
+    assert_int_equal(a->n, b->n);
+    assert_non_null(a->values);
+    for (size_t i = 0; i < b->m * b->n; i++)
+        assert_double_eq(a->values[i], b->values[i]);
+    assert_string_equal(a->design, b->design);
+    assert_string_equal(a->design_id, b->design_id);
+    assert_int_equal(a->d, b->d);
+    for (int i = 0; i < _QT_METHOD_MAX; i++)
+        assert_int_equal(a->methods[i], b->methods[i]);
+    for (size_t i = 0; i < qt_optdesc_count; i++)
+        assert_double_eq(qt_optdesc_get(&qt_optdescs[i], &a->opts),
+                         qt_optdesc_get(&qt_optdescs[i], &b->opts));
+    assert_int_equal(a->opts.physical, b->opts.physical);
+    assert_int_equal(a->opts.bell, b->opts.bell);
+    assert_int_equal(a->opts.metrics, b->opts.metrics);
+    assert_double_eq(a->opts.tolerance, b->opts.tolerance);
+    if (b->target) {
+        assert_non_null(a->target);
+        assert_ptr_equal(a->opts.target, a->target);
+        for (size_t i = 0; i < b->d * b->d; i++) {
+            qt_assert_close(creal(a->target[i]), creal(b->target[i]), 0, 1e-15);
+            qt_assert_close(cimag(a->target[i]), cimag(b->target[i]), 0, 1e-15);
+        }
+    } else {
+        assert_null(a->target);
+        assert_null(a->opts.target);
+    }
+    assert_int_equal(a->timeout_ms, b->timeout_ms);
+    assert_int_equal(a->progress_ms, b->progress_ms);
+    assert_int_equal(a->first_index, b->first_index);
+}
+
+static void roundtrip_job(enum qp_method m, const struct qp_job *j, uint32_t id)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    struct qp_job out;
+
+    qp_writer_init(&w);
+    assert_ok(qp_pack_job(&w, id, m, j, MAXF));
+    decode_frame(&w, &msg);
+    assert_request(&msg, id, m);
+    assert_ok(qp_decode_job(msg.params, m, 256, 1000, &out, &diag));
+    assert_job_equal(&out, j);
+    qp_job_done(&out);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_reconstruct(void **state)
+{
+    struct qp_job j;
+
+    (void)state;
+    make_reconstruct_job(&j);
+    roundtrip_job(QP_M_RECONSTRUCT, &j, 2);
+
+    /* Every kind of option, bell and a target. */
+    set_opt(&j.opts, "tolerance", 1e-7);
+    set_opt(&j.opts, "mle-max-iterations", 123);
+    set_opt(&j.opts, "rhor-diluted", 1);
+    set_opt(&j.opts, "rhor-diluted-mu", 0.5);
+    set_opt(&j.opts, "rhor-eig-abs-thresh", 0);
+    j.opts.bell = true;
+    j.target = calloc(4, sizeof(double complex));
+    assert_non_null(j.target);
+    j.target[0] = 0.5;
+    j.target[1] = 0.5 * I;
+    j.target[2] = -0.5 * I;
+    j.target[3] = 0.5;
+    j.opts.target = j.target;
+    j.timeout_ms = UINT32_MAX;
+    roundtrip_job(QP_M_RECONSTRUCT, &j, UINT32_MAX);
+    qp_job_done(&j);
+}
+
+static void test_roundtrip_submit(void **state)
+{
+    struct qp_job j;
+
+    (void)state;
+    make_submit_job(&j);
+    roundtrip_job(QP_M_SUBMIT, &j, 3);
+
+    /* A custom design by id, no d, clip, other methods, flags switched off. */
+    (void)snprintf(j.design, sizeof(j.design), "custom");
+    (void)snprintf(j.design_id, sizeof(j.design_id), "custom-0123456789abcdef0123456789abcdef");
+    j.d = 0;
+    j.methods[QT_METHOD_LINEAR] = false;
+    j.methods[QT_METHOD_WLS] = true;
+    j.methods[QT_METHOD_RHOR] = true;
+    j.opts.physical = QT_PHYS_CLIP;
+    set_opt(&j.opts, "rhor-warm-start", 1);
+    set_opt(&j.opts, "wls-max-iterations", 0);
+    j.progress_ms = 0;
+    j.first_index = 123456789;
+    j.timeout_ms = 1;
+    roundtrip_job(QP_M_SUBMIT, &j, 0);
+    qp_job_done(&j);
+}
+
+/* qp_pack_job refuses what it cannot encode. */
+static void test_pack_job_rejects(void **state)
+{
+    struct qp_writer w;
+    struct qp_job j;
+
+    (void)state;
+    make_submit_job(&j);
+    qp_writer_init(&w);
+    assert_err(qp_pack_job(&w, 1, QP_M_RECONSTRUCT, &j, MAXF), -EINVAL);
+    assert_err(qp_pack_job(&w, 1, QP_M_HELLO, &j, MAXF), -EINVAL);
+    assert_int_equal(w.sb.size, 0);
+    qp_writer_done(&w);
+    qp_job_done(&j);
+}
+
+/* A job with a target but no d (d inferred from m) either is refused by the encoder or makes a
+ * frame the decoder accepts: never a request the peer must reject. */
+static void test_pack_job_target_without_d(void **state)
+{
+    struct qp_writer w;
+    struct qp_job j, out;
+    struct qp_msg msg;
+    int r;
+
+    (void)state;
+    make_reconstruct_job(&j);
+    j.d = 0;
+    j.target = calloc(4, sizeof(double complex));
+    assert_non_null(j.target);
+    j.target[0] = j.target[3] = 0.5;
+    j.opts.target = j.target;
+    qp_writer_init(&w);
+    r = qp_pack_job(&w, 1, QP_M_RECONSTRUCT, &j, MAXF);
+    if (r == 0) {
+        decode_frame(&w, &msg);
+        memset(&diag, 0, sizeof(diag));
+        r = qp_decode_job(msg.params, QP_M_RECONSTRUCT, 256, 1, &out, &diag);
+        if (r != 0)
+            print_error("qp_pack_job wrote a target the decoder rejects: %s\n", diag.msg);
+        assert_int_equal(r, 0);
+        qp_job_done(&out);
+        qp_msg_done(&msg);
+    } else {
+        assert_int_equal(r, -EINVAL);
+        assert_int_equal(w.sb.size, 0);
+    }
+    qp_writer_done(&w);
+    qp_job_done(&j);
+}
+
+/* Decodes every map of results[] and compares it with res[]. */
+static void check_results(const msgpack_object *container, const struct qt_result *const *res,
+                          size_t n)
+{
+    const msgpack_object *arr = get(container, "results");
+
+    assert_int_equal(arr->type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal(arr->via.array.size, n);
+    for (size_t i = 0; i < n; i++) {
+        struct qt_result out;
+
+        /* The first is decoded into a too-small result (resized), the rest into zeroed ones. */
+        if (i == 0) {
+            assert_ok(qt_result_init(&out, 1));
+        } else {
+            memset(&out, 0, sizeof(out));
+        }
+        assert_ok(qp_decode_result_map(&arr->via.array.ptr[i], 256, &out, &diag));
+        assert_result_equal(&out, res[i]);
+        qt_result_done(&out);
+    }
+}
+
+static void test_roundtrip_results(void **state)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    struct qt_result est, ok, err;
+    const struct qt_result *res[3] = {&est, &ok, &err};
+    const msgpack_object *timing;
+
+    (void)state;
+    make_estimated_result(&est);
+    make_ok_result(&ok);
+    make_err_result(&err);
+
+    qp_writer_init(&w);
+    assert_ok(qp_pack_result_notify(&w, 77, 123456, res, 3, MAXF));
+    decode_frame(&w, &msg);
+    assert_notification(&msg, QP_M_RESULT);
+    assert_int_equal(get_u64(msg.params, "request"), 77);
+    assert_int_equal(get_u64(msg.params, "index"), 123456);
+    check_results(msg.params, res, 3);
+    qp_msg_done(&msg);
+
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_reconstruct_result(&w, 9, res, 3, 0.5, 12.75, 3, MAXF));
+    decode_frame(&w, &msg);
+    assert_response(&msg, 9);
+    assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(get_u64(msg.result, "index"), 0);
+    check_results(msg.result, res, 3);
+    timing = get(msg.result, "timing");
+    qt_assert_close(get_f64(timing, "queue_ms"), 0.5, 0, 0);
+    qt_assert_close(get_f64(timing, "compute_ms"), 12.75, 0, 0);
+    assert_int_equal(get_i64(msg.result, "worker"), 3);
+    qp_msg_done(&msg);
+
+    /* A negative worker (none) survives. */
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_reconstruct_result(&w, 9, res, 1, 0, 0, -1, MAXF));
+    decode_frame(&w, &msg);
+    assert_int_equal(get_i64(msg.result, "worker"), -1);
+    qp_msg_done(&msg);
+
+    qp_writer_done(&w);
+    qt_result_done(&est);
+    qt_result_done(&ok);
+    qt_result_done(&err);
+}
+
+/* An error result read back keeps its kind: the record writer prints qt_errname(res->err), so
+ * a remote error must name the same error as a local one. */
+static void test_roundtrip_result_error_kind(void **state)
+{
+    static const int errs[] = {QT_ENONFINITE, QT_EZEROGROUP, QT_ENEGATIVE, QT_ESAMPLELEN,
+                               QT_EDIM,       QT_EOPTION,    -ETIMEDOUT,   -ECANCELED};
+    struct qp_writer w;
+    size_t bad = 0;
+
+    (void)state;
+    qp_writer_init(&w);
+    for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+        struct qt_result r, out;
+        const struct qt_result *res[1] = {&r};
+        struct qp_msg msg;
+
+        assert_ok(qt_result_init(&r, 2));
+        qt_result_reset(&r, QT_METHOD_LINEAR);
+        (void)qt_result_fail(&r, errs[i], "failure %zu", i);
+        qp_writer_reset(&w);
+        assert_ok(qp_pack_result_notify(&w, 1, i, res, 1, MAXF));
+        decode_frame(&w, &msg);
+        assert_ok(qt_result_init(&out, 2));
+        assert_ok(
+            qp_decode_result_map(&get(msg.params, "results")->via.array.ptr[0], 256, &out, &diag));
+        assert_int_equal(qt_status_from_err(out.err), qt_status_from_err(errs[i]));
+        if (strcmp(qt_errname(out.err), qt_errname(errs[i])) != 0) {
+            print_error("%s came back as %s\n", qt_errname(errs[i]), qt_errname(out.err));
+            bad++;
+        }
+        assert_string_equal(out.errmsg, r.errmsg);
+        qp_msg_done(&msg);
+        qt_result_done(&out);
+        qt_result_done(&r);
+    }
+    qp_writer_done(&w);
+    assert_int_equal(bad, 0);
+}
+
+static void test_roundtrip_progress(void **state)
+{
+    static const struct qp_progress ps[] = {
+        {.request = 3, .done = 5, .failed = 1, .total = 20, .eta_ms = 1500},
+        {.request = UINT32_MAX, .done = UINT64_MAX, .failed = 0, .total = UINT64_MAX, .eta_ms = -1},
+        {.request = 0, .done = 0, .failed = 0, .total = 0, .eta_ms = 0},
+    };
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
+        struct qp_msg msg;
+        struct qp_progress out;
+
+        qp_writer_reset(&w);
+        assert_ok(qp_pack_progress(&w, &ps[i], MAXF));
+        decode_frame(&w, &msg);
+        assert_notification(&msg, QP_M_PROGRESS);
+        assert_ok(qp_decode_progress(msg.params, &out, &diag));
+        assert_int_equal(out.request, ps[i].request);
+        assert_int_equal(out.done, ps[i].done);
+        assert_int_equal(out.failed, ps[i].failed);
+        assert_int_equal(out.total, ps[i].total);
+        assert_int_equal(out.eta_ms, ps[i].eta_ms);
+        qp_msg_done(&msg);
+    }
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_totals(void **state)
+{
+    const struct qp_totals t = {
+        .n_ok = 1u << 20, .n_err = 3, .n_cancelled = UINT64_MAX, .elapsed_ms = 98765.4321};
+    struct qp_writer w;
+    struct qp_msg msg;
+    struct qp_totals out;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_submit_result(&w, 17, &t, MAXF));
+    decode_frame(&w, &msg);
+    assert_response(&msg, 17);
+    assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+    assert_ok(qp_decode_totals(msg.result, &out, &diag));
+    assert_int_equal(out.n_ok, t.n_ok);
+    assert_int_equal(out.n_err, t.n_err);
+    assert_int_equal(out.n_cancelled, t.n_cancelled);
+    qt_assert_close(out.elapsed_ms, t.elapsed_ms, 1e-15, 0);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_cancel(void **state)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    uint32_t target = 0;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_cancel(&w, 4, UINT32_MAX, MAXF));
+    decode_frame(&w, &msg);
+    assert_request(&msg, 4, QP_M_CANCEL);
+    assert_ok(qp_decode_cancel(msg.params, &target, &diag));
+    assert_int_equal(target, UINT32_MAX);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_design_d(void **state)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    char design[16];
+    size_t d = 99;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_simple(&w, 9, QP_M_CACHE_EVICT, "mub", 4, MAXF));
+    decode_frame(&w, &msg);
+    assert_request(&msg, 9, QP_M_CACHE_EVICT);
+    assert_ok(qp_decode_design_d(msg.params, design, sizeof(design), &d, &diag));
+    assert_string_equal(design, "mub");
+    assert_int_equal(d, 4);
+    qp_msg_done(&msg);
+
+    /* No design, no d: an empty map. */
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_simple(&w, 10, QP_M_STATUS, NULL, 0, MAXF));
+    decode_frame(&w, &msg);
+    assert_request(&msg, 10, QP_M_STATUS);
+    assert_int_equal(msg.params->via.map.size, 0);
+    assert_ok(qp_decode_design_d(msg.params, design, sizeof(design), &d, &diag));
+    assert_string_equal(design, "");
+    assert_int_equal(d, 0);
+    qp_msg_done(&msg);
+
+    /* d beyond the largest design dimension. */
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_simple(&w, 11, QP_M_CACHE_WARM, "nopovm", QT_DESIGN_MAX_DIM + 1, MAXF));
+    decode_frame(&w, &msg);
+    assert_err(qp_decode_design_d(msg.params, design, sizeof(design), &d, &diag), QT_EPARSE);
+    assert_diag_has("d:");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_error_response(void **state)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    const msgpack_object *data;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_write_error(&w, 12, QT_ST_INVALID_PARAMS, "bad option", -1, MAXF));
+    decode_frame(&w, &msg);
+    assert_response(&msg, 12);
+    assert_int_equal(msg.error->type, MSGPACK_OBJECT_MAP);
+    assert_int_equal(msg.result->type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(msg.error->via.map.size, 2);
+    assert_int_equal(get_i64(msg.error, "code"), QT_ST_INVALID_PARAMS);
+    assert_str(get(msg.error, "message"), "bad option");
+    assert_null(qp_get(msg.error, "data"));
+    qp_msg_done(&msg);
+
+    qp_writer_reset(&w);
+    assert_ok(qp_write_error(&w, 13, QT_ST_BUSY, "queue full", 250, MAXF));
+    decode_frame(&w, &msg);
+    assert_response(&msg, 13);
+    assert_int_equal(msg.error->type, MSGPACK_OBJECT_MAP);
+    assert_int_equal(msg.result->type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(get_i64(msg.error, "code"), QT_ST_BUSY);
+    assert_str(get(msg.error, "message"), "queue full");
+    data = get(msg.error, "data");
+    assert_int_equal(get_i64(data, "retry_after_ms"), 250);
+    qp_msg_done(&msg);
+
+    /* retry_after_ms 0 is a value, not absence. */
+    qp_writer_reset(&w);
+    assert_ok(qp_write_error(&w, 14, QT_ST_BUSY, "queue full", 0, MAXF));
+    decode_frame(&w, &msg);
+    assert_int_equal(get_i64(get(msg.error, "data"), "retry_after_ms"), 0);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_notifications(void **state)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_write_protocol_error(&w, QT_ST_TOO_LARGE, "frame too large", MAXF));
+    decode_frame(&w, &msg);
+    assert_notification(&msg, QP_M_PROTOCOL_ERROR);
+    assert_int_equal(get_i64(msg.params, "code"), QT_ST_TOO_LARGE);
+    assert_str(get(msg.params, "message"), "frame too large");
+    qp_msg_done(&msg);
+
+    qp_writer_reset(&w);
+    assert_ok(qp_write_bye(&w, "reload", 0, MAXF));
+    decode_frame(&w, &msg);
+    assert_notification(&msg, QP_M_BYE);
+    assert_str(get(msg.params, "reason"), "reload");
+    assert_int_equal(get_i64(msg.params, "retry_after_ms"), 0);
+    qp_msg_done(&msg);
+
+    qp_writer_reset(&w);
+    assert_ok(qp_write_bye(&w, "idle", -1, MAXF));
+    decode_frame(&w, &msg);
+    assert_int_equal(get_i64(msg.params, "retry_after_ms"), -1);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+/* ---- frame header ---- */
+
+static void test_frame_header(void **state)
+{
+    static const uint8_t zero[4] = {0, 0, 0, 0}, one[4] = {0, 0, 0, 1}, k4[4] = {0, 0, 0x10, 0x00},
+                         k4p1[4] = {0, 0, 0x10, 0x01}, big[4] = {0xff, 0xff, 0xff, 0xff},
+                         d64m[4] = {0x04, 0x00, 0x00, 0x00}, d64m1[4] = {0x04, 0x00, 0x00, 0x01},
+                         order[4] = {0x01, 0x02, 0x03, 0x04};
+    uint32_t len = 7;
+
+    (void)state;
+    assert_err(qp_frame_header(zero, MAXF, &len), QT_EPARSE);
+    assert_int_equal(len, 7);
+    assert_ok(qp_frame_header(one, MAXF, &len));
+    assert_int_equal(len, 1);
+    /* Exactly the limit is fine, one more is too big. */
+    assert_ok(qp_frame_header(k4, QP_MIN_MAX_FRAME, &len));
+    assert_int_equal(len, QP_MIN_MAX_FRAME);
+    len = 7;
+    assert_err(qp_frame_header(k4p1, QP_MIN_MAX_FRAME, &len), QT_ETOOBIG);
+    assert_int_equal(len, 7);
+    assert_ok(qp_frame_header(d64m, MAXF, &len));
+    assert_int_equal(len, MAXF);
+    assert_err(qp_frame_header(d64m1, MAXF, &len), QT_ETOOBIG);
+    assert_err(qp_frame_header(big, MAXF, &len), QT_ETOOBIG);
+    assert_ok(qp_frame_header(big, UINT32_MAX, &len));
+    assert_int_equal(len, UINT32_MAX);
+    /* Big-endian. */
+    assert_ok(qp_frame_header(order, UINT32_MAX, &len));
+    assert_int_equal(len, 0x01020304u);
+}
+
+/* ---- pre-scan ---- */
+
+static void expect_prescan(const void *buf, size_t len, int want, const char *what)
+{
+    int r;
+
+    memset(&diag, 0, sizeof(diag));
+    r = qp_prescan((const uint8_t *)buf, len, &diag);
+    if (r != want) {
+        print_error("%s (%zu bytes): qp_prescan = %d, expected %d: %s\n", what, len, r, want,
+                    diag.msg);
+        fail();
+    }
+    if (r < 0 && !diag.msg[0]) {
+        print_error("%s: rejected without a message\n", what);
+        fail();
+    }
+}
+
+#define PRESCAN_BAD(...)                                         \
+    do {                                                         \
+        static const uint8_t b_[] = {__VA_ARGS__};               \
+        expect_prescan(b_, sizeof(b_), QT_EPARSE, #__VA_ARGS__); \
+    } while (0)
+
+#define PRESCAN_GOOD(...)                                \
+    do {                                                 \
+        static const uint8_t b_[] = {__VA_ARGS__};       \
+        expect_prescan(b_, sizeof(b_), 0, #__VA_ARGS__); \
+    } while (0)
+
+static void test_prescan_bombs(void **state)
+{
+    (void)state;
+    /* array32 of 268 M elements in a 5-byte frame: msgpack-c would allocate 6.4 GB. */
+    PRESCAN_BAD(0xdd, 0x0f, 0xff, 0xff, 0xff);
+    PRESCAN_BAD(0xdd, 0x7f, 0xff, 0xff, 0xff);
+    PRESCAN_BAD(0xdd, 0xff, 0xff, 0xff, 0xff);
+    PRESCAN_BAD(0xdd, 0x00, 0x00, 0x00, 0x02, 0xc0);
+    /* map32: counts entries (two values each). */
+    PRESCAN_BAD(0xdf, 0x0f, 0xff, 0xff, 0xff);
+    PRESCAN_BAD(0xdf, 0xff, 0xff, 0xff, 0xff, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0);
+    PRESCAN_BAD(0xdf, 0x80, 0x00, 0x00, 0x00, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0);
+    PRESCAN_BAD(0xdf, 0x00, 0x00, 0x00, 0x03, 0xc0, 0xc0, 0xc0, 0xc0);
+    PRESCAN_BAD(0xdf, 0x00, 0x00, 0x00, 0x03, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0);
+    /* 16-bit and fix counts. */
+    PRESCAN_BAD(0xdc, 0xff, 0xff, 0xc0);
+    PRESCAN_BAD(0xde, 0x80, 0x00, 0xc0, 0xc0);
+    PRESCAN_BAD(0x9f, 0xc0);
+    PRESCAN_BAD(0x8f, 0xc0, 0xc0);
+    PRESCAN_BAD(0x81, 0xc0);
+    /* A bomb below the top level. */
+    PRESCAN_BAD(0x91, 0xdd, 0x0f, 0xff, 0xff, 0xff);
+    PRESCAN_BAD(0x81, 0xa1, 'k', 0xdf, 0x0f, 0xff, 0xff, 0xff);
+    PRESCAN_BAD(0x94, 0x00, 0x01, 0xa5, 'h', 'e', 'l', 'l', 'o', 0xdd, 0x0f, 0xff, 0xff, 0xff);
+    /* str / bin / ext lengths past the end. */
+    PRESCAN_BAD(0xdb, 0x00, 0x01, 0x00, 0x00, 'a', 'b');
+    PRESCAN_BAD(0xdb, 0xff, 0xff, 0xff, 0xff);
+    PRESCAN_BAD(0xdb, 0x00, 0x00, 0x00, 0x03, 'a', 'b');
+    PRESCAN_BAD(0xc6, 0xff, 0xff, 0xff, 0xff, 0x00);
+    PRESCAN_BAD(0xc6, 0x00, 0x00, 0x00, 0x05, 0x01, 0x02, 0x03, 0x04);
+    PRESCAN_BAD(0xc9, 0xff, 0xff, 0xff, 0xff, 0x01);
+    PRESCAN_BAD(0xc9, 0x00, 0x00, 0x00, 0x04, 0x01, 0xaa, 0xbb, 0xcc);
+    PRESCAN_BAD(0xc8, 0xff, 0xff, 0x01, 0x00);
+    PRESCAN_BAD(0xc7, 0x02, 0x01, 0xaa);
+    PRESCAN_BAD(0xc4, 0x05, 0x01, 0x02);
+    PRESCAN_BAD(0xc5, 0x01, 0x00, 0x01);
+    PRESCAN_BAD(0xd9, 0x10, 'a');
+    PRESCAN_BAD(0xda, 0x01, 0x00, 'a');
+    PRESCAN_BAD(0xbf, 'a', 'b');
+    /* Exactly enough is fine. */
+    PRESCAN_GOOD(0xdb, 0x00, 0x00, 0x00, 0x02, 'a', 'b');
+    PRESCAN_GOOD(0xc6, 0x00, 0x00, 0x00, 0x01, 0x00);
+    PRESCAN_GOOD(0xc9, 0x00, 0x00, 0x00, 0x01, 0x05, 0xaa);
+    PRESCAN_GOOD(0xdd, 0x00, 0x00, 0x00, 0x02, 0xc0, 0xc0);
+    PRESCAN_GOOD(0xdf, 0x00, 0x00, 0x00, 0x02, 0xc0, 0xc0, 0xc0, 0xc0);
+}
+
+static void test_prescan_truncated(void **state)
+{
+    (void)state;
+    PRESCAN_BAD(0xca, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xcb, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xcc);
+    PRESCAN_BAD(0xcd, 0x00);
+    PRESCAN_BAD(0xce, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xcf, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xd0);
+    PRESCAN_BAD(0xd1, 0xff);
+    PRESCAN_BAD(0xd2, 0xff, 0xff, 0xff);
+    PRESCAN_BAD(0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
+    PRESCAN_BAD(0xd4, 0x01);
+    PRESCAN_BAD(0xd5, 0x01, 0x00);
+    PRESCAN_BAD(0xd6, 0x01, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xd7, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xd8, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xc7);
+    PRESCAN_BAD(0xc7, 0x00);
+    PRESCAN_BAD(0xc8, 0x00, 0x00);
+    PRESCAN_BAD(0xc9, 0x00, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xc4);
+    PRESCAN_BAD(0xc5, 0x00);
+    PRESCAN_BAD(0xc6, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xd9);
+    PRESCAN_BAD(0xda, 0x00);
+    PRESCAN_BAD(0xdb, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xdc, 0x00);
+    PRESCAN_BAD(0xdd, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0xde, 0x00);
+    PRESCAN_BAD(0xdf, 0x00, 0x00, 0x00);
+    PRESCAN_BAD(0x92, 0xcb, 0x00, 0x00);
+    expect_prescan("", 0, QT_EPARSE, "empty");
+}
+
+static void test_prescan_trailing_and_reserved(void **state)
+{
+    (void)state;
+    PRESCAN_BAD(0xc0, 0xc0);
+    PRESCAN_BAD(0x90, 0x00);
+    PRESCAN_BAD(0x91, 0x01, 0x02);
+    PRESCAN_BAD(0xa1, 'a', 'b');
+    PRESCAN_BAD(0xcb, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    PRESCAN_BAD(0x93, 0x00, 0x01, 0x90, 0xc1);
+    /* 0xc1 is never used. */
+    PRESCAN_BAD(0xc1);
+    PRESCAN_BAD(0x91, 0xc1);
+    PRESCAN_BAD(0x81, 0xc1, 0xc0);
+    PRESCAN_BAD(0x81, 0xc0, 0xc1);
+    PRESCAN_BAD(0x92, 0xc1, 0xc0);
+}
+
+static void nested(uint8_t *buf, size_t n_arrays, uint8_t leaf)
+{
+    memset(buf, 0x91, n_arrays);
+    buf[n_arrays] = leaf;
+}
+
+/* SCHEMA.md §1: the top-level value has depth 1, an element of a container at depth k has
+ * depth k + 1, and every value, scalars included, has depth <= QP_MAX_DEPTH. */
+static void test_prescan_depth(void **state)
+{
+    uint8_t buf[64];
+
+    (void)state;
+    /* Depth exactly 16: a scalar inside 15 arrays, or 16 arrays the innermost empty. */
+    nested(buf, QP_MAX_DEPTH - 1, 0xc0);
+    expect_prescan(buf, QP_MAX_DEPTH, 0, "15 nested arrays around nil");
+    nested(buf, QP_MAX_DEPTH - 1, 0x90);
+    expect_prescan(buf, QP_MAX_DEPTH, 0, "15 nested arrays around []");
+    /* Depth 17. */
+    nested(buf, QP_MAX_DEPTH, 0xc0);
+    expect_prescan(buf, QP_MAX_DEPTH + 1, QT_EPARSE, "16 nested arrays around nil");
+    assert_diag_has("nesting");
+    nested(buf, QP_MAX_DEPTH, 0x90);
+    expect_prescan(buf, QP_MAX_DEPTH + 1, QT_EPARSE, "16 nested arrays around []");
+    nested(buf, QP_MAX_DEPTH + 1, 0xc0);
+    expect_prescan(buf, QP_MAX_DEPTH + 2, QT_EPARSE, "17 nested arrays around nil");
+    assert_diag_has("nesting");
+    nested(buf, 40, 0xc0);
+    expect_prescan(buf, 41, QT_EPARSE, "40 nested arrays");
+    /* Maps count too: {nil: {nil: ... nil}}, keys at the depth of the values. */
+    for (size_t i = 0; i < QP_MAX_DEPTH - 1; i++)
+        buf[2 * i] = 0x81, buf[2 * i + 1] = 0xc0;
+    buf[2 * (QP_MAX_DEPTH - 1)] = 0xc0;
+    expect_prescan(buf, 2 * (QP_MAX_DEPTH - 1) + 1, 0, "15 nested maps");
+    for (size_t i = 0; i < QP_MAX_DEPTH; i++)
+        buf[2 * i] = 0x81, buf[2 * i + 1] = 0xc0;
+    buf[2 * QP_MAX_DEPTH] = 0xc0;
+    expect_prescan(buf, 2 * QP_MAX_DEPTH + 1, QT_EPARSE, "16 nested maps");
+    /* A deep key. */
+    for (size_t i = 0; i < QP_MAX_DEPTH - 1; i++)
+        buf[i] = 0x91;
+    buf[QP_MAX_DEPTH - 1] = 0x81, buf[QP_MAX_DEPTH] = 0x91, buf[QP_MAX_DEPTH + 1] = 0xc0;
+    buf[QP_MAX_DEPTH + 2] = 0xc0;
+    expect_prescan(buf, QP_MAX_DEPTH + 3, QT_EPARSE, "a map key at depth 17");
+    /* Depth is nesting, not count: 16 sibling arrays at depth 2 are fine. */
+    buf[0] = 0xdc, buf[1] = 0x00, buf[2] = 0x10;
+    memset(buf + 3, 0x90, 16);
+    expect_prescan(buf, 19, 0, "array16 of 16 empty arrays");
+}
+
+/* One msgpack value of every type and width, packed by msgpack-c, with the first byte it must
+ * have. Containers hold a mix of real elements. */
+enum { BIG = 70000 };
+
+enum sample_kind {
+    SK_NIL,
+    SK_TRUE,
+    SK_FALSE,
+    SK_INT,
+    SK_UINT,
+    SK_F32,
+    SK_F64,
+    SK_STR,
+    SK_BIN,
+    SK_EXT,
+    SK_ARRAY,
+    SK_MAP
+};
+
+struct sample {
+    uint8_t first;
+    const char *name;
+    enum sample_kind kind;
+    int64_t arg; /* value, or length / count */
+};
+
+static const struct sample samples[] = {
+    {0xc0, "nil", SK_NIL, 0},
+    {0xc3, "true", SK_TRUE, 0},
+    {0xc2, "false", SK_FALSE, 0},
+    {0x05, "positive fixint", SK_INT, 5},
+    {0x7f, "largest positive fixint", SK_INT, 127},
+    {0xfb, "negative fixint", SK_INT, -5},
+    {0xe0, "smallest negative fixint", SK_INT, -32},
+    {0xd0, "int8", SK_INT, -100},
+    {0xd1, "int16", SK_INT, -1000},
+    {0xd2, "int32", SK_INT, -100000},
+    {0xd3, "int64", SK_INT, -10000000000},
+    {0xd3, "int64 min", SK_INT, INT64_MIN},
+    {0xcc, "uint8", SK_UINT, 200},
+    {0xcd, "uint16", SK_UINT, 60000},
+    {0xce, "uint32", SK_UINT, 4000000000},
+    {0xcf, "uint64", SK_UINT, -1}, /* UINT64_MAX */
+    {0xca, "float32", SK_F32, 0},
+    {0xcb, "float64", SK_F64, 0},
+    {0xa0, "empty fixstr", SK_STR, 0},
+    {0xa3, "fixstr", SK_STR, 3},
+    {0xbf, "fixstr 31", SK_STR, 31},
+    {0xd9, "str8", SK_STR, 40},
+    {0xda, "str16", SK_STR, 300},
+    {0xdb, "str32", SK_STR, BIG},
+    {0xc4, "empty bin8", SK_BIN, 0},
+    {0xc4, "bin8", SK_BIN, 10},
+    {0xc5, "bin16", SK_BIN, 300},
+    {0xc6, "bin32", SK_BIN, BIG},
+    {0xd4, "fixext1", SK_EXT, 1},
+    {0xd5, "fixext2", SK_EXT, 2},
+    {0xd6, "fixext4", SK_EXT, 4},
+    {0xd7, "fixext8", SK_EXT, 8},
+    {0xd8, "fixext16", SK_EXT, 16},
+    {0xc7, "empty ext8", SK_EXT, 0},
+    {0xc7, "ext8", SK_EXT, 3},
+    {0xc8, "ext16", SK_EXT, 300},
+    {0xc9, "ext32", SK_EXT, BIG},
+    {0x90, "empty fixarray", SK_ARRAY, 0},
+    {0x93, "fixarray", SK_ARRAY, 3},
+    {0xdc, "array16", SK_ARRAY, 20},
+    {0xdd, "array32", SK_ARRAY, BIG},
+    {0x80, "empty fixmap", SK_MAP, 0},
+    {0x82, "fixmap", SK_MAP, 2},
+    {0xde, "map16", SK_MAP, 20},
+    {0xdf, "map32", SK_MAP, BIG},
+};
+
+static void pack_sample(msgpack_packer *pk, const struct sample *s)
+{
+    static char big[BIG];
+    size_t n = (size_t)s->arg;
+
+    memset(big, 'x', sizeof(big));
+    switch (s->kind) {
+    case SK_NIL:
+        (void)msgpack_pack_nil(pk);
+        break;
+    case SK_TRUE:
+        (void)msgpack_pack_true(pk);
+        break;
+    case SK_FALSE:
+        (void)msgpack_pack_false(pk);
+        break;
+    case SK_INT:
+        (void)msgpack_pack_int64(pk, s->arg);
+        break;
+    case SK_UINT:
+        (void)msgpack_pack_uint64(pk, (uint64_t)s->arg);
+        break;
+    case SK_F32:
+        (void)msgpack_pack_float(pk, 1.5f);
+        break;
+    case SK_F64:
+        (void)msgpack_pack_double(pk, -0.1);
+        break;
+    case SK_STR:
+        (void)msgpack_pack_str_with_body(pk, big, n);
+        break;
+    case SK_BIN:
+        (void)msgpack_pack_bin_with_body(pk, big, n);
+        break;
+    case SK_EXT:
+        (void)msgpack_pack_ext_with_body(pk, big, n, (int8_t)(n % 7) - 3);
+        break;
+    case SK_ARRAY:
+        (void)msgpack_pack_array(pk, n);
+        for (size_t k = 0; k < n; k++) {
+            if (k % 4 == 0)
+                (void)msgpack_pack_double(pk, (double)k);
+            else if (k % 4 == 1)
+                (void)msgpack_pack_nil(pk);
+            else if (k % 4 == 2)
+                (void)msgpack_pack_int64(pk, -(int64_t)k);
+            else
+                (void)msgpack_pack_str_with_body(pk, big, k % 5);
+        }
+        break;
+    case SK_MAP:
+        (void)msgpack_pack_map(pk, n);
+        for (size_t k = 0; k < n; k++) {
+            (void)msgpack_pack_uint64(pk, k);
+            if (k % 2)
+                (void)msgpack_pack_false(pk);
+            else
+                (void)msgpack_pack_bin_with_body(pk, big, k % 7);
+        }
+        break;
+    }
+}
+
+static void test_prescan_accepts_all_types(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+        const char *what = samples[i].name;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_unpacked up;
+        uint8_t *buf;
+        size_t off = 0, cuts[8], ncuts;
+
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        pack_sample(&pk, &samples[i]);
+        assert_true(sb.size > 0);
+        if ((uint8_t)sb.data[0] != samples[i].first) {
+            print_error("%s: packed as 0x%02x, expected 0x%02x\n", what, (uint8_t)sb.data[0],
+                        samples[i].first);
+            fail();
+        }
+        /* A valid value for msgpack-c too. */
+        msgpack_unpacked_init(&up);
+        assert_int_equal(msgpack_unpack_next(&up, sb.data, sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+        assert_int_equal(off, sb.size);
+        msgpack_unpacked_destroy(&up);
+
+        expect_prescan(sb.data, sb.size, 0, what);
+        /* With a trailing byte, rejected. */
+        buf = malloc(sb.size + 1);
+        assert_non_null(buf);
+        memcpy(buf, sb.data, sb.size);
+        buf[sb.size] = 0xc0;
+        expect_prescan(buf, sb.size + 1, QT_EPARSE, what);
+        /* Every proper prefix is incomplete (all of them for small samples). */
+        if (sb.size <= 4096) {
+            for (size_t k = 0; k < sb.size; k++)
+                expect_prescan(buf, k, QT_EPARSE, what);
+        } else {
+            ncuts = 0;
+            cuts[ncuts++] = 1;
+            cuts[ncuts++] = 3;
+            cuts[ncuts++] = 5;
+            cuts[ncuts++] = 6;
+            cuts[ncuts++] = sb.size / 2;
+            cuts[ncuts++] = sb.size - 2;
+            cuts[ncuts++] = sb.size - 1;
+            for (size_t k = 0; k < ncuts; k++)
+                expect_prescan(buf, cuts[k], QT_EPARSE, what);
+        }
+        free(buf);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+/* Every frame the encoders write passes the pre-scan (the golden tests check them one by one;
+ * here several frames in one writer are split by their headers). */
+static void test_prescan_frames_in_sequence(void **state)
+{
+    struct qp_writer w;
+    struct qp_job j;
+    size_t off = 0, n = 0;
+
+    (void)state;
+    make_reconstruct_job(&j);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_hello(&w, 1, "c", MAXF));
+    assert_ok(qp_pack_job(&w, 2, QP_M_RECONSTRUCT, &j, MAXF));
+    assert_ok(qp_pack_cancel(&w, 3, 2, MAXF));
+    assert_ok(qp_write_bye(&w, "idle", 5, MAXF));
+    while (off < w.sb.size) {
+        uint32_t len = 0;
+        struct qp_msg msg;
+
+        assert_true(w.sb.size - off >= QP_HEADER_LEN);
+        assert_ok(qp_frame_header((const uint8_t *)w.sb.data + off, MAXF, &len));
+        off += QP_HEADER_LEN;
+        assert_true(w.sb.size - off >= len);
+        assert_ok(qp_msg_decode((const uint8_t *)w.sb.data + off, len, &msg, &diag));
+        qp_msg_done(&msg);
+        off += len;
+        n++;
+    }
+    assert_int_equal(n, 4);
+    qp_writer_done(&w);
+    qp_job_done(&j);
+}
+
+/* ---- envelope ---- */
+
+static void expect_msg_error(const void *buf, size_t len, bool id_valid, uint32_t id,
+                             const char *what)
+{
+    struct qp_msg msg;
+    int r;
+
+    memset(&diag, 0, sizeof(diag));
+    r = qp_msg_decode((const uint8_t *)buf, len, &msg, &diag);
+    if (r != QT_EPARSE || msg.id_valid != id_valid || (id_valid && msg.id != id)) {
+        print_error("%s: qp_msg_decode = %d, id_valid %d, id %u; expected %d, %d, %u: %s\n", what,
+                    r, msg.id_valid, msg.id, QT_EPARSE, id_valid, id, diag.msg);
+        qp_msg_done(&msg);
+        fail();
+    }
+    if (!diag.msg[0]) {
+        print_error("%s: no message\n", what);
+        fail();
+    }
+    qp_msg_done(&msg);
+}
+
+#define MSG_BAD(id_valid, id, ...)                                    \
+    do {                                                              \
+        static const uint8_t b_[] = {__VA_ARGS__};                    \
+        expect_msg_error(b_, sizeof(b_), id_valid, id, #__VA_ARGS__); \
+    } while (0)
+
+#define HELLO 0xa5, 'h', 'e', 'l', 'l', 'o'
+
+static void test_msg_malformed_with_id(void **state)
+{
+    uint8_t name[64];
+
+    (void)state;
+    /* [0, 7, 5, []]: the method is not a string. */
+    MSG_BAD(true, 7, 0x94, 0x00, 0x07, 0x05, 0x90);
+    /* [0, 7, "hello", {}]: params not an array. */
+    MSG_BAD(true, 7, 0x94, 0x00, 0x07, HELLO, 0x80);
+    /* [0, 7, "hello", [1]]: params not [map]. */
+    MSG_BAD(true, 7, 0x94, 0x00, 0x07, HELLO, 0x91, 0x01);
+    /* [0, 7, "hello", [{}, {}]]. */
+    MSG_BAD(true, 7, 0x94, 0x00, 0x07, HELLO, 0x92, 0x80, 0x80);
+    /* [0, 7, "hello", nil]. */
+    MSG_BAD(true, 7, 0x94, 0x00, 0x07, HELLO, 0xc0);
+    /* [0, 7, bin "hello", []]. */
+    MSG_BAD(true, 7, 0x94, 0x00, 0x07, 0xc4, 0x05, 'h', 'e', 'l', 'l', 'o', 0x90);
+    /* [1, 7, 5, nil]: a response whose error is neither nil nor a map. */
+    MSG_BAD(true, 7, 0x94, 0x01, 0x07, 0x05, 0xc0);
+    /* Largest id. */
+    MSG_BAD(true, UINT32_MAX, 0x94, 0x00, 0xce, 0xff, 0xff, 0xff, 0xff, 0x05, 0x90);
+    /* A method name of 48 bytes does not fit. */
+    name[0] = 0x94, name[1] = 0x00, name[2] = 0x07, name[3] = 0xd9, name[4] = 48;
+    memset(name + 5, 'm', 48);
+    name[53] = 0x90;
+    expect_msg_error(name, 54, true, 7, "48-byte method");
+}
+
+static void test_msg_unreadable(void **state)
+{
+    (void)state;
+    /* Not an array. */
+    MSG_BAD(false, 0, 0x07);
+    MSG_BAD(false, 0, 0x80);
+    MSG_BAD(false, 0, 0x90);
+    MSG_BAD(false, 0, 0x92, 0x00, 0x07);
+    /* Type 9, a negative type, a string type. */
+    MSG_BAD(false, 0, 0x94, 0x09, 0x07, HELLO, 0x90);
+    MSG_BAD(false, 0, 0x94, 0xff, 0x07, HELLO, 0x90);
+    MSG_BAD(false, 0, 0x94, 0xa1, '0', 0x07, HELLO, 0x90);
+    /* Negative id, id past u32, id not an integer. */
+    MSG_BAD(false, 0, 0x94, 0x00, 0xff, HELLO, 0x90);
+    MSG_BAD(false, 0, 0x94, 0x00, 0xd0, 0x80, HELLO, 0x90);
+    MSG_BAD(false, 0, 0x94, 0x00, 0xcf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, HELLO,
+            0x90);
+    MSG_BAD(false, 0, 0x94, 0x00, 0xcb, 0x40, 0x1c, 0, 0, 0, 0, 0, 0, HELLO, 0x90);
+    MSG_BAD(false, 0, 0x94, 0x00, 0xc0, HELLO, 0x90);
+    /* Notifications have no id: every error is unreadable. */
+    MSG_BAD(false, 0, 0x93, 0x02, 0x05, 0x90);
+    MSG_BAD(false, 0, 0x93, 0x02, HELLO, 0x80);
+    MSG_BAD(false, 0, 0x94, 0x02, 0x07, HELLO, 0x90);
+    /* Bytes the pre-scan refuses. */
+    MSG_BAD(false, 0, 0xc1);
+    MSG_BAD(false, 0, 0xdd, 0x0f, 0xff, 0xff, 0xff);
+    MSG_BAD(false, 0, 0x94, 0x00, 0x07, HELLO, 0x90, 0x00);
+}
+
+static void test_msg_decodes(void **state)
+{
+    /* [0, 7, "frobnicate", [{}]]: unknown method, for the dispatcher to answer. */
+    static const uint8_t unknown[] = {0x94, 0x00, 0x07, 0xaa, 'f', 'r', 'o',  'b',
+                                      'n',  'i',  'c',  'a',  't', 'e', 0x91, 0x80};
+    /* [0, 8, "status", []]: no params. */
+    static const uint8_t noparams[] = {0x94, 0x00, 0x08, 0xa6, 's', 't', 'a', 't', 'u', 's', 0x90};
+    /* [2, "progress", [{"request": 1}]]. */
+    static const uint8_t notif[] = {0x93, 0x02, 0xa8, 'p', 'r', 'o', 'g', 'r', 'e', 's', 's',
+                                    0x91, 0x81, 0xa7, 'r', 'e', 'q', 'u', 'e', 's', 't', 0x01};
+    /* [2, "nosuch", []]. */
+    static const uint8_t notif_unknown[] = {0x93, 0x02, 0xa6, 'n', 'o', 's', 'u', 'c', 'h', 0x90};
+    /* [1, 7, nil, {"found": true}]. */
+    static const uint8_t resp_ok[] = {0x94, 0x01, 0x07, 0xc0, 0x81, 0xa5,
+                                      'f',  'o',  'u',  'n',  'd',  0xc3};
+    /* [1, 7, {"code": -32601, "message": "x"}, nil]. */
+    static const uint8_t resp_err[] = {0x94, 0x01, 0x07, 0x82, 0xa4, 'c', 'o', 'd',
+                                       'e',  0xd1, 0x80, 0xa7, 0xa7, 'm', 'e', 's',
+                                       's',  'a',  'g',  'e',  0xa1, 'x', 0xc0};
+    struct qp_msg msg;
+    bool found = false;
+
+    (void)state;
+    assert_ok(qp_msg_decode(unknown, sizeof(unknown), &msg, &diag));
+    assert_int_equal(msg.type, QP_REQUEST);
+    assert_true(msg.id_valid);
+    assert_int_equal(msg.id, 7);
+    assert_int_equal(msg.method, -1);
+    assert_string_equal(msg.method_name, "frobnicate");
+    assert_non_null(msg.params);
+    assert_int_equal(msg.params->type, MSGPACK_OBJECT_MAP);
+    qp_msg_done(&msg);
+
+    assert_ok(qp_msg_decode(noparams, sizeof(noparams), &msg, &diag));
+    assert_int_equal(msg.method, QP_M_STATUS);
+    assert_int_equal(msg.id, 8);
+    assert_null(msg.params);
+    qp_msg_done(&msg);
+
+    assert_ok(qp_msg_decode(notif, sizeof(notif), &msg, &diag));
+    assert_int_equal(msg.type, QP_NOTIFICATION);
+    assert_false(msg.id_valid);
+    assert_int_equal(msg.method, QP_M_PROGRESS);
+    assert_int_equal(get_u64(msg.params, "request"), 1);
+    qp_msg_done(&msg);
+
+    assert_ok(qp_msg_decode(notif_unknown, sizeof(notif_unknown), &msg, &diag));
+    assert_int_equal(msg.type, QP_NOTIFICATION);
+    assert_int_equal(msg.method, -1);
+    assert_string_equal(msg.method_name, "nosuch");
+    assert_null(msg.params);
+    qp_msg_done(&msg);
+
+    assert_ok(qp_msg_decode(resp_ok, sizeof(resp_ok), &msg, &diag));
+    assert_response(&msg, 7);
+    assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(msg.result->type, MSGPACK_OBJECT_MAP);
+    assert_ok(qp_read_bool(qp_get(msg.result, "found"), "found", &found, &diag));
+    assert_true(found);
+    qp_msg_done(&msg);
+
+    assert_ok(qp_msg_decode(resp_err, sizeof(resp_err), &msg, &diag));
+    assert_response(&msg, 7);
+    assert_int_equal(msg.error->type, MSGPACK_OBJECT_MAP);
+    assert_int_equal(get_i64(msg.error, "code"), QT_ST_METHOD_NOT_FOUND);
+    assert_str(get(msg.error, "message"), "x");
+    assert_int_equal(msg.result->type, MSGPACK_OBJECT_NIL);
+    qp_msg_done(&msg);
+
+    /* Every method of the table is found by name, and only by its exact name. */
+    for (int i = 0; i < _QP_M_MAX; i++) {
+        assert_int_equal(qp_method_find(qp_methods[i].name, strlen(qp_methods[i].name)), i);
+        assert_int_equal(qp_method_find(qp_methods[i].name, strlen(qp_methods[i].name) - 1), -1);
+    }
+    assert_int_equal(qp_method_find("hello!", 6), -1);
+    assert_int_equal(qp_method_find("", 0), -1);
+}
+
+/* ---- job rejections ---- */
+
+/* A reconstruct/submit params map with every part adjustable. */
+struct jobspec {
+    bool no_values;
+    const char *dtype;
+    uint64_t rows, cols, bytes;
+    const char *method;
+    const char *opt; /* option name, or NULL */
+    char opt_kind;   /* 'f' double, 's' string */
+    double opt_f;
+    const char *opt_s;
+    uint64_t trows, tcols; /* target shape; 0: no target */
+    uint64_t d;            /* 0: absent */
+    const char *extra;     /* another u64 key, or NULL */
+    uint64_t extra_val;
+};
+
+static const struct jobspec good_spec = {
+    .dtype = "f64le", .rows = 4, .cols = 1, .bytes = 32, .method = "linear", .d = 2};
+
+static int decode_spec(enum qp_method m, const struct jobspec *s, size_t max_dim, size_t max_batch,
+                       struct qp_job *j)
+{
+    static const char zeros[4096];
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    struct qp_msg msg;
+    size_t nkeys =
+        3u + (s->opt != NULL) + (s->trows != 0) + (s->d != 0) + (s->extra != NULL) - s->no_values;
+    int r;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    (void)msgpack_pack_array(&pk, 4);
+    (void)msgpack_pack_int(&pk, 0);
+    (void)msgpack_pack_int(&pk, 1);
+    qp_pack_str(&pk, qp_methods[m].name);
+    (void)msgpack_pack_array(&pk, 1);
+    (void)msgpack_pack_map(&pk, nkeys);
+    if (!s->no_values) {
+        qp_pack_key(&pk, "values");
+        (void)msgpack_pack_map(&pk, 3);
+        qp_pack_key(&pk, "dtype");
+        qp_pack_str(&pk, s->dtype);
+        qp_pack_key(&pk, "shape");
+        (void)msgpack_pack_array(&pk, 2);
+        (void)msgpack_pack_uint64(&pk, s->rows);
+        (void)msgpack_pack_uint64(&pk, s->cols);
+        qp_pack_key(&pk, "data");
+        assert_true(s->bytes <= sizeof(zeros));
+        (void)msgpack_pack_bin_with_body(&pk, zeros, s->bytes);
+    }
+    qp_pack_key(&pk, "design");
+    qp_pack_str(&pk, "nopovm");
+    if (s->d) {
+        qp_pack_key(&pk, "d");
+        (void)msgpack_pack_uint64(&pk, s->d);
+    }
+    qp_pack_key(&pk, "methods");
+    (void)msgpack_pack_array(&pk, 1);
+    qp_pack_str(&pk, s->method);
+    if (s->opt) {
+        qp_pack_key(&pk, "options");
+        (void)msgpack_pack_map(&pk, 1);
+        qp_pack_key(&pk, s->opt);
+        if (s->opt_kind == 's')
+            qp_pack_str(&pk, s->opt_s);
+        else
+            (void)msgpack_pack_double(&pk, s->opt_f);
+    }
+    if (s->trows) {
+        qp_pack_key(&pk, "target");
+        (void)msgpack_pack_map(&pk, 3);
+        qp_pack_key(&pk, "dtype");
+        qp_pack_str(&pk, "c128le");
+        qp_pack_key(&pk, "shape");
+        (void)msgpack_pack_array(&pk, 2);
+        (void)msgpack_pack_uint64(&pk, s->trows);
+        (void)msgpack_pack_uint64(&pk, s->tcols);
+        qp_pack_key(&pk, "data");
+        assert_true(s->trows * s->tcols * 16 <= sizeof(zeros));
+        (void)msgpack_pack_bin_with_body(&pk, zeros, s->trows * s->tcols * 16);
+    }
+    if (s->extra) {
+        qp_pack_key(&pk, s->extra);
+        (void)msgpack_pack_uint64(&pk, s->extra_val);
+    }
+    assert_ok(qp_msg_decode((const uint8_t *)sb.data, sb.size, &msg, &diag));
+    assert_int_equal(msg.method, m);
+    memset(&diag, 0, sizeof(diag));
+    r = qp_decode_job(msg.params, m, max_dim, max_batch, j, &diag);
+    qp_msg_done(&msg);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
+}
+
+static void expect_job_error(enum qp_method m, const struct jobspec *s, size_t max_dim,
+                             size_t max_batch, int code, const char *field)
+{
+    struct qp_job j;
+    int r = decode_spec(m, s, max_dim, max_batch, &j);
+
+    if (r != code) {
+        print_error("expected %d (%s) naming %s, got %d: %s\n", code, qt_strerror(code), field, r,
+                    diag.msg);
+        fail();
+    }
+    assert_diag_has(field);
+    /* Nothing is left allocated. */
+    assert_null(j.values);
+    assert_null(j.target);
+}
+
+static void test_job_rejections(void **state)
+{
+    struct jobspec s;
+    struct qp_job j;
+
+    (void)state;
+    /* The base spec is fine for both methods. */
+    s = good_spec;
+    assert_ok(decode_spec(QP_M_RECONSTRUCT, &s, 256, 8, &j));
+    assert_int_equal(j.m, 4);
+    assert_int_equal(j.n, 1);
+    assert_int_equal(j.d, 2);
+    assert_true(j.methods[QT_METHOD_LINEAR]);
+    qp_job_done(&j);
+    s.trows = s.tcols = 2;
+    s.opt = "mle-gap-tol", s.opt_kind = 'f', s.opt_f = 1e-6;
+    assert_ok(decode_spec(QP_M_SUBMIT, &s, 256, 8, &j));
+    assert_non_null(j.target);
+    qt_assert_close(j.opts.mle.gap_tol, 1e-6, 0, 0);
+    qp_job_done(&j);
+
+    s = good_spec, s.no_values = true;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "values");
+    s = good_spec, s.dtype = "c128le";
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "values: dtype");
+    s = good_spec, s.dtype = "f32le";
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "values: dtype");
+    s = good_spec, s.bytes = 24;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "values");
+    s = good_spec, s.bytes = 40;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "values");
+    s = good_spec, s.rows = 0, s.bytes = 0;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "values");
+    /* reconstruct takes one column. */
+    s = good_spec, s.cols = 2, s.bytes = 64;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_ETOOBIG, "values");
+    /* submit takes at most max_batch columns. */
+    s = good_spec, s.cols = 3, s.bytes = 96;
+    assert_ok(decode_spec(QP_M_SUBMIT, &s, 256, 3, &j));
+    assert_int_equal(j.n, 3);
+    qp_job_done(&j);
+    expect_job_error(QP_M_SUBMIT, &s, 256, 2, QT_ETOOBIG, "values");
+    s = good_spec, s.method = "bayes";
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EMETHOD, "methods");
+    s = good_spec, s.opt = "mle-gap", s.opt_kind = 'f', s.opt_f = 1e-9;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EOPTION, "mle-gap");
+    assert_diag_has("options");
+    s = good_spec, s.opt = "mle-gap-tol", s.opt_kind = 'f', s.opt_f = 0;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EOPTION, "options.mle-gap-tol");
+    s = good_spec, s.opt = "mle-max-iterations", s.opt_kind = 'f', s.opt_f = 1.5;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EOPTION, "options.mle-max-iterations");
+    s = good_spec, s.opt = "mle-gap-tol", s.opt_kind = 's', s.opt_s = "small";
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "mle-gap-tol");
+    s = good_spec, s.opt = "physical", s.opt_kind = 's', s.opt_s = "foo";
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EOPTION, "options.physical");
+    s = good_spec, s.opt = "physical", s.opt_kind = 'f', s.opt_f = 1;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "options.physical");
+    s = good_spec, s.opt = "bell", s.opt_kind = 's', s.opt_s = "yes";
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "options.bell");
+    /* target: square, and d x d when d is given. */
+    s = good_spec, s.trows = 2, s.tcols = 3;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_ESHAPE, "target");
+    s = good_spec, s.trows = 3, s.tcols = 3;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_ESHAPE, "target");
+    s = good_spec, s.trows = 3, s.tcols = 3;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 2, 8, QT_EPARSE, "target");
+    /* d bounded by max_dim. */
+    s = good_spec, s.d = 257;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "d:");
+    s = good_spec, s.d = 3;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 2, 8, QT_EPARSE, "d:");
+    /* The other bounded integers. */
+    s = good_spec, s.extra = "timeout_ms", s.extra_val = (uint64_t)UINT32_MAX + 1;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "timeout_ms");
+    s = good_spec, s.extra = "progress_ms", s.extra_val = (uint64_t)UINT32_MAX + 1;
+    expect_job_error(QP_M_SUBMIT, &s, 256, 8, QT_EPARSE, "progress_ms");
+    s = good_spec, s.extra = "first_index", s.extra_val = (uint64_t)1 << 63;
+    expect_job_error(QP_M_SUBMIT, &s, 256, 8, QT_EPARSE, "first_index");
+    s = good_spec, s.extra = "first_index", s.extra_val = ((uint64_t)1 << 63) - 1;
+    assert_ok(decode_spec(QP_M_SUBMIT, &s, 256, 8, &j));
+    assert_int_equal(j.first_index, ((uint64_t)1 << 63) - 1);
+    qp_job_done(&j);
+    /* Estimation-method names are case-insensitive (SCHEMA.md §2). */
+    s = good_spec, s.method = "MLE";
+    assert_ok(decode_spec(QP_M_RECONSTRUCT, &s, 256, 8, &j));
+    assert_true(j.methods[QT_METHOD_MLE]);
+    assert_false(j.methods[QT_METHOD_LINEAR]);
+    qp_job_done(&j);
+}
+
+/* Values that are legal msgpack but empty or of the wrong type, decoded without undefined
+ * behaviour (msgpack-c gives an empty str a NULL pointer; the sanitizer builds check). */
+static void test_empty_and_mistyped_values(void **state)
+{
+    /* [0, 7, "", [{}]]: an empty method name is unknown, not an error. */
+    static const uint8_t empty_method[] = {0x94, 0x00, 0x07, 0xa0, 0x91, 0x80};
+    /* [0, 1, "hello", [{"proto": [1, 0], "client": ""}]]. */
+    static const uint8_t empty_client[] = {0x94, 0x00, 0x01, 0xa5, 'h', 'e', 'l', 'l',  'o',  0x91,
+                                           0x82, 0xa5, 'p',  'r',  'o', 't', 'o', 0x92, 0x01, 0x00,
+                                           0xa6, 'c',  'l',  'i',  'e', 'n', 't', 0xa0};
+    struct jobspec s;
+    struct qp_msg msg;
+    struct qp_hello h;
+
+    (void)state;
+    assert_ok(qp_msg_decode(empty_method, sizeof(empty_method), &msg, &diag));
+    assert_int_equal(msg.method, -1);
+    assert_string_equal(msg.method_name, "");
+    qp_msg_done(&msg);
+
+    assert_ok(qp_msg_decode(empty_client, sizeof(empty_client), &msg, &diag));
+    assert_int_equal(msg.method, QP_M_HELLO);
+    assert_ok(qp_decode_hello(msg.params, &h, &diag));
+    assert_string_equal(h.client, "");
+    qp_msg_done(&msg);
+
+    /* A flag option whose value is not a boolean. */
+    s = good_spec, s.opt = "rhor-diluted", s.opt_kind = 'f', s.opt_f = 1;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "rhor-diluted");
+    s = good_spec, s.opt = "rhor-warm-start", s.opt_kind = 's', s.opt_s = "";
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EPARSE, "rhor-warm-start");
+    /* An empty option name. */
+    s = good_spec, s.opt = "", s.opt_kind = 'f', s.opt_f = 1;
+    expect_job_error(QP_M_RECONSTRUCT, &s, 256, 8, QT_EOPTION, "options");
+}
+
+/* ---- frames dropped by qp_frame_end ---- */
+
+static void test_frame_end_too_big(void **state)
+{
+    const uint32_t max = QP_MIN_MAX_FRAME;
+    struct qp_writer w;
+    struct qp_job j;
+    uint8_t *keep;
+    size_t keep_len, off, n;
+    static const char body[QP_MIN_MAX_FRAME];
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_hello(&w, 1, "qtomoctl/0.1.0", max));
+    assert_ok(qp_pack_cancel(&w, 2, 1, max));
+    keep_len = w.sb.size;
+    keep = malloc(keep_len);
+    assert_non_null(keep);
+    memcpy(keep, w.sb.data, keep_len);
+
+    /* A 1024-value reconstruct needs 8 KiB of body. */
+    qp_job_init(&j);
+    j.values = calloc(1024, sizeof(double));
+    assert_non_null(j.values);
+    j.m = 1024;
+    j.n = 1;
+    (void)snprintf(j.design, sizeof(j.design), "nopovm");
+    j.methods[QT_METHOD_LINEAR] = true;
+    assert_err(qp_pack_job(&w, 3, QP_M_RECONSTRUCT, &j, max), QT_ETOOBIG);
+    assert_int_equal(w.sb.size, keep_len);
+    assert_memory_equal(w.sb.data, keep, keep_len);
+    assert_err(qp_write_error(&w, 4, QT_ST_INTERNAL, "x", -1, 8), QT_ETOOBIG);
+    assert_int_equal(w.sb.size, keep_len);
+
+    /* A body of exactly max bytes is kept; max + 1 is dropped. bin16 has a 3-byte head. */
+    qp_frame_begin(&w);
+    (void)msgpack_pack_bin_with_body(&w.pk, body, max - 2);
+    assert_err(qp_frame_end(&w, max), QT_ETOOBIG);
+    assert_int_equal(w.sb.size, keep_len);
+    qp_frame_begin(&w);
+    (void)msgpack_pack_bin_with_body(&w.pk, body, max - 3);
+    assert_ok(qp_frame_end(&w, max));
+    assert_int_equal(w.sb.size, keep_len + QP_HEADER_LEN + max);
+    /* An empty frame is dropped too. */
+    qp_frame_begin(&w);
+    assert_true(qp_frame_end(&w, max) < 0);
+    assert_int_equal(w.sb.size, keep_len + QP_HEADER_LEN + max);
+    assert_ok(qp_write_bye(&w, "idle", 0, max));
+
+    /* The writer now holds hello, cancel, the bin frame and bye, all readable. */
+    assert_memory_equal(w.sb.data, keep, keep_len);
+    for (off = 0, n = 0; off < w.sb.size; n++) {
+        uint32_t len = 0;
+        struct qp_msg msg;
+
+        assert_true(w.sb.size - off >= QP_HEADER_LEN);
+        assert_ok(qp_frame_header((const uint8_t *)w.sb.data + off, max, &len));
+        off += QP_HEADER_LEN;
+        assert_true(w.sb.size - off >= len);
+        if (n == 2) {
+            assert_int_equal(len, max);
+            assert_ok(qp_prescan((const uint8_t *)w.sb.data + off, len, &diag));
+        } else {
+            assert_ok(qp_msg_decode((const uint8_t *)w.sb.data + off, len, &msg, &diag));
+            qp_msg_done(&msg);
+        }
+        off += len;
+    }
+    assert_int_equal(n, 4);
+
+    /* After a reset the next frame starts at offset 0. */
+    qp_writer_reset(&w);
+    assert_int_equal(w.sb.size, 0);
+    assert_ok(qp_pack_hello(&w, 1, "qtomoctl/0.1.0", max));
+    assert_memory_equal(w.sb.data, keep, w.sb.size);
+
+    free(keep);
+    qp_job_done(&j);
+    qp_writer_done(&w);
+}
+
+/* ---- bulk arrays ---- */
+
+/* qp_read_array checks the shape's product against max_elems and the data without overflow,
+ * whatever max_elems the caller allows. */
+static void test_read_array_bounds(void **state)
+{
+    static const char data[64];
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    size_t off = 0, shape[2] = {0, 0};
+    void *out = NULL;
+    int r;
+
+    (void)state;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    /* {dtype: "f64le", shape: [2^32, 2^32], data: bin 0}: 2^64 elements, wrapping to 0. */
+    (void)msgpack_pack_map(&pk, 3);
+    qp_pack_key(&pk, "dtype");
+    qp_pack_str(&pk, "f64le");
+    qp_pack_key(&pk, "shape");
+    (void)msgpack_pack_array(&pk, 2);
+    (void)msgpack_pack_uint64(&pk, (uint64_t)1 << 32);
+    (void)msgpack_pack_uint64(&pk, (uint64_t)1 << 32);
+    qp_pack_key(&pk, "data");
+    (void)msgpack_pack_bin_with_body(&pk, data, 0);
+    msgpack_unpacked_init(&up);
+    assert_int_equal(msgpack_unpack_next(&up, sb.data, sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+    memset(&diag, 0, sizeof(diag));
+    r = qp_read_array(&up.data, "x", false, 2, shape, (size_t)1 << 44, &out, &diag);
+    if (r == 0) {
+        print_error("shape [%zu, %zu] accepted with %u data bytes\n", shape[0], shape[1],
+                    up.data.via.map.ptr[2].val.via.bin.size);
+        free(out);
+    }
+    assert_int_equal(r, QT_EPARSE);
+    assert_diag_has("x:");
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_golden_hello),
+    cmocka_unit_test(test_golden_hello_result),
+    cmocka_unit_test(test_golden_reconstruct),
+    cmocka_unit_test(test_golden_submit),
+    cmocka_unit_test(test_golden_result_notify),
+    cmocka_unit_test(test_golden_reconstruct_result),
+    cmocka_unit_test(test_golden_progress),
+    cmocka_unit_test(test_golden_submit_result),
+    cmocka_unit_test(test_golden_cancel),
+    cmocka_unit_test(test_golden_status),
+    cmocka_unit_test(test_golden_stats),
+    cmocka_unit_test(test_golden_cache_list),
+    cmocka_unit_test(test_golden_cache_warm),
+    cmocka_unit_test(test_golden_cache_evict),
+    cmocka_unit_test(test_golden_cache_verify),
+    cmocka_unit_test(test_golden_reload),
+    cmocka_unit_test(test_golden_error),
+    cmocka_unit_test(test_golden_error_retry),
+    cmocka_unit_test(test_golden_protocol_error),
+    cmocka_unit_test(test_golden_bye),
+    cmocka_unit_test(test_roundtrip_hello),
+    cmocka_unit_test(test_roundtrip_hello_result),
+    cmocka_unit_test(test_roundtrip_reconstruct),
+    cmocka_unit_test(test_roundtrip_submit),
+    cmocka_unit_test(test_pack_job_rejects),
+    cmocka_unit_test(test_pack_job_target_without_d),
+    cmocka_unit_test(test_roundtrip_results),
+    cmocka_unit_test(test_roundtrip_result_error_kind),
+    cmocka_unit_test(test_roundtrip_progress),
+    cmocka_unit_test(test_roundtrip_totals),
+    cmocka_unit_test(test_roundtrip_cancel),
+    cmocka_unit_test(test_roundtrip_design_d),
+    cmocka_unit_test(test_roundtrip_error_response),
+    cmocka_unit_test(test_roundtrip_notifications),
+    cmocka_unit_test(test_frame_header),
+    cmocka_unit_test(test_prescan_bombs),
+    cmocka_unit_test(test_prescan_truncated),
+    cmocka_unit_test(test_prescan_trailing_and_reserved),
+    cmocka_unit_test(test_prescan_depth),
+    cmocka_unit_test(test_prescan_accepts_all_types),
+    cmocka_unit_test(test_prescan_frames_in_sequence),
+    cmocka_unit_test(test_msg_malformed_with_id),
+    cmocka_unit_test(test_msg_unreadable),
+    cmocka_unit_test(test_msg_decodes),
+    cmocka_unit_test(test_job_rejections),
+    cmocka_unit_test(test_empty_and_mistyped_values),
+    cmocka_unit_test(test_frame_end_too_big),
+    cmocka_unit_test(test_read_array_bounds),
+};
+
+QT_TEST_MAIN(tests)
