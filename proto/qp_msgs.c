@@ -248,7 +248,7 @@ int qp_decode_hello_result(const msgpack_object *result, struct qp_server_info *
                            struct qt_diag *reterr)
 {
     const msgpack_object *lim = qp_get(result, "limits");
-    uint64_t v;
+    uint64_t v = 0;
     int r;
 
     struct {
@@ -393,7 +393,7 @@ static int decode_options(const msgpack_object *o, struct qt_opts *opts, struct 
         const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
         const struct qt_optdesc *e;
         char name[48];
-        double x;
+        double x = 0.0;
         bool b = false;
         int r;
 
@@ -443,7 +443,7 @@ int qp_decode_job(const msgpack_object *params, enum qp_method m, size_t max_dim
 {
     const msgpack_object *meth = qp_get(params, "methods");
     size_t shape[2];
-    uint64_t v;
+    uint64_t v = 0;
     int r;
 
     qp_job_init(j);
@@ -689,7 +689,7 @@ int qp_decode_result_map(const msgpack_object *o, size_t max_dim, struct qt_resu
 {
     char name[32], status[8];
     const msgpack_object *mtm, *warn;
-    uint64_t d;
+    uint64_t d = 0;
     size_t shape[2];
     double complex *rho = NULL;
     int meth, r;
@@ -749,8 +749,8 @@ int qp_decode_result_map(const msgpack_object *o, size_t max_dim, struct qt_resu
         const struct qt_metric_desc *md = &qt_metric_descs[i];
         const msgpack_object *v = qp_get(mtm, md->name);
         char *p = (char *)&res->mt + md->offset;
-        double x;
-        bool b;
+        double x = 0.0;
+        bool b = false;
 
         if (!v)
             continue;
@@ -831,7 +831,7 @@ int qp_pack_progress(struct qp_writer *w, const struct qp_progress *p, uint32_t 
 
 int qp_decode_progress(const msgpack_object *params, struct qp_progress *p, struct qt_diag *reterr)
 {
-    uint64_t v;
+    uint64_t v = 0;
     const msgpack_object *eta = qp_get(params, "eta_ms");
 
     memset(p, 0, sizeof(*p));
@@ -888,7 +888,7 @@ int qp_pack_cancel(struct qp_writer *w, uint32_t id, uint32_t target, uint32_t m
 
 int qp_decode_cancel(const msgpack_object *params, uint32_t *target, struct qt_diag *reterr)
 {
-    uint64_t v;
+    uint64_t v = 0;
 
     if (qp_read_u64(qp_get(params, "id"), "id", UINT32_MAX, &v, reterr) < 0)
         return qt_diag_set(reterr, QT_EPARSE, 0, 0, "id: missing or not a u32");
@@ -915,7 +915,7 @@ int qp_pack_simple(struct qp_writer *w, uint32_t id, enum qp_method m, const cha
 int qp_decode_design_d(const msgpack_object *params, char *design, size_t len, size_t *d,
                        struct qt_diag *reterr)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int r;
 
     design[0] = '\0';
