@@ -19,6 +19,7 @@
 #include "num/qt_optdesc.h"
 #include "qp.h"
 #include "qt_test.h"
+#include "qt_test_diag.h"
 
 #ifndef QT_PROTO_GOLDEN_DIR
 #    define QT_PROTO_GOLDEN_DIR "tests/unit/golden/proto"
@@ -27,26 +28,6 @@
 #define MAXF QP_DEFAULT_MAX_FRAME
 
 /* Filled by the codec calls of the test that is running; printed when one fails. */
-static struct qt_diag diag;
-
-#define assert_ok(expr)                                                              \
-    do {                                                                             \
-        memset(&diag, 0, sizeof(diag));                                              \
-        int r_ = (expr);                                                             \
-        if (r_ != 0)                                                                 \
-            print_error("%s = %d (%s): %s\n", #expr, r_, qt_strerror(r_), diag.msg); \
-        assert_int_equal(r_, 0);                                                     \
-    } while (0)
-
-#define assert_err(expr, code)                                                              \
-    do {                                                                                    \
-        memset(&diag, 0, sizeof(diag));                                                     \
-        int r_ = (expr);                                                                    \
-        if (r_ != (code))                                                                   \
-            print_error("%s = %d (%s), expected %d (%s): %s\n", #expr, r_, qt_strerror(r_), \
-                        (int)(code), qt_strerror(code), diag.msg);                          \
-        assert_int_equal(r_, (code));                                                       \
-    } while (0)
 
 /* The last diagnostic mentions s. */
 static void assert_diag_has(const char *s)
