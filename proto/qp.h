@@ -227,6 +227,22 @@ void qp_pack_result_map(msgpack_packer *pk, const struct qt_result *res);
 QT_NODISCARD int qp_decode_result_map(const msgpack_object *o, size_t max_dim,
                                       struct qt_result *res, struct qt_diag *reterr);
 
+/* The array of result maps of one sample (the value of "results"). */
+void qp_pack_results(msgpack_packer *pk, const struct qt_result *const *res, size_t n_res);
+
+/* The same two messages with the results array given as already-encoded msgpack bytes (a
+ * worker's output relayed by the supervisor without decoding it). */
+QT_NODISCARD int qp_pack_result_notify_raw(struct qp_writer *w, uint32_t request, uint64_t index,
+                                           const void *results, size_t len, uint32_t max_frame);
+QT_NODISCARD int qp_pack_reconstruct_result_raw(struct qp_writer *w, uint32_t id,
+                                                const void *results, size_t len, double queue_ms,
+                                                double compute_ms, int32_t worker,
+                                                uint32_t max_frame);
+/* A results array of n_methods error maps, all with err (for items that never ran: timeout,
+ * crash, too large). methods[] lists the methods in order. */
+void qp_pack_error_results(msgpack_packer *pk, const enum qt_method *methods, size_t n_methods,
+                           size_t d, int err, const char *message);
+
 /* result notification: [2, "result", [{request, index, results: [...]}]]. */
 QT_NODISCARD int qp_pack_result_notify(struct qp_writer *w, uint32_t request, size_t index,
                                        const struct qt_result *const *res, size_t n_res,
@@ -269,5 +285,111 @@ QT_NODISCARD int qp_decode_cancel(const msgpack_object *params, uint32_t *target
  * items): a generic request with optional design and d. */
 QT_NODISCARD int qp_pack_simple(struct qp_writer *w, uint32_t id, enum qp_method m,
                                 const char *design, size_t d, uint32_t max_frame);
-QT_NODISCARD int qp_decode_design_d(const msgpack_object *params, char *design, size_t len,
-                                    size_t *d, struct qt_diag *reterr);
+QT_NODISCARD int qp_decode_design_d(const msgpack_object *params, size_t max_dim, char *design,
+                                    size_t len, size_t *d, struct qt_diag *reterr);
+
+/* ---- error maps ---- */
+
+/* The server's public code for a frame that qp_msg_decode refused: -32600 when the id could be
+ * read (answer with an error response), -32700 when it could not (protocol_error, close). */
+int qp_msg_status(const struct qp_msg *msg);
+
+/* A cancelled or shut-down submit: an error response whose data is the totals map. */
+QT_NODISCARD int qp_write_error_totals(struct qp_writer *w, uint32_t id, int code,
+                                       const char *message, const struct qp_totals *t,
+                                       uint32_t max_frame);
+
+struct qp_error {
+    int code;
+    char message[256]; /* truncated to fit */
+    int64_t retry_after_ms; /* -1 when absent */
+    bool has_totals;
+    struct qp_totals totals;
+};
+
+/* Decodes an error map {code, message, data?}. */
+QT_NODISCARD int qp_decode_error(const msgpack_object *o, struct qp_error *e,
+                                 struct qt_diag *reterr);
+
+/* ---- results of the administrative methods ---- */
+
+/* A result map with one u64: cancel {found} uses a bool instead (qp_pack_cancel_result);
+ * cache.warm {warmed}, cache.evict {bytes}, reload {generation}. */
+QT_NODISCARD int qp_pack_u64_result(struct qp_writer *w, uint32_t id, const char *key, uint64_t v,
+                                    uint32_t max_frame);
+QT_NODISCARD int qp_decode_u64_result(const msgpack_object *result, const char *key, uint64_t *v,
+                                      struct qt_diag *reterr);
+QT_NODISCARD int qp_pack_cancel_result(struct qp_writer *w, uint32_t id, bool found,
+                                       uint32_t max_frame);
+QT_NODISCARD int qp_decode_cancel_result(const msgpack_object *result, bool *found,
+                                         struct qt_diag *reterr);
+
+#define QP_MAX_WORKERS 1024u /* entries of stats.workers a decoder accepts */
+
+struct qp_worker_info {
+    uint32_t pid;
+    char state[16]; /* starting, idle, busy, draining, exiting */
+    uint64_t jobs, rss_kb;
+};
+
+/* The status result, and with has_stats the stats result. */
+struct qp_status {
+    double uptime_s;
+    uint64_t queue_interactive, queue_batch, inflight, n_workers;
+    uint64_t cache_bytes, cache_files, cache_budget;
+    bool has_stats;
+    uint64_t items, errors, timeouts, crashes, recycled;
+    struct qp_worker_info *workers; /* n_worker_info entries; malloc'd by the decoder */
+    size_t n_worker_info;
+};
+
+QT_NODISCARD int qp_pack_status_result(struct qp_writer *w, uint32_t id, const struct qp_status *s,
+                                       uint32_t max_frame);
+QT_NODISCARD int qp_decode_status_result(const msgpack_object *result, struct qp_status *s,
+                                         struct qt_diag *reterr);
+void qp_status_done(struct qp_status *s); /* frees what the decoder allocated */
+
+/* design.put: params {design: JSON text}; the decoder points into the message (valid until
+ * qp_msg_done). Result {id}. */
+QT_NODISCARD int qp_pack_design_put(struct qp_writer *w, uint32_t id, const char *text,
+                                    size_t len, uint32_t max_frame);
+QT_NODISCARD int qp_decode_design_put(const msgpack_object *params, const char **text,
+                                      size_t *len, struct qt_diag *reterr);
+QT_NODISCARD int qp_pack_id_result(struct qp_writer *w, uint32_t id, const char *design_id,
+                                   uint32_t max_frame);
+QT_NODISCARD int qp_decode_id_result(const msgpack_object *result, char *buf, size_t len,
+                                     struct qt_diag *reterr);
+
+/* cache.list result {entries: [...]}; the decoder mallocs *ret. */
+struct qt_cache_entry;
+#define QP_MAX_CACHE_ENTRIES 65536u
+QT_NODISCARD int qp_pack_cache_list_result(struct qp_writer *w, uint32_t id,
+                                           const struct qt_cache_entry *e, size_t n,
+                                           uint32_t max_frame);
+QT_NODISCARD int qp_decode_cache_list_result(const msgpack_object *result,
+                                             struct qt_cache_entry **ret, size_t *ret_n,
+                                             struct qt_diag *reterr);
+
+/* cache.warm params {items: [{design, d}...]}; the decoder mallocs *ret. */
+#define QP_MAX_WARM_ITEMS 256u
+struct qp_design_d {
+    char design[16];
+    size_t d;
+};
+QT_NODISCARD int qp_pack_cache_warm(struct qp_writer *w, uint32_t id,
+                                    const struct qp_design_d *items, size_t n,
+                                    uint32_t max_frame);
+QT_NODISCARD int qp_decode_cache_warm(const msgpack_object *params, size_t max_dim,
+                                      struct qp_design_d **ret, size_t *ret_n,
+                                      struct qt_diag *reterr);
+
+/* cache.verify result {checked, damaged: [{name, reason}...]}. */
+struct qp_damaged {
+    char name[96];
+    char reason[256];
+};
+QT_NODISCARD int qp_pack_verify_result(struct qp_writer *w, uint32_t id, uint64_t checked,
+                                       const struct qp_damaged *dm, size_t n, uint32_t max_frame);
+QT_NODISCARD int qp_decode_verify_result(const msgpack_object *result, uint64_t *checked,
+                                         struct qp_damaged **ret, size_t *ret_n,
+                                         struct qt_diag *reterr);

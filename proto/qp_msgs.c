@@ -400,6 +400,11 @@ static int decode_options(const msgpack_object *o, struct qt_opts *opts, struct 
         r = qp_read_str(k, "options key", name, sizeof(name), reterr);
         if (r < 0)
             return r;
+        for (uint32_t j = 0; j < i; j++) /* maps are small: options has 18 keys at most */
+            if (o->via.map.ptr[j].key.via.str.size == k->via.str.size &&
+                memcmp(o->via.map.ptr[j].key.via.str.ptr, name, k->via.str.size) == 0)
+                return qt_diag_set(reterr, QT_EOPTION, 0, 0, "options: \"%s\" given twice",
+                                   name);
         if (strcmp(name, "physical") == 0) {
             char phys[16];
 
@@ -605,14 +610,12 @@ void qp_pack_result_map(msgpack_packer *pk, const struct qt_result *res)
     }
 }
 
-static int pack_results(msgpack_packer *pk, const struct qt_result *const *res, size_t n_res)
+void qp_pack_results(msgpack_packer *pk, const struct qt_result *const *res, size_t n_res)
 {
-    qp_pack_key(pk, "results");
     (void)msgpack_pack_array(pk, n_res);
     for (size_t i = 0; i < n_res; i++)
         qp_pack_result_map(pk, res[i]);
-    return 0;
-}
+    }
 
 int qp_pack_result_notify(struct qp_writer *w, uint32_t request, size_t index,
                           const struct qt_result *const *res, size_t n_res, uint32_t max_frame)
@@ -623,7 +626,8 @@ int qp_pack_result_notify(struct qp_writer *w, uint32_t request, size_t index,
     (void)msgpack_pack_uint32(&w->pk, request);
     qp_pack_key(&w->pk, "index");
     (void)msgpack_pack_uint64(&w->pk, index);
-    (void)pack_results(&w->pk, res, n_res);
+    qp_pack_key(&w->pk, "results");
+    qp_pack_results(&w->pk, res, n_res);
     return qp_frame_end(w, max_frame);
 }
 
@@ -637,7 +641,8 @@ int qp_pack_reconstruct_result(struct qp_writer *w, uint32_t id, const struct qt
     (void)msgpack_pack_map(pk, 4);
     qp_pack_key(pk, "index");
     (void)msgpack_pack_uint8(pk, 0);
-    (void)pack_results(pk, res, n_res);
+    qp_pack_key(pk, "results");
+    qp_pack_results(pk, res, n_res);
     qp_pack_key(pk, "timing");
     (void)msgpack_pack_map(pk, 2);
     qp_pack_key(pk, "queue_ms");
@@ -656,10 +661,10 @@ static int err_from_status(int64_t code);
 
 static int err_from_wire(int64_t code, const char *name)
 {
-    static const int errnos[] = {-ENOMEM, -EINVAL, -ETIMEDOUT, -ECANCELED, -EIO,
-                                 -ENOENT, -EBUSY,  -ENOSPC,    -EPERM,     -EACCES};
+    static const int errnos[] = {-ENOMEM, -EINVAL, -ETIMEDOUT, -ECANCELED, -EIO,      -ENOENT,
+                                 -EBUSY,  -ENOSPC, -EPERM,     -EACCES,    -ESHUTDOWN, -ERANGE};
 
-    for (int e = QT_EOPTION; e <= QT_EPROTOVERS; e++)
+    for (int e = QT_EDEADLINE; e <= QT_EPROTOVERS; e++)
         if (qt_status_from_err(e) == code && strcmp(qt_errname(e), name) == 0)
             return e;
     for (size_t i = 0; i < QT_ARRAY_SIZE(errnos); i++)
@@ -679,6 +684,20 @@ static int err_from_status(int64_t code)
         return -ETIMEDOUT;
     case QT_ST_CANCELLED:
         return -ECANCELED;
+    case QT_ST_WORKER_CRASHED:
+        return QT_ECRASHED;
+    case QT_ST_BUSY:
+        return -EBUSY;
+    case QT_ST_SHUTTING_DOWN:
+        return -ESHUTDOWN;
+    case QT_ST_TOO_LARGE:
+        return QT_ETOOBIG;
+    case QT_ST_NOT_FOUND:
+        return -ENOENT;
+    case QT_ST_PERMISSION_DENIED:
+        return -EACCES;
+    case QT_ST_UNSUPPORTED_PROTOCOL:
+        return QT_EPROTOVERS;
     default:
         return -EIO;
     }
@@ -912,8 +931,8 @@ int qp_pack_simple(struct qp_writer *w, uint32_t id, enum qp_method m, const cha
     return qp_frame_end(w, max_frame);
 }
 
-int qp_decode_design_d(const msgpack_object *params, char *design, size_t len, size_t *d,
-                       struct qt_diag *reterr)
+int qp_decode_design_d(const msgpack_object *params, size_t max_dim, char *design, size_t len,
+                       size_t *d, struct qt_diag *reterr)
 {
     uint64_t v = 0;
     int r;
@@ -923,7 +942,7 @@ int qp_decode_design_d(const msgpack_object *params, char *design, size_t len, s
     r = qp_read_str(qp_get(params, "design"), "design", design, len, reterr);
     if (r < 0 && r != -ENOENT)
         return r;
-    r = qp_read_u64(qp_get(params, "d"), "d", QT_DESIGN_MAX_DIM, &v, reterr);
+    r = qp_read_u64(qp_get(params, "d"), "d", max_dim, &v, reterr);
     if (r < 0 && r != -ENOENT)
         return r;
     *d = r == 0 ? (size_t)v : 0;

@@ -28,6 +28,8 @@ enum {
     QT_EEMPTY = -1016,     /* no data where data is required */
     QT_EMETHOD = -1017,    /* unknown or unsupported estimation method */
     QT_EOPTION = -1018,    /* invalid option value */
+    QT_ECRASHED = -1019,   /* the item crashed the workers that ran it */
+    QT_EDEADLINE = -1020,  /* the item passed its deadline and its worker was killed */
 };
 
 /* Returns a static, human-readable description of err (a -errno or QT_E* value).

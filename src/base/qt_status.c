@@ -24,6 +24,7 @@ int qt_status_from_err(int err)
     case QT_ESHAPE:
     case QT_EPARSE:
     case QT_EEMPTY:
+    case QT_ENOTPHYS:
     case -EINVAL:
         return QT_ST_INVALID_PARAMS;
     case QT_ETOOBIG:
@@ -36,6 +37,13 @@ int qt_status_from_err(int err)
     case -EACCES:
     case -EPERM:
         return QT_ST_PERMISSION_DENIED;
+    case QT_ECRASHED:
+        return QT_ST_WORKER_CRASHED;
+    case -EBUSY:
+        return QT_ST_BUSY;
+    case -ESHUTDOWN:
+        return QT_ST_SHUTTING_DOWN;
+    case QT_EDEADLINE:
     case -ETIMEDOUT:
         return QT_ST_TIMEOUT;
     case -ECANCELED:

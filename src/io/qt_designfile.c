@@ -610,6 +610,11 @@ static int check_density(size_t d, double complex *rho, const char *name, struct
     return 0;
 }
 
+int qt_target_check(size_t d, double complex *rho, struct qt_diag *reterr)
+{
+    return check_density(d, rho, "target", reterr);
+}
+
 /* Picks the one state given in the file and checks the optional "dim". */
 static int parse_target(json_t *root, size_t d, double complex *rho, double complex *psi,
                         struct qt_diag *reterr)

@@ -39,5 +39,9 @@ QT_NODISCARD int qt_designfile_parse(const char *buf, size_t len, struct qt_desi
  * a density matrix: Hermitian within 1e-9 relative, eigenvalues >= -1e-9, and trace 1 within
  * 1e-6 (then renormalised exactly); kets and amplitude lists are normalised.
  * Returns 0, or QT_EPARSE / QT_ESHAPE / QT_EDIM / QT_ENOTPHYS / -ENOMEM with a message. */
+/* The density-matrix checks of qt_targetfile_parse on a d x d matrix from elsewhere (the wire):
+ * makes it exactly Hermitian with unit trace. Returns 0, QT_ENOTPHYS or a LAPACK error. */
+QT_NODISCARD int qt_target_check(size_t d, double complex *rho, struct qt_diag *reterr);
+
 QT_NODISCARD int qt_targetfile_parse(const char *buf, size_t len, size_t d, double complex *ret_rho,
                                      struct qt_diag *reterr);

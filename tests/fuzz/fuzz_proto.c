@@ -1,8 +1,10 @@
 /* libFuzzer target for the wire codec: the input is a byte stream as a peer would send it.
  * Frames are cut by their length headers (max frame 1 MiB here), pre-scanned and decoded, and
  * every typed decoder that applies to the message is run on it: hello, reconstruct/submit
- * params, cancel, design/d, progress, results and totals. A single body without a header is
- * also decoded directly (first byte odd), so seeds can be plain message bodies. */
+ * params, cancel, design.put, cache.warm, design/d, progress, results; on responses every result
+ * decoder (hello, totals, result maps, u64, cancel, status/stats, id, cache.list, cache.verify)
+ * and, for an error map, qp_decode_error. A single body without a header is also decoded
+ * directly (first byte odd), so seeds can be plain message bodies. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,34 +15,65 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FUZZ_MAX_FRAME (1u << 20)
 
-/* Results of the decoders: kept so that they are not optimised away or ignored. */
+/* Results of the decoders: kept so that they are not optimised away or ignored (xor: a sum
+ * over millions of runs would overflow). */
 static volatile int sink;
+
+/* Every result decoder on the result, and the error decoder on an error map. */
+static void decode_response(const struct qp_msg *msg)
+{
+    static const char *const u64_keys[] = {"warmed", "bytes", "generation"};
+    const msgpack_object *results = qp_get(msg->result, "results");
+    struct qt_diag err;
+    struct qp_server_info si;
+    struct qp_totals t;
+    struct qp_status st;
+    struct qt_cache_entry *entries;
+    struct qp_damaged *dm;
+    char id[64];
+    uint64_t v;
+    size_t n;
+    bool found;
+
+    sink ^= qp_decode_hello_result(msg->result, &si, &err);
+    sink ^= qp_decode_totals(msg->result, &t, &err);
+    if (results && results->type == MSGPACK_OBJECT_ARRAY) {
+        struct qt_result res = {0};
+
+        for (uint32_t i = 0; i < results->via.array.size; i++)
+            sink ^= qp_decode_result_map(&results->via.array.ptr[i], 64, &res, &err);
+        qt_result_done(&res);
+    }
+    for (size_t i = 0; i < sizeof(u64_keys) / sizeof(u64_keys[0]); i++)
+        sink ^= qp_decode_u64_result(msg->result, u64_keys[i], &v, &err);
+    sink ^= qp_decode_cancel_result(msg->result, &found, &err);
+    sink ^= qp_decode_status_result(msg->result, &st, &err);
+    qp_status_done(&st);
+    sink ^= qp_decode_id_result(msg->result, id, sizeof(id), &err);
+    sink ^= qp_decode_cache_list_result(msg->result, &entries, &n, &err);
+    free(entries);
+    sink ^= qp_decode_verify_result(msg->result, &v, &dm, &n, &err);
+    free(dm);
+    if (msg->error && msg->error->type == MSGPACK_OBJECT_MAP) {
+        struct qp_error e;
+
+        sink ^= qp_decode_error(msg->error, &e, &err);
+    }
+}
 
 static void decode_typed(const struct qp_msg *msg)
 {
     struct qt_diag err;
 
     if (msg->type == QP_RESPONSE) {
-        struct qp_server_info si;
-        struct qp_totals t;
-        const msgpack_object *results = qp_get(msg->result, "results");
-
-        sink += qp_decode_hello_result(msg->result, &si, &err);
-        sink += qp_decode_totals(msg->result, &t, &err);
-        if (results && results->type == MSGPACK_OBJECT_ARRAY) {
-            struct qt_result res = {0};
-
-            for (uint32_t i = 0; i < results->via.array.size; i++)
-                sink += qp_decode_result_map(&results->via.array.ptr[i], 64, &res, &err);
-            qt_result_done(&res);
-        }
+        decode_response(msg);
         return;
     }
     switch (msg->method) {
     case QP_M_HELLO: {
         struct qp_hello h;
 
-        sink += qp_decode_hello(msg->params, &h, &err);
+        sink ^= qp_decode_hello(msg->params, &h, &err);
         break;
     }
     case QP_M_RECONSTRUCT:
@@ -54,13 +87,29 @@ static void decode_typed(const struct qp_msg *msg)
     case QP_M_CANCEL: {
         uint32_t id;
 
-        sink += qp_decode_cancel(msg->params, &id, &err);
+        sink ^= qp_decode_cancel(msg->params, &id, &err);
+        break;
+    }
+    case QP_M_DESIGN_PUT: {
+        const char *text;
+        size_t len;
+
+        if (qp_decode_design_put(msg->params, &text, &len, &err) == 0 && len)
+            sink ^= text[0] + text[len - 1]; /* the text points into the message */
+        break;
+    }
+    case QP_M_CACHE_WARM: {
+        struct qp_design_d *items;
+        size_t n;
+
+        sink ^= qp_decode_cache_warm(msg->params, 64, &items, &n, &err);
+        free(items);
         break;
     }
     case QP_M_PROGRESS: {
         struct qp_progress p;
 
-        sink += qp_decode_progress(msg->params, &p, &err);
+        sink ^= qp_decode_progress(msg->params, &p, &err);
         break;
     }
     case QP_M_RESULT: {
@@ -69,7 +118,7 @@ static void decode_typed(const struct qp_msg *msg)
 
         for (uint32_t i = 0;
              results && results->type == MSGPACK_OBJECT_ARRAY && i < results->via.array.size; i++)
-            sink += qp_decode_result_map(&results->via.array.ptr[i], 64, &res, &err);
+            sink ^= qp_decode_result_map(&results->via.array.ptr[i], 64, &res, &err);
         qt_result_done(&res);
         break;
     }
@@ -77,7 +126,8 @@ static void decode_typed(const struct qp_msg *msg)
         char design[64];
         size_t d;
 
-        sink += qp_decode_design_d(msg->params, design, sizeof(design), &d, &err);
+        sink ^=
+            qp_decode_design_d(msg->params, QT_DESIGN_MAX_DIM, design, sizeof(design), &d, &err);
         break;
     }
     }

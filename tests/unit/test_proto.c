@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "base/qt_status.h"
+#include "cache/qt_cache.h"
+#include "io/qt_designfile.h"
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
 #include "num/qt_optdesc.h"
@@ -433,6 +435,196 @@ static void test_golden_bye(void **state)
     qp_writer_init(&w);
     assert_ok(qp_write_bye(&w, "shutdown", 1000, MAXF));
     golden_check("bye", &w);
+    qp_writer_done(&w);
+}
+
+/* ---- golden frames: error totals and the administrative results ---- */
+
+/* The stats result of the golden frame (the status one is its first five keys). */
+static struct qp_worker_info golden_workers[2] = {
+    {.pid = 4242, .state = "idle", .jobs = 500, .rss_kb = 20480},
+    {.pid = 70000, .state = "busy", .jobs = 498, .rss_kb = 21504},
+};
+
+static void make_status(struct qp_status *s, bool stats)
+{
+    memset(s, 0, sizeof(*s));
+    s->uptime_s = 3600.5;
+    s->queue_interactive = 1;
+    s->queue_batch = 7;
+    s->inflight = 3;
+    s->n_workers = 2;
+    s->cache_bytes = 1048576;
+    s->cache_files = 4;
+    s->cache_budget = 1073741824;
+    if (!stats)
+        return;
+    s->has_stats = true;
+    s->items = 1000;
+    s->errors = 3;
+    s->timeouts = 1;
+    s->crashes = 0;
+    s->recycled = 2;
+    s->workers = golden_workers;
+    s->n_worker_info = 2;
+}
+
+static const struct qt_cache_entry golden_entries[2] = {
+    {.name = "mub-d4.qtpc",
+     .id = "mub",
+     .design = "mub",
+     .d = 4,
+     .m = 20,
+     .bytes = 8192,
+     .last_use_ns = 1700000000123456789,
+     .mapped_by = 2},
+    {.name = "custom-0123456789abcdef0123456789abcdef-d2.qtpc",
+     .id = "custom-0123456789abcdef0123456789abcdef",
+     .design = "?",
+     .d = 0,
+     .m = 0,
+     .bytes = 100,
+     .last_use_ns = -1,
+     .mapped_by = 0},
+};
+
+static const struct qp_design_d golden_warm_items[2] = {{"nopovm", 2}, {"mub", 4}};
+
+static const struct qp_damaged golden_damaged[1] = {
+    {.name = "sic-d3.qtpc", .reason = "section 2: checksum mismatch"}};
+
+#define GOLDEN_DESIGN_TEXT "{\"dim\": 2, \"vectors\": [[1, 0], [0, 1]]}"
+#define GOLDEN_DESIGN_ID   "custom-0123456789abcdef0123456789abcdef"
+
+static void test_golden_error_totals(void **state)
+{
+    struct qp_writer w;
+    const struct qp_totals t = {.n_ok = 18, .n_err = 2, .n_cancelled = 5, .elapsed_ms = 1234.5};
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_write_error_totals(&w, 3, QT_ST_CANCELLED, "cancelled", &t, MAXF));
+    golden_check("error_totals", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_cancel_result(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_cancel_result(&w, 4, true, MAXF));
+    golden_check("cancel_result", &w);
+    qp_writer_done(&w);
+}
+
+static void golden_u64_result(const char *name, uint32_t id, const char *key, uint64_t v)
+{
+    struct qp_writer w;
+
+    qp_writer_init(&w);
+    assert_ok(qp_pack_u64_result(&w, id, key, v, MAXF));
+    golden_check(name, &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_cache_warm_result(void **state)
+{
+    (void)state;
+    golden_u64_result("cache_warm_result", 8, "warmed", 2);
+}
+
+static void test_golden_cache_evict_result(void **state)
+{
+    (void)state;
+    golden_u64_result("cache_evict_result", 9, "bytes", 4198400);
+}
+
+static void test_golden_reload_result(void **state)
+{
+    (void)state;
+    golden_u64_result("reload_result", 11, "generation", 300);
+}
+
+static void test_golden_status_result(void **state)
+{
+    struct qp_writer w;
+    struct qp_status s;
+
+    (void)state;
+    make_status(&s, false);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_status_result(&w, 5, &s, MAXF));
+    golden_check("status_result", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_stats_result(void **state)
+{
+    struct qp_writer w;
+    struct qp_status s;
+
+    (void)state;
+    make_status(&s, true);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_status_result(&w, 6, &s, MAXF));
+    golden_check("stats_result", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_design_put(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_design_put(&w, 16, GOLDEN_DESIGN_TEXT, strlen(GOLDEN_DESIGN_TEXT), MAXF));
+    golden_check("design_put", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_design_put_result(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_id_result(&w, 16, GOLDEN_DESIGN_ID, MAXF));
+    golden_check("design_put_result", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_cache_list_result(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_cache_list_result(&w, 7, golden_entries, 2, MAXF));
+    golden_check("cache_list_result", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_cache_warm_items(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_cache_warm(&w, 8, golden_warm_items, 2, MAXF));
+    golden_check("cache_warm_items", &w);
+    qp_writer_done(&w);
+}
+
+static void test_golden_cache_verify_result(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_verify_result(&w, 10, 3, golden_damaged, 1, MAXF));
+    golden_check("cache_verify_result", &w);
     qp_writer_done(&w);
 }
 
@@ -989,7 +1181,7 @@ static void test_roundtrip_design_d(void **state)
     assert_ok(qp_pack_simple(&w, 9, QP_M_CACHE_EVICT, "mub", 4, MAXF));
     decode_frame(&w, &msg);
     assert_request(&msg, 9, QP_M_CACHE_EVICT);
-    assert_ok(qp_decode_design_d(msg.params, design, sizeof(design), &d, &diag));
+    assert_ok(qp_decode_design_d(msg.params, QT_DESIGN_MAX_DIM, design, sizeof(design), &d, &diag));
     assert_string_equal(design, "mub");
     assert_int_equal(d, 4);
     qp_msg_done(&msg);
@@ -1000,7 +1192,7 @@ static void test_roundtrip_design_d(void **state)
     decode_frame(&w, &msg);
     assert_request(&msg, 10, QP_M_STATUS);
     assert_int_equal(msg.params->via.map.size, 0);
-    assert_ok(qp_decode_design_d(msg.params, design, sizeof(design), &d, &diag));
+    assert_ok(qp_decode_design_d(msg.params, QT_DESIGN_MAX_DIM, design, sizeof(design), &d, &diag));
     assert_string_equal(design, "");
     assert_int_equal(d, 0);
     qp_msg_done(&msg);
@@ -1009,7 +1201,8 @@ static void test_roundtrip_design_d(void **state)
     qp_writer_reset(&w);
     assert_ok(qp_pack_simple(&w, 11, QP_M_CACHE_WARM, "nopovm", QT_DESIGN_MAX_DIM + 1, MAXF));
     decode_frame(&w, &msg);
-    assert_err(qp_decode_design_d(msg.params, design, sizeof(design), &d, &diag), QT_EPARSE);
+    assert_err(qp_decode_design_d(msg.params, QT_DESIGN_MAX_DIM, design, sizeof(design), &d, &diag),
+               QT_EPARSE);
     assert_diag_has("d:");
     qp_msg_done(&msg);
     qp_writer_done(&w);
@@ -1082,6 +1275,378 @@ static void test_roundtrip_notifications(void **state)
     decode_frame(&w, &msg);
     assert_int_equal(get_i64(msg.params, "retry_after_ms"), -1);
     qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+/* ---- round trips: error maps and the administrative results ---- */
+
+static void test_roundtrip_error_map(void **state)
+{
+    const struct qp_totals t = {
+        .n_ok = 1u << 20, .n_err = 3, .n_cancelled = UINT64_MAX, .elapsed_ms = 98765.4321};
+    struct qp_writer w;
+    struct qp_msg msg;
+    struct qp_error e;
+    char longmsg[300];
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_write_error_totals(&w, 21, QT_ST_SHUTTING_DOWN, "shutting down", &t, MAXF));
+    decode_frame(&w, &msg);
+    assert_response(&msg, 21);
+    assert_int_equal(msg.result->type, MSGPACK_OBJECT_NIL);
+    assert_ok(qp_decode_error(msg.error, &e, &diag));
+    assert_int_equal(e.code, QT_ST_SHUTTING_DOWN);
+    assert_string_equal(e.message, "shutting down");
+    assert_int_equal(e.retry_after_ms, -1);
+    assert_true(e.has_totals);
+    assert_int_equal(e.totals.n_ok, t.n_ok);
+    assert_int_equal(e.totals.n_err, t.n_err);
+    assert_int_equal(e.totals.n_cancelled, t.n_cancelled);
+    qt_assert_close(e.totals.elapsed_ms, t.elapsed_ms, 1e-15, 0);
+    qp_msg_done(&msg);
+
+    /* qp_write_error: retry_after_ms in data, no totals. */
+    qp_writer_reset(&w);
+    assert_ok(qp_write_error(&w, 22, QT_ST_BUSY, "queue full", 250, MAXF));
+    decode_frame(&w, &msg);
+    assert_ok(qp_decode_error(msg.error, &e, &diag));
+    assert_int_equal(e.code, QT_ST_BUSY);
+    assert_string_equal(e.message, "queue full");
+    assert_int_equal(e.retry_after_ms, 250);
+    assert_false(e.has_totals);
+    qp_msg_done(&msg);
+
+    /* No data; the lowest code; a message longer than the buffer is truncated. */
+    memset(longmsg, 'x', sizeof(longmsg) - 1);
+    longmsg[sizeof(longmsg) - 1] = '\0';
+    qp_writer_reset(&w);
+    assert_ok(qp_write_error(&w, 23, INT32_MIN, longmsg, -1, MAXF));
+    decode_frame(&w, &msg);
+    assert_ok(qp_decode_error(msg.error, &e, &diag));
+    assert_int_equal(e.code, INT32_MIN);
+    assert_int_equal(strlen(e.message), sizeof(e.message) - 1);
+    assert_memory_equal(e.message, longmsg, sizeof(e.message) - 1);
+    assert_int_equal(e.retry_after_ms, -1);
+    assert_false(e.has_totals);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_msg_status(void **state)
+{
+    /* [1, 7, 5, nil]: the id is readable, the error is neither nil nor a map. */
+    static const uint8_t with_id[] = {0x94, 0x01, 0x07, 0x05, 0xc0};
+    /* [9, 7, 5, nil]: no such type. */
+    static const uint8_t unreadable[] = {0x94, 0x09, 0x07, 0x05, 0xc0};
+    struct qp_msg msg;
+
+    (void)state;
+    assert_err(qp_msg_decode(with_id, sizeof(with_id), &msg, &diag), QT_EPARSE);
+    assert_true(msg.id_valid);
+    assert_int_equal(qp_msg_status(&msg), QT_ST_INVALID_REQUEST);
+    qp_msg_done(&msg);
+    assert_err(qp_msg_decode(unreadable, sizeof(unreadable), &msg, &diag), QT_EPARSE);
+    assert_false(msg.id_valid);
+    assert_int_equal(qp_msg_status(&msg), QT_ST_PARSE_ERROR);
+    qp_msg_done(&msg);
+}
+
+static void test_roundtrip_u64_result(void **state)
+{
+    static const char *const keys[] = {"warmed", "bytes", "generation"};
+    static const uint64_t vals[] = {0, 127, 128, 65536, UINT32_MAX + (uint64_t)1, UINT64_MAX};
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+        for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+            struct qp_msg msg;
+            uint64_t v = 12345;
+
+            qp_writer_reset(&w);
+            assert_ok(qp_pack_u64_result(&w, (uint32_t)i, keys[k], vals[i], MAXF));
+            decode_frame(&w, &msg);
+            assert_response(&msg, (uint32_t)i);
+            assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+            assert_int_equal(msg.result->via.map.size, 1);
+            assert_ok(qp_decode_u64_result(msg.result, keys[k], &v, &diag));
+            assert_int_equal(v, vals[i]);
+            /* Another method's key is missing. */
+            assert_err(qp_decode_u64_result(msg.result, keys[(k + 1) % 3], &v, &diag), QT_EPARSE);
+            assert_diag_has(keys[(k + 1) % 3]);
+            qp_msg_done(&msg);
+        }
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_cancel_result(void **state)
+{
+    struct qp_writer w;
+
+    (void)state;
+    qp_writer_init(&w);
+    for (int f = 0; f < 2; f++) {
+        struct qp_msg msg;
+        bool found = !f;
+
+        qp_writer_reset(&w);
+        assert_ok(qp_pack_cancel_result(&w, 30, f != 0, MAXF));
+        decode_frame(&w, &msg);
+        assert_response(&msg, 30);
+        assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+        assert_ok(qp_decode_cancel_result(msg.result, &found, &diag));
+        assert_int_equal(found, f != 0);
+        qp_msg_done(&msg);
+    }
+    qp_writer_done(&w);
+}
+
+static void assert_status_equal(const struct qp_status *a, const struct qp_status *b)
+{
+    assert_true(a->uptime_s == b->uptime_s);
+    assert_int_equal(a->queue_interactive, b->queue_interactive);
+    assert_int_equal(a->queue_batch, b->queue_batch);
+    assert_int_equal(a->inflight, b->inflight);
+    assert_int_equal(a->n_workers, b->n_workers);
+    assert_int_equal(a->cache_bytes, b->cache_bytes);
+    assert_int_equal(a->cache_files, b->cache_files);
+    assert_int_equal(a->cache_budget, b->cache_budget);
+    assert_int_equal(a->has_stats, b->has_stats);
+    assert_int_equal(a->items, b->items);
+    assert_int_equal(a->errors, b->errors);
+    assert_int_equal(a->timeouts, b->timeouts);
+    assert_int_equal(a->crashes, b->crashes);
+    assert_int_equal(a->recycled, b->recycled);
+    assert_int_equal(a->n_worker_info, b->n_worker_info);
+    if (!b->n_worker_info)
+        assert_null(a->workers);
+    for (size_t i = 0; i < b->n_worker_info; i++) {
+        assert_int_equal(a->workers[i].pid, b->workers[i].pid);
+        assert_string_equal(a->workers[i].state, b->workers[i].state);
+        assert_int_equal(a->workers[i].jobs, b->workers[i].jobs);
+        assert_int_equal(a->workers[i].rss_kb, b->workers[i].rss_kb);
+    }
+}
+
+static void roundtrip_status(const struct qp_status *s, uint32_t id)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    struct qp_status out;
+
+    qp_writer_init(&w);
+    assert_ok(qp_pack_status_result(&w, id, s, MAXF));
+    decode_frame(&w, &msg);
+    assert_response(&msg, id);
+    assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(msg.result->via.map.size, s->has_stats ? 7 : 5);
+    assert_ok(qp_decode_status_result(msg.result, &out, &diag));
+    assert_status_equal(&out, s);
+    qp_status_done(&out);
+    assert_null(out.workers);
+    assert_int_equal(out.n_worker_info, 0);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_status(void **state)
+{
+    struct qp_worker_info many[QP_MAX_WORKERS];
+    struct qp_status s;
+
+    (void)state;
+    make_status(&s, false);
+    roundtrip_status(&s, 5);
+
+    make_status(&s, true);
+    roundtrip_status(&s, 6);
+
+    /* Extremes; stats with no workers; and the most workers a decoder takes. */
+    make_status(&s, true);
+    s.uptime_s = 0.1;
+    s.queue_interactive = UINT64_MAX;
+    s.cache_budget = 0;
+    s.items = UINT64_MAX;
+    s.n_worker_info = 0;
+    s.workers = NULL;
+    roundtrip_status(&s, 7);
+    for (uint32_t i = 0; i < QP_MAX_WORKERS; i++) {
+        many[i].pid = UINT32_MAX - i;
+        (void)snprintf(many[i].state, sizeof(many[i].state), "%s", i % 2 ? "draining" : "");
+        many[i].jobs = i;
+        many[i].rss_kb = UINT64_MAX - i;
+    }
+    s.workers = many;
+    s.n_worker_info = QP_MAX_WORKERS;
+    roundtrip_status(&s, UINT32_MAX);
+}
+
+static void test_roundtrip_design_put(void **state)
+{
+    static const char text[] = GOLDEN_DESIGN_TEXT;
+    struct qp_writer w;
+    struct qp_msg msg;
+    const char *out = NULL;
+    size_t len = 0;
+    char id[64];
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_design_put(&w, 16, text, strlen(text), MAXF));
+    decode_frame(&w, &msg);
+    assert_request(&msg, 16, QP_M_DESIGN_PUT);
+    assert_ok(qp_decode_design_put(msg.params, &out, &len, &diag));
+    assert_int_equal(len, strlen(text));
+    assert_memory_equal(out, text, len);
+    /* It points into the message, not at a copy. */
+    assert_true(out == get(msg.params, "design")->via.str.ptr);
+    qp_msg_done(&msg);
+
+    /* The text need not be NUL-terminated and may hold any byte (the server validates it). */
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_design_put(&w, 17, "a\0b", 3, MAXF));
+    decode_frame(&w, &msg);
+    assert_ok(qp_decode_design_put(msg.params, &out, &len, &diag));
+    assert_int_equal(len, 3);
+    assert_memory_equal(out, "a\0b", 3);
+    qp_msg_done(&msg);
+
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_id_result(&w, 16, GOLDEN_DESIGN_ID, MAXF));
+    decode_frame(&w, &msg);
+    assert_response(&msg, 16);
+    assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+    assert_ok(qp_decode_id_result(msg.result, id, sizeof(id), &diag));
+    assert_string_equal(id, GOLDEN_DESIGN_ID);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void assert_entry_equal(const struct qt_cache_entry *a, const struct qt_cache_entry *b)
+{
+    assert_string_equal(a->name, b->name);
+    assert_string_equal(a->id, b->id);
+    assert_string_equal(a->design, b->design);
+    assert_int_equal(a->d, b->d);
+    assert_int_equal(a->m, b->m);
+    assert_int_equal(a->bytes, b->bytes);
+    assert_int_equal(a->last_use_ns, b->last_use_ns);
+    assert_int_equal(a->mapped_by, b->mapped_by);
+}
+
+static void test_roundtrip_cache_list(void **state)
+{
+    struct qt_cache_entry in[4], *out = NULL;
+    struct qp_writer w;
+    struct qp_msg msg;
+    size_t n = 99;
+
+    (void)state;
+    memcpy(in, golden_entries, sizeof(golden_entries));
+    in[2] = golden_entries[0];
+    in[2].d = QT_DESIGN_MAX_DIM;
+    in[2].m = UINT32_MAX;
+    in[2].bytes = UINT64_MAX;
+    in[2].last_use_ns = INT64_MAX;
+    in[2].mapped_by = UINT32_MAX;
+    in[3] = golden_entries[1];
+    in[3].last_use_ns = INT64_MIN;
+    in[3].name[0] = in[3].id[0] = in[3].design[0] = '\0';
+    qp_writer_init(&w);
+    for (size_t k = 0; k <= 4; k++) {
+        qp_writer_reset(&w);
+        assert_ok(qp_pack_cache_list_result(&w, 7, in, k, MAXF));
+        decode_frame(&w, &msg);
+        assert_response(&msg, 7);
+        assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+        assert_ok(qp_decode_cache_list_result(msg.result, &out, &n, &diag));
+        assert_int_equal(n, k);
+        if (k == 0)
+            assert_null(out);
+        for (size_t i = 0; i < k; i++)
+            assert_entry_equal(&out[i], &in[i]);
+        free(out);
+        qp_msg_done(&msg);
+    }
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_cache_warm(void **state)
+{
+    struct qp_design_d in[QP_MAX_WARM_ITEMS], *out = NULL;
+    struct qp_writer w;
+    struct qp_msg msg;
+    size_t n = 0;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_cache_warm(&w, 8, golden_warm_items, 2, MAXF));
+    decode_frame(&w, &msg);
+    assert_request(&msg, 8, QP_M_CACHE_WARM);
+    assert_ok(qp_decode_cache_warm(msg.params, QT_DESIGN_MAX_DIM, &out, &n, &diag));
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(out[i].design, golden_warm_items[i].design);
+        assert_int_equal(out[i].d, golden_warm_items[i].d);
+    }
+    free(out);
+    qp_msg_done(&msg);
+
+    /* The most items, d from 1 up to max_dim, a 15-byte design name. */
+    for (size_t i = 0; i < QP_MAX_WARM_ITEMS; i++) {
+        (void)snprintf(in[i].design, sizeof(in[i].design), "%s",
+                       i % 3 ? "pauli" : "abcdefghijklmno");
+        in[i].d = 1 + i % 64;
+    }
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_cache_warm(&w, 9, in, QP_MAX_WARM_ITEMS, MAXF));
+    decode_frame(&w, &msg);
+    assert_ok(qp_decode_cache_warm(msg.params, 64, &out, &n, &diag));
+    assert_int_equal(n, QP_MAX_WARM_ITEMS);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(out[i].design, in[i].design);
+        assert_int_equal(out[i].d, in[i].d);
+    }
+    free(out);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_roundtrip_verify(void **state)
+{
+    struct qp_damaged in[3], *out = NULL;
+    struct qp_writer w;
+    struct qp_msg msg;
+    uint64_t checked = 0;
+    size_t n = 99;
+
+    (void)state;
+    memset(in, 0, sizeof(in));
+    in[0] = golden_damaged[0];
+    (void)snprintf(in[1].name, sizeof(in[1].name), "nopovm-d256.qtpc");
+    memset(in[2].name, 'n', sizeof(in[2].name) - 1);
+    memset(in[2].reason, 'r', sizeof(in[2].reason) - 1);
+    qp_writer_init(&w);
+    for (size_t k = 0; k <= 3; k++) {
+        qp_writer_reset(&w);
+        assert_ok(qp_pack_verify_result(&w, 10, k ? UINT64_MAX - k : 0, in, k, MAXF));
+        decode_frame(&w, &msg);
+        assert_response(&msg, 10);
+        assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
+        assert_ok(qp_decode_verify_result(msg.result, &checked, &out, &n, &diag));
+        assert_int_equal(checked, k ? UINT64_MAX - k : 0);
+        assert_int_equal(n, k);
+        if (k == 0)
+            assert_null(out);
+        for (size_t i = 0; i < k; i++) {
+            assert_string_equal(out[i].name, in[i].name);
+            assert_string_equal(out[i].reason, in[i].reason);
+        }
+        free(out);
+        qp_msg_done(&msg);
+    }
     qp_writer_done(&w);
 }
 
@@ -2052,6 +2617,676 @@ static void test_read_array_bounds(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* ---- rejections: error maps and the administrative results ---- */
+
+/* Writable views of a decoded message (msg->up owns it): the rejection tests decode a frame
+ * that is valid, break one field in place and run the decoder again. */
+static msgpack_object *m_result(struct qp_msg *msg)
+{
+    assert_int_equal(msg->type, QP_RESPONSE);
+    return &msg->up.data.via.array.ptr[3];
+}
+
+static msgpack_object *m_error(struct qp_msg *msg)
+{
+    assert_int_equal(msg->type, QP_RESPONSE);
+    return &msg->up.data.via.array.ptr[2];
+}
+
+static msgpack_object *m_params(struct qp_msg *msg)
+{
+    assert_int_equal(msg->type, QP_REQUEST);
+    return &msg->up.data.via.array.ptr[3].via.array.ptr[0];
+}
+
+static msgpack_object_kv *m_kv(msgpack_object *map, const char *key)
+{
+    assert_int_equal(map->type, MSGPACK_OBJECT_MAP);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        msgpack_object_kv *kv = &map->via.map.ptr[i];
+
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen(key) &&
+            memcmp(kv->key.via.str.ptr, key, strlen(key)) == 0)
+            return kv;
+    }
+    print_error("key \"%s\" missing\n", key);
+    fail();
+    return NULL;
+}
+
+static msgpack_object *m_get(msgpack_object *map, const char *key)
+{
+    return &m_kv(map, key)->val;
+}
+
+static msgpack_object *m_at(msgpack_object *array, uint32_t i)
+{
+    assert_int_equal(array->type, MSGPACK_OBJECT_ARRAY);
+    assert_true(i < array->via.array.size);
+    return &array->via.array.ptr[i];
+}
+
+/* Renames the key so that decoders no longer find it (unknown keys are ignored). */
+static void m_hide(msgpack_object *map, const char *key)
+{
+    msgpack_object_kv *kv = m_kv(map, key);
+
+    kv->key.via.str.ptr = "no_such_key";
+    kv->key.via.str.size = (uint32_t)strlen("no_such_key");
+}
+
+static void m_set_str(msgpack_object *o, const char *s)
+{
+    o->type = MSGPACK_OBJECT_STR;
+    o->via.str.ptr = s;
+    o->via.str.size = (uint32_t)strlen(s);
+}
+
+static void m_set_int(msgpack_object *o, int64_t v)
+{
+    if (v < 0) {
+        o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+        o->via.i64 = v;
+    } else {
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = (uint64_t)v;
+    }
+}
+
+static void m_set_u64(msgpack_object *o, uint64_t v)
+{
+    o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+    o->via.u64 = v;
+}
+
+static void m_set_nil(msgpack_object *o)
+{
+    o->type = MSGPACK_OBJECT_NIL;
+}
+
+static void m_set_bool(msgpack_object *o, bool v)
+{
+    o->type = MSGPACK_OBJECT_BOOLEAN;
+    o->via.boolean = v;
+}
+
+/* Decodes the one frame in w again into a fresh msg (after qp_msg_done of the old one). */
+static void redecode(const struct qp_writer *w, struct qp_msg *msg)
+{
+    qp_msg_done(msg);
+    decode_frame(w, msg);
+}
+
+static void expect_error_map_err(struct qp_msg *msg, const char *field)
+{
+    struct qp_error e;
+
+    assert_err(qp_decode_error(m_error(msg), &e, &diag), QT_EPARSE);
+    assert_diag_has(field);
+}
+
+static void test_error_map_rejections(void **state)
+{
+    const struct qp_totals t = {.n_ok = 1, .n_err = 2, .n_cancelled = 3, .elapsed_ms = 4};
+    struct qp_writer w;
+    struct qp_msg msg;
+    struct qp_error e;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_write_error_totals(&w, 3, QT_ST_CANCELLED, "cancelled", &t, MAXF));
+    decode_frame(&w, &msg);
+
+    /* Not a map. */
+    m_set_nil(m_error(&msg));
+    expect_error_map_err(&msg, "error");
+
+    /* code: missing, zero, positive, a string, below INT32_MIN. */
+    redecode(&w, &msg);
+    m_hide(m_error(&msg), "code");
+    expect_error_map_err(&msg, "error.code");
+    redecode(&w, &msg);
+    m_set_int(m_get(m_error(&msg), "code"), 0);
+    expect_error_map_err(&msg, "error.code");
+    redecode(&w, &msg);
+    m_set_int(m_get(m_error(&msg), "code"), 32800);
+    expect_error_map_err(&msg, "error.code");
+    redecode(&w, &msg);
+    m_set_str(m_get(m_error(&msg), "code"), "-32800");
+    expect_error_map_err(&msg, "error.code");
+    redecode(&w, &msg);
+    m_set_int(m_get(m_error(&msg), "code"), (int64_t)INT32_MIN - 1);
+    expect_error_map_err(&msg, "error.code");
+
+    /* message: missing, not a string. */
+    redecode(&w, &msg);
+    m_hide(m_error(&msg), "message");
+    expect_error_map_err(&msg, "error.message");
+    redecode(&w, &msg);
+    m_set_int(m_get(m_error(&msg), "message"), 5);
+    expect_error_map_err(&msg, "error.message");
+
+    /* Totals in data that do not decode. */
+    redecode(&w, &msg);
+    m_hide(m_get(m_error(&msg), "data"), "elapsed_ms");
+    expect_error_map_err(&msg, "totals");
+    redecode(&w, &msg);
+    m_set_int(m_get(m_get(m_error(&msg), "data"), "n_err"), -2);
+    expect_error_map_err(&msg, "totals");
+
+    /* data that is not a map, or has no n_ok, is not totals; a negative or mistyped
+     * retry_after_ms reads as absent. */
+    redecode(&w, &msg);
+    m_set_str(m_get(m_error(&msg), "data"), "x");
+    assert_ok(qp_decode_error(m_error(&msg), &e, &diag));
+    assert_false(e.has_totals);
+    assert_int_equal(e.retry_after_ms, -1);
+    redecode(&w, &msg);
+    m_hide(m_get(m_error(&msg), "data"), "n_ok");
+    assert_ok(qp_decode_error(m_error(&msg), &e, &diag));
+    assert_false(e.has_totals);
+    qp_msg_done(&msg);
+
+    qp_writer_reset(&w);
+    assert_ok(qp_write_error(&w, 13, QT_ST_BUSY, "busy", 250, MAXF));
+    decode_frame(&w, &msg);
+    m_set_int(m_get(m_get(m_error(&msg), "data"), "retry_after_ms"), -5);
+    assert_ok(qp_decode_error(m_error(&msg), &e, &diag));
+    assert_int_equal(e.retry_after_ms, -1);
+    redecode(&w, &msg);
+    m_set_str(m_get(m_get(m_error(&msg), "data"), "retry_after_ms"), "250");
+    assert_ok(qp_decode_error(m_error(&msg), &e, &diag));
+    assert_int_equal(e.retry_after_ms, -1);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_u64_and_cancel_result_rejections(void **state)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    uint64_t v = 0;
+    bool found = true;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_u64_result(&w, 8, "warmed", 2, MAXF));
+    decode_frame(&w, &msg);
+    m_set_nil(m_result(&msg));
+    assert_err(qp_decode_u64_result(m_result(&msg), "warmed", &v, &diag), QT_EPARSE);
+    assert_diag_has("result");
+    redecode(&w, &msg);
+    m_hide(m_result(&msg), "warmed");
+    assert_err(qp_decode_u64_result(m_result(&msg), "warmed", &v, &diag), QT_EPARSE);
+    assert_diag_has("warmed: missing");
+    redecode(&w, &msg);
+    m_set_int(m_get(m_result(&msg), "warmed"), -1);
+    assert_err(qp_decode_u64_result(m_result(&msg), "warmed", &v, &diag), QT_EPARSE);
+    assert_diag_has("warmed");
+    redecode(&w, &msg);
+    m_set_str(m_get(m_result(&msg), "warmed"), "2");
+    assert_err(qp_decode_u64_result(m_result(&msg), "warmed", &v, &diag), QT_EPARSE);
+    assert_diag_has("warmed");
+    qp_msg_done(&msg);
+
+    /* cancel: found is required and must be a bool. */
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_cancel_result(&w, 4, true, MAXF));
+    decode_frame(&w, &msg);
+    m_hide(m_result(&msg), "found");
+    assert_err(qp_decode_cancel_result(m_result(&msg), &found, &diag), QT_EPARSE);
+    assert_diag_has("found: missing");
+    assert_false(found);
+    redecode(&w, &msg);
+    m_set_int(m_get(m_result(&msg), "found"), 1);
+    assert_err(qp_decode_cancel_result(m_result(&msg), &found, &diag), QT_EPARSE);
+    assert_diag_has("found");
+    redecode(&w, &msg);
+    m_set_nil(m_get(m_result(&msg), "found"));
+    assert_err(qp_decode_cancel_result(m_result(&msg), &found, &diag), QT_EPARSE);
+    assert_diag_has("found");
+    redecode(&w, &msg);
+    m_set_str(m_result(&msg), "found");
+    assert_err(qp_decode_cancel_result(m_result(&msg), &found, &diag), QT_EPARSE);
+    assert_diag_has("result");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+/* The status decoder refuses the message and names field; nothing is left allocated. */
+static void expect_status_err(struct qp_msg *msg, const char *field)
+{
+    struct qp_status s;
+
+    assert_err(qp_decode_status_result(m_result(msg), &s, &diag), QT_EPARSE);
+    assert_diag_has(field);
+    assert_null(s.workers);
+    assert_int_equal(s.n_worker_info, 0);
+}
+
+static void test_status_rejections(void **state)
+{
+    static const char *const top[] = {"uptime_s", "queue", "inflight", "n_workers", "cache"};
+    static const char *const queue[] = {"interactive", "batch"};
+    static const char *const cache[] = {"bytes", "files", "budget"};
+    static const char *const totals[] = {"items", "errors", "timeouts", "crashes", "recycled"};
+    static const char *const worker[] = {"pid", "state", "jobs", "rss_kb"};
+    struct qp_worker_info many[QP_MAX_WORKERS + 1];
+    struct qp_writer w;
+    struct qp_msg msg;
+    struct qp_status s;
+
+    (void)state;
+    make_status(&s, true);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_status_result(&w, 6, &s, MAXF));
+    decode_frame(&w, &msg);
+
+    m_set_nil(m_result(&msg));
+    expect_status_err(&msg, "result");
+    /* Every required key, one at a time: missing, then of the wrong type. */
+    for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++) {
+        redecode(&w, &msg);
+        m_hide(m_result(&msg), top[i]);
+        expect_status_err(&msg, top[i]);
+        redecode(&w, &msg);
+        m_set_str(m_get(m_result(&msg), top[i]), "1");
+        expect_status_err(&msg, top[i]);
+    }
+    for (size_t i = 0; i < sizeof(queue) / sizeof(queue[0]); i++) {
+        redecode(&w, &msg);
+        m_hide(m_get(m_result(&msg), "queue"), queue[i]);
+        expect_status_err(&msg, queue[i]);
+        redecode(&w, &msg);
+        m_set_int(m_get(m_get(m_result(&msg), "queue"), queue[i]), -1);
+        expect_status_err(&msg, queue[i]);
+    }
+    for (size_t i = 0; i < sizeof(cache) / sizeof(cache[0]); i++) {
+        redecode(&w, &msg);
+        m_hide(m_get(m_result(&msg), "cache"), cache[i]);
+        expect_status_err(&msg, cache[i]);
+    }
+    for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++) {
+        redecode(&w, &msg);
+        m_hide(m_get(m_result(&msg), "totals"), totals[i]);
+        expect_status_err(&msg, totals[i]);
+        redecode(&w, &msg);
+        m_set_bool(m_get(m_get(m_result(&msg), "totals"), totals[i]), true);
+        expect_status_err(&msg, totals[i]);
+    }
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_result(&msg), "totals"), 5);
+    expect_status_err(&msg, "totals");
+
+    /* Stats: workers is required with totals, an array of maps; the second worker is broken so
+     * that the first one's allocation has to be freed. */
+    redecode(&w, &msg);
+    m_hide(m_result(&msg), "workers");
+    expect_status_err(&msg, "workers");
+    redecode(&w, &msg);
+    m_set_nil(m_get(m_result(&msg), "workers"));
+    expect_status_err(&msg, "workers");
+    redecode(&w, &msg);
+    m_set_u64(m_at(m_get(m_result(&msg), "workers"), 1), 4243);
+    expect_status_err(&msg, "workers[]");
+    for (size_t i = 0; i < sizeof(worker) / sizeof(worker[0]); i++) {
+        redecode(&w, &msg);
+        m_hide(m_at(m_get(m_result(&msg), "workers"), 1), worker[i]);
+        expect_status_err(&msg, worker[i]);
+        redecode(&w, &msg);
+        m_set_int(m_get(m_at(m_get(m_result(&msg), "workers"), 1), worker[i]), -1);
+        expect_status_err(&msg, worker[i]);
+    }
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_at(m_get(m_result(&msg), "workers"), 1), "pid"), UINT32_MAX + (uint64_t)1);
+    expect_status_err(&msg, "pid");
+    redecode(&w, &msg);
+    m_set_str(m_get(m_at(m_get(m_result(&msg), "workers"), 1), "state"), "0123456789abcdef");
+    expect_status_err(&msg, "state");
+    qp_msg_done(&msg);
+
+    /* One worker more than a decoder takes. */
+    for (uint32_t i = 0; i <= QP_MAX_WORKERS; i++)
+        many[i] = golden_workers[i % 2];
+    s.workers = many;
+    s.n_worker_info = QP_MAX_WORKERS + 1;
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_status_result(&w, 6, &s, MAXF));
+    decode_frame(&w, &msg);
+    expect_status_err(&msg, "workers");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void test_design_put_rejections(void **state)
+{
+    static const char text[] = GOLDEN_DESIGN_TEXT;
+    struct qp_writer w;
+    struct qp_msg msg;
+    const char *out = text;
+    size_t len = 1;
+    char id[64], small[8];
+    char *big;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_design_put(&w, 16, text, strlen(text), MAXF));
+    decode_frame(&w, &msg);
+    m_hide(m_params(&msg), "design");
+    assert_err(qp_decode_design_put(m_params(&msg), &out, &len, &diag), QT_EPARSE);
+    assert_diag_has("design");
+    assert_null(out);
+    assert_int_equal(len, 0);
+    redecode(&w, &msg);
+    m_set_str(m_get(m_params(&msg), "design"), "");
+    assert_err(qp_decode_design_put(m_params(&msg), &out, &len, &diag), QT_EPARSE);
+    assert_diag_has("design");
+    redecode(&w, &msg);
+    m_get(m_params(&msg), "design")->type = MSGPACK_OBJECT_BIN;
+    assert_err(qp_decode_design_put(m_params(&msg), &out, &len, &diag), QT_EPARSE);
+    assert_diag_has("design");
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_params(&msg), "design"), 2);
+    assert_err(qp_decode_design_put(m_params(&msg), &out, &len, &diag), QT_EPARSE);
+    assert_diag_has("design");
+
+    /* At most QT_DESIGNFILE_MAX_BYTES; one more is QT_ETOOBIG (-32007). */
+    big = malloc(QT_DESIGNFILE_MAX_BYTES + 1);
+    assert_non_null(big);
+    memset(big, ' ', QT_DESIGNFILE_MAX_BYTES + 1);
+    redecode(&w, &msg);
+    m_get(m_params(&msg), "design")->via.str.ptr = big;
+    m_get(m_params(&msg), "design")->via.str.size = (uint32_t)QT_DESIGNFILE_MAX_BYTES;
+    assert_ok(qp_decode_design_put(m_params(&msg), &out, &len, &diag));
+    assert_int_equal(len, QT_DESIGNFILE_MAX_BYTES);
+    m_get(m_params(&msg), "design")->via.str.size = (uint32_t)QT_DESIGNFILE_MAX_BYTES + 1;
+    assert_err(qp_decode_design_put(m_params(&msg), &out, &len, &diag), QT_ETOOBIG);
+    assert_diag_has("design");
+    assert_null(out);
+    qp_msg_done(&msg);
+    free(big);
+
+    /* The id result: id required, a string that fits the buffer. */
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_id_result(&w, 16, GOLDEN_DESIGN_ID, MAXF));
+    decode_frame(&w, &msg);
+    assert_err(qp_decode_id_result(m_result(&msg), small, sizeof(small), &diag), QT_EPARSE);
+    assert_diag_has("id");
+    assert_string_equal(small, "");
+    m_hide(m_result(&msg), "id");
+    assert_err(qp_decode_id_result(m_result(&msg), id, sizeof(id), &diag), QT_EPARSE);
+    assert_diag_has("id: missing");
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_result(&msg), "id"), 7);
+    assert_err(qp_decode_id_result(m_result(&msg), id, sizeof(id), &diag), QT_EPARSE);
+    assert_diag_has("id");
+    redecode(&w, &msg);
+    m_set_nil(m_result(&msg));
+    assert_err(qp_decode_id_result(m_result(&msg), id, sizeof(id), &diag), QT_EPARSE);
+    assert_diag_has("result");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void expect_cache_list_err(struct qp_msg *msg, const char *field)
+{
+    struct qt_cache_entry *e = NULL;
+    size_t n = 99;
+
+    assert_err(qp_decode_cache_list_result(m_result(msg), &e, &n, &diag), QT_EPARSE);
+    assert_diag_has(field);
+    assert_null(e);
+    assert_int_equal(n, 0);
+}
+
+static void test_cache_list_rejections(void **state)
+{
+    static const char *const keys[] = {"name", "id",    "design",      "d",
+                                       "m",    "bytes", "last_use_ns", "mapped_by"};
+    struct qp_writer w;
+    struct qp_msg msg;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_cache_list_result(&w, 7, golden_entries, 2, MAXF));
+    decode_frame(&w, &msg);
+    m_set_nil(m_result(&msg));
+    expect_cache_list_err(&msg, "entries");
+    redecode(&w, &msg);
+    m_hide(m_result(&msg), "entries");
+    expect_cache_list_err(&msg, "entries");
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_result(&msg), "entries"), 2);
+    expect_cache_list_err(&msg, "entries");
+    redecode(&w, &msg);
+    m_set_str(m_at(m_get(m_result(&msg), "entries"), 1), "x");
+    expect_cache_list_err(&msg, "entries[]");
+    /* Every key of the second entry is required and typed. */
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        redecode(&w, &msg);
+        m_hide(m_at(m_get(m_result(&msg), "entries"), 1), keys[i]);
+        expect_cache_list_err(&msg, keys[i]);
+        redecode(&w, &msg);
+        m_set_bool(m_get(m_at(m_get(m_result(&msg), "entries"), 1), keys[i]), false);
+        expect_cache_list_err(&msg, keys[i]);
+    }
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_at(m_get(m_result(&msg), "entries"), 1), "d"), QT_DESIGN_MAX_DIM + 1);
+    expect_cache_list_err(&msg, "d");
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_at(m_get(m_result(&msg), "entries"), 1), "last_use_ns"),
+              (uint64_t)INT64_MAX + 1);
+    expect_cache_list_err(&msg, "last_use_ns");
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_at(m_get(m_result(&msg), "entries"), 1), "mapped_by"),
+              UINT32_MAX + (uint64_t)1);
+    expect_cache_list_err(&msg, "mapped_by");
+    redecode(&w, &msg);
+    m_set_str(m_get(m_at(m_get(m_result(&msg), "entries"), 1), "design"), "0123456789abcdef");
+    expect_cache_list_err(&msg, "design");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void expect_warm_err(const struct qp_writer *w, size_t max_dim, const char *field)
+{
+    struct qp_design_d *items = NULL;
+    struct qp_msg msg;
+    size_t n = 99;
+
+    decode_frame(w, &msg);
+    assert_request(&msg, 8, QP_M_CACHE_WARM);
+    assert_err(qp_decode_cache_warm(msg.params, max_dim, &items, &n, &diag), QT_EPARSE);
+    assert_diag_has(field);
+    assert_null(items);
+    assert_int_equal(n, 0);
+    qp_msg_done(&msg);
+}
+
+static void test_cache_warm_rejections(void **state)
+{
+    struct qp_design_d in[QP_MAX_WARM_ITEMS + 1], *items = NULL;
+    struct qp_writer w;
+    struct qp_msg msg;
+    size_t n = 0;
+
+    (void)state;
+    for (size_t i = 0; i <= QP_MAX_WARM_ITEMS; i++)
+        in[i] = golden_warm_items[i % 2];
+    qp_writer_init(&w);
+    /* No items, one too many. */
+    assert_ok(qp_pack_cache_warm(&w, 8, in, 0, MAXF));
+    expect_warm_err(&w, QT_DESIGN_MAX_DIM, "items");
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_cache_warm(&w, 8, in, QP_MAX_WARM_ITEMS + 1, MAXF));
+    expect_warm_err(&w, QT_DESIGN_MAX_DIM, "items");
+    /* No items key: the old {design, d} form. */
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_simple(&w, 8, QP_M_CACHE_WARM, "mub", 4, MAXF));
+    expect_warm_err(&w, QT_DESIGN_MAX_DIM, "items");
+    /* d above max_dim; d = max_dim is accepted. */
+    in[1].d = 65;
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_cache_warm(&w, 8, in, 2, MAXF));
+    expect_warm_err(&w, 64, "d:");
+    decode_frame(&w, &msg);
+    assert_ok(qp_decode_cache_warm(msg.params, 65, &items, &n, &diag));
+    assert_int_equal(n, 2);
+    assert_int_equal(items[1].d, 65);
+    free(items);
+    qp_msg_done(&msg);
+    /* d = 0, design "", design too long for str(15). */
+    in[1].d = 0;
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_cache_warm(&w, 8, in, 2, MAXF));
+    expect_warm_err(&w, QT_DESIGN_MAX_DIM, "items[1]");
+    in[1] = golden_warm_items[1];
+    in[1].design[0] = '\0';
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_cache_warm(&w, 8, in, 2, MAXF));
+    expect_warm_err(&w, QT_DESIGN_MAX_DIM, "items[1]");
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_cache_warm(&w, 8, golden_warm_items, 2, MAXF));
+    decode_frame(&w, &msg);
+    m_set_str(m_get(m_at(m_get(m_params(&msg), "items"), 1), "design"), "abcdefghijklmnop");
+    assert_err(qp_decode_cache_warm(m_params(&msg), QT_DESIGN_MAX_DIM, &items, &n, &diag),
+               QT_EPARSE);
+    assert_diag_has("design");
+    /* Items missing a key, of the wrong type, not maps; items not an array. */
+    redecode(&w, &msg);
+    m_hide(m_at(m_get(m_params(&msg), "items"), 1), "d");
+    assert_err(qp_decode_cache_warm(m_params(&msg), QT_DESIGN_MAX_DIM, &items, &n, &diag),
+               QT_EPARSE);
+    assert_diag_has("items[1]");
+    redecode(&w, &msg);
+    m_hide(m_at(m_get(m_params(&msg), "items"), 0), "design");
+    assert_err(qp_decode_cache_warm(m_params(&msg), QT_DESIGN_MAX_DIM, &items, &n, &diag),
+               QT_EPARSE);
+    assert_diag_has("items[0]");
+    redecode(&w, &msg);
+    m_set_int(m_get(m_at(m_get(m_params(&msg), "items"), 1), "d"), -4);
+    assert_err(qp_decode_cache_warm(m_params(&msg), QT_DESIGN_MAX_DIM, &items, &n, &diag),
+               QT_EPARSE);
+    assert_diag_has("d:");
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_at(m_get(m_params(&msg), "items"), 0), "design"), 1);
+    assert_err(qp_decode_cache_warm(m_params(&msg), QT_DESIGN_MAX_DIM, &items, &n, &diag),
+               QT_EPARSE);
+    assert_diag_has("design");
+    redecode(&w, &msg);
+    m_set_str(m_at(m_get(m_params(&msg), "items"), 1), "mub");
+    assert_err(qp_decode_cache_warm(m_params(&msg), QT_DESIGN_MAX_DIM, &items, &n, &diag),
+               QT_EPARSE);
+    assert_diag_has("items[]");
+    redecode(&w, &msg);
+    m_set_str(m_get(m_params(&msg), "items"), "mub");
+    assert_err(qp_decode_cache_warm(m_params(&msg), QT_DESIGN_MAX_DIM, &items, &n, &diag),
+               QT_EPARSE);
+    assert_diag_has("items");
+    assert_null(items);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+/* qp_decode_design_d bounds d by the caller's max_dim. */
+static void test_design_d_max_dim(void **state)
+{
+    struct qp_writer w;
+    struct qp_msg msg;
+    char design[16];
+    size_t d = 0;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_simple(&w, 9, QP_M_CACHE_EVICT, "mub", 64, MAXF));
+    decode_frame(&w, &msg);
+    assert_ok(qp_decode_design_d(msg.params, 64, design, sizeof(design), &d, &diag));
+    assert_int_equal(d, 64);
+    assert_err(qp_decode_design_d(msg.params, 63, design, sizeof(design), &d, &diag), QT_EPARSE);
+    assert_diag_has("d:");
+    assert_err(qp_decode_design_d(msg.params, 0, design, sizeof(design), &d, &diag), QT_EPARSE);
+    assert_diag_has("d:");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+static void expect_verify_err(struct qp_msg *msg, const char *field)
+{
+    struct qp_damaged *dm = NULL;
+    uint64_t checked = 0;
+    size_t n = 99;
+
+    assert_err(qp_decode_verify_result(m_result(msg), &checked, &dm, &n, &diag), QT_EPARSE);
+    assert_diag_has(field);
+    assert_null(dm);
+    assert_int_equal(n, 0);
+}
+
+static void test_verify_rejections(void **state)
+{
+    struct qp_damaged two[2];
+    struct qp_writer w;
+    struct qp_msg msg;
+
+    (void)state;
+    two[0] = two[1] = golden_damaged[0];
+    qp_writer_init(&w);
+    assert_ok(qp_pack_verify_result(&w, 10, 3, two, 2, MAXF));
+    decode_frame(&w, &msg);
+    m_set_nil(m_result(&msg));
+    expect_verify_err(&msg, "result");
+    redecode(&w, &msg);
+    m_hide(m_result(&msg), "checked");
+    expect_verify_err(&msg, "checked: missing");
+    redecode(&w, &msg);
+    m_set_str(m_get(m_result(&msg), "checked"), "3");
+    expect_verify_err(&msg, "checked");
+    redecode(&w, &msg);
+    m_hide(m_result(&msg), "damaged");
+    expect_verify_err(&msg, "damaged");
+    redecode(&w, &msg);
+    m_set_nil(m_get(m_result(&msg), "damaged"));
+    expect_verify_err(&msg, "damaged");
+    redecode(&w, &msg);
+    m_set_str(m_at(m_get(m_result(&msg), "damaged"), 1), "sic-d3.qtpc");
+    expect_verify_err(&msg, "damaged[1]");
+    redecode(&w, &msg);
+    m_hide(m_at(m_get(m_result(&msg), "damaged"), 1), "name");
+    expect_verify_err(&msg, "damaged[1]");
+    redecode(&w, &msg);
+    m_set_u64(m_get(m_at(m_get(m_result(&msg), "damaged"), 1), "name"), 5);
+    expect_verify_err(&msg, "damaged[1]");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
+/* cache.list entries and cache.verify damaged files: at most QP_MAX_CACHE_ENTRIES. */
+static void test_cache_arrays_over_limit(void **state)
+{
+    const size_t n = QP_MAX_CACHE_ENTRIES + 1;
+    struct qt_cache_entry *e = calloc(n, sizeof(*e));
+    struct qp_damaged *dm = calloc(n, sizeof(*dm));
+    struct qp_writer w;
+    struct qp_msg msg;
+
+    (void)state;
+    assert_non_null(e);
+    assert_non_null(dm);
+    qp_writer_init(&w);
+    assert_ok(qp_pack_cache_list_result(&w, 7, e, n, MAXF));
+    decode_frame(&w, &msg);
+    expect_cache_list_err(&msg, "entries");
+    qp_msg_done(&msg);
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_verify_result(&w, 10, n, dm, n, MAXF));
+    decode_frame(&w, &msg);
+    expect_verify_err(&msg, "damaged");
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+    free(e);
+    free(dm);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_golden_hello),
     cmocka_unit_test(test_golden_hello_result),
@@ -2073,6 +3308,18 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_golden_error_retry),
     cmocka_unit_test(test_golden_protocol_error),
     cmocka_unit_test(test_golden_bye),
+    cmocka_unit_test(test_golden_error_totals),
+    cmocka_unit_test(test_golden_cancel_result),
+    cmocka_unit_test(test_golden_cache_warm_result),
+    cmocka_unit_test(test_golden_cache_evict_result),
+    cmocka_unit_test(test_golden_reload_result),
+    cmocka_unit_test(test_golden_status_result),
+    cmocka_unit_test(test_golden_stats_result),
+    cmocka_unit_test(test_golden_design_put),
+    cmocka_unit_test(test_golden_design_put_result),
+    cmocka_unit_test(test_golden_cache_list_result),
+    cmocka_unit_test(test_golden_cache_warm_items),
+    cmocka_unit_test(test_golden_cache_verify_result),
     cmocka_unit_test(test_roundtrip_hello),
     cmocka_unit_test(test_roundtrip_hello_result),
     cmocka_unit_test(test_roundtrip_reconstruct),
@@ -2087,6 +3334,15 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_roundtrip_design_d),
     cmocka_unit_test(test_roundtrip_error_response),
     cmocka_unit_test(test_roundtrip_notifications),
+    cmocka_unit_test(test_roundtrip_error_map),
+    cmocka_unit_test(test_msg_status),
+    cmocka_unit_test(test_roundtrip_u64_result),
+    cmocka_unit_test(test_roundtrip_cancel_result),
+    cmocka_unit_test(test_roundtrip_status),
+    cmocka_unit_test(test_roundtrip_design_put),
+    cmocka_unit_test(test_roundtrip_cache_list),
+    cmocka_unit_test(test_roundtrip_cache_warm),
+    cmocka_unit_test(test_roundtrip_verify),
     cmocka_unit_test(test_frame_header),
     cmocka_unit_test(test_prescan_bombs),
     cmocka_unit_test(test_prescan_truncated),
@@ -2101,6 +3357,15 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_empty_and_mistyped_values),
     cmocka_unit_test(test_frame_end_too_big),
     cmocka_unit_test(test_read_array_bounds),
+    cmocka_unit_test(test_error_map_rejections),
+    cmocka_unit_test(test_u64_and_cancel_result_rejections),
+    cmocka_unit_test(test_status_rejections),
+    cmocka_unit_test(test_design_put_rejections),
+    cmocka_unit_test(test_cache_list_rejections),
+    cmocka_unit_test(test_cache_warm_rejections),
+    cmocka_unit_test(test_design_d_max_dim),
+    cmocka_unit_test(test_verify_rejections),
+    cmocka_unit_test(test_cache_arrays_over_limit),
 };
 
 QT_TEST_MAIN(tests)
