@@ -1,0 +1,29 @@
+/* qtomod internals shared by the supervisor, the workers and main. */
+#pragma once
+
+#include "qd_conf.h"
+
+#define QD_CHANNEL_FD 3  /* a worker's end of its socketpair with the supervisor */
+#define QD_MAX_CHUNK  64 /* samples per work item, at most */
+
+/* Worker -> supervisor notifications on the channel (the rest of the channel protocol reuses
+ * the client methods: "submit" carries a chunk, "design.put", "cache.warm", "cache.verify"). */
+#define QD_W_READY  "w.ready"  /* [] : initialised, takes work */
+#define QD_W_RESULT "w.result" /* [{index, us, results: bin}] : one sample done */
+
+/* Exit codes. QD_EXIT_INIT from a worker means it failed before it was ready (crash-loop
+ * breaker); from the supervisor that it could not start. */
+enum { QD_EXIT_OK = 0, QD_EXIT_FAILURE = 1, QD_EXIT_INIT = 2, QD_EXIT_CRASHLOOP = 3 };
+
+#ifdef QTOMO_TEST_HOOKS
+/* Test builds only: a sample whose first value is one of these crashes or hangs its worker. */
+#    define QD_HOOK_CRASH (-7.25e300)
+#    define QD_HOOK_HANG  (-8.5e300)
+#endif
+
+int qd_worker_main(const struct qd_conf *conf);
+int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, char **argv);
+/* Defaults, then the file (path, or the default path when it exists), then argv's --key VALUE
+ * overrides, then the machine-dependent defaults. */
+int qd_conf_build(struct qd_conf *c, const char *path, int argc, char **argv, char *err,
+                  size_t errlen);

@@ -1,0 +1,474 @@
+/* Worker mode of qtomod (`qtomod --worker`, exec'd by the supervisor): reads framed work from
+ * the channel on fd 3, maps projector cache files read-only, computes, and writes one frame per
+ * finished sample. Blocking I/O, one thing at a time; the supervisor owns every policy. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/qt_status.h"
+#include "base/qt_ws.h"
+#include "cache/qt_cache.h"
+#include "io/qt_designfile.h"
+#include "qd.h"
+#include "qd_log.h"
+#include "qp.h"
+
+#define MAPS_KEPT 8 /* cache files kept mapped between chunks */
+
+struct wmap {
+    char id[64];
+    size_t d;
+    struct qt_cache_map *map;
+    uint64_t last;
+};
+
+struct worker {
+    const struct qd_conf *conf;
+    struct qt_cache *cache;
+    struct wmap maps[MAPS_KEPT];
+    uint64_t tick;
+    struct qp_writer out;
+    uint8_t *buf;
+    size_t cap;
+    struct qt_ws ws;
+};
+
+static int write_all(const void *p, size_t n)
+{
+    const char *c = p;
+
+    while (n) {
+        ssize_t k = write(QD_CHANNEL_FD, c, n);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -errno;
+        c += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int flush_out(struct worker *w)
+{
+    int r = write_all(w->out.sb.data, w->out.sb.size);
+
+    qp_writer_reset(&w->out);
+    return r;
+}
+
+/* Reads exactly n bytes; 0 at a clean EOF before the first byte, 1 when read, <0 on error. */
+static int read_full(void *p, size_t n)
+{
+    char *c = p;
+    size_t got = 0;
+
+    while (got < n) {
+        ssize_t k = read(QD_CHANNEL_FD, c + got, n - got);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -errno;
+        if (k == 0)
+            return got == 0 ? 0 : -EPIPE;
+        got += (size_t)k;
+    }
+    return 1;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* The mapping for (id, d), kept in a small LRU. */
+static int get_map(struct worker *w, int kind, const char *id, size_t d,
+                   const struct qt_design **ret, struct qt_diag *dg)
+{
+    struct wmap *slot = &w->maps[0];
+    int r;
+
+    for (int i = 0; i < MAPS_KEPT; i++) {
+        if (w->maps[i].map && w->maps[i].d == d && strcmp(w->maps[i].id, id) == 0) {
+            w->maps[i].last = ++w->tick;
+            *ret = qt_cache_map_design(w->maps[i].map);
+            return 0;
+        }
+        if (!w->maps[i].map || w->maps[i].last < slot->last)
+            slot = &w->maps[i];
+    }
+    qt_cache_unmap(slot->map);
+    slot->map = NULL;
+    r = kind == QT_DESIGN_CUSTOM ? qt_cache_map(w->cache, id, d, &slot->map, dg)
+                                 : qt_cache_get(w->cache, (enum qt_design_kind)kind, d, &slot->map,
+                                                dg);
+    if (r < 0)
+        return r;
+    snprintf(slot->id, sizeof(slot->id), "%s", id);
+    slot->d = d;
+    slot->last = ++w->tick;
+    *ret = qt_cache_map_design(slot->map);
+    return 0;
+}
+
+#ifdef QTOMO_TEST_HOOKS
+/* Test-only faults, chosen by the sample's first value (never compiled into release builds):
+ * QD_HOOK_CRASH aborts the worker, QD_HOOK_HANG makes it stop answering. */
+static void test_hooks(const double *y)
+{
+    if (y[0] == QD_HOOK_CRASH)
+        abort();
+    if (y[0] == QD_HOOK_HANG)
+        for (;;)
+            pause();
+}
+#else
+static void test_hooks(const double *y)
+{
+    (void)y;
+}
+#endif
+
+/* One result frame for the sample with absolute index idx: [2, "w.result", [{index, us,
+ * results: bin}]] where bin holds the msgpack results array. */
+static int send_result(struct worker *w, uint64_t idx, double us, const struct qt_result *const *res,
+                       size_t n_res, const enum qt_method *meth, size_t d, int err,
+                       const char *msg)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int r;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (res)
+        qp_pack_results(&pk, res, n_res);
+    else
+        qp_pack_error_results(&pk, meth, n_res, d, err, msg);
+    qp_frame_begin(&w->out);
+    (void)msgpack_pack_array(&w->out.pk, 3);
+    (void)msgpack_pack_uint8(&w->out.pk, QP_NOTIFICATION);
+    qp_pack_str(&w->out.pk, QD_W_RESULT);
+    (void)msgpack_pack_array(&w->out.pk, 1);
+    (void)msgpack_pack_map(&w->out.pk, 3);
+    qp_pack_key(&w->out.pk, "index");
+    (void)msgpack_pack_uint64(&w->out.pk, idx);
+    qp_pack_key(&w->out.pk, "us");
+    (void)msgpack_pack_double(&w->out.pk, us);
+    qp_pack_key(&w->out.pk, "results");
+    (void)msgpack_pack_bin_with_body(&w->out.pk, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    r = qp_frame_end(&w->out, UINT32_MAX);
+    if (r < 0)
+        return r;
+    return flush_out(w);
+}
+
+/* A chunk: the params of a submit (qp_pack_job) with first_index = absolute index. */
+static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
+{
+    struct qp_job j;
+    struct qt_diag dg = {0};
+    const struct qt_design *des = NULL;
+    struct qt_result lin[QD_MAX_CHUNK], it[_QT_METHOD_MAX];
+    enum qt_method meth[_QT_METHOD_MAX];
+    size_t nm = 0, nlin = 0, nit = 0, d;
+    int kind, r, err = 0;
+    const char *id_str;
+
+    qp_job_init(&j);
+    r = qp_decode_job(params, QP_M_SUBMIT, w->conf->max_dim, QD_MAX_CHUNK, &j, &dg);
+    if (r < 0) {
+        qd_err("bad chunk from the supervisor: %s", dg.msg);
+        qp_job_done(&j);
+        return r;
+    }
+    for (int m = 0; m < _QT_METHOD_MAX; m++)
+        if (j.methods[m])
+            meth[nm++] = (enum qt_method)m;
+    d = j.d;
+    kind = qt_design_kind_from_name(j.design);
+    id_str = kind == QT_DESIGN_CUSTOM ? j.design_id : qt_design_kind_name((enum qt_design_kind)kind);
+    if (kind < 0 || d == 0) {
+        err = kind < 0 ? kind : QT_EDIM;
+        snprintf(dg.msg, sizeof(dg.msg), "design '%s' d %zu not resolved", j.design, d);
+    } else {
+        err = get_map(w, kind, id_str, d, &des, &dg);
+    }
+    if (err == 0 && des->m != j.m) {
+        err = QT_ESAMPLELEN;
+        snprintf(dg.msg, sizeof(dg.msg), "%zu values, design %s d = %zu has %zu outcomes", j.m,
+                 des->name, d, des->m);
+    }
+    if (err == 0 && j.target)
+        err = qt_target_check(d, j.target, &dg);
+    for (; err == 0 && nlin < j.n; nlin++)
+        if (qt_result_init(&lin[nlin], d) < 0)
+            err = -ENOMEM;
+    for (; err == 0 && nit < _QT_METHOD_MAX; nit++)
+        if (qt_result_init(&it[nit], d) < 0)
+            err = -ENOMEM;
+    if (err == 0)
+        for (size_t i = 0; i < j.n; i++)
+            test_hooks(j.values + j.m * i);
+    if (err == 0 && qt_estimate_linear_batch(des, &w->ws, j.n, j.values, j.m, &j.opts, lin) < 0)
+        err = -ENOMEM;
+    for (size_t i = 0; i < j.n; i++) {
+        const struct qt_result *res[_QT_METHOD_MAX];
+        double t0 = now_us();
+
+        if (err) {
+            r = send_result(w, j.first_index + i, 0.0, NULL, nm, meth, d, err,
+                            dg.msg[0] ? dg.msg : qt_strerror(err));
+        } else {
+            for (size_t k = 0; k < nm; k++) {
+                if (meth[k] == QT_METHOD_LINEAR) {
+                    res[k] = &lin[i];
+                    continue;
+                }
+                /* A failure is recorded in the result and sent like any other. */
+                if (qt_estimate_from(des, &w->ws, meth[k], j.values + j.m * i, j.m, &j.opts,
+                                     lin[i].err ? NULL : lin[i].rho, &it[k]) < 0 &&
+                    it[k].err == 0)
+                    it[k].err = -EIO;
+                res[k] = &it[k];
+            }
+            r = send_result(w, j.first_index + i, now_us() - t0, res, nm, meth, d, 0, NULL);
+        }
+        if (r < 0)
+            break;
+    }
+    for (size_t i = 0; i < nlin; i++)
+        qt_result_done(&lin[i]);
+    for (size_t i = 0; i < nit; i++)
+        qt_result_done(&it[i]);
+    qp_job_done(&j);
+    if (r < 0)
+        return r;
+    r = qp_pack_u64_result(&w->out, id, "n", j.n, UINT32_MAX);
+    return r < 0 ? r : flush_out(w);
+}
+
+static int reply_error(struct worker *w, uint32_t id, int err, const struct qt_diag *dg)
+{
+    int r = qp_write_error(&w->out, id, qt_status_from_err(err),
+                           dg->msg[0] ? dg->msg : qt_strerror(err), -1, UINT32_MAX);
+
+    return r < 0 ? r : flush_out(w);
+}
+
+/* design.put: validate, store as a cache file, answer {id, d}. */
+static int do_design_put(struct worker *w, uint32_t id, const msgpack_object *params)
+{
+    struct qt_diag dg = {0};
+    struct qt_design *des = NULL;
+    const char *text;
+    size_t len;
+    int r = qp_decode_design_put(params, &text, &len, &dg);
+
+    if (r == 0)
+        r = qt_designfile_parse(text, len, &des, &dg);
+    if (r == 0)
+        r = qt_cache_ensure(w->cache, QT_DESIGN_CUSTOM, des->d, des, NULL, &dg);
+    if (r < 0) {
+        qt_design_free(des);
+        return reply_error(w, id, r, &dg);
+    }
+    qp_begin_response(&w->out, id);
+    (void)msgpack_pack_map(&w->out.pk, 2);
+    qp_pack_key(&w->out.pk, "id");
+    qp_pack_str(&w->out.pk, des->id);
+    qp_pack_key(&w->out.pk, "d");
+    (void)msgpack_pack_uint64(&w->out.pk, des->d);
+    qt_design_free(des);
+    r = qp_frame_end(&w->out, UINT32_MAX);
+    return r < 0 ? r : flush_out(w);
+}
+
+static int do_warm(struct worker *w, uint32_t id, const msgpack_object *params)
+{
+    struct qt_diag dg = {0};
+    struct qp_design_d *items = NULL;
+    enum qt_design_kind kinds[QP_MAX_WARM_ITEMS];
+    size_t dims[QP_MAX_WARM_ITEMS], n = 0, failed = 0;
+    int r = qp_decode_cache_warm(params, w->conf->max_dim, &items, &n, &dg);
+
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        int k = qt_design_kind_from_name(items[i].design);
+
+        if (k < 0 || k == QT_DESIGN_CUSTOM)
+            r = qt_diag_set(&dg, QT_EDESIGN, 0, 0, "items[%zu]: '%s' is not a built-in design",
+                            i, items[i].design);
+        kinds[i] = (enum qt_design_kind)k;
+        dims[i] = items[i].d;
+    }
+    if (r == 0 && (r = qt_cache_warm(w->cache, n, kinds, dims, &failed, &dg)) < 0) {
+        char msg[sizeof(dg.msg) + 32];
+
+        snprintf(msg, sizeof(msg), "items[%zu]: %s", failed, dg.msg);
+        snprintf(dg.msg, sizeof(dg.msg), "%.*s", (int)sizeof(dg.msg) - 1, msg);
+    }
+    free(items);
+    if (r < 0)
+        return reply_error(w, id, r, &dg);
+    r = qp_pack_u64_result(&w->out, id, "warmed", n, UINT32_MAX);
+    return r < 0 ? r : flush_out(w);
+}
+
+static int do_verify(struct worker *w, uint32_t id, const msgpack_object *params)
+{
+    struct qt_diag dg = {0};
+    struct qt_cache_entry *e = NULL;
+    struct qp_damaged *dm = NULL;
+    size_t n = 0, nd = 0, checked = 0;
+    char design[64];
+    size_t d;
+    int r = qp_decode_design_d(params, QT_DESIGN_MAX_DIM, design, sizeof(design), &d, &dg);
+
+    if (r == 0 && (design[0] != 0) != (d != 0))
+        r = qt_diag_set(&dg, QT_EPARSE, 0, 0, "design and d: give both or neither");
+    if (r == 0)
+        r = qt_cache_list(w->cache, &e, &n, &dg);
+    if (r == 0 && n)
+        dm = calloc(n, sizeof(*dm));
+    if (r == 0 && n && !dm)
+        r = -ENOMEM;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        struct qt_diag vd = {0};
+
+        if (design[0] && (strcmp(e[i].id, design) != 0 || e[i].d != d))
+            continue;
+        checked++;
+        if (e[i].d == 0 || qt_cache_verify(w->cache, e[i].id, e[i].d, &vd) < 0) {
+            snprintf(dm[nd].name, sizeof(dm[nd].name), "%s", e[i].name);
+            snprintf(dm[nd].reason, sizeof(dm[nd].reason), "%s",
+                     e[i].d == 0 ? "unreadable header" : vd.msg);
+            nd++;
+        }
+    }
+    if (r == 0 && design[0] && checked == 0)
+        r = qt_diag_set(&dg, -ENOENT, 0, 0, "no cache entry %s d = %zu", design, d);
+    free(e);
+    if (r < 0) {
+        free(dm);
+        return reply_error(w, id, r, &dg);
+    }
+    r = qp_pack_verify_result(&w->out, id, checked, dm, nd, UINT32_MAX);
+    free(dm);
+    return r < 0 ? r : flush_out(w);
+}
+
+static void on_cache_event(void *userdata, const struct qt_cache_event *ev)
+{
+    (void)userdata;
+    switch (ev->kind) {
+    case QT_CACHE_BUILT:
+        qd_info("cache: built %s (%llu bytes, %.3f s)", ev->name, (unsigned long long)ev->bytes,
+                ev->seconds);
+        break;
+    case QT_CACHE_QUARANTINED:
+        qd_warn("cache: moved %s aside to %s: %s", ev->name, ev->path, ev->reason);
+        break;
+    case QT_CACHE_EVICTED:
+        qd_info("cache: evicted %s (%llu bytes)", ev->name, (unsigned long long)ev->bytes);
+        break;
+    }
+}
+
+int qd_worker_main(const struct qd_conf *conf)
+{
+    struct worker w = {.conf = conf, .ws = QT_WS_INIT};
+    struct qt_cache_config cc = {.budget = (uint64_t)conf->cache_budget_mb << 20,
+                                 .on_event = on_cache_event};
+    struct qt_diag dg = {0};
+    const char *sup = getenv("QTOMO_SUPERVISOR_PID");
+    FILE *oom;
+    int r;
+
+    /* Die with the supervisor; it may already be gone by the time the flag is set. */
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (!sup || strtol(sup, NULL, 10) != (long)getppid()) {
+        qd_err("worker: the supervisor is gone (or this was not started by qtomod)");
+        return QD_EXIT_INIT;
+    }
+    oom = fopen("/proc/self/oom_score_adj", "we");
+    if (oom) {
+        fputs("500\n", oom); /* the kernel's OOM killer takes a worker before the supervisor */
+        fclose(oom);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    r = qt_cache_open(conf->cache_dir, &cc, &w.cache, &dg);
+    if (r < 0) {
+        qd_err("worker: cache %s: %s", conf->cache_dir, dg.msg);
+        return QD_EXIT_INIT;
+    }
+    qp_writer_init(&w.out);
+    qp_frame_begin(&w.out);
+    (void)msgpack_pack_array(&w.out.pk, 3);
+    (void)msgpack_pack_uint8(&w.out.pk, QP_NOTIFICATION);
+    qp_pack_str(&w.out.pk, QD_W_READY);
+    (void)msgpack_pack_array(&w.out.pk, 0);
+    if (qp_frame_end(&w.out, UINT32_MAX) < 0 || flush_out(&w) < 0) {
+        r = QD_EXIT_INIT;
+        goto out;
+    }
+    for (;;) {
+        uint8_t hdr[QP_HEADER_LEN];
+        uint32_t len;
+        struct qp_msg msg;
+
+        r = read_full(hdr, sizeof(hdr));
+        if (r <= 0)
+            break; /* EOF: the supervisor closed the channel (drain, recycle, exit) */
+        r = qp_frame_header(hdr, conf->max_frame, &len);
+        if (r == 0 && len > w.cap) {
+            free(w.buf);
+            w.buf = malloc(len);
+            w.cap = w.buf ? len : 0;
+            r = w.buf ? 0 : -ENOMEM;
+        }
+        if (r == 0)
+            r = read_full(w.buf, len) == 1 ? 0 : -EPIPE;
+        if (r == 0)
+            r = qp_msg_decode(w.buf, len, &msg, &dg);
+        else
+            memset(&msg, 0, sizeof(msg));
+        if (r == 0 && msg.type == QP_REQUEST) {
+            if (strcmp(msg.method_name, "submit") == 0)
+                r = do_chunk(&w, msg.id, msg.params);
+            else if (strcmp(msg.method_name, "design.put") == 0)
+                r = do_design_put(&w, msg.id, msg.params);
+            else if (strcmp(msg.method_name, "cache.warm") == 0)
+                r = do_warm(&w, msg.id, msg.params);
+            else if (strcmp(msg.method_name, "cache.verify") == 0)
+                r = do_verify(&w, msg.id, msg.params);
+            else
+                r = -EPROTO;
+        } else if (r == 0) {
+            r = -EPROTO;
+        }
+        qp_msg_done(&msg);
+        if (r < 0) {
+            qd_err("worker: channel: %s", dg.msg[0] ? dg.msg : qt_strerror(r));
+            break;
+        }
+    }
+out:
+    for (int i = 0; i < MAPS_KEPT; i++)
+        qt_cache_unmap(w.maps[i].map);
+    qt_cache_close(w.cache);
+    qp_writer_done(&w.out);
+    qt_ws_done(&w.ws);
+    free(w.buf);
+    return r < 0 ? QD_EXIT_FAILURE : 0;
+}
