@@ -617,41 +617,38 @@ void qp_pack_results(msgpack_packer *pk, const struct qt_result *const *res, siz
         qp_pack_result_map(pk, res[i]);
     }
 
+/* The typed forms encode the results array once and reuse the relay writers (qp_relay.c), so
+ * the two framings cannot drift apart. */
 int qp_pack_result_notify(struct qp_writer *w, uint32_t request, size_t index,
                           const struct qt_result *const *res, size_t n_res, uint32_t max_frame)
 {
-    qp_begin_notification(w, QP_M_RESULT);
-    (void)msgpack_pack_map(&w->pk, 3);
-    qp_pack_key(&w->pk, "request");
-    (void)msgpack_pack_uint32(&w->pk, request);
-    qp_pack_key(&w->pk, "index");
-    (void)msgpack_pack_uint64(&w->pk, index);
-    qp_pack_key(&w->pk, "results");
-    qp_pack_results(&w->pk, res, n_res);
-    return qp_frame_end(w, max_frame);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int r;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    qp_pack_results(&pk, res, n_res);
+    r = qp_pack_result_notify_raw(w, request, index, sb.data, sb.size, max_frame);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
 }
 
 int qp_pack_reconstruct_result(struct qp_writer *w, uint32_t id, const struct qt_result *const *res,
                                size_t n_res, double queue_ms, double compute_ms, int32_t worker,
                                uint32_t max_frame)
 {
-    msgpack_packer *pk = &w->pk;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int r;
 
-    qp_begin_response(w, id);
-    (void)msgpack_pack_map(pk, 4);
-    qp_pack_key(pk, "index");
-    (void)msgpack_pack_uint8(pk, 0);
-    qp_pack_key(pk, "results");
-    qp_pack_results(pk, res, n_res);
-    qp_pack_key(pk, "timing");
-    (void)msgpack_pack_map(pk, 2);
-    qp_pack_key(pk, "queue_ms");
-    (void)msgpack_pack_double(pk, queue_ms);
-    qp_pack_key(pk, "compute_ms");
-    (void)msgpack_pack_double(pk, compute_ms);
-    qp_pack_key(pk, "worker");
-    (void)msgpack_pack_int32(pk, worker);
-    return qp_frame_end(w, max_frame);
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    qp_pack_results(&pk, res, n_res);
+    r = qp_pack_reconstruct_result_raw(w, id, sb.data, sb.size, queue_ms, compute_ms, worker,
+                                       max_frame);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
 }
 
 /* Reads a public status code and error name back into an internal error, so that the record
