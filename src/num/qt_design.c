@@ -763,6 +763,11 @@ int qt_design_new(enum qt_design_kind kind, size_t d, struct qt_design **ret_des
 
 #define CUSTOM_MAX_DIM   64
 #define CUSTOM_MAX_BYTES ((size_t)512 << 20)
+/* Largest magnitude of a weighted element entry. Squares and sums of squares of entries must stay
+ * far from DBL_MAX: LAPACK's SVD iterates without end on a matrix whose norms overflow (a fuzzer
+ * found a vector entry of 4.4e153). A ket enters its element squared, so its bound is the root. */
+#define CUSTOM_MAX_ABS     1e100
+#define CUSTOM_MAX_KET_ABS 1e50
 
 static int check_element(struct qt_ws *ws, size_t d, size_t a, const double complex *E,
                          struct qt_diag *reterr)
@@ -835,6 +840,11 @@ static int custom_fill(struct qt_design *des, const struct qt_custom_spec *spec,
                                        "vector %zu has a non-finite component %zu", a, i);
                 nonzero |= z != 0.0;
                 own->kets[i + d * a] = sw * z;
+                if (!(cabs(sw * z) <= CUSTOM_MAX_KET_ABS))
+                    return qt_diag_set(reterr, QT_ETOOBIG, 0, 0,
+                                       "vector %zu component %zu (times the square root of its "
+                                       "weight) has magnitude %.3g, above the limit %g",
+                                       a, i, cabs(sw * z), CUSTOM_MAX_KET_ABS);
             }
             if (!nonzero)
                 return qt_diag_set(reterr, QT_ENOTPSD, 0, 0, "vector %zu is zero", a);
@@ -856,6 +866,11 @@ static int custom_fill(struct qt_design *des, const struct qt_custom_spec *spec,
                                            "element %zu has a non-finite entry (%zu, %zu)", a, i,
                                            j);
                     E[i + d * j] = w * z;
+                    if (!(cabs(w * z) <= CUSTOM_MAX_ABS))
+                        return qt_diag_set(reterr, QT_ETOOBIG, 0, 0,
+                                           "element %zu entry (%zu, %zu) (times its weight) has "
+                                           "magnitude %.3g, above the limit %g",
+                                           a, i, j, cabs(w * z), CUSTOM_MAX_ABS);
                 }
             int r = check_element(ws, d, a, E, reterr);
             if (r < 0)

@@ -569,6 +569,27 @@ static void test_design_limits(void **state)
     err.msg[0] = '\0';
     assert_true(qt_designfile_parse(huge, strlen(huge), &des, &err) < 0);
     assert_true(strlen(err.msg) > 0);
+    /* The fuzzer's find: one entry near sqrt(DBL_MAX) made LAPACK's SVD run for minutes. Such
+     * magnitudes are refused before any decomposition, for vectors and for elements. */
+    const char *fuzz = "{\"dim\":2,\"vectors\":{\"re\":[[1,0],[0,1],[4.4e153,0.7],[0.7,-0.7],"
+                       "[0.7,0],[0.7,0]],\"im\":[[0,0.5],[0,0],[0,0],[0,0],[0,0.7],[0,-0.7]]},"
+                       "\"groups\":[1,1,1,1,0,0]}";
+    assert_int_equal(qt_designfile_parse(fuzz, strlen(fuzz), &des, &err), QT_ETOOBIG);
+    assert_non_null(strstr(err.msg, "vector 2 component 0"));
+    assert_non_null(strstr(err.msg, "above the limit"));
+    const char *big_el = "{\"dim\":2,\"elements\":{\"re\":[[[1,0],[0,0]],[[0,0],[0,1]],"
+                         "[[1,1],[1,1]],[[2e100,0],[0,0]]],\"im\":[[[0,0],[0,0]],[[0,0],[0,0]],"
+                         "[[0,0],[0,0]],[[0,0],[0,0]]]}}";
+    assert_int_equal(qt_designfile_parse(big_el, strlen(big_el), &des, &err), QT_ETOOBIG);
+    assert_non_null(strstr(err.msg, "element 3 entry (0, 0)"));
+    assert_null(des);
+    /* Large but bounded scales are fine: a tetrahedron of kets scaled by 1e49 builds. */
+    const char *scaled = "{\"dim\":2,\"vectors\":{\"re\":[[1e49,0],[0,1e49],[7e48,7e48],"
+                         "[7e48,-7e48],[7e48,0],[7e48,0]],\"im\":[[0,0],[0,0],[0,0],[0,0],"
+                         "[0,7e48],[0,-7e48]]}}";
+    assert_int_equal(qt_designfile_parse(scaled, strlen(scaled), &des, &err), 0);
+    qt_design_free(des);
+    des = NULL;
     /* An embedded NUL is not JSON. */
     assert_int_equal(qt_designfile_parse("{\"dim\": 2}\0", 11, &des, NULL), QT_EPARSE);
     assert_null(des);
