@@ -1,10 +1,13 @@
 /* qtomoctl reconstruct: read a sample file in the origin's layout, resolve the design, and
- * reconstruct every selected column in process (--local), printing one record per
- * (sample, method) in sample order. */
+ * reconstruct every selected column through the daemon (or in process with --local), writing
+ * one record per (sample, method) in sample order; --live reads samples from stdin. */
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,37 +21,32 @@
 #include "num/qt_estimate.h"
 #include "num/qt_lapack.h"
 #include "qctl.h"
+#include "qtc_internal.h"
+#include "recon.h"
 
 #define INPUT_MAX ((size_t)1 << 30)
 #define CHUNK     64 /* samples per batched call */
+#define LIVE_MAX  (1u << 20) /* values per --live line */
 
-struct recon {
-    const char *file, *design, *design_file, *columns, *target_file;
-    size_t dim;
-    bool local, json, bell;
-    bool methods[_QT_METHOD_MAX];
-    struct qt_opts opts;
-    /* resolved */
-    struct qt_table tab;
-    struct qt_design *des;
-    double complex *target;
-    size_t first, last; /* 0-based inclusive column range */
-};
-
-static void recon_usage(FILE *out)
+void qctl_reconstruct_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: qtomoctl reconstruct FILE --local [options]\n\n"
+            "Usage: qtomoctl reconstruct FILE [options]\n"
+            "       qtomoctl reconstruct --live [options] < samples\n\n"
             "Reconstruct every sample of FILE (CSV/TXT, no header, rows = outcomes in design\n"
-            "order, columns = samples; '-' reads standard input).\n\n"
-            "  --local              run in this process (the daemon path arrives later)\n"
+            "order, columns = samples; '-' reads standard input) through the daemon.\n\n"
+            "  --local              run in this process instead (same records)\n"
+            "  --live               read samples from stdin, one line of m comma-separated\n"
+            "                       values each, and print each result as soon as it is ready\n"
+            "  -o, --output-dir DIR write DIR/records.jsonl, DIR/summary.csv, DIR/run.json\n"
+            "  --resume             with -o: finish an interrupted run in DIR\n"
             "  --design NAME        nopovm | mub | sic | pauli | custom (default: inferred from\n"
             "                       the row count: d^2 rows = nopovm, d(d+1) rows = mub)\n"
             "  --design-file F      custom design (JSON, see the README)\n"
             "  --dim D              dimension (checked against the row count)\n"
             "  --columns A:B        1-based inclusive column range (default: all)\n"
             "  --method LIST        comma-separated methods: linear, mle, wls, rhor\n"
-            "                       (default linear); mle and wls start from the linear\n"
+            "                       (default linear,mle); mle and wls start from the linear\n"
             "                       estimate\n"
             "  --physical MODE      clip (origin, default) | smolin\n"
             "  --target F           target state (JSON) for fidelity and trace distance\n"
@@ -89,6 +87,8 @@ static int parse_args(int argc, char **argv, struct recon *rc)
 {
     enum {
         O_LOCAL = 256,
+        O_LIVE,
+        O_RESUME,
         O_DESIGN,
         O_DFILE,
         O_DIM,
@@ -102,6 +102,9 @@ static int parse_args(int argc, char **argv, struct recon *rc)
     };
     static const struct option fixed[] = {
         {"local", no_argument, NULL, O_LOCAL},
+        {"live", no_argument, NULL, O_LIVE},
+        {"output-dir", required_argument, NULL, 'o'},
+        {"resume", no_argument, NULL, O_RESUME},
         {"design", required_argument, NULL, O_DESIGN},
         {"design-file", required_argument, NULL, O_DFILE},
         {"dim", required_argument, NULL, O_DIM},
@@ -120,7 +123,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
 
     memcpy(opts, fixed, sizeof(fixed));
     qctl_estopts_getopt(opts, &nopts);
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         r = qctl_estopts_parse(opt, optarg, &rc->opts);
         if (r < 0)
             return -1;
@@ -129,6 +132,15 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         switch (opt) {
         case O_LOCAL:
             rc->local = true;
+            break;
+        case O_LIVE:
+            rc->live = true;
+            break;
+        case 'o':
+            rc->outdir = optarg;
+            break;
+        case O_RESUME:
+            rc->resume = true;
             break;
         case O_DESIGN:
             rc->design = optarg;
@@ -172,24 +184,40 @@ static int parse_args(int argc, char **argv, struct recon *rc)
             break;
         case 'h':
         case O_HELP:
-            recon_usage(stdout);
+            qctl_reconstruct_usage(stdout);
             return 1;
         default:
-            recon_usage(stderr);
+            qctl_reconstruct_usage(stderr);
             return -1;
         }
     }
-    if (optind + 1 != argc) {
-        qctl_err(optind >= argc ? "reconstruct needs an input FILE"
-                                : "reconstruct takes one input FILE");
+    if (rc->live) {
+        if (optind != argc) {
+            qctl_err("--live reads samples from standard input; drop '%s'", argv[optind]);
+            return -1;
+        }
+        if (rc->outdir || rc->resume || rc->columns) {
+            qctl_err("--live writes to standard output; -o, --resume and --columns do not apply");
+            return -1;
+        }
+        rc->file = "-";
+    } else {
+        if (optind + 1 != argc) {
+            qctl_err(optind >= argc ? "reconstruct needs an input FILE (or --live)"
+                                    : "reconstruct takes one input FILE");
+            return -1;
+        }
+        rc->file = argv[optind];
+    }
+    if (rc->resume && !rc->outdir) {
+        qctl_err("--resume needs -o DIR (the directory of the interrupted run)");
         return -1;
     }
-    rc->file = argv[optind];
     return 0;
 }
 
 /* Reads a whole file ('-' = standard input) up to max bytes. */
-static int read_all(const char *path, size_t max, char **ret_buf, size_t *ret_len)
+int qctl_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     size_t len = 0, cap = 0;
@@ -231,71 +259,11 @@ out:
 
 static int load_json_file(const char *what, const char *path, char **buf, size_t *len)
 {
-    int r = read_all(path, QT_DESIGNFILE_MAX_BYTES, buf, len);
+    int r = qctl_read_file(path, QT_DESIGNFILE_MAX_BYTES, buf, len);
 
     if (r < 0)
         qctl_err("cannot read %s '%s': %s", what, path, qt_strerror(r));
     return r;
-}
-
-static int resolve_design(struct recon *rc)
-{
-    struct qt_diag dg = {0};
-    size_t rows = rc->tab.rows, d;
-    int kind = -1, r;
-
-    if (rc->design_file) {
-        char *buf;
-        size_t len;
-
-        if (rc->design && qt_design_kind_from_name(rc->design) != QT_DESIGN_CUSTOM) {
-            qctl_err("--design-file gives a custom design; drop --design '%s'", rc->design);
-            return -1;
-        }
-        if (load_json_file("design file", rc->design_file, &buf, &len) < 0)
-            return -1;
-        r = qt_designfile_parse(buf, len, &rc->des, &dg);
-        free(buf);
-        if (r < 0) {
-            qctl_err("design file '%s': %s", rc->design_file, dg.msg[0] ? dg.msg : qt_strerror(r));
-            return -1;
-        }
-        if (rc->des->m != rows) {
-            qctl_err("the custom design has %zu outcomes but '%s' has %zu rows", rc->des->m,
-                     rc->file, rows);
-            return -1;
-        }
-        d = rc->des->d;
-    } else {
-        if (rc->design) {
-            kind = qt_design_kind_from_name(rc->design);
-            if (kind < 0 || kind == QT_DESIGN_CUSTOM) {
-                qctl_err(kind < 0 ? "unknown design '%s' (nopovm, mub, sic, pauli, custom)"
-                                  : "design '%s' needs --design-file",
-                         rc->design);
-                return -1;
-            }
-        }
-        r = qt_design_infer(kind, rows, &kind, &d, &dg);
-        if (r < 0) {
-            qctl_err("'%s': %s", rc->file, dg.msg);
-            return -1;
-        }
-    }
-    if (rc->dim && rc->dim != d) {
-        qctl_err("--dim %zu does not match '%s': %zu rows mean d = %zu for design '%s'", rc->dim,
-                 rc->file, rows, d,
-                 rc->des ? rc->des->name : qt_design_kind_name((enum qt_design_kind)kind));
-        return -1;
-    }
-    if (!rc->des) {
-        r = qt_design_new((enum qt_design_kind)kind, d, &rc->des, &dg);
-        if (r < 0) {
-            qctl_err("%s", dg.msg[0] ? dg.msg : qt_strerror(r));
-            return -1;
-        }
-    }
-    return 0;
 }
 
 static int load_input(struct recon *rc)
@@ -305,7 +273,7 @@ static int load_input(struct recon *rc)
     size_t len = 0;
     int r;
 
-    r = read_all(rc->file, INPUT_MAX, &buf, &len);
+    r = qctl_read_file(rc->file, INPUT_MAX, &buf, &len);
     if (r < 0) {
         qctl_err("cannot read '%s': %s", rc->file, qt_strerror(r));
         return -1;
@@ -337,15 +305,86 @@ static int load_input(struct recon *rc)
     return 0;
 }
 
+/* Resolves the design from the options and the row count (rows = 0 in --live: the dimension
+ * may then be left to each sample's length). Built-in designs are built here only for local
+ * runs; custom designs are always parsed (for their checks and content id). */
+static int resolve_design(struct recon *rc, size_t rows)
+{
+    struct qt_diag dg = {0};
+    size_t d = rc->dim;
+    int kind = -1, r;
+
+    if (rc->design_file) {
+        if (rc->design && qt_design_kind_from_name(rc->design) != QT_DESIGN_CUSTOM) {
+            qctl_err("--design-file gives a custom design; drop --design '%s'", rc->design);
+            return -1;
+        }
+        if (load_json_file("design file", rc->design_file, &rc->design_text, &rc->design_len) < 0)
+            return -1;
+        r = qt_designfile_parse(rc->design_text, rc->design_len, &rc->des, &dg);
+        if (r < 0) {
+            qctl_err("design file '%s': %s", rc->design_file, dg.msg[0] ? dg.msg : qt_strerror(r));
+            return -1;
+        }
+        if (rows && rc->des->m != rows) {
+            qctl_err("the custom design has %zu outcomes but '%s' has %zu rows", rc->des->m,
+                     rc->file, rows);
+            return -1;
+        }
+        kind = QT_DESIGN_CUSTOM;
+        d = rc->des->d;
+        (void)snprintf(rc->design_id, sizeof(rc->design_id), "%s", rc->des->id);
+    } else {
+        if (rc->design) {
+            kind = qt_design_kind_from_name(rc->design);
+            if (kind < 0 || kind == QT_DESIGN_CUSTOM) {
+                qctl_err(kind < 0 ? "unknown design '%s' (nopovm, mub, sic, pauli, custom)"
+                                  : "design '%s' needs --design-file",
+                         rc->design);
+                return -1;
+            }
+        }
+        if (rows) {
+            r = qt_design_infer(kind, rows, &kind, &d, &dg);
+            if (r < 0) {
+                qctl_err("'%s': %s", rc->file, dg.msg);
+                return -1;
+            }
+        }
+    }
+    if (rc->dim && d && rc->dim != d) {
+        qctl_err("--dim %zu does not match '%s': %zu rows mean d = %zu for design '%s'", rc->dim,
+                 rc->file, rows, d,
+                 kind == QT_DESIGN_CUSTOM ? "custom" : qt_design_kind_name((enum qt_design_kind)kind));
+        return -1;
+    }
+    rc->kind = kind;
+    rc->d = d;
+    (void)snprintf(rc->design_name, sizeof(rc->design_name), "%s",
+                   kind < 0 ? "" : qt_design_kind_name((enum qt_design_kind)kind));
+    if (rc->local && !rc->des && kind >= 0 && d) {
+        r = qt_design_new((enum qt_design_kind)kind, d, &rc->des, &dg);
+        if (r < 0) {
+            qctl_err("%s", dg.msg[0] ? dg.msg : qt_strerror(r));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int load_target(struct recon *rc)
 {
     struct qt_diag dg = {0};
     char *buf;
-    size_t len, d = rc->des->d;
+    size_t len, d = rc->d;
     int r;
 
     if (!rc->target_file)
         return 0;
+    if (!d) {
+        qctl_err("--target needs the dimension: give --dim (or --design with a fixed size)");
+        return -1;
+    }
     rc->target = malloc(d * d * sizeof(double complex));
     if (!rc->target || load_json_file("target file", rc->target_file, &buf, &len) < 0)
         return -1;
@@ -359,153 +398,546 @@ static int load_target(struct recon *rc)
     return 0;
 }
 
-static void print_table_header(const struct recon *rc)
+static volatile int interrupted;
+
+static void on_signal(int sig)
 {
-    printf("%-6s %-6s %-7s %-6s %-12s %-12s %-12s %-12s%s  %s\n", "sample", "column", "method",
-           "status", "purity", "min_eig", "max_eig", "entropy", rc->target ? " fidelity    " : "",
-           "note");
+    (void)sig;
+    interrupted = 1;
 }
 
-static void print_row(const struct recon *rc, const struct qt_record_meta *meta,
-                      const struct qt_result *res)
+static void catch_signals(void)
 {
-    printf("%-6zu %-6zu %-7s ", meta->sample, meta->column, qt_method_name(res->method));
-    if (res->err) {
-        printf("%-6s %-12s %-12s %-12s %-12s%s  %s\n", "error", "-", "-", "-", "-",
-               rc->target ? " -           " : "", res->errmsg);
-        return;
-    }
-    printf("%-6s %-12.8f %-12.6g %-12.8f %-12.8f", "ok", res->mt.purity, res->mt.min_eigenvalue,
-           res->mt.max_eigenvalue, res->mt.eigenvalue_entropy);
-    if (rc->target)
-        printf(" %-12.10f", res->mt.fidelity);
-    printf(" ");
-    for (unsigned i = 0; i < _QT_WARN_COUNT; i++)
-        if (res->warnings & (1u << i))
-            printf(" %s", qt_warning_name(i));
-    printf("\n");
+    struct sigaction sa = {.sa_handler = on_signal};
+
+    /* No SA_RESTART: a blocked poll returns, the batch is cancelled, the outputs are closed. */
+    sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGINT, &sa, NULL);
+    (void)sigaction(SIGTERM, &sa, NULL);
 }
 
-static void emit(const struct recon *rc, struct qt_jw *w, size_t sample, size_t column,
-                 const struct qt_result *res)
+static double since_ms(const struct timespec *t0)
 {
-    struct qt_record_meta meta = {sample, column, rc->des->name,
-                                  rc->des->kind == QT_DESIGN_CUSTOM ? rc->des->id : NULL};
+    struct timespec t;
 
-    if (rc->json) {
-        qt_jw_reset(w);
-        qt_record_json(w, &meta, res);
-        if (w->err == 0) {
-            fwrite(w->buf, 1, w->len, stdout);
-            fputc('\n', stdout);
-        }
-    } else {
-        print_row(rc, &meta, res);
-    }
+    (void)clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* Runs the chunk of columns [c0, c0 + n) and prints its records; returns the failure count.
- * The linear estimates are computed for the whole chunk at once (also when only the iterative
- * methods were asked for: they start from them). */
-static size_t run_chunk(struct recon *rc, struct qt_ws *ws, struct qt_jw *w, size_t c0, size_t n,
-                        struct qt_result *lin, struct qt_result *it)
+/* The records of an empty column, exactly as every path reports it. */
+static void empty_column(struct qt_result *res, enum qt_method m, size_t col)
+{
+    qt_result_reset(res, m);
+    (void)qt_result_fail(res, QT_ENONFINITE, "column %zu is empty", col + 1);
+}
+
+/* ---- in process ---- */
+
+/* Runs the columns [c0, c0 + n) and hands each sample's records to the output. The linear
+ * estimates are computed for the whole chunk at once (also when only the iterative methods
+ * were asked for: they start from them). */
+static int run_chunk(struct recon *rc, struct qctl_out *out, struct qt_ws *ws, size_t c0,
+                     size_t n, struct qt_result *lin, struct qt_result *it)
 {
     const struct qt_table *t = &rc->tab;
-    size_t failed = 0;
+    struct timespec ts;
 
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
     if (qt_estimate_linear_batch(rc->des, ws, n, t->v + t->rows * c0, t->rows, &rc->opts, lin) < 0)
         for (size_t i = 0; i < n; i++)
             (void)qt_result_fail(&lin[i], -ENOMEM, "out of memory");
+    double lin_ms = since_ms(&ts) / (double)n;
     for (size_t i = 0; i < n; i++) {
-        size_t col = c0 + i;
+        const struct qt_result *res[_QT_METHOD_MAX];
+        size_t col = c0 + i, k = 0;
         bool empty = qt_table_col_empty(t, col);
 
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
         for (int m = 0; m < _QT_METHOD_MAX; m++) {
-            struct qt_result *res = m == QT_METHOD_LINEAR ? &lin[i] : it;
+            struct qt_result *r = m == QT_METHOD_LINEAR ? &lin[i] : &it[m];
 
             if (!rc->methods[m])
                 continue;
-            /* A failure is recorded in the result and printed like any other record. */
+            /* A failure is recorded in the result and written like any other record. */
             if (m != QT_METHOD_LINEAR &&
                 qt_estimate_from(rc->des, ws, (enum qt_method)m, t->v + t->rows * col, t->rows,
-                                 &rc->opts, lin[i].err ? NULL : lin[i].rho, it) < 0)
-                assert(it->err != 0);
-            if (empty) {
-                qt_result_reset(res, (enum qt_method)m);
-                (void)qt_result_fail(res, QT_ENONFINITE, "column %zu is empty", col + 1);
-            }
-            failed += res->err != 0;
-            emit(rc, w, col - rc->first, col + 1, res);
+                                 &rc->opts, lin[i].err ? NULL : lin[i].rho, r) < 0)
+                assert(r->err != 0);
+            if (empty)
+                empty_column(r, (enum qt_method)m, col);
+            res[k++] = r;
         }
+        if (qctl_out_sample(out, col - rc->first, res, k, lin_ms + since_ms(&ts)) < 0)
+            return -1;
     }
-    fflush(stdout);
-    return failed;
+    return 0;
 }
 
-static int run(struct recon *rc)
+static int run_local(struct recon *rc, struct qctl_out *out, size_t start)
 {
     struct qt_ws ws = QT_WS_INIT;
-    struct qt_jw w;
-    struct qt_result lin[CHUNK], it;
-    size_t ninit = 0, failed = 0, total = 0;
-    int ret = QCTL_EXIT_OK;
+    struct qt_result *lin = calloc(CHUNK, sizeof(*lin)), it[_QT_METHOD_MAX];
+    size_t ninit = 0, nit = 0;
+    int ret = 0;
 
-    for (int m = 0; m < _QT_METHOD_MAX; m++)
-        total += rc->methods[m] ? rc->last - rc->first + 1 : 0;
-    qt_jw_init(&w);
-    if (qt_result_init(&it, rc->des->d) < 0) {
+    if (!lin)
+        goto oom;
+    for (; nit < _QT_METHOD_MAX; nit++)
+        if (qt_result_init(&it[nit], rc->des->d) < 0)
+            goto oom;
+    for (; ninit < CHUNK; ninit++)
+        if (qt_result_init(&lin[ninit], rc->des->d) < 0)
+            goto oom;
+    for (size_t c0 = rc->first + start; c0 <= rc->last && !interrupted && ret == 0; c0 += CHUNK)
+        ret = run_chunk(rc, out, &ws, c0, QT_MIN((size_t)CHUNK, rc->last + 1 - c0), lin, it);
+    goto out;
+oom:
+    qctl_err("out of memory");
+    ret = -1;
+out:
+    for (size_t i = 0; i < ninit; i++)
+        qt_result_done(&lin[i]);
+    for (size_t i = 0; i < nit; i++)
+        qt_result_done(&it[i]);
+    free(lin);
+    qt_ws_done(&ws);
+    return ret;
+}
+
+/* ---- through the daemon ---- */
+
+/* The job of this run; uploads a custom design first. Returns 0 or an exit code. */
+static int make_job(struct recon *rc, qtomo_conn *c, qtomo_job **ret)
+{
+    struct qtomo_error err;
+    qtomo_job *j = qtomo_job_new();
+    struct qp_job *pj;
+    int r = 0;
+
+    *ret = NULL;
+    if (!j) {
         qctl_err("out of memory");
-        qt_jw_done(&w);
         return QCTL_EXIT_FAILED;
     }
-    for (; ninit < CHUNK; ninit++)
-        if (qt_result_init(&lin[ninit], rc->des->d) < 0) {
+    pj = qtc_job_proto(j);
+    memcpy(pj->methods, rc->methods, sizeof(pj->methods));
+    pj->opts = rc->opts;
+    pj->opts.target = NULL;
+    pj->opts.bell = rc->bell;
+    if (rc->kind == QT_DESIGN_CUSTOM) {
+        char id[64];
+
+        r = qtomo_design_put(c, rc->design_text, rc->design_len, id, sizeof(id), &err);
+        if (r < 0) {
+            qctl_err("design.put of '%s': %s", rc->design_file, err.message);
+            qtomo_job_free(j);
+            return qctl_exit_for(r);
+        }
+        if (strcmp(id, rc->design_id) != 0) {
+            qctl_err("the server's id of '%s' is %s, ours %s: client and server disagree",
+                     rc->design_file, id, rc->design_id);
+            qtomo_job_free(j);
+            return QCTL_EXIT_SERVER;
+        }
+        r = qtomo_job_set_custom(j, id, rc->d);
+    } else if (rc->kind >= 0) {
+        r = qtomo_job_set_design(j, rc->design_name, rc->d);
+    } else if (rc->d) {
+        r = qtomo_job_set_design(j, NULL, rc->d);
+    }
+    if (r >= 0 && rc->target)
+        r = qtomo_job_set_target(j, rc->target, rc->d);
+    if (r < 0) {
+        qctl_err("cannot set up the job: %s", qtomo_strerror(r));
+        qtomo_job_free(j);
+        return QCTL_EXIT_USAGE;
+    }
+    *ret = j;
+    return 0;
+}
+
+struct batch_ctx {
+    struct recon *rc;
+    struct qctl_out *out;
+    struct qt_result empty[_QT_METHOD_MAX];
+    int err;
+};
+
+static int on_result(void *userdata, const qtomo_sample *s)
+{
+    struct batch_ctx *bc = userdata;
+    const struct qt_result *res[_QT_METHOD_MAX];
+    size_t n = qtomo_sample_count(s), sample = (size_t)qtomo_sample_index(s);
+    size_t col = bc->rc->first + sample;
+
+    if (sample > bc->rc->last - bc->rc->first)
+        return 0; /* not one of ours */
+    for (size_t i = 0; i < n; i++) {
+        res[i] = qtc_sample_result(s, i);
+        if (qt_table_col_empty(&bc->rc->tab, col)) {
+            empty_column(&bc->empty[i], res[i]->method, col);
+            res[i] = &bc->empty[i];
+        }
+    }
+    if (qctl_out_sample(bc->out, sample, res, n, -1.0) < 0) {
+        bc->err = -1;
+        return 1; /* cannot write: stop */
+    }
+    return 0;
+}
+
+static void on_progress(void *userdata, const struct qtomo_progress *p)
+{
+    struct batch_ctx *bc = userdata;
+
+    qctl_out_progress(bc->out, p->done, p->total);
+}
+
+static int run_daemon(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_out *out,
+                      size_t start, bool *complete)
+{
+    struct batch_ctx bc = {rc, out, {{0}}, 0};
+    struct qtomo_callbacks cb = {on_result, on_progress, &bc, &interrupted};
+    struct qtomo_totals tot;
+    struct qtomo_error err;
+    size_t n = rc->last - rc->first + 1 - start;
+    int r, ret = 0;
+
+    *complete = false;
+    for (size_t i = 0; i < _QT_METHOD_MAX; i++)
+        if (qt_result_init(&bc.empty[i], rc->d) < 0) {
             qctl_err("out of memory");
             ret = QCTL_EXIT_FAILED;
             goto out;
         }
-    if (!rc->json)
-        print_table_header(rc);
-    for (size_t c0 = rc->first; c0 <= rc->last; c0 += CHUNK)
-        failed += run_chunk(rc, &ws, &w, c0, QT_MIN((size_t)CHUNK, rc->last + 1 - c0), lin, &it);
-    if (failed) {
-        qctl_err("%zu of %zu records failed", failed, total);
-        ret = QCTL_EXIT_FAILED;
+    qtomo_job_set_progress(j, 250);
+    r = qtomo_submit(c, j, rc->tab.v + rc->tab.rows * (rc->first + start), rc->tab.rows, n,
+                     start, &cb, &tot, &err);
+    if (r == QTOMO_E_CANCELLED && (interrupted || bc.err)) {
+        ret = bc.err ? QCTL_EXIT_FAILED : 0;
+    } else if (r < 0) {
+        qctl_err("%s", err.message);
+        ret = qctl_exit_for(r);
+    } else {
+        *complete = true;
     }
 out:
-    for (size_t i = 0; i < ninit; i++)
-        qt_result_done(&lin[i]);
-    qt_result_done(&it);
-    qt_jw_done(&w);
-    qt_ws_done(&ws);
+    for (size_t i = 0; i < _QT_METHOD_MAX; i++)
+        qt_result_done(&bc.empty[i]);
     return ret;
+}
+
+/* ---- --live ---- */
+
+/* Parses a line of comma-separated values. Returns the count, or -1 with the bad field. */
+static long parse_line(char *line, double *v, size_t max, size_t *bad)
+{
+    size_t m = 0;
+    char *p = line, *end;
+
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\0' || *p == '\n' || *p == '\r')
+        return 0;
+    for (;;) {
+        if (m == max) {
+            *bad = m + 1;
+            return -1;
+        }
+        errno = 0;
+        v[m] = strtod(p, &end);
+        while (end != p && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+            end++;
+        if (end == p || (*end != ',' && *end != '\0')) {
+            *bad = m + 1;
+            return -1;
+        }
+        m++;
+        if (*end == '\0')
+            return (long)m;
+        p = end + 1;
+    }
+}
+
+/* Error records for every requested method of a sample that could not run. */
+static int live_fail(struct recon *rc, struct qctl_out *out, struct qt_result *tmp,
+                     size_t sample, int err, const char *msg)
+{
+    const struct qt_result *res[_QT_METHOD_MAX];
+    size_t k = 0;
+
+    for (int m = 0; m < _QT_METHOD_MAX; m++) {
+        if (!rc->methods[m])
+            continue;
+        qt_result_reset(&tmp[k], (enum qt_method)m);
+        (void)qt_result_fail(&tmp[k], err, "%s", msg);
+        res[k] = &tmp[k];
+        k++;
+    }
+    return qctl_out_sample(out, sample, res, k, -1.0);
+}
+
+/* One sample in process: the design for its length (built once per length). */
+static int live_local(struct recon *rc, struct qt_ws *ws, struct qt_design **des,
+                      const double *v, size_t m, struct qt_result *tmp, const struct qt_result **res,
+                      size_t *k, char *msg, size_t msglen)
+{
+    struct qt_diag dg = {0};
+    size_t d = 0;
+    int kind = rc->kind, r;
+
+    if (!*des || (*des)->m != m) {
+        if (rc->des && rc->des->m == m) {
+            *des = rc->des;
+        } else if (rc->kind == QT_DESIGN_CUSTOM) {
+            (void)snprintf(msg, msglen, "the sample has %zu values, the custom design %zu", m,
+                           rc->des->m);
+            return QT_ESAMPLELEN;
+        } else {
+            r = qt_design_infer(kind, m, &kind, &d, &dg);
+            if (r >= 0 && rc->d && d != rc->d)
+                r = qt_diag_set(&dg, QT_ESAMPLELEN, 0, 0,
+                                "%zu values mean d = %zu, but --dim is %zu", m, d, rc->d);
+            if (r < 0) {
+                (void)snprintf(msg, msglen, "%s", dg.msg);
+                return QT_ESAMPLELEN;
+            }
+            if (*des != rc->des)
+                qt_design_free(*des);
+            *des = NULL;
+            r = qt_design_new((enum qt_design_kind)kind, d, des, &dg);
+            if (r < 0) {
+                (void)snprintf(msg, msglen, "%s", dg.msg[0] ? dg.msg : qt_strerror(r));
+                return r;
+            }
+        }
+    }
+    *k = 0;
+    for (int mm = 0; mm < _QT_METHOD_MAX; mm++) {
+        struct qt_result *r1 = &tmp[mm];
+
+        if (mm != QT_METHOD_LINEAR && !rc->methods[mm])
+            continue;
+        if (r1->cap < (*des)->d) {
+            qt_result_done(r1);
+            if (qt_result_init(r1, (*des)->d) < 0)
+                return -ENOMEM;
+        }
+        /* Failures are recorded in the result, like every other record's. */
+        if ((mm == QT_METHOD_LINEAR
+                 ? qt_estimate(*des, ws, QT_METHOD_LINEAR, v, m, &rc->opts, r1)
+                 : qt_estimate_from(*des, ws, (enum qt_method)mm, v, m, &rc->opts,
+                                    tmp[0].err ? NULL : tmp[0].rho, r1)) < 0)
+            assert(r1->err != 0);
+        if (rc->methods[mm])
+            res[(*k)++] = r1;
+    }
+    return 0;
+}
+
+static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_out *out)
+{
+    struct qt_result tmp[_QT_METHOD_MAX] = {{0}};
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_design *des = NULL;
+    double *v = malloc(LIVE_MAX * sizeof(double));
+    char *line = NULL;
+    size_t cap = 0, sample = 0;
+    int ret = 0;
+
+    if (!v) {
+        qctl_err("out of memory");
+        return QCTL_EXIT_FAILED;
+    }
+    for (size_t i = 0; i < _QT_METHOD_MAX; i++)
+        if (qt_result_init(&tmp[i], rc->d ? rc->d : 2) < 0) {
+            qctl_err("out of memory");
+            ret = QCTL_EXIT_FAILED;
+            goto out;
+        }
+    while (!interrupted && getline(&line, &cap, stdin) > 0) {
+        const struct qt_result *res[_QT_METHOD_MAX];
+        char msg[512];
+        size_t bad = 0, k = 0;
+        long m = parse_line(line, v, LIVE_MAX, &bad);
+        int r;
+
+        if (m == 0)
+            continue; /* blank line */
+        if (m < 0) {
+            (void)snprintf(msg, sizeof(msg), "line %zu: field %zu is not a number", sample + 1,
+                           bad);
+            r = live_fail(rc, out, tmp, sample++, QT_EPARSE, msg);
+        } else if (rc->local) {
+            r = live_local(rc, &ws, &des, v, (size_t)m, tmp, res, &k, msg, sizeof(msg));
+            r = r < 0 ? live_fail(rc, out, tmp, sample, r, msg)
+                      : qctl_out_sample(out, sample, res, k, -1.0);
+            sample++;
+        } else {
+            struct qtomo_error err;
+            qtomo_sample *s = NULL;
+
+            /* A full queue is not the sample's fault: wait as told and send it again. */
+            for (int tries = 0;; tries++) {
+                r = qtomo_reconstruct(c, j, v, (size_t)m, &s, &err);
+                if (r != QTOMO_E_BUSY || tries == 50 || interrupted)
+                    break;
+                (void)nanosleep(&(struct timespec){0, (err.retry_after_ms > 0
+                                                           ? err.retry_after_ms : 100) * 1000000L},
+                                NULL);
+            }
+            if (r == -EINVAL || r == QTOMO_E_INVALID_PARAMS || r == QTOMO_E_INVALID_SAMPLE ||
+                r == QTOMO_E_TOO_LARGE) {
+                (void)snprintf(msg, sizeof(msg), "line %zu: %s", sample + 1, err.message);
+                r = live_fail(rc, out, tmp, sample++,
+                              r == QTOMO_E_TOO_LARGE ? QT_ETOOBIG : QT_ESAMPLELEN, msg);
+            } else if (r < 0) {
+                qctl_err("%s", err.message);
+                ret = qctl_exit_for(r);
+                break;
+            } else {
+                for (k = 0; k < qtomo_sample_count(s); k++)
+                    res[k] = qtc_sample_result(s, k);
+                r = qctl_out_sample(out, sample++, res, k, -1.0);
+                qtomo_sample_free(s);
+            }
+        }
+        if (r < 0) {
+            ret = QCTL_EXIT_FAILED;
+            break;
+        }
+    }
+out:
+    if (des != rc->des)
+        qt_design_free(des);
+    for (size_t i = 0; i < _QT_METHOD_MAX; i++)
+        qt_result_done(&tmp[i]);
+    qt_ws_done(&ws);
+    free(line);
+    free(v);
+    return ret;
+}
+
+/* ---- the command ---- */
+
+static int prepare_outdir(struct recon *rc, size_t *start)
+{
+    char *opts;
+    int r;
+
+    *start = 0;
+    if (!rc->outdir)
+        return 0;
+    if (mkdir(rc->outdir, 0755) != 0 && errno != EEXIST) {
+        qctl_err("cannot create '%s': %s", rc->outdir, strerror(errno));
+        return QCTL_EXIT_USAGE;
+    }
+    if (!rc->resume) {
+        char path[4096];
+        struct stat st;
+
+        (void)snprintf(path, sizeof(path), "%s/records.jsonl", rc->outdir);
+        if (stat(path, &st) == 0 && st.st_size > 0) {
+            qctl_err("'%s' already holds records; use --resume to finish that run, or "
+                     "another directory",
+                     rc->outdir);
+            return QCTL_EXIT_USAGE;
+        }
+        return 0;
+    }
+    opts = qctl_options_json(rc);
+    if (!opts) {
+        qctl_err("out of memory");
+        return QCTL_EXIT_FAILED;
+    }
+    r = qctl_resume_scan(rc, opts, start);
+    free(opts);
+    return r;
 }
 
 int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
 {
     struct recon rc = {0};
+    struct qctl_out *out = NULL;
+    qtomo_conn *conn = NULL;
+    qtomo_job *job = NULL;
+    struct timespec t0;
+    size_t start = 0, n;
+    bool complete = false;
     int r, ret = QCTL_EXIT_USAGE;
 
     qt_opts_init(&rc.opts);
-    rc.methods[QT_METHOD_LINEAR] = true;
+    rc.methods[QT_METHOD_LINEAR] = rc.methods[QT_METHOD_MLE] = true;
     rc.json = g->json;
     r = parse_args(argc, argv, &rc);
     if (r != 0)
         return r > 0 ? QCTL_EXIT_OK : QCTL_EXIT_USAGE;
-    if (!rc.local) {
-        qctl_err("this version has no daemon yet; run with --local to reconstruct in-process");
-        return QCTL_EXIT_NODAEMON;
-    }
-    qctl_blas_env(g);
+    for (int m = 0; m < _QT_METHOD_MAX; m++)
+        rc.n_methods += rc.methods[m];
     rc.opts.bell = rc.bell;
-    if (load_input(&rc) < 0 || resolve_design(&rc) < 0 || load_target(&rc) < 0)
+    if (rc.local)
+        qctl_blas_env(g);
+    if (!rc.live && load_input(&rc) < 0)
         goto out;
-    qctl_info(g, "%s: %zu rows, %zu samples, design %s, d = %zu", rc.file, rc.tab.rows,
-              rc.last - rc.first + 1, rc.des->name, rc.des->d);
-    ret = run(&rc);
+    if (resolve_design(&rc, rc.live ? 0 : rc.tab.rows) < 0 || load_target(&rc) < 0)
+        goto out;
+    if (!rc.live) {
+        r = qctl_sha256_file(rc.file, rc.input_sha256);
+        if (r < 0) {
+            qctl_err("cannot read '%s': %s", rc.file, strerror(-r));
+            goto out;
+        }
+    }
+    if (!rc.local) {
+        struct qtomo_server_info si;
+
+        ret = qctl_connect(g, &conn);
+        if (ret)
+            goto out;
+        qtomo_server_info(conn, &si);
+        (void)snprintf(rc.server, sizeof(rc.server), "%s", si.server);
+        ret = make_job(&rc, conn, &job);
+        if (ret)
+            goto out;
+    }
+    ret = prepare_outdir(&rc, &start);
+    if (ret)
+        goto out;
+    n = rc.live ? SIZE_MAX : rc.last - rc.first + 1;
+    if (start >= n && !rc.live) {
+        qctl_info(g, "%s: all %zu samples already have records", rc.outdir, n);
+    } else if (!rc.live) {
+        qctl_info(g, "%s: %zu rows, %zu samples, design %s, d = %zu%s", rc.file, rc.tab.rows, n,
+                  rc.design_name, rc.d, rc.local ? " (in process)" : "");
+    }
+    if (start > n)
+        start = n;
+    ret = qctl_out_open(&out, &rc, g, n, start);
+    if (ret)
+        goto out;
+    catch_signals();
+    (void)clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (rc.live) {
+        ret = run_live(&rc, conn, job, out);
+        complete = ret == 0 && !interrupted;
+    } else if (start >= n) {
+        complete = true;
+    } else if (rc.local) {
+        ret = run_local(&rc, out, start) < 0 ? QCTL_EXIT_FAILED : 0;
+        complete = ret == 0 && !interrupted;
+    } else {
+        ret = run_daemon(&rc, conn, job, out, start, &complete);
+    }
+    r = qctl_out_finish(out, complete, since_ms(&t0));
+    if (!ret)
+        ret = r;
 out:
+    qctl_out_free(out);
+    qtomo_job_free(job);
+    qtomo_close(conn);
     qt_table_done(&rc.tab);
     qt_design_free(rc.des);
+    free(rc.design_text);
     free(rc.target);
     return ret;
 }

@@ -1,5 +1,7 @@
 /* qtomoctl: command-line client of the qtomo reconstruction service. Global options, the
  * command table, help, and process-level setup. */
+#define _GNU_SOURCE /* open_memstream */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,18 +9,100 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "estopts.h"
 #include "num/qt_lapack.h"
+#include "qp.h"
+#include "qtomo/client.h"
 #include "qctl.h"
 
 static int cmd_version(int argc, char **argv, struct qctl_global *g);
 static int cmd_help(int argc, char **argv, struct qctl_global *g);
 
+static void usage_status(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl status\n\nThe daemon's uptime, queues, requests in flight, "
+                 "workers and cache use.\n");
+}
+
+static void usage_stats(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl stats\n\nstatus plus totals since start (items, errors, "
+                 "timeouts, worker crashes,\nrecycled workers) and one line per worker.\n");
+}
+
+static void usage_workers(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl workers\n\nOne line per worker: pid, state, items done, "
+                 "resident memory.\n");
+}
+
+static void usage_cache(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl cache list\n"
+                 "       qtomoctl cache verify [DESIGN D]\n"
+                 "       qtomoctl cache warm DESIGN D\n"
+                 "       qtomoctl cache evict DESIGN D\n\n"
+                 "The daemon's projector cache: list the files, verify their checksums (all, or\n"
+                 "one design and dimension; exit 1 when a file is damaged), build a file ahead\n"
+                 "of use, or remove one (administrators only; refused while a worker maps it).\n");
+}
+
+static void usage_design(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl design put FILE\n\nUpload a custom design (JSON) and print its "
+                 "content id, for the acquisition\nsoftware's requests (reconstruct --design-file "
+                 "does this by itself).\n");
+}
+
+static void usage_ping(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl ping\n\nConnect, shake hands and time one round trip.\n");
+}
+
+static void usage_reload(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl reload\n\nMake the daemon re-read its configuration and "
+                 "replace its workers without\ndropping a request (administrators only). Returns "
+                 "when the new configuration\nis in effect; a bad file is refused and the old one "
+                 "kept (exit 2).\n");
+}
+
+static void usage_version(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl version\n\nPrint qtomoctl's version, and the daemon's when it "
+                 "is reachable.\n");
+}
+
+static void usage_help(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl help [COMMAND]\n\nShow the command list, or a command's "
+                 "options.\n");
+}
+
 const struct qctl_cmd qctl_cmds[] = {
-    {"reconstruct", "FILE --local [options]", "reconstruct every sample (column) of a CSV/TXT file",
-     qctl_cmd_reconstruct},
-    {"version", "", "print the version", cmd_version},
-    {"help", "[COMMAND]", "show help for qtomoctl or a command", cmd_help},
-    {NULL, NULL, NULL, NULL},
+    {"reconstruct", "FILE [options]",
+     "reconstruct every sample (column) of a CSV/TXT file, or --live from stdin",
+     qctl_cmd_reconstruct, qctl_reconstruct_usage,
+     "--local --live --output-dir --resume --design --design-file --dim --columns --method "
+     "--physical --target --bell --json --help",
+     true},
+    {"status", "", "daemon uptime, queues, workers, cache use", qctl_cmd_status, usage_status, "",
+     true},
+    {"stats", "", "status plus totals and per-worker detail", qctl_cmd_stats, usage_stats, "",
+     true},
+    {"workers", "", "the daemon's workers: pid, state, items, memory", qctl_cmd_workers,
+     usage_workers, "", true},
+    {"cache", "list|verify|warm|evict [DESIGN D]", "inspect and manage the projector cache",
+     qctl_cmd_cache, usage_cache, "list verify warm evict", true},
+    {"design", "put FILE", "upload a custom design, print its id", qctl_cmd_design, usage_design,
+     "put", true},
+    {"ping", "", "check that the daemon answers, and how fast", qctl_cmd_ping, usage_ping, "",
+     true},
+    {"reload", "", "re-read the daemon's configuration, roll its workers", qctl_cmd_reload,
+     usage_reload, "", true},
+    {"version", "", "print the version", cmd_version, usage_version, "", false},
+    {"help", "[COMMAND]", "show help for qtomoctl or a command", cmd_help, usage_help, "", false},
+    {NULL, NULL, NULL, NULL, NULL, NULL, false},
 };
 
 void qctl_err(const char *fmt, ...)
@@ -78,7 +162,7 @@ static void usage(FILE *out)
                  "Run 'qtomoctl help COMMAND' for a command's options.\n");
 }
 
-static const struct qctl_cmd *find_cmd(const char *name)
+const struct qctl_cmd *qctl_find_cmd(const char *name)
 {
     for (const struct qctl_cmd *c = qctl_cmds; c->name; c++)
         if (strcmp(c->name, name) == 0)
@@ -88,31 +172,200 @@ static const struct qctl_cmd *find_cmd(const char *name)
 
 static int cmd_version(int argc, char **argv, struct qctl_global *g)
 {
+    struct qtomo_server_info si;
+    struct qtomo_error e;
+    qtomo_conn *c = NULL;
+
     (void)argc;
     (void)argv;
-    (void)g;
-    printf("qtomoctl %s\n", QTOMO_VERSION);
+    printf("qtomoctl %s (protocol %d.%d)\n", QTOMO_VERSION, QP_VERSION_MAJOR, QP_VERSION_MINOR);
+    if (g && g->socket && qtomo_connect(&c, g->socket, "qtomoctl/" QTOMO_VERSION,
+                                        g->timeout > 0 ? (int)(g->timeout * 1e3) : 2000, &e) == 0) {
+        qtomo_server_info(c, &si);
+        printf("server %s (protocol %u.%u)\n", si.server, si.proto_major, si.proto_minor);
+        qtomo_close(c);
+    }
     return QCTL_EXIT_OK;
 }
 
 static int cmd_help(int argc, char **argv, struct qctl_global *g)
 {
     const struct qctl_cmd *c;
-    char name[32], help[] = "--help";
-    char *args[] = {name, help, NULL};
 
     if (argc < 2) {
         usage(stdout);
         return QCTL_EXIT_OK;
     }
-    c = find_cmd(argv[1]);
+    c = qctl_find_cmd(argv[1]);
     if (!c) {
         qctl_err("unknown command '%s'", argv[1]);
         return QCTL_EXIT_USAGE;
     }
-    (void)snprintf(name, sizeof(name), "%s", c->name);
-    optind = 0;
-    return c->run(2, args, g);
+    (void)g;
+    c->usage(stdout);
+    return QCTL_EXIT_OK;
+}
+
+int qctl_exit_for(int err)
+{
+    switch (err) {
+    case -ENOENT:
+    case -ECONNREFUSED:
+    case -ENOTDIR:
+    case -EACCES:
+    case -ENAMETOOLONG:
+        return QCTL_EXIT_NODAEMON;
+    case QTOMO_E_INVALID_PARAMS:
+    case QTOMO_E_NOT_FOUND:
+    case QTOMO_E_TOO_LARGE:
+    case -EINVAL:
+        return QCTL_EXIT_USAGE;
+    case -ENOMEM:
+        return QCTL_EXIT_FAILED;
+    default:
+        return QCTL_EXIT_SERVER;
+    }
+}
+
+int qctl_connect(const struct qctl_global *g, struct qtomo_conn **ret)
+{
+    struct qtomo_error e;
+    char path[108];
+    int r;
+
+    if (!g->socket && qtomo_default_socket(path, sizeof(path)) < 0)
+        path[0] = '\0';
+    r = qtomo_connect(ret, g->socket ? g->socket : path, "qtomoctl/" QTOMO_VERSION,
+                      g->timeout > 0 ? (int)(g->timeout * 1e3) : 0, &e);
+    if (r == 0)
+        return 0;
+    qctl_err("%s", e.message);
+    switch (qctl_exit_for(r)) {
+    case QCTL_EXIT_NODAEMON:
+        if (r == -EACCES)
+            fprintf(stderr, "hint: the socket belongs to the daemon's group; ask an "
+                            "administrator to add you to it\n");
+        else
+            fprintf(stderr, "hint: start the daemon (qtomod, or systemctl start qtomod.socket), "
+                            "point -s/QTOMO_SOCKET at its socket, or use --local\n");
+        return QCTL_EXIT_NODAEMON;
+    case QCTL_EXIT_USAGE:
+        return QCTL_EXIT_USAGE;
+    default:
+        return r == -ETIMEDOUT ? QCTL_EXIT_NODAEMON : QCTL_EXIT_SERVER;
+    }
+}
+
+/* The man page qtomoctl(1), generated at build time from the command table and the commands'
+ * own help, so it cannot drift from the program. */
+static void gen_man(void)
+{
+    printf(".TH QTOMOCTL 1 \"\" \"qtomo %s\" \"User Commands\"\n"
+           ".SH NAME\nqtomoctl \\- client of the qtomo quantum state reconstruction daemon\n"
+           ".SH SYNOPSIS\n.B qtomoctl\n[\\fB\\-s\\fR \\fIPATH\\fR] [\\fB\\-\\-json\\fR] "
+           "[\\fB\\-\\-timeout\\fR \\fISECS\\fR] [\\fB\\-q\\fR|\\fB\\-v\\fR] "
+           "\\fICOMMAND\\fR [\\fIARGS\\fR]\n"
+           ".SH DESCRIPTION\n"
+           "qtomoctl sends tomography data to \\fBqtomod\\fR(8) and prints or stores the "
+           "reconstructed states, and administers the daemon. With \\fBreconstruct \\-\\-local"
+           "\\fR it computes in process, with the same records.\n"
+           ".SH GLOBAL OPTIONS\n"
+           ".TP\n\\fB\\-s\\fR, \\fB\\-\\-socket\\fR \\fIPATH\\fR\nThe daemon's socket "
+           "(default: \\fB$QTOMO_SOCKET\\fR, else \\fB$XDG_RUNTIME_DIR/qtomo/qtomod.sock\\fR "
+           "when it exists, else \\fB/run/qtomo/qtomod.sock\\fR).\n"
+           ".TP\n\\fB\\-\\-json\\fR\nMachine-readable output: JSON lines.\n"
+           ".TP\n\\fB\\-\\-timeout\\fR \\fISECS\\fR\nGive up when the daemon is silent "
+           "this long.\n"
+           ".TP\n\\fB\\-q\\fR, \\fB\\-\\-quiet\\fR\nOnly errors on stderr.\n"
+           ".TP\n\\fB\\-v\\fR, \\fB\\-\\-verbose\\fR\nMore diagnostics on stderr.\n"
+           ".SH COMMANDS\n",
+           QTOMO_VERSION);
+    for (const struct qctl_cmd *c = qctl_cmds; c->name; c++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+
+        printf(".SS %s %s\n%s.\n", c->name, c->args, c->summary);
+        if (!f)
+            continue;
+        c->usage(f);
+        fclose(f);
+        printf(".PP\n.nf\n");
+        for (char *p = buf; p && *p; p++) {
+            if (*p == '\\')
+                fputs("\\e", stdout);
+            else if ((*p == '.' || *p == '\'') && (p == buf || p[-1] == '\n'))
+                fputs("\\&.", stdout);
+            else if (*p == '-')
+                fputs("\\-", stdout);
+            else
+                putchar(*p);
+        }
+        printf(".fi\n");
+        free(buf);
+    }
+    printf(".SH EXIT STATUS\n"
+           ".TP\n0\nSuccess: every sample was reconstructed.\n"
+           ".TP\n1\nSome samples failed (their records say why), or outputs could not be "
+           "written, or the run was interrupted (finish it with \\fB\\-\\-resume\\fR).\n"
+           ".TP\n2\nUsage error or unreadable input; a request the daemon refused as invalid.\n"
+           ".TP\n3\nThe daemon is not reachable (start it, or use \\fB\\-\\-local\\fR).\n"
+           ".TP\n4\nProtocol or server error.\n"
+           ".SH ENVIRONMENT\n.TP\n\\fBQTOMO_SOCKET\\fR\nThe daemon's socket.\n"
+           ".TP\n\\fBOPENBLAS_CORETYPE\\fR\nWith \\fB\\-\\-local\\fR, qtomoctl sets it when "
+           "OpenBLAS would pick slower kernels than the CPU supports.\n"
+           ".SH SEE ALSO\n\\fBqtomod\\fR(8), \\fBqtomod.conf\\fR(5)\n");
+}
+
+/* bash completion, generated from the same table. */
+static void gen_completion(void)
+{
+    printf("# bash completion for qtomoctl (generated by qtomoctl --gen-completion)\n"
+           "_qtomoctl()\n{\n"
+           "    local cur prev cmd i\n"
+           "    cur=${COMP_WORDS[COMP_CWORD]}\n"
+           "    prev=${COMP_WORDS[COMP_CWORD-1]}\n"
+           "    case $prev in\n"
+           "        -s|--socket|--design-file|--target|-o|--output-dir) "
+           "COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
+           "        --method) COMPREPLY=($(compgen -W 'linear mle wls rhor linear,mle' -- "
+           "\"$cur\")); return ;;\n"
+           "        --design) COMPREPLY=($(compgen -W 'nopovm mub sic pauli custom' -- "
+           "\"$cur\")); return ;;\n"
+           "        --physical) COMPREPLY=($(compgen -W 'clip smolin' -- \"$cur\")); return ;;\n"
+           "    esac\n"
+           "    for ((i = 1; i < COMP_CWORD; i++)); do\n"
+           "        case ${COMP_WORDS[i]} in\n"
+           "            -s|--socket|--timeout) ((i++)) ;;\n"
+           "            -*) ;;\n"
+           "            *) cmd=${COMP_WORDS[i]}; break ;;\n"
+           "        esac\n"
+           "    done\n"
+           "    case $cmd in\n"
+           "        '') COMPREPLY=($(compgen -W '");
+    for (const struct qctl_cmd *c = qctl_cmds; c->name; c++)
+        printf("%s%s", c == qctl_cmds ? "" : " ", c->name);
+    printf(" -s --socket --json --timeout -q --quiet -v --verbose -h --help --version' -- "
+           "\"$cur\")) ;;\n");
+    for (const struct qctl_cmd *c = qctl_cmds; c->name; c++) {
+        printf("        %s) COMPREPLY=($(compgen -W '%s", c->name, c->words);
+        if (strcmp(c->name, "reconstruct") == 0) {
+            size_t n = qctl_estopt_count();
+            struct option o[64];
+
+            n = 0;
+            qctl_estopts_getopt(o, &n);
+            for (size_t k = 0; k < n; k++)
+                printf(" --%s", o[k].name);
+        }
+        if (strcmp(c->name, "help") == 0)
+            for (const struct qctl_cmd *h = qctl_cmds; h->name; h++)
+                printf(" %s", h->name);
+        printf("' -- \"$cur\"))%s ;;\n", c->daemon && strcmp(c->name, "reconstruct") == 0
+                                                 ? "; [[ $cur != -* ]] && COMPREPLY+=($(compgen -f -- \"$cur\"))"
+                                                 : "");
+    }
+    printf("    esac\n}\ncomplete -F _qtomoctl qtomoctl\n");
 }
 
 int main(int argc, char **argv)
@@ -121,7 +374,8 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'},  {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 't'}, {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},       {"gen-man", no_argument, NULL, 'M'},
+        {"gen-completion", no_argument, NULL, 'C'}, {NULL, 0, NULL, 0},
     };
     struct qctl_global g = {NULL, false, 0.0, 0, argv};
     const struct qctl_cmd *c;
@@ -157,6 +411,12 @@ int main(int argc, char **argv)
             return QCTL_EXIT_OK;
         case 'V':
             return cmd_version(0, NULL, &g);
+        case 'M':
+            gen_man();
+            return QCTL_EXIT_OK;
+        case 'C':
+            gen_completion();
+            return QCTL_EXIT_OK;
         default:
             usage(stderr);
             return QCTL_EXIT_USAGE;
@@ -166,7 +426,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return QCTL_EXIT_USAGE;
     }
-    c = find_cmd(argv[optind]);
+    c = qctl_find_cmd(argv[optind]);
     if (!c) {
         qctl_err("unknown command '%s' (see 'qtomoctl --help')", argv[optind]);
         return QCTL_EXIT_USAGE;

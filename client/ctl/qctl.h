@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "base/compiler.h"
 
@@ -22,14 +23,23 @@ struct qctl_global {
     char **argv0;       /* the original argv, for re-executing with a tuned environment */
 };
 
+/* The one command table: dispatch, `qtomoctl --help`, `qtomoctl help CMD`, the man page and
+ * the bash completion (`qtomoctl --gen-man`, `--gen-completion`) all come from it. */
 struct qctl_cmd {
     const char *name;
     const char *args;    /* synopsis after the name */
     const char *summary; /* one line */
     int (*run)(int argc, char **argv, struct qctl_global *g);
+    void (*usage)(FILE *out); /* the command's help text */
+    const char *words;        /* completion: actions and options, space-separated */
+    bool daemon;              /* talks to the daemon */
 };
 
 extern const struct qctl_cmd qctl_cmds[];
+
+const struct qctl_cmd *qctl_find_cmd(const char *name);
+/* Reads a whole file ('-' = standard input) up to max bytes; 0 or a negative error. */
+int qctl_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
 
 void qctl_err(const char *fmt, ...) QT_PRINTF(1, 2); /* "qtomoctl: ..." on stderr */
 /* Progress notes on stderr, shown with -v only. */
@@ -40,4 +50,20 @@ void qctl_info(const struct qctl_global *g, const char *fmt, ...) QT_PRINTF(2, 3
  * failed. Call before any BLAS work. */
 void qctl_blas_env(const struct qctl_global *g);
 
+/* Connects to the daemon (-s, $QTOMO_SOCKET, or the default path) with the --timeout. Returns
+ * 0, or an exit code after printing why (3 with a hint when nobody listens). */
+struct qtomo_conn;
+int qctl_connect(const struct qctl_global *g, struct qtomo_conn **ret);
+/* The exit code for a failed library call: 3 when the daemon cannot be reached, 4 for protocol
+ * and server errors, 2 for a refused request (bad parameters), 1 otherwise. */
+int qctl_exit_for(int err);
+
 int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g);
+void qctl_reconstruct_usage(FILE *out);
+int qctl_cmd_status(int argc, char **argv, struct qctl_global *g);
+int qctl_cmd_stats(int argc, char **argv, struct qctl_global *g);
+int qctl_cmd_workers(int argc, char **argv, struct qctl_global *g);
+int qctl_cmd_cache(int argc, char **argv, struct qctl_global *g);
+int qctl_cmd_design(int argc, char **argv, struct qctl_global *g);
+int qctl_cmd_ping(int argc, char **argv, struct qctl_global *g);
+int qctl_cmd_reload(int argc, char **argv, struct qctl_global *g);

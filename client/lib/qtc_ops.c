@@ -158,8 +158,7 @@ static int job_for(const qtomo_job *j, size_t m, struct qp_job *out, struct qtom
         size_t d;
 
         if (qt_design_infer(-1, m, &kind, &d, &dg) < 0)
-            return qtc_fail(err, -EINVAL, "cannot infer the design from %zu values: %s", m,
-                            dg.msg);
+            return qtc_fail(err, -EINVAL, "%s", dg.msg);
         if (out->d && out->d != d)
             return qtc_fail(err, -EINVAL, "%zu values mean d = %zu for %s, but d = %zu was set",
                             m, d, qt_design_kind_name(kind), out->d);

@@ -1,0 +1,76 @@
+/* qtomoctl reconstruct: the resolved run (input, design, options) and its output stage, shared
+ * by the command (cmd_reconstruct.c), the output writers (recon_out.c) and the files of an
+ * output directory (recon_files.c). */
+#pragma once
+
+#include <complex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "io/qt_csv.h"
+#include "num/qt_design.h"
+#include "num/qt_estimate.h"
+#include "qctl.h"
+
+struct recon {
+    /* options */
+    const char *file, *design, *design_file, *columns, *target_file, *outdir;
+    size_t dim;
+    bool local, json, bell, resume, live;
+    bool methods[_QT_METHOD_MAX];
+    size_t n_methods;
+    struct qt_opts opts;
+    /* resolved */
+    struct qt_table tab;
+    int kind;           /* enum qt_design_kind */
+    size_t d;           /* 0 in --live when the design is inferred per sample */
+    char design_name[16];
+    char design_id[64]; /* custom designs */
+    char *design_text;  /* custom: the file, for design.put */
+    size_t design_len;
+    struct qt_design *des; /* local runs, and custom designs (parsed for checks and the id) */
+    double complex *target;
+    size_t first, last;  /* 0-based inclusive column range */
+    char input_sha256[65];
+    char server[64];     /* daemon runs: the server's name and version */
+};
+
+/* ---- output stage (recon_out.c) ---- */
+
+struct qctl_out;
+
+/* Opens the output stage for samples [start, n) of the selection: records to stdout (a table,
+ * or JSON lines with --json) or, with -o, to DIR/records.jsonl (appending after `start`
+ * samples kept by --resume). Records are written in sample order whatever order they arrive
+ * in. Returns 0 or an exit code (the error was printed). */
+int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_global *g,
+                  size_t n, size_t start);
+/* One sample's results (n_res records, in method order); ms: its compute time (< 0 unknown).
+ * Returns 0 or -errno when an output file cannot be written (printed). */
+int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
+                    size_t n_res, double ms);
+/* Progress from the daemon (done of total samples in this run). */
+void qctl_out_progress(struct qctl_out *o, uint64_t done, uint64_t total);
+/* Finishes: flushes and syncs records, writes summary.csv and run.json (temp + rename), prints
+ * the summary. complete: every sample has its records. Returns the exit code. */
+int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms);
+void qctl_out_free(struct qctl_out *o);
+
+/* ---- output directory files (recon_files.c) ---- */
+
+/* SHA-256 of a file (hex, 64 chars + NUL); '-' is not hashable (stdin): "". */
+int qctl_sha256_file(const char *path, char hex[65]);
+/* Reads DIR/records.jsonl and returns how many leading samples have all n_methods records;
+ * truncates what follows them (an interrupted run's partial lines). Checks run.json's input
+ * hash and options against this run. Returns 0 or an exit code (printed). */
+int qctl_resume_scan(const struct recon *rc, const char *options_json, size_t *ret_done);
+/* Writes DIR/summary.csv from DIR/records.jsonl (temp + rename). */
+int qctl_write_summary(const char *dir);
+/* Writes a whole file crash-safely: DIR/name.tmp, fsync, rename, fsync(DIR). */
+int qctl_write_atomic(const char *dir, const char *name, const char *data, size_t len);
+/* The options that decide the results, as JSON (for run.json and --resume's check). */
+char *qctl_options_json(const struct recon *rc);
+/* ISO 8601 UTC time now. */
+void qctl_iso_now(char buf[40]);

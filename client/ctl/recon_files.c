@@ -1,0 +1,406 @@
+/* The files of `qtomoctl reconstruct -o DIR`: crash-safe whole-file writes, the input's
+ * SHA-256 (nettle), --resume's scan of records.jsonl, and summary.csv rebuilt from the records
+ * (jansson), so that a resumed run ends with exactly the files of an uninterrupted one. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <nettle/sha2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/qt_json.h"
+#include "num/qt_optdesc.h"
+#include "recon.h"
+
+void qctl_iso_now(char buf[40])
+{
+    struct timespec ts;
+    struct tm tm;
+
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    (void)gmtime_r(&ts.tv_sec, &tm);
+    (void)strftime(buf, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int qctl_sha256_file(const char *path, char hex[65])
+{
+    struct sha256_ctx ctx;
+    uint8_t dig[SHA256_DIGEST_SIZE], buf[65536];
+    ssize_t n;
+    int fd;
+
+    hex[0] = '\0';
+    if (strcmp(path, "-") == 0)
+        return 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    sha256_init(&ctx);
+    while ((n = read(fd, buf, sizeof(buf))) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int r = -errno;
+            (void)close(fd);
+            return r;
+        }
+        sha256_update(&ctx, (size_t)n, buf);
+    }
+    (void)close(fd);
+    sha256_digest(&ctx, sizeof(dig), dig);
+    for (size_t i = 0; i < sizeof(dig); i++)
+        (void)snprintf(hex + 2 * i, 3, "%02x", dig[i]);
+    return 0;
+}
+
+int qctl_write_atomic(const char *dir, const char *name, const char *data, size_t len)
+{
+    char tmp[4096], dst[4096];
+    int fd, dfd, r = 0;
+
+    (void)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+    (void)snprintf(dst, sizeof(dst), "%s/%s", dir, name);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        qctl_err("cannot write '%s': %s", tmp, strerror(errno));
+        return -errno;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, data + off, len - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (r == 0 && fsync(fd) != 0)
+        r = -errno;
+    if (close(fd) != 0 && r == 0)
+        r = -errno;
+    if (r == 0 && rename(tmp, dst) != 0)
+        r = -errno;
+    if (r < 0) {
+        qctl_err("cannot write '%s': %s", dst, strerror(-r));
+        (void)unlink(tmp);
+        return r;
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        (void)close(dfd);
+    }
+    return 0;
+}
+
+char *qctl_options_json(const struct recon *rc)
+{
+    struct qt_jw w;
+    char *out = NULL;
+
+    qt_jw_init(&w);
+    qt_jw_obj_begin(&w);
+    qt_jw_key(&w, "design");
+    qt_jw_str(&w, rc->design_name);
+    if (rc->design_id[0]) {
+        qt_jw_key(&w, "design_id");
+        qt_jw_str(&w, rc->design_id);
+    }
+    qt_jw_key(&w, "dim");
+    qt_jw_int(&w, (int64_t)rc->d);
+    qt_jw_key(&w, "columns");
+    qt_jw_arr_begin(&w);
+    qt_jw_int(&w, (int64_t)rc->first + 1);
+    qt_jw_int(&w, (int64_t)rc->last + 1);
+    qt_jw_arr_end(&w);
+    qt_jw_key(&w, "methods");
+    qt_jw_arr_begin(&w);
+    for (int m = 0; m < _QT_METHOD_MAX; m++)
+        if (rc->methods[m])
+            qt_jw_str(&w, qt_method_name((enum qt_method)m));
+    qt_jw_arr_end(&w);
+    for (size_t i = 0; i < qt_optdesc_count; i++) {
+        const struct qt_optdesc *e = &qt_optdescs[i];
+        double v = qt_optdesc_get(e, &rc->opts);
+
+        qt_jw_key(&w, e->name);
+        if (e->type == QT_OPT_FLAG)
+            qt_jw_bool(&w, v != 0.0);
+        else
+            qt_jw_num(&w, v);
+    }
+    qt_jw_key(&w, "physical");
+    qt_jw_str(&w, rc->opts.physical == QT_PHYS_SMOLIN ? "smolin" : "clip");
+    qt_jw_key(&w, "bell");
+    qt_jw_bool(&w, rc->bell);
+    qt_jw_key(&w, "target");
+    if (rc->target_file) {
+        char hex[65];
+
+        qt_jw_obj_begin(&w);
+        qt_jw_key(&w, "path");
+        qt_jw_str(&w, rc->target_file);
+        qt_jw_key(&w, "sha256");
+        qt_jw_str(&w, qctl_sha256_file(rc->target_file, hex) == 0 ? hex : "");
+        qt_jw_obj_end(&w);
+    } else {
+        qt_jw_null(&w);
+    }
+    qt_jw_obj_end(&w);
+    if (w.err == 0)
+        out = strdup(w.buf);
+    qt_jw_done(&w);
+    return out;
+}
+
+static json_t *load_json(const char *dir, const char *name)
+{
+    char path[4096];
+
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return json_load_file(path, 0, NULL);
+}
+
+int qctl_resume_scan(const struct recon *rc, const char *options_json, size_t *ret_done)
+{
+    char path[4096], *line = NULL;
+    size_t cap = 0, done = 0, count = 0, cur = SIZE_MAX;
+    off_t keep = 0, pos = 0;
+    json_t *run = load_json(rc->outdir, "run.json"), *opts = NULL;
+    ssize_t n;
+    FILE *f;
+    int ret = 0;
+
+    *ret_done = 0;
+    (void)snprintf(path, sizeof(path), "%s/records.jsonl", rc->outdir);
+    f = fopen(path, "r+e");
+    if (!f) {
+        json_decref(run);
+        if (errno == ENOENT)
+            return 0; /* nothing to resume: a fresh run */
+        qctl_err("cannot read '%s': %s", path, strerror(errno));
+        return QCTL_EXIT_USAGE;
+    }
+    /* The same input and options, or the records would mix two different runs. */
+    if (run) {
+        const char *sha = json_string_value(json_object_get(run, "input_sha256"));
+
+        opts = json_loads(options_json, 0, NULL);
+        if ((sha && *sha && rc->input_sha256[0] && strcmp(sha, rc->input_sha256) != 0) ||
+            (opts && !json_equal(opts, json_object_get(run, "options")))) {
+            qctl_err("'%s' holds a run of %s; --resume needs the same input and options "
+                     "(see %s/run.json)",
+                     rc->outdir, sha && strcmp(sha, rc->input_sha256) != 0
+                                     ? "another input file" : "other options",
+                     rc->outdir);
+            ret = QCTL_EXIT_USAGE;
+            goto out;
+        }
+    }
+    /* Records are written in sample order, whole samples at a time; trust the longest prefix
+     * of complete lines that holds every method of each sample. */
+    while ((n = getline(&line, &cap, f)) > 0) {
+        json_t *rec;
+        json_int_t s;
+
+        if (line[n - 1] != '\n')
+            break; /* cut short by the interruption */
+        rec = json_loadb(line, (size_t)n, 0, NULL);
+        if (!rec || !json_is_integer(json_object_get(rec, "sample"))) {
+            json_decref(rec);
+            break;
+        }
+        s = json_integer_value(json_object_get(rec, "sample"));
+        json_decref(rec);
+        if (cur != SIZE_MAX && s >= 0 && (size_t)s == cur && count < rc->n_methods) {
+            count++;
+        } else if ((cur == SIZE_MAX && s == 0) ||
+                   (cur != SIZE_MAX && s >= 0 && (size_t)s == cur + 1 &&
+                    count == rc->n_methods)) {
+            cur = (size_t)s;
+            count = 1;
+        } else {
+            break;
+        }
+        pos += n;
+        if (count == rc->n_methods) {
+            done = cur + 1;
+            keep = pos;
+        }
+    }
+    if (fflush(f) != 0 || ftruncate(fileno(f), keep) != 0) {
+        qctl_err("cannot truncate '%s': %s", path, strerror(errno));
+        ret = QCTL_EXIT_FAILED;
+        goto out;
+    }
+    *ret_done = done;
+out:
+    free(line);
+    (void)fclose(f);
+    json_decref(opts);
+    json_decref(run);
+    return ret;
+}
+
+/* ---- summary.csv ---- */
+
+/* The origin's summary.csv columns (origin-digest §4.5), then what it dropped. */
+static const char *const origin_cols[] = {
+    "purity",         "trace",          "residual_norm",  "rank",
+    "objective",      "n_iterations",   "n_evaluations",  "success",
+    "status",         "min_eigenvalue", "max_eigenvalue", "condition_number",
+    "eigenvalue_entropy"};
+
+static bool is_origin_col(const char *name)
+{
+    for (size_t i = 0; i < QT_ARRAY_SIZE(origin_cols); i++)
+        if (strcmp(origin_cols[i], name) == 0)
+            return true;
+    return strncmp(name, "bell_", 5) == 0;
+}
+
+static void csv_value(FILE *f, json_t *v)
+{
+    char buf[40];
+
+    if (json_is_integer(v)) {
+        fprintf(f, "%lld", (long long)json_integer_value(v));
+    } else if (json_is_real(v)) {
+        (void)qt_fmt_double(json_real_value(v), buf, sizeof(buf));
+        fputs(buf, f);
+    } else if (json_is_boolean(v)) {
+        fputs(json_is_true(v) ? "True" : "False", f); /* pandas writes Python bools so */
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+
+        if (strpbrk(s, ",\"\n\r")) {
+            fputc('"', f);
+            for (; *s; s++) {
+                if (*s == '"')
+                    fputc('"', f);
+                fputc(*s, f);
+            }
+            fputc('"', f);
+        } else {
+            fputs(s, f);
+        }
+    }
+}
+
+int qctl_write_summary(const char *dir)
+{
+    /* Columns that appear in some record, in a fixed order: the origin's (filtered to those
+     * present, as it does), bell_* in qt_metric_descs order, then design and the rest. */
+    bool present[_QT_MT_MAX] = {false};
+    char path[4096], *line = NULL, *buf = NULL;
+    size_t cap = 0, len = 0;
+    json_t **recs = NULL;
+    size_t n = 0, ncap = 0;
+    ssize_t k;
+    FILE *in, *out;
+    int r = 0;
+
+    (void)snprintf(path, sizeof(path), "%s/records.jsonl", dir);
+    in = fopen(path, "re");
+    if (!in) {
+        qctl_err("cannot read '%s': %s", path, strerror(errno));
+        return -errno;
+    }
+    while ((k = getline(&line, &cap, in)) > 0) {
+        json_t *rec = json_loadb(line, (size_t)k, 0, NULL), *mt;
+
+        if (!rec)
+            continue;
+        if (n == ncap) {
+            json_t **nr = realloc(recs, (ncap = ncap ? 2 * ncap : 256) * sizeof(*recs));
+
+            if (!nr) {
+                json_decref(rec);
+                r = -ENOMEM;
+                goto out;
+            }
+            recs = nr;
+        }
+        recs[n++] = rec;
+        mt = json_object_get(rec, "metrics");
+        for (int i = 0; i < _QT_MT_MAX; i++)
+            if (qt_metric_descs[i].type != QT_MTYPE_F64V &&
+                json_object_get(mt, qt_metric_descs[i].name))
+                present[i] = true;
+    }
+    out = open_memstream(&buf, &len);
+    if (!out) {
+        r = -ENOMEM;
+        goto out;
+    }
+    fputs("sample,method", out);
+    for (size_t c = 0; c < QT_ARRAY_SIZE(origin_cols); c++)
+        for (int i = 0; i < _QT_MT_MAX; i++)
+            if (present[i] && strcmp(qt_metric_descs[i].name, origin_cols[c]) == 0)
+                fprintf(out, ",%s", origin_cols[c]);
+    for (int i = 0; i < _QT_MT_MAX; i++)
+        if (present[i] && strncmp(qt_metric_descs[i].name, "bell_", 5) == 0)
+            fprintf(out, ",%s", qt_metric_descs[i].name);
+    fputs(",design,design_id,column,dim", out);
+    for (int i = 0; i < _QT_MT_MAX; i++)
+        if (present[i] && !is_origin_col(qt_metric_descs[i].name))
+            fprintf(out, ",%s", qt_metric_descs[i].name);
+    fputs(",record_status,error_code,error\n", out);
+    for (size_t j = 0; j < n; j++) {
+        json_t *rec = recs[j], *mt = json_object_get(rec, "metrics"), *e;
+
+        csv_value(out, json_object_get(rec, "sample"));
+        fputc(',', out);
+        csv_value(out, json_object_get(rec, "method"));
+        for (size_t c = 0; c < QT_ARRAY_SIZE(origin_cols); c++)
+            for (int i = 0; i < _QT_MT_MAX; i++)
+                if (present[i] && strcmp(qt_metric_descs[i].name, origin_cols[c]) == 0) {
+                    fputc(',', out);
+                    csv_value(out, json_object_get(mt, origin_cols[c]));
+                }
+        for (int i = 0; i < _QT_MT_MAX; i++)
+            if (present[i] && strncmp(qt_metric_descs[i].name, "bell_", 5) == 0) {
+                fputc(',', out);
+                csv_value(out, json_object_get(mt, qt_metric_descs[i].name));
+            }
+        static const char *const mid[] = {"design", "design_id", "column", "dim"};
+        for (size_t c = 0; c < QT_ARRAY_SIZE(mid); c++) {
+            fputc(',', out);
+            csv_value(out, json_object_get(rec, mid[c]));
+        }
+        for (int i = 0; i < _QT_MT_MAX; i++)
+            if (present[i] && !is_origin_col(qt_metric_descs[i].name)) {
+                fputc(',', out);
+                csv_value(out, json_object_get(mt, qt_metric_descs[i].name));
+            }
+        e = json_object_get(rec, "error");
+        fputc(',', out);
+        csv_value(out, json_object_get(rec, "status"));
+        fputc(',', out);
+        csv_value(out, json_object_get(e, "code"));
+        fputc(',', out);
+        csv_value(out, json_object_get(e, "message"));
+        fputc('\n', out);
+    }
+    if (fclose(out) != 0 || !buf) {
+        r = -ENOMEM;
+        goto out;
+    }
+    r = qctl_write_atomic(dir, "summary.csv", buf, len);
+out:
+    if (r == -ENOMEM)
+        qctl_err("out of memory writing summary.csv");
+    for (size_t j = 0; j < n; j++)
+        json_decref(recs[j]);
+    free(recs);
+    free(buf);
+    free(line);
+    (void)fclose(in);
+    return r;
+}

@@ -1,0 +1,410 @@
+/* qtomoctl reconstruct's output stage: records in sample order (a reorder buffer for the
+ * daemon's out-of-order results), the table or JSON lines, DIR/records.jsonl, the progress
+ * bar, the final summary and DIR/run.json. */
+#define _GNU_SOURCE /* open_memstream is POSIX 2008; fileno */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/qt_json.h"
+#include "io/qt_record.h"
+#include "recon.h"
+
+struct qctl_out {
+    struct recon *rc;
+    const struct qctl_global *g;
+    size_t n, start, next; /* selection size, first sample of this run, next to write */
+    char **slot;           /* [n - start]: formatted records of a sample not yet written */
+    size_t *slot_len;
+    FILE *records;         /* DIR/records.jsonl, or NULL */
+    struct qt_jw jw;
+    /* counts */
+    size_t samples_ok, samples_failed;
+    size_t rec_ok[_QT_METHOD_MAX], rec_failed[_QT_METHOD_MAX];
+    double purity_sum[_QT_METHOD_MAX];
+    double slowest_ms;
+    size_t slowest;
+    /* progress bar */
+    bool bar;
+    size_t received;
+    int64_t t0, last_draw;
+    char started[40];
+    int write_err;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void print_table_header(FILE *f, const struct recon *rc)
+{
+    fprintf(f, "%-6s %-6s %-7s %-6s %-12s %-12s %-12s %-12s%s  %s\n", "sample", "column",
+            "method", "status", "purity", "min_eig", "max_eig", "entropy",
+            rc->target ? " fidelity    " : "", "note");
+}
+
+static void print_row(FILE *f, const struct recon *rc, const struct qt_record_meta *meta,
+                      const struct qt_result *res)
+{
+    fprintf(f, "%-6zu %-6zu %-7s ", meta->sample, meta->column, qt_method_name(res->method));
+    if (res->err) {
+        fprintf(f, "%-6s %-12s %-12s %-12s %-12s%s  %s\n", "error", "-", "-", "-", "-",
+                rc->target ? " -           " : "", res->errmsg);
+        return;
+    }
+    fprintf(f, "%-6s %-12.8f %-12.6g %-12.8f %-12.8f", "ok", res->mt.purity,
+            res->mt.min_eigenvalue, res->mt.max_eigenvalue, res->mt.eigenvalue_entropy);
+    if (rc->target)
+        fprintf(f, " %-12.10f", res->mt.fidelity);
+    fprintf(f, " ");
+    for (unsigned i = 0; i < _QT_WARN_COUNT; i++)
+        if (res->warnings & (1u << i))
+            fprintf(f, " %s", qt_warning_name(i));
+    fprintf(f, "\n");
+}
+
+static bool to_stdout_table(const struct qctl_out *o)
+{
+    return !o->rc->outdir && !o->rc->json;
+}
+
+int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_global *g,
+                  size_t n, size_t start)
+{
+    struct qctl_out *o = calloc(1, sizeof(*o));
+
+    *ret = NULL;
+    /* --live writes each sample as it comes (they come in order): no reorder buffer. */
+    size_t nslots = rc->live ? 1 : n - start + 1;
+
+    if (!o || !(o->slot = calloc(nslots, sizeof(char *))) ||
+        !(o->slot_len = calloc(nslots, sizeof(size_t)))) {
+        qctl_err("out of memory");
+        qctl_out_free(o);
+        return QCTL_EXIT_FAILED;
+    }
+    o->rc = rc;
+    o->g = g;
+    o->n = n;
+    o->start = o->next = start;
+    o->slowest = SIZE_MAX;
+    qt_jw_init(&o->jw);
+    o->t0 = o->last_draw = now_ms();
+    qctl_iso_now(o->started);
+    if (rc->outdir) {
+        char path[4096];
+        int fd;
+
+        (void)snprintf(path, sizeof(path), "%s/records.jsonl", rc->outdir);
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (start ? 0 : O_TRUNC), 0644);
+        if (fd < 0 || !(o->records = fdopen(fd, "a"))) {
+            qctl_err("cannot write '%s': %s", path, strerror(errno));
+            if (fd >= 0)
+                (void)close(fd);
+            qctl_out_free(o);
+            return QCTL_EXIT_FAILED;
+        }
+    }
+    o->bar = g->verbosity >= 0 && isatty(STDERR_FILENO) && (rc->outdir || !isatty(STDOUT_FILENO));
+    if (to_stdout_table(o))
+        print_table_header(stdout, rc);
+    *ret = o;
+    return 0;
+}
+
+static void draw_bar(struct qctl_out *o, bool final)
+{
+    int64_t t = now_ms();
+    size_t total = o->n - o->start, done = o->received;
+    double el = (double)(t - o->t0) / 1e3, rate = el > 0 ? (double)done / el : 0.0;
+    int width = 30, fill = total ? (int)((double)width * (double)done / (double)total) : width;
+    char eta[32] = "--:--";
+
+    if (!o->bar || (!final && t - o->last_draw < 200))
+        return;
+    o->last_draw = t;
+    if (rate > 0 && done < total) {
+        long s = (long)((double)(total - done) / rate);
+
+        (void)snprintf(eta, sizeof(eta), "%ld:%02ld", s / 60, s % 60);
+    }
+    fprintf(stderr, "\r[%.*s%*s] %zu/%zu  %.1f samples/s  ETA %s ", fill,
+            "##############################", width - fill, "", done, total, rate, eta);
+    if (final)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+void qctl_out_progress(struct qctl_out *o, uint64_t done, uint64_t total)
+{
+    (void)total;
+    if (done > o->received)
+        o->received = (size_t)done;
+    draw_bar(o, false);
+}
+
+static int write_out(struct qctl_out *o, const char *s, size_t len)
+{
+    FILE *f = o->records ? o->records : stdout;
+
+    if (fwrite(s, 1, len, f) != len) {
+        if (!o->write_err) {
+            o->write_err = -errno ? -errno : -EIO;
+            qctl_err("cannot write records: %s", strerror(-o->write_err));
+        }
+        return o->write_err;
+    }
+    return 0;
+}
+
+static int flush_ready(struct qctl_out *o)
+{
+    bool any = false;
+
+    while (o->next < o->n && o->slot[o->next - o->start]) {
+        size_t k = o->next - o->start;
+        int r = write_out(o, o->slot[k], o->slot_len[k]);
+
+        free(o->slot[k]);
+        o->slot[k] = NULL;
+        o->next++;
+        any = true;
+        if (r < 0)
+            return r;
+    }
+    /* One flush per run of samples: a line is either whole in the file or absent on resume. */
+    if (any && fflush(o->records ? o->records : stdout) != 0 && !o->write_err) {
+        o->write_err = -errno;
+        qctl_err("cannot write records: %s", strerror(errno));
+    }
+    return o->write_err;
+}
+
+int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
+                    size_t n_res, double ms)
+{
+    struct recon *rc = o->rc;
+    struct qt_record_meta meta = {sample, rc->first + sample + 1, rc->design_name,
+                                  rc->design_id[0] ? rc->design_id : NULL};
+    char *buf = NULL;
+    size_t len = 0;
+    bool failed = false;
+    FILE *f;
+
+    if (rc->live) {
+        meta.column = sample + 1; /* the input line */
+    } else if (sample < o->start || sample >= o->n || o->slot[sample - o->start]) {
+        return 0; /* not ours, or a duplicate: never written twice */
+    }
+    f = open_memstream(&buf, &len);
+    if (!f) {
+        qctl_err("out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n_res; i++) {
+        const struct qt_result *r = res[i];
+        int m = (int)r->method;
+
+        failed |= r->err != 0;
+        if (r->err) {
+            o->rec_failed[m]++;
+        } else {
+            o->rec_ok[m]++;
+            o->purity_sum[m] += r->mt.purity;
+        }
+        if (to_stdout_table(o)) {
+            print_row(f, rc, &meta, r);
+        } else {
+            qt_jw_reset(&o->jw);
+            qt_record_json(&o->jw, &meta, r);
+            if (o->jw.err == 0) {
+                fwrite(o->jw.buf, 1, o->jw.len, f);
+                fputc('\n', f);
+            }
+        }
+    }
+    if (fclose(f) != 0 || !buf) {
+        free(buf);
+        qctl_err("out of memory");
+        return -ENOMEM;
+    }
+    if (failed)
+        o->samples_failed++;
+    else
+        o->samples_ok++;
+    if (ms > o->slowest_ms) {
+        o->slowest_ms = ms;
+        o->slowest = sample;
+    }
+    o->received++;
+    if (rc->live) {
+        int r = write_out(o, buf, len);
+
+        free(buf);
+        if (r == 0 && fflush(stdout) != 0)
+            r = -errno;
+        return r;
+    }
+    o->slot[sample - o->start] = buf;
+    o->slot_len[sample - o->start] = len;
+    draw_bar(o, false);
+    return flush_ready(o);
+}
+
+static void write_run_json(struct qctl_out *o, bool complete, double elapsed_ms)
+{
+    struct recon *rc = o->rc;
+    struct qt_jw *w = &o->jw;
+    char ended[40], *opts = qctl_options_json(rc);
+
+    qctl_iso_now(ended);
+    qt_jw_reset(w);
+    qt_jw_obj_begin(w);
+    qt_jw_key(w, "input");
+    qt_jw_str(w, rc->file);
+    qt_jw_key(w, "input_sha256");
+    qt_jw_str(w, rc->input_sha256);
+    qt_jw_key(w, "mode");
+    qt_jw_str(w, rc->local ? "local" : "daemon");
+    qt_jw_key(w, "versions");
+    qt_jw_obj_begin(w);
+    qt_jw_key(w, "qtomoctl");
+    qt_jw_str(w, QTOMO_VERSION);
+    if (!rc->local) {
+        qt_jw_key(w, "server");
+        qt_jw_str(w, rc->server);
+    }
+    qt_jw_obj_end(w);
+    qt_jw_key(w, "started");
+    qt_jw_str(w, o->started);
+    qt_jw_key(w, "finished");
+    qt_jw_str(w, ended);
+    qt_jw_key(w, "complete");
+    qt_jw_bool(w, complete);
+    qt_jw_key(w, "resumed_at_sample");
+    qt_jw_int(w, (int64_t)o->start);
+    qt_jw_key(w, "counts");
+    qt_jw_obj_begin(w);
+    qt_jw_key(w, "samples");
+    qt_jw_int(w, (int64_t)o->n);
+    qt_jw_key(w, "samples_this_run");
+    qt_jw_int(w, (int64_t)(o->samples_ok + o->samples_failed));
+    qt_jw_key(w, "samples_ok");
+    qt_jw_int(w, (int64_t)o->samples_ok);
+    qt_jw_key(w, "samples_failed");
+    qt_jw_int(w, (int64_t)o->samples_failed);
+    qt_jw_obj_end(w);
+    qt_jw_key(w, "elapsed_ms");
+    qt_jw_num(w, elapsed_ms);
+    qt_jw_key(w, "methods");
+    qt_jw_obj_begin(w);
+    for (int m = 0; m < _QT_METHOD_MAX; m++) {
+        if (!rc->methods[m])
+            continue;
+        qt_jw_key(w, qt_method_name((enum qt_method)m));
+        qt_jw_obj_begin(w);
+        qt_jw_key(w, "ok");
+        qt_jw_int(w, (int64_t)o->rec_ok[m]);
+        qt_jw_key(w, "failed");
+        qt_jw_int(w, (int64_t)o->rec_failed[m]);
+        qt_jw_key(w, "mean_purity");
+        if (o->rec_ok[m])
+            qt_jw_num(w, o->purity_sum[m] / (double)o->rec_ok[m]);
+        else
+            qt_jw_null(w);
+        qt_jw_obj_end(w);
+    }
+    qt_jw_obj_end(w);
+    qt_jw_obj_end(w);
+    if (w->err == 0 && opts) {
+        /* Splice the options object in before the closing brace. */
+        size_t l = w->len - 1, ol = strlen(opts);
+        char *doc = malloc(l + ol + 16);
+
+        if (doc) {
+            int n = snprintf(doc, l + ol + 16, "%.*s,\"options\":%s}\n", (int)l, w->buf, opts);
+
+            if (qctl_write_atomic(rc->outdir, "run.json", doc, (size_t)n) < 0)
+                o->write_err = -EIO;
+            free(doc);
+        }
+    }
+    free(opts);
+}
+
+int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
+{
+    struct recon *rc = o->rc;
+    size_t fails = 0, oks = 0, done = o->samples_ok + o->samples_failed;
+    bool summary;
+
+    if (o->bar && done)
+        draw_bar(o, true);
+    if (o->records) {
+        if (fflush(o->records) != 0 || fsync(fileno(o->records)) != 0) {
+            qctl_err("cannot write records: %s", strerror(errno));
+            o->write_err = -errno;
+        }
+        if (qctl_write_summary(rc->outdir) < 0)
+            o->write_err = -EIO;
+        write_run_json(o, complete, elapsed_ms);
+    }
+    for (int m = 0; m < _QT_METHOD_MAX; m++) {
+        fails += o->rec_failed[m];
+        oks += o->rec_ok[m];
+    }
+    summary = o->g->verbosity >= 0 && (rc->outdir || isatty(STDERR_FILENO) || o->g->verbosity > 0);
+    if (summary) {
+        fprintf(stderr, "%zu sample(s)%s: %zu ok, %zu failed, in %.2f s\n", done,
+                o->start ? " (resumed)" : "", o->samples_ok, o->samples_failed,
+                elapsed_ms / 1e3);
+        for (int m = 0; m < _QT_METHOD_MAX; m++) {
+            if (!rc->methods[m])
+                continue;
+            fprintf(stderr, "  %-7s mean purity ", qt_method_name((enum qt_method)m));
+            if (o->rec_ok[m])
+                fprintf(stderr, "%.6f", o->purity_sum[m] / (double)o->rec_ok[m]);
+            else
+                fprintf(stderr, "-");
+            fprintf(stderr, "  (%zu ok, %zu failed)\n", o->rec_ok[m], o->rec_failed[m]);
+        }
+        if (o->slowest != SIZE_MAX)
+            fprintf(stderr, "  slowest sample: %zu (column %zu), %.1f ms\n", o->slowest,
+                    rc->first + o->slowest + 1, o->slowest_ms);
+        if (rc->outdir)
+            fprintf(stderr, "  output: %s/records.jsonl, %s/summary.csv, %s/run.json\n",
+                    rc->outdir, rc->outdir, rc->outdir);
+    }
+    if (!complete && rc->outdir)
+        qctl_err("interrupted after %zu of %zu samples; run again with --resume to finish",
+                 o->next, o->n);
+    if (o->write_err)
+        return QCTL_EXIT_FAILED;
+    if (fails) {
+        qctl_err("%zu of %zu records failed", fails, fails + oks);
+        return QCTL_EXIT_FAILED;
+    }
+    return complete ? QCTL_EXIT_OK : QCTL_EXIT_FAILED;
+}
+
+void qctl_out_free(struct qctl_out *o)
+{
+    if (!o)
+        return;
+    if (o->records)
+        (void)fclose(o->records);
+    if (o->slot && !o->rc->live)
+        for (size_t i = 0; i < o->n - o->start; i++)
+            free(o->slot[i]);
+    free(o->slot);
+    free(o->slot_len);
+    qt_jw_done(&o->jw);
+    free(o);
+}
