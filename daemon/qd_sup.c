@@ -153,6 +153,7 @@ struct sup {
 static void dispatch(struct sup *s);
 static void conn_close(struct conn *c);
 static void worker_spawn(struct sup *s);
+static void stop_now(struct sup *s);
 
 static uint64_t now_ms(struct sup *s)
 {
@@ -301,6 +302,8 @@ static void notify_status(struct sup *s)
     unsigned idle = 0, busy = 0, all = 0;
     char line[256];
 
+    if (s->exit_code)
+        return; /* stopping on an error: its STATUS= stays */
     for (struct worker *w = s->workers; w; w = w->next) {
         if (w->state == W_EXITING || w->state == W_RETIRING)
             continue;
@@ -813,8 +816,8 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
             qd_err("%d workers failed during start-up within %d s: giving up (crash loop)",
                    CRASHLOOP_N, CRASHLOOP_WINDOW / 1000);
             s->exit_code = QD_EXIT_CRASHLOOP;
+            s->draining = true; /* refuse new connections and requests while it stops */
             (void)sd_notifyf(0, "ERRNO=%d\nSTATUS=workers crash during start-up", EIO);
-            uv_stop(s->loop);
         }
     } else if (w->cur) {
         s->tot.crashes += !w->timed_out;
@@ -831,6 +834,8 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
     }
     worker_chunk_end(w, true, term_signal);
     worker_remove(w);
+    if (s->exit_code) /* crash loop: end the requests, stop the other workers, then the loop */
+        stop_now(s);
     if (!s->stopping && !s->exit_code && live_workers(s) < s->conf.workers)
         worker_spawn(s);
     if (s->stopping && !s->workers)
@@ -2072,6 +2077,10 @@ int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, cha
         (void)unlink(s.conf.socket);
     uv_walk(s.loop, walk_close, NULL);
     uv_run(s.loop, UV_RUN_DEFAULT);
+    /* Work still queued (stop_now ended its requests): free it with its jobs. */
+    for (struct chunk *ch;
+         (ch = chunk_pop(&s.iq_head, &s.iq_tail)) || (ch = chunk_pop(&s.rq_head, &s.rq_tail));)
+        chunk_done(&s, ch);
     (void)uv_loop_close(s.loop);
     qt_cache_close(s.cache);
     qd_notice("stopped");

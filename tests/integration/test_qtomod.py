@@ -34,6 +34,74 @@ def read_columns(path):
     return [list(c) for c in zip(*rows)]
 
 
+# A custom design for design.put: the six Pauli eigenstates of a qubit as kets, in the order
+# |0>, |1>, |+>, |->, |+i>, |-i> (one group per Pauli basis).
+_H = 0.7071067811865476
+PAULI6 = {"name": "pauli6", "dim": 2,
+          "vectors": {"re": [[1, 0], [0, 1], [_H, _H], [_H, -_H], [_H, 0], [_H, 0]],
+                      "im": [[0, 0], [0, 0], [0, 0], [0, 0], [0, _H], [0, -_H]]},
+          "groups": [0, 0, 1, 1, 2, 2]}
+
+
+def pauli6_columns():
+    """Counts of 1000 shots per basis for a handful of states (Bloch vectors inside, on and
+    outside the ball), plus one sample whose Z group sums to zero (a per-sample error)."""
+    cols = []
+    for k in range(10):
+        x, y, z = 0.9 * ((k % 3) - 1) / 1.5, 0.3 * ((k % 4) - 1.5), 0.95 - 0.19 * k
+        col = []
+        for r in (z, x, y):
+            n = round(1000 * (1 + r) / 2)
+            col += [float(n), float(1000 - n)]
+        cols.append(col)
+    cols.append([0.0, 0.0, 500.0, 500.0, 500.0, 500.0])
+    return cols
+
+
+def write_csv(path, cols):
+    """Writes samples in the origin's layout: rows = outcomes, columns = samples."""
+    with open(path, "w") as f:
+        for row in zip(*cols):
+            f.write(",".join(repr(v) for v in row) + "\n")
+
+
+def local_records(*args):
+    out = subprocess.run([QTOMOCTL, "reconstruct"] + list(args) + ["--local", "--json"],
+                         capture_output=True, text=True)
+    recs = [json.loads(line) for line in out.stdout.splitlines()]
+    if not recs:
+        raise AssertionError("qtomoctl --local gave nothing: " + out.stderr)
+    return recs
+
+
+def live_pids(stats):
+    return {w["pid"] for w in stats["workers"] if w["state"] in ("idle", "busy", "starting")}
+
+
+def idle_pool(client, n):
+    """True when the pool is exactly n idle workers (no chunk ending, none starting or
+    exiting)."""
+    return [w["state"] for w in client.stats()["workers"]] == ["idle"] * n
+
+
+def process_gone(pid):
+    """True when pid no longer runs (gone, or a zombie nobody has reaped yet)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(pred, timeout=20, step=0.02):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
 class Notify:
     """A fake systemd NOTIFY_SOCKET: collects datagrams."""
 
@@ -42,7 +110,10 @@ class Notify:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
         self.sock.settimeout(0.2)
+        # The kernel attaches the sender's credentials: which process sent each datagram.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.msgs = []
+        self.stamps = []  # (monotonic arrival time, sender pid, text)
         self.stop = False
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
@@ -50,11 +121,17 @@ class Notify:
     def run(self):
         while not self.stop:
             try:
-                self.msgs.append(self.sock.recv(4096).decode())
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
             except socket.timeout:
-                pass
+                continue
             except OSError:
                 return
+            t, pid = time.monotonic(), None
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
+            self.stamps.append((t, pid, data.decode()))
+            self.msgs.append(data.decode())
 
     def wait_for(self, text, timeout=20):
         end = time.time() + timeout
@@ -71,7 +148,7 @@ class Notify:
 
 
 class Daemon:
-    def __init__(self, *args, workers=2, env=None, activate=False):
+    def __init__(self, *args, workers=2, env=None, activate=False, watchdog_usec=None):
         self.dir = tempfile.mkdtemp(prefix="qtomod-test-")
         self.sock = os.path.join(self.dir, "qtomod.sock")
         self.notify = Notify(os.path.join(self.dir, "notify.sock"))
@@ -85,6 +162,12 @@ class Daemon:
                    "-E", "NOTIFY_SOCKET"] + cmd
         else:
             cmd += ["--socket", self.sock]
+        if watchdog_usec:
+            # As systemd does: WATCHDOG_PID names the service's main process. The shell's pid
+            # is qtomod's after exec, so self.proc.pid is the daemon's pid.
+            e["WATCHDOG_USEC"] = str(watchdog_usec)
+            cmd = ["/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"',
+                   "qtomod"] + cmd
         self.log = open(os.path.join(self.dir, "log"), "w+")
         self.proc = subprocess.Popen(cmd, env=e, stderr=self.log, stdout=self.log)
         if activate:
@@ -414,6 +497,260 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(st["inflight"], 0)
         self.assertIn("not reading its results", d.logtext())
         s.close()
+        self.assertEqual(d.stop(), 0)
+
+    def test_watchdog_cadence(self):
+        # WATCHDOG_USEC = 400 ms: the loop must ping at half of it, idle and under a batch.
+        usec = 400000
+        half = usec / 2e6
+        d = self.start("--chunk", "1", watchdog_usec=usec)
+
+        def pings(t0, t1):
+            return [(t, pid) for t, pid, m in list(d.notify.stamps)
+                    if "WATCHDOG=1" in m.split("\n") and t0 <= t < t1]
+
+        def check(window, what):
+            times = [t for t, _ in window]
+            gaps = sorted(b - a for a, b in zip(times, times[1:]))
+            info = (what, len(times), [round(g, 3) for g in gaps])
+            # 2 s at 200 ms nominal is 10; the whole interval (400 ms) would give 5.
+            self.assertGreaterEqual(len(times), 6, info)
+            self.assertLessEqual(len(times), 14, info)
+            self.assertGreaterEqual(gaps[len(gaps) // 2], 0.6 * half, info)
+            self.assertLessEqual(gaps[len(gaps) // 2], 1.5 * half, info)
+            # systemd would kill the service after a gap of the whole interval.
+            self.assertLess(gaps[-1], usec / 1e6, info)
+            # From the supervisor (the pid WATCHDOG_PID names), never from a worker.
+            self.assertEqual({pid for _, pid in window}, {d.proc.pid}, info)
+
+        with d.client() as c:
+            for w in c.stats()["workers"]:  # systemd's variables are the supervisor's alone
+                with open("/proc/%d/environ" % w["pid"], "rb") as f:
+                    env = f.read().split(b"\0")
+                self.assertFalse([v for v in env if v.startswith((b"WATCHDOG_", b"NOTIFY_"))])
+        t0 = time.monotonic()
+        time.sleep(2.0)  # the measurement window, idle
+        check(pings(t0, t0 + 2.0), "idle")
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 500
+        with d.client() as c:
+            it = c.submit(cols, design="nopovm", methods=("linear", "mle", "rhor"))
+            rid = c.last_request_id
+            next(it)
+            t1, n = time.monotonic(), 1
+            for _ in it:
+                n += 1
+                if time.monotonic() >= t1 + 2.0:
+                    break
+            self.assertLess(n, len(cols), "the batch ended before the window did")
+            check(pings(t1, t1 + 2.0), "during a batch")
+            self.assertTrue(c.cancel(rid)["found"])
+            with self.assertRaises(q.QtomoError) as e:
+                for _ in it:
+                    pass
+            self.assertEqual(e.exception.code, -32800)
+        self.assertEqual(d.stop(), 0)
+
+    def test_crash_loop_exits_3(self):
+        # Workers that cannot start: the cache directory is replaced by a file after start-up
+        # (as when it is removed or its file system goes away). The supervisor keeps its open
+        # directory; every new worker fails in qt_cache_open before saying ready.
+        d = self.start()
+        with d.client() as c:
+            pids = sorted(live_pids(c.stats()))
+        self.assertEqual(len(pids), 2)
+        cache = os.path.join(d.dir, "cache")
+        os.rename(cache, cache + ".moved")
+        with open(cache, "w") as f:
+            f.write("not a directory\n")
+        os.kill(pids[0], signal.SIGKILL)  # its replacement, and the next ones, fail
+        rc = d.proc.wait(25)
+        log = d.logtext()
+        self.assertEqual(rc, 3, log)
+        self.assertIn("5 workers failed during start-up within 30 s: giving up (crash loop)", log)
+        self.assertEqual(log.count("failed during start-up (status 2, signal 0)"), 5, log)
+        self.assertIn("Not a directory", log)  # the workers' own reason
+        self.assertTrue(d.notify.wait_for("STATUS=workers crash during start-up", 5),
+                        d.notify.msgs)
+        self.assertTrue(any("ERRNO=" in m for m in d.notify.msgs), d.notify.msgs)
+        status = [m for m in d.notify.msgs if "STATUS=" in m]
+        self.assertIn("STATUS=workers crash during start-up", status[-1], status)  # stays
+        # The surviving worker goes with the supervisor (channel EOF / parent-death signal).
+        self.assertTrue(wait_until(lambda: process_gone(pids[1]), 10))
+        self.assertEqual(d.stop(), 3)
+
+    @unittest.skipUnless(HOOKS, "qtomod built without test hooks")
+    def test_crash_loop_ends_requests(self):
+        # The crash loop with clients waiting: one worker, hung on a sample (busy), a
+        # reconstruct queued behind it; the cache directory breaks and the worker is killed.
+        # Its replacements fail; the daemon exits 3 and both requests get shutting_down.
+        d = self.start(workers=1)
+        good = [0.5, 0.5, 1.0, 0.0, 0.5, 0.5]
+        c1, c2 = d.client(), d.client()
+        self.addCleanup(c1.close)
+        self.addCleanup(c2.close)
+        it = c1.submit([[HOOK_HANG] + good[1:], good], design="mub", methods=("linear",))
+        self.assertTrue(wait_until(lambda: [w["state"] for w in c2.stats()["workers"]] ==
+                                   ["busy"]))
+        pid = c2.stats()["workers"][0]["pid"]
+        errs = []
+
+        def rec():
+            try:
+                c2.reconstruct(good, design="mub", methods=("linear",))
+            except Exception as e:  # noqa: BLE001 (anything but shutting_down fails below)
+                errs.append(e)
+
+        t = threading.Thread(target=rec, daemon=True)
+        with d.client() as c3:
+            t.start()
+            self.assertTrue(wait_until(lambda: c3.status()["queue"]["interactive"] == 1))
+        cache = os.path.join(d.dir, "cache")
+        os.rename(cache, cache + ".moved")
+        with open(cache, "w") as f:
+            f.write("not a directory\n")
+        os.kill(pid, signal.SIGKILL)
+        with self.assertRaises(q.QtomoError) as e:
+            for _ in it:
+                pass
+        self.assertEqual(e.exception.code, q.SHUTTING_DOWN)
+        self.assertEqual(e.exception.data["n_ok"] + e.exception.data["n_cancelled"], 2)
+        t.join(20)
+        self.assertEqual([getattr(x, "code", repr(x)) for x in errs], [q.SHUTTING_DOWN])
+        rc = d.proc.wait(25)
+        self.assertEqual(rc, 3, d.logtext())
+        self.assertIn("giving up (crash loop)", d.logtext())
+        self.assertEqual(d.stop(), 3)
+
+    def test_recycle_by_item_count(self):
+        d = self.start("--worker-max-jobs", "10", "--chunk", "1")
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 15
+        with d.client() as c:
+            before = live_pids(c.stats())
+            self.assertEqual(len(before), 2)
+            seen = []
+            for idx, res in c.submit(cols, design="nopovm", methods=("linear", "mle")):
+                seen.append(idx)
+                self.assertEqual([r["status"] for r in res], ["ok", "ok"], idx)
+            self.assertEqual(sorted(seen), list(range(len(cols))))  # exactly one each
+            self.assertEqual(c.last_totals["n_ok"], len(cols))
+            # The last results may reach us before their worker's end of chunk reaches the
+            # supervisor (which is when it recycles): wait until the pool has settled.
+            self.assertTrue(wait_until(lambda: idle_pool(c, 2)), c.stats())
+            st = c.stats()
+            # 60 samples, 10 or 11 per worker life: the two lives still running hold at most
+            # 10 each, so at least 40 samples were done by recycled workers.
+            self.assertGreaterEqual(st["totals"]["recycled"], 4, st)
+            self.assertLessEqual(st["totals"]["recycled"], 6, st)
+            self.assertEqual(st["totals"]["crashes"], 0)
+            self.assertFalse(before & live_pids(st), (before, st["workers"]))
+            self.assertTrue(all(w["jobs"] < 11 for w in st["workers"]), st["workers"])
+            r = c.reconstruct(cols[0], design="nopovm", methods=("linear",))
+            self.assertEqual(r["results"][0]["status"], "ok")
+            self.assertNotIn(r["worker"], before)  # computed by a replacement
+            self.assertTrue(wait_until(lambda: idle_pool(c, 2)), c.stats())
+            st = c.stats()  # that sample may have recycled its worker too
+        log = d.logtext()
+        counts = [int(line.split(" recycled after ")[1].split()[0])
+                  for line in log.splitlines() if " recycled after " in line]
+        self.assertEqual(len(counts), st["totals"]["recycled"], log)
+        self.assertTrue(all(10 <= n <= 11 for n in counts), counts)  # + up to 10 % jitter
+        self.assertEqual(d.stop(), 0)
+
+    def test_recycle_by_rss(self):
+        # 1 MiB: every worker is above it, so each one is recycled after each chunk.
+        d = self.start("--worker-max-rss-mb", "1", "--chunk", "4")
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 6
+        with d.client() as c:
+            st = c.stats()
+            before = live_pids(st)
+            self.assertTrue(all(w["rss_kb"] > 1024 for w in st["workers"]), st["workers"])
+            seen = []
+            for idx, res in c.submit(cols, design="nopovm", methods=("linear", "mle")):
+                seen.append(idx)
+                self.assertEqual([r["status"] for r in res], ["ok", "ok"], idx)
+            self.assertEqual(sorted(seen), list(range(len(cols))))  # exactly one each
+            self.assertEqual(c.last_totals["n_ok"], len(cols))
+            self.assertTrue(wait_until(lambda: idle_pool(c, 2)), c.stats())  # see above
+            st = c.stats()
+            self.assertEqual(st["totals"]["recycled"], len(cols) // 4, st)  # one per chunk
+            self.assertEqual(st["totals"]["crashes"], 0)
+            self.assertFalse(before & live_pids(st), (before, st["workers"]))
+            r = c.reconstruct(cols[0], design="nopovm", methods=("linear", "mle"))
+            self.assertEqual([x["status"] for x in r["results"]], ["ok", "ok"])
+            self.assertEqual(c.status()["n_workers"], 2)
+        self.assertIsNone(d.proc.poll())
+        self.assertNotIn("crash loop", d.logtext())
+        self.assertEqual(d.stop(), 0)
+
+    def test_design_put_custom(self):
+        d = self.start("--chunk", "3")
+        text = json.dumps(PAULI6)
+        dpath, cpath = os.path.join(d.dir, "pauli6.json"), os.path.join(d.dir, "pauli6.csv")
+        with open(dpath, "w") as f:
+            f.write(text)
+        cols = pauli6_columns()
+        write_csv(cpath, cols)
+        recs = local_records(cpath, "--design", "custom", "--design-file", dpath,
+                             "--method", "linear,mle")
+        self.assertEqual(len(recs), 2 * len(cols))
+        self.assertEqual(recs[-1]["status"], "error")  # the zero group
+        methods = ["linear", "mle"]
+
+        def same(r, res):
+            self.assertEqual(res["status"], r["status"], r)
+            if r["status"] != "ok":
+                self.assertEqual(res["error"]["code"], r["error"]["code"])
+                return
+            for i, row in enumerate(r["rho"]["re"]):  # bit for bit, as --local
+                for j, re in enumerate(row):
+                    z = res["rho"][i][j]
+                    self.assertEqual((z.real, z.imag), (re, r["rho"]["im"][i][j]),
+                                     (r["sample"], r["method"], i, j))
+            for k, v in r["metrics"].items():
+                self.assertEqual(res["metrics"][k], v, (r["sample"], r["method"], k))
+
+        with d.client() as c:
+            did = c.design_put(text)
+            self.assertRegex(did, r"^custom-[0-9a-f]{32}$")
+            self.assertEqual(did, recs[0]["design_id"])  # the same content id as --local
+            self.assertEqual(c.design_put(text), did)
+            got = dict(c.submit(cols, design="custom", design_id=did, methods=methods))
+            self.assertEqual(sorted(got), list(range(len(cols))))
+            self.assertEqual(c.last_totals["n_err"], 1)
+            for r in recs:
+                same(r, got[r["sample"]][methods.index(r["method"])])
+            r = c.reconstruct(cols[3], design="custom", design_id=did, methods=methods)
+            for k in range(len(methods)):
+                same(recs[2 * 3 + k], r["results"][k])
+            # An id nobody uploaded: not found, and the message says what to do.
+            for call in (lambda i: c.reconstruct(cols[0], design="custom", design_id=i),
+                         lambda i: list(c.submit(cols, design="custom", design_id=i))):
+                with self.assertRaises(q.QtomoError) as e:
+                    call("custom-" + "0" * 32)
+                self.assertEqual(e.exception.code, q.NOT_FOUND)
+                self.assertIn("design.put", e.exception.message)
+            with self.assertRaises(q.QtomoError) as e:
+                c.reconstruct(cols[0], design="custom")
+            self.assertEqual(e.exception.code, q.INVALID_PARAMS)
+            self.assertIn("design_id", e.exception.message)
+            # Invalid design texts: -32602 naming the problem; the daemon goes on.
+            for bad, what in (
+                    ('{"dim":2,"vectors":{"re":[[1,0],[0,1,2],[1,1],[1,-1]]}}', "row 1"),
+                    ('{"dim":2,"vectors":{"re":[[1,0],[0,1],[1,0],[0,1]]}}',
+                     "not informationally complete"),
+                    ('{"dim":2,', "invalid JSON"),
+                    ('{"dim":2,"vectors":{"re":[[1,0],[0,1]]},"colour":1}', "colour")):
+                with self.assertRaises(q.QtomoError) as e:
+                    c.design_put(bad)
+                self.assertEqual(e.exception.code, q.INVALID_PARAMS, bad)
+                self.assertIn(what, e.exception.message, bad)
+            r = c.reconstruct(cols[3], design="custom", design_id=did, methods=methods)
+            same(recs[2 * 3], r["results"][0])
+            st = c.stats()
+            self.assertEqual(st["n_workers"], 2)
+            self.assertEqual(st["totals"]["crashes"], 0)
+            self.assertEqual(st["inflight"], 0)
+            self.assertIn(did + "-d2.qtpc", [e["name"] for e in c.cache_list()["entries"]])
         self.assertEqual(d.stop(), 0)
 
 
