@@ -22,6 +22,8 @@ enum { QD_EXIT_OK = 0, QD_EXIT_FAILURE = 1, QD_EXIT_INIT = 2, QD_EXIT_CRASHLOOP 
 #endif
 
 int qd_worker_main(const struct qd_conf *conf);
+/* Prints qtomod(8) ("8") or qtomod.conf(5) ("5") as roff; -1 for another section. */
+int qd_gen_man(const char *section);
 int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, char **argv);
 /* Defaults, then the file (path, or the default path when it exists), then argv's --key VALUE
  * overrides, then the machine-dependent defaults. */

@@ -211,3 +211,39 @@ void qd_conf_help(FILE *out)
         fputc('\n', out);
     }
 }
+
+/* Roff-escapes text for a man page. */
+static void roff(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\e", out);
+        else if (*s == '-')
+            fputs("\\-", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+void qd_conf_man(FILE *out, bool cmdline)
+{
+    for (size_t i = 0; i < N_DESCS; i++) {
+        fputs(".TP\n\\fB", out);
+        if (cmdline)
+            fputs("\\-\\-", out);
+        roff(out, descs[i].key);
+        fputs(cmdline ? "\\fR \\fI" : "\\fR = \\fI", out);
+        fputs(descs[i].kind == K_S ? "TEXT" : descs[i].kind == K_O ? "MODE" : "N", out);
+        fputs("\\fR\n", out);
+        roff(out, descs[i].help);
+        fputc('.', out);
+        if (descs[i].def[0]) {
+            fputs(" Default: ", out);
+            roff(out, descs[i].def);
+            fputs(".", out);
+        }
+        if (descs[i].kind == K_U)
+            fprintf(out, " Range: %lu to %lu.", descs[i].lo, descs[i].hi);
+        fputc('\n', out);
+    }
+}

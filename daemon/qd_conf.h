@@ -68,5 +68,7 @@ QT_NODISCARD int qd_conf_load(struct qd_conf *c, const char *path, char *err, si
 QT_NODISCARD int qd_conf_finish(struct qd_conf *c, char *err, size_t errlen);
 void qd_conf_dump(const struct qd_conf *c, FILE *out);
 void qd_conf_help(FILE *out);
+/* The options as roff .TP entries: "--key VALUE" (cmdline) or "key = VALUE" (the file). */
+void qd_conf_man(FILE *out, bool cmdline);
 /* Option by key, for the command line; false when unknown. */
 bool qd_conf_known(const char *key);

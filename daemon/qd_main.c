@@ -94,6 +94,8 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (strcmp(argv[i], "--gen-man") == 0 && i + 1 < argc) /* for the build */
+            return qd_gen_man(argv[i + 1]) == 0 ? 0 : QD_EXIT_INIT;
         if (strcmp(argv[i], "--version") == 0) {
             printf("qtomod %s\n", QTOMO_VERSION);
             return 0;
