@@ -465,7 +465,7 @@ static void job_deliver(struct job *jb, size_t col, const void *results, size_t 
                                            worker_pid, s->conf.max_frame);
     else
         r = qp_pack_result_notify_raw(&w, jb->id, jb->j.first_index + col, results, len,
-                                      s->conf.max_frame);
+                                      compute_ms, s->conf.max_frame);
     if (r == QT_ETOOBIG) { /* SCHEMA Decisions 13: the sample still gets exactly one result */
         msgpack_sbuffer sb;
         msgpack_packer pk;
@@ -482,7 +482,7 @@ static void job_deliver(struct job *jb, size_t col, const void *results, size_t 
                 ? qp_pack_reconstruct_result_raw(&w, jb->id, sb.data, sb.size, queue_ms,
                                                  compute_ms, worker_pid, s->conf.max_frame)
                 : qp_pack_result_notify_raw(&w, jb->id, jb->j.first_index + col, sb.data,
-                                            sb.size, s->conf.max_frame);
+                                            sb.size, compute_ms, s->conf.max_frame);
         msgpack_sbuffer_destroy(&sb);
     }
     if (r == 0)

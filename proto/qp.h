@@ -232,8 +232,10 @@ void qp_pack_results(msgpack_packer *pk, const struct qt_result *const *res, siz
 
 /* The same two messages with the results array given as already-encoded msgpack bytes (a
  * worker's output relayed by the supervisor without decoding it). */
+/* compute_ms < 0: not sent. */
 QT_NODISCARD int qp_pack_result_notify_raw(struct qp_writer *w, uint32_t request, uint64_t index,
-                                           const void *results, size_t len, uint32_t max_frame);
+                                           const void *results, size_t len, double compute_ms,
+                                           uint32_t max_frame);
 QT_NODISCARD int qp_pack_reconstruct_result_raw(struct qp_writer *w, uint32_t id,
                                                 const void *results, size_t len, double queue_ms,
                                                 double compute_ms, int32_t worker,

@@ -629,7 +629,7 @@ int qp_pack_result_notify(struct qp_writer *w, uint32_t request, size_t index,
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     qp_pack_results(&pk, res, n_res);
-    r = qp_pack_result_notify_raw(w, request, index, sb.data, sb.size, max_frame);
+    r = qp_pack_result_notify_raw(w, request, index, sb.data, sb.size, -1.0, max_frame);
     msgpack_sbuffer_destroy(&sb);
     return r;
 }

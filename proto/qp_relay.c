@@ -6,10 +6,15 @@
 #include "qp.h"
 
 int qp_pack_result_notify_raw(struct qp_writer *w, uint32_t request, uint64_t index,
-                              const void *results, size_t len, uint32_t max_frame)
+                              const void *results, size_t len, double compute_ms,
+                              uint32_t max_frame)
 {
     qp_begin_notification(w, QP_M_RESULT);
-    (void)msgpack_pack_map(&w->pk, 3);
+    (void)msgpack_pack_map(&w->pk, 3u + (compute_ms >= 0));
+    if (compute_ms >= 0) {
+        qp_pack_key(&w->pk, "compute_ms");
+        (void)msgpack_pack_double(&w->pk, compute_ms);
+    }
     qp_pack_key(&w->pk, "request");
     (void)msgpack_pack_uint32(&w->pk, request);
     qp_pack_key(&w->pk, "index");

@@ -579,7 +579,10 @@ static int on_result(void *userdata, const qtomo_sample *s)
             res[i] = &bc->empty[i];
         }
     }
-    if (qctl_out_sample(bc->out, sample, res, n, -1.0) < 0) {
+    double ms = -1.0;
+
+    qtomo_sample_timing(s, NULL, &ms);
+    if (qctl_out_sample(bc->out, sample, res, n, ms) < 0) {
         bc->err = -1;
         return 1; /* cannot write: stop */
     }

@@ -474,6 +474,9 @@ static int on_notification(struct submit *sb, struct qtomo_error *err)
     if (r < 0)
         return qtc_bad_result(c, err, "result", r, &dg);
     sb->s->index = index;
+    sb->s->queue_ms = 0.0;
+    if (qp_read_f64(qp_get(p, "compute_ms"), "compute_ms", &sb->s->compute_ms, &dg) < 0)
+        sb->s->compute_ms = -1.0; /* absent (another server) or unreadable: unknown */
     if (sb->cb->result(sb->cb->userdata, sb->s) != 0 && !sb->cancel)
         return send_cancels(sb, err);
     return 0;

@@ -133,7 +133,8 @@ const double complex *qtomo_sample_rho(const qtomo_sample *s, size_t i);
 int qtomo_sample_metric(const qtomo_sample *s, size_t i, const char *name, double *value);
 /* A vector metric ("eigenvalues", "bell_fidelities"); NULL when absent. */
 const double *qtomo_sample_vector(const qtomo_sample *s, size_t i, const char *name, size_t *n);
-/* Time the sample waited for a worker and computed (reconstruct only; 0 for submit). */
+/* Time the sample waited for a worker (reconstruct; 0 for submit) and its compute time
+ * (-1 when the server did not say). */
 void qtomo_sample_timing(const qtomo_sample *s, double *queue_ms, double *compute_ms);
 void qtomo_sample_free(qtomo_sample *s); /* NULL-safe; only for qtomo_reconstruct's results */
 
