@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/compiler.h"
 #include "io/qt_designfile.h"
 #include "io/qt_json.h"
 #include "qctl.h"
@@ -52,48 +53,47 @@ static void emit_json(struct qt_jw *w)
 
 /* ---- status, stats, workers ---- */
 
+static void kv_int(struct qt_jw *w, const char *key, uint64_t v)
+{
+    qt_jw_key(w, key);
+    qt_jw_int(w, (int64_t)v);
+}
+
 static void status_json(struct qt_jw *w, const struct qtomo_status *st, bool stats)
 {
+    const struct {
+        const char *key;
+        uint64_t v;
+    } common[] = {{"queue_interactive", st->queue_interactive},
+                  {"queue_batch", st->queue_batch},
+                  {"inflight", st->inflight},
+                  {"workers", st->n_workers},
+                  {"cache_files", st->cache_files},
+                  {"cache_bytes", st->cache_bytes},
+                  {"cache_budget", st->cache_budget}},
+      totals[] = {{"items", st->items},
+                  {"errors", st->errors},
+                  {"timeouts", st->timeouts},
+                  {"crashes", st->crashes},
+                  {"recycled", st->recycled}};
+
     qt_jw_obj_begin(w);
     qt_jw_key(w, "uptime_s");
     qt_jw_num(w, st->uptime_s);
-    qt_jw_key(w, "queue_interactive");
-    qt_jw_int(w, (int64_t)st->queue_interactive);
-    qt_jw_key(w, "queue_batch");
-    qt_jw_int(w, (int64_t)st->queue_batch);
-    qt_jw_key(w, "inflight");
-    qt_jw_int(w, (int64_t)st->inflight);
-    qt_jw_key(w, "workers");
-    qt_jw_int(w, (int64_t)st->n_workers);
-    qt_jw_key(w, "cache_files");
-    qt_jw_int(w, (int64_t)st->cache_files);
-    qt_jw_key(w, "cache_bytes");
-    qt_jw_int(w, (int64_t)st->cache_bytes);
-    qt_jw_key(w, "cache_budget");
-    qt_jw_int(w, (int64_t)st->cache_budget);
+    for (size_t i = 0; i < QT_ARRAY_SIZE(common); i++)
+        kv_int(w, common[i].key, common[i].v);
     if (stats) {
-        qt_jw_key(w, "items");
-        qt_jw_int(w, (int64_t)st->items);
-        qt_jw_key(w, "errors");
-        qt_jw_int(w, (int64_t)st->errors);
-        qt_jw_key(w, "timeouts");
-        qt_jw_int(w, (int64_t)st->timeouts);
-        qt_jw_key(w, "crashes");
-        qt_jw_int(w, (int64_t)st->crashes);
-        qt_jw_key(w, "recycled");
-        qt_jw_int(w, (int64_t)st->recycled);
+        for (size_t i = 0; i < QT_ARRAY_SIZE(totals); i++)
+            kv_int(w, totals[i].key, totals[i].v);
         qt_jw_key(w, "worker_detail");
         qt_jw_arr_begin(w);
         for (size_t i = 0; i < st->n_workers_info; i++) {
             qt_jw_obj_begin(w);
-            qt_jw_key(w, "pid");
-            qt_jw_int(w, st->workers[i].pid);
+            kv_int(w, "pid", st->workers[i].pid);
             qt_jw_key(w, "state");
             qt_jw_str(w, st->workers[i].state);
-            qt_jw_key(w, "jobs");
-            qt_jw_int(w, (int64_t)st->workers[i].jobs);
-            qt_jw_key(w, "rss_kb");
-            qt_jw_int(w, (int64_t)st->workers[i].rss_kb);
+            kv_int(w, "jobs", st->workers[i].jobs);
+            kv_int(w, "rss_kb", st->workers[i].rss_kb);
             qt_jw_obj_end(w);
         }
         qt_jw_arr_end(w);
@@ -289,16 +289,12 @@ static int cache_list(qtomo_conn *c, struct qctl_global *g)
             qt_jw_str(&w, e[i].id);
             qt_jw_key(&w, "design");
             qt_jw_str(&w, e[i].design);
-            qt_jw_key(&w, "d");
-            qt_jw_int(&w, (int64_t)e[i].d);
-            qt_jw_key(&w, "m");
-            qt_jw_int(&w, (int64_t)e[i].m);
-            qt_jw_key(&w, "bytes");
-            qt_jw_int(&w, (int64_t)e[i].bytes);
+            kv_int(&w, "d", e[i].d);
+            kv_int(&w, "m", e[i].m);
+            kv_int(&w, "bytes", e[i].bytes);
             qt_jw_key(&w, "last_use_ns");
             qt_jw_int(&w, e[i].last_use_ns);
-            qt_jw_key(&w, "mapped_by");
-            qt_jw_int(&w, e[i].mapped_by);
+            kv_int(&w, "mapped_by", e[i].mapped_by);
             qt_jw_obj_end(&w);
         }
         qt_jw_arr_end(&w);
@@ -329,8 +325,7 @@ static int cache_verify(qtomo_conn *c, struct qctl_global *g, const char *design
 
         qt_jw_init(&w);
         qt_jw_obj_begin(&w);
-        qt_jw_key(&w, "checked");
-        qt_jw_int(&w, (int64_t)checked);
+        kv_int(&w, "checked", checked);
         qt_jw_key(&w, "damaged");
         qt_jw_arr_begin(&w);
         for (size_t i = 0; i < n; i++) {
