@@ -674,66 +674,86 @@ static int live_fail(struct recon *rc, struct qctl_out *out, struct qt_result *t
             continue;
         qt_result_reset(&tmp[k], (enum qt_method)m);
         (void)qt_result_fail(&tmp[k], err, "%s", msg);
+        tmp[k].d = rc->d; /* 0 when the line did not tell */
         res[k] = &tmp[k];
         k++;
     }
     return qctl_out_sample(out, sample, res, k, -1.0);
 }
 
-/* One sample in process: the design for its length (built once per length). */
-static int live_local(struct recon *rc, struct qt_ws *ws, struct qt_design **des,
-                      const double *v, size_t m, struct qt_result *tmp, const struct qt_result **res,
-                      size_t *k, char *msg, size_t msglen)
+/* The design of a --live sample of m values: the run's, or inferred from m. Sets the record's
+ * design name. Returns 0 or QT_ESAMPLELEN with a message. */
+static int live_design(struct recon *rc, size_t m, int *kind, size_t *d, char *msg,
+                       size_t msglen)
 {
     struct qt_diag dg = {0};
-    size_t d = 0;
-    int kind = rc->kind, r;
 
-    if (!*des || (*des)->m != m) {
-        if (rc->des && rc->des->m == m) {
-            *des = rc->des;
-        } else if (rc->kind == QT_DESIGN_CUSTOM) {
+    if (rc->kind == QT_DESIGN_CUSTOM) {
+        if (m != rc->des->m) {
             (void)snprintf(msg, msglen, "the sample has %zu values, the custom design %zu", m,
                            rc->des->m);
             return QT_ESAMPLELEN;
-        } else {
-            r = qt_design_infer(kind, m, &kind, &d, &dg);
-            if (r >= 0 && rc->d && d != rc->d)
-                r = qt_diag_set(&dg, QT_ESAMPLELEN, 0, 0,
-                                "%zu values mean d = %zu, but --dim is %zu", m, d, rc->d);
-            if (r < 0) {
-                (void)snprintf(msg, msglen, "%s", dg.msg);
-                return QT_ESAMPLELEN;
-            }
-            if (*des != rc->des)
-                qt_design_free(*des);
-            *des = NULL;
-            r = qt_design_new((enum qt_design_kind)kind, d, des, &dg);
-            if (r < 0) {
-                (void)snprintf(msg, msglen, "%s", dg.msg[0] ? dg.msg : qt_strerror(r));
-                return r;
-            }
+        }
+        *kind = QT_DESIGN_CUSTOM;
+        *d = rc->des->d;
+        return 0;
+    }
+    if (qt_design_infer(rc->kind, m, kind, d, &dg) < 0) {
+        (void)snprintf(msg, msglen, "%s", dg.msg);
+        return QT_ESAMPLELEN;
+    }
+    if (rc->d && *d != rc->d) {
+        (void)snprintf(msg, msglen, "%zu values mean d = %zu, but the dimension is %zu", m, *d,
+                       rc->d);
+        return QT_ESAMPLELEN;
+    }
+    (void)snprintf(rc->design_name, sizeof(rc->design_name), "%s",
+                   qt_design_kind_name((enum qt_design_kind)*kind));
+    return 0;
+}
+
+/* One sample in process, through the same calls as a batch (the linear estimate of a batch of
+ * one), so the records equal the daemon's. The design is built once per (kind, d). */
+static int live_local(struct recon *rc, struct qt_ws *ws, struct qt_design **des, int kind,
+                      size_t d, const double *v, size_t m, struct qt_result *tmp,
+                      const struct qt_result **res, size_t *k, char *msg, size_t msglen)
+{
+    struct qt_diag dg = {0};
+    int r;
+
+    if (kind == QT_DESIGN_CUSTOM) {
+        *des = rc->des;
+    } else if (!*des || (int)(*des)->kind != kind || (*des)->d != d) {
+        if (*des != rc->des)
+            qt_design_free(*des);
+        *des = NULL;
+        r = qt_design_new((enum qt_design_kind)kind, d, des, &dg);
+        if (r < 0) {
+            (void)snprintf(msg, msglen, "%s", dg.msg[0] ? dg.msg : qt_strerror(r));
+            return r;
         }
     }
+    for (int mm = 0; mm < _QT_METHOD_MAX; mm++)
+        if (tmp[mm].cap < d) {
+            qt_result_done(&tmp[mm]);
+            if (qt_result_init(&tmp[mm], d) < 0)
+                return -ENOMEM;
+        }
+    if (qt_estimate_linear_batch(*des, ws, 1, v, m, &rc->opts, &tmp[QT_METHOD_LINEAR]) < 0)
+        (void)qt_result_fail(&tmp[QT_METHOD_LINEAR], -ENOMEM, "out of memory");
     *k = 0;
     for (int mm = 0; mm < _QT_METHOD_MAX; mm++) {
         struct qt_result *r1 = &tmp[mm];
+        const struct qt_result *lin = &tmp[QT_METHOD_LINEAR];
 
-        if (mm != QT_METHOD_LINEAR && !rc->methods[mm])
+        if (!rc->methods[mm])
             continue;
-        if (r1->cap < (*des)->d) {
-            qt_result_done(r1);
-            if (qt_result_init(r1, (*des)->d) < 0)
-                return -ENOMEM;
-        }
         /* Failures are recorded in the result, like every other record's. */
-        if ((mm == QT_METHOD_LINEAR
-                 ? qt_estimate(*des, ws, QT_METHOD_LINEAR, v, m, &rc->opts, r1)
-                 : qt_estimate_from(*des, ws, (enum qt_method)mm, v, m, &rc->opts,
-                                    tmp[0].err ? NULL : tmp[0].rho, r1)) < 0)
+        if (mm != QT_METHOD_LINEAR &&
+            qt_estimate_from(*des, ws, (enum qt_method)mm, v, m, &rc->opts,
+                             lin->err ? NULL : lin->rho, r1) < 0)
             assert(r1->err != 0);
-        if (rc->methods[mm])
-            res[(*k)++] = r1;
+        res[(*k)++] = r1;
     }
     return 0;
 }
@@ -760,23 +780,24 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
         }
     while (!interrupted && getline(&line, &cap, stdin) > 0) {
         const struct qt_result *res[_QT_METHOD_MAX];
-        char msg[512];
-        size_t bad = 0, k = 0;
+        char why[400], msg[512];
+        size_t bad = 0, k = 0, d = 0;
         long m = parse_line(line, v, LIVE_MAX, &bad);
-        int r;
+        int kind = -1, r;
 
         if (m == 0)
             continue; /* blank line */
+        if (rc->kind < 0)
+            rc->design_name[0] = '\0'; /* until the line's length names it */
         if (m < 0) {
-            (void)snprintf(msg, sizeof(msg), "line %zu: field %zu is not a number", sample + 1,
-                           bad);
-            r = live_fail(rc, out, tmp, sample++, QT_EPARSE, msg);
-        } else if (rc->local) {
-            r = live_local(rc, &ws, &des, v, (size_t)m, tmp, res, &k, msg, sizeof(msg));
-            r = r < 0 ? live_fail(rc, out, tmp, sample, r, msg)
-                      : qctl_out_sample(out, sample, res, k, -1.0);
-            sample++;
+            (void)snprintf(why, sizeof(why), "field %zu is not a number", bad);
+            r = QT_EPARSE;
         } else {
+            r = live_design(rc, (size_t)m, &kind, &d, why, sizeof(why));
+        }
+        if (r >= 0 && rc->local) {
+            r = live_local(rc, &ws, &des, kind, d, v, (size_t)m, tmp, res, &k, why, sizeof(why));
+        } else if (r >= 0) {
             struct qtomo_error err;
             qtomo_sample *s = NULL;
 
@@ -791,9 +812,8 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
             }
             if (r == -EINVAL || r == QTOMO_E_INVALID_PARAMS || r == QTOMO_E_INVALID_SAMPLE ||
                 r == QTOMO_E_TOO_LARGE) {
-                (void)snprintf(msg, sizeof(msg), "line %zu: %s", sample + 1, err.message);
-                r = live_fail(rc, out, tmp, sample++,
-                              r == QTOMO_E_TOO_LARGE ? QT_ETOOBIG : QT_ESAMPLELEN, msg);
+                (void)snprintf(why, sizeof(why), "%s", err.message);
+                r = r == QTOMO_E_TOO_LARGE ? QT_ETOOBIG : QT_ESAMPLELEN;
             } else if (r < 0) {
                 qctl_err("%s", err.message);
                 ret = qctl_exit_for(r);
@@ -803,8 +823,20 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
                     res[k] = qtc_sample_result(s, k);
                 r = qctl_out_sample(out, sample++, res, k, -1.0);
                 qtomo_sample_free(s);
+                if (r < 0) {
+                    ret = QCTL_EXIT_FAILED;
+                    break;
+                }
+                continue;
             }
         }
+        if (r < 0) {
+            (void)snprintf(msg, sizeof(msg), "line %zu: %s", sample + 1, why);
+            r = live_fail(rc, out, tmp, sample, r, msg);
+        } else {
+            r = qctl_out_sample(out, sample, res, k, -1.0);
+        }
+        sample++;
         if (r < 0) {
             ret = QCTL_EXIT_FAILED;
             break;

@@ -83,7 +83,7 @@ const struct qctl_cmd qctl_cmds[] = {
     {"reconstruct", "FILE [options]",
      "reconstruct every sample (column) of a CSV/TXT file, or --live from stdin",
      qctl_cmd_reconstruct, qctl_reconstruct_usage,
-     "--local --live --output-dir --resume --design --design-file --dim --columns --method "
+     "--local --live -o --output-dir --resume --design --design-file --dim --columns --method "
      "--physical --target --bell --json --help",
      true},
     {"status", "", "daemon uptime, queues, workers, cache use", qctl_cmd_status, usage_status, "",
@@ -132,6 +132,8 @@ void qctl_blas_env(const struct qctl_global *g)
 {
     const char *ct;
 
+    /* One thread whatever happens below: records then match the daemon's bit for bit. */
+    qt_blas_single_thread();
     if (getenv("OPENBLAS_CORETYPE"))
         return; /* the user's choice, or we already re-executed */
     ct = qt_blas_coretype_advice();
@@ -170,20 +172,54 @@ const struct qctl_cmd *qctl_find_cmd(const char *name)
     return NULL;
 }
 
+/* A command's only option is --help (version, help). Returns 1 when help was printed, -1 for a
+ * bad argument, 0 otherwise. */
+static int help_only(int argc, char **argv, const char *name, int max_args)
+{
+    const struct qctl_cmd *c = qctl_find_cmd(name);
+
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            c->usage(stdout);
+            return 1;
+        }
+    if (argc - 1 > max_args || (argc > 1 && argv[1][0] == '-')) {
+        qctl_err("%s: unexpected argument '%s'", name, argv[argc > 1 ? 1 : 0]);
+        c->usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_version(int argc, char **argv, struct qctl_global *g)
 {
-    struct qtomo_server_info si;
+    struct qtomo_server_info si = {0};
     struct qtomo_error e;
     qtomo_conn *c = NULL;
+    char path[108];
+    int r = argv ? help_only(argc, argv, "version", 0) : 0;
 
-    (void)argc;
-    (void)argv;
-    printf("qtomoctl %s (protocol %d.%d)\n", QTOMO_VERSION, QP_VERSION_MAJOR, QP_VERSION_MINOR);
-    if (g && g->socket && qtomo_connect(&c, g->socket, "qtomoctl/" QTOMO_VERSION,
-                                        g->timeout > 0 ? (int)(g->timeout * 1e3) : 2000, &e) == 0) {
+    if (r)
+        return r > 0 ? QCTL_EXIT_OK : QCTL_EXIT_USAGE;
+    /* The daemon's version too, when one answers quickly on the socket qtomoctl would use. */
+    if (g->socket || qtomo_default_socket(path, sizeof(path)) == 0)
+        r = qtomo_connect(&c, g->socket ? g->socket : path, "qtomoctl/" QTOMO_VERSION,
+                          g->timeout > 0 ? (int)(g->timeout * 1e3) : 2000, &e);
+    if (c)
         qtomo_server_info(c, &si);
-        printf("server %s (protocol %u.%u)\n", si.server, si.proto_major, si.proto_minor);
-        qtomo_close(c);
+    qtomo_close(c);
+    if (g->json) {
+        printf("{\"qtomoctl\":\"%s\",\"protocol\":[%d,%d]", QTOMO_VERSION, QP_VERSION_MAJOR,
+               QP_VERSION_MINOR);
+        if (si.server[0])
+            printf(",\"server\":\"%s\",\"server_protocol\":[%u,%u]", si.server,
+                   si.proto_major, si.proto_minor);
+        printf("}\n");
+    } else {
+        printf("qtomoctl %s (protocol %d.%d)\n", QTOMO_VERSION, QP_VERSION_MAJOR,
+               QP_VERSION_MINOR);
+        if (si.server[0])
+            printf("server %s (protocol %u.%u)\n", si.server, si.proto_major, si.proto_minor);
     }
     return QCTL_EXIT_OK;
 }
@@ -191,7 +227,11 @@ static int cmd_version(int argc, char **argv, struct qctl_global *g)
 static int cmd_help(int argc, char **argv, struct qctl_global *g)
 {
     const struct qctl_cmd *c;
+    int r = help_only(argc, argv, "help", 1);
 
+    (void)g;
+    if (r)
+        return r > 0 ? QCTL_EXIT_OK : QCTL_EXIT_USAGE;
     if (argc < 2) {
         usage(stdout);
         return QCTL_EXIT_OK;
@@ -201,7 +241,6 @@ static int cmd_help(int argc, char **argv, struct qctl_global *g)
         qctl_err("unknown command '%s'", argv[1]);
         return QCTL_EXIT_USAGE;
     }
-    (void)g;
     c->usage(stdout);
     return QCTL_EXIT_OK;
 }

@@ -45,7 +45,8 @@ void qctl_err(const char *fmt, ...) QT_PRINTF(1, 2); /* "qtomoctl: ..." on stder
 /* Progress notes on stderr, shown with -v only. */
 void qctl_info(const struct qctl_global *g, const char *fmt, ...) QT_PRINTF(2, 3);
 
-/* Re-executes the program with OPENBLAS_CORETYPE set when OpenBLAS picked slower kernels than
+/* Runs BLAS on one thread (as qtomod's workers do, so --local records are identical) and
+ * re-executes the program with OPENBLAS_CORETYPE set when OpenBLAS picked slower kernels than
  * this CPU supports (qt_blas_coretype_advice). Returns only when no re-exec was needed or it
  * failed. Call before any BLAS work. */
 void qctl_blas_env(const struct qctl_global *g);

@@ -187,8 +187,20 @@ int qctl_resume_scan(const struct recon *rc, const char *options_json, size_t *r
         qctl_err("cannot read '%s': %s", path, strerror(errno));
         return QCTL_EXIT_USAGE;
     }
-    /* The same input and options, or the records would mix two different runs. */
-    if (run) {
+    /* The same input and options, or the records would mix two different runs. A run writes
+     * run.json before its first record, so records without it cannot be checked. */
+    if (!run) {
+        int c = fgetc(f);
+
+        if (c != EOF) {
+            qctl_err("'%s' has records but no readable run.json: cannot check that they belong "
+                     "to this input and these options",
+                     rc->outdir);
+            ret = QCTL_EXIT_USAGE;
+            goto out;
+        }
+        rewind(f);
+    } else {
         const char *sha = json_string_value(json_object_get(run, "input_sha256"));
 
         opts = json_loads(options_json, 0, NULL);

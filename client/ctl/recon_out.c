@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* open_memstream is POSIX 2008; fileno */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +20,7 @@ struct qctl_out {
     size_t n, start, next; /* selection size, first sample of this run, next to write */
     char **slot;           /* [n - start]: formatted records of a sample not yet written */
     size_t *slot_len;
+    double (*slot_pur)[_QT_METHOD_MAX]; /* purities of a waiting sample (NaN: none) */
     FILE *records;         /* DIR/records.jsonl, or NULL */
     struct qt_jw jw;
     /* counts */
@@ -70,6 +72,8 @@ static void print_row(FILE *f, const struct recon *rc, const struct qt_record_me
     fprintf(f, "\n");
 }
 
+static void write_run_json(struct qctl_out *o, bool complete, double elapsed_ms);
+
 static bool to_stdout_table(const struct qctl_out *o)
 {
     return !o->rc->outdir && !o->rc->json;
@@ -85,7 +89,8 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
     size_t nslots = rc->live ? 1 : n - start + 1;
 
     if (!o || !(o->slot = calloc(nslots, sizeof(char *))) ||
-        !(o->slot_len = calloc(nslots, sizeof(size_t)))) {
+        !(o->slot_len = calloc(nslots, sizeof(size_t))) ||
+        !(o->slot_pur = calloc(nslots, sizeof(*o->slot_pur)))) {
         qctl_err("out of memory");
         qctl_out_free(o);
         return QCTL_EXIT_FAILED;
@@ -98,6 +103,8 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
     qt_jw_init(&o->jw);
     o->t0 = o->last_draw = now_ms();
     qctl_iso_now(o->started);
+    if (rc->outdir && start == 0)
+        write_run_json(o, false, 0.0); /* first: --resume checks the records against it */
     if (rc->outdir) {
         char path[4096];
         int fd;
@@ -174,6 +181,10 @@ static int flush_ready(struct qctl_out *o)
 
         free(o->slot[k]);
         o->slot[k] = NULL;
+        /* Sums in sample order: the same means whatever order results arrived in. */
+        for (int m = 0; m < _QT_METHOD_MAX; m++)
+            if (!isnan(o->slot_pur[k][m]))
+                o->purity_sum[m] += o->slot_pur[k][m];
         o->next++;
         any = true;
         if (r < 0)
@@ -208,6 +219,10 @@ int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *c
         qctl_err("out of memory");
         return -ENOMEM;
     }
+    double pur[_QT_METHOD_MAX];
+
+    for (int m = 0; m < _QT_METHOD_MAX; m++)
+        pur[m] = NAN;
     for (size_t i = 0; i < n_res; i++) {
         const struct qt_result *r = res[i];
         int m = (int)r->method;
@@ -217,7 +232,7 @@ int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *c
             o->rec_failed[m]++;
         } else {
             o->rec_ok[m]++;
-            o->purity_sum[m] += r->mt.purity;
+            pur[m] = r->mt.purity;
         }
         if (to_stdout_table(o)) {
             print_row(f, rc, &meta, r);
@@ -247,6 +262,9 @@ int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *c
     if (rc->live) {
         int r = write_out(o, buf, len);
 
+        for (int m = 0; m < _QT_METHOD_MAX; m++)
+            if (!isnan(pur[m]))
+                o->purity_sum[m] += pur[m];
         free(buf);
         if (r == 0 && fflush(stdout) != 0)
             r = -errno;
@@ -254,6 +272,7 @@ int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *c
     }
     o->slot[sample - o->start] = buf;
     o->slot_len[sample - o->start] = len;
+    memcpy(o->slot_pur[sample - o->start], pur, sizeof(pur));
     draw_bar(o, false);
     return flush_ready(o);
 }
@@ -405,6 +424,7 @@ void qctl_out_free(struct qctl_out *o)
             free(o->slot[i]);
     free(o->slot);
     free(o->slot_len);
+    free(o->slot_pur);
     qt_jw_done(&o->jw);
     free(o);
 }

@@ -28,6 +28,7 @@ struct qtomo_conn {
 struct qtomo_job {
     struct qp_job job; /* values unused: the caller's array is packed directly */
     bool design_set;   /* else inferred from the sample length */
+    size_t target_d;   /* the target's dimension (0: none) */
 };
 
 struct qtomo_sample {

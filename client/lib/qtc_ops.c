@@ -123,8 +123,8 @@ int qtomo_job_set_target(qtomo_job *j, const double complex *rho, size_t d)
 {
     double complex *t;
 
-    if (!rho || d == 0 || d > QT_DESIGN_MAX_DIM)
-        return -EINVAL;
+    if (!rho || d == 0 || d > QT_DESIGN_MAX_DIM || (j->job.d && j->job.d != d))
+        return -EINVAL; /* the job is left as it was */
     t = malloc(d * d * sizeof(*t));
     if (!t)
         return -ENOMEM;
@@ -132,9 +132,8 @@ int qtomo_job_set_target(qtomo_job *j, const double complex *rho, size_t d)
     free(j->job.target);
     j->job.target = t;
     j->job.opts.target = t;
-    if (!j->job.d)
-        j->job.d = d;
-    return j->job.d == d ? 0 : -EINVAL;
+    j->target_d = d;
+    return 0;
 }
 
 void qtomo_job_set_timeout(qtomo_job *j, uint32_t timeout_ms)
@@ -166,7 +165,10 @@ static int job_for(const qtomo_job *j, size_t m, struct qp_job *out, struct qtom
         out->d = d;
     }
     if (out->target && !out->d)
-        return qtc_fail(err, -EINVAL, "a target needs the dimension");
+        out->d = j->target_d; /* the design's size is the target's */
+    if (out->target && out->d != j->target_d)
+        return qtc_fail(err, -EINVAL, "the target is %zu x %zu but the design has d = %zu",
+                        j->target_d, j->target_d, out->d);
     return 0;
 }
 

@@ -248,3 +248,8 @@ const char *qt_blas_coretype_advice(void)
         return NULL;
     return cpu == ISA_AVX512 ? "SkylakeX" : "Haswell";
 }
+
+void qt_blas_single_thread(void)
+{
+    openblas_set_num_threads(1);
+}

@@ -56,3 +56,8 @@ const char *qt_blas_corename(void);
  * state and never touches the environment; programs apply it before OpenBLAS loads
  * (see qt_blas_env_fix in the program sources). */
 const char *qt_blas_coretype_advice(void);
+
+/* Runs BLAS on one thread from now on (a program's choice, never made by the library): the
+ * reduction order, and so the last bits of results, then match qtomod's workers, which run
+ * with OPENBLAS_NUM_THREADS=1. */
+void qt_blas_single_thread(void);
