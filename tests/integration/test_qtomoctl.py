@@ -1,0 +1,1126 @@
+"""End-to-end tests of qtomoctl and libqtomo-client: the real qtomod (2 workers, a private
+socket and cache directory, started here), qtomoctl against it and against `--local`, and
+client_check (tests/integration/client_check.c, the public C API). Run by ctest with QTOMOD,
+QTOMOCTL, CLIENT_CHECK, QTOMO_SRC and QTOMO_REFDATA in the environment; needs /usr/bin/python3
+with python3-msgpack and numpy. Tests of the origin's real data skip when
+../shared/reference-data/origin is absent."""
+import csv
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import msgpack
+
+SRC = os.path.abspath(os.environ.get("QTOMO_SRC",
+                                     os.path.join(os.path.dirname(__file__), "..", "..")))
+QTOMOD = os.environ.get("QTOMOD", "qtomod")
+QTOMOCTL = os.environ.get("QTOMOCTL", "qtomoctl")
+CLIENT_CHECK = os.environ.get("CLIENT_CHECK", "")
+REFDATA = os.environ.get("QTOMO_REFDATA") or os.path.join(SRC, "..", "shared", "reference-data",
+                                                          "origin")
+ORIGIN = os.path.join(REFDATA, "matlab-repo")
+EXAMPLES = os.path.join(SRC, "client", "examples", "data")
+BELL4 = os.path.join(EXAMPLES, "bell_nopovm_d4.csv")
+
+# --local computes in this process. The daemon's workers run OpenBLAS with one thread; --local
+# gets the same only when it re-executes itself (OPENBLAS_CORETYPE unset). Every comparison
+# below pins it, except test_local_blas_threads_match_daemon, which is about exactly that.
+LOCAL_ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+
+
+def ctl(*args, env=None, input=None, timeout=50):
+    """Runs qtomoctl; bytes in, bytes out."""
+    return subprocess.run([QTOMOCTL] + [str(a) for a in args], capture_output=True, env=env,
+                          input=input, timeout=timeout)
+
+
+def local(*args, **kw):
+    kw.setdefault("env", LOCAL_ENV)
+    return ctl(*args, **kw)
+
+
+def read_columns(path):
+    with open(path) as f:
+        rows = [r for r in csv.reader(f) if r]
+    return [list(c) for c in zip(*rows)]
+
+
+def write_columns(path, cols):
+    """Samples in the origin's layout: rows = outcomes, columns = samples (values as text)."""
+    with open(path, "w") as f:
+        for row in zip(*cols):
+            f.write(",".join(str(v) for v in row) + "\n")
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def wait_until(pred, timeout=30, step=0.02):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def first_difference(a, b):
+    """A short description of where two byte strings of JSON lines or CSV first differ."""
+    la, lb = a.split(b"\n"), b.split(b"\n")
+    for i, (x, y) in enumerate(zip(la, lb)):
+        if x != y:
+            k = next(j for j in range(min(len(x), len(y)) + 1)
+                     if j == min(len(x), len(y)) or x[j] != y[j])
+            return "line %d differs at byte %d:\n  %r\n  %r" % (
+                i + 1, k, x[max(0, k - 80):k + 80], y[max(0, k - 80):k + 80])
+    return "%d lines against %d" % (len(la), len(lb))
+
+
+# A custom design: the six Pauli eigenstates of a qubit as kets, |0>, |1>, |+>, |->, |+i>,
+# |-i> (one group per basis), and counts for it (the last sample's Z group sums to zero).
+H = 0.7071067811865476
+PAULI6 = {"name": "pauli6", "dim": 2,
+          "vectors": {"re": [[1, 0], [0, 1], [H, H], [H, -H], [H, 0], [H, 0]],
+                      "im": [[0, 0], [0, 0], [0, 0], [0, 0], [0, H], [0, -H]]},
+          "groups": [0, 0, 1, 1, 2, 2]}
+
+
+def pauli6_columns():
+    cols = []
+    for k in range(8):
+        x, y, z = 0.9 * ((k % 3) - 1) / 1.5, 0.3 * ((k % 4) - 1.5), 0.95 - 0.19 * k
+        col = []
+        for r in (z, x, y):
+            n = round(1000 * (1 + r) / 2)
+            col += [n, 1000 - n]
+        cols.append(col)
+    cols.append([0, 0, 500, 500, 500, 500])
+    return cols
+
+
+def nopovm_counts(d, n, seed):
+    """Poisson counts of n noisy maximally entangled states of two sqrt(d)-level systems in the
+    nopovm order (|0>..|d-1>, then for i < j: (|i>+|j>)/sqrt2, (|i>-i|j>)/sqrt2)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    k = int(round(d ** 0.5))
+    vs = [np.eye(d, dtype=complex)[i] for i in range(d)]
+    for i in range(d):
+        for j in range(i + 1, d):
+            a = np.zeros(d, complex)
+            a[i], a[j] = 1, 1
+            b = np.zeros(d, complex)
+            b[i], b[j] = 1, -1j
+            vs += [a / np.sqrt(2), b / np.sqrt(2)]
+    V = np.array(vs)
+    cols = []
+    for s in range(n):
+        psi = np.zeros(d, complex)
+        for a in range(k):
+            psi[a * k + (a + s) % k] = np.exp(1j * np.pi * s * a / k)
+        psi /= np.linalg.norm(psi)
+        rho = 0.85 * np.outer(psi, psi.conj()) + 0.15 * np.eye(d) / d
+        p = np.real(np.einsum("ai,ij,aj->a", V.conj(), rho, V))
+        cols.append([int(x) for x in rng.poisson(2000 * np.clip(p, 0, None))])
+    return cols
+
+
+class Notify:
+    """A fake systemd NOTIFY_SOCKET: the daemon says READY=1 once its workers are up."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.path = path
+        self.msgs = []
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                self.msgs.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def wait_for(self, text, timeout=30):
+        return wait_until(lambda: any(text in m for m in self.msgs), timeout)
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.sock.close()
+
+
+class Daemon:
+    """qtomod on a private socket and cache directory, as the test user."""
+
+    def __init__(self, *args, workers=2):
+        self.dir = tempfile.mkdtemp(prefix="qtomoctl-daemon-")
+        self.sock = os.path.join(self.dir, "qtomod.sock")
+        self.notify = Notify(os.path.join(self.dir, "notify.sock"))
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify.path)
+        cmd = [QTOMOD, "--config", "/dev/null", "--cache-dir", os.path.join(self.dir, "cache"),
+               "--workers", str(workers), "--socket", self.sock] + [str(a) for a in args]
+        self.log = open(os.path.join(self.dir, "log"), "w+")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log)
+        if not self.notify.wait_for("READY=1"):
+            raise AssertionError("qtomod did not get ready; log:\n" + self.logtext())
+
+    def logtext(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()
+
+    def kernel(self):
+        """The OpenBLAS core type the daemon's workers use, when it names one."""
+        m = re.search(r"OpenBLAS kernels (\w+) \(", self.logtext())
+        return m.group(1) if m else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            self.notify.close()
+            self.log.close()
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if not self.notify.stop:
+            self.notify.close()
+        if not self.log.closed:
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class FakeServer:
+    """A Unix-socket server that reads the client's hello frame and then misbehaves: mode
+    'garbage' answers with a correctly framed body that is not msgpack, 'close' closes the
+    connection, 'protocol' answers with an unsupported_protocol error, 'badresult' with a
+    hello result that lacks required keys, 'zero' with a frame of length 0, 'silent' never
+    answers."""
+
+    def __init__(self, path, mode):
+        self.path, self.mode = path, mode
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(path)
+        self.srv.listen(8)
+        self.srv.settimeout(0.2)
+        self.stop = False
+        self.conns = []
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    @staticmethod
+    def read_frame(c):
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+            chunk = c.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        return msgpack.unpackb(buf[4:4 + struct.unpack(">I", buf[:4])[0]], raw=False)
+
+    @staticmethod
+    def frame(obj):
+        body = msgpack.packb(obj, use_bin_type=True)
+        return struct.pack(">I", len(body)) + body
+
+    def run(self):
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(c)
+            c.settimeout(10)
+            try:
+                hello = self.read_frame(c)
+                if hello is None:
+                    continue
+                rid = hello[1]
+                if self.mode == "garbage":
+                    c.sendall(struct.pack(">I", 3) + b"\xc1\xc1\xc1")
+                elif self.mode == "close":
+                    c.close()
+                elif self.mode == "protocol":
+                    c.sendall(self.frame([1, rid, {"code": -32010,
+                                                   "message": "this server speaks 9.0"}, None]))
+                elif self.mode == "badresult":
+                    c.sendall(self.frame([1, rid, None, {"proto": [1, 0]}]))
+                elif self.mode == "zero":
+                    c.sendall(struct.pack(">I", 0))
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.srv.close()
+        for c in self.conns:
+            c.close()
+
+
+class QtomoctlTest(unittest.TestCase):
+    maxDiff = 4000
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="qtomoctl-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def start(self, *args, **kw):
+        d = Daemon(*args, **kw)
+        self.addCleanup(d.cleanup)
+        return d
+
+    def path(self, *names):
+        return os.path.join(self.tmp, *names)
+
+    def assertSameBytes(self, a, b, what):
+        if a != b:
+            self.fail("%s: daemon and --local differ; %s" % (what, first_difference(a, b)))
+
+    def assertExit(self, p, code, what):
+        self.assertEqual(p.returncode, code, "%s: exit %d, expected %d; stderr:\n%s" % (
+            what, p.returncode, code, p.stderr.decode(errors="replace")[-2000:]))
+
+    def require(self, *paths):
+        for p in paths:
+            if not os.path.exists(p):
+                self.skipTest("reference data not found: %s (the data of the origin live in "
+                              "../shared/reference-data/origin)" % p)
+
+    def big_input(self, reps, name="big.csv"):
+        path = self.path(name)
+        write_columns(path, read_columns(BELL4) * reps)
+        return path
+
+    # ---- daemon == --local on the origin's real data ----
+
+    def daemon_equals_local(self, d, path, n_samples, *opts, exit_code=0):
+        """reconstruct PATH through the daemon and --local: --json output byte-identical, and
+        with -o DIR records.jsonl and summary.csv byte-identical, run.json complete with the
+        input's SHA-256."""
+        a = ctl("-s", d.sock, "reconstruct", path, "--json", *opts)
+        b = local("reconstruct", path, "--local", "--json", *opts)
+        self.assertExit(a, exit_code, "daemon --json")
+        self.assertExit(b, exit_code, "--local --json")
+        methods = opts[opts.index("--method") + 1].split(",") if "--method" in opts else [1, 2]
+        self.assertEqual(a.stdout.count(b"\n"), n_samples * len(methods))
+        self.assertSameBytes(a.stdout, b.stdout, "--json output of " + path)
+        name = os.path.basename(path)
+        dd, dl = self.path(name + ".daemon"), self.path(name + ".local")
+        a = ctl("-s", d.sock, "reconstruct", path, "-o", dd, *opts)
+        b = local("reconstruct", path, "--local", "-o", dl, *opts)
+        self.assertExit(a, exit_code, "daemon -o")
+        self.assertExit(b, exit_code, "--local -o")
+        for f in ("records.jsonl", "summary.csv"):
+            with open(os.path.join(dd, f), "rb") as x, open(os.path.join(dl, f), "rb") as y:
+                self.assertSameBytes(x.read(), y.read(), f)
+        runs = []
+        for out, mode in ((dd, "daemon"), (dl, "local")):
+            with open(os.path.join(out, "run.json")) as f:
+                run = json.load(f)
+            runs.append(run)
+            self.assertEqual(run["input_sha256"], sha256(path))
+            self.assertIs(run["complete"], True)
+            self.assertEqual(run["mode"], mode)
+            self.assertEqual(run["resumed_at_sample"], 0)
+            self.assertEqual(run["counts"]["samples"], n_samples)
+            self.assertEqual(run["counts"]["samples_this_run"], n_samples)
+        self.assertEqual(runs[0]["options"], runs[1]["options"])
+        self.assertEqual(runs[0]["counts"], runs[1]["counts"])
+        # Mean purities are summed in the order results arrive (the daemon's order varies), so
+        # they may differ in the last bits; the records themselves may not.
+        self.assertEqual(runs[0]["methods"].keys(), runs[1]["methods"].keys())
+        for m, a in runs[0]["methods"].items():
+            b = runs[1]["methods"][m]
+            self.assertEqual((a["ok"], a["failed"]), (b["ok"], b["failed"]), m)
+            if a["mean_purity"] is None or b["mean_purity"] is None:
+                self.assertEqual(a["mean_purity"], b["mean_purity"], m)
+            else:
+                self.assertAlmostEqual(a["mean_purity"], b["mean_purity"], delta=1e-13, msg=m)
+        self.assertTrue(runs[0]["versions"]["server"].startswith("qtomod/"))
+        with open(os.path.join(dd, "records.jsonl")) as f:
+            return [json.loads(line) for line in f]
+
+    def test_origin_01csv_daemon_equals_local(self):
+        src = os.path.join(ORIGIN, "01.csv")
+        self.require(src)
+        d = self.start()
+        recs = self.daemon_equals_local(d, src, 1, "--method", "linear,mle")
+        self.assertEqual([(r["method"], r["status"], r["dim"], r["design"]) for r in recs],
+                         [("linear", "ok", 4, "nopovm"), ("mle", "ok", 4, "nopovm")])
+        # The MATLAB reference of this file: linear purity 0.920958007 (origin-digest).
+        self.assertAlmostEqual(recs[0]["metrics"]["purity"], 0.920958007, delta=1e-5)
+        self.assertEqual(d.stop(), 0)
+
+    def test_origin_bell4x4_d16_daemon_equals_local(self):
+        # The normalised coincidences (column 5) of every bell4x4_raw_NN.gbk.csv, one sample per
+        # file: 256 rows (d = 16, nopovm), as the origin's gen_reference.py reads them.
+        files = sorted(f for f in (os.listdir(ORIGIN) if os.path.isdir(ORIGIN) else [])
+                       if re.fullmatch(r"bell4x4_raw_\d\d\.gbk\.csv", f))
+        if not files:
+            self.require(os.path.join(ORIGIN, "bell4x4_raw_01.gbk.csv"))
+        cols = []
+        for name in files:
+            with open(os.path.join(ORIGIN, name), encoding="gbk") as f:
+                rows = list(csv.reader(f))[1:]
+            col = [r[4].strip() for r in rows if len(r) > 4 and r[4].strip()]
+            self.assertEqual(len(col), 256, name)
+            float(col[0])
+            cols.append(col)
+        path = self.path("bell4x4_normalised.csv")
+        write_columns(path, cols)
+        d = self.start()
+        recs = self.daemon_equals_local(d, path, len(cols), "--method", "linear,mle")
+        self.assertTrue(all(r["dim"] == 16 and r["design"] == "nopovm" for r in recs))
+        self.assertEqual([r["status"] for r in recs], ["ok"] * 2 * len(cols))
+        self.assertTrue(all(r["metrics"]["converged"] for r in recs if r["method"] == "mle"))
+        self.assertEqual(d.stop(), 0)
+
+    def test_local_blas_threads_match_daemon(self):
+        # The daemon's workers always run OpenBLAS single-threaded. qtomoctl --local does so
+        # only when it re-executes itself to pick the kernels (OPENBLAS_CORETYPE unset);
+        # with OPENBLAS_CORETYPE already set (as systemd units and CI set it) and
+        # OPENBLAS_NUM_THREADS unset it computes d = 16 MLE with threaded BLAS, and its records
+        # are no longer identical to the daemon's.
+        if (os.cpu_count() or 1) < 2:
+            self.skipTest("one CPU: OpenBLAS runs one thread anyway")
+        path = self.path("nopovm16.csv")
+        write_columns(path, nopovm_counts(16, 2, 2026))
+        d = self.start()
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        if d.kernel():
+            env["OPENBLAS_CORETYPE"] = d.kernel()  # the daemon's kernels, set by the user
+        a = ctl("-s", d.sock, "reconstruct", path, "--json", "--method", "linear,mle")
+        b = ctl("reconstruct", path, "--local", "--json", "--method", "linear,mle", env=env)
+        self.assertExit(a, 0, "daemon")
+        self.assertExit(b, 0, "--local")
+        self.assertSameBytes(a.stdout, b.stdout, "--json output with OPENBLAS_CORETYPE=%s and "
+                             "OPENBLAS_NUM_THREADS unset" % env.get("OPENBLAS_CORETYPE"))
+        self.assertEqual(d.stop(), 0)
+
+    # ---- -o DIR, interruption and --resume ----
+
+    def start_run(self, d, path, out, methods="linear,mle,rhor"):
+        return subprocess.Popen([QTOMOCTL, "-s", d.sock, "reconstruct", path, "-o", out,
+                                 "--method", methods],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def interrupt(self, d, path, out, sig, lines=30):
+        """Starts a run into out and sends sig once records.jsonl has some lines."""
+        p = self.start_run(d, path, out)
+        rec = os.path.join(out, "records.jsonl")
+        self.assertTrue(wait_until(lambda: count_lines(rec) >= lines or p.poll() is not None,
+                                   40), "no records after 40 s")
+        self.assertIsNone(p.poll(), "the run ended before it could be interrupted")
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=40)
+        total = len(read_columns(path)) * 3
+        self.assertLess(count_lines(rec), total, "interrupted, yet every record is there")
+        return p.returncode, err.decode(errors="replace")
+
+    @staticmethod
+    def inflight(d):
+        return json.loads(ctl("-s", d.sock, "--json", "status").stdout)["inflight"]
+
+    def reference_run(self, d, path):
+        ref = self.path("reference")
+        p = ctl("-s", d.sock, "reconstruct", path, "-o", ref, "--method", "linear,mle,rhor")
+        self.assertExit(p, 0, "uninterrupted run")
+        with open(os.path.join(ref, "records.jsonl"), "rb") as f:
+            records = f.read()
+        with open(os.path.join(ref, "summary.csv"), "rb") as f:
+            summary = f.read()
+        return records, summary
+
+    def assertMatchesReference(self, out, ref, n):
+        records, summary = ref
+        for f, want in (("records.jsonl", records), ("summary.csv", summary)):
+            with open(os.path.join(out, f), "rb") as x:
+                got = x.read()
+            if got != want:
+                self.fail("%s after --resume differs from an uninterrupted run's: %s"
+                          % (f, first_difference(got, want)))
+        with open(os.path.join(out, "run.json")) as f:
+            run = json.load(f)
+        self.assertIs(run["complete"], True)
+        self.assertGreater(run["resumed_at_sample"], 0)
+        self.assertEqual(run["resumed_at_sample"] + run["counts"]["samples_this_run"], n)
+        self.assertEqual(run["counts"]["samples"], n)
+
+    def test_resume_after_sigkill_is_byte_identical(self):
+        d = self.start()
+        path = self.big_input(250)  # 1000 samples, linear,mle,rhor: a few seconds
+        ref = self.reference_run(d, path)
+        out = self.path("killed")
+        rc, _ = self.interrupt(d, path, out, signal.SIGKILL)
+        self.assertEqual(rc, -signal.SIGKILL)
+        self.assertFalse(os.path.exists(os.path.join(out, "summary.csv")))
+        # The daemon notices the dead client and cancels its batch.
+        self.assertTrue(wait_until(lambda: self.inflight(d) == 0, 30))
+        p = ctl("-s", d.sock, "reconstruct", path, "-o", out, "--method", "linear,mle,rhor",
+                "--resume")
+        self.assertExit(p, 0, "--resume")
+        self.assertIn(b"(resumed)", p.stderr)
+        self.assertMatchesReference(out, ref, 1000)
+        # Nothing left to do: a second --resume keeps the files as they are.
+        p = ctl("-s", d.sock, "reconstruct", path, "-o", out, "--method", "linear,mle,rhor",
+                "--resume")
+        self.assertExit(p, 0, "second --resume")
+        with open(os.path.join(out, "records.jsonl"), "rb") as f:
+            self.assertEqual(f.read(), ref[0])
+        self.assertEqual(d.stop(), 0)
+
+    def killed_run(self):
+        d = self.start()
+        path = self.big_input(250)
+        out = self.path("killed")
+        rc, _ = self.interrupt(d, path, out, signal.SIGKILL)
+        self.assertEqual(rc, -signal.SIGKILL)
+        with open(os.path.join(out, "records.jsonl"), "rb") as f:
+            before = f.read()
+        return d, path, out, before
+
+    def assertRefusedKeepsRecords(self, p, out, before, what):
+        with open(os.path.join(out, "records.jsonl"), "rb") as f:
+            after = f.read()
+        self.assertEqual(p.returncode, 2,
+                         "%s: --resume after SIGKILL was accepted (exit %d) and rewrote "
+                         "records.jsonl from %d to %d lines; stderr:\n%s"
+                         % (what, p.returncode, before.count(b"\n"), after.count(b"\n"),
+                            p.stderr.decode(errors="replace")[-800:]))
+        self.assertEqual(after, before, what + ": a refused --resume changed records.jsonl")
+
+    def test_resume_after_sigkill_refuses_other_method(self):
+        # A run killed with SIGKILL never wrote run.json (it is written at the end); --resume
+        # must still refuse options that differ from the records', not truncate them.
+        d, path, out, before = self.killed_run()
+        p = ctl("-s", d.sock, "reconstruct", path, "-o", out, "--method", "linear,mle",
+                "--resume")
+        self.assertRefusedKeepsRecords(p, out, before, "--method linear,mle")
+        self.assertEqual(d.stop(), 0)
+
+    def test_resume_after_sigkill_refuses_other_input(self):
+        d, path, out, before = self.killed_run()
+        other = self.path("other.csv")
+        cols = read_columns(path)
+        cols[0][0] = str(float(cols[0][0]) + 1)
+        write_columns(other, cols)
+        p = ctl("-s", d.sock, "reconstruct", other, "-o", out, "--method", "linear,mle,rhor",
+                "--resume")
+        self.assertRefusedKeepsRecords(p, out, before, "another input file")
+        self.assertEqual(d.stop(), 0)
+
+    def test_sigint_then_resume_and_refusals(self):
+        d = self.start()
+        path = self.big_input(250)
+        ref = self.reference_run(d, path)
+        out = self.path("interrupted")
+        rc, err = self.interrupt(d, path, out, signal.SIGINT)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("--resume", err)
+        with open(os.path.join(out, "run.json")) as f:
+            run = json.load(f)
+        self.assertIs(run["complete"], False)
+        self.assertEqual(run["input_sha256"], sha256(path))
+        # SIGINT cancels the batch on the daemon (the client's cancel).
+        self.assertTrue(wait_until(lambda: self.inflight(d) == 0, 30))
+        with open(os.path.join(out, "records.jsonl"), "rb") as f:
+            before = f.read()
+        other = self.path("other.csv")
+        cols = read_columns(path)
+        cols[5][3] = str(float(cols[5][3]) + 1)
+        write_columns(other, cols)
+        for args, what, why in (
+                ((path, "--method", "linear,mle,rhor"), "a run without --resume",
+                 b"already holds records"),
+                ((path, "--method", "linear,mle", "--resume"), "--resume with other methods",
+                 b"other options"),
+                ((path, "--method", "linear,mle,rhor", "--tolerance", "1e-8", "--resume"),
+                 "--resume with another tolerance", b"other options"),
+                ((other, "--method", "linear,mle,rhor", "--resume"),
+                 "--resume with another input", b"another input file")):
+            p = ctl("-s", d.sock, "reconstruct", "-o", out, *args)
+            self.assertExit(p, 2, what)
+            self.assertIn(why, p.stderr, what)
+            with open(os.path.join(out, "records.jsonl"), "rb") as f:
+                self.assertEqual(f.read(), before, what + " changed records.jsonl")
+        p = ctl("-s", d.sock, "reconstruct", path, "-o", out, "--method", "linear,mle,rhor",
+                "--resume")
+        self.assertExit(p, 0, "--resume")
+        self.assertMatchesReference(out, ref, 1000)
+        self.assertEqual(d.stop(), 0)
+
+    # ---- exit codes ----
+
+    def test_exit_0_all_ok_1_some_failed(self):
+        d = self.start()
+        p = ctl("-s", d.sock, "reconstruct", BELL4, "--json")
+        self.assertExit(p, 0, "good file")
+        # Column 2: a negative value (linear flags it, mle refuses it); column 3 empty.
+        cols = read_columns(BELL4)
+        cols[1][3] = "-5"
+        cols[2] = [""] * len(cols[2])
+        bad = self.path("bad.csv")
+        write_columns(bad, cols)
+        a = ctl("-s", d.sock, "reconstruct", bad, "--json", "--method", "linear,mle")
+        b = local("reconstruct", bad, "--local", "--json", "--method", "linear,mle")
+        self.assertExit(a, 1, "daemon, failed samples")
+        self.assertExit(b, 1, "--local, failed samples")
+        self.assertSameBytes(a.stdout, b.stdout, "records with failed samples")
+        self.assertIn(b"3 of 8 records failed", a.stderr)
+        recs = [json.loads(line) for line in a.stdout.splitlines()]
+        st = [(r["sample"], r["method"], r["status"], r.get("error", {}).get("name"))
+              for r in recs]
+        self.assertEqual(st, [(0, "linear", "ok", None), (0, "mle", "ok", None),
+                              (1, "linear", "ok", None), (1, "mle", "error", "negative"),
+                              (2, "linear", "error", "nonfinite"),
+                              (2, "mle", "error", "nonfinite"),
+                              (3, "linear", "ok", None), (3, "mle", "ok", None)])
+        self.assertIn("negative_input", recs[2]["warnings"])
+        self.assertIn("column 3 is empty", recs[4]["error"]["message"])
+        # -o DIR: the same exit code, and the run is still complete.
+        p = ctl("-s", d.sock, "reconstruct", bad, "-o", self.path("bad"))
+        self.assertExit(p, 1, "daemon -o, failed samples")
+        with open(self.path("bad", "run.json")) as f:
+            run = json.load(f)
+        self.assertIs(run["complete"], True)
+        self.assertEqual(run["counts"]["samples_failed"], 2)
+        # --live with a line that is not numbers.
+        p = ctl("-s", d.sock, "reconstruct", "--live", "--json", "--method", "linear",
+                input=b"1,2,3,x\n" + ",".join(cols[0]).encode() + b"\n")
+        self.assertExit(p, 1, "--live with a bad line")
+        recs = [json.loads(line) for line in p.stdout.splitlines()]
+        self.assertEqual([r["status"] for r in recs], ["error", "ok"])
+        self.assertIn("line 1: field 4 is not a number", recs[0]["error"]["message"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_exit_2_usage(self):
+        d = self.start()
+        s = ("-s", d.sock)
+        bad_design = self.path("bad_design.json")
+        with open(bad_design, "w") as f:
+            f.write('{"dim":2,"vectors":{"re":[[1,0],[0,1],[1,0],[0,1]]}}')
+        missing = self.path("missing.csv")
+        for args, why in (
+                (("--bogus", "status"), b"unrecognized option"),
+                (("frob",), b"unknown command"),
+                ((), b"Usage"),
+                (("--timeout", "soon", "status"), b"--timeout"),
+                (s + ("reconstruct", "--bogus", BELL4), b"unrecognized option"),
+                (s + ("reconstruct", missing), b"cannot read"),
+                (s + ("reconstruct",), b"needs an input FILE"),
+                (s + ("reconstruct", BELL4, BELL4), b"one input FILE"),
+                (s + ("reconstruct", BELL4, "--method", "bogus"), b"unknown method"),
+                (s + ("reconstruct", BELL4, "--resume"), b"--resume needs -o"),
+                (s + ("reconstruct", BELL4, "--columns", "9:10"), b"--columns"),
+                (s + ("reconstruct", BELL4, "--design", "mub"), BELL4.encode()),
+                (s + ("reconstruct", BELL4, "--dim", "3"), b"--dim"),
+                (s + ("reconstruct", BELL4, "--tolerance", "2"), b"tolerance"),
+                (s + ("reconstruct", "--live", BELL4), b"--live"),
+                (s + ("cache", "frob"), b"cache: expected"),
+                (s + ("cache", "warm", "mub", "x"), b"dimension"),
+                (s + ("cache", "warm", "mub", "6"), b""),  # refused by the daemon
+                (s + ("design", "put", missing), b"cannot read"),
+                (s + ("design", "get", BELL4), b"unknown action"),
+                (s + ("design", "put", bad_design), b"informationally complete"),
+                (s + ("status", "extra"), b"too many arguments"),
+                (("help", "frob"), b"unknown command")):
+            p = ctl(*args)
+            self.assertExit(p, 2, " ".join(args))
+            self.assertIn(why, p.stderr, " ".join(args))
+        self.assertEqual(d.stop(), 0)
+
+    def test_exit_3_daemon_not_reachable(self):
+        missing = self.path("nobody.sock")
+        for args in (("reconstruct", BELL4), ("status",), ("ping",), ("design", "put", BELL4),
+                     ("reconstruct", "--live")):
+            p = ctl("-s", missing, *args, input=b"")
+            self.assertExit(p, 3, " ".join(args))
+            self.assertIn(b"--local", p.stderr, "no hint")
+            self.assertIn(missing.encode(), p.stderr)
+        # Through QTOMO_SOCKET instead of -s.
+        p = ctl("status", env=dict(os.environ, QTOMO_SOCKET=missing))
+        self.assertExit(p, 3, "QTOMO_SOCKET")
+        # A socket file nobody listens on (ECONNREFUSED).
+        dead = self.path("dead.sock")
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(dead)
+        s.close()
+        p = ctl("-s", dead, "reconstruct", BELL4)
+        self.assertExit(p, 3, "socket without a listener")
+        self.assertIn(b"--local", p.stderr)
+        # A listener that never answers, with --timeout: gives up in time.
+        srv = FakeServer(self.path("silent.sock"), "silent")
+        self.addCleanup(srv.close)
+        t0 = time.time()
+        p = ctl("-s", srv.path, "--timeout", "1", "status")
+        self.assertExit(p, 3, "silent server with --timeout 1")
+        self.assertLess(time.time() - t0, 10)
+
+    def test_exit_4_protocol_error(self):
+        for mode, why in (("garbage", b"unreadable"), ("close", b"closed"),
+                          ("protocol", b"9.0"), ("badresult", b"hello"),
+                          ("zero", b"frame")):
+            srv = FakeServer(self.path(mode + ".sock"), mode)
+            try:
+                for args in (("reconstruct", BELL4), ("status",), ("--json", "ping")):
+                    p = ctl("-s", srv.path, "--timeout", "20", *args)
+                    self.assertExit(p, 4, "%s server: %s" % (mode, " ".join(args)))
+                    self.assertIn(b"qtomoctl: ", p.stderr)
+                    if mode != "close":
+                        self.assertIn(why, p.stderr, mode)
+                    self.assertEqual(p.stdout, b"", mode)
+            finally:
+                srv.close()
+
+    # ---- progress bar ----
+
+    def run_on_pty(self, args):
+        """Runs qtomoctl with stderr on a pseudo-terminal (stdout to a file); returns the exit
+        code and everything written to the terminal."""
+        master, slave = os.openpty()
+        with open(self.path("stdout.txt"), "wb") as out:
+            p = subprocess.Popen([QTOMOCTL] + list(args), stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=slave)
+        os.close(slave)
+        buf = b""
+        end = time.time() + 50
+        while time.time() < end:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if r:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed its side
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+            elif p.poll() is not None:
+                break
+        os.close(master)
+        return p.wait(30), buf.decode(errors="replace")
+
+    def test_progress_bar_on_tty(self):
+        d = self.start()
+        path = self.big_input(250)
+        rc, text = self.run_on_pty(["-s", d.sock, "reconstruct", path, "-o", self.path("out"),
+                                    "--method", "linear,mle"])
+        self.assertEqual(rc, 0, text)
+        for s in ("\r[", "samples/s", "ETA", "1000/1000", "1000 sample(s): 1000 ok, 0 failed",
+                  "linear  mean purity", "mle     mean purity", "output:"):
+            self.assertIn(s, text)
+        self.assertEqual(count_lines(self.path("out", "records.jsonl")), 2000)
+        # -q: nothing on the terminal.
+        rc, text = self.run_on_pty(["-q", "-s", d.sock, "reconstruct", path, "-o",
+                                    self.path("quiet"), "--method", "linear"])
+        self.assertEqual(rc, 0, text)
+        self.assertEqual(text, "")
+        self.assertEqual(d.stop(), 0)
+
+    def test_no_progress_bar_without_tty(self):
+        d = self.start()
+        path = self.big_input(250)
+        p = ctl("-s", d.sock, "reconstruct", path, "-o", self.path("out"), "--method",
+                "linear,mle")
+        self.assertExit(p, 0, "stderr to a pipe")
+        err = p.stderr.decode()
+        self.assertNotIn("\r[", err)
+        self.assertNotIn("samples/s", err)
+        self.assertNotIn("ETA", err)
+        self.assertIn("mean purity", err)  # the summary: -o was given
+        self.assertIn("output:", err)
+        # To stdout without a terminal: records only, no bar, no summary.
+        p = ctl("-s", d.sock, "reconstruct", path, "--json", "--method", "linear")
+        self.assertExit(p, 0, "--json to a pipe")
+        self.assertEqual(p.stderr, b"")
+        self.assertEqual(p.stdout.count(b"\n"), 1000)
+        self.assertEqual(d.stop(), 0)
+
+    # ---- administration, --json ----
+
+    def json_of(self, d, *args):
+        p = ctl("-s", d.sock, "--json", *args)
+        self.assertExit(p, 0, " ".join(args))
+        lines = p.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 1, (args, p.stdout))
+        return json.loads(lines[0])
+
+    def test_admin_commands_json(self):
+        d = self.start()
+        p = ctl("-s", d.sock, "reconstruct", BELL4, "--json")  # builds nopovm-d4.qtpc
+        self.assertExit(p, 0, "reconstruct")
+        status_keys = {"uptime_s", "queue_interactive", "queue_batch", "inflight", "workers",
+                       "cache_files", "cache_bytes", "cache_budget"}
+        st = self.json_of(d, "status")
+        self.assertEqual(set(st), status_keys)
+        self.assertEqual(st["workers"], 2)
+        self.assertEqual(st["inflight"], 0)
+        self.assertGreaterEqual(st["cache_files"], 1)
+        stats_keys = status_keys | {"items", "errors", "timeouts", "crashes", "recycled",
+                                    "worker_detail"}
+        for cmd in ("stats", "workers"):
+            st = self.json_of(d, cmd)
+            self.assertEqual(set(st), stats_keys, cmd)
+            self.assertEqual(len(st["worker_detail"]), 2)
+            for w in st["worker_detail"]:
+                self.assertEqual(set(w), {"pid", "state", "jobs", "rss_kb"})
+                self.assertIn(w["state"], ("idle", "busy", "starting"))
+            self.assertGreaterEqual(st["items"], 4)
+            self.assertEqual(st["crashes"], 0)
+        entries = self.json_of(d, "cache", "list")
+        self.assertIsInstance(entries, list)
+        nop = [e for e in entries if e["name"] == "nopovm-d4.qtpc"]
+        self.assertEqual(len(nop), 1, entries)
+        self.assertEqual(set(nop[0]), {"name", "id", "design", "d", "m", "bytes", "last_use_ns",
+                                       "mapped_by"})
+        self.assertEqual((nop[0]["design"], nop[0]["d"], nop[0]["m"]), ("nopovm", 4, 16))
+        self.assertEqual(self.json_of(d, "cache", "warm", "mub", "3"), {"warmed": 1})
+        v = self.json_of(d, "cache", "verify")
+        self.assertEqual(set(v), {"checked", "damaged"})
+        self.assertGreaterEqual(v["checked"], 2)
+        self.assertEqual(v["damaged"], [])
+        self.assertEqual(self.json_of(d, "cache", "verify", "mub", "3"),
+                         {"checked": 1, "damaged": []})
+        ping = self.json_of(d, "ping")
+        self.assertEqual(set(ping), {"server", "rtt_ms"})
+        self.assertTrue(ping["server"].startswith("qtomod/"))
+        self.assertGreaterEqual(ping["rtt_ms"], 0)
+        # The daemon's own user is an administrator.
+        ev = self.json_of(d, "cache", "evict", "mub", "3")
+        self.assertGreater(ev["bytes"], 0)
+        # The human forms.
+        for args, want in ((("status",), "workers:  2"), (("ping",), "alive"),
+                           (("workers",), "state"), (("cache", "list"), "nopovm-d4.qtpc"),
+                           (("cache", "verify"), "0 damaged")):
+            p = ctl("-s", d.sock, *args)
+            self.assertExit(p, 0, " ".join(args))
+            self.assertIn(want, p.stdout.decode(), args)
+        self.assertEqual(d.stop(), 0)
+
+    def test_version_json(self):
+        # --json is a global option: every command's output is then JSON, version's too.
+        d = self.start()
+        for args in (("--json", "version"), ("-s", d.sock, "--json", "version")):
+            p = ctl(*args)
+            self.assertExit(p, 0, " ".join(args))
+            try:
+                docs = [json.loads(line) for line in p.stdout.decode().splitlines()]
+            except ValueError:
+                self.fail("qtomoctl %s printed no JSON:\n%s" % (" ".join(args),
+                                                                p.stdout.decode()))
+            self.assertIn("0.1.0", json.dumps(docs))
+        self.assertIn("qtomod/", json.dumps(docs))
+        self.assertEqual(d.stop(), 0)
+
+    def test_version_reaches_daemon_through_default_socket(self):
+        # 'qtomoctl help version': "Print qtomoctl's version, and the daemon's when it is
+        # reachable." Every other command finds the daemon through $QTOMO_SOCKET.
+        d = self.start()
+        p = ctl("-s", d.sock, "version")
+        self.assertExit(p, 0, "version -s")
+        self.assertIn(b"server qtomod/", p.stdout)
+        env = dict(os.environ, QTOMO_SOCKET=d.sock)
+        self.assertExit(ctl("ping", env=env), 0, "ping via QTOMO_SOCKET")
+        p = ctl("version", env=env)
+        self.assertExit(p, 0, "version via QTOMO_SOCKET")
+        self.assertIn(b"server qtomod/", p.stdout,
+                      "QTOMO_SOCKET names a running daemon, but 'qtomoctl version' did not "
+                      "report it:\n" + p.stdout.decode())
+        self.assertEqual(d.stop(), 0)
+
+    def test_design_put_and_design_file(self):
+        d = self.start()
+        dpath, cpath = self.path("pauli6.json"), self.path("pauli6.csv")
+        with open(dpath, "w") as f:
+            json.dump(PAULI6, f)
+        write_columns(cpath, pauli6_columns())
+        p = ctl("-s", d.sock, "design", "put", dpath)
+        self.assertExit(p, 0, "design put")
+        did = p.stdout.decode().strip()
+        self.assertRegex(did, r"^custom-[0-9a-f]{32}$")
+        self.assertEqual(self.json_of(d, "design", "put", dpath), {"id": did})
+        # The last sample's Z group sums to zero: exit 1 both ways, same records.
+        recs = self.daemon_equals_local(d, cpath, 9, "--design-file", dpath, "--method",
+                                        "linear,mle", exit_code=1)
+        self.assertTrue(all(r["design"] == "custom" and r["design_id"] == did and r["dim"] == 2
+                            for r in recs))
+        self.assertEqual([r["status"] for r in recs], ["ok"] * 16 + ["error"] * 2)
+        with open(self.path("pauli6.csv.daemon", "run.json")) as f:
+            self.assertEqual(json.load(f)["options"]["design_id"], did)
+        # --design custom without a file, and a file with the wrong number of rows.
+        p = ctl("-s", d.sock, "reconstruct", cpath, "--design", "custom")
+        self.assertExit(p, 2, "--design custom without --design-file")
+        p = ctl("-s", d.sock, "reconstruct", BELL4, "--design-file", dpath)
+        self.assertExit(p, 2, "design file of 6 outcomes, 16 rows")
+        self.assertIn(b"6 outcomes", p.stderr)
+        self.assertEqual(d.stop(), 0)
+
+    def test_reload_as_owner(self):
+        d = self.start()
+        p = ctl("-s", d.sock, "reload")
+        self.assertExit(p, 0, "reload")
+        self.assertIn(b"configuration generation 1", p.stdout)
+        self.assertEqual(self.json_of(d, "reload"), {"generation": 2})
+        self.assertExit(ctl("-s", d.sock, "-q", "reload"), 0, "reload -q")
+        self.assertTrue(wait_until(lambda: self.json_of(d, "status")["workers"] == 2))
+        p = ctl("-s", d.sock, "reconstruct", BELL4, "--json")
+        self.assertExit(p, 0, "reconstruct after reloads")
+        self.assertEqual(d.stop(), 0)
+
+    # ---- --live ----
+
+    def live_lines(self):
+        cols = read_columns(BELL4)
+        return [",".join(c) for c in cols] + ["1,2,3,x", "0.5,0.5,1.0,0.0,0.5,0.5", "1,2,3"] + \
+            [",".join(cols[0])]
+
+    def test_live_is_interactive(self):
+        # Each result comes back before the next line is written: the client neither waits for
+        # EOF nor for a full buffer. A sample that never came back would time out here.
+        d = self.start()
+        lines = [",".join(c) for c in read_columns(BELL4)] * 2 + ["0.5,0.5,1.0,0.0,0.5,0.5"]
+        p = subprocess.Popen([QTOMOCTL, "-s", d.sock, "reconstruct", "--live", "--json",
+                              "--method", "linear"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        fd = p.stdout.fileno()
+        buf, got = b"", []
+        try:
+            for k, line in enumerate(lines):
+                p.stdin.write(line.encode() + b"\n")
+                p.stdin.flush()
+                end = time.time() + 30
+                while b"\n" not in buf:
+                    r, _, _ = select.select([fd], [], [], max(0.0, end - time.time()))
+                    if not r:
+                        self.fail("no result for line %d within 30 s of writing it" % (k + 1))
+                    chunk = os.read(fd, 65536)
+                    self.assertTrue(chunk, "qtomoctl closed its output")
+                    buf += chunk
+                rec, buf = buf.split(b"\n", 1)
+                self.assertEqual(buf, b"", "more than one record for one line")
+                got.append(json.loads(rec))
+                self.assertEqual(got[-1]["sample"], k)
+                self.assertEqual(got[-1]["status"], "ok", got[-1])
+            p.stdin.close()
+            self.assertEqual(p.wait(30), 0, p.stderr.read())
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+            p.stderr.close()
+        # What the daemon computes for a live sample is what a batch computes for that column.
+        batch = [json.loads(x) for x in local("reconstruct", BELL4, "--local", "--json",
+                                              "--method", "linear").stdout.splitlines()]
+        for k, r in enumerate(got[:8]):
+            self.assertEqual(r["rho"], batch[k % 4]["rho"], k)
+            self.assertEqual(r["metrics"], batch[k % 4]["metrics"], k)
+        self.assertEqual(got[8]["dim"], 2)  # 6 values: mub, d = 2
+        self.assertEqual(d.stop(), 0)
+
+    def test_live_equals_local_live(self):
+        d = self.start()
+        data = ("\n".join(self.live_lines()) + "\n").encode()
+        a = ctl("-s", d.sock, "reconstruct", "--live", "--json", "--method", "linear,mle",
+                input=data)
+        b = local("reconstruct", "--live", "--local", "--json", "--method", "linear,mle",
+                  input=data)
+        self.assertExit(a, 1, "daemon --live (two bad lines)")
+        self.assertExit(b, 1, "--local --live (two bad lines)")
+        self.assertEqual(a.stdout.count(b"\n"), 16)
+        self.assertSameBytes(a.stdout, b.stdout, "--live records")
+        self.assertEqual(d.stop(), 0)
+
+    def test_live_records_name_their_design(self):
+        # A --live sample's design is inferred from its length, as for a file; its record must
+        # say which design that was, as a file's records do ("design": "nopovm"), not "".
+        d = self.start()
+        data = (",".join(read_columns(BELL4)[0]) + "\n0.5,0.5,1.0,0.0,0.5,0.5\n").encode()
+        for what, cmd, env in (("daemon", ("-s", d.sock, "reconstruct", "--live"), None),
+                               ("--local", ("reconstruct", "--live", "--local"), LOCAL_ENV)):
+            p = ctl(*cmd, "--json", "--method", "linear", input=data, env=env)
+            self.assertExit(p, 0, what)
+            recs = [json.loads(x) for x in p.stdout.splitlines()]
+            self.assertEqual([(r["status"], r["dim"]) for r in recs], [("ok", 4), ("ok", 2)])
+            self.assertEqual([r["design"] for r in recs], ["nopovm", "mub"],
+                             "--live records, " + what)
+        self.assertEqual(d.stop(), 0)
+
+    # ---- help, man page and completion cannot drift ----
+
+    def commands(self):
+        p = ctl("--help")
+        self.assertExit(p, 0, "--help")
+        text = p.stdout.decode()
+        block = text.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
+        cmds = [line.split()[0] for line in block.splitlines() if line.strip()]
+        self.assertIn("reconstruct", cmds)
+        return cmds
+
+    def test_help_reaches_every_protocol_method(self):
+        with open(os.path.join(SRC, "proto", "qp.h")) as f:
+            table = f.read()
+        methods = re.findall(r'X\(\s*\w+\s*,\s*"([a-z._]+)"\s*,\s*QP_C2S_REQUEST', table)
+        self.assertIn("submit", methods)
+        # Which command reaches each client-to-server method (None: every command's handshake).
+        reach = {"hello": None,
+                 "reconstruct": ("reconstruct", None),  # --live
+                 "submit": ("reconstruct", None),  # FILE
+                 "cancel": ("reconstruct", None),  # SIGINT during a FILE run
+                 "status": ("status", None), "stats": ("stats", None),
+                 "design.put": ("design", "put"),
+                 "cache.list": ("cache", "list"), "cache.warm": ("cache", "warm"),
+                 "cache.evict": ("cache", "evict"), "cache.verify": ("cache", "verify"),
+                 "reload": ("reload", None)}
+        unmapped = [m for m in methods if m not in reach]
+        self.assertEqual(unmapped, [], "protocol methods that no qtomoctl command reaches: add "
+                         "a command (and map it here)")
+        cmds = self.commands()
+        for m in methods:
+            if reach[m] is None:
+                continue
+            cmd, action = reach[m]
+            self.assertIn(cmd, cmds, "%s: command '%s' is not in qtomoctl --help" % (m, cmd))
+            p = ctl("help", cmd)
+            self.assertExit(p, 0, "help " + cmd)
+            if action:
+                self.assertRegex(p.stdout.decode(), r"qtomoctl %s %s\b" % (cmd, action), m)
+        self.assertIn(b"--live", ctl("help", "reconstruct").stdout)
+        for cmd in cmds:
+            p = ctl("help", cmd)
+            self.assertExit(p, 0, "help " + cmd)
+            self.assertIn(b"Usage: qtomoctl " + cmd.encode(), p.stdout)
+
+    def test_every_command_takes_help_option(self):
+        # 'qtomoctl CMD --help' prints what 'qtomoctl help CMD' prints, exit 0, without a daemon.
+        wrong = []
+        for cmd in self.commands():
+            want = ctl("help", cmd).stdout
+            p = ctl("-s", self.path("nobody.sock"), cmd, "--help")
+            if p.returncode != 0 or p.stdout != want:
+                wrong.append("'qtomoctl %s --help': exit %d, stdout %r, stderr %r" % (
+                    cmd, p.returncode, p.stdout[:80], p.stderr[:80]))
+        self.assertEqual(wrong, [], "\n".join(wrong))
+
+    def test_gen_man_mentions_every_command(self):
+        p = ctl("--gen-man")
+        self.assertExit(p, 0, "--gen-man")
+        man = p.stdout.decode()
+        self.assertTrue(man.startswith(".TH QTOMOCTL 1"))
+        for cmd in self.commands():
+            self.assertRegex(man, r"\n\.SS %s\b" % cmd, cmd)
+            self.assertIn("Usage: qtomoctl " + cmd, man.replace("\\-", "-"), cmd)
+        for code in range(5):
+            self.assertRegex(man, r"\.SH EXIT STATUS[\s\S]*\.TP\n%d\n" % code)
+        for opt in re.findall(r"(--[a-z][a-z-]+)", ctl("help", "reconstruct").stdout.decode()):
+            self.assertIn(opt.replace("-", "\\-"), man, opt)
+        if shutil.which("groff"):
+            path = self.path("qtomoctl.1")
+            with open(path, "w") as f:
+                f.write(man)
+            g = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", path],
+                               capture_output=True, text=True)
+            self.assertEqual((g.returncode, g.stderr), (0, ""))
+
+    def test_gen_completion_is_valid_bash(self):
+        p = ctl("--gen-completion")
+        self.assertExit(p, 0, "--gen-completion")
+        script = self.path("qtomoctl.bash")
+        with open(script, "wb") as f:
+            f.write(p.stdout)
+        b = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
+        self.assertEqual((b.returncode, b.stderr), (0, ""))
+        text = p.stdout.decode()
+        cmds = self.commands()
+        for cmd in cmds:
+            self.assertRegex(text, r"\n\s+%s\) COMPREPLY" % cmd, cmd)
+
+        def complete(*words):
+            prog = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]}-1));'
+                    ' _qtomoctl; printf "%s\\n" "${COMPREPLY[@]}"')
+            r = subprocess.run(["bash", "-c", prog, "bash", script, "qtomoctl"] + list(words),
+                               capture_output=True, text=True, cwd=self.tmp)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return set(r.stdout.split())
+
+        self.assertTrue(set(cmds) <= complete(""), complete(""))
+        self.assertEqual(complete("ca"), {"cache"})
+        self.assertEqual(complete("-s", "x.sock", "cache", ""),
+                         {"list", "verify", "warm", "evict"})
+        self.assertEqual(complete("design", ""), {"put"})
+        self.assertEqual(complete("help", "rel"), {"reload"})
+        self.assertEqual(complete("reconstruct", "--phys"), {"--physical"})
+        self.assertEqual(complete("reconstruct", "--physical", ""), {"clip", "smolin"})
+        opts = set(re.findall(r"(--[a-z][a-z-]+)", ctl("help", "reconstruct").stdout.decode()))
+        self.assertEqual(opts - complete("reconstruct", "--"), set(),
+                         "reconstruct options the completion does not offer")
+
+    # ---- libqtomo-client through its public header ----
+
+    def run_client_check(self, *extra):
+        if not CLIENT_CHECK:
+            self.skipTest("CLIENT_CHECK is not set (run through ctest)")
+        max_batch = 700  # < 3000: client_check's batch is split into parts
+        d = self.start("--max-batch", max_batch)
+        p = local("reconstruct", BELL4, "--local", "--json", "--method", "linear,mle",
+                  "--columns", "1:1")
+        self.assertExit(p, 0, "--local column 1")
+        expect = self.path("expect.txt")
+        with open(expect, "w") as f:
+            for r in (json.loads(x) for x in p.stdout.splitlines()):
+                vals = [r["method"], repr(r["metrics"]["purity"])]
+                vals += [repr(x) for row in r["rho"]["re"] for x in row]
+                vals += [repr(x) for row in r["rho"]["im"] for x in row]
+                f.write(" ".join(vals) + "\n")
+        c = subprocess.run([CLIENT_CHECK, d.sock, EXAMPLES, expect, str(max_batch)] +
+                           list(extra), capture_output=True, text=True, timeout=50)
+        self.assertEqual(c.returncode, 0, "client_check failed:\n" + c.stdout + c.stderr)
+        self.assertEqual(d.stop(), 0)
+
+    def test_client_library(self):
+        self.run_client_check()
+
+    def test_client_library_refused_target_keeps_job(self):
+        self.run_client_check("target-refused")
+
+    def test_client_library_target_must_fit_design(self):
+        self.run_client_check("design-after-target")
+
+
+if __name__ == "__main__":
+    unittest.main()
