@@ -593,7 +593,7 @@ out:
 
 /* ---- custom designs and administration ---- */
 
-/* The six Pauli eigenstates of a qubit, one group per basis (as test_qtomod.py's PAULI6). */
+/* The six Pauli eigenstates of a qubit, one group per basis (as qtomod_fixture.py's PAULI6). */
 static const char pauli6[] = "{\"name\": \"pauli6\", \"dim\": 2, \"vectors\": {"
                              "\"re\": [[1, 0], [0, 1], [0.7071067811865476, 0.7071067811865476], "
                              "[0.7071067811865476, -0.7071067811865476], [0.7071067811865476, 0], "

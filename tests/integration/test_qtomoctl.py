@@ -21,16 +21,13 @@ import time
 import unittest
 
 import msgpack
+from qtomod_fixture import EXAMPLES, PAULI6, QTOMOCTL, SRC, Daemon, pauli6_columns, \
+    read_columns, wait_until, write_columns
 
-SRC = os.path.abspath(os.environ.get("QTOMO_SRC",
-                                     os.path.join(os.path.dirname(__file__), "..", "..")))
-QTOMOD = os.environ.get("QTOMOD", "qtomod")
-QTOMOCTL = os.environ.get("QTOMOCTL", "qtomoctl")
 CLIENT_CHECK = os.environ.get("CLIENT_CHECK", "")
 REFDATA = os.environ.get("QTOMO_REFDATA") or os.path.join(SRC, "..", "shared", "reference-data",
                                                           "origin")
 ORIGIN = os.path.join(REFDATA, "matlab-repo")
-EXAMPLES = os.path.join(SRC, "client", "examples", "data")
 BELL4 = os.path.join(EXAMPLES, "bell_nopovm_d4.csv")
 
 # --local computes in this process. The daemon's workers run OpenBLAS with one thread; --local
@@ -50,31 +47,9 @@ def local(*args, **kw):
     return ctl(*args, **kw)
 
 
-def read_columns(path):
-    with open(path) as f:
-        rows = [r for r in csv.reader(f) if r]
-    return [list(c) for c in zip(*rows)]
-
-
-def write_columns(path, cols):
-    """Samples in the origin's layout: rows = outcomes, columns = samples (values as text)."""
-    with open(path, "w") as f:
-        for row in zip(*cols):
-            f.write(",".join(str(v) for v in row) + "\n")
-
-
 def sha256(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def wait_until(pred, timeout=30, step=0.02):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def count_lines(path):
@@ -95,28 +70,6 @@ def first_difference(a, b):
             return "line %d differs at byte %d:\n  %r\n  %r" % (
                 i + 1, k, x[max(0, k - 80):k + 80], y[max(0, k - 80):k + 80])
     return "%d lines against %d" % (len(la), len(lb))
-
-
-# A custom design: the six Pauli eigenstates of a qubit as kets, |0>, |1>, |+>, |->, |+i>,
-# |-i> (one group per basis), and counts for it (the last sample's Z group sums to zero).
-H = 0.7071067811865476
-PAULI6 = {"name": "pauli6", "dim": 2,
-          "vectors": {"re": [[1, 0], [0, 1], [H, H], [H, -H], [H, 0], [H, 0]],
-                      "im": [[0, 0], [0, 0], [0, 0], [0, 0], [0, H], [0, -H]]},
-          "groups": [0, 0, 1, 1, 2, 2]}
-
-
-def pauli6_columns():
-    cols = []
-    for k in range(8):
-        x, y, z = 0.9 * ((k % 3) - 1) / 1.5, 0.3 * ((k % 4) - 1.5), 0.95 - 0.19 * k
-        col = []
-        for r in (z, x, y):
-            n = round(1000 * (1 + r) / 2)
-            col += [n, 1000 - n]
-        cols.append(col)
-    cols.append([0, 0, 500, 500, 500, 500])
-    return cols
 
 
 def nopovm_counts(d, n, seed):
@@ -144,82 +97,6 @@ def nopovm_counts(d, n, seed):
         p = np.real(np.einsum("ai,ij,aj->a", V.conj(), rho, V))
         cols.append([int(x) for x in rng.poisson(2000 * np.clip(p, 0, None))])
     return cols
-
-
-class Notify:
-    """A fake systemd NOTIFY_SOCKET: the daemon says READY=1 once its workers are up."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.2)
-        self.path = path
-        self.msgs = []
-        self.stop = False
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self.stop:
-            try:
-                self.msgs.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-
-    def wait_for(self, text, timeout=30):
-        return wait_until(lambda: any(text in m for m in self.msgs), timeout)
-
-    def close(self):
-        self.stop = True
-        self.t.join()
-        self.sock.close()
-
-
-class Daemon:
-    """qtomod on a private socket and cache directory, as the test user."""
-
-    def __init__(self, *args, workers=2):
-        self.dir = tempfile.mkdtemp(prefix="qtomoctl-daemon-")
-        self.sock = os.path.join(self.dir, "qtomod.sock")
-        self.notify = Notify(os.path.join(self.dir, "notify.sock"))
-        env = dict(os.environ, NOTIFY_SOCKET=self.notify.path)
-        cmd = [QTOMOD, "--config", "/dev/null", "--cache-dir", os.path.join(self.dir, "cache"),
-               "--workers", str(workers), "--socket", self.sock] + [str(a) for a in args]
-        self.log = open(os.path.join(self.dir, "log"), "w+")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log)
-        if not self.notify.wait_for("READY=1"):
-            raise AssertionError("qtomod did not get ready; log:\n" + self.logtext())
-
-    def logtext(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
-
-    def kernel(self):
-        """The OpenBLAS core type the daemon's workers use, when it names one."""
-        m = re.search(r"OpenBLAS kernels (\w+) \(", self.logtext())
-        return m.group(1) if m else None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            self.notify.close()
-            self.log.close()
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if not self.notify.stop:
-            self.notify.close()
-        if not self.log.closed:
-            self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class FakeServer:
@@ -300,7 +177,7 @@ class QtomoctlTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
 
     def start(self, *args, **kw):
-        d = Daemon(*args, **kw)
+        d = Daemon(*args, prefix="qtomoctl-daemon-", ready_timeout=30, **kw)
         self.addCleanup(d.cleanup)
         return d
 
@@ -323,7 +200,7 @@ class QtomoctlTest(unittest.TestCase):
 
     def big_input(self, reps, name="big.csv"):
         path = self.path(name)
-        write_columns(path, read_columns(BELL4) * reps)
+        write_columns(path, read_columns(BELL4, str) * reps)
         return path
 
     # ---- daemon == --local on the origin's real data ----
@@ -448,7 +325,7 @@ class QtomoctlTest(unittest.TestCase):
         self.assertIsNone(p.poll(), "the run ended before it could be interrupted")
         p.send_signal(sig)
         _, err = p.communicate(timeout=40)
-        total = len(read_columns(path)) * 3
+        total = len(read_columns(path, str)) * 3
         self.assertLess(count_lines(rec), total, "interrupted, yet every record is there")
         return p.returncode, err.decode(errors="replace")
 
@@ -536,7 +413,7 @@ class QtomoctlTest(unittest.TestCase):
     def test_resume_after_sigkill_refuses_other_input(self):
         d, path, out, before = self.killed_run()
         other = self.path("other.csv")
-        cols = read_columns(path)
+        cols = read_columns(path, str)
         cols[0][0] = str(float(cols[0][0]) + 1)
         write_columns(other, cols)
         p = ctl("-s", d.sock, "reconstruct", other, "-o", out, "--method", "linear,mle,rhor",
@@ -561,7 +438,7 @@ class QtomoctlTest(unittest.TestCase):
         with open(os.path.join(out, "records.jsonl"), "rb") as f:
             before = f.read()
         other = self.path("other.csv")
-        cols = read_columns(path)
+        cols = read_columns(path, str)
         cols[5][3] = str(float(cols[5][3]) + 1)
         write_columns(other, cols)
         for args, what, why in (
@@ -591,7 +468,7 @@ class QtomoctlTest(unittest.TestCase):
         p = ctl("-s", d.sock, "reconstruct", BELL4, "--json")
         self.assertExit(p, 0, "good file")
         # Column 2: a negative value (linear flags it, mle refuses it); column 3 empty.
-        cols = read_columns(BELL4)
+        cols = read_columns(BELL4, str)
         cols[1][3] = "-5"
         cols[2] = [""] * len(cols[2])
         bad = self.path("bad.csv")
@@ -867,7 +744,7 @@ class QtomoctlTest(unittest.TestCase):
         dpath, cpath = self.path("pauli6.json"), self.path("pauli6.csv")
         with open(dpath, "w") as f:
             json.dump(PAULI6, f)
-        write_columns(cpath, pauli6_columns())
+        write_columns(cpath, pauli6_columns(8, int))
         p = ctl("-s", d.sock, "design", "put", dpath)
         self.assertExit(p, 0, "design put")
         did = p.stdout.decode().strip()
@@ -896,7 +773,7 @@ class QtomoctlTest(unittest.TestCase):
         self.assertIn(b"configuration generation 1", p.stdout)
         self.assertEqual(self.json_of(d, "reload"), {"generation": 2})
         self.assertExit(ctl("-s", d.sock, "-q", "reload"), 0, "reload -q")
-        self.assertTrue(wait_until(lambda: self.json_of(d, "status")["workers"] == 2))
+        self.assertTrue(wait_until(lambda: self.json_of(d, "status")["workers"] == 2, 30))
         p = ctl("-s", d.sock, "reconstruct", BELL4, "--json")
         self.assertExit(p, 0, "reconstruct after reloads")
         self.assertEqual(d.stop(), 0)
@@ -904,7 +781,7 @@ class QtomoctlTest(unittest.TestCase):
     # ---- --live ----
 
     def live_lines(self):
-        cols = read_columns(BELL4)
+        cols = read_columns(BELL4, str)
         return [",".join(c) for c in cols] + ["1,2,3,x", "0.5,0.5,1.0,0.0,0.5,0.5", "1,2,3"] + \
             [",".join(cols[0])]
 
@@ -912,7 +789,7 @@ class QtomoctlTest(unittest.TestCase):
         # Each result comes back before the next line is written: the client neither waits for
         # EOF nor for a full buffer. A sample that never came back would time out here.
         d = self.start()
-        lines = [",".join(c) for c in read_columns(BELL4)] * 2 + ["0.5,0.5,1.0,0.0,0.5,0.5"]
+        lines = [",".join(c) for c in read_columns(BELL4, str)] * 2 + ["0.5,0.5,1.0,0.0,0.5,0.5"]
         p = subprocess.Popen([QTOMOCTL, "-s", d.sock, "reconstruct", "--live", "--json",
                               "--method", "linear"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -970,7 +847,7 @@ class QtomoctlTest(unittest.TestCase):
         # A --live sample's design is inferred from its length, as for a file; its record must
         # say which design that was, as a file's records do ("design": "nopovm"), not "".
         d = self.start()
-        data = (",".join(read_columns(BELL4)[0]) + "\n0.5,0.5,1.0,0.0,0.5,0.5\n").encode()
+        data = (",".join(read_columns(BELL4, str)[0]) + "\n0.5,0.5,1.0,0.0,0.5,0.5\n").encode()
         for what, cmd, env in (("daemon", ("-s", d.sock, "reconstruct", "--live"), None),
                                ("--local", ("reconstruct", "--live", "--local"), LOCAL_ENV)):
             p = ctl(*cmd, "--json", "--method", "linear", input=data, env=env)

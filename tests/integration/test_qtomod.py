@@ -1,7 +1,6 @@
 """Integration tests of qtomod: the real daemon on a private socket, driven through the Python
 client (client/python/qtomo_client.py) and raw frames. Run by ctest with QTOMOD, QTOMOCTL and
 QTOMO_SRC in the environment; needs /usr/bin/python3 with python3-msgpack."""
-import csv
 import json
 import os
 import shutil
@@ -9,60 +8,18 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import unittest
 
-SRC = os.environ.get("QTOMO_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(SRC, "client", "python"))
-import msgpack  # noqa: E402
-import qtomo_client as q  # noqa: E402
+import msgpack
+from qtomod_fixture import EXAMPLES, PAULI6, QTOMOCTL, SRC, Daemon, pauli6_columns, \
+    read_columns, wait_until, write_columns
+import qtomo_client as q  # noqa: E402 (on the path qtomod_fixture sets)
 
-QTOMOD = os.environ.get("QTOMOD", "qtomod")
-QTOMOCTL = os.environ.get("QTOMOCTL", "qtomoctl")
 HOOKS = os.environ.get("QTOMO_TEST_HOOKS") == "1"
 HOOK_CRASH = -7.25e300
 HOOK_HANG = -8.5e300
-EXAMPLES = os.path.join(SRC, "client", "examples", "data")
-
-
-def read_columns(path):
-    with open(path) as f:
-        rows = [[float(x) for x in r] for r in csv.reader(f) if r]
-    return [list(c) for c in zip(*rows)]
-
-
-# A custom design for design.put: the six Pauli eigenstates of a qubit as kets, in the order
-# |0>, |1>, |+>, |->, |+i>, |-i> (one group per Pauli basis).
-_H = 0.7071067811865476
-PAULI6 = {"name": "pauli6", "dim": 2,
-          "vectors": {"re": [[1, 0], [0, 1], [_H, _H], [_H, -_H], [_H, 0], [_H, 0]],
-                      "im": [[0, 0], [0, 0], [0, 0], [0, 0], [0, _H], [0, -_H]]},
-          "groups": [0, 0, 1, 1, 2, 2]}
-
-
-def pauli6_columns():
-    """Counts of 1000 shots per basis for a handful of states (Bloch vectors inside, on and
-    outside the ball), plus one sample whose Z group sums to zero (a per-sample error)."""
-    cols = []
-    for k in range(10):
-        x, y, z = 0.9 * ((k % 3) - 1) / 1.5, 0.3 * ((k % 4) - 1.5), 0.95 - 0.19 * k
-        col = []
-        for r in (z, x, y):
-            n = round(1000 * (1 + r) / 2)
-            col += [float(n), float(1000 - n)]
-        cols.append(col)
-    cols.append([0.0, 0.0, 500.0, 500.0, 500.0, 500.0])
-    return cols
-
-
-def write_csv(path, cols):
-    """Writes samples in the origin's layout: rows = outcomes, columns = samples."""
-    with open(path, "w") as f:
-        for row in zip(*cols):
-            f.write(",".join(repr(v) for v in row) + "\n")
 
 
 def local_records(*args):
@@ -91,115 +48,6 @@ def process_gone(pid):
             return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except FileNotFoundError:
         return True
-
-
-def wait_until(pred, timeout=20, step=0.02):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-class Notify:
-    """A fake systemd NOTIFY_SOCKET: collects datagrams."""
-
-    def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.2)
-        # The kernel attaches the sender's credentials: which process sent each datagram.
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.msgs = []
-        self.stamps = []  # (monotonic arrival time, sender pid, text)
-        self.stop = False
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self.stop:
-            try:
-                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            t, pid = time.monotonic(), None
-            for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    pid = struct.unpack("iII", cdata[:12])[0]
-            self.stamps.append((t, pid, data.decode()))
-            self.msgs.append(data.decode())
-
-    def wait_for(self, text, timeout=20):
-        end = time.time() + timeout
-        while time.time() < end:
-            if any(text in m for m in self.msgs):
-                return True
-            time.sleep(0.02)
-        return False
-
-    def close(self):
-        self.stop = True
-        self.t.join()
-        self.sock.close()
-
-
-class Daemon:
-    def __init__(self, *args, workers=2, env=None, activate=False, watchdog_usec=None):
-        self.dir = tempfile.mkdtemp(prefix="qtomod-test-")
-        self.sock = os.path.join(self.dir, "qtomod.sock")
-        self.notify = Notify(os.path.join(self.dir, "notify.sock"))
-        e = dict(os.environ)
-        e.update(env or {})
-        e["NOTIFY_SOCKET"] = self.notify.path
-        cmd = [QTOMOD, "--config", "/dev/null", "--cache-dir", os.path.join(self.dir, "cache"),
-               "--workers", str(workers)] + list(args)
-        if activate:
-            cmd = ["systemd-socket-activate", "-l", self.sock, "--fdname=qtomo",
-                   "-E", "NOTIFY_SOCKET"] + cmd
-        else:
-            cmd += ["--socket", self.sock]
-        if watchdog_usec:
-            # As systemd does: WATCHDOG_PID names the service's main process. The shell's pid
-            # is qtomod's after exec, so self.proc.pid is the daemon's pid.
-            e["WATCHDOG_USEC"] = str(watchdog_usec)
-            cmd = ["/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"',
-                   "qtomod"] + cmd
-        self.log = open(os.path.join(self.dir, "log"), "w+")
-        self.proc = subprocess.Popen(cmd, env=e, stderr=self.log, stdout=self.log)
-        if activate:
-            end = time.time() + 10
-            while not os.path.exists(self.sock) and time.time() < end:
-                time.sleep(0.02)
-            socket.socket(socket.AF_UNIX).connect(self.sock)  # exec happens on first connect
-        if not self.notify.wait_for("READY=1"):
-            raise AssertionError("no READY=1; log:\n" + self.logtext())
-
-    def logtext(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
-
-    def client(self, **kw):
-        return q.Client(self.sock, timeout=60, numpy=False, **kw)
-
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.notify.close()
-            self.log.close()
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def raw_frames(path, data, nread=1):
@@ -413,7 +261,7 @@ class QtomodTest(unittest.TestCase):
                     d.proc.send_signal(signal.SIGHUP)
             self.assertEqual(sorted(seen), list(range(len(cols))))
             self.assertEqual(c.last_totals["n_ok"], len(cols))
-            self.assertTrue(d.notify.wait_for("RELOADING=1"))
+            self.assertTrue(d.notify.wait_for_text("RELOADING=1"))
             gen = c.reload()["generation"]
             self.assertEqual(gen, 2)
             time.sleep(0.5)
@@ -569,7 +417,7 @@ class QtomodTest(unittest.TestCase):
         self.assertIn("5 workers failed during start-up within 30 s: giving up (crash loop)", log)
         self.assertEqual(log.count("failed during start-up (status 2, signal 0)"), 5, log)
         self.assertIn("Not a directory", log)  # the workers' own reason
-        self.assertTrue(d.notify.wait_for("STATUS=workers crash during start-up", 5),
+        self.assertTrue(d.notify.wait_for_text("STATUS=workers crash during start-up", 5),
                         d.notify.msgs)
         self.assertTrue(any("ERRNO=" in m for m in d.notify.msgs), d.notify.msgs)
         status = [m for m in d.notify.msgs if "STATUS=" in m]
@@ -688,8 +536,8 @@ class QtomodTest(unittest.TestCase):
         dpath, cpath = os.path.join(d.dir, "pauli6.json"), os.path.join(d.dir, "pauli6.csv")
         with open(dpath, "w") as f:
             f.write(text)
-        cols = pauli6_columns()
-        write_csv(cpath, cols)
+        cols = pauli6_columns(10, float)
+        write_columns(cpath, cols)
         recs = local_records(cpath, "--design", "custom", "--design-file", dpath,
                              "--method", "linear,mle")
         self.assertEqual(len(recs), 2 * len(cols))

@@ -14,18 +14,17 @@ import re
 import shlex
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import unitexec  # noqa: E402
+from qtomod_fixture import Notify  # noqa: E402
 
 SRC = os.environ.get("QTOMO_SRC", os.path.normpath(os.path.join(HERE, "..", "..")))
 QTOMOD = os.environ.get("QTOMOD", os.path.join(SRC, "build", "dev", "daemon", "qtomod"))
@@ -66,59 +65,11 @@ def man_tree(tmp):
     return os.path.join(tmp, "man")
 
 
-class NotifyListener:
-    """A fake $NOTIFY_SOCKET: collects (sender pid, {key: value}) as systemd would receive."""
+class NotifyListener(Notify):
+    """A fake $NOTIFY_SOCKET as /run/systemd/notify: any service user may send."""
 
     def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        os.chmod(path, 0o777)  # as /run/systemd/notify: any service user may send
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.settimeout(0.2)
-        self.messages = []
-        self.cond = threading.Condition()
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        credsize = socket.CMSG_SPACE(struct.calcsize("3i"))
-        while not self.stopped:
-            try:
-                data, anc, _, _ = self.sock.recvmsg(4096, credsize)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            pid = None
-            for level, typ, cdata in anc:
-                if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
-                    pid = struct.unpack("3i", cdata[:12])[0]
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-            with self.cond:
-                self.messages.append((pid, fields))
-                self.cond.notify_all()
-
-    def wait_for(self, key, value=None, start=0, timeout=30.0):
-        """Index of the first message from start on with key (= value); fails after timeout."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for i in range(start, len(self.messages)):
-                    f = self.messages[i][1]
-                    if key in f and (value is None or f[key] == value):
-                        return i
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError("no %s%s in %r" % (key, "=" + value if value else "",
-                                                            self.messages))
-                self.cond.wait(left)
-
-    def close(self):
-        self.stopped = True
-        self.thread.join(2)
-        self.sock.close()
+        super().__init__(path, mode=0o777)
 
 
 class UnitsTest(unittest.TestCase):
