@@ -46,7 +46,7 @@ int qtomo_job_set_design(qtomo_job *j, const char *design, size_t d)
         return -EINVAL; /* custom designs go through qtomo_job_set_custom */
     j->design_set = design != NULL;
     if (design)
-        (void)snprintf(j->job.design, sizeof(j->job.design), "%s", qt_design_kind_name(kind));
+        (void)snprintf(j->job.design, sizeof(j->job.design), "%s", qt_design_kind_name((enum qt_design_kind)kind));
     j->job.design_id[0] = '\0';
     j->job.d = d;
     return 0;
@@ -160,8 +160,8 @@ static int job_for(const qtomo_job *j, size_t m, struct qp_job *out, struct qtom
             return qtc_fail(err, -EINVAL, "%s", dg.msg);
         if (out->d && out->d != d)
             return qtc_fail(err, -EINVAL, "%zu values mean d = %zu for %s, but d = %zu was set",
-                            m, d, qt_design_kind_name(kind), out->d);
-        (void)snprintf(out->design, sizeof(out->design), "%s", qt_design_kind_name(kind));
+                            m, d, qt_design_kind_name((enum qt_design_kind)kind), out->d);
+        (void)snprintf(out->design, sizeof(out->design), "%s", qt_design_kind_name((enum qt_design_kind)kind));
         out->d = d;
     }
     if (out->target && !out->d)
