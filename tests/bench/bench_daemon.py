@@ -227,6 +227,21 @@ def foreign_load(t0, t1):
             "ours_pct": 100.0 * (t1[3] - t0[3]) / total}
 
 
+def wait_quiet(max_wait, max_pct):
+    """Waits (at most max_wait seconds) until other processes use less than max_pct % of the
+    machine's CPU over one second; returns the seconds waited."""
+    t_start = time.monotonic()
+    while max_wait > 0:
+        t0 = cpu_times()
+        time.sleep(1.0)
+        if foreign_load(t0, cpu_times())["other_pct"] < max_pct:
+            break
+        if time.monotonic() - t_start > max_wait:
+            log("note: the machine stayed busy (other processes); measuring anyway")
+            break
+    return time.monotonic() - t_start
+
+
 def mode_env(mode):
     env = dict(os.environ)
     if mode == "unset":
@@ -601,6 +616,16 @@ def predicted_wait(intervals, workers, t):
     return min(running) - t if len(running) >= workers else 0.0
 
 
+def predicted_wait_hi(intervals, workers, t, skew=1e-3):
+    """predicted_wait, allowing the live request to reach the daemon up to `skew` seconds after
+    the client sent it: the chunk ends are seen by the load's client after a relay delay, so a
+    request sent just before a chunk end as seen there may arrive just after the next chunk
+    was dispatched, and then waits that whole chunk. The larger of the two predictions."""
+    a, b = predicted_wait(intervals, workers, t), predicted_wait(intervals, workers, t + skew)
+    cands = [x for x in (a, None if b is None else b + skew) if x is not None]
+    return max(cands) if cands else None
+
+
 def bench_live(args, env, data, loads, workers):
     """For each load: unloaded and loaded latency of LIVE_CASE, the load's chunk times, and each
     live sample's wait compared with the wait the chunk schedule predicts."""
@@ -660,7 +685,7 @@ def bench_live(args, env, data, loads, workers):
                 iv = chunk_intervals(bg["chunks"], workers, chunk, n)
                 lo, hi = (under[0][0], under[-1][1]) if under else (0, 0)
                 durs = [(e - s_) * 1e3 for s_, e in iv.values() if e > lo and s_ < hi]
-                pred = [predicted_wait(iv, workers, s[0]) for s in under]
+                pred = [predicted_wait_hi(iv, workers, s[0]) for s in under]
                 excess = [(s[2] - base_med) - p * 1e3 for s, p in zip(under, pred)
                           if p is not None]
                 pred = [p * 1e3 for p in pred if p is not None]
@@ -678,7 +703,7 @@ def bench_live(args, env, data, loads, workers):
                     # predicted wait or None) and chunks (index, start, end)
                     "raw_live": [(round((s[0] - bg["t_sent"]) * 1e3, 3), round(s[2], 3), s[3],
                                   None if p is None else round(p * 1e3, 3))
-                                 for s, p in ((s, predicted_wait(iv, workers, s[0]))
+                                 for s, p in ((s, predicted_wait_hi(iv, workers, s[0]))
                                               for s in samples)],
                     "raw_chunks": [(c, round((iv[c][0] - bg["t_sent"]) * 1e3, 3),
                                     round((iv[c][1] - bg["t_sent"]) * 1e3, 3)) for c in sorted(iv)]}
@@ -723,6 +748,10 @@ def parse_args(argv):
     ap.add_argument("--op-timeout", type=float, default=600, help="per qtomoctl run, s [600]")
     ap.add_argument("--total-timeout", type=float, default=3600,
                     help="give up (and clean up) after this many seconds [3600]")
+    ap.add_argument("--quiet-wait", type=float, default=0,
+                    help="before each measurement, wait up to this many seconds for other "
+                         "processes to use less than --quiet-pct %% of the CPU [0: no wait]")
+    ap.add_argument("--quiet-pct", type=float, default=10, help="see --quiet-wait [10]")
     ap.add_argument("--json", metavar="FILE", help="write every raw number here")
     a = ap.parse_args(argv)
     a.qtomod = a.qtomod or os.environ.get("QTOMOD") or os.path.join(a.build, "daemon", "qtomod")
@@ -809,9 +838,12 @@ def report_mode(mode, res, args, lat_cases, batch_cases, loads):
     ld = res.get("load", {})
     print("mode %s: OPENBLAS_CORETYPE=%s in the environment of qtomod and qtomoctl"
           % (mode, env.get("OPENBLAS_CORETYPE", "(unset)")))
-    print("machine CPU time during this mode: %.1f %% ours, %.1f %% other processes, %.1f %% "
-          "steal (other processes compete with the benchmark: more noise)"
-          % (ld.get("ours_pct", 0), ld.get("other_pct", 0), ld.get("steal_pct", 0)))
+    print("CPU share of other processes (they compete with the benchmark: more noise) during "
+          "each measurement (per repeat: %s), %%: %s; hypervisor steal during the mode: %.1f %%"
+          % (", ".join(x for x in ["a"] + ["b w%d" % w for w in args.workers] + ["c"]
+                       + ["d w%d" % w for w in args.workers]
+                       if x[0] in args.sections),
+             " ".join("%.0f" % x for x in res.get("other_pct", [])), ld.get("steal_pct", 0)))
     if res.get("a"):
         a0 = res["a"][0]
         print("qtomod log: OpenBLAS kernels %s; worker env: OPENBLAS_CORETYPE=%s "
@@ -909,8 +941,9 @@ def report_mode(mode, res, args, lat_cases, batch_cases, loads):
               "calls (reconstructed from its result times); median..max: live round trip; "
               "qmax: daemon's queue_ms (1 ms steps); excess: live wait (round trip - unloaded "
               "median) minus the wait the chunk schedule predicts (until the first running "
-              "chunk ends); w/c: (max - unloaded median) / chunk max, > 1: a live sample waited "
-              "longer than the longest chunk; n: live calls entirely under load"
+              "chunk ends, allowing 1 ms of clock skew between the two clients); w/c: (max - "
+              "unloaded median) / chunk max, > 1: a live sample waited longer than the longest "
+              "chunk; n: live calls entirely under load"
               % (case_name(*LIVE_CASE), args.repeats, args.chunk),
               ["load", "workers", "chunk med", "chunk max", "median", "p90", "p99", "max",
                "qmax", "excess med", "excess worst", "w/c", "w/c worst", "n"], rows)
@@ -962,18 +995,30 @@ def main(argv):
         res = {"a": [], "b": {w: [] for w in args.workers}, "c": [],
                "d": {w: [] for w in args.workers}}
         st0 = cpu_times()
+        res["other_pct"] = []  # per measurement: CPU share of other processes
+
+        def measure(fn, *a):
+            waited = wait_quiet(args.quiet_wait, args.quiet_pct)
+            t0 = cpu_times()
+            r = fn(*a)
+            ld = foreign_load(t0, cpu_times())
+            res["other_pct"].append(round(ld["other_pct"], 1))
+            if isinstance(r, dict):
+                r["_other_pct"], r["_waited_s"] = ld["other_pct"], waited
+            return r
+
         for rep in range(args.repeats):
             log("[%s] repeat %d/%d" % (mode, rep + 1, args.repeats))
             if "a" in args.sections:
-                res["a"].append(bench_latency(args, env, data, lat_cases))
+                res["a"].append(measure(bench_latency, args, env, data, lat_cases))
             if "b" in args.sections:
                 for w in args.workers:
-                    res["b"][w].append(bench_batches(args, env, data, batch_cases, w))
+                    res["b"][w].append(measure(bench_batches, args, env, data, batch_cases, w))
             if "c" in args.sections:
-                res["c"].append(bench_local(args, env, data, batch_cases, tmp))
+                res["c"].append(measure(bench_local, args, env, data, batch_cases, tmp))
             if "d" in args.sections:
                 for w in args.workers:
-                    res["d"][w].append(bench_live(args, env, data, loads, w))
+                    res["d"][w].append(measure(bench_live, args, env, data, loads, w))
         res["load"] = foreign_load(st0, cpu_times())
         report_mode(mode, res, args, lat_cases, batch_cases, loads)
         everything["modes"][mode] = res
