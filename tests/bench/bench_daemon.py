@@ -32,6 +32,7 @@ Exit status: 0, or 1 when a request failed or a sample did not come back `ok`.
 
 import argparse
 import atexit
+import gc
 import json
 import multiprocessing
 import os
@@ -869,7 +870,7 @@ def report_mode(mode, res, args, lat_cases, batch_cases, loads):
               "covers the iterative methods only, not linear), overhead = round trip - compute"
               % (args.lat_workers, args.lat_n, args.lat_warmup, len(reps)),
               ["case", "median", "p90", "p99", "compute", "overhead"], rows)
-    if res.get("b") or res.get("c"):
+    if any(res.get("b", {}).values()) or res.get("c"):
         rows = []
         for des, d, m, n in batch_cases:
             k = case_name(des, d, m)
@@ -908,7 +909,7 @@ def report_mode(mode, res, args, lat_cases, batch_cases, loads):
             if reps:
                 print("daemon totals after (b), %d workers, last repeat: %r"
                       % (w, reps[-1].get("_stats")))
-    if res.get("d"):
+    if any(res.get("d", {}).values()):
         rows = []
         for w in args.workers:
             reps = res["d"].get(w, [])
@@ -961,6 +962,7 @@ def main(argv):
     signal.signal(signal.SIGALRM, _on_signal)
     signal.alarm(int(args.total_timeout))
     multiprocessing.set_start_method("fork")
+    gc.disable()
     data = load_data(args.refdata)
     lat_cases, batch_cases, loads = make_cases(args, data)
 
@@ -999,6 +1001,7 @@ def main(argv):
 
         def measure(fn, *a):
             waited = wait_quiet(args.quiet_wait, args.quiet_pct)
+            gc.collect()  # the collector is off while measuring (pauses of ms in the clients)
             t0 = cpu_times()
             r = fn(*a)
             ld = foreign_load(t0, cpu_times())
