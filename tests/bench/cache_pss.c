@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qt_rmrf.h"
 #include "cache/qt_cache.h"
 #include "num/qt_design.h"
 
@@ -57,33 +58,6 @@ static double quantile(double *v, size_t n, double q)
     qsort(v, n, sizeof(*v), cmp_double);
     k = (size_t)(q * (double)(n - 1) + 0.5);
     return v[k < n ? k : n - 1];
-}
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-
-    if (lstat(path, &st) < 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *dh = opendir(path);
-        struct dirent *de;
-
-        if (dh) {
-            while ((de = readdir(dh))) {
-                char sub[4096];
-
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                    continue;
-                (void)snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(dh);
-        }
-        (void)rmdir(path);
-    } else {
-        (void)unlink(path);
-    }
 }
 
 static int file_bytes(const char *name, uint64_t *ret)
@@ -526,7 +500,7 @@ int main(int argc, char **argv)
     printf("qtomo projector cache measurement\ncache directory: %s\n\n", dir);
     if (measure_builds() < 0 || measure_maps() < 0 || measure_pss() < 0)
         r = 1;
-    rm_rf(dir);
+    qt_rm_rf(dir);
     if (r)
         fprintf(stderr, "cache-pss: failed\n");
     return r;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "qt_rmrf.h"
 #include "cache/qt_cache.h"
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
@@ -46,36 +47,9 @@ static char *make_tmpdir(void)
     return dir;
 }
 
-static void rm_rf(const char *path)
-{
-    struct stat st;
-
-    if (lstat(path, &st) < 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *dh = opendir(path);
-        struct dirent *de;
-
-        if (dh) {
-            while ((de = readdir(dh))) {
-                char sub[4096];
-
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                    continue;
-                (void)snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(dh);
-        }
-        (void)rmdir(path);
-    } else {
-        (void)unlink(path);
-    }
-}
-
 static void drop_tmpdir(char *dir)
 {
-    rm_rf(dir);
+    qt_rm_rf(dir);
     free(dir);
 }
 
