@@ -9,28 +9,8 @@
 #include "num/qt_estimate.h"
 #include "num/qt_rng.h"
 #include "num/qt_sample.h"
+#include "qt_refcases.h"
 #include "qt_test.h"
-
-static json_t *load_cases(void)
-{
-    json_error_t jerr;
-    json_t *root = json_load_file(qt_refdata("generated/cases.json"), 0, &jerr);
-
-    assert_non_null(root);
-    assert_int_equal(json_array_size(root), 13);
-    return root;
-}
-
-/* Row-major {"re": [[...]], "im": [[...]]} into a column-major matrix. */
-static void matrix_from(json_t *obj, size_t d, double complex *out)
-{
-    json_t *re = json_object_get(obj, "re"), *im = json_object_get(obj, "im");
-
-    for (size_t i = 0; i < d; i++)
-        for (size_t j = 0; j < d; j++)
-            out[i + d * j] = json_real_value(json_array_get(json_array_get(re, i), j)) +
-                             I * json_real_value(json_array_get(json_array_get(im, i), j));
-}
 
 static double *vector_from(json_t *arr)
 {
@@ -74,7 +54,7 @@ static void check_case(json_t *c, struct qt_ws *ws)
     for (size_t a = 0; a < des->m; a++)
         qt_assert_close(f[a], fref[a], 1e-13, 1e-15);
     assert_int_equal(qt_design_pinv_apply(des, ws, f, raw), 0);
-    matrix_from(json_object_get(lin, "rho_raw"), d, want);
+    qt_matrix_from(json_object_get(lin, "rho_raw"), d, want);
     if (qt_frob_diff(d, raw, want) > 1e-9)
         print_error("%s: raw rho differs by %g\n", name, qt_frob_diff(d, raw, want));
     assert_true(qt_frob_diff(d, raw, want) <= 1e-9);
@@ -83,12 +63,12 @@ static void check_case(json_t *c, struct qt_ws *ws)
     opts.bell = d == 4;
     json_t *rt = json_object_get(c, "rho_true");
     if (rt) {
-        matrix_from(rt, d, truth);
+        qt_matrix_from(rt, d, truth);
         opts.target = truth;
     }
     assert_int_equal(qt_result_init(&res, d), 0);
     assert_int_equal(qt_estimate(des, ws, QT_METHOD_LINEAR, y, des->m, &opts, &res), 0);
-    matrix_from(json_object_get(lin, "rho"), d, want);
+    qt_matrix_from(json_object_get(lin, "rho"), d, want);
     if (qt_frob_diff(d, res.rho, want) > 1e-9)
         print_error("%s: rho differs by %g\n", name, qt_frob_diff(d, res.rho, want));
     assert_true(qt_frob_diff(d, res.rho, want) <= 1e-9);
@@ -128,7 +108,7 @@ static void check_case(json_t *c, struct qt_ws *ws)
 static void test_cases_json(void **state)
 {
     struct qt_ws ws = QT_WS_INIT;
-    json_t *root = load_cases(), *c;
+    json_t *root = qt_load_cases(), *c;
     size_t i;
 
     (void)state;

@@ -10,6 +10,7 @@
 #include "num/qt_estimate.h"
 #include "num/qt_metrics.h"
 #include "num/qt_rng.h"
+#include "qt_refcases.h"
 #include "qt_test.h"
 
 static struct qt_design *make(enum qt_design_kind kind, size_t d)
@@ -49,8 +50,7 @@ static double loglik(const struct qt_design *des, struct qt_ws *ws, const double
  * estimate's (evaluated with the same function). */
 static void test_cases_json(void **state)
 {
-    json_error_t jerr;
-    json_t *root = json_load_file(qt_refdata("generated/cases.json"), 0, &jerr), *c;
+    json_t *root = qt_load_cases(), *c;
     struct qt_ws ws = QT_WS_INIT;
     size_t i;
 

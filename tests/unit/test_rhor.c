@@ -8,6 +8,7 @@
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
 #include "num/qt_whiten.h"
+#include "qt_refcases.h"
 #include "qt_test.h"
 
 /* One golden case: the design, the raw input and the origin's "rhor" object. */
@@ -19,27 +20,6 @@ struct gcase {
     struct qt_design *des;
     double *y;
 };
-
-static json_t *load_cases(void)
-{
-    json_error_t jerr;
-    json_t *root = json_load_file(qt_refdata("generated/cases.json"), 0, &jerr);
-
-    assert_non_null(root);
-    assert_int_equal(json_array_size(root), 13);
-    return root;
-}
-
-/* Row-major {"re": [[...]], "im": [[...]]} into a column-major matrix. */
-static void matrix_from(json_t *obj, size_t d, double complex *out)
-{
-    json_t *re = json_object_get(obj, "re"), *im = json_object_get(obj, "im");
-
-    for (size_t i = 0; i < d; i++)
-        for (size_t j = 0; j < d; j++)
-            out[i + d * j] = json_real_value(json_array_get(json_array_get(re, i), j)) +
-                             I * json_real_value(json_array_get(json_array_get(im, i), j));
-}
 
 static double num(json_t *obj, const char *key)
 {
@@ -76,7 +56,7 @@ static void gcase_open(struct gcase *g, json_t *root, json_t *c)
 /* Finds a case by name in a freshly loaded cases.json; release with gcase_close. */
 static void gcase_find(struct gcase *g, const char *name)
 {
-    json_t *root = load_cases(), *c;
+    json_t *root = qt_load_cases(), *c;
     size_t i;
 
     json_array_foreach(root, i, c)
@@ -183,7 +163,7 @@ static void check_case(const struct gcase *g, struct qt_ws *ws)
     assert_int_equal(qt_result_init(&res, d), 0);
     assert_int_equal(run(g, ws, &opts, &res), 0);
     check_present(&res, d <= 10);
-    matrix_from(json_object_get(g->rhor, "rho"), d, want);
+    qt_matrix_from(json_object_get(g->rhor, "rho"), d, want);
     double err = qt_frob_diff(d, res.rho, want);
     int64_t it = (int64_t)num(g->rhor, "iterations");
     print_message("%-26s it %5lld (origin %5lld)  |rho - origin|_F %.2e  ll diff %.1e\n", g->name,
@@ -205,7 +185,7 @@ static void check_case(const struct gcase *g, struct qt_ws *ws)
 static void test_cases_json(void **state)
 {
     struct qt_ws ws = QT_WS_INIT;
-    json_t *root = load_cases(), *c;
+    json_t *root = qt_load_cases(), *c;
     size_t i;
 
     (void)state;
@@ -274,7 +254,7 @@ static void test_diluted(void **state)
     assert_int_equal(run(&g, &ws, &opts, &res), 0);
     assert_true(res.mt.converged);
     assert_int_equal(res.mt.decrease_ll_count, 0);
-    matrix_from(json_object_get(g.rhor, "rho"), 3, want);
+    qt_matrix_from(json_object_get(g.rhor, "rho"), 3, want);
     assert_true(qt_frob_diff(3, res.rho, want) <= 1e-6);
     qt_assert_close(res.mt.rhor_log_likelihood, num(g.rhor, "log_likelihood"), 0, 1e-6);
     for (unsigned k = 1; k <= 60; k++) {
@@ -311,7 +291,7 @@ static void warm_vs_cold(const char *name, int64_t *ret_cold, int64_t *ret_warm)
     gcase_find(&g, name);
     want = malloc(g.d * g.d * sizeof(*want));
     assert_non_null(want);
-    matrix_from(json_object_get(g.rhor, "rho"), g.d, want);
+    qt_matrix_from(json_object_get(g.rhor, "rho"), g.d, want);
     qt_opts_init(&opts);
     assert_int_equal(qt_result_init(&res, g.d), 0);
     for (int warm = 0; warm < 2; warm++) {

@@ -8,12 +8,12 @@
 
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
+#include "qt_refcases.h"
 #include "qt_test.h"
 
 static void test_cases_json(void **state)
 {
-    json_error_t jerr;
-    json_t *root = json_load_file(qt_refdata("generated/cases.json"), 0, &jerr), *c;
+    json_t *root = qt_load_cases(), *c;
     struct qt_ws ws = QT_WS_INIT;
     size_t i;
 
