@@ -379,7 +379,8 @@ class QtomodTest(unittest.TestCase):
         t0 = time.monotonic()
         time.sleep(2.0)  # the measurement window, idle
         check(pings(t0, t0 + 2.0), "idle")
-        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 500
+        # Long enough to outlast the window in optimised builds too (it is cancelled after it).
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 4000
         with d.client() as c:
             it = c.submit(cols, design="nopovm", methods=("linear", "mle", "rhor"))
             rid = c.last_request_id
