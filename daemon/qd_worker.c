@@ -122,6 +122,9 @@ static int get_map(struct worker *w, int kind, const char *id, size_t d,
 }
 
 #ifdef QTOMO_TEST_HOOKS
+/* Searched for by tests/packaging/test_deb.py: a packaged qtomod must not contain it. */
+__attribute__((used)) static const char hooks_marker[] = "QTOMO_TEST_HOOKS_ENABLED";
+
 /* Test-only faults, chosen by the sample's first value (never compiled into release builds):
  * QD_HOOK_CRASH aborts the worker, QD_HOOK_HANG makes it stop answering. */
 static void test_hooks(const double *y)

@@ -239,6 +239,8 @@ class DebTest(unittest.TestCase):
                          "qtomod %s" % UPSTREAM)
         self.assertTrue(out([self.r("usr/bin/qtomoctl"), "--version"]).startswith(
             "qtomoctl %s" % UPSTREAM))
+        with open(self.r("usr/sbin/qtomod"), "rb") as f:  # daemon/qd_worker.c's marker
+            self.assertNotIn(b"QTOMO_TEST_HOOKS_ENABLED", f.read())
         for name in ("qtomod.service", "qtomod.socket"):
             with open(self.r("lib/systemd/system/" + name)) as a, \
                     open(os.path.join(SRC, "systemd", name)) as b:
