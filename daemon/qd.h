@@ -25,7 +25,3 @@ int qd_worker_main(const struct qd_conf *conf);
 /* Prints qtomod(8) ("8") or qtomod.conf(5) ("5") as roff; -1 for another section. */
 int qd_gen_man(const char *section);
 int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, char **argv);
-/* Defaults, then the file (path, or the default path when it exists), then argv's --key VALUE
- * overrides, then the machine-dependent defaults. */
-int qd_conf_build(struct qd_conf *c, const char *path, int argc, char **argv, char *err,
-                  size_t errlen);

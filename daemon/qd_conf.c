@@ -17,7 +17,7 @@ struct desc {
     const char *help;
 };
 
-#define DESC_(k, t, f, d, l, h_, help)                                                           \
+#define DESC_(k, t, f, d, l, h_, help) \
     {k, K_##t, offsetof(struct qd_conf, f), d, (unsigned long)(l), (unsigned long)(h_), help},
 
 static const struct desc descs[] = {QD_CONF_OPTIONS(DESC_)};
@@ -37,8 +37,7 @@ bool qd_conf_known(const char *key)
     return find(key) != NULL;
 }
 
-static int set(struct qd_conf *c, const struct desc *d, const char *value, char *err,
-               size_t errlen)
+static int set(struct qd_conf *c, const struct desc *d, const char *value, char *err, size_t errlen)
 {
     char *p = (char *)c + d->off, *end;
     unsigned long v;
@@ -204,7 +203,9 @@ void qd_conf_help(FILE *out)
         char arg[64];
 
         snprintf(arg, sizeof(arg), "--%s %s", descs[i].key,
-                 descs[i].kind == K_S ? "S" : descs[i].kind == K_O ? "MODE" : "N");
+                 descs[i].kind == K_S   ? "S"
+                 : descs[i].kind == K_O ? "MODE"
+                                        : "N");
         fprintf(out, "  %-28s %s", arg, descs[i].help);
         if (descs[i].def[0])
             fprintf(out, " [%s]", descs[i].def);
@@ -246,4 +247,59 @@ void qd_conf_man(FILE *out, bool cmdline)
             fprintf(out, " Range: %lu to %lu.", descs[i].lo, descs[i].hi);
         fputc('\n', out);
     }
+}
+
+/* Applies every --key VALUE of argv to c (the command line overrides the file). */
+int qd_conf_apply_args(struct qd_conf *c, int argc, char **argv, bool strict)
+{
+    char err[256];
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (strcmp(a, "--worker") == 0 || strcmp(a, "--dump-config") == 0 ||
+            strcmp(a, "--version") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            continue;
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || !qd_conf_known(a + 2)) {
+            if (strict)
+                fprintf(stderr, "qtomod: unknown argument '%s' (see qtomod --help)\n", a);
+            return -EINVAL;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "qtomod: %s needs a value\n", a);
+            return -EINVAL;
+        }
+        if (qd_conf_set(c, a + 2, argv[++i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "qtomod: %s\n", err);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Builds the configuration: defaults, the file, then the command line. */
+int qd_conf_build(struct qd_conf *c, const char *path, int argc, char **argv, char *err,
+                  size_t errlen)
+{
+    int r;
+
+    qd_conf_defaults(c);
+    if (path) {
+        r = qd_conf_load(c, path, err, errlen);
+        if (r < 0)
+            return r;
+    } else {
+        r = qd_conf_load(c, QD_CONF_DEFAULT_PATH, err, errlen);
+        if (r < 0 && r != -ENOENT)
+            return r;
+    }
+    if (qd_conf_apply_args(c, argc, argv, false) < 0) {
+        snprintf(err, errlen, "invalid command line");
+        return -EINVAL;
+    }
+    return qd_conf_finish(c, err, errlen);
 }

@@ -12,46 +12,46 @@
 
 /* X(key, type, field, default, min, max, help); type S = string, U = unsigned, O = octal mode.
  * Sizes are in the unit the key names. */
-#define QD_CONF_OPTIONS(X)                                                                        \
-    X("socket", S, socket, "", 0, 0,                                                              \
-      "socket path (default: $XDG_RUNTIME_DIR/qtomo/qtomod.sock, root: /run/qtomo/qtomod.sock)")  \
-    X("socket-mode", O, socket_mode, "0660", 0, 0777, "mode of a socket qtomod binds itself")     \
-    X("socket-group", S, socket_group, "", 0, 0, "group of a socket qtomod binds itself")         \
-    X("admin-group", S, admin_group, "qtomo-admin", 0, 0,                                         \
-      "members (and root and the daemon's user) may call cache.evict and reload")                 \
-    X("cache-dir", S, cache_dir, "", 0, 0,                                                        \
-      "projector cache (default: $XDG_CACHE_HOME/qtomo, root: /var/cache/qtomo)")                 \
-    X("cache-budget-mb", U, cache_budget_mb, "0", 0, 1u << 30,                                    \
-      "cache size limit in MiB; 0: a quarter of physical memory")                                 \
-    X("workers", U, workers, "0", 0, 256, "worker processes; 0: one per online CPU")              \
-    X("max-frame", U, max_frame, "67108864", 4096, 1u << 30, "largest frame body in bytes")       \
-    X("max-dim", U, max_dim, "64", 2, 256, "largest dimension d accepted")                        \
-    X("max-batch", U, max_batch, "1000000", 1, 1u << 30, "samples per submit")                    \
-    X("max-inflight", U, max_inflight, "64", 1, 65536, "requests in flight per connection")       \
-    X("max-connections", U, max_connections, "256", 1, 65536, "client connections at once")       \
-    X("max-queue", U, max_queue, "100000", 1, 1u << 30,                                           \
-      "samples waiting in all queues before requests get BUSY")                                   \
-    X("chunk", U, chunk, "8", 1, 64, "samples per work item sent to a worker")                    \
-    X("item-timeout-ms", U, item_timeout_ms, "60000", 10, 86400000,                               \
-      "default deadline of one work item (a request may ask for less)")                           \
+#define QD_CONF_OPTIONS(X)                                                                         \
+    X("socket", S, socket, "", 0, 0,                                                               \
+      "socket path (default: $XDG_RUNTIME_DIR/qtomo/qtomod.sock, root: /run/qtomo/qtomod.sock)")   \
+    X("socket-mode", O, socket_mode, "0660", 0, 0777, "mode of a socket qtomod binds itself")      \
+    X("socket-group", S, socket_group, "", 0, 0, "group of a socket qtomod binds itself")          \
+    X("admin-group", S, admin_group, "qtomo-admin", 0, 0,                                          \
+      "members (and root and the daemon's user) may call cache.evict and reload")                  \
+    X("cache-dir", S, cache_dir, "", 0, 0,                                                         \
+      "projector cache (default: $XDG_CACHE_HOME/qtomo, root: /var/cache/qtomo)")                  \
+    X("cache-budget-mb", U, cache_budget_mb, "0", 0, 1u << 30,                                     \
+      "cache size limit in MiB; 0: a quarter of physical memory")                                  \
+    X("workers", U, workers, "0", 0, 256, "worker processes; 0: one per online CPU")               \
+    X("max-frame", U, max_frame, "67108864", 4096, 1u << 30, "largest frame body in bytes")        \
+    X("max-dim", U, max_dim, "64", 2, 256, "largest dimension d accepted")                         \
+    X("max-batch", U, max_batch, "1000000", 1, 1u << 30, "samples per submit")                     \
+    X("max-inflight", U, max_inflight, "64", 1, 65536, "requests in flight per connection")        \
+    X("max-connections", U, max_connections, "256", 1, 65536, "client connections at once")        \
+    X("max-queue", U, max_queue, "100000", 1, 1u << 30,                                            \
+      "samples waiting in all queues before requests get BUSY")                                    \
+    X("chunk", U, chunk, "8", 1, 64, "samples per work item sent to a worker")                     \
+    X("item-timeout-ms", U, item_timeout_ms, "60000", 10, 86400000,                                \
+      "default deadline of one work item (a request may ask for less)")                            \
     X("max-item-ms", U, max_item_ms, "600000", 10, 86400000, "longest deadline a request may ask") \
-    X("kill-grace-ms", U, kill_grace_ms, "2000", 10, 60000,                                       \
-      "between SIGABRT and SIGKILL of a worker past its deadline")                                \
-    X("drain-timeout-ms", U, drain_timeout_ms, "30000", 0, 3600000,                               \
-      "on SIGTERM: how long running work may finish")                                             \
-    X("worker-max-jobs", U, worker_max_jobs, "10000", 0, 1u << 30,                                \
-      "recycle a worker after this many samples (+ up to 10% jitter); 0: never")                  \
-    X("worker-max-rss-mb", U, worker_max_rss_mb, "2048", 0, 1u << 20,                             \
-      "recycle a worker whose resident memory exceeds this; 0: never")                            \
-    X("write-high-water-kb", U, write_high_kb, "8192", 64, 1u << 20,                              \
-      "pause a connection's batches while this much output is queued")                            \
-    X("idle-write-timeout-ms", U, idle_write_ms, "60000", 100, 86400000,                          \
-      "close a connection that has not read its output for this long")                            \
+    X("kill-grace-ms", U, kill_grace_ms, "2000", 10, 60000,                                        \
+      "between SIGABRT and SIGKILL of a worker past its deadline")                                 \
+    X("drain-timeout-ms", U, drain_timeout_ms, "30000", 0, 3600000,                                \
+      "on SIGTERM: how long running work may finish")                                              \
+    X("worker-max-jobs", U, worker_max_jobs, "10000", 0, 1u << 30,                                 \
+      "recycle a worker after this many samples (+ up to 10% jitter); 0: never")                   \
+    X("worker-max-rss-mb", U, worker_max_rss_mb, "2048", 0, 1u << 20,                              \
+      "recycle a worker whose resident memory exceeds this; 0: never")                             \
+    X("write-high-water-kb", U, write_high_kb, "8192", 64, 1u << 20,                               \
+      "pause a connection's batches while this much output is queued")                             \
+    X("idle-write-timeout-ms", U, idle_write_ms, "60000", 100, 86400000,                           \
+      "close a connection that has not read its output for this long")                             \
     X("log-level", U, log_level, "6", 3, 7, "3 errors ... 6 info, 7 debug")
 
-#define QD_CONF_FIELD_S(f) char f[256];
-#define QD_CONF_FIELD_U(f) uint32_t f;
-#define QD_CONF_FIELD_O(f) uint32_t f;
+#define QD_CONF_FIELD_S(f)                    char f[256];
+#define QD_CONF_FIELD_U(f)                    uint32_t f;
+#define QD_CONF_FIELD_O(f)                    uint32_t f;
 #define QD_CONF_FIELD_(k, t, f, d, lo, hi, h) QD_CONF_FIELD_##t(f)
 
 struct qd_conf {
@@ -72,3 +72,10 @@ void qd_conf_help(FILE *out);
 void qd_conf_man(FILE *out, bool cmdline);
 /* Option by key, for the command line; false when unknown. */
 bool qd_conf_known(const char *key);
+/* Applies every --key VALUE of argv (the command line overrides the file); with strict,
+ * unknown arguments are reported on stderr. Returns 0 or -EINVAL. */
+QT_NODISCARD int qd_conf_apply_args(struct qd_conf *c, int argc, char **argv, bool strict);
+/* Defaults, then the file (path, or the default path when it exists), then argv's --key VALUE
+ * overrides, then the machine-dependent defaults. */
+QT_NODISCARD int qd_conf_build(struct qd_conf *c, const char *path, int argc, char **argv,
+                               char *err, size_t errlen);

@@ -27,61 +27,6 @@ static void usage(FILE *out)
     qd_conf_help(out);
 }
 
-/* Applies every --key VALUE of argv to c (the command line overrides the file). */
-static int apply_args(struct qd_conf *c, int argc, char **argv, bool strict)
-{
-    char err[256];
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-
-        if (strcmp(a, "--worker") == 0 || strcmp(a, "--dump-config") == 0 ||
-            strcmp(a, "--version") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
-            continue;
-        if (strcmp(a, "--config") == 0) {
-            i++;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0 || !qd_conf_known(a + 2)) {
-            if (strict)
-                fprintf(stderr, "qtomod: unknown argument '%s' (see qtomod --help)\n", a);
-            return -EINVAL;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "qtomod: %s needs a value\n", a);
-            return -EINVAL;
-        }
-        if (qd_conf_set(c, a + 2, argv[++i], err, sizeof(err)) < 0) {
-            fprintf(stderr, "qtomod: %s\n", err);
-            return -EINVAL;
-        }
-    }
-    return 0;
-}
-
-/* Builds the configuration: defaults, the file, then the command line. */
-int qd_conf_build(struct qd_conf *c, const char *path, int argc, char **argv, char *err,
-                  size_t errlen)
-{
-    int r;
-
-    qd_conf_defaults(c);
-    if (path) {
-        r = qd_conf_load(c, path, err, errlen);
-        if (r < 0)
-            return r;
-    } else {
-        r = qd_conf_load(c, QD_CONF_DEFAULT_PATH, err, errlen);
-        if (r < 0 && r != -ENOENT)
-            return r;
-    }
-    if (apply_args(c, argc, argv, false) < 0) {
-        snprintf(err, errlen, "invalid command line");
-        return -EINVAL;
-    }
-    return qd_conf_finish(c, err, errlen);
-}
-
 int main(int argc, char **argv)
 {
     struct qd_conf c;
@@ -110,13 +55,14 @@ int main(int argc, char **argv)
     if (worker) {
         /* Workers get every setting on the command line; they read no file. */
         qd_conf_defaults(&c);
-        if (apply_args(&c, argc, argv, true) < 0 || qd_conf_finish(&c, err, sizeof(err)) < 0)
+        if (qd_conf_apply_args(&c, argc, argv, true) < 0 ||
+            qd_conf_finish(&c, err, sizeof(err)) < 0)
             return QD_EXIT_INIT;
         qd_log_init("qtomod-worker", (int)c.log_level);
         return qd_worker_main(&c);
     }
     qd_conf_defaults(&c);
-    if (apply_args(&c, argc, argv, true) < 0) {
+    if (qd_conf_apply_args(&c, argc, argv, true) < 0) {
         usage(stderr);
         return QD_EXIT_INIT;
     }

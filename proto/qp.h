@@ -205,6 +205,7 @@ struct qp_job {
     bool methods[_QT_METHOD_MAX];
     struct qt_opts opts;    /* opts.target points at target below */
     double complex *target; /* d x d (owned) or NULL */
+    size_t target_d;        /* the target's dimension as decoded (its shape is [target_d]^2) */
     uint32_t timeout_ms;    /* 0: server default */
     uint32_t progress_ms;   /* submit: minimum interval of progress notifications */
     size_t first_index;     /* submit: index of the first column (for resumed batches) */

@@ -516,6 +516,7 @@ int qp_decode_job(const msgpack_object *params, enum qp_method m, size_t max_dim
     }
     if (r < 0 && r != -ENOENT)
         goto fail;
+    j->target_d = j->target ? shape[0] : 0;
     j->opts.target = j->target;
     r = qp_read_u64(qp_get(params, "timeout_ms"), "timeout_ms", UINT32_MAX, &v, reterr);
     if (r < 0 && r != -ENOENT)

@@ -183,6 +183,34 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(c.status()["n_workers"], 2)
         self.assertEqual(d.stop(), 0)
 
+    def test_target_of_another_dimension_is_refused(self):
+        """A c128le target whose size is not the resolved d (16 nopovm values, no d: d = 4) is
+        refused with invalid_params naming both sizes; it used to be read past its end (2 x 2)
+        or silently cut (8 x 8)."""
+        d = self.start()
+
+        def request(rid, k):
+            target = struct.pack("<%dd" % (2 * k * k), *([1.0] + [0.0] * (2 * k * k - 1)))
+            params = {"values": {"dtype": "f64le", "shape": [16, 1],
+                                 "data": struct.pack("<16d", *([1.0 / 16] * 16))},
+                      "design": "nopovm", "methods": ["linear"],
+                      "target": {"dtype": "c128le", "shape": [k, k], "data": target}}
+            body = msgpack.packb([0, rid, "reconstruct", [params]], use_bin_type=True)
+            return struct.pack(">I", len(body)) + body
+
+        out, _ = raw_frames(d.sock, request(5, 2) + request(6, 8) + request(7, 4), nread=3)
+        by_id = {f[1]: f for f in out}
+        for rid, k in ((5, 2), (6, 8)):
+            err = by_id[rid][2]
+            self.assertEqual(err["code"], -32602)
+            self.assertIn("%d x %d" % (k, k), err["message"])
+            self.assertIn("d = 4", err["message"])
+        self.assertIsNone(by_id[7][2])
+        self.assertEqual(by_id[7][3]["results"][0]["status"], "ok")
+        with d.client() as c:
+            self.assertEqual(c.status()["n_workers"], 2)
+        self.assertEqual(d.stop(), 0)
+
     def test_worker_sigkill_mid_batch(self):
         d = self.start("--chunk", "4")
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 20
@@ -212,7 +240,9 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(out[1][0]["error"]["code"], -32003)
             self.assertEqual(out[1][1]["error"]["code"], -32003)
             self.assertEqual(out[0][0]["status"], "ok")
-            self.assertEqual(c.stats()["totals"]["crashes"], 2)
+            # The first crash hits the 3-sample item before any answer: nobody is charged and
+            # the samples run alone; the poison sample then crashes twice and fails alone.
+            self.assertEqual(c.stats()["totals"]["crashes"], 3)
             t0 = time.time()
             r = c.reconstruct([HOOK_HANG] + good[1:], design="mub", methods=("linear",),
                               timeout_ms=300)

@@ -1,0 +1,324 @@
+#define _GNU_SOURCE /* struct ucred */
+/* Client connections: accept with the peer's credentials, frames in (handed to qd_req.c),
+ * writes out with a high-water mark that pauses the connection's batches, and close. */
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/qt_status.h"
+#include "qd_log.h"
+#include "qd_sup.h"
+
+#define READ_CHUNK 65536
+
+/* ---- frames ---- */
+
+void qd_framer_alloc(struct qd_framer *f, uv_buf_t *b)
+{
+    size_t want = READ_CHUNK;
+
+    if (f->len >= QP_HEADER_LEN) {
+        uint32_t l = ((uint32_t)f->buf[0] << 24) | ((uint32_t)f->buf[1] << 16) |
+                     ((uint32_t)f->buf[2] << 8) | f->buf[3];
+
+        if ((size_t)l + QP_HEADER_LEN > f->len && (size_t)l + QP_HEADER_LEN - f->len > want)
+            want = (size_t)l + QP_HEADER_LEN - f->len; /* length already checked */
+    }
+    if (f->cap - f->len < want) {
+        size_t nc = f->len + want;
+        uint8_t *nb = realloc(f->buf, nc);
+
+        if (!nb) {
+            *b = uv_buf_init(NULL, 0);
+            return;
+        }
+        f->buf = nb;
+        f->cap = nc;
+    }
+    *b = uv_buf_init((char *)f->buf + f->len, (unsigned)(f->cap - f->len));
+}
+
+int qd_framer_next(struct qd_framer *f, size_t *off, uint32_t max, const uint8_t **body,
+                   uint32_t *len)
+{
+    int r;
+
+    if (f->len - *off < QP_HEADER_LEN)
+        return 0;
+    r = qp_frame_header(f->buf + *off, max, len);
+    if (r < 0)
+        return r;
+    if (f->len - *off - QP_HEADER_LEN < *len)
+        return 0;
+    *body = f->buf + *off + QP_HEADER_LEN;
+    *off += QP_HEADER_LEN + *len;
+    return 1;
+}
+
+void qd_framer_consume(struct qd_framer *f, size_t off)
+{
+    memmove(f->buf, f->buf + off, f->len - off);
+    f->len -= off;
+    if (f->cap > 4 * READ_CHUNK && f->len < READ_CHUNK) { /* give a large frame's memory back */
+        uint8_t *nb = realloc(f->buf, READ_CHUNK);
+
+        if (nb) {
+            f->buf = nb;
+            f->cap = READ_CHUNK;
+        }
+    }
+}
+
+/* ---- writing ---- */
+
+struct wreq {
+    uv_write_t req;
+    char *data;
+};
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct conn *c = req->data;
+
+    (void)status;
+    free(w->data);
+    free(w);
+    if (c && !c->closing && c->blocked_since &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->h) <
+            (size_t)c->s->conf.write_high_kb * 512) {
+        c->blocked_since = 0; /* below the low-water mark: its batches may go on */
+        qd_sched_dispatch(&c->s->sched, qd_now_ms(c->s));
+    }
+}
+
+void qd_conn_send(struct conn *c, struct qp_writer *w)
+{
+    struct wreq *wr;
+    uv_buf_t b;
+
+    if (c->closing || w->sb.size == 0) {
+        qp_writer_reset(w);
+        return;
+    }
+    wr = malloc(sizeof(*wr));
+    if (!wr) {
+        qp_writer_reset(w);
+        return;
+    }
+    b = uv_buf_init(w->sb.data, (unsigned)w->sb.size);
+    wr->data = msgpack_sbuffer_release(&w->sb);
+    w->start = 0;
+    wr->req.data = c;
+    if (uv_write(&wr->req, (uv_stream_t *)&c->h, &b, 1, on_write) < 0) {
+        free(wr->data);
+        free(wr);
+        qd_conn_close(c);
+        return;
+    }
+    if (!c->blocked_since && uv_stream_get_write_queue_size((uv_stream_t *)&c->h) >
+                                 (size_t)c->s->conf.write_high_kb * 1024)
+        c->blocked_since = qd_now_ms(c->s);
+}
+
+void qd_conn_send_error(struct conn *c, uint32_t id, int code, const char *msg, int64_t retry)
+{
+    struct qp_writer w;
+
+    qp_writer_init(&w);
+    if (qp_write_error(&w, id, code, msg, retry, c->s->conf.max_frame) == 0)
+        qd_conn_send(c, &w);
+    qp_writer_done(&w);
+}
+
+void qd_conn_send_bye(struct conn *c, const char *reason, int64_t retry)
+{
+    struct qp_writer w;
+
+    qp_writer_init(&w);
+    if (qp_write_bye(&w, reason, retry, c->s->conf.max_frame) == 0)
+        qd_conn_send(c, &w);
+    qp_writer_done(&w);
+}
+
+static void send_protocol_error(struct conn *c, int code, const char *msg)
+{
+    struct qp_writer w;
+
+    qp_writer_init(&w);
+    if (qp_write_protocol_error(&w, code, msg, c->s->conf.max_frame) == 0)
+        qd_conn_send(c, &w);
+    qp_writer_done(&w);
+}
+
+/* ---- closing ---- */
+
+static void conn_freed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+
+    free(c->fr.buf);
+    free(c);
+}
+
+void qd_conn_close(struct conn *c)
+{
+    struct sup *s = c->s;
+
+    if (c->closing)
+        return;
+    c->closing = true;
+    qd_req_conn_gone(c); /* closing the connection cancels everything on it */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_conns--;
+    uv_close((uv_handle_t *)&c->h, conn_freed);
+}
+
+void qd_conn_tick(struct sup *s, uint64_t now)
+{
+    for (struct conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->blocked_since && now - c->blocked_since > s->conf.idle_write_ms) {
+            qd_notice("conn %llu uid %u: not reading its results for %u ms; closing", c->serial,
+                      (unsigned)c->uid, s->conf.idle_write_ms);
+            qd_conn_send_bye(c, "idle", 0);
+            qd_conn_close(c);
+            continue;
+        }
+        qd_req_tick(c, now);
+    }
+}
+
+/* ---- reading ---- */
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+
+    (void)suggested;
+    qd_framer_alloc(&c->fr, b);
+}
+
+static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+    struct conn *c = st->data;
+    size_t off = 0;
+    const uint8_t *body;
+    uint32_t len;
+    int r = 0;
+
+    (void)b;
+    if (nread == UV_ENOBUFS)
+        qd_err("conn %llu: out of memory for its input", c->serial);
+    if (nread < 0) {
+        qd_conn_close(c);
+        return;
+    }
+    c->fr.len += (size_t)nread;
+    while (!c->closing &&
+           (r = qd_framer_next(&c->fr, &off, c->s->conf.max_frame, &body, &len)) == 1)
+        qd_req_frame(c, body, len);
+    if (c->closing)
+        return;
+    if (r < 0) {
+        qd_notice("conn %llu uid %u: %s frame header; closing", c->serial, (unsigned)c->uid,
+                  r == QT_ETOOBIG ? "oversize" : "empty");
+        send_protocol_error(c, r == QT_ETOOBIG ? QT_ST_TOO_LARGE : QT_ST_PARSE_ERROR,
+                            r == QT_ETOOBIG ? "frame longer than max_frame" : "empty frame");
+        qd_conn_close(c);
+        return;
+    }
+    qd_framer_consume(&c->fr, off);
+}
+
+/* ---- accepting ---- */
+
+/* Group membership of a peer from /proc (no NSS lookups in the loop). */
+static bool peer_in_group(pid_t pid, gid_t gid, gid_t want)
+{
+    char path[64], line[4096];
+    FILE *f;
+    bool in = gid == want;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return in;
+    while (!in && fgets(line, sizeof(line), f))
+        if (strncmp(line, "Groups:", 7) == 0) {
+            char *p = line + 7, *end;
+
+            for (;;) {
+                unsigned long g = strtoul(p, &end, 10);
+
+                if (end == p)
+                    break;
+                in |= (gid_t)g == want;
+                p = end;
+            }
+        }
+    fclose(f);
+    return in;
+}
+
+static void peer_credentials(struct sup *s, struct conn *c)
+{
+    struct ucred cr;
+    socklen_t crl = sizeof(cr);
+    struct group *g;
+    uv_os_fd_t fd;
+
+    if (uv_fileno((uv_handle_t *)&c->h, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0) {
+        c->uid = cr.uid;
+        c->gid = cr.gid;
+        c->pid = cr.pid;
+    }
+    g = s->conf.admin_group[0] ? getgrnam(s->conf.admin_group) : NULL;
+    c->admin =
+        c->uid == 0 || c->uid == geteuid() || (g && peer_in_group(c->pid, c->gid, g->gr_gid));
+}
+
+void qd_conn_on_connection(uv_stream_t *l, int status)
+{
+    struct sup *s = l->data;
+    struct conn *c;
+
+    if (status < 0) {
+        qd_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->s = s;
+    uv_pipe_init(s->loop, &c->h, 0);
+    c->h.data = c;
+    if (uv_accept(l, (uv_stream_t *)&c->h) < 0) {
+        uv_close((uv_handle_t *)&c->h, conn_freed);
+        return;
+    }
+    c->serial = ++s->conn_serial;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    peer_credentials(s, c);
+    qd_info("conn %llu: uid %u gid %u pid %d%s", c->serial, (unsigned)c->uid, (unsigned)c->gid,
+            (int)c->pid, c->admin ? " (admin)" : "");
+    if (s->n_conns > s->conf.max_connections || s->draining) {
+        qd_conn_send_bye(c, s->draining ? "shutdown" : "busy", s->draining ? -1 : 1000);
+        qd_conn_close(c);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->h, conn_alloc, conn_read);
+}

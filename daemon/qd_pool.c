@@ -1,0 +1,504 @@
+/* The worker pool: workers are spawned by fork+exec of our own binary (`qtomod --worker`) with
+ * a socketpair on fd 3; their frames are read here and their exits reported to the scheduler.
+ * What a worker may be given and what becomes of its samples is qd_sched.c's decision. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "num/qt_lapack.h"
+#include "qd_log.h"
+#include "qd_sup.h"
+
+extern char **environ;
+
+static struct worker *worker_of(struct qd_sw *sw)
+{
+    return (struct worker *)((char *)sw - __builtin_offsetof(struct worker, sw));
+}
+
+/* ---- sending ---- */
+
+struct wreq {
+    uv_write_t req;
+    char *data;
+};
+
+static void on_chan_write(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+
+    (void)status;
+    free(w->data);
+    free(w);
+}
+
+static int worker_send(struct worker *w, struct qp_writer *wr)
+{
+    struct wreq *q;
+    uv_buf_t b;
+    int r;
+
+    if (!w->chan_open)
+        return -EPIPE;
+    q = malloc(sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    b = uv_buf_init(wr->sb.data, (unsigned)wr->sb.size);
+    q->data = msgpack_sbuffer_release(&wr->sb);
+    wr->start = 0;
+    r = uv_write(&q->req, (uv_stream_t *)&w->chan, &b, 1, on_chan_write);
+    if (r < 0) {
+        free(q->data);
+        free(q);
+    }
+    return r;
+}
+
+/* The scheduler's start: samples [c0, c0 + n) of a job, or a task, to worker sw. */
+int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, size_t n)
+{
+    struct sup *s = ud;
+    struct worker *w = worker_of(sw);
+    struct djob *jb = djob_of(job);
+    struct qp_writer wr;
+    int r;
+
+    qp_writer_init(&wr);
+    if (job->kind == QD_JOB_TASK) {
+        qp_begin_request(&wr, ++s->task_serial, jb->req.method);
+        (void)msgpack_sbuffer_write(&wr.sb, jb->task.data, jb->task.size);
+        r = qp_frame_end(&wr, UINT32_MAX);
+    } else {
+        struct qp_job cj = jb->req.job; /* a view of the item's columns */
+
+        cj.values = jb->req.job.values + jb->req.job.m * c0;
+        cj.n = n;
+        cj.first_index = c0;
+        cj.progress_ms = 0;
+        r = qp_pack_job(&wr, ++s->task_serial, QP_M_SUBMIT, &cj, UINT32_MAX);
+    }
+    if (r == 0)
+        r = worker_send(w, &wr);
+    qp_writer_done(&wr);
+    return r;
+}
+
+void qd_pool_kill(void *ud, struct qd_sw *sw, int sig)
+{
+    struct worker *w = worker_of(sw);
+    uint64_t now = qd_now_ms(ud);
+
+    if (sig == SIGABRT)
+        qd_err("worker %d: item past its deadline (%llu ms); SIGABRT", w->pid,
+               (unsigned long long)(now - sw->t_dispatch));
+    else if (sig == SIGKILL)
+        qd_warn("worker %d: still alive; SIGKILL", w->pid);
+    (void)uv_process_kill(&w->proc, sig);
+}
+
+/* ---- closing ---- */
+
+static void worker_closed(uv_handle_t *h)
+{
+    struct worker *w = h->data;
+
+    if (--w->closing)
+        return;
+    free(w->fr.buf);
+    free(w);
+}
+
+static void worker_remove(struct worker *w)
+{
+    struct sup *s = w->s;
+
+    for (struct worker **p = &s->workers; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    w->closing = 1 + (w->chan_open ? 1u : 0u);
+    uv_close((uv_handle_t *)&w->proc, worker_closed);
+    if (w->chan_open) {
+        w->chan_open = false;
+        uv_close((uv_handle_t *)&w->chan, worker_closed);
+    }
+}
+
+static void close_channel(struct worker *w)
+{
+    if (!w->chan_open)
+        return;
+    w->chan_open = false;
+    uv_close((uv_handle_t *)&w->chan, NULL); /* EOF: the worker exits */
+}
+
+void qd_pool_retire(struct worker *w)
+{
+    if (qd_sched_worker_retire(&w->s->sched, &w->sw))
+        close_channel(w);
+}
+
+void qd_pool_close_channels(struct sup *s)
+{
+    for (struct worker *w = s->workers; w; w = w->next)
+        close_channel(w);
+}
+
+uint64_t qd_pool_rss_kb(int pid)
+{
+    char path[64];
+    unsigned long long pages = 0, rss = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/statm", pid);
+    f = fopen(path, "re");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &pages, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return rss * (unsigned long long)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+/* ---- exits ---- */
+
+/* A worker that ends before it was ready counts toward the crash-loop breaker only when it
+ * could not start by itself (an exit status, or a fault of its own); a signal sent from
+ * elsewhere (an operator's kill, the OOM killer, a stop) says nothing about the binary. */
+static bool start_failure(int64_t status, int term_signal)
+{
+    if (!term_signal)
+        return status != 0;
+    return term_signal != SIGKILL && term_signal != SIGTERM && term_signal != SIGINT &&
+           term_signal != SIGHUP;
+}
+
+static void note_start_failure(struct sup *s, uint64_t now)
+{
+    s->init_fail_ms[s->init_fail_i++ % QD_CRASHLOOP_N] = now;
+    if (s->init_fail_i >= QD_CRASHLOOP_N &&
+        now - s->init_fail_ms[s->init_fail_i % QD_CRASHLOOP_N] < QD_CRASHLOOP_WINDOW)
+        qd_sup_crashloop(s);
+}
+
+static void log_exit(struct worker *w, enum qd_wstate was, int64_t status, int term_signal)
+{
+    if (was == QD_W_STARTING) {
+        qd_err("worker %d %s during start-up (status %lld, signal %d)", w->pid,
+               start_failure(status, term_signal) ? "failed" : "was killed", (long long)status,
+               term_signal);
+    } else if (w->sw.cur) {
+        qd_err("worker %d died during an item (%s%s%d): %s", w->pid,
+               term_signal ? "signal " : "exit status ",
+               term_signal == SIGKILL && !w->sw.timed_out ? "possible OOM kill, " : "",
+               term_signal ? term_signal : (int)status,
+               w->sw.timed_out ? "item passed its deadline" : "its unfinished samples are retried");
+    } else if (was != QD_W_RETIRING && was != QD_W_EXITING && was != QD_W_KILLING) {
+        qd_warn("worker %d exited unexpectedly (status %lld, signal %d)", w->pid, (long long)status,
+                term_signal);
+    } else {
+        qd_debug("worker %d exited", w->pid);
+    }
+}
+
+static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
+{
+    struct worker *w = p->data;
+    struct sup *s = w->s;
+    enum qd_wstate was = w->sw.state;
+
+    w->exited = true;
+    log_exit(w, was, status, term_signal);
+    if (was == QD_W_STARTING && start_failure(status, term_signal))
+        note_start_failure(s, qd_now_ms(s));
+    qd_sched_worker_exit(&s->sched, &w->sw, term_signal);
+    worker_remove(w);
+    if (s->exit_code) /* crash loop: end the requests, stop the other workers, then the loop */
+        qd_sup_stop_now(s);
+    if (!s->stopping && !s->exit_code && qd_sched_live_workers(&s->sched) < s->conf.workers)
+        qd_pool_spawn(s);
+    if (s->stopping && !s->workers)
+        uv_stop(s->loop);
+    qd_sched_dispatch(&s->sched, qd_now_ms(s));
+}
+
+/* ---- frames from workers ---- */
+
+/* Whether no result map of a relayed results array says "error". */
+static bool results_ok(const char *bin, size_t len)
+{
+    msgpack_unpacked up;
+    size_t off = 0;
+    bool ok = true;
+
+    msgpack_unpacked_init(&up);
+    if (msgpack_unpack_next(&up, bin, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+        up.data.type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < up.data.via.array.size; i++) {
+            const msgpack_object *st = qp_get(&up.data.via.array.ptr[i], "status");
+
+            ok &= st && st->type == MSGPACK_OBJECT_STR && st->via.str.size == 2;
+        }
+    } else {
+        ok = false;
+    }
+    msgpack_unpacked_destroy(&up);
+    return ok;
+}
+
+static int on_result(struct worker *w, const struct qp_msg *msg, struct qt_diag *dg)
+{
+    struct sup *s = w->s;
+    const msgpack_object *res = qp_get(msg->params, "results");
+    uint64_t idx = 0, now = qd_now_ms(s);
+    double us = 0.0;
+    struct qd_job *job;
+    size_t col;
+    int r;
+
+    if (qp_read_u64(qp_get(msg->params, "index"), "index", UINT64_MAX, &idx, dg) < 0 ||
+        qp_read_f64(qp_get(msg->params, "us"), "us", &us, dg) < 0 || !res ||
+        res->type != MSGPACK_OBJECT_BIN ||
+        qp_prescan((const uint8_t *)res->via.bin.ptr, res->via.bin.size, dg) < 0)
+        return -EPROTO;
+    r = qd_sched_sample(&s->sched, &w->sw, idx, now, &job, &col);
+    if (r <= 0)
+        return r;
+    qd_req_deliver(djob_of(job), col, res->via.bin.ptr, res->via.bin.size,
+                   results_ok(res->via.bin.ptr, res->via.bin.size),
+                   (double)(w->sw.t_dispatch - djob_of(job)->t_recv), us / 1000.0, w->pid);
+    return 0;
+}
+
+static void maybe_recycle(struct worker *w)
+{
+    struct sup *s = w->s;
+
+    if ((s->conf.worker_max_jobs && w->sw.items >= w->max_jobs) ||
+        (s->conf.worker_max_rss_mb &&
+         qd_pool_rss_kb(w->pid) > (uint64_t)s->conf.worker_max_rss_mb * 1024)) {
+        qd_info("worker %d recycled after %llu samples", w->pid, (unsigned long long)w->sw.items);
+        s->recycled++;
+        qd_pool_retire(w);
+        qd_pool_spawn(s);
+    }
+}
+
+static int on_item_end(struct worker *w, const struct qp_msg *msg)
+{
+    struct sup *s = w->s;
+    struct qd_job *job = qd_sched_item_job(&w->sw);
+    int r;
+
+    if (job && job->kind == QD_JOB_TASK)
+        qd_req_task_answer(djob_of(job), msg);
+    r = qd_sched_item_end(&s->sched, &w->sw);
+    if (r < 0)
+        return r;
+    if (r == QD_AFTER_RETIRE)
+        close_channel(w);
+    else if (r == QD_AFTER_IDLE)
+        maybe_recycle(w);
+    qd_sched_dispatch(&s->sched, qd_now_ms(s));
+    return 0;
+}
+
+static void on_ready(struct worker *w)
+{
+    struct sup *s = w->s;
+
+    qd_sched_worker_ready(&s->sched, &w->sw);
+    qd_debug("worker %d ready", w->pid);
+    qd_sup_ready_check(s);
+    qd_sched_dispatch(&s->sched, qd_now_ms(s));
+}
+
+/* One frame from a worker. Workers are ours but may be broken: anything unexpected kills it. */
+static int worker_frame(struct worker *w, const uint8_t *body, uint32_t len)
+{
+    struct qp_msg msg;
+    struct qt_diag dg = {0};
+    int r = qp_msg_decode(body, len, &msg, &dg);
+
+    if (r < 0)
+        goto out;
+    if (msg.type == QP_NOTIFICATION && strcmp(msg.method_name, QD_W_READY) == 0 &&
+        w->sw.state == QD_W_STARTING)
+        on_ready(w);
+    else if (msg.type == QP_NOTIFICATION && strcmp(msg.method_name, QD_W_RESULT) == 0)
+        r = on_result(w, &msg, &dg);
+    else if (msg.type == QP_RESPONSE)
+        r = on_item_end(w, &msg);
+    else
+        r = -EPROTO;
+out:
+    qp_msg_done(&msg);
+    if (r < 0)
+        qd_err("worker %d: bad channel message (%s); killing it", w->pid,
+               dg.msg[0] ? dg.msg : qt_strerror(r));
+    return r;
+}
+
+static void worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    struct worker *w = h->data;
+
+    (void)suggested;
+    qd_framer_alloc(&w->fr, b);
+}
+
+static void worker_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+    struct worker *w = st->data;
+    size_t off = 0;
+    const uint8_t *body;
+    uint32_t len;
+    int r;
+
+    (void)b;
+    if (nread < 0) {
+        /* EOF or error: the process exit callback does the accounting. */
+        uv_read_stop(st);
+        return;
+    }
+    w->fr.len += (size_t)nread;
+    while ((r = qd_framer_next(&w->fr, &off, UINT32_MAX, &body, &len)) == 1)
+        if (worker_frame(w, body, len) < 0)
+            break;
+    if (r != 0) {
+        uv_read_stop(st);
+        (void)uv_process_kill(&w->proc, SIGKILL);
+        return;
+    }
+    qd_framer_consume(&w->fr, off);
+}
+
+/* ---- spawning ---- */
+
+/* The environment of a worker: ours without systemd's variables, with one BLAS thread, the
+ * kernel choice and the supervisor's pid. */
+static char **worker_env(void)
+{
+    static const char *const drop[] = {
+        "NOTIFY_SOCKET=", "WATCHDOG_USEC=",  "WATCHDOG_PID=",         "LISTEN_FDS=",
+        "LISTEN_PID=",    "LISTEN_FDNAMES=", "OPENBLAS_NUM_THREADS=", "QTOMO_SUPERVISOR_PID="};
+    static char pidvar[64], ctvar[64], one_thread[] = "OPENBLAS_NUM_THREADS=1";
+    const char *ct = getenv("OPENBLAS_CORETYPE") ? NULL : qt_blas_coretype_advice();
+    size_t n = 0, k = 0;
+    char **env;
+
+    while (environ[n])
+        n++;
+    env = calloc(n + 4, sizeof(*env));
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        bool keep = true;
+
+        for (size_t j = 0; j < sizeof(drop) / sizeof(drop[0]); j++)
+            keep &= strncmp(environ[i], drop[j], strlen(drop[j])) != 0;
+        if (keep)
+            env[k++] = environ[i];
+    }
+    snprintf(pidvar, sizeof(pidvar), "QTOMO_SUPERVISOR_PID=%d", (int)getpid());
+    env[k++] = pidvar;
+    env[k++] = one_thread;
+    if (ct) {
+        snprintf(ctvar, sizeof(ctvar), "OPENBLAS_CORETYPE=%s", ct);
+        env[k++] = ctvar;
+    }
+    return env;
+}
+
+struct wargs {
+    char cache[300], budget[32], frame[32], dim[32], log[8];
+    char *argv[16];
+};
+
+static void worker_args(struct sup *s, struct wargs *a)
+{
+    static char o_worker[] = "--worker", o_cache_dir[] = "--cache-dir",
+                o_cache_budget_mb[] = "--cache-budget-mb", o_max_frame[] = "--max-frame",
+                o_max_dim[] = "--max-dim", o_log_level[] = "--log-level";
+    int k = 0;
+
+    snprintf(a->cache, sizeof(a->cache), "%s", s->conf.cache_dir);
+    snprintf(a->budget, sizeof(a->budget), "%u", s->conf.cache_budget_mb);
+    snprintf(a->frame, sizeof(a->frame), "%u", s->conf.max_frame);
+    snprintf(a->dim, sizeof(a->dim), "%u", s->conf.max_dim);
+    snprintf(a->log, sizeof(a->log), "%u", s->conf.log_level);
+    a->argv[k++] = s->exe;
+    a->argv[k++] = o_worker;
+    a->argv[k++] = o_cache_dir;
+    a->argv[k++] = a->cache;
+    a->argv[k++] = o_cache_budget_mb;
+    a->argv[k++] = a->budget;
+    a->argv[k++] = o_max_frame;
+    a->argv[k++] = a->frame;
+    a->argv[k++] = o_max_dim;
+    a->argv[k++] = a->dim;
+    a->argv[k++] = o_log_level;
+    a->argv[k++] = a->log;
+    a->argv[k] = NULL;
+}
+
+void qd_pool_spawn(struct sup *s)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    uv_process_options_t o = {0};
+    uv_stdio_container_t io[4];
+    struct wargs a;
+    char **env = worker_env();
+    int r;
+
+    if (!w || !env) {
+        qd_err("cannot spawn a worker: out of memory");
+        free(w);
+        free(env);
+        return;
+    }
+    worker_args(s, &a);
+    w->s = s;
+    w->generation = s->generation;
+    w->max_jobs =
+        s->conf.worker_max_jobs +
+        (s->conf.worker_max_jobs ? (uint64_t)rand() % (s->conf.worker_max_jobs / 10 + 1) : 0);
+    uv_pipe_init(s->loop, &w->chan, 0);
+    w->chan.data = w;
+    w->proc.data = w;
+    io[0].flags = UV_IGNORE;
+    io[1].flags = UV_INHERIT_FD;
+    io[1].data.fd = 1;
+    io[2].flags = UV_INHERIT_FD;
+    io[2].data.fd = 2;
+    io[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+    io[3].data.stream = (uv_stream_t *)&w->chan;
+    o.file = s->exe;
+    o.args = a.argv;
+    o.env = env;
+    o.stdio = io;
+    o.stdio_count = 4;
+    o.exit_cb = on_worker_exit;
+    r = uv_spawn(s->loop, &w->proc, &o);
+    free(env);
+    if (r < 0) {
+        qd_err("cannot spawn a worker (%s): %s", s->exe, uv_strerror(r));
+        w->closing = 1;
+        uv_close((uv_handle_t *)&w->chan, worker_closed);
+        note_start_failure(s, qd_now_ms(s));
+        if (s->exit_code)
+            qd_sup_stop_now(s);
+        return;
+    }
+    w->pid = w->proc.pid;
+    w->chan_open = true;
+    w->next = s->workers;
+    s->workers = w;
+    qd_sched_worker_add(&s->sched, &w->sw, w->pid);
+    uv_read_start((uv_stream_t *)&w->chan, worker_alloc, worker_read);
+    qd_debug("worker %d spawned (generation %llu)", w->pid, (unsigned long long)w->generation);
+}

@@ -1,0 +1,521 @@
+/* Scheduling as data (see qd_sched.h). Invariants, each owned by one function:
+ * - queued counts samples in the two item queues plus uncut batch columns: q_add/q_sub only;
+ * - inflight counts admitted, unfinished jobs: qd_sched_admit and qd_sched_finish only;
+ * - a job is released once it is finished and unreferenced: job_unref only;
+ * - only an idle worker is given work, and a worker we are killing is never idle. */
+#include "qd_sched.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/qt_err.h"
+
+const char *const qd_wstate_names[] = {"starting", "idle",    "busy",
+                                       "draining", "killing", "exiting"};
+
+struct qd_chunk {
+    struct qd_job *job;
+    size_t c0, n;
+    struct qd_chunk *next;
+};
+
+static void q_add(struct qd_sched *s, size_t n)
+{
+    s->queued += n;
+}
+
+static void q_sub(struct qd_sched *s, size_t n)
+{
+    s->queued -= n;
+}
+
+static void job_unref(struct qd_sched *s, struct qd_job *job)
+{
+    job->refs--;
+    if (job->finished && job->refs == 0) {
+        free(job->state);
+        job->state = NULL;
+        s->ops.release(s->ops.ud, job);
+    }
+}
+
+static void push(struct qd_chunk **head, struct qd_chunk **tail, struct qd_chunk *ch)
+{
+    ch->next = NULL;
+    if (*tail)
+        (*tail)->next = ch;
+    else
+        *head = ch;
+    *tail = ch;
+}
+
+static struct qd_chunk *pop(struct qd_chunk **head, struct qd_chunk **tail)
+{
+    struct qd_chunk *ch = *head;
+
+    if (ch) {
+        *head = ch->next;
+        if (!*head)
+            *tail = NULL;
+    }
+    return ch;
+}
+
+static struct qd_chunk *chunk_new(struct qd_job *job, size_t c0, size_t n)
+{
+    struct qd_chunk *ch = calloc(1, sizeof(*ch));
+
+    if (!ch)
+        return NULL;
+    ch->job = job;
+    ch->c0 = c0;
+    ch->n = n;
+    job->refs++;
+    return ch;
+}
+
+static void chunk_free(struct qd_sched *s, struct qd_chunk *ch)
+{
+    struct qd_job *job = ch->job;
+
+    free(ch);
+    job_unref(s, job);
+}
+
+/* Queues samples [c0, c0 + n) of job as one item. */
+static int enqueue(struct qd_sched *s, struct qd_job *job, size_t c0, size_t n, bool retry)
+{
+    struct qd_chunk *ch = chunk_new(job, c0, n);
+
+    if (!ch)
+        return -ENOMEM;
+    q_add(s, n);
+    if (retry)
+        push(&s->rq_head, &s->rq_tail, ch);
+    else
+        push(&s->iq_head, &s->iq_tail, ch);
+    return 0;
+}
+
+/* Drops job's items from one queue. */
+static void drop_queued(struct qd_sched *s, struct qd_chunk **head, struct qd_chunk **tail,
+                        struct qd_job *job)
+{
+    struct qd_chunk *keep_h = NULL, *keep_t = NULL, *ch;
+
+    while ((ch = pop(head, tail))) {
+        if (ch->job == job) {
+            q_sub(s, ch->n);
+            chunk_free(s, ch);
+        } else {
+            push(&keep_h, &keep_t, ch);
+        }
+    }
+    *head = keep_h;
+    *tail = keep_t;
+}
+
+static void batch_unlink(struct qd_sched *s, struct qd_job *job)
+{
+    if (!job->in_batch)
+        return;
+    for (struct qd_job **p = &s->batch; *p; p = &(*p)->bnext)
+        if (*p == job) {
+            *p = job->bnext;
+            break;
+        }
+    job->in_batch = false;
+    job->bnext = NULL;
+    q_sub(s, job->n - job->next_col);
+    job->next_col = job->n;
+}
+
+void qd_sched_init(struct qd_sched *s, const struct qd_sched_ops *ops,
+                   const struct qd_sched_limits *lim)
+{
+    memset(s, 0, sizeof(*s));
+    s->ops = *ops;
+    s->lim = *lim;
+}
+
+void qd_sched_set_limits(struct qd_sched *s, const struct qd_sched_limits *lim)
+{
+    s->lim = *lim;
+}
+
+void qd_sched_done(struct qd_sched *s)
+{
+    struct qd_chunk *ch;
+
+    while ((ch = pop(&s->iq_head, &s->iq_tail)) || (ch = pop(&s->rq_head, &s->rq_tail))) {
+        q_sub(s, ch->n);
+        chunk_free(s, ch);
+    }
+}
+
+int qd_sched_admit(struct qd_sched *s, struct qd_job *job)
+{
+    if (s->queued > 0 && s->queued + job->n > s->lim.max_queue)
+        return -EBUSY;
+    job->state = calloc(job->n ? job->n : 1, 1);
+    if (!job->state)
+        return -ENOMEM;
+    job->next_col = job->done = job->failed = 0;
+    job->refs = 0; /* queued items and running ones refer to it; the batch list does not */
+    job->finished = job->in_batch = false;
+    if (job->interactive) {
+        if (enqueue(s, job, 0, job->n, false) < 0) {
+            free(job->state);
+            job->state = NULL;
+            return -ENOMEM;
+        }
+    } else {
+        struct qd_job **p = &s->batch;
+
+        while (*p)
+            p = &(*p)->bnext;
+        *p = job;
+        job->bnext = NULL;
+        job->in_batch = true;
+        q_add(s, job->n);
+    }
+    job->admitted = true;
+    s->inflight++;
+    return 0;
+}
+
+void qd_sched_finish(struct qd_sched *s, struct qd_job *job)
+{
+    if (!job->admitted || job->finished)
+        return;
+    job->refs++;
+    job->finished = true;
+    s->inflight--;
+    batch_unlink(s, job);
+    drop_queued(s, &s->iq_head, &s->iq_tail, job);
+    drop_queued(s, &s->rq_head, &s->rq_tail, job);
+    job_unref(s, job);
+}
+
+bool qd_sched_pending(const struct qd_job *job, size_t col)
+{
+    return !job->finished && col < job->n && !(job->state[col] & QD_SAMPLE_DELIVERED);
+}
+
+bool qd_sched_delivered(struct qd_sched *s, struct qd_job *job, size_t col, bool ok)
+{
+    if (!qd_sched_pending(job, col))
+        return false;
+    job->state[col] |= QD_SAMPLE_DELIVERED;
+    job->done++;
+    job->failed += !ok;
+    s->tot.items++;
+    s->tot.errors += !ok;
+    return true;
+}
+
+static uint32_t item_timeout(const struct qd_sched *s, const struct qd_job *job)
+{
+    if (job->kind == QD_JOB_TASK)
+        return s->lim.task_timeout_ms;
+    if (job->timeout_ms && job->timeout_ms < s->lim.item_timeout_ms)
+        return job->timeout_ms;
+    return s->lim.item_timeout_ms;
+}
+
+/* Cuts the next item of a submit, preferring one whose cache file w has mapped; submits take
+ * turns. */
+static struct qd_chunk *cut_batch(struct qd_sched *s, const struct qd_sw *w)
+{
+    struct qd_job *pick = NULL;
+    struct qd_chunk *ch;
+    size_t n;
+
+    for (struct qd_job *job = s->batch; job; job = job->bnext) {
+        if (job->next_col >= job->n || (s->ops.paused && s->ops.paused(s->ops.ud, job)))
+            continue;
+        if (!pick)
+            pick = job;
+        if (strcmp(job->key, w->key) == 0) {
+            pick = job;
+            break;
+        }
+    }
+    if (!pick)
+        return NULL;
+    n = pick->n - pick->next_col;
+    if (n > s->lim.chunk)
+        n = s->lim.chunk;
+    ch = chunk_new(pick, pick->next_col, n);
+    if (!ch)
+        return NULL;
+    pick->next_col += n;
+    q_sub(s, n);
+    if (pick->next_col >= pick->n) { /* fully cut: leave the round robin */
+        pick->next_col = pick->n;
+        pick->in_batch = false; /* batch_unlink without the count: nothing is left uncut */
+        for (struct qd_job **p = &s->batch; *p; p = &(*p)->bnext)
+            if (*p == pick) {
+                *p = pick->bnext;
+                break;
+            }
+        pick->bnext = NULL;
+    } else if (pick == s->batch && pick->bnext) { /* to the back of the round robin */
+        struct qd_job **p = &s->batch;
+
+        s->batch = pick->bnext;
+        while (*p)
+            p = &(*p)->bnext;
+        *p = pick;
+        pick->bnext = NULL;
+    }
+    return ch;
+}
+
+static void start_item(struct qd_sched *s, struct qd_sw *w, struct qd_chunk *ch, uint64_t now)
+{
+    struct qd_job *job = ch->job;
+    int r;
+
+    w->state = QD_W_BUSY;
+    w->cur = ch;
+    w->cur_done = 0;
+    w->t_dispatch = now;
+    w->deadline = now + item_timeout(s, job);
+    w->timed_out = false;
+    w->kill_at = 0;
+    if (job->kind == QD_JOB_SAMPLES)
+        memcpy(w->key, job->key, sizeof(w->key));
+    r = s->ops.start(s->ops.ud, w, job, ch->c0, ch->n);
+    if (r >= 0)
+        return;
+    w->cur = NULL;
+    w->state = QD_W_IDLE;
+    for (size_t i = 0; i < ch->n; i++)
+        if (qd_sched_pending(job, ch->c0 + i))
+            s->ops.fail(s->ops.ud, job, ch->c0 + i, r, "could not send the work item", w->pid);
+    chunk_free(s, ch);
+}
+
+void qd_sched_dispatch(struct qd_sched *s, uint64_t now)
+{
+    if (s->stopping)
+        return;
+    for (struct qd_sw *w = s->workers; w; w = w->next) {
+        struct qd_chunk *ch;
+
+        if (w->state != QD_W_IDLE)
+            continue;
+        ch = pop(&s->iq_head, &s->iq_tail);
+        if (!ch)
+            ch = pop(&s->rq_head, &s->rq_tail);
+        if (ch)
+            q_sub(s, ch->n);
+        else
+            ch = cut_batch(s, w);
+        if (!ch)
+            return;
+        start_item(s, w, ch, now);
+    }
+}
+
+void qd_sched_worker_add(struct qd_sched *s, struct qd_sw *w, int pid)
+{
+    memset(w, 0, sizeof(*w));
+    w->state = QD_W_STARTING;
+    w->pid = pid;
+    w->next = s->workers;
+    s->workers = w;
+}
+
+void qd_sched_worker_ready(struct qd_sched *s, struct qd_sw *w)
+{
+    (void)s;
+    if (w->state == QD_W_STARTING)
+        w->state = QD_W_IDLE;
+}
+
+bool qd_sched_worker_retire(struct qd_sched *s, struct qd_sw *w)
+{
+    (void)s;
+    switch (w->state) {
+    case QD_W_STARTING:
+    case QD_W_IDLE:
+        w->state = QD_W_EXITING;
+        return true;
+    case QD_W_BUSY:
+        w->state = QD_W_RETIRING;
+        return false;
+    default:
+        return false;
+    }
+}
+
+int qd_sched_sample(struct qd_sched *s, struct qd_sw *w, uint64_t idx, uint64_t now,
+                    struct qd_job **ret_job, size_t *ret_col)
+{
+    struct qd_chunk *ch = w->cur;
+
+    if (!ch || ch->job->kind != QD_JOB_SAMPLES || w->cur_done >= ch->n ||
+        idx != ch->c0 + w->cur_done)
+        return -EPROTO;
+    w->cur_done++;
+    w->items++;
+    w->deadline = now + item_timeout(s, ch->job);
+    if (!qd_sched_pending(ch->job, (size_t)idx))
+        return 0;
+    *ret_job = ch->job;
+    *ret_col = (size_t)idx;
+    return 1;
+}
+
+struct qd_job *qd_sched_item_job(const struct qd_sw *w)
+{
+    return w->cur ? w->cur->job : NULL;
+}
+
+int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w)
+{
+    struct qd_chunk *ch = w->cur;
+
+    if (!ch || (ch->job->kind == QD_JOB_SAMPLES && w->cur_done != ch->n))
+        return -EPROTO;
+    w->cur = NULL;
+    chunk_free(s, ch);
+    switch (w->state) {
+    case QD_W_BUSY:
+        w->state = QD_W_IDLE;
+        return QD_AFTER_IDLE;
+    case QD_W_RETIRING:
+        w->state = QD_W_EXITING;
+        return QD_AFTER_RETIRE;
+    default: /* killing or exiting: it gets nothing more */
+        return QD_AFTER_WAIT;
+    }
+}
+
+/* The running sample of a dead worker: charged a try, failed at the limit. */
+static void charge(struct qd_sched *s, struct qd_sw *w, struct qd_job *job, size_t col,
+                   int term_signal)
+{
+    unsigned tries = (job->state[col] & 0x7fu) + 1u;
+    char msg[128];
+
+    job->state[col] = (uint8_t)((job->state[col] & QD_SAMPLE_DELIVERED) | tries);
+    if (tries < QD_SCHED_MAX_TRIES) {
+        if (enqueue(s, job, col, 1, true) < 0)
+            s->ops.fail(s->ops.ud, job, col, -ENOMEM, "out of memory", w->pid);
+        return;
+    }
+    if (term_signal)
+        snprintf(msg, sizeof(msg), "the sample crashed %u workers (last: signal %d)", tries,
+                 term_signal);
+    else
+        snprintf(msg, sizeof(msg), "the sample crashed %u workers (last: exited)", tries);
+    s->ops.fail(s->ops.ud, job, col, QT_ECRASHED, msg, w->pid);
+}
+
+static void unlink_worker(struct qd_sched *s, struct qd_sw *w)
+{
+    for (struct qd_sw **p = &s->workers; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    w->next = NULL;
+}
+
+void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int term_signal)
+{
+    struct qd_chunk *ch = w->cur;
+    struct qd_job *job;
+    size_t head;
+    bool known;
+
+    unlink_worker(s, w);
+    w->cur = NULL;
+    if (w->timed_out)
+        s->tot.timeouts++;
+    else if (ch && !s->stopping)
+        s->tot.crashes++;
+    if (!ch)
+        return;
+    job = ch->job;
+    job->refs++;
+    if (job->kind == QD_JOB_TASK) {
+        if (qd_sched_pending(job, 0))
+            s->ops.fail(s->ops.ud, job, 0, w->timed_out ? QT_EDEADLINE : QT_ECRASHED,
+                        w->timed_out ? "the task passed its deadline; its worker was killed"
+                                     : "the worker died",
+                        w->pid);
+        goto out;
+    }
+    /* The worker answers an item's samples in order, each right after its own estimate, but
+     * first runs the linear estimate of all of them: before the first answer of a several-sample
+     * item nobody knows which sample was running, so none is charged. */
+    head = ch->c0 + w->cur_done;
+    known = ch->n == 1 || w->cur_done > 0;
+    for (size_t col = head; col < ch->c0 + ch->n; col++) {
+        if (!qd_sched_pending(job, col))
+            continue;
+        if (col != head || (!known && !w->timed_out)) { /* queued again, uncharged */
+            if (enqueue(s, job, col, 1, true) < 0)
+                s->ops.fail(s->ops.ud, job, col, -ENOMEM, "out of memory", w->pid);
+        } else if (w->timed_out) {
+            s->ops.fail(s->ops.ud, job, col, QT_EDEADLINE,
+                        "the sample passed its deadline; its worker was killed", w->pid);
+        } else {
+            charge(s, w, job, col, term_signal);
+        }
+    }
+out:
+    chunk_free(s, ch);
+    job_unref(s, job);
+}
+
+void qd_sched_tick(struct qd_sched *s, uint64_t now)
+{
+    for (struct qd_sw *w = s->workers; w; w = w->next) {
+        if (w->kill_at && now >= w->kill_at) {
+            w->kill_at = now + 1000;
+            s->ops.kill(s->ops.ud, w, SIGKILL);
+        } else if (w->cur && !w->timed_out && now >= w->deadline &&
+                   (w->state == QD_W_BUSY || w->state == QD_W_RETIRING)) {
+            w->timed_out = true;
+            w->state = QD_W_KILLING;
+            w->kill_at = now + s->lim.kill_grace_ms;
+            s->ops.kill(s->ops.ud, w, SIGABRT);
+        }
+    }
+}
+
+void qd_sched_stop(struct qd_sched *s, uint64_t now, uint32_t grace_ms)
+{
+    s->stopping = true;
+    for (struct qd_sw *w = s->workers; w; w = w->next) {
+        w->state = QD_W_EXITING;
+        w->kill_at = now + grace_ms;
+        s->ops.kill(s->ops.ud, w, SIGTERM);
+    }
+}
+
+unsigned qd_sched_live_workers(const struct qd_sched *s)
+{
+    unsigned n = 0;
+
+    for (const struct qd_sw *w = s->workers; w; w = w->next)
+        n += w->state == QD_W_STARTING || w->state == QD_W_IDLE || w->state == QD_W_BUSY;
+    return n;
+}
+
+uint64_t qd_sched_queued_interactive(const struct qd_sched *s)
+{
+    uint64_t n = 0;
+
+    for (const struct qd_chunk *ch = s->iq_head; ch; ch = ch->next)
+        n += ch->n;
+    return n;
+}

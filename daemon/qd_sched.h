@@ -1,0 +1,158 @@
+/* The supervisor's scheduling as a data structure: queues, chunks, cache affinity,
+ * interactive-before-batch, cancel, retries and the poison rule, deadlines and drain. Driven by
+ * events (job admitted, worker ready, sample result, item end, worker exit, tick); no I/O, no
+ * clock of its own (times are passed in, in ms), no libuv. What it decides that needs I/O (send
+ * an item to a worker, fail a sample, signal a worker, free a job) goes out through the ops
+ * callbacks. The libuv glue in qd_pool.c and qd_req.c is a thin caller; tests/unit/test_sched.c
+ * drives it through event sequences. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/compiler.h"
+
+#define QD_SCHED_MAX_TRIES 2 /* a sample that was running when this many workers died fails */
+#define QD_SCHED_KEY_LEN   96
+
+enum qd_job_kind { QD_JOB_SAMPLES, QD_JOB_TASK };
+
+/* A worker's life as the scheduler sees it. Only QD_W_IDLE workers get work. KILLING: we sent
+ * it a signal for a deadline; it finishes nothing more and is never given work again. */
+enum qd_wstate { QD_W_STARTING, QD_W_IDLE, QD_W_BUSY, QD_W_RETIRING, QD_W_KILLING, QD_W_EXITING };
+
+extern const char *const qd_wstate_names[];
+
+struct qd_chunk;
+
+/* A request that needs workers. The caller embeds it in its own request struct, fills the
+ * "caller" fields, and calls qd_sched_admit; the rest is the scheduler's (read-only outside). */
+struct qd_job {
+    /* caller */
+    enum qd_job_kind kind;
+    bool interactive;    /* reconstruct and tasks: whole, ahead of batches; submits: cut lazily */
+    size_t n;            /* samples (tasks: 1) */
+    uint32_t timeout_ms; /* per item, 0: the scheduler's default */
+    char key[QD_SCHED_KEY_LEN]; /* cache file ("<design>-d<d>"): workers keep it mapped */
+    /* scheduler */
+    size_t next_col; /* submits: next column to cut */
+    size_t done, failed;
+    uint8_t *state; /* per sample: tries in the low bits, QD_SAMPLE_DELIVERED */
+    unsigned refs;  /* items queued or running, and the scheduler's own loops */
+    bool admitted, finished, in_batch;
+    struct qd_job *bnext; /* the batch round robin */
+};
+
+#define QD_SAMPLE_DELIVERED 0x80u
+
+/* A worker as the scheduler sees it; embedded in the pool's worker. */
+struct qd_sw {
+    enum qd_wstate state;
+    int pid;
+    struct qd_chunk *cur; /* the running item */
+    size_t cur_done;      /* its samples answered so far */
+    uint64_t t_dispatch, deadline, kill_at;
+    bool timed_out; /* killed (or being killed) for a deadline */
+    uint64_t items; /* samples answered, for recycling */
+    char key[QD_SCHED_KEY_LEN];
+    struct qd_sw *next;
+};
+
+struct qd_sched_ops {
+    void *ud;
+    /* Sends samples [c0, c0 + n) of job (or the task) to worker w, which the scheduler has
+     * marked busy. A negative return fails those samples with that error through fail(). */
+    int (*start)(void *ud, struct qd_sw *w, struct qd_job *job, size_t c0, size_t n);
+    /* Sample col of job ends without results (err: QT_EDEADLINE, QT_ECRASHED, -ENOMEM...): the
+     * caller sends an error result (a task: an error response) and calls qd_sched_delivered. */
+    void (*fail)(void *ud, struct qd_job *job, size_t col, int err, const char *msg, int pid);
+    /* Sends signal sig to worker w. */
+    void (*kill)(void *ud, struct qd_sw *w, int sig);
+    /* Whether a submit's batches wait (its client is not reading): may be NULL. */
+    bool (*paused)(void *ud, const struct qd_job *job);
+    /* The job is finished and nothing refers to it any more: the caller may free it. */
+    void (*release)(void *ud, struct qd_job *job);
+};
+
+struct qd_sched_limits {
+    uint32_t chunk;           /* samples per batch item */
+    uint32_t item_timeout_ms; /* default deadline of a samples item */
+    uint32_t task_timeout_ms; /* deadline of a task (design.put, cache.*) */
+    uint32_t kill_grace_ms;   /* SIGABRT to SIGKILL */
+    uint64_t max_queue;       /* samples waiting before admit says -EBUSY */
+};
+
+struct qd_sched_totals {
+    uint64_t items, errors; /* samples delivered, of which errors */
+    uint64_t timeouts;      /* workers killed for a deadline */
+    uint64_t crashes;       /* workers that died by themselves during an item */
+};
+
+struct qd_sched {
+    struct qd_sched_ops ops;
+    struct qd_sched_limits lim;
+    struct qd_chunk *iq_head, *iq_tail; /* interactive items */
+    struct qd_chunk *rq_head, *rq_tail; /* samples to retry after a worker died */
+    struct qd_job *batch;               /* submits with columns left to cut */
+    struct qd_sw *workers;
+    uint64_t queued;   /* samples waiting: queued items plus uncut columns */
+    uint64_t inflight; /* admitted jobs not finished */
+    bool stopping;
+    struct qd_sched_totals tot;
+};
+
+void qd_sched_init(struct qd_sched *s, const struct qd_sched_ops *ops,
+                   const struct qd_sched_limits *lim);
+/* Frees what is still queued (the jobs are released through ops). */
+void qd_sched_done(struct qd_sched *s);
+void qd_sched_set_limits(struct qd_sched *s, const struct qd_sched_limits *lim);
+
+/* Admits a job: -EBUSY when the queues are full (nothing else waits: a job larger than
+ * max_queue is still admitted alone), -ENOMEM. On error the job was not taken. */
+QT_NODISCARD int qd_sched_admit(struct qd_sched *s, struct qd_job *job);
+/* The job's final answer was sent, or never will be (cancel, connection gone, shutdown): no
+ * more of it runs or is delivered. Queued items are dropped; running ones end normally. */
+void qd_sched_finish(struct qd_sched *s, struct qd_job *job);
+/* Samples answered (or failed) by the caller: marks col delivered and counts it. Returns false
+ * when col was already delivered or the job finished (nothing may be sent then). */
+bool qd_sched_delivered(struct qd_sched *s, struct qd_job *job, size_t col, bool ok);
+/* Whether col may still be delivered. */
+bool qd_sched_pending(const struct qd_job *job, size_t col);
+
+/* Gives idle workers work. */
+void qd_sched_dispatch(struct qd_sched *s, uint64_t now);
+
+void qd_sched_worker_add(struct qd_sched *s, struct qd_sw *w, int pid);
+void qd_sched_worker_ready(struct qd_sched *s, struct qd_sw *w);
+/* Stop giving w work. True when it holds no item (the caller may close its channel now);
+ * otherwise qd_sched_item_end says so when the item ends. */
+bool qd_sched_worker_retire(struct qd_sched *s, struct qd_sw *w);
+/* A sample result from w for absolute column index idx of its item: 1 with *ret_job and
+ * *ret_col when the caller should deliver it (then qd_sched_delivered), 0 when it is to be
+ * dropped (job finished), -EPROTO when w has no such sample running (kill the worker). */
+QT_NODISCARD int qd_sched_sample(struct qd_sched *s, struct qd_sw *w, uint64_t idx, uint64_t now,
+                                 struct qd_job **ret_job, size_t *ret_col);
+
+enum qd_after { QD_AFTER_IDLE, QD_AFTER_RETIRE, QD_AFTER_WAIT };
+
+/* The job of w's running item, or NULL (a task's answer is relayed with it before
+ * qd_sched_item_end, which may release the job). */
+struct qd_job *qd_sched_item_job(const struct qd_sw *w);
+/* w answered its whole item. Returns what becomes of w: idle (dispatch), retire (close its
+ * channel), or wait (it is being killed or stopped); -EPROTO when samples are missing or it has
+ * no item (kill it). */
+QT_NODISCARD int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w);
+/* w's process is gone. Its running sample is charged a try (or fails with QT_EDEADLINE when we
+ * killed it for its deadline); its samples that never ran are queued again uncharged. Removes
+ * w from the scheduler. */
+void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int term_signal);
+/* Deadlines: SIGABRT to a worker past its item's deadline, SIGKILL after the grace. */
+void qd_sched_tick(struct qd_sched *s, uint64_t now);
+/* Shutdown: every worker is told SIGTERM (SIGKILL after grace_ms); nothing is dispatched. */
+void qd_sched_stop(struct qd_sched *s, uint64_t now, uint32_t grace_ms);
+
+/* Counts for status: workers not retiring, killing or exiting; samples in the interactive
+ * queue. */
+unsigned qd_sched_live_workers(const struct qd_sched *s);
+uint64_t qd_sched_queued_interactive(const struct qd_sched *s);

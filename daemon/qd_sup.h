@@ -1,0 +1,150 @@
+/* The supervisor's shared state, private to its rooms:
+ *   qd_sup.c   the supervisor proper: main, listening, systemd, signals, tick, reload, drain;
+ *   qd_conn.c  connections: accept, peer credentials, frames in, writes and backpressure;
+ *   qd_req.c   requests: checked (qd_check.c), admitted (qd_sched.c), answered and streamed;
+ *   qd_pool.c  the worker pool: spawn (fork+exec), channel, results, exit, recycle, signals;
+ *   qd_sched.c scheduling as data; qd_check.c request checking (both without I/O).
+ * The event loop only carries events to the decisions in qd_check.c and qd_sched.c. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "qd.h"
+#include "qd_check.h"
+#include "qd_sched.h"
+#include "qp.h"
+
+#define QD_CRASHLOOP_N      5     /* workers failing before ready ... */
+#define QD_CRASHLOOP_WINDOW 30000 /* ... within this many ms stop the daemon */
+
+struct sup;
+struct conn;
+
+/* Bytes of a stream assembled into frames. */
+struct qd_framer {
+    uint8_t *buf;
+    size_t len, cap;
+};
+
+/* A request that needs workers (reconstruct, submit, design.put, cache.warm, cache.verify). */
+struct djob {
+    struct qd_job sj; /* the scheduler's part */
+    struct sup *s;
+    struct conn *conn;        /* NULL once the connection is gone */
+    struct djob *next, *prev; /* in conn->jobs */
+    struct qd_req req;        /* the checked request: the job, its methods, its cache key */
+    uint64_t t_recv, last_progress;
+    msgpack_sbuffer task; /* tasks: the params map forwarded to a worker */
+};
+
+static inline struct djob *djob_of(struct qd_job *j)
+{
+    return (struct djob *)((char *)j - __builtin_offsetof(struct djob, sj));
+}
+
+struct worker {
+    struct qd_sw sw; /* the scheduler's part */
+    struct sup *s;
+    uv_process_t proc;
+    uv_pipe_t chan;
+    struct qd_framer fr;
+    struct worker *next;
+    int pid;
+    unsigned closing; /* handles still to close */
+    bool exited, chan_open;
+    uint64_t max_jobs, generation;
+};
+
+struct conn {
+    struct sup *s;
+    uv_pipe_t h;
+    struct qd_framer fr;
+    struct conn *next, *prev;
+    struct djob *jobs;
+    unsigned inflight; /* requests in flight: qd_req.c's job_new and job_end only */
+    unsigned long long serial;
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+    bool admin, hello_done, closing;
+    uint64_t blocked_since; /* write queue above the high-water mark since (ms), 0: not */
+};
+
+struct sup {
+    uv_loop_t *loop;
+    struct qd_conf conf;
+    const char *conf_path;
+    int argc;
+    char **argv;
+    char exe[4096];
+    uv_pipe_t listener;
+    bool listening, activated;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t tick, watchdog;
+    struct qt_cache *cache;
+    struct conn *conns;
+    unsigned n_conns;
+    unsigned long long conn_serial;
+    struct worker *workers;
+    struct qd_sched sched;
+    uint64_t generation, recycled;
+    uint64_t started_ms;
+    bool ready_sent, draining, stopping;
+    uint64_t drain_deadline;
+    uint64_t init_fail_ms[QD_CRASHLOOP_N];
+    unsigned init_fail_i;
+    int exit_code;
+    uint32_t task_serial;
+    char status_line[256];
+};
+
+/* qd_sup.c */
+uint64_t qd_now_ms(struct sup *s);
+void qd_sup_notify_status(struct sup *s);
+void qd_sup_ready_check(struct sup *s);
+void qd_sup_stop_now(struct sup *s);
+void qd_sup_crashloop(struct sup *s);
+int qd_sup_reload(struct sup *s, char *err, size_t errlen);
+struct qd_sched_limits qd_sup_limits(const struct qd_conf *c);
+
+/* qd_conn.c */
+void qd_framer_alloc(struct qd_framer *f, uv_buf_t *b);
+/* The next complete frame at *off: 1 with body/len, 0 when more bytes are needed, or the
+ * header's error (QT_ETOOBIG, QT_EPARSE). */
+int qd_framer_next(struct qd_framer *f, size_t *off, uint32_t max, const uint8_t **body,
+                   uint32_t *len);
+void qd_framer_consume(struct qd_framer *f, size_t off);
+void qd_conn_on_connection(uv_stream_t *l, int status);
+void qd_conn_close(struct conn *c);
+/* Sends and empties the writer (nothing when the connection is closing). */
+void qd_conn_send(struct conn *c, struct qp_writer *w);
+void qd_conn_send_error(struct conn *c, uint32_t id, int code, const char *msg, int64_t retry);
+void qd_conn_send_bye(struct conn *c, const char *reason, int64_t retry);
+/* Connections not reading their output: closed after idle-write-timeout-ms. */
+void qd_conn_tick(struct sup *s, uint64_t now);
+
+/* qd_req.c */
+void qd_req_frame(struct conn *c, const uint8_t *body, uint32_t len);
+extern const struct qd_sched_ops qd_req_sched_ops; /* ud: struct sup */
+/* A sample's results as the worker encoded them (ok: no result map says error). */
+void qd_req_deliver(struct djob *jb, size_t col, const void *results, size_t len, bool ok,
+                    double queue_ms, double compute_ms, int worker_pid);
+/* A task's answer from its worker (a response message). */
+void qd_req_task_answer(struct djob *jb, const struct qp_msg *msg);
+/* Ends a request with an error (cancel, shutdown); submits get their totals. */
+void qd_req_abort(struct djob *jb, int code, const char *msg);
+/* Ends every request of a closing connection. */
+void qd_req_conn_gone(struct conn *c);
+/* Progress notifications due by now. */
+void qd_req_tick(struct conn *c, uint64_t now);
+
+/* qd_pool.c */
+void qd_pool_spawn(struct sup *s);
+void qd_pool_retire(struct worker *w);
+void qd_pool_close_channels(struct sup *s);
+int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, size_t n);
+void qd_pool_kill(void *ud, struct qd_sw *sw, int sig);
+uint64_t qd_pool_rss_kb(int pid);

@@ -1,0 +1,569 @@
+/* The supervisor's scheduler (daemon/qd_sched.c) driven through event sequences with fake
+ * workers: every sample ends exactly once (a result or one error), interactive items go first,
+ * retries charge only the sample that was running, a worker killed for a deadline is never
+ * given work again, cancel and drain free what was queued. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/qt_err.h"
+#include "qd_sched.h"
+#include "qt_test.h"
+
+#define MAXS 64
+
+struct tjob {
+    struct qd_job sj;
+    int results[MAXS]; /* per sample: results delivered (ok or error) */
+    int errs[MAXS];    /* the error of a failed sample */
+    bool released;
+};
+
+struct start {
+    struct qd_sw *w;
+    struct qd_job *job;
+    size_t c0, n;
+};
+
+static struct fake {
+    struct qd_sched s;
+    struct start starts[256];
+    size_t nstart;
+
+    struct {
+        struct qd_sw *w;
+        int sig;
+    } kills[64];
+
+    size_t nkill;
+    int start_ret;
+    bool paused;
+} F;
+
+static struct tjob *tj(struct qd_job *j)
+{
+    return (struct tjob *)j;
+}
+
+static int f_start(void *ud, struct qd_sw *w, struct qd_job *job, size_t c0, size_t n)
+{
+    (void)ud;
+    assert_int_equal(w->state, QD_W_BUSY);
+    assert_true(F.nstart < 256);
+    F.starts[F.nstart++] = (struct start){w, job, c0, n};
+    return F.start_ret;
+}
+
+static void f_fail(void *ud, struct qd_job *job, size_t col, int err, const char *msg, int pid)
+{
+    (void)ud;
+    (void)msg;
+    (void)pid;
+    if (qd_sched_delivered(&F.s, job, col, false)) {
+        tj(job)->results[col]++;
+        tj(job)->errs[col] = err;
+    }
+    if (job->done == job->n)
+        qd_sched_finish(&F.s, job);
+}
+
+static void f_kill(void *ud, struct qd_sw *w, int sig)
+{
+    (void)ud;
+    F.kills[F.nkill].w = w;
+    F.kills[F.nkill++].sig = sig;
+}
+
+static bool f_paused(void *ud, const struct qd_job *job)
+{
+    (void)ud;
+    (void)job;
+    return F.paused;
+}
+
+static void f_release(void *ud, struct qd_job *job)
+{
+    (void)ud;
+    assert_false(tj(job)->released);
+    tj(job)->released = true;
+}
+
+static void setup(uint32_t chunk, uint64_t max_queue)
+{
+    struct qd_sched_ops ops = {NULL, f_start, f_fail, f_kill, f_paused, f_release};
+    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue};
+
+    memset(&F, 0, sizeof(F));
+    qd_sched_init(&F.s, &ops, &lim);
+}
+
+static void job_init(struct tjob *j, bool interactive, size_t n, const char *key)
+{
+    memset(j, 0, sizeof(*j));
+    j->sj.kind = QD_JOB_SAMPLES;
+    j->sj.interactive = interactive;
+    j->sj.n = n;
+    snprintf(j->sj.key, sizeof(j->sj.key), "%s", key);
+}
+
+static void worker_up(struct qd_sw *w, int pid)
+{
+    qd_sched_worker_add(&F.s, w, pid);
+    qd_sched_worker_ready(&F.s, w);
+}
+
+/* The item last started on w. */
+static const struct start *last_start(const struct qd_sw *w)
+{
+    for (size_t k = F.nstart; k-- > 0;)
+        if (F.starts[k].w == w)
+            return &F.starts[k];
+    fail_msg("no item was started on this worker");
+    return NULL;
+}
+
+/* The worker answers n more samples of its item (ok). */
+static void answer(struct qd_sw *w, size_t n, uint64_t now)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct qd_job *job = NULL;
+        size_t col = 0;
+        int r = qd_sched_sample(&F.s, w, last_start(w)->c0 + w->cur_done, now, &job, &col);
+
+        assert_true(r >= 0);
+        if (r == 1 && qd_sched_delivered(&F.s, job, col, true)) {
+            tj(job)->results[col]++;
+            if (job->done == job->n)
+                qd_sched_finish(&F.s, job);
+        }
+    }
+}
+
+/* The worker answers its whole item and reports its end. */
+static int finish_item(struct qd_sw *w, uint64_t now)
+{
+    struct qd_job *job = qd_sched_item_job(w);
+
+    assert_non_null(job);
+    answer(w, last_start(w)->n - w->cur_done, now);
+    return qd_sched_item_end(&F.s, w);
+}
+
+static void assert_exactly_once(const struct tjob *j)
+{
+    for (size_t i = 0; i < j->sj.n; i++)
+        assert_int_equal(j->results[i], 1);
+    assert_true(j->released);
+}
+
+static void test_interactive_before_batch(void **state)
+{
+    struct tjob sub, rec;
+    struct qd_sw w;
+
+    (void)state;
+    setup(8, 1000);
+    job_init(&sub, false, 20, "nopovm-d4");
+    job_init(&rec, true, 1, "mub-d3");
+    assert_int_equal(qd_sched_admit(&F.s, &sub.sj), 0);
+    assert_int_equal(qd_sched_admit(&F.s, &rec.sj), 0);
+    assert_int_equal(F.s.queued, 21);
+    assert_int_equal(F.s.inflight, 2);
+    worker_up(&w, 10);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nstart, 1);
+    assert_ptr_equal(F.starts[0].job, &rec.sj);
+    assert_int_equal(finish_item(&w, 1), QD_AFTER_IDLE);
+    for (int k = 0; k < 3; k++) {
+        qd_sched_dispatch(&F.s, 2);
+        assert_ptr_equal(F.starts[F.nstart - 1].job, &sub.sj);
+        assert_int_equal(F.starts[F.nstart - 1].n, k < 2 ? 8 : 4);
+        assert_int_equal(finish_item(&w, 3), QD_AFTER_IDLE);
+    }
+    assert_exactly_once(&rec);
+    assert_exactly_once(&sub);
+    assert_int_equal(F.s.queued, 0);
+    assert_int_equal(F.s.inflight, 0);
+    assert_int_equal(F.s.tot.items, 21);
+    assert_int_equal(F.s.tot.errors, 0);
+}
+
+static void test_round_robin_and_affinity(void **state)
+{
+    struct tjob a, b;
+    struct qd_sw w1, w2;
+
+    (void)state;
+    setup(4, 1000);
+    job_init(&a, false, 8, "nopovm-d4");
+    job_init(&b, false, 8, "mub-d3");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    worker_up(&w1, 1);
+    worker_up(&w2, 2);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nstart, 2); /* one submit each: they take turns */
+    assert_ptr_not_equal(F.starts[0].job, F.starts[1].job);
+    /* A worker that finishes gets more of the submit whose cache file it has mapped. */
+    assert_int_equal(finish_item(&w2, 1), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 1);
+    assert_ptr_equal(F.starts[2].w, &w2);
+    assert_string_equal(F.starts[2].job->key, w2.key);
+    assert_int_equal(qd_sched_item_end(&F.s, &w1), -EPROTO); /* its samples are missing */
+    answer(&w1, 4, 2);
+    assert_int_equal(qd_sched_item_end(&F.s, &w1), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 2);
+    assert_int_equal(finish_item(&w1, 3), QD_AFTER_IDLE);
+    assert_int_equal(finish_item(&w2, 3), QD_AFTER_IDLE);
+    assert_exactly_once(&a);
+    assert_exactly_once(&b);
+    assert_int_equal(F.s.inflight, 0);
+}
+
+static void test_out_of_order_sample_is_a_protocol_error(void **state)
+{
+    struct tjob a;
+    struct qd_sw w;
+    struct qd_job *job;
+    size_t col;
+
+    (void)state;
+    setup(4, 1000);
+    job_init(&a, false, 4, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(qd_sched_sample(&F.s, &w, 1, 0, &job, &col), -EPROTO);
+    assert_int_equal(qd_sched_sample(&F.s, &w, 0, 0, &job, &col), 1);
+    assert_int_equal(col, 0);
+}
+
+static void test_death_charges_only_the_running_sample(void **state)
+{
+    struct tjob a;
+    struct qd_sw w, w2;
+
+    (void)state;
+    setup(4, 1000);
+    job_init(&a, false, 4, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    answer(&w, 2, 1);
+    qd_sched_worker_exit(&F.s, &w, SIGSEGV);
+    assert_int_equal(F.s.tot.crashes, 1);
+    assert_int_equal(a.sj.state[2] & 0x7f, 1); /* running: charged */
+    assert_int_equal(a.sj.state[3] & 0x7f, 0); /* never started: not charged */
+    assert_int_equal(F.s.queued, 2);
+    worker_up(&w2, 2);
+    for (int k = 0; k < 2; k++) {
+        qd_sched_dispatch(&F.s, 2);
+        assert_int_equal(F.starts[F.nstart - 1].n, 1);
+        assert_int_equal(finish_item(&w2, 3), QD_AFTER_IDLE);
+    }
+    assert_exactly_once(&a);
+    assert_int_equal(F.s.tot.errors, 0);
+}
+
+static void test_death_before_any_answer_charges_nobody(void **state)
+{
+    struct tjob a;
+    struct qd_sw w;
+
+    (void)state;
+    setup(3, 1000);
+    job_init(&a, false, 3, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    qd_sched_worker_exit(&F.s, &w, SIGKILL);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(a.sj.state[i] & 0x7f, 0);
+    assert_int_equal(F.s.queued, 3);
+    qd_sched_finish(&F.s, &a.sj); /* cancelled: the queued retries go */
+    assert_int_equal(F.s.queued, 0);
+    assert_true(a.released);
+}
+
+static void test_poison_fails_alone_after_two_crashes(void **state)
+{
+    struct tjob a, b;
+    struct qd_sw w[3];
+
+    (void)state;
+    setup(8, 1000);
+    job_init(&a, true, 1, "k");
+    job_init(&b, true, 1, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    for (int k = 0; k < 2; k++) {
+        worker_up(&w[k], k + 1);
+        qd_sched_dispatch(&F.s, 0);
+        assert_ptr_equal(F.starts[F.nstart - 1].job, &a.sj);
+        qd_sched_worker_exit(&F.s, &w[k], SIGABRT);
+    }
+    assert_int_equal(a.results[0], 1);
+    assert_int_equal(a.errs[0], QT_ECRASHED);
+    assert_true(a.released);
+    assert_int_equal(F.s.tot.crashes, 2);
+    assert_int_equal(F.s.tot.errors, 1);
+    /* The next request is not affected. */
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    worker_up(&w[2], 3);
+    qd_sched_dispatch(&F.s, 1);
+    assert_int_equal(finish_item(&w[2], 1), QD_AFTER_IDLE);
+    assert_exactly_once(&b);
+    assert_int_equal(b.errs[0], 0);
+}
+
+/* The deadline fires while the worker's last answer is already on its way: the item ends
+ * normally, the killed worker gets no new item, and the next item (another client's) runs on
+ * another worker without error. */
+static void test_deadline_with_result_in_channel(void **state)
+{
+    struct tjob a, b;
+    struct qd_sw w, w2;
+
+    (void)state;
+    setup(2, 1000);
+    job_init(&a, false, 2, "k");
+    job_init(&b, true, 1, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    answer(&w, 1, 10);
+    qd_sched_tick(&F.s, 1010); /* past the deadline of the second sample */
+    assert_int_equal(F.nkill, 1);
+    assert_int_equal(F.kills[0].sig, SIGABRT);
+    assert_int_equal(w.state, QD_W_KILLING);
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    answer(&w, 1, 1011); /* was in the channel */
+    assert_int_equal(qd_sched_item_end(&F.s, &w), QD_AFTER_WAIT);
+    qd_sched_dispatch(&F.s, 1011);
+    assert_int_equal(F.nstart, 1); /* nothing for the dying worker */
+    qd_sched_worker_exit(&F.s, &w, SIGABRT);
+    assert_int_equal(F.s.tot.timeouts, 1);
+    assert_int_equal(F.s.tot.crashes, 0);
+    worker_up(&w2, 2);
+    qd_sched_dispatch(&F.s, 1012);
+    assert_ptr_equal(F.starts[1].job, &b.sj);
+    assert_int_equal(finish_item(&w2, 1013), QD_AFTER_IDLE);
+    assert_exactly_once(&a);
+    assert_exactly_once(&b);
+    assert_int_equal(F.s.tot.errors, 0);
+}
+
+static void test_deadline_fails_only_the_running_sample(void **state)
+{
+    struct tjob a;
+    struct qd_sw w, w2;
+
+    (void)state;
+    setup(3, 1000);
+    job_init(&a, false, 3, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    answer(&w, 1, 5);
+    qd_sched_tick(&F.s, 900);
+    assert_int_equal(F.nkill, 0);
+    qd_sched_tick(&F.s, 1005);
+    assert_int_equal(F.kills[0].sig, SIGABRT);
+    qd_sched_tick(&F.s, 1100);
+    assert_int_equal(F.nkill, 1);
+    qd_sched_tick(&F.s, 1205); /* grace over: SIGKILL */
+    assert_int_equal(F.nkill, 2);
+    assert_int_equal(F.kills[1].sig, SIGKILL);
+    qd_sched_worker_exit(&F.s, &w, SIGKILL);
+    assert_int_equal(a.results[1], 1);
+    assert_int_equal(a.errs[1], QT_EDEADLINE);
+    assert_int_equal(a.sj.state[2] & 0x7f, 0);
+    worker_up(&w2, 2);
+    qd_sched_dispatch(&F.s, 1300);
+    assert_int_equal(finish_item(&w2, 1301), QD_AFTER_IDLE);
+    assert_exactly_once(&a);
+    assert_int_equal(a.errs[2], 0);
+    assert_int_equal(F.s.tot.timeouts, 1);
+}
+
+static void test_cancel_during_retry(void **state)
+{
+    struct tjob a;
+    struct qd_sw w, w2;
+
+    (void)state;
+    setup(2, 1000);
+    job_init(&a, false, 4, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    worker_up(&w2, 2);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nstart, 2);
+    answer(&w, 1, 1);
+    qd_sched_worker_exit(&F.s, &w, SIGSEGV); /* sample 1 waits for its retry */
+    assert_int_equal(F.s.queued, 1);
+    qd_sched_finish(&F.s, &a.sj); /* cancel */
+    assert_int_equal(F.s.queued, 0);
+    assert_int_equal(F.s.inflight, 0);
+    assert_false(a.released); /* w2 still runs its item */
+    assert_int_equal(finish_item(&w2, 2), QD_AFTER_IDLE);
+    assert_true(a.released);
+    /* w2 held [0, 2) and w [2, 4): only what w answered before the cancel was delivered. */
+    assert_ptr_equal(F.starts[0].w, &w2);
+    assert_int_equal(a.results[0] + a.results[1] + a.results[3], 0);
+    assert_int_equal(a.results[2], 1);
+}
+
+static void test_drain_with_queued_retries(void **state)
+{
+    struct tjob a;
+    struct qd_sw w, w2;
+
+    (void)state;
+    setup(4, 1000);
+    job_init(&a, false, 4, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    answer(&w, 2, 1);
+    qd_sched_worker_exit(&F.s, &w, SIGSEGV);
+    assert_int_equal(F.s.inflight, 1); /* a drain waits for the retries */
+    worker_up(&w2, 2);
+    qd_sched_dispatch(&F.s, 2);
+    assert_int_equal(finish_item(&w2, 3), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 3);
+    assert_int_equal(finish_item(&w2, 4), QD_AFTER_IDLE);
+    assert_int_equal(F.s.inflight, 0);
+    assert_exactly_once(&a);
+    qd_sched_stop(&F.s, 10, 2000);
+    assert_int_equal(F.kills[F.nkill - 1].sig, SIGTERM);
+    qd_sched_tick(&F.s, 2011);
+    assert_int_equal(F.kills[F.nkill - 1].sig, SIGKILL);
+}
+
+static void test_stop_frees_queued_work(void **state)
+{
+    struct tjob a, b;
+
+    (void)state;
+    setup(4, 1000);
+    job_init(&a, true, 1, "k");
+    job_init(&b, false, 9, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    qd_sched_finish(&F.s, &b.sj);
+    assert_true(b.released);
+    qd_sched_finish(&F.s, &a.sj);
+    assert_true(a.released);
+    qd_sched_done(&F.s);
+    assert_int_equal(F.s.queued, 0);
+}
+
+static void test_queue_full_and_paused(void **state)
+{
+    struct tjob a, b, big;
+    struct qd_sw w;
+
+    (void)state;
+    setup(4, 10);
+    job_init(&big, false, 50, "k"); /* alone, a job larger than the queue is taken */
+    assert_int_equal(qd_sched_admit(&F.s, &big.sj), 0);
+    job_init(&a, true, 1, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), -EBUSY);
+    qd_sched_finish(&F.s, &big.sj);
+    job_init(&b, false, 8, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    F.paused = true;
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nstart, 0);
+    F.paused = false;
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nstart, 1);
+}
+
+static void test_start_failure_fails_its_samples(void **state)
+{
+    struct tjob a;
+    struct qd_sw w;
+
+    (void)state;
+    setup(4, 1000);
+    job_init(&a, false, 3, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    F.start_ret = -EPIPE;
+    qd_sched_dispatch(&F.s, 0);
+    assert_exactly_once(&a);
+    assert_int_equal(a.errs[0], -EPIPE);
+    assert_int_equal(w.state, QD_W_IDLE);
+    assert_null(w.cur);
+}
+
+static void test_task_death_and_deadline(void **state)
+{
+    struct tjob t1, t2;
+    struct qd_sw w, w2;
+
+    (void)state;
+    setup(4, 1000);
+    job_init(&t1, true, 1, "");
+    t1.sj.kind = QD_JOB_TASK;
+    job_init(&t2, true, 1, "");
+    t2.sj.kind = QD_JOB_TASK;
+    assert_int_equal(qd_sched_admit(&F.s, &t1.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(w.deadline, 5000); /* the task deadline */
+    qd_sched_worker_exit(&F.s, &w, SIGSEGV);
+    assert_int_equal(t1.errs[0], QT_ECRASHED);
+    assert_true(t1.released);
+    assert_int_equal(qd_sched_admit(&F.s, &t2.sj), 0);
+    worker_up(&w2, 2);
+    qd_sched_dispatch(&F.s, 10);
+    qd_sched_tick(&F.s, 5010);
+    qd_sched_worker_exit(&F.s, &w2, SIGABRT);
+    assert_int_equal(t2.errs[0], QT_EDEADLINE);
+    assert_exactly_once(&t2);
+}
+
+static void test_retire_waits_for_the_item(void **state)
+{
+    struct tjob a;
+    struct qd_sw w, idle;
+
+    (void)state;
+    setup(4, 1000);
+    job_init(&a, true, 1, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    worker_up(&idle, 2);
+    assert_int_equal(qd_sched_live_workers(&F.s), 2);
+    assert_false(qd_sched_worker_retire(&F.s, &w));
+    assert_true(qd_sched_worker_retire(&F.s, &idle));
+    assert_int_equal(qd_sched_live_workers(&F.s), 0);
+    assert_int_equal(finish_item(&w, 1), QD_AFTER_RETIRE);
+    assert_exactly_once(&a);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_interactive_before_batch),
+    cmocka_unit_test(test_round_robin_and_affinity),
+    cmocka_unit_test(test_out_of_order_sample_is_a_protocol_error),
+    cmocka_unit_test(test_death_charges_only_the_running_sample),
+    cmocka_unit_test(test_death_before_any_answer_charges_nobody),
+    cmocka_unit_test(test_poison_fails_alone_after_two_crashes),
+    cmocka_unit_test(test_deadline_with_result_in_channel),
+    cmocka_unit_test(test_deadline_fails_only_the_running_sample),
+    cmocka_unit_test(test_cancel_during_retry),
+    cmocka_unit_test(test_drain_with_queued_retries),
+    cmocka_unit_test(test_stop_frees_queued_work),
+    cmocka_unit_test(test_queue_full_and_paused),
+    cmocka_unit_test(test_start_failure_fails_its_samples),
+    cmocka_unit_test(test_task_death_and_deadline),
+    cmocka_unit_test(test_retire_waits_for_the_item),
+};
+
+QT_TEST_MAIN(tests)
