@@ -6,10 +6,7 @@
 #define QD_CHANNEL_FD 3  /* a worker's end of its socketpair with the supervisor */
 #define QD_MAX_CHUNK  64 /* samples per work item, at most */
 
-/* Worker -> supervisor notifications on the channel (the rest of the channel protocol reuses
- * the client methods: "submit" carries a chunk, "design.put", "cache.warm", "cache.verify"). */
-#define QD_W_READY  "w.ready"  /* [] : initialised, takes work */
-#define QD_W_RESULT "w.result" /* [{index, us, results: bin}] : one sample done */
+/* The channel's messages are in proto's method table (SCHEMA.md §4 `w.ready`, `w.result`). */
 
 /* Exit codes. QD_EXIT_INIT from a worker means it failed before it was ready (crash-loop
  * breaker); from the supervisor that it could not start. */

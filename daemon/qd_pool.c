@@ -72,13 +72,10 @@ int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, siz
         (void)msgpack_sbuffer_write(&wr.sb, jb->task.data, jb->task.size);
         r = qp_frame_end(&wr, UINT32_MAX);
     } else {
-        struct qp_job cj = jb->req.job; /* a view of the item's columns */
+        const struct qp_job *j = &jb->req.job;
 
-        cj.values = jb->req.job.values + jb->req.job.m * c0;
-        cj.n = n;
-        cj.first_index = c0;
-        cj.progress_ms = 0;
-        r = qp_pack_job(&wr, ++s->task_serial, QP_M_SUBMIT, &cj, UINT32_MAX);
+        r = qp_pack_chunk(&wr, ++s->task_serial, j->values + j->m * c0, j->m, n, c0,
+                          jb->fields.data, jb->fields.size, jb->nfields, UINT32_MAX);
     }
     if (r == 0)
         r = worker_send(w, &wr);
@@ -167,10 +164,13 @@ uint64_t qd_pool_rss_kb(int pid)
 /* ---- exits ---- */
 
 /* A worker that ends before it was ready counts toward the crash-loop breaker only when it
- * could not start by itself (an exit status, or a fault of its own); a signal sent from
- * elsewhere (an operator's kill, the OOM killer, a stop) says nothing about the binary. */
-static bool start_failure(int64_t status, int term_signal)
+ * could not start by itself (an exit status, a fault of its own, or garbage on its channel
+ * that made us kill it); a signal sent from elsewhere (an operator's kill, the OOM killer, a
+ * stop) says nothing about the binary. */
+static bool start_failure(const struct worker *w, int64_t status, int term_signal)
 {
+    if (w->faulty)
+        return true;
     if (!term_signal)
         return status != 0;
     return term_signal != SIGKILL && term_signal != SIGTERM && term_signal != SIGINT &&
@@ -189,7 +189,7 @@ static void log_exit(struct worker *w, enum qd_wstate was, int64_t status, int t
 {
     if (was == QD_W_STARTING) {
         qd_err("worker %d %s during start-up (status %lld, signal %d)", w->pid,
-               start_failure(status, term_signal) ? "failed" : "was killed", (long long)status,
+               start_failure(w, status, term_signal) ? "failed" : "was killed", (long long)status,
                term_signal);
     } else if (w->sw.cur) {
         qd_err("worker %d died during an item (%s%s%d): %s", w->pid,
@@ -213,7 +213,7 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
 
     w->exited = true;
     log_exit(w, was, status, term_signal);
-    if (was == QD_W_STARTING && start_failure(status, term_signal))
+    if (was == QD_W_STARTING && start_failure(w, status, term_signal))
         note_start_failure(s, qd_now_ms(s));
     qd_sched_worker_exit(&s->sched, &w->sw, term_signal);
     worker_remove(w);
@@ -228,49 +228,21 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
 
 /* ---- frames from workers ---- */
 
-/* Whether no result map of a relayed results array says "error". */
-static bool results_ok(const char *bin, size_t len)
-{
-    msgpack_unpacked up;
-    size_t off = 0;
-    bool ok = true;
-
-    msgpack_unpacked_init(&up);
-    if (msgpack_unpack_next(&up, bin, len, &off) == MSGPACK_UNPACK_SUCCESS &&
-        up.data.type == MSGPACK_OBJECT_ARRAY) {
-        for (uint32_t i = 0; i < up.data.via.array.size; i++) {
-            const msgpack_object *st = qp_get(&up.data.via.array.ptr[i], "status");
-
-            ok &= st && st->type == MSGPACK_OBJECT_STR && st->via.str.size == 2;
-        }
-    } else {
-        ok = false;
-    }
-    msgpack_unpacked_destroy(&up);
-    return ok;
-}
-
 static int on_result(struct worker *w, const struct qp_msg *msg, struct qt_diag *dg)
 {
     struct sup *s = w->s;
-    const msgpack_object *res = qp_get(msg->params, "results");
-    uint64_t idx = 0, now = qd_now_ms(s);
-    double us = 0.0;
+    struct qp_w_result res;
     struct qd_job *job;
     size_t col;
-    int r;
+    int r = qp_decode_w_result(msg->params, &res, dg);
 
-    if (qp_read_u64(qp_get(msg->params, "index"), "index", UINT64_MAX, &idx, dg) < 0 ||
-        qp_read_f64(qp_get(msg->params, "us"), "us", &us, dg) < 0 || !res ||
-        res->type != MSGPACK_OBJECT_BIN ||
-        qp_prescan((const uint8_t *)res->via.bin.ptr, res->via.bin.size, dg) < 0)
+    if (r < 0)
         return -EPROTO;
-    r = qd_sched_sample(&s->sched, &w->sw, idx, now, &job, &col);
+    r = qd_sched_sample(&s->sched, &w->sw, res.index, qd_now_ms(s), &job, &col);
     if (r <= 0)
         return r;
-    qd_req_deliver(djob_of(job), col, res->via.bin.ptr, res->via.bin.size,
-                   results_ok(res->via.bin.ptr, res->via.bin.size),
-                   (double)(w->sw.t_dispatch - djob_of(job)->t_recv), us / 1000.0, w->pid);
+    qd_req_deliver(djob_of(job), col, res.results, res.len, res.failed == 0,
+                   (double)(w->sw.t_dispatch - djob_of(job)->t_recv), res.us / 1000.0, w->pid);
     return 0;
 }
 
@@ -326,10 +298,9 @@ static int worker_frame(struct worker *w, const uint8_t *body, uint32_t len)
 
     if (r < 0)
         goto out;
-    if (msg.type == QP_NOTIFICATION && strcmp(msg.method_name, QD_W_READY) == 0 &&
-        w->sw.state == QD_W_STARTING)
+    if (msg.type == QP_NOTIFICATION && msg.method == QP_M_W_READY && w->sw.state == QD_W_STARTING)
         on_ready(w);
-    else if (msg.type == QP_NOTIFICATION && strcmp(msg.method_name, QD_W_RESULT) == 0)
+    else if (msg.type == QP_NOTIFICATION && msg.method == QP_M_W_RESULT)
         r = on_result(w, &msg, &dg);
     else if (msg.type == QP_RESPONSE)
         r = on_item_end(w, &msg);
@@ -371,6 +342,7 @@ static void worker_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
             break;
     if (r != 0) {
         uv_read_stop(st);
+        w->faulty = true;
         (void)uv_process_kill(&w->proc, SIGKILL);
         return;
     }

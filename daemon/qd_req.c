@@ -40,6 +40,7 @@ static struct djob *job_new(struct conn *c, struct qd_req *req)
     jb->t_recv = qd_now_ms(c->s);
     jb->last_progress = jb->t_recv;
     msgpack_sbuffer_init(&jb->task);
+    msgpack_sbuffer_init(&jb->fields);
     jb->next = c->jobs;
     if (c->jobs)
         c->jobs->prev = jb;
@@ -60,6 +61,7 @@ static void job_unlink_free(struct djob *jb)
     }
     qd_req_done(&jb->req);
     msgpack_sbuffer_destroy(&jb->task);
+    msgpack_sbuffer_destroy(&jb->fields);
     free(jb);
 }
 
@@ -331,6 +333,7 @@ static void admit(struct conn *c, struct djob *jb)
 static void req_samples(struct conn *c, struct qd_req *req)
 {
     struct djob *jb = job_new(c, req);
+    msgpack_packer pk;
 
     if (!jb) {
         qd_conn_send_error(c, req->id, QT_ST_INTERNAL, "out of memory", -1);
@@ -341,6 +344,8 @@ static void req_samples(struct conn *c, struct qd_req *req)
     jb->sj.n = jb->req.job.n;
     jb->sj.timeout_ms = jb->req.job.timeout_ms;
     memcpy(jb->sj.key, jb->req.key, sizeof(jb->sj.key));
+    msgpack_packer_init(&pk, &jb->fields, msgpack_sbuffer_write);
+    jb->nfields = qp_pack_job_fields(&pk, &jb->req.job);
     if (jb->req.method == QP_M_SUBMIT)
         qd_info("conn %llu uid %u pid %d: submit #%u: %zu samples, %s d = %zu", c->serial,
                 (unsigned)c->uid, (int)c->pid, jb->req.id, jb->req.job.n, jb->req.job.design,

@@ -37,7 +37,9 @@ struct djob {
     struct djob *next, *prev; /* in conn->jobs */
     struct qd_req req;        /* the checked request: the job, its methods, its cache key */
     uint64_t t_recv, last_progress;
-    msgpack_sbuffer task; /* tasks: the params map forwarded to a worker */
+    msgpack_sbuffer task;   /* tasks: the params map forwarded to a worker */
+    msgpack_sbuffer fields; /* samples: the job's fixed fields, packed once for every item */
+    size_t nfields;
 };
 
 static inline struct djob *djob_of(struct qd_job *j)
@@ -55,6 +57,7 @@ struct worker {
     int pid;
     unsigned closing; /* handles still to close */
     bool exited, chan_open;
+    bool faulty; /* we killed it for a bad channel message */
     uint64_t max_jobs, generation;
 };
 

@@ -142,36 +142,31 @@ static void test_hooks(const double *y)
 }
 #endif
 
-/* One result frame for the sample with absolute index idx: [2, "w.result", [{index, us,
- * results: bin}]] where bin holds the msgpack results array. */
+/* One w.result frame for the sample with absolute index idx: its results array as msgpack
+ * bytes and how many of its maps are errors. */
 static int send_result(struct worker *w, uint64_t idx, double us, const struct qt_result *const *res,
                        size_t n_res, const enum qt_method *meth, size_t d, int err,
                        const char *msg)
 {
+    struct qp_w_result wr = {.index = idx, .us = us, .failed = (uint32_t)n_res};
     msgpack_sbuffer sb;
     msgpack_packer pk;
     int r;
 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (res)
+    if (res) {
         qp_pack_results(&pk, res, n_res);
-    else
+        wr.failed = 0;
+        for (size_t k = 0; k < n_res; k++)
+            wr.failed += res[k]->err != 0;
+    } else {
         qp_pack_error_results(&pk, meth, n_res, d, err, msg);
-    qp_frame_begin(&w->out);
-    (void)msgpack_pack_array(&w->out.pk, 3);
-    (void)msgpack_pack_uint8(&w->out.pk, QP_NOTIFICATION);
-    qp_pack_str(&w->out.pk, QD_W_RESULT);
-    (void)msgpack_pack_array(&w->out.pk, 1);
-    (void)msgpack_pack_map(&w->out.pk, 3);
-    qp_pack_key(&w->out.pk, "index");
-    (void)msgpack_pack_uint64(&w->out.pk, idx);
-    qp_pack_key(&w->out.pk, "us");
-    (void)msgpack_pack_double(&w->out.pk, us);
-    qp_pack_key(&w->out.pk, "results");
-    (void)msgpack_pack_bin_with_body(&w->out.pk, sb.data, sb.size);
+    }
+    wr.results = sb.data;
+    wr.len = sb.size;
+    r = qp_pack_w_result(&w->out, &wr);
     msgpack_sbuffer_destroy(&sb);
-    r = qp_frame_end(&w->out, UINT32_MAX);
     if (r < 0)
         return r;
     return flush_out(w);
@@ -388,6 +383,23 @@ static void on_cache_event(void *userdata, const struct qt_cache_event *ev)
     }
 }
 
+/* One request from the supervisor, by method. */
+static int dispatch(struct worker *w, const struct qp_msg *msg)
+{
+    switch (msg->method) {
+    case QP_M_SUBMIT:
+        return do_chunk(w, msg->id, msg->params);
+    case QP_M_DESIGN_PUT:
+        return do_design_put(w, msg->id, msg->params);
+    case QP_M_CACHE_WARM:
+        return do_warm(w, msg->id, msg->params);
+    case QP_M_CACHE_VERIFY:
+        return do_verify(w, msg->id, msg->params);
+    default:
+        return -EPROTO;
+    }
+}
+
 int qd_worker_main(const struct qd_conf *conf)
 {
     struct worker w = {.conf = conf, .ws = QT_WS_INIT};
@@ -416,12 +428,7 @@ int qd_worker_main(const struct qd_conf *conf)
         return QD_EXIT_INIT;
     }
     qp_writer_init(&w.out);
-    qp_frame_begin(&w.out);
-    (void)msgpack_pack_array(&w.out.pk, 3);
-    (void)msgpack_pack_uint8(&w.out.pk, QP_NOTIFICATION);
-    qp_pack_str(&w.out.pk, QD_W_READY);
-    (void)msgpack_pack_array(&w.out.pk, 0);
-    if (qp_frame_end(&w.out, UINT32_MAX) < 0 || flush_out(&w) < 0) {
+    if (qp_pack_w_ready(&w.out) < 0 || flush_out(&w) < 0) {
         r = QD_EXIT_INIT;
         goto out;
     }
@@ -446,20 +453,10 @@ int qd_worker_main(const struct qd_conf *conf)
             r = qp_msg_decode(w.buf, len, &msg, &dg);
         else
             memset(&msg, 0, sizeof(msg));
-        if (r == 0 && msg.type == QP_REQUEST) {
-            if (strcmp(msg.method_name, "submit") == 0)
-                r = do_chunk(&w, msg.id, msg.params);
-            else if (strcmp(msg.method_name, "design.put") == 0)
-                r = do_design_put(&w, msg.id, msg.params);
-            else if (strcmp(msg.method_name, "cache.warm") == 0)
-                r = do_warm(&w, msg.id, msg.params);
-            else if (strcmp(msg.method_name, "cache.verify") == 0)
-                r = do_verify(&w, msg.id, msg.params);
-            else
-                r = -EPROTO;
-        } else if (r == 0) {
+        if (r == 0 && msg.type == QP_REQUEST)
+            r = dispatch(&w, &msg);
+        else if (r == 0)
             r = -EPROTO;
-        }
         qp_msg_done(&msg);
         if (r < 0) {
             qd_err("worker: channel: %s", dg.msg[0] ? dg.msg : qt_strerror(r));

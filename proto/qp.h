@@ -21,8 +21,9 @@
 
 enum qp_type { QP_REQUEST = 0, QP_RESPONSE = 1, QP_NOTIFICATION = 2 };
 
-/* Who sends a method: C2S requests and S2C notifications. */
-enum qp_dir { QP_C2S_REQUEST, QP_S2C_NOTIFY };
+/* Who sends a method: C2S requests, S2C notifications, and on qtomod's worker channel W2S
+ * notifications (the supervisor sends workers C2S requests: submit items and tasks). */
+enum qp_dir { QP_C2S_REQUEST, QP_S2C_NOTIFY, QP_W2S_NOTIFY };
 
 /* X(ENUM, "name", direction, admin, "summary"): the one table of methods. Dispatch in qtomod,
  * the client stubs and `qtomoctl help` iterate it; a test checks SCHEMA.md against it. */
@@ -46,7 +47,9 @@ enum qp_dir { QP_C2S_REQUEST, QP_S2C_NOTIFY };
     X(PROGRESS, "progress", QP_S2C_NOTIFY, false, "rate-limited progress of a submit")         \
     X(BYE, "bye", QP_S2C_NOTIFY, false, "the server is about to close the connection")         \
     X(PROTOCOL_ERROR, "protocol_error", QP_S2C_NOTIFY, false,                                  \
-      "an unreadable frame; the server closes the connection")
+      "an unreadable frame; the server closes the connection")                                 \
+    X(W_READY, "w.ready", QP_W2S_NOTIFY, false, "worker channel: the worker takes work")         \
+    X(W_RESULT, "w.result", QP_W2S_NOTIFY, false, "worker channel: one sample's results")
 
 #define QP_METHOD_ENUM_(E, n, d, a, s) QP_M_##E,
 
@@ -396,3 +399,33 @@ QT_NODISCARD int qp_pack_verify_result(struct qp_writer *w, uint32_t id, uint64_
 QT_NODISCARD int qp_decode_verify_result(const msgpack_object *result, uint64_t *checked,
                                          struct qp_damaged **ret, size_t *ret_n,
                                          struct qt_diag *reterr);
+
+/* ---- qtomod's worker channel (SCHEMA.md §4 `w.ready`, `w.result`) ---- */
+
+/* [2, "w.ready", [{}]]: the worker is initialised and takes work. */
+QT_NODISCARD int qp_pack_w_ready(struct qp_writer *w);
+
+/* One sample's results from a worker: the results array as encoded msgpack bytes (relayed to the
+ * client as they are), and how many of its maps are errors, so that the supervisor counts
+ * failures without unpacking them. */
+struct qp_w_result {
+    uint64_t index;      /* absolute column index */
+    double us;           /* compute time of the sample */
+    uint32_t failed;     /* result maps with status "error" */
+    const void *results; /* points into the message (valid until qp_msg_done) */
+    size_t len;
+};
+
+QT_NODISCARD int qp_pack_w_result(struct qp_writer *w, const struct qp_w_result *r);
+/* Decodes and pre-scans the results bytes; failed must not exceed the array's length. */
+QT_NODISCARD int qp_decode_w_result(const msgpack_object *params, struct qp_w_result *r,
+                                    struct qt_diag *reterr);
+
+/* The fields of a job other than values, progress_ms and first_index, in qp_pack_job's order,
+ * packed once; returns their count (map entries). */
+size_t qp_pack_job_fields(msgpack_packer *pk, const struct qp_job *j);
+/* A submit item for a worker: {values: m x n columns, <fields>, first_index}, where fields are
+ * qp_pack_job_fields' bytes relayed as they are (nf entries). */
+QT_NODISCARD int qp_pack_chunk(struct qp_writer *w, uint32_t id, const double *values, size_t m,
+                               size_t n, size_t first_index, const void *fields, size_t len,
+                               size_t nf, uint32_t max_frame);

@@ -307,26 +307,17 @@ static size_t count_methods(const bool *m)
     return n;
 }
 
-int qp_pack_job(struct qp_writer *w, uint32_t id, enum qp_method m, const struct qp_job *j,
-                uint32_t max_frame)
+size_t qp_pack_job_fields(msgpack_packer *pk, const struct qp_job *j)
 {
-    msgpack_packer *pk = &w->pk;
     struct qt_opts def;
-    size_t nopt = 0;
+    size_t nopt = 0, nf = 3u + (j->design_id[0] != 0) + (j->d != 0) + (j->target != NULL) +
+                          (j->timeout_ms != 0);
 
-    if ((m != QP_M_RECONSTRUCT && m != QP_M_SUBMIT) || (m == QP_M_RECONSTRUCT && j->n != 1) ||
-        (j->target && j->d == 0))
-        return -EINVAL;
     qt_opts_init(&def);
     for (size_t i = 0; i < qt_optdesc_count; i++)
         nopt += qt_optdesc_get(&qt_optdescs[i], &j->opts) != qt_optdesc_get(&qt_optdescs[i], &def);
     nopt += j->opts.physical != def.physical;
     nopt += j->opts.bell != def.bell;
-    qp_begin_request(w, id, m);
-    (void)msgpack_pack_map(pk, 4u + (j->design_id[0] != 0) + (j->d != 0) + (j->target != NULL) +
-                                   (j->timeout_ms != 0) + 2u * (m == QP_M_SUBMIT));
-    qp_pack_key(pk, "values");
-    qp_pack_f64m(pk, j->values, j->m, j->n);
     qp_pack_key(pk, "design");
     qp_pack_str(pk, j->design);
     if (j->design_id[0]) {
@@ -373,6 +364,34 @@ int qp_pack_job(struct qp_writer *w, uint32_t id, enum qp_method m, const struct
     if (j->timeout_ms) {
         qp_pack_key(pk, "timeout_ms");
         (void)msgpack_pack_uint32(pk, j->timeout_ms);
+    }
+    return nf;
+}
+
+int qp_pack_job(struct qp_writer *w, uint32_t id, enum qp_method m, const struct qp_job *j,
+                uint32_t max_frame)
+{
+    msgpack_packer *pk = &w->pk;
+    msgpack_sbuffer fields;
+    msgpack_packer fpk;
+    size_t nf;
+    int r;
+
+    if ((m != QP_M_RECONSTRUCT && m != QP_M_SUBMIT) || (m == QP_M_RECONSTRUCT && j->n != 1) ||
+        (j->target && j->d == 0))
+        return -EINVAL;
+    msgpack_sbuffer_init(&fields);
+    msgpack_packer_init(&fpk, &fields, msgpack_sbuffer_write);
+    nf = qp_pack_job_fields(&fpk, j);
+    qp_begin_request(w, id, m);
+    (void)msgpack_pack_map(pk, 1u + nf + 2u * (m == QP_M_SUBMIT));
+    qp_pack_key(pk, "values");
+    qp_pack_f64m(pk, j->values, j->m, j->n);
+    r = msgpack_sbuffer_write(&w->sb, fields.data, fields.size);
+    msgpack_sbuffer_destroy(&fields);
+    if (r < 0) {
+        qp_writer_reset(w);
+        return -ENOMEM;
     }
     if (m == QP_M_SUBMIT) {
         qp_pack_key(pk, "progress_ms");

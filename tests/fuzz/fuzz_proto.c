@@ -106,6 +106,12 @@ static void decode_typed(const struct qp_msg *msg)
         free(items);
         break;
     }
+    case QP_M_W_RESULT: {
+        struct qp_w_result wr;
+
+        sink ^= qp_decode_w_result(msg->params, &wr, &err);
+        break;
+    }
     case QP_M_PROGRESS: {
         struct qp_progress p;
 

@@ -1129,6 +1129,75 @@ static void test_roundtrip_progress(void **state)
     qp_writer_done(&w);
 }
 
+/* The worker channel: w.ready, w.result with its failure count (checked against the results
+ * array), and submit items whose fields are relayed as bytes decode like qp_pack_job's. */
+static void test_worker_channel(void **state)
+{
+    static const uint8_t two_maps[] = {0x92, 0x80, 0x80}; /* [{}, {}] */
+    struct qp_w_result in = {.index = 41, .us = 12.5, .failed = 2, .results = two_maps,
+                             .len = sizeof(two_maps)},
+                       out;
+    double v[8] = {1, 0, 0.5, 0.5, 0, 1, 0.5, 0.5};
+    msgpack_sbuffer fields;
+    msgpack_packer fpk;
+    struct qp_job j, back;
+    struct qp_writer w;
+    struct qp_msg msg;
+    size_t nf;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_w_ready(&w));
+    decode_frame(&w, &msg);
+    assert_notification(&msg, QP_M_W_READY);
+    qp_msg_done(&msg);
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_w_result(&w, &in));
+    decode_frame(&w, &msg);
+    assert_notification(&msg, QP_M_W_RESULT);
+    assert_ok(qp_decode_w_result(msg.params, &out, &diag));
+    assert_int_equal(out.index, 41);
+    assert_int_equal(out.failed, 2);
+    assert_int_equal(out.len, sizeof(two_maps));
+    assert_memory_equal(out.results, two_maps, sizeof(two_maps));
+    qp_msg_done(&msg);
+    in.failed = 3; /* more failures than results */
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_w_result(&w, &in));
+    decode_frame(&w, &msg);
+    assert_err(qp_decode_w_result(msg.params, &out, &diag), QT_EPARSE);
+    qp_msg_done(&msg);
+    /* An item of columns 1..2 of a 2-column job with its fields packed once. */
+    qp_job_init(&j);
+    j.values = v;
+    j.m = 4;
+    j.n = 2;
+    snprintf(j.design, sizeof(j.design), "nopovm");
+    j.d = 2;
+    j.methods[QT_METHOD_LINEAR] = true;
+    j.timeout_ms = 500;
+    msgpack_sbuffer_init(&fields);
+    msgpack_packer_init(&fpk, &fields, msgpack_sbuffer_write);
+    nf = qp_pack_job_fields(&fpk, &j);
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_chunk(&w, 9, v + 4, 4, 1, 1, fields.data, fields.size, nf, MAXF));
+    decode_frame(&w, &msg);
+    assert_ok(qp_decode_job(msg.params, QP_M_SUBMIT, 64, 64, &back, &diag));
+    assert_int_equal(back.m, 4);
+    assert_int_equal(back.n, 1);
+    assert_int_equal(back.first_index, 1);
+    assert_int_equal(back.d, 2);
+    assert_int_equal(back.timeout_ms, 500);
+    assert_string_equal(back.design, "nopovm");
+    assert_memory_equal(back.values, v + 4, 4 * sizeof(double));
+    qp_job_done(&back);
+    qp_msg_done(&msg);
+    msgpack_sbuffer_destroy(&fields);
+    j.values = NULL;
+    qp_job_done(&j);
+    qp_writer_done(&w);
+}
+
 static void test_roundtrip_totals(void **state)
 {
     const struct qp_totals t = {
@@ -3329,6 +3398,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_roundtrip_results),
     cmocka_unit_test(test_roundtrip_result_error_kind),
     cmocka_unit_test(test_roundtrip_progress),
+    cmocka_unit_test(test_worker_channel),
     cmocka_unit_test(test_roundtrip_totals),
     cmocka_unit_test(test_roundtrip_cancel),
     cmocka_unit_test(test_roundtrip_design_d),
