@@ -11,6 +11,7 @@
 #include "base/compiler.h"
 #include "base/qt_err.h"
 #include "num/qt_estimate.h"
+#include "qp_framer.h"
 
 #define QP_VERSION_MAJOR     1
 #define QP_VERSION_MINOR     0
@@ -67,6 +68,8 @@ extern const struct qp_method_desc qp_methods[_QP_M_MAX];
 int qp_method_find(const char *name, size_t len);
 
 /* ---- frames ---- */
+
+/* Frames are assembled from a byte stream by the framer of qp_framer.h (included above). */
 
 /* Reads a frame header. Returns 0 with *ret_len, QT_ETOOBIG when the body is longer than
  * max_frame, QT_EPARSE for an empty body. */
