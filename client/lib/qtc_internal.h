@@ -5,7 +5,7 @@
 
 #include <stdarg.h>
 
-#include "num/qt_estimate.h"
+#include "num/qt_result.h"
 #include "qp.h"
 #include "qtomo/client.h"
 
