@@ -10,6 +10,13 @@
 
 #include "base/compiler.h"
 #include "base/qt_err.h"
+#include "num/qt_result.h"
+#include "qp_framer.h"
+
+/* Transitional: qtomod's worker (daemon/qd_worker.c) still reaches the estimators' API through
+ * this header. The codec itself needs only num/qt_result.h, and a header adds no link
+ * dependency (qtomo_proto links qtomo_rec, not qtomo_num). Remove this include once the worker
+ * includes num/qt_estimate.h itself. */
 #include "num/qt_estimate.h"
 
 #define QP_VERSION_MAJOR     1
@@ -70,6 +77,8 @@ extern const struct qp_method_desc qp_methods[_QP_M_MAX];
 int qp_method_find(const char *name, size_t len);
 
 /* ---- frames ---- */
+
+/* Frames are assembled from a byte stream by the framer of qp_framer.h (included above). */
 
 /* Reads a frame header. Returns 0 with *ret_len, QT_ETOOBIG when the body is longer than
  * max_frame, QT_EPARSE for an empty body. */

@@ -7,6 +7,7 @@
 #include "base/qt_status.h"
 #include "cache/qt_cache.h"
 #include "io/qt_designfile.h"
+#include "num/qt_design_kind.h"
 #include "qp.h"
 
 /* Copies a str, truncating to fit (messages and reasons are text for people). */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/qt_status.h"
+#include "num/qt_design_kind.h"
 #include "num/qt_optdesc.h"
 #include "qp.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "num/qt_optdesc.h"
-#include "qctl.h"
+#include "qctl_util.h"
 
 size_t qctl_estopt_count(void)
 {

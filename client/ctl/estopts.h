@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "num/qt_estimate.h"
+#include "num/qt_result.h"
 
 /* getopt_long codes of the table's options are QCTL_ESTOPT_BASE + row. */
 #define QCTL_ESTOPT_BASE 1024

@@ -1,16 +1,13 @@
 /* qtomoctl: command-line client of the qtomo reconstruction service. Global options, the
- * command table, help, and process-level setup. */
+ * command table, help, the generated man page and completion, and main(). The helpers every
+ * command uses are in qctl_util.c. */
 #define _GNU_SOURCE /* open_memstream */
-#include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "estopts.h"
-#include "num/qt_lapack.h"
 #include "qp.h"
 #include "qtomo/client.h"
 #include "qctl.h"
@@ -104,49 +101,6 @@ const struct qctl_cmd qctl_cmds[] = {
     {"help", "[COMMAND]", "show help for qtomoctl or a command", cmd_help, usage_help, "", false},
     {NULL, NULL, NULL, NULL, NULL, NULL, false},
 };
-
-void qctl_err(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("qtomoctl: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-void qctl_info(const struct qctl_global *g, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (g->verbosity < 1)
-        return;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-void qctl_blas_env(const struct qctl_global *g)
-{
-    const char *ct;
-
-    /* One thread whatever happens below: records then match the daemon's bit for bit. */
-    qt_blas_single_thread();
-    if (getenv("OPENBLAS_CORETYPE"))
-        return; /* the user's choice, or we already re-executed */
-    ct = qt_blas_coretype_advice();
-    if (!ct)
-        return;
-    if (setenv("OPENBLAS_CORETYPE", ct, 1) != 0)
-        return;
-    if (!getenv("OPENBLAS_NUM_THREADS"))
-        (void)setenv("OPENBLAS_NUM_THREADS", "1", 1);
-    fflush(NULL);
-    execv("/proc/self/exe", g->argv0);
-    /* exec failed: carry on with the kernels we have. */
-}
 
 static void usage(FILE *out)
 {
@@ -243,56 +197,6 @@ static int cmd_help(int argc, char **argv, struct qctl_global *g)
     }
     c->usage(stdout);
     return QCTL_EXIT_OK;
-}
-
-int qctl_exit_for(int err)
-{
-    switch (err) {
-    case -ENOENT:
-    case -ECONNREFUSED:
-    case -ENOTDIR:
-    case -EACCES:
-    case -ENAMETOOLONG:
-        return QCTL_EXIT_NODAEMON;
-    case QTOMO_E_INVALID_PARAMS:
-    case QTOMO_E_NOT_FOUND:
-    case QTOMO_E_TOO_LARGE:
-    case -EINVAL:
-        return QCTL_EXIT_USAGE;
-    case -ENOMEM:
-        return QCTL_EXIT_FAILED;
-    default:
-        return QCTL_EXIT_SERVER;
-    }
-}
-
-int qctl_connect(const struct qctl_global *g, struct qtomo_conn **ret)
-{
-    struct qtomo_error e;
-    char path[108];
-    int r;
-
-    if (!g->socket && qtomo_default_socket(path, sizeof(path)) < 0)
-        path[0] = '\0';
-    r = qtomo_connect(ret, g->socket ? g->socket : path, "qtomoctl/" QTOMO_VERSION,
-                      g->timeout > 0 ? (int)(g->timeout * 1e3) : 0, &e);
-    if (r == 0)
-        return 0;
-    qctl_err("%s", e.message);
-    switch (qctl_exit_for(r)) {
-    case QCTL_EXIT_NODAEMON:
-        if (r == -EACCES)
-            fprintf(stderr, "hint: the socket belongs to the daemon's group; ask an "
-                            "administrator to add you to it\n");
-        else
-            fprintf(stderr, "hint: start the daemon (qtomod, or systemctl start qtomod.socket), "
-                            "point -s/QTOMO_SOCKET at its socket, or use --local\n");
-        return QCTL_EXIT_NODAEMON;
-    case QCTL_EXIT_USAGE:
-        return QCTL_EXIT_USAGE;
-    default:
-        return r == -ETIMEDOUT ? QCTL_EXIT_NODAEMON : QCTL_EXIT_SERVER;
-    }
 }
 
 /* The man page qtomoctl(1), generated at build time from the command table and the commands'

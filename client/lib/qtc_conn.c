@@ -1,5 +1,6 @@
-/* libqtomo-client: connection, framing and request/response plumbing. Blocking I/O with poll()
- * deadlines on one socket; no signals (MSG_NOSIGNAL), no logging, no global state. */
+/* libqtomo-client: connection, request/response plumbing, and the reads that feed the framer
+ * (proto/qp_framer.h). Blocking I/O with poll() deadlines on one socket; no signals
+ * (MSG_NOSIGNAL), no logging, no global state. */
 #define _GNU_SOURCE /* strerrordesc_np */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,8 +15,6 @@
 #include <unistd.h>
 
 #include "qtc_internal.h"
-
-#define RECV_CHUNK (64u << 10)
 
 int64_t qtc_now_ms(void)
 {
@@ -138,9 +137,7 @@ void qtc_msg_release(qtomo_conn *c)
         return;
     qp_msg_done(&c->msg);
     c->have_msg = false;
-    memmove(c->buf, c->buf + c->used, c->len - c->used);
-    c->len -= c->used;
-    c->used = 0;
+    qp_framer_consume(&c->fr);
 }
 
 /* The handler of notifications every wait understands: bye and protocol_error. */
@@ -168,39 +165,32 @@ static int common_notification(qtomo_conn *c, struct qtomo_error *err)
 int qtc_recv(qtomo_conn *c, int64_t deadline, const volatile int *cancel, struct qtomo_error *err)
 {
     struct qt_diag dg = {0};
-    uint32_t blen = 0;
+    const uint8_t *body;
+    uint32_t blen;
     int r;
 
     qtc_msg_release(c);
     if (c->dead)
         return qtc_fail(err, -ENOTCONN, "the connection was lost earlier; connect again");
     for (;;) {
-        if (c->len >= QP_HEADER_LEN) {
-            r = qp_frame_header(c->buf, c->max_frame, &blen);
-            if (r < 0) {
-                c->dead = true;
-                return qtc_fail(err, QTOMO_EPROTO, "the server sent a frame of %s bytes",
-                                r == QT_ETOOBIG ? "too many" : "zero");
-            }
-            if (c->len >= QP_HEADER_LEN + (size_t)blen)
-                break;
-        }
-        size_t want = QP_HEADER_LEN + (size_t)blen;
-        if (c->cap < want || c->cap - c->len < RECV_CHUNK / 4) {
-            size_t ncap = c->cap ? c->cap : RECV_CHUNK;
-            uint8_t *nb;
+        uint8_t *p;
+        size_t room;
+        ssize_t n;
 
-            while (ncap < want || ncap - c->len < RECV_CHUNK / 4)
-                ncap *= 2;
-            nb = realloc(c->buf, ncap);
-            if (!nb)
-                return conn_dead(c, err, -ENOMEM, "receive");
-            c->buf = nb;
-            c->cap = ncap;
+        r = qp_framer_next(&c->fr, c->max_frame, &body, &blen);
+        if (r == 1)
+            break;
+        if (r < 0) {
+            c->dead = true;
+            return qtc_fail(err, QTOMO_EPROTO, "the server sent a frame of %s bytes",
+                            r == QT_ETOOBIG ? "too many" : "zero");
         }
-        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
+        r = qp_framer_space(&c->fr, 0, &p, &room);
+        if (r < 0)
+            return conn_dead(c, err, r, "receive");
+        n = recv(c->fd, p, room, MSG_DONTWAIT);
         if (n > 0) {
-            c->len += (size_t)n;
+            qp_framer_commit(&c->fr, (size_t)n);
             continue;
         }
         if (n == 0)
@@ -217,9 +207,8 @@ int qtc_recv(qtomo_conn *c, int64_t deadline, const volatile int *cancel, struct
                                               c->timeout_ms)
                                    : conn_dead(c, err, r, "receive");
     }
-    r = qp_msg_decode(c->buf + QP_HEADER_LEN, blen, &c->msg, &dg);
+    r = qp_msg_decode(body, blen, &c->msg, &dg);
     c->have_msg = true;
-    c->used = QP_HEADER_LEN + (size_t)blen;
     if (r < 0) {
         c->dead = true;
         return qtc_fail(err, QTOMO_EPROTO, "unreadable message from the server: %s", dg.msg);
@@ -313,6 +302,7 @@ int qtomo_connect(qtomo_conn **ret, const char *path, const char *client_name, i
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
     c->max_frame = QP_DEFAULT_MAX_FRAME;
     qp_writer_init(&c->w);
+    qp_framer_init(&c->fr);
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (c->fd < 0) {
         r = qtc_fail(err, -errno, "socket: %s", qtomo_strerror(-errno));
@@ -375,7 +365,7 @@ void qtomo_close(qtomo_conn *c)
     if (c->fd >= 0)
         (void)close(c->fd);
     qp_writer_done(&c->w);
-    free(c->buf);
+    qp_framer_done(&c->fr);
     free(c);
 }
 

@@ -5,7 +5,7 @@
 
 #include <stdarg.h>
 
-#include "num/qt_estimate.h"
+#include "num/qt_result.h"
 #include "qp.h"
 #include "qtomo/client.h"
 
@@ -18,9 +18,8 @@ struct qtomo_conn {
     uint32_t max_frame;
     struct qtomo_server_info si;
     struct qp_writer w;
-    uint8_t *buf; /* received bytes; the current message's frame is the first `used` */
-    size_t len, cap, used;
-    struct qp_msg msg; /* the current message, valid until the next receive */
+    struct qp_framer fr; /* received bytes; the current message's body points into it */
+    struct qp_msg msg;   /* the current message, valid until the next receive */
     bool have_msg;
     char bye_reason[64];
 };

@@ -9,6 +9,7 @@
 
 #include "base/qt_status.h"
 #include "cache/qt_cache.h"
+#include "num/qt_design_kind.h"
 #include "num/qt_optdesc.h"
 #include "qtc_internal.h"
 

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #include "io/qt_json.h"
-#include "num/qt_estimate.h"
+#include "num/qt_result.h"
 
 struct qt_record_meta {
     size_t sample;         /* 0-based index within the selection */

@@ -1,4 +1,5 @@
-/* Construction, validation and dimension inference of measurement designs. The maps
+/* Construction and validation of measurement designs. The catalogue of built-in kinds (names,
+ * dimensions, outcome counts, inference) lives in qt_design_kind.c, the maps
  * (forward, adjoint, inverse) live in qt_design_ops.c; the file is split because the Pauli and
  * closed-form kernels would push one file far past the house limit. */
 #include "qt_design.h"
@@ -8,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <xxhash.h>
 
 #include "qt_gf.h"
@@ -27,35 +27,8 @@ struct design_own {
     struct qt_whiten *whiten;
 };
 
-static const char *const kind_names[_QT_DESIGN_KIND_MAX] = {"nopovm", "mub", "sic", "pauli",
-                                                            "custom"};
-
 /* Dense batch operators are kept only up to this size (bytes). */
 #define DENSE_BATCH_MAX (32u << 20)
-
-int qt_design_kind_from_name(const char *name)
-{
-    for (int k = 0; k < _QT_DESIGN_KIND_MAX; k++)
-        if (name && strcasecmp(name, kind_names[k]) == 0)
-            return k;
-    return QT_EDESIGN;
-}
-
-const char *qt_design_kind_name(enum qt_design_kind kind)
-{
-    return (unsigned)kind < _QT_DESIGN_KIND_MAX ? kind_names[kind] : "unknown";
-}
-
-static unsigned log2_exact(size_t d)
-{
-    unsigned n = 0;
-
-    if (d == 0 || (d & (d - 1)) != 0)
-        return 0;
-    while ((size_t)1 << n < d)
-        n++;
-    return n;
-}
 
 static size_t ipow(size_t b, unsigned e)
 {
@@ -64,96 +37,6 @@ static size_t ipow(size_t b, unsigned e)
     while (e--)
         r *= b;
     return r;
-}
-
-size_t qt_design_outcomes(enum qt_design_kind kind, size_t d)
-{
-    if (qt_design_check_dim(kind, d, NULL) < 0)
-        return 0;
-    switch (kind) {
-    case QT_DESIGN_NOPOVM:
-        return d * d;
-    case QT_DESIGN_MUB:
-        return d * (d + 1);
-    case QT_DESIGN_SIC:
-        return 4;
-    case QT_DESIGN_PAULI:
-        return ipow(6, log2_exact(d));
-    default:
-        return 0;
-    }
-}
-
-int qt_design_check_dim(enum qt_design_kind kind, size_t d, struct qt_diag *reterr)
-{
-    unsigned p, k;
-
-    switch (kind) {
-    case QT_DESIGN_NOPOVM:
-        if (d < 2 || d > QT_DESIGN_MAX_DIM)
-            return qt_diag_set(reterr, QT_EDIM, 0, 0, "nopovm needs 2 <= d <= %u, got d = %zu",
-                               QT_DESIGN_MAX_DIM, d);
-        return 0;
-    case QT_DESIGN_MUB:
-        if (d < 2 || d > QT_DESIGN_MAX_MUB_DIM || qt_gf_prime_power((unsigned)d, &p, &k) < 0)
-            return qt_diag_set(reterr, QT_EDIM, 0, 0,
-                               "mub needs a prime power 2 <= d <= %u, got d = %zu",
-                               QT_DESIGN_MAX_MUB_DIM, d);
-        return 0;
-    case QT_DESIGN_SIC:
-        if (d != 2)
-            return qt_diag_set(reterr, QT_EDIM, 0, 0, "sic is implemented for d = 2 only, got %zu",
-                               d);
-        return 0;
-    case QT_DESIGN_PAULI: {
-        unsigned n = log2_exact(d);
-
-        if (n < 1 || n > QT_DESIGN_MAX_QUBITS)
-            return qt_diag_set(reterr, QT_EDIM, 0, 0,
-                               "pauli needs d = 2^n with 1 <= n <= %u qubits, got d = %zu",
-                               QT_DESIGN_MAX_QUBITS, d);
-        return 0;
-    }
-    case QT_DESIGN_CUSTOM:
-        return qt_diag_set(reterr, QT_EDESIGN, 0, 0, "custom designs come from a design file");
-    default:
-        return qt_diag_set(reterr, QT_EDESIGN, 0, 0, "unknown design");
-    }
-}
-
-int qt_design_infer(int kind, size_t rows, int *ret_kind, size_t *ret_d, struct qt_diag *reterr)
-{
-    size_t r = (size_t)llround(sqrt((double)rows));
-
-    if (kind < 0) {
-        if (r * r == rows && r >= 2) {
-            kind = QT_DESIGN_NOPOVM;
-        } else {
-            size_t d = (size_t)floor(sqrt((double)rows));
-
-            if (d >= 2 && d * (d + 1) == rows)
-                kind = QT_DESIGN_MUB;
-            else
-                return qt_diag_set(reterr, QT_EDESIGN, 0, 0,
-                                   "cannot infer the design from %zu rows: neither d^2 (nopovm) "
-                                   "nor d(d+1) (mub); name the design",
-                                   rows);
-        }
-    }
-    for (size_t d = 2; d <= QT_DESIGN_MAX_DIM; d++) {
-        size_t m = qt_design_outcomes((enum qt_design_kind)kind, d);
-
-        if (m == rows) {
-            *ret_kind = kind;
-            *ret_d = d;
-            return 0;
-        }
-    }
-    if (kind == QT_DESIGN_CUSTOM)
-        return qt_diag_set(reterr, QT_EDESIGN, 0, 0, "custom designs need a design file");
-    return qt_diag_set(reterr, QT_EDIM, 0, 0,
-                       "%zu rows do not match any supported dimension of design '%s'", rows,
-                       qt_design_kind_name((enum qt_design_kind)kind));
 }
 
 static struct qt_design *design_alloc(enum qt_design_kind kind, size_t d, size_t m)
@@ -461,7 +344,7 @@ static int build_sic(struct qt_design *des)
 static int build_pauli(struct qt_design *des)
 {
     struct design_own *own = des->own;
-    unsigned n = log2_exact(des->d);
+    unsigned n = qt_design_qubits(des->d);
     size_t t = 0;
 
     des->n_qubits = n;

@@ -6,7 +6,7 @@
 #include "base/compiler.h"
 #include "base/qt_ws.h"
 #include "num/qt_design.h"
-#include "num/qt_estimate.h"
+#include "num/qt_result.h"
 #include "num/qt_rho.h"
 #include "num/qt_sample.h"
 

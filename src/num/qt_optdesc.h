@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #include "base/compiler.h"
-#include "num/qt_estimate.h"
+#include "num/qt_result.h"
 
 enum qt_optdesc_type { QT_OPT_DOUBLE, QT_OPT_UINT, QT_OPT_FLAG };
 

@@ -9,7 +9,7 @@
 
 #include "base/compiler.h"
 #include "base/qt_ws.h"
-#include "num/qt_estimate.h"
+#include "num/qt_result.h"
 
 /* A spectral decomposition rho = V diag(lam) V^H, lam ascending. */
 struct qt_spectrum {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "num/qt_design_kind.h"
 #include "qp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
