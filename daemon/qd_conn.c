@@ -12,64 +12,18 @@
 #include "qd_log.h"
 #include "qd_sup.h"
 
-#define READ_CHUNK 65536
-
 /* ---- frames ---- */
 
-void qd_framer_alloc(struct qd_framer *f, uv_buf_t *b)
+void qd_framer_alloc(struct qp_framer *f, uv_buf_t *b)
 {
-    size_t want = READ_CHUNK;
+    uint8_t *p;
+    size_t n;
 
-    if (f->len >= QP_HEADER_LEN) {
-        uint32_t l = ((uint32_t)f->buf[0] << 24) | ((uint32_t)f->buf[1] << 16) |
-                     ((uint32_t)f->buf[2] << 8) | f->buf[3];
-
-        if ((size_t)l + QP_HEADER_LEN > f->len && (size_t)l + QP_HEADER_LEN - f->len > want)
-            want = (size_t)l + QP_HEADER_LEN - f->len; /* length already checked */
+    if (qp_framer_space(f, 0, &p, &n) < 0) {
+        *b = uv_buf_init(NULL, 0);
+        return;
     }
-    if (f->cap - f->len < want) {
-        size_t nc = f->len + want;
-        uint8_t *nb = realloc(f->buf, nc);
-
-        if (!nb) {
-            *b = uv_buf_init(NULL, 0);
-            return;
-        }
-        f->buf = nb;
-        f->cap = nc;
-    }
-    *b = uv_buf_init((char *)f->buf + f->len, (unsigned)(f->cap - f->len));
-}
-
-int qd_framer_next(struct qd_framer *f, size_t *off, uint32_t max, const uint8_t **body,
-                   uint32_t *len)
-{
-    int r;
-
-    if (f->len - *off < QP_HEADER_LEN)
-        return 0;
-    r = qp_frame_header(f->buf + *off, max, len);
-    if (r < 0)
-        return r;
-    if (f->len - *off - QP_HEADER_LEN < *len)
-        return 0;
-    *body = f->buf + *off + QP_HEADER_LEN;
-    *off += QP_HEADER_LEN + *len;
-    return 1;
-}
-
-void qd_framer_consume(struct qd_framer *f, size_t off)
-{
-    memmove(f->buf, f->buf + off, f->len - off);
-    f->len -= off;
-    if (f->cap > 4 * READ_CHUNK && f->len < READ_CHUNK) { /* give a large frame's memory back */
-        uint8_t *nb = realloc(f->buf, READ_CHUNK);
-
-        if (nb) {
-            f->buf = nb;
-            f->cap = READ_CHUNK;
-        }
-    }
+    *b = uv_buf_init((char *)p, (unsigned)(n > UINT32_MAX ? UINT32_MAX : n));
 }
 
 /* ---- writing ---- */
@@ -160,7 +114,7 @@ static void conn_freed(uv_handle_t *h)
 {
     struct conn *c = h->data;
 
-    free(c->fr.buf);
+    qp_framer_done(&c->fr);
     free(c);
 }
 
@@ -210,7 +164,6 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = st->data;
-    size_t off = 0;
     const uint8_t *body;
     uint32_t len;
     int r = 0;
@@ -222,9 +175,8 @@ static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         qd_conn_close(c);
         return;
     }
-    c->fr.len += (size_t)nread;
-    while (!c->closing &&
-           (r = qd_framer_next(&c->fr, &off, c->s->conf.max_frame, &body, &len)) == 1)
+    qp_framer_commit(&c->fr, (size_t)nread);
+    while (!c->closing && (r = qp_framer_next(&c->fr, c->s->conf.max_frame, &body, &len)) == 1)
         qd_req_frame(c, body, len);
     if (c->closing)
         return;
@@ -236,7 +188,7 @@ static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         qd_conn_close(c);
         return;
     }
-    qd_framer_consume(&c->fr, off);
+    qp_framer_consume(&c->fr);
 }
 
 /* ---- accepting ---- */
@@ -300,6 +252,7 @@ void qd_conn_on_connection(uv_stream_t *l, int status)
     if (!c)
         return;
     c->s = s;
+    qp_framer_init(&c->fr);
     uv_pipe_init(s->loop, &c->h, 0);
     c->h.data = c;
     if (uv_accept(l, (uv_stream_t *)&c->h) < 0) {

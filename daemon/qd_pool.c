@@ -104,7 +104,7 @@ static void worker_closed(uv_handle_t *h)
 
     if (--w->closing)
         return;
-    free(w->fr.buf);
+    qp_framer_done(&w->fr);
     free(w);
 }
 
@@ -325,7 +325,6 @@ static void worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void worker_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     struct worker *w = st->data;
-    size_t off = 0;
     const uint8_t *body;
     uint32_t len;
     int r;
@@ -336,8 +335,8 @@ static void worker_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         uv_read_stop(st);
         return;
     }
-    w->fr.len += (size_t)nread;
-    while ((r = qd_framer_next(&w->fr, &off, UINT32_MAX, &body, &len)) == 1)
+    qp_framer_commit(&w->fr, (size_t)nread);
+    while ((r = qp_framer_next(&w->fr, UINT32_MAX, &body, &len)) == 1)
         if (worker_frame(w, body, len) < 0)
             break;
     if (r != 0) {
@@ -346,7 +345,7 @@ static void worker_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         (void)uv_process_kill(&w->proc, SIGKILL);
         return;
     }
-    qd_framer_consume(&w->fr, off);
+    qp_framer_consume(&w->fr);
 }
 
 /* ---- spawning ---- */
@@ -434,6 +433,7 @@ void qd_pool_spawn(struct sup *s)
         return;
     }
     worker_args(s, &a);
+    qp_framer_init(&w->fr);
     w->s = s;
     w->generation = s->generation;
     w->max_jobs =

@@ -23,12 +23,6 @@
 struct sup;
 struct conn;
 
-/* Bytes of a stream assembled into frames. */
-struct qd_framer {
-    uint8_t *buf;
-    size_t len, cap;
-};
-
 /* A request that needs workers (reconstruct, submit, design.put, cache.warm, cache.verify). */
 struct djob {
     struct qd_job sj; /* the scheduler's part */
@@ -52,7 +46,7 @@ struct worker {
     struct sup *s;
     uv_process_t proc;
     uv_pipe_t chan;
-    struct qd_framer fr;
+    struct qp_framer fr;
     struct worker *next;
     int pid;
     unsigned closing; /* handles still to close */
@@ -64,7 +58,7 @@ struct worker {
 struct conn {
     struct sup *s;
     uv_pipe_t h;
-    struct qd_framer fr;
+    struct qp_framer fr;
     struct conn *next, *prev;
     struct djob *jobs;
     unsigned inflight; /* requests in flight: qd_req.c's job_new and job_end only */
@@ -114,12 +108,9 @@ int qd_sup_reload(struct sup *s, char *err, size_t errlen);
 struct qd_sched_limits qd_sup_limits(const struct qd_conf *c);
 
 /* qd_conn.c */
-void qd_framer_alloc(struct qd_framer *f, uv_buf_t *b);
-/* The next complete frame at *off: 1 with body/len, 0 when more bytes are needed, or the
- * header's error (QT_ETOOBIG, QT_EPARSE). */
-int qd_framer_next(struct qd_framer *f, size_t *off, uint32_t max, const uint8_t **body,
-                   uint32_t *len);
-void qd_framer_consume(struct qd_framer *f, size_t off);
+/* libuv's alloc callback over a framer: the framer's space for the next read (none on error,
+ * which libuv reports to the read callback as UV_ENOBUFS). */
+void qd_framer_alloc(struct qp_framer *f, uv_buf_t *b);
 void qd_conn_on_connection(uv_stream_t *l, int status);
 void qd_conn_close(struct conn *c);
 /* Sends and empties the writer (nothing when the connection is closing). */

@@ -14,6 +14,7 @@
 #include "base/qt_ws.h"
 #include "cache/qt_cache.h"
 #include "io/qt_designfile.h"
+#include "num/qt_estimate.h"
 #include "qd.h"
 #include "qd_log.h"
 #include "qp.h"
@@ -33,8 +34,7 @@ struct worker {
     struct wmap maps[MAPS_KEPT];
     uint64_t tick;
     struct qp_writer out;
-    uint8_t *buf;
-    size_t cap;
+    struct qp_framer fr; /* the channel from the supervisor */
     struct qt_ws ws;
 };
 
@@ -63,24 +63,30 @@ static int flush_out(struct worker *w)
     return r;
 }
 
-/* Reads exactly n bytes; 0 at a clean EOF before the first byte, 1 when read, <0 on error. */
-static int read_full(void *p, size_t n)
+/* The next frame from the supervisor into body and len (valid until the next call): 1, 0 at a
+ * clean end of the channel, or a negative error (a bad header, a frame cut short). */
+static int read_frame(struct worker *w, const uint8_t **body, uint32_t *len)
 {
-    char *c = p;
-    size_t got = 0;
+    for (;;) {
+        uint8_t *p;
+        size_t n;
+        ssize_t k;
+        int r = qp_framer_next(&w->fr, w->conf->max_frame, body, len);
 
-    while (got < n) {
-        ssize_t k = read(QD_CHANNEL_FD, c + got, n - got);
-
+        if (r != 0)
+            return r;
+        r = qp_framer_space(&w->fr, 0, &p, &n);
+        if (r < 0)
+            return r;
+        k = read(QD_CHANNEL_FD, p, n);
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0)
             return -errno;
         if (k == 0)
-            return got == 0 ? 0 : -EPIPE;
-        got += (size_t)k;
+            return qp_framer_pending(&w->fr) ? -EPIPE : 0;
+        qp_framer_commit(&w->fr, (size_t)k);
     }
-    return 1;
 }
 
 static double now_us(void)
@@ -432,25 +438,17 @@ int qd_worker_main(const struct qd_conf *conf)
         r = QD_EXIT_INIT;
         goto out;
     }
+    qp_framer_init(&w.fr);
     for (;;) {
-        uint8_t hdr[QP_HEADER_LEN];
+        const uint8_t *body;
         uint32_t len;
         struct qp_msg msg;
 
-        r = read_full(hdr, sizeof(hdr));
-        if (r <= 0)
+        r = read_frame(&w, &body, &len);
+        if (r == 0)
             break; /* EOF: the supervisor closed the channel (drain, recycle, exit) */
-        r = qp_frame_header(hdr, conf->max_frame, &len);
-        if (r == 0 && len > w.cap) {
-            free(w.buf);
-            w.buf = malloc(len);
-            w.cap = w.buf ? len : 0;
-            r = w.buf ? 0 : -ENOMEM;
-        }
-        if (r == 0)
-            r = read_full(w.buf, len) == 1 ? 0 : -EPIPE;
-        if (r == 0)
-            r = qp_msg_decode(w.buf, len, &msg, &dg);
+        if (r > 0)
+            r = qp_msg_decode(body, len, &msg, &dg);
         else
             memset(&msg, 0, sizeof(msg));
         if (r == 0 && msg.type == QP_REQUEST)
@@ -469,6 +467,6 @@ out:
     qt_cache_close(w.cache);
     qp_writer_done(&w.out);
     qt_ws_done(&w.ws);
-    free(w.buf);
+    qp_framer_done(&w.fr);
     return r < 0 ? QD_EXIT_FAILURE : 0;
 }

@@ -13,12 +13,6 @@
 #include "num/qt_result.h"
 #include "qp_framer.h"
 
-/* Transitional: qtomod's worker (daemon/qd_worker.c) still reaches the estimators' API through
- * this header. The codec itself needs only num/qt_result.h, and a header adds no link
- * dependency (qtomo_proto links qtomo_rec, not qtomo_num). Remove this include once the worker
- * includes num/qt_estimate.h itself. */
-#include "num/qt_estimate.h"
-
 #define QP_VERSION_MAJOR     1
 #define QP_VERSION_MINOR     0
 #define QP_DEFAULT_MAX_FRAME (64u << 20) /* bytes of body; configurable, advertised in hello */
