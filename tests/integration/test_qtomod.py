@@ -211,6 +211,36 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(c.status()["n_workers"], 2)
         self.assertEqual(d.stop(), 0)
 
+    def test_killed_starting_workers_do_not_stop_the_daemon(self):
+        """SIGKILL from outside (an operator, the OOM killer) that hits workers as they start
+        is not a crash loop: the breaker is for workers that cannot start. Every new worker is
+        killed as soon as it appears, 12 times in a few seconds (the breaker trips at 5 start-up
+        failures in 30 s); the daemon stays up and answers every sample of a batch after."""
+        d = self.start()
+        children = "/proc/%d/task/%d/children" % (d.proc.pid, d.proc.pid)
+        seen, kills, deadline = set(), 0, time.time() + 60
+        while kills < 12 and time.time() < deadline and d.proc.poll() is None:
+            with open(children) as f:
+                pids = [int(p) for p in f.read().split()]
+            for pid in pids:
+                if pid not in seen:
+                    seen.add(pid)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        kills += 1
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.001)
+        self.assertEqual(kills, 12)
+        self.assertIsNone(d.proc.poll(), "the daemon stopped:\n" + d.logtext()[-2000:])
+        self.assertIn("was killed during start-up", d.logtext())
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 25
+        with d.client() as c:
+            out = dict(c.submit(cols, design="nopovm", methods=("linear",)))
+            self.assertEqual(sorted(out), list(range(len(cols))))
+            self.assertTrue(all(r[0]["status"] == "ok" for r in out.values()))
+        self.assertEqual(d.stop(), 0)
+
     def test_worker_sigkill_mid_batch(self):
         d = self.start("--chunk", "4")
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 20
