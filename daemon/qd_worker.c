@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base/qt_status.h"
 #include "base/qt_ws.h"
 #include "cache/qt_cache.h"
 #include "io/qt_designfile.h"
+#include "num/qt_chunk.h"
 #include "num/qt_estimate.h"
 #include "qd.h"
 #include "qd_log.h"
@@ -87,14 +87,6 @@ static int read_frame(struct worker *w, const uint8_t **body, uint32_t *len)
             return qp_framer_pending(&w->fr) ? -EPIPE : 0;
         qp_framer_commit(&w->fr, (size_t)k);
     }
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
 /* The mapping for (id, d), kept in a small LRU. */
@@ -178,15 +170,30 @@ static int send_result(struct worker *w, uint64_t idx, double us, const struct q
     return flush_out(w);
 }
 
+/* The worker's side of qt_chunk_estimate: one result frame per sample. */
+struct chunk_ctx {
+    struct worker *w;
+    uint64_t first_index;
+    bool called; /* a sample reached us: the estimator's own errors are behind */
+};
+
+static int chunk_result(size_t i, const struct qt_result *const *res, size_t n_res, double us,
+                        void *userdata)
+{
+    struct chunk_ctx *cc = userdata;
+
+    cc->called = true;
+    return send_result(cc->w, cc->first_index + i, us, res, n_res, NULL, 0, 0, NULL);
+}
+
 /* A chunk: the params of a submit (qp_pack_job) with first_index = absolute index. */
 static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
 {
     struct qp_job j;
     struct qt_diag dg = {0};
     const struct qt_design *des = NULL;
-    struct qt_result lin[QD_MAX_CHUNK], it[_QT_METHOD_MAX];
     enum qt_method meth[_QT_METHOD_MAX];
-    size_t nm = 0, nlin = 0, nit = 0, d;
+    size_t nm = 0, d;
     int kind, r, err = 0;
     const char *id_str;
 
@@ -216,46 +223,24 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
     }
     if (err == 0 && j.target)
         err = qt_target_check(d, j.target, &dg);
-    for (; err == 0 && nlin < j.n; nlin++)
-        if (qt_result_init(&lin[nlin], d) < 0)
-            err = -ENOMEM;
-    for (; err == 0 && nit < _QT_METHOD_MAX; nit++)
-        if (qt_result_init(&it[nit], d) < 0)
-            err = -ENOMEM;
     if (err == 0)
         for (size_t i = 0; i < j.n; i++)
             test_hooks(j.values + j.m * i);
-    if (err == 0 && qt_estimate_linear_batch(des, &w->ws, j.n, j.values, j.m, &j.opts, lin) < 0)
-        err = -ENOMEM;
-    for (size_t i = 0; i < j.n; i++) {
-        const struct qt_result *res[_QT_METHOD_MAX];
-        double t0 = now_us();
+    if (err == 0) {
+        struct chunk_ctx cc = {w, j.first_index, false};
 
-        if (err) {
-            r = send_result(w, j.first_index + i, 0.0, NULL, nm, meth, d, err,
-                            dg.msg[0] ? dg.msg : qt_strerror(err));
-        } else {
-            for (size_t k = 0; k < nm; k++) {
-                if (meth[k] == QT_METHOD_LINEAR) {
-                    res[k] = &lin[i];
-                    continue;
-                }
-                /* A failure is recorded in the result and sent like any other. */
-                if (qt_estimate_from(des, &w->ws, meth[k], j.values + j.m * i, j.m, &j.opts,
-                                     lin[i].err ? NULL : lin[i].rho, &it[k]) < 0 &&
-                    it[k].err == 0)
-                    it[k].err = -EIO;
-                res[k] = &it[k];
-            }
-            r = send_result(w, j.first_index + i, now_us() - t0, res, nm, meth, d, 0, NULL);
-        }
+        r = qt_chunk_estimate(des, &w->ws, j.values, j.m, j.n, &j.opts, meth, nm, chunk_result,
+                              &cc);
+        if (r < 0 && !cc.called)
+            err = r; /* records or the linear batch (-ENOMEM): no sample was sent */
+    }
+    /* A chunk that could not run gets an error result for every sample. */
+    for (size_t i = 0; err && i < j.n; i++) {
+        r = send_result(w, j.first_index + i, 0.0, NULL, nm, meth, d, err,
+                        dg.msg[0] ? dg.msg : qt_strerror(err));
         if (r < 0)
             break;
     }
-    for (size_t i = 0; i < nlin; i++)
-        qt_result_done(&lin[i]);
-    for (size_t i = 0; i < nit; i++)
-        qt_result_done(&it[i]);
     qp_job_done(&j);
     if (r < 0)
         return r;

@@ -17,6 +17,7 @@
 #include "io/qt_designfile.h"
 #include "io/qt_json.h"
 #include "io/qt_record.h"
+#include "num/qt_chunk.h"
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
 #include "num/qt_lapack.h"
@@ -433,73 +434,71 @@ static void empty_column(struct qt_result *res, enum qt_method m, size_t col)
 
 /* ---- in process ---- */
 
+struct local_ctx {
+    struct recon *rc;
+    struct qctl_out *out;
+    struct qt_result *empty; /* scratch records of an empty column, one per method */
+    size_t c0, n;            /* the chunk's columns */
+    struct timespec t0;      /* when the chunk started */
+    double lin_ms;           /* the chunk's batched linear inversion, per sample */
+    int werr;                /* the output's error */
+};
+
+/* Hands one sample's records to the output. Its time is its own iterative estimates plus its
+ * share of the chunk's linear batch: everything before the first sample's own estimates. */
+static int local_sample(size_t i, const struct qt_result *const *res, size_t n_res, double us,
+                        void *userdata)
+{
+    struct local_ctx *lc = userdata;
+    const struct qt_result *rec[_QT_METHOD_MAX];
+    size_t col = lc->c0 + i;
+
+    if (i == 0)
+        lc->lin_ms = (since_ms(&lc->t0) - us / 1e3) / (double)lc->n;
+    for (size_t k = 0; k < n_res; k++) {
+        rec[k] = res[k];
+        if (qt_table_col_empty(&lc->rc->tab, col)) {
+            empty_column(&lc->empty[k], res[k]->method, col);
+            rec[k] = &lc->empty[k];
+        }
+    }
+    lc->werr = qctl_out_sample(lc->out, col - lc->rc->first, rec, n_res, lc->lin_ms + us / 1e3);
+    return lc->werr;
+}
+
 /* Runs the columns [c0, c0 + n) and hands each sample's records to the output. The linear
  * estimates are computed for the whole chunk at once (also when only the iterative methods
  * were asked for: they start from them). */
-static int run_chunk(struct recon *rc, struct qctl_out *out, struct qt_ws *ws, size_t c0,
-                     size_t n, struct qt_result *lin, struct qt_result *it)
+static int run_chunk(struct recon *rc, struct qctl_out *out, struct qt_ws *ws,
+                     struct qt_result *empty, size_t c0, size_t n)
 {
     const struct qt_table *t = &rc->tab;
-    struct timespec ts;
+    struct local_ctx lc = {rc, out, empty, c0, n, {0, 0}, 0.0, 0};
+    int r;
 
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (qt_estimate_linear_batch(rc->des, ws, n, t->v + t->rows * c0, t->rows, &rc->opts, lin) < 0)
-        for (size_t i = 0; i < n; i++)
-            (void)qt_result_fail(&lin[i], -ENOMEM, "out of memory");
-    double lin_ms = since_ms(&ts) / (double)n;
-    for (size_t i = 0; i < n; i++) {
-        const struct qt_result *res[_QT_METHOD_MAX];
-        size_t col = c0 + i, k = 0;
-        bool empty = qt_table_col_empty(t, col);
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        for (int m = 0; m < _QT_METHOD_MAX; m++) {
-            struct qt_result *r = m == QT_METHOD_LINEAR ? &lin[i] : &it[m];
-
-            if (!rc->methods[m])
-                continue;
-            /* A failure is recorded in the result and written like any other record. */
-            if (m != QT_METHOD_LINEAR &&
-                qt_estimate_from(rc->des, ws, (enum qt_method)m, t->v + t->rows * col, t->rows,
-                                 &rc->opts, lin[i].err ? NULL : lin[i].rho, r) < 0)
-                assert(r->err != 0);
-            if (empty)
-                empty_column(r, (enum qt_method)m, col);
-            res[k++] = r;
-        }
-        if (qctl_out_sample(out, col - rc->first, res, k, lin_ms + since_ms(&ts)) < 0)
-            return -1;
-    }
-    return 0;
+    (void)clock_gettime(CLOCK_MONOTONIC, &lc.t0);
+    r = qt_chunk_estimate(rc->des, ws, t->v + t->rows * c0, t->rows, n, &rc->opts, rc->method_list,
+                          rc->n_methods, local_sample, &lc);
+    if (r < 0 && lc.werr == 0)
+        qctl_err("%s", qt_strerror(r)); /* the output reported its own errors */
+    return r < 0 ? -1 : 0;
 }
 
 static int run_local(struct recon *rc, struct qctl_out *out, size_t start)
 {
     struct qt_ws ws = QT_WS_INIT;
-    struct qt_result *lin = calloc(CHUNK, sizeof(*lin)), it[_QT_METHOD_MAX];
-    size_t ninit = 0, nit = 0;
+    struct qt_result empty[_QT_METHOD_MAX] = {{0}}; /* qt_result_done accepts unused ones */
     int ret = 0;
 
-    if (!lin)
-        goto oom;
-    for (; nit < _QT_METHOD_MAX; nit++)
-        if (qt_result_init(&it[nit], rc->des->d) < 0)
-            goto oom;
-    for (; ninit < CHUNK; ninit++)
-        if (qt_result_init(&lin[ninit], rc->des->d) < 0)
-            goto oom;
+    for (size_t k = 0; k < _QT_METHOD_MAX && ret == 0; k++)
+        if (qt_result_init(&empty[k], rc->des->d) < 0) {
+            qctl_err("out of memory");
+            ret = -1;
+        }
     for (size_t c0 = rc->first + start; c0 <= rc->last && !interrupted && ret == 0; c0 += CHUNK)
-        ret = run_chunk(rc, out, &ws, c0, QT_MIN((size_t)CHUNK, rc->last + 1 - c0), lin, it);
-    goto out;
-oom:
-    qctl_err("out of memory");
-    ret = -1;
-out:
-    for (size_t i = 0; i < ninit; i++)
-        qt_result_done(&lin[i]);
-    for (size_t i = 0; i < nit; i++)
-        qt_result_done(&it[i]);
-    free(lin);
+        ret = run_chunk(rc, out, &ws, empty, c0, QT_MIN((size_t)CHUNK, rc->last + 1 - c0));
+    for (size_t k = 0; k < _QT_METHOD_MAX; k++)
+        qt_result_done(&empty[k]);
     qt_ws_done(&ws);
     return ret;
 }
@@ -712,11 +711,30 @@ static int live_design(struct recon *rc, size_t m, int *kind, size_t *d, char *m
     return 0;
 }
 
-/* One sample in process, through the same calls as a batch (the linear estimate of a batch of
- * one), so the records equal the daemon's. The design is built once per (kind, d). */
-static int live_local(struct recon *rc, struct qt_ws *ws, struct qt_design **des, int kind,
-                      size_t d, const double *v, size_t m, struct qt_result *tmp,
-                      const struct qt_result **res, size_t *k, char *msg, size_t msglen)
+struct live_ctx {
+    struct qctl_out *out;
+    size_t sample;
+    bool wrote; /* the sample's records reached the output (or failed to) */
+};
+
+static int live_write(size_t i, const struct qt_result *const *res, size_t n_res, double us,
+                      void *userdata)
+{
+    struct live_ctx *lc = userdata;
+
+    (void)i;
+    (void)us;
+    lc->wrote = true;
+    return qctl_out_sample(lc->out, lc->sample, res, n_res, -1.0);
+}
+
+/* One sample in process, through the same calls as a batch (a chunk of one), so the records
+ * equal the daemon's; they go to the output from here. The design is built once per (kind, d).
+ * Returns 0, or a negative error: the output's when lc->wrote, else why the sample could not
+ * run, with a message. */
+static int live_local(struct recon *rc, struct live_ctx *lc, struct qt_ws *ws,
+                      struct qt_design **des, int kind, size_t d, const double *v, size_t m,
+                      char *msg, size_t msglen)
 {
     struct qt_diag dg = {0};
     int r;
@@ -733,29 +751,11 @@ static int live_local(struct recon *rc, struct qt_ws *ws, struct qt_design **des
             return r;
         }
     }
-    for (int mm = 0; mm < _QT_METHOD_MAX; mm++)
-        if (tmp[mm].cap < d) {
-            qt_result_done(&tmp[mm]);
-            if (qt_result_init(&tmp[mm], d) < 0)
-                return -ENOMEM;
-        }
-    if (qt_estimate_linear_batch(*des, ws, 1, v, m, &rc->opts, &tmp[QT_METHOD_LINEAR]) < 0)
-        (void)qt_result_fail(&tmp[QT_METHOD_LINEAR], -ENOMEM, "out of memory");
-    *k = 0;
-    for (int mm = 0; mm < _QT_METHOD_MAX; mm++) {
-        struct qt_result *r1 = &tmp[mm];
-        const struct qt_result *lin = &tmp[QT_METHOD_LINEAR];
-
-        if (!rc->methods[mm])
-            continue;
-        /* Failures are recorded in the result, like every other record's. */
-        if (mm != QT_METHOD_LINEAR &&
-            qt_estimate_from(*des, ws, (enum qt_method)mm, v, m, &rc->opts,
-                             lin->err ? NULL : lin->rho, r1) < 0)
-            assert(r1->err != 0);
-        res[(*k)++] = r1;
-    }
-    return 0;
+    r = qt_chunk_estimate(*des, ws, v, m, 1, &rc->opts, rc->method_list, rc->n_methods, live_write,
+                          lc);
+    if (r < 0 && !lc->wrote)
+        (void)snprintf(msg, msglen, "%s", qt_strerror(r));
+    return r;
 }
 
 static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_out *out)
@@ -796,7 +796,17 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
             r = live_design(rc, (size_t)m, &kind, &d, why, sizeof(why));
         }
         if (r >= 0 && rc->local) {
-            r = live_local(rc, &ws, &des, kind, d, v, (size_t)m, tmp, res, &k, why, sizeof(why));
+            struct live_ctx lc = {out, sample, false};
+
+            r = live_local(rc, &lc, &ws, &des, kind, d, v, (size_t)m, why, sizeof(why));
+            if (lc.wrote) {
+                sample++;
+                if (r < 0) {
+                    ret = QCTL_EXIT_FAILED;
+                    break;
+                }
+                continue;
+            }
         } else if (r >= 0) {
             struct qtomo_error err;
             qtomo_sample *s = NULL;
@@ -830,12 +840,10 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
                 continue;
             }
         }
-        if (r < 0) {
-            (void)snprintf(msg, sizeof(msg), "line %zu: %s", sample + 1, why);
-            r = live_fail(rc, out, tmp, sample, r, msg);
-        } else {
-            r = qctl_out_sample(out, sample, res, k, -1.0);
-        }
+        /* Every sample that ran has been written above. */
+        assert(r < 0);
+        (void)snprintf(msg, sizeof(msg), "line %zu: %s", sample + 1, why);
+        r = live_fail(rc, out, tmp, sample, r, msg);
         sample++;
         if (r < 0) {
             ret = QCTL_EXIT_FAILED;
@@ -908,7 +916,8 @@ int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
     if (r != 0)
         return r > 0 ? QCTL_EXIT_OK : QCTL_EXIT_USAGE;
     for (int m = 0; m < _QT_METHOD_MAX; m++)
-        rc.n_methods += rc.methods[m];
+        if (rc.methods[m])
+            rc.method_list[rc.n_methods++] = (enum qt_method)m;
     rc.opts.bell = rc.bell;
     if (rc.local)
         qctl_blas_env(g);

@@ -20,6 +20,7 @@ struct recon {
     size_t dim;
     bool local, json, bell, resume, live;
     bool methods[_QT_METHOD_MAX];
+    enum qt_method method_list[_QT_METHOD_MAX]; /* the n_methods chosen, in method order */
     size_t n_methods;
     struct qt_opts opts;
     /* resolved */
