@@ -26,18 +26,18 @@ run() { # build tag
     i=0
     while [ ! -S "$tmp/$t.sock" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
     for mode in daemon local; do
-        if [ $mode = local ]; then how=--local; else how="-s $tmp/$t.sock"; fi
+        if [ $mode = local ]; then pre=""; how=--local; else pre="-s $tmp/$t.sock"; how=""; fi
         # shellcheck disable=SC2086
-        "$b/client/qtomoctl" $how reconstruct "$ex/bell_nopovm_d4.csv" --json --bell \
+        "$b/client/qtomoctl" $pre reconstruct "$ex/bell_nopovm_d4.csv" $how --json --bell \
             --target "$ex/phi_plus.json" --method linear,mle,wls,rhor > "$tmp/$t.$mode.bell"
         # shellcheck disable=SC2086
-        "$b/client/qtomoctl" $how reconstruct "$ex/mub_d3.csv" --json \
+        "$b/client/qtomoctl" $pre reconstruct "$ex/mub_d3.csv" $how --json \
             --method linear,mle,wls,rhor > "$tmp/$t.$mode.mub"
         # shellcheck disable=SC2086
-        "$b/client/qtomoctl" $how reconstruct "$ex/pauli_2q.csv" --json --design pauli \
+        "$b/client/qtomoctl" $pre reconstruct "$ex/pauli_2q.csv" $how --json --design pauli \
             --method linear,mle > "$tmp/$t.$mode.pauli"
         # shellcheck disable=SC2086
-        "$b/client/qtomoctl" $how reconstruct "$tmp/batch.csv" --json \
+        "$b/client/qtomoctl" $pre reconstruct "$tmp/batch.csv" $how --json \
             --method linear,mle > "$tmp/$t.$mode.batch"
     done
     kill "$(cat "$tmp/$t.pid")"
@@ -56,6 +56,6 @@ for f in bell mub pauli batch; do
             status=1
         fi
     done
-    cmp -s "$tmp/new.daemon.$f" "$tmp/new.local.$f" || { echo "DIFFERENT: $f daemon vs local"; status=1; }
+    if cmp -s "$tmp/new.daemon.$f" "$tmp/new.local.$f"; then echo "identical: $f new daemon vs new local"; else echo "DIFFERENT: $f new daemon vs new local"; status=1; fi
 done
 exit $status

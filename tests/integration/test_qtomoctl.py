@@ -263,6 +263,17 @@ class QtomoctlTest(unittest.TestCase):
         self.assertAlmostEqual(recs[0]["metrics"]["purity"], 0.920958007, delta=1e-5)
         self.assertEqual(d.stop(), 0)
 
+    def test_target_daemon_equals_local(self):
+        # The target travels to the worker, which checks it again: a state checked twice must
+        # be the same bits (the worker used to divide an already normalised target by its
+        # trace once more, and fidelity and trace distance differed in the last bits).
+        src = os.path.join(EXAMPLES, "bell_nopovm_d4.csv")
+        d = self.start()
+        recs = self.daemon_equals_local(d, src, 4, "--method", "linear,mle", "--bell",
+                                        "--target", os.path.join(EXAMPLES, "phi_plus.json"))
+        self.assertTrue(all("fidelity" in r["metrics"] for r in recs))
+        self.assertEqual(d.stop(), 0)
+
     def test_origin_bell4x4_d16_daemon_equals_local(self):
         # The normalised coincidences (column 5) of every bell4x4_raw_NN.gbk.csv, one sample per
         # file: 256 rows (d = 16, nopovm), as the origin's gen_reference.py reads them.
