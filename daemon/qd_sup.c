@@ -102,15 +102,11 @@ void qd_sup_crashloop(struct sup *s)
 
 /* ---- listening ---- */
 
-static int listen_socket(struct sup *s)
+/* The socket-activated descriptor among n passed ones: fd, or -1 (the others are closed). */
+static int activated_fd(int n, char **names)
 {
-    char **names = NULL;
-    int n = sd_listen_fds_with_names(1, &names), fd = -1, r;
+    int fd = -1;
 
-    if (n < 0) {
-        qd_err("sd_listen_fds: %s", strerror(-n));
-        return n;
-    }
     for (int i = 0; i < n; i++) {
         if (fd < 0 && sd_is_socket_unix(SD_LISTEN_FDS_START + i, SOCK_STREAM, 1, NULL, 0) > 0)
             fd = SD_LISTEN_FDS_START + i;
@@ -119,67 +115,93 @@ static int listen_socket(struct sup *s)
         free(names ? names[i] : NULL);
     }
     free(names);
-    uv_pipe_init(s->loop, &s->listener, 0);
-    s->listener.data = s;
-    if (n > 0) {
-        if (fd < 0) {
-            qd_err(
-                "socket activation: none of the %d descriptors is a listening Unix stream socket",
-                n);
+    return fd;
+}
+
+/* Whether another process answers on the socket path (a stale file nobody answers is not). */
+static bool socket_alive(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool alive;
+
+    if (probe < 0)
+        return false;
+    memcpy(sa.sun_path, path, strlen(path));
+    alive = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(probe);
+    return alive;
+}
+
+/* Binds the configured socket path ourselves: its directory, the stale-socket probe, mode and
+ * group. */
+static int bind_own(struct sup *s)
+{
+    struct sockaddr_un sa;
+    char dir[sizeof(s->conf.socket)], *slash;
+    int r;
+
+    if (strlen(s->conf.socket) >= sizeof(sa.sun_path)) {
+        qd_err("socket path %s is longer than %zu bytes", s->conf.socket, sizeof(sa.sun_path) - 1);
+        return -ENAMETOOLONG;
+    }
+    snprintf(dir, sizeof(dir), "%s", s->conf.socket);
+    slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+            qd_err("cannot create %s: %s", dir, strerror(errno));
+            return -errno;
+        }
+    }
+    if (socket_alive(s->conf.socket)) {
+        qd_err("another qtomod is listening on %s", s->conf.socket);
+        return -EADDRINUSE;
+    }
+    (void)unlink(s->conf.socket);
+    r = uv_pipe_bind(&s->listener, s->conf.socket);
+    if (r == 0 && chmod(s->conf.socket, s->conf.socket_mode) < 0)
+        r = -errno;
+    if (r == 0 && s->conf.socket_group[0]) {
+        struct group *g = getgrnam(s->conf.socket_group);
+
+        if (!g || chown(s->conf.socket, (uid_t)-1, g->gr_gid) < 0) {
+            qd_err("socket group %s: %s", s->conf.socket_group,
+                   g ? strerror(errno) : "no such group");
             return -EINVAL;
         }
+    }
+    if (r < 0) {
+        qd_err("cannot bind %s: %s", s->conf.socket, uv_strerror(r));
+        return r;
+    }
+    qd_info("listening on %s (mode %04o)", s->conf.socket, s->conf.socket_mode);
+    return 0;
+}
+
+static int listen_socket(struct sup *s)
+{
+    char **names = NULL;
+    int n = sd_listen_fds_with_names(1, &names), fd, r;
+
+    if (n < 0) {
+        qd_err("sd_listen_fds: %s", strerror(-n));
+        return n;
+    }
+    fd = activated_fd(n, names);
+    uv_pipe_init(s->loop, &s->listener, 0);
+    s->listener.data = s;
+    if (n > 0 && fd < 0) {
+        qd_err("socket activation: none of the %d descriptors is a listening Unix stream socket",
+               n);
+        return -EINVAL;
+    }
+    if (n > 0) {
         r = uv_pipe_open(&s->listener, fd);
         s->activated = true;
         qd_info("listening on the socket-activated descriptor %d", fd);
     } else {
-        char dir[sizeof(s->conf.socket)], *slash;
-        struct sockaddr_un sa;
-        int probe;
-
-        if (strlen(s->conf.socket) >= sizeof(sa.sun_path)) {
-            qd_err("socket path %s is longer than %zu bytes", s->conf.socket,
-                   sizeof(sa.sun_path) - 1);
-            return -ENAMETOOLONG;
-        }
-        snprintf(dir, sizeof(dir), "%s", s->conf.socket);
-        slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-            *slash = '\0';
-            if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-                qd_err("cannot create %s: %s", dir, strerror(errno));
-                return -errno;
-            }
-        }
-        /* A socket file that nobody answers on is stale; a live one means another qtomod. */
-        memset(&sa, 0, sizeof(sa));
-        sa.sun_family = AF_UNIX;
-        memcpy(sa.sun_path, s->conf.socket, strlen(s->conf.socket));
-        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-            close(probe);
-            qd_err("another qtomod is listening on %s", s->conf.socket);
-            return -EADDRINUSE;
-        }
-        if (probe >= 0)
-            close(probe);
-        (void)unlink(s->conf.socket);
-        r = uv_pipe_bind(&s->listener, s->conf.socket);
-        if (r == 0 && chmod(s->conf.socket, s->conf.socket_mode) < 0)
-            r = -errno;
-        if (r == 0 && s->conf.socket_group[0]) {
-            struct group *g = getgrnam(s->conf.socket_group);
-
-            if (!g || chown(s->conf.socket, (uid_t)-1, g->gr_gid) < 0) {
-                qd_err("socket group %s: %s", s->conf.socket_group,
-                       g ? strerror(errno) : "no such group");
-                return -EINVAL;
-            }
-        }
-        if (r < 0) {
-            qd_err("cannot bind %s: %s", s->conf.socket, uv_strerror(r));
-            return r;
-        }
-        qd_info("listening on %s (mode %04o)", s->conf.socket, s->conf.socket_mode);
+        r = bind_own(s);
     }
     if (r == 0)
         r = uv_listen((uv_stream_t *)&s->listener, 128, qd_conn_on_connection);
@@ -308,12 +330,42 @@ static void walk_close(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+static void log_start(const struct sup *s)
+{
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    const char *adv = ct ? NULL : qt_blas_coretype_advice();
+
+    qd_notice("qtomod %s starting: %u workers, OpenBLAS kernels %s%s", QTOMO_VERSION,
+              s->conf.workers, ct ? ct : adv ? adv : "as detected",
+              ct ? " (OPENBLAS_CORETYPE)" : adv ? " (chosen for this CPU)" : "");
+}
+
+/* Signals, the tick and the watchdog. */
+static void start_events(struct sup *s)
+{
+    uint64_t wd_usec = 0;
+
+    uv_signal_init(s->loop, &s->sig_term);
+    uv_signal_init(s->loop, &s->sig_int);
+    uv_signal_init(s->loop, &s->sig_hup);
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
+    uv_timer_init(s->loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
+    if (sd_watchdog_enabled(1, &wd_usec) > 0 && wd_usec >= 2000) {
+        uv_timer_init(s->loop, &s->watchdog);
+        uv_timer_start(&s->watchdog, on_watchdog, wd_usec / 2000, wd_usec / 2000);
+    }
+}
+
 int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, char **argv)
 {
     struct sup s = {0};
     struct qt_cache_config cc = {.budget = (uint64_t)conf->cache_budget_mb << 20};
     struct qt_diag dg = {0};
-    uint64_t wd_usec = 0;
     ssize_t n;
     int r;
 
@@ -351,33 +403,8 @@ int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, cha
         (void)sd_notify(0, "STATUS=cannot listen");
         return QD_EXIT_INIT;
     }
-    {
-        const char *ct = getenv("OPENBLAS_CORETYPE");
-        const char *adv = ct ? NULL : qt_blas_coretype_advice();
-
-        qd_notice("qtomod %s starting: %u workers, OpenBLAS kernels %s%s", QTOMO_VERSION,
-                  s.conf.workers,
-                  ct    ? ct
-                  : adv ? adv
-                        : "as detected",
-                  ct    ? " (OPENBLAS_CORETYPE)"
-                  : adv ? " (chosen for this CPU)"
-                        : "");
-    }
-    uv_signal_init(s.loop, &s.sig_term);
-    uv_signal_init(s.loop, &s.sig_int);
-    uv_signal_init(s.loop, &s.sig_hup);
-    s.sig_term.data = s.sig_int.data = s.sig_hup.data = &s;
-    uv_signal_start(&s.sig_term, on_signal, SIGTERM);
-    uv_signal_start(&s.sig_int, on_signal, SIGINT);
-    uv_signal_start(&s.sig_hup, on_signal, SIGHUP);
-    uv_timer_init(s.loop, &s.tick);
-    s.tick.data = &s;
-    uv_timer_start(&s.tick, on_tick, TICK_MS, TICK_MS);
-    if (sd_watchdog_enabled(1, &wd_usec) > 0 && wd_usec >= 2000) {
-        uv_timer_init(s.loop, &s.watchdog);
-        uv_timer_start(&s.watchdog, on_watchdog, wd_usec / 2000, wd_usec / 2000);
-    }
+    log_start(&s);
+    start_events(&s);
     for (unsigned i = 0; i < s.conf.workers; i++)
         qd_pool_spawn(&s);
     uv_run(s.loop, UV_RUN_DEFAULT);

@@ -98,6 +98,17 @@ static int get_map(struct worker *w, int kind, const char *id, size_t d,
 
     for (int i = 0; i < MAPS_KEPT; i++) {
         if (w->maps[i].map && w->maps[i].d == d && strcmp(w->maps[i].id, id) == 0) {
+            struct qt_diag cd = {0};
+
+            if (qt_cache_map_check(w->maps[i].map, &cd) < 0) {
+                /* Changed on disk and no longer what was verified: map it afresh (a built-in
+                 * is rebuilt). */
+                qd_warn("cache: %s", cd.msg);
+                qt_cache_unmap(w->maps[i].map);
+                w->maps[i].map = NULL;
+                slot = &w->maps[i];
+                break;
+            }
             w->maps[i].last = ++w->tick;
             *ret = qt_cache_map_design(w->maps[i].map);
             return 0;

@@ -32,6 +32,7 @@ struct qt_cache_map {
     int fd;
     void *base;
     size_t len;
+    struct timespec mtim, ctim; /* of the file when its content was verified */
     char name[96];
     struct qt_design des;
     struct qt_whiten wh;
@@ -679,9 +680,14 @@ int qt_cache_map(struct qt_cache *c, const char *id, size_t d, struct qt_cache_m
         r = qt_diag_set(reterr, -ENOENT, 0, 0, "%s/%s was just evicted", c->dir, name);
         goto fail;
     }
-    r = map_checked(mp->fd, &st, false, &mp->base, &fault, &info, reterr);
+    /* Every section's checksum, not only the header's: a file whose sections were damaged in
+     * place, or a damaged file renamed into place, would otherwise give wrong results. XXH3
+     * over a few MB costs well under a millisecond, once per mapping. */
+    r = map_checked(mp->fd, &st, true, &mp->base, &fault, &info, reterr);
     if (r == 0) {
         mp->len = (size_t)st.st_size;
+        mp->mtim = st.st_mtim;
+        mp->ctim = st.st_ctim;
         r = qt_cf_view(mp->base, mp->len, &mp->des, &mp->wh, reterr);
         if (r < 0) {
             fault = QT_CF_CORRUPT;
@@ -720,6 +726,44 @@ fail:
     close(mp->fd);
     free(mp);
     return r;
+}
+
+static bool same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+int qt_cache_map_check(struct qt_cache_map *map, struct qt_diag *reterr)
+{
+    enum qt_cf_fault fault;
+    struct stat st;
+    char why[300];
+
+    if (fstat(map->fd, &st) < 0)
+        return qt_diag_set(reterr, -errno, 0, 0, "%s: %s", map->name, strerror(errno));
+    if ((uint64_t)st.st_size == map->len && same_time(st.st_mtim, map->mtim) &&
+        same_time(st.st_ctim, map->ctim))
+        return 0;
+    /* Changed since it was verified. A shorter file is not read: its missing pages would raise
+     * SIGBUS. */
+    if ((uint64_t)st.st_size < map->len) {
+        fault = QT_CF_TRUNCATED;
+        (void)qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "%llu bytes, was %zu",
+                          (unsigned long long)st.st_size, map->len);
+    } else {
+        fault = qt_cf_check(map->base, map->len, map->len, true, NULL, reterr);
+    }
+    if (fault == QT_CF_OK) {
+        map->mtim = st.st_mtim;
+        map->ctim = st.st_ctim;
+        return 0;
+    }
+    (void)snprintf(why, sizeof(why), "%s after it was mapped: %s", qt_cf_fault_name(fault),
+                   reterr ? reterr->msg : "");
+    if (st.st_nlink > 0)
+        quarantine(map->owner, map->name, &st, fault, why);
+    return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "%s/%s changed (%s); moved aside",
+                       map->owner->dir, map->name, why);
 }
 
 int qt_cache_get(struct qt_cache *c, enum qt_design_kind kind, size_t d,

@@ -81,9 +81,17 @@ QT_NODISCARD int qt_cache_ensure(struct qt_cache *c, enum qt_design_kind kind, s
 /* Maps the file for (id, d) read-only and returns a reference-counted handle (mapping the same
  * entry again from this handle returns the same mapping with one more reference). The file
  * must exist: call qt_cache_ensure first for built-ins. A file that fails the open checks
- * (size, header checksum, magic, versions, structure) is moved aside and QT_ECHECKSUM returned. */
+ * (size, header checksum, magic, versions, structure, and every section's checksum) is moved
+ * aside and QT_ECHECKSUM returned: nothing is computed from content that was not verified
+ * since the file was written. */
 QT_NODISCARD int qt_cache_map(struct qt_cache *c, const char *id, size_t d,
                               struct qt_cache_map **ret_map, struct qt_diag *reterr);
+/* Before each use of a kept mapping: when the file changed since its content was verified
+ * (size, modification or change time), verifies it again; a shorter file is refused without
+ * reading the mapping. 0 when it may be used; QT_ECHECKSUM when not (the file is moved aside:
+ * unmap it and map again, which rebuilds a built-in). Changes that leave every time stamp and
+ * the size alone (a fault in memory) are not seen. */
+QT_NODISCARD int qt_cache_map_check(struct qt_cache_map *map, struct qt_diag *reterr);
 /* ensure (built-ins) + map, rebuilding once when the existing file was moved aside. */
 QT_NODISCARD int qt_cache_get(struct qt_cache *c, enum qt_design_kind kind, size_t d,
                               struct qt_cache_map **ret_map, struct qt_diag *reterr);

@@ -241,6 +241,48 @@ class QtomodTest(unittest.TestCase):
             self.assertTrue(all(r[0]["status"] == "ok" for r in out.values()))
         self.assertEqual(d.stop(), 0)
 
+    def test_damaged_cache_file_gives_no_wrong_result(self):
+        """A cache file whose header is intact but whose sections have flipped bytes, in
+        place under a running worker's mapping and renamed into place for new workers, is
+        never used: every result stays identical to the clean run, the file is moved aside and
+        rebuilt, and the log says so."""
+        d = self.start("--workers", "1")
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv"))
+        path = os.path.join(d.dir, "cache", "nopovm-d4.qtpc")
+
+        def run(c):
+            return [r["results"] for r in (c.reconstruct(col, design="nopovm",
+                                                         methods=("linear", "mle"))
+                                            for col in cols)]
+
+        def damaged_copy():
+            with open(path, "rb") as f:
+                data = bytearray(f.read())
+            n = struct.unpack_from("<I", data, 236)[0]
+            secs = [struct.unpack_from("<IIQQQ", data, 240 + 32 * i) for i in range(n)]
+            for _, _, off, size, _ in secs:  # an exponent byte in the middle of each section
+                data[off + (size // 2 & ~7) + 6] ^= 0x40
+            return bytes(data)
+
+        with d.client() as c:
+            ref = run(c)
+            time.sleep(0.05)  # past the file system's time stamp granularity
+            bad = damaged_copy()
+            os.chmod(path, 0o600)
+            with open(path, "r+b") as f:  # in place, under the worker's mapping
+                f.write(bad)
+            self.assertEqual(run(c), ref)
+            self.assertTrue(wait_until(lambda: "aside to quarantine" in d.logtext(), 10))
+            bad = damaged_copy()  # of the rebuilt file
+            with open(path + ".tmp", "wb") as f:
+                f.write(bad)
+            os.rename(path + ".tmp", path)  # renamed into place; new workers map it
+            c.reload()
+            self.assertTrue(wait_until(lambda: idle_pool(c, 1), 20))
+            self.assertEqual(run(c), ref)
+        self.assertEqual(d.logtext().count("aside to quarantine"), 2, d.logtext()[-3000:])
+        self.assertEqual(d.stop(), 0)
+
     def test_worker_sigkill_mid_batch(self):
         d = self.start("--chunk", "4")
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 20

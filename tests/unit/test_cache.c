@@ -716,6 +716,54 @@ static void test_corrupt_section(void **state)
     drop_tmpdir(dir);
 }
 
+/* A flipped byte inside a section is refused when the file is mapped, not only by verify: no
+ * result is ever computed from content that was not verified (issue 15, defect 4). */
+static void test_corrupt_section_refused_at_map(void **state)
+{
+    (void)state;
+    map_damaged(SECTION_BYTE, "corrupt");
+}
+
+/* A file damaged in place after a process mapped and verified it: the next use (the worker
+ * checks before every item) sees the change, verifies again, refuses it, and moves it aside;
+ * a truncated one is refused without reading the mapping (no SIGBUS); an unchanged one passes
+ * without being read again. */
+static void test_changed_after_mapping(void **state)
+{
+    static const enum damage kinds[] = {SECTION_BYTE, TRUNC_HALF};
+    static const char *const reasons[] = {"corrupt", "truncated"};
+
+    (void)state;
+    for (size_t k = 0; k < QT_ARRAY_SIZE(kinds); k++) {
+        char path[4096], name[96];
+        char *dir = built_nopovm4(path, sizeof(path));
+        struct qt_design *fresh = fresh_design(QT_DESIGN_NOPOVM, 4);
+        struct qt_cache_map *map = NULL;
+        struct recorder rec = {0};
+        struct qt_cache *c;
+
+        entry_name("nopovm", 4, name, sizeof(name));
+        c = open_cache(dir, 0, &rec);
+        assert_ok(qt_cache_get(c, QT_DESIGN_NOPOVM, 4, &map, &diag));
+        assert_ok(qt_cache_map_check(map, &diag));
+        nap(); /* past the file system's time stamp granularity */
+        damage_file(path, kinds[k]);
+        assert_err(qt_cache_map_check(map, &diag), QT_ECHECKSUM);
+        assert_non_null(strstr(diag.msg, "moved aside"));
+        assert_moved_aside(dir, &rec, name, reasons[k], true);
+        qt_cache_unmap(map);
+        map = NULL;
+        assert_ok(qt_cache_get(c, QT_DESIGN_NOPOVM, 4, &map, &diag));
+        assert_int_equal(count_events(&rec, QT_CACHE_BUILT, name), 1);
+        assert_same_design(fresh, qt_cache_map_design(map), 12);
+        assert_ok(qt_cache_map_check(map, &diag));
+        qt_cache_unmap(map);
+        qt_cache_close(c);
+        qt_design_free(fresh);
+        drop_tmpdir(dir);
+    }
+}
+
 /* get straight on a damaged file: moved aside and rebuilt in one call. */
 static void test_get_on_corrupt(void **state)
 {
@@ -1169,6 +1217,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_corrupt_truncated),   cmocka_unit_test(test_corrupt_header_byte),
     cmocka_unit_test(test_corrupt_foreign),     cmocka_unit_test(test_corrupt_old_version),
     cmocka_unit_test(test_corrupt_section),     cmocka_unit_test(test_get_on_corrupt),
+    cmocka_unit_test(test_corrupt_section_refused_at_map),
+    cmocka_unit_test(test_changed_after_mapping),
     cmocka_unit_test(test_concurrent_builders), cmocka_unit_test(test_eviction_lru),
     cmocka_unit_test(test_budget_too_small),    cmocka_unit_test(test_evict),
     cmocka_unit_test(test_list_junk_and_names), cmocka_unit_test(test_warm),
