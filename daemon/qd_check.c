@@ -263,12 +263,13 @@ int qd_check(const struct qd_check_env *env, const struct qd_peer *peer, const s
         return reject(rej, QT_ST_METHOD_NOT_FOUND, -1, "unknown method '%s'", msg->method_name);
     req->method = (enum qp_method)m;
     req->id = msg->id;
-    r = check_keys(msg->params, rej);
-    if (r < 0)
-        return r;
-    if (m == QP_M_HELLO)
-        return check_hello(peer, msg, req, rej);
+    if (m == QP_M_HELLO) {
+        r = check_keys(msg->params, rej);
+        return r < 0 ? r : check_hello(peer, msg, req, rej);
+    }
     r = check_peer(env, peer, msg, rej);
+    if (r == 0)
+        r = check_keys(msg->params, rej);
     if (r == 0)
         r = check_params(env, msg, req, rej);
     if (r < 0) {

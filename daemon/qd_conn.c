@@ -54,7 +54,7 @@ void qd_conn_send(struct conn *c, struct qp_writer *w)
     struct wreq *wr;
     uv_buf_t b;
 
-    if (c->closing || w->sb.size == 0) {
+    if (c->closing || c->write_failed || w->sb.size == 0) {
         qp_writer_reset(w);
         return;
     }
@@ -70,7 +70,8 @@ void qd_conn_send(struct conn *c, struct qp_writer *w)
     if (uv_write(&wr->req, (uv_stream_t *)&c->h, &b, 1, on_write) < 0) {
         free(wr->data);
         free(wr);
-        qd_conn_close(c);
+        c->write_failed = true;
+        uv_read_stop((uv_stream_t *)&c->h);
         return;
     }
     if (!c->blocked_since && uv_stream_get_write_queue_size((uv_stream_t *)&c->h) >
@@ -140,6 +141,12 @@ void qd_conn_tick(struct sup *s, uint64_t now)
 {
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
+        if (c->write_failed) {
+            qd_notice("conn %llu uid %u: cannot write to it; closing", c->serial,
+                      (unsigned)c->uid);
+            qd_conn_close(c);
+            continue;
+        }
         if (c->blocked_since && now - c->blocked_since > s->conf.idle_write_ms) {
             qd_notice("conn %llu uid %u: not reading its results for %u ms; closing", c->serial,
                       (unsigned)c->uid, s->conf.idle_write_ms);

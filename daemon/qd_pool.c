@@ -91,8 +91,9 @@ void qd_pool_kill(void *ud, struct qd_sw *sw, int sig)
     if (sig == SIGABRT)
         qd_err("worker %d: item past its deadline (%llu ms); SIGABRT", w->pid,
                (unsigned long long)(now - sw->t_dispatch));
-    else if (sig == SIGKILL)
+    else if (sig == SIGKILL && !w->sigkilled)
         qd_warn("worker %d: still alive; SIGKILL", w->pid);
+    w->sigkilled |= sig == SIGKILL;
     (void)uv_process_kill(&w->proc, sig);
 }
 

@@ -37,6 +37,7 @@ static struct djob *job_new(struct conn *c, struct qd_req *req)
     jb->conn = c;
     jb->req = *req; /* takes the decoded job's arrays */
     qp_job_init(&req->job);
+    jb->req.params = NULL; /* points into the frame; tasks copy it first (req_task) */
     jb->t_recv = qd_now_ms(c->s);
     jb->last_progress = jb->t_recv;
     msgpack_sbuffer_init(&jb->task);
@@ -296,13 +297,24 @@ void qd_req_task_answer(struct djob *jb, const struct qp_msg *msg)
     if (!ok) {
         struct qp_error e;
 
-        if (qp_decode_error(msg->error, &e, &dg) == 0 && jb->conn)
+        if (qp_decode_error(msg->error, &e, &dg) < 0) {
+            e.code = QT_ST_INTERNAL;
+            snprintf(e.message, sizeof(e.message), "the worker's error was unreadable: %.180s",
+                     dg.msg);
+        }
+        if (jb->conn)
             qd_conn_send_error(jb->conn, jb->req.id, e.code, e.message, -1);
     } else {
         qp_begin_response(&wr, jb->req.id);
         (void)msgpack_pack_object(&wr.pk, *msg->result);
-        if (qp_frame_end(&wr, s->conf.max_frame) == 0 && jb->conn)
+        if (qp_frame_end(&wr, s->conf.max_frame) < 0) {
+            ok = false;
+            if (jb->conn)
+                qd_conn_send_error(jb->conn, jb->req.id, QT_ST_TOO_LARGE,
+                                   "the answer does not fit in max-frame", -1);
+        } else if (jb->conn) {
             qd_conn_send(jb->conn, &wr);
+        }
     }
     qp_writer_done(&wr);
     if (jb->conn)
@@ -363,11 +375,10 @@ static void req_task(struct conn *c, struct qd_req *req)
         return;
     }
     msgpack_packer_init(&pk, &jb->task, msgpack_sbuffer_write);
-    if (jb->req.params) /* qp_begin_request opens the params array; this is its one map */
-        (void)msgpack_pack_object(&pk, *jb->req.params);
+    if (req->params) /* qp_begin_request opens the params array; this is its one map */
+        (void)msgpack_pack_object(&pk, *req->params);
     else
         (void)msgpack_pack_map(&pk, 0);
-    jb->req.params = NULL; /* points into the frame, which is gone after this call */
     jb->sj.kind = QD_JOB_TASK;
     jb->sj.interactive = true;
     jb->sj.n = 1;

@@ -158,7 +158,8 @@ void qd_sched_done(struct qd_sched *s)
 
 int qd_sched_admit(struct qd_sched *s, struct qd_job *job)
 {
-    if (s->queued > 0 && s->queued + job->n > s->lim.max_queue)
+    /* Tasks (design.put, cache.*) are not samples: a full sample queue does not refuse them. */
+    if (job->kind == QD_JOB_SAMPLES && s->queued > 0 && s->queued + job->n > s->lim.max_queue)
         return -EBUSY;
     job->state = calloc(job->n ? job->n : 1, 1);
     if (!job->state)
@@ -480,7 +481,7 @@ void qd_sched_tick(struct qd_sched *s, uint64_t now)
 {
     for (struct qd_sw *w = s->workers; w; w = w->next) {
         if (w->kill_at && now >= w->kill_at) {
-            w->kill_at = now + 1000;
+            w->kill_at = now + 1000; /* again each second until its exit is seen */
             s->ops.kill(s->ops.ud, w, SIGKILL);
         } else if (w->cur && !w->timed_out && now >= w->deadline &&
                    (w->state == QD_W_BUSY || w->state == QD_W_RETIRING)) {

@@ -221,6 +221,11 @@ int qd_sup_reload(struct sup *s, char *err, size_t errlen)
     struct qd_sched_limits lim;
     int r;
 
+    if (s->draining || s->stopping) {
+        snprintf(err, errlen, "the server is stopping");
+        qd_notice("reload: ignored, the server is stopping");
+        return -ESHUTDOWN;
+    }
     (void)sd_notify(0, "RELOADING=1\nSTATUS=reloading");
     r = qd_conf_build(&nc, s->conf_path, s->argc, s->argv, err, errlen);
     if (r < 0) {

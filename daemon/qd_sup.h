@@ -51,7 +51,8 @@ struct worker {
     int pid;
     unsigned closing; /* handles still to close */
     bool exited, chan_open;
-    bool faulty; /* we killed it for a bad channel message */
+    bool faulty;    /* we killed it for a bad channel message */
+    bool sigkilled; /* SIGKILL sent (logged once) */
     uint64_t max_jobs, generation;
 };
 
@@ -67,6 +68,8 @@ struct conn {
     gid_t gid;
     pid_t pid;
     bool admin, hello_done, closing;
+    bool write_failed; /* a write could not be queued: closed at the next tick, never inside a
+                          send (its callers may still hold its jobs) */
     uint64_t blocked_since; /* write queue above the high-water mark since (ms), 0: not */
 };
 
