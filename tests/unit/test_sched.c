@@ -462,7 +462,7 @@ static void test_stop_frees_queued_work(void **state)
 
 static void test_queue_full_and_paused(void **state)
 {
-    struct tjob a, b, big;
+    struct tjob a, b, big, t;
     struct qd_sw w;
 
     (void)state;
@@ -471,6 +471,11 @@ static void test_queue_full_and_paused(void **state)
     assert_int_equal(qd_sched_admit(&F.s, &big.sj), 0);
     job_init(&a, true, 1, "k");
     assert_int_equal(qd_sched_admit(&F.s, &a.sj), -EBUSY);
+    job_init(&t, true, 1, ""); /* a task is not a sample: the full queue takes it */
+    t.sj.kind = QD_JOB_TASK;
+    assert_int_equal(qd_sched_admit(&F.s, &t.sj), 0);
+    qd_sched_finish(&F.s, &t.sj);
+    assert_true(t.released);
     qd_sched_finish(&F.s, &big.sj);
     job_init(&b, false, 8, "k");
     assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
