@@ -13,21 +13,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int find_custom(void *ud, const char *id, size_t d, size_t m, size_t *ret_d)
-{
-    (void)ud;
-    if (strcmp(id, "c0ffee") != 0 || m != 4 || (d && d != 2))
-        return -ENOENT;
-    *ret_d = 2;
-    return 0;
-}
-
-static bool id_busy(void *ud, uint32_t id)
-{
-    (void)ud;
-    return id == 99;
-}
-
 static enum qp_method pick_method(uint8_t b)
 {
     int n = 0, want;
@@ -43,8 +28,8 @@ static enum qp_method pick_method(uint8_t b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct qd_check_env env = {16, 64, 4, false, find_custom, NULL};
-    struct qd_peer peer = {true, true, 0, id_busy, NULL};
+    struct qd_check_env env = {16, 64, 4, false, qt_reqgen_find_custom, NULL};
+    struct qd_peer peer = {true, true, 0, qt_reqgen_id_busy, NULL};
     struct qp_writer w, out;
     struct qp_msg msg;
     struct qt_diag dg = {0};

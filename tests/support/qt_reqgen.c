@@ -293,3 +293,18 @@ int qt_reqgen_mutate(const uint8_t *body, size_t len, const uint8_t *ops, size_t
     msgpack_unpacked_destroy(&up);
     return r;
 }
+
+int qt_reqgen_find_custom(void *ud, const char *id, size_t d, size_t m, size_t *ret_d)
+{
+    (void)ud;
+    if (strcmp(id, "c0ffee") != 0 || m != 4 || (d && d != 2))
+        return -ENOENT;
+    *ret_d = 2;
+    return 0;
+}
+
+bool qt_reqgen_id_busy(void *ud, uint32_t id)
+{
+    (void)ud;
+    return id == QT_REQGEN_BUSY_ID;
+}

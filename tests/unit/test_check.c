@@ -10,23 +10,8 @@
 #include "qt_reqgen.h"
 #include "qt_test.h"
 
-static int find_custom(void *ud, const char *id, size_t d, size_t m, size_t *ret_d)
-{
-    (void)ud;
-    if (strcmp(id, "c0ffee") != 0 || m != 4 || (d && d != 2))
-        return -ENOENT;
-    *ret_d = 2;
-    return 0;
-}
-
-static bool id_busy(void *ud, uint32_t id)
-{
-    (void)ud;
-    return id == 99;
-}
-
-static const struct qd_check_env env0 = {64, 1000, 4, false, find_custom, NULL};
-static const struct qd_peer peer0 = {true, true, 0, id_busy, NULL};
+static const struct qd_check_env env0 = {64, 1000, 4, false, qt_reqgen_find_custom, NULL};
+static const struct qd_peer peer0 = {true, true, 0, qt_reqgen_id_busy, NULL};
 
 /* Checks the one frame in w; returns qd_check's result with req freed. */
 static int check_frame(const struct qd_check_env *env, const struct qd_peer *peer,
