@@ -32,6 +32,8 @@
     X("max-queue", U, max_queue, "100000", 1, 1u << 30,                                            \
       "samples waiting in all queues before requests get BUSY")                                    \
     X("chunk", U, chunk, "8", 1, 64, "samples per work item sent to a worker")                     \
+    X("batch-share-pct", U, batch_share_pct, "20", 0, 100,                                         \
+      "worker time batches get while interactive work also waits (0: interactive first)")          \
     X("item-timeout-ms", U, item_timeout_ms, "60000", 10, 86400000,                                \
       "default deadline of one work item (a request may ask for less)")                            \
     X("max-item-ms", U, max_item_ms, "600000", 10, 86400000, "longest deadline a request may ask") \

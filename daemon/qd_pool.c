@@ -269,7 +269,7 @@ static int on_item_end(struct worker *w, const struct qp_msg *msg)
 
     if (job && job->kind == QD_JOB_TASK)
         qd_req_task_answer(djob_of(job), msg);
-    r = qd_sched_item_end(&s->sched, &w->sw);
+    r = qd_sched_item_end(&s->sched, &w->sw, qd_now_ms(s));
     if (r < 0)
         return r;
     if (r == QD_AFTER_RETIRE)

@@ -19,6 +19,7 @@ const char *const qd_wstate_names[] = {"starting", "idle",    "busy",
 struct qd_chunk {
     struct qd_job *job;
     size_t c0, n;
+    bool batch; /* cut from a submit (for the batch share) */
     struct qd_chunk *next;
 };
 
@@ -253,6 +254,7 @@ static struct qd_chunk *cut_batch(struct qd_sched *s, const struct qd_sw *w)
     ch = chunk_new(pick, pick->next_col, n);
     if (!ch)
         return NULL;
+    ch->batch = true;
     pick->next_col += n;
     q_sub(s, n);
     if (pick->next_col >= pick->n) { /* fully cut: leave the round robin */
@@ -301,21 +303,44 @@ static void start_item(struct qd_sched *s, struct qd_sw *w, struct qd_chunk *ch,
     chunk_free(s, ch);
 }
 
+/* Whether a submit has columns left to cut now (not paused). */
+static bool batch_waiting(const struct qd_sched *s)
+{
+    for (const struct qd_job *job = s->batch; job; job = job->bnext)
+        if (job->next_col < job->n && !(s->ops.paused && s->ops.paused(s->ops.ud, job)))
+            return true;
+    return false;
+}
+
+/* While both wait: batches are due when their share of the worker time is below theirs. */
+static bool batch_due(struct qd_sched *s)
+{
+    bool both = (s->iq_head || s->rq_head) && batch_waiting(s);
+
+    if (!both) {
+        s->ms_interactive = s->ms_batch = 0;
+        return false;
+    }
+    return s->lim.batch_share_pct > 0 &&
+           s->ms_batch * 100 < (s->ms_batch + s->ms_interactive) * s->lim.batch_share_pct;
+}
+
 void qd_sched_dispatch(struct qd_sched *s, uint64_t now)
 {
     if (s->stopping)
         return;
     for (struct qd_sw *w = s->workers; w; w = w->next) {
-        struct qd_chunk *ch;
+        struct qd_chunk *ch = NULL;
 
         if (w->state != QD_W_IDLE)
             continue;
-        ch = pop(&s->iq_head, &s->iq_tail);
-        if (!ch)
+        if (batch_due(s))
+            ch = cut_batch(s, w);
+        if (!ch && (ch = pop(&s->iq_head, &s->iq_tail)) == NULL)
             ch = pop(&s->rq_head, &s->rq_tail);
-        if (ch)
+        if (ch && !ch->batch)
             q_sub(s, ch->n);
-        else
+        else if (!ch)
             ch = cut_batch(s, w);
         if (!ch)
             return;
@@ -378,13 +403,18 @@ struct qd_job *qd_sched_item_job(const struct qd_sw *w)
     return w->cur ? w->cur->job : NULL;
 }
 
-int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w)
+int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now)
 {
     struct qd_chunk *ch = w->cur;
+    uint64_t ms = now > w->t_dispatch ? now - w->t_dispatch : 0;
 
     if (!ch || (ch->job->kind == QD_JOB_SAMPLES && w->cur_done != ch->n))
         return -EPROTO;
     w->cur = NULL;
+    if (ch->batch)
+        s->ms_batch += ms ? ms : 1; /* an item takes time, even under the clock's step */
+    else
+        s->ms_interactive += ms ? ms : 1;
     chunk_free(s, ch);
     switch (w->state) {
     case QD_W_BUSY:

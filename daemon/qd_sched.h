@@ -81,6 +81,7 @@ struct qd_sched_limits {
     uint32_t task_timeout_ms; /* deadline of a task (design.put, cache.*) */
     uint32_t kill_grace_ms;   /* SIGABRT to SIGKILL */
     uint64_t max_queue;       /* samples waiting before admit says -EBUSY */
+    uint32_t batch_share_pct; /* worker time batches get while interactive work also waits */
 };
 
 struct qd_sched_totals {
@@ -98,6 +99,9 @@ struct qd_sched {
     struct qd_sw *workers;
     uint64_t queued;   /* samples waiting: queued items plus uncut columns */
     uint64_t inflight; /* admitted jobs not finished */
+    /* Worker time (ms) of finished items since interactive and batch work both started
+     * waiting: the batch share is kept from these. */
+    uint64_t ms_interactive, ms_batch;
     bool stopping;
     struct qd_sched_totals tot;
 };
@@ -120,7 +124,9 @@ bool qd_sched_delivered(struct qd_sched *s, struct qd_job *job, size_t col, bool
 /* Whether col may still be delivered. */
 bool qd_sched_pending(const struct qd_job *job, size_t col);
 
-/* Gives idle workers work. */
+/* Gives idle workers work: interactive items and retries first, except that while both they
+ * and batches wait, batches get batch_share_pct of the worker time (measured over the items
+ * that finished since both started waiting), so that no batch starves. */
 void qd_sched_dispatch(struct qd_sched *s, uint64_t now);
 
 void qd_sched_worker_add(struct qd_sched *s, struct qd_sw *w, int pid);
@@ -139,10 +145,10 @@ enum qd_after { QD_AFTER_IDLE, QD_AFTER_RETIRE, QD_AFTER_WAIT };
 /* The job of w's running item, or NULL (a task's answer is relayed with it before
  * qd_sched_item_end, which may release the job). */
 struct qd_job *qd_sched_item_job(const struct qd_sw *w);
-/* w answered its whole item. Returns what becomes of w: idle (dispatch), retire (close its
- * channel), or wait (it is being killed or stopped); -EPROTO when samples are missing or it has
- * no item (kill it). */
-QT_NODISCARD int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w);
+/* w answered its whole item (at time now). Returns what becomes of w: idle (dispatch), retire
+ * (close its channel), or wait (it is being killed or stopped); -EPROTO when samples are missing
+ * or it has no item (kill it). */
+QT_NODISCARD int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now);
 /* w's process is gone. Its running sample is charged a try (or fails with QT_EDEADLINE when we
  * killed it for its deadline); its samples that never ran are queued again uncharged. Removes
  * w from the scheduler. */

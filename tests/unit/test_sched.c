@@ -40,6 +40,8 @@ static struct fake {
     size_t nkill;
     int start_ret;
     bool paused;
+    struct tjob *jobs[128]; /* every job a test made, for finish_all */
+    size_t njobs;
 } F;
 
 static struct tjob *tj(struct qd_job *j)
@@ -90,22 +92,44 @@ static void f_release(void *ud, struct qd_job *job)
     tj(job)->released = true;
 }
 
-static void setup(uint32_t chunk, uint64_t max_queue)
+static void setup_share(uint32_t chunk, uint64_t max_queue, uint32_t share)
 {
     struct qd_sched_ops ops = {NULL, f_start, f_fail, f_kill, f_paused, f_release};
-    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue};
+    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue, share};
 
     memset(&F, 0, sizeof(F));
     qd_sched_init(&F.s, &ops, &lim);
 }
 
+static void setup(uint32_t chunk, uint64_t max_queue)
+{
+    setup_share(chunk, max_queue, 20);
+}
+
 static void job_init(struct tjob *j, bool interactive, size_t n, const char *key)
 {
     memset(j, 0, sizeof(*j));
+    assert_true(F.njobs < 128);
+    F.jobs[F.njobs++] = j;
     j->sj.kind = QD_JOB_SAMPLES;
     j->sj.interactive = interactive;
     j->sj.n = n;
     snprintf(j->sj.key, sizeof(j->sj.key), "%s", key);
+}
+
+/* The end of a test: workers gone, every job finished, the queues freed (no leaks under ASan
+ * and valgrind). The jobs live on the test's stack: call it before the test returns. */
+static void finish_all(void)
+{
+    F.s.stopping = true;
+    while (F.s.workers)
+        qd_sched_worker_exit(&F.s, F.s.workers, 0);
+    for (size_t i = 0; i < F.njobs; i++)
+        qd_sched_finish(&F.s, &F.jobs[i]->sj);
+    qd_sched_done(&F.s);
+    for (size_t i = 0; i < F.njobs; i++)
+        assert_true(!F.jobs[i]->sj.admitted || F.jobs[i]->released);
+    F.njobs = 0;
 }
 
 static void worker_up(struct qd_sw *w, int pid)
@@ -148,7 +172,7 @@ static int finish_item(struct qd_sw *w, uint64_t now)
 
     assert_non_null(job);
     answer(w, last_start(w)->n - w->cur_done, now);
-    return qd_sched_item_end(&F.s, w);
+    return qd_sched_item_end(&F.s, w, now);
 }
 
 static void assert_exactly_once(const struct tjob *j)
@@ -188,6 +212,7 @@ static void test_interactive_before_batch(void **state)
     assert_int_equal(F.s.inflight, 0);
     assert_int_equal(F.s.tot.items, 21);
     assert_int_equal(F.s.tot.errors, 0);
+    finish_all();
 }
 
 static void test_round_robin_and_affinity(void **state)
@@ -211,15 +236,16 @@ static void test_round_robin_and_affinity(void **state)
     qd_sched_dispatch(&F.s, 1);
     assert_ptr_equal(F.starts[2].w, &w2);
     assert_string_equal(F.starts[2].job->key, w2.key);
-    assert_int_equal(qd_sched_item_end(&F.s, &w1), -EPROTO); /* its samples are missing */
+    assert_int_equal(qd_sched_item_end(&F.s, &w1, 2), -EPROTO); /* its samples are missing */
     answer(&w1, 4, 2);
-    assert_int_equal(qd_sched_item_end(&F.s, &w1), QD_AFTER_IDLE);
+    assert_int_equal(qd_sched_item_end(&F.s, &w1, 2), QD_AFTER_IDLE);
     qd_sched_dispatch(&F.s, 2);
     assert_int_equal(finish_item(&w1, 3), QD_AFTER_IDLE);
     assert_int_equal(finish_item(&w2, 3), QD_AFTER_IDLE);
     assert_exactly_once(&a);
     assert_exactly_once(&b);
     assert_int_equal(F.s.inflight, 0);
+    finish_all();
 }
 
 static void test_out_of_order_sample_is_a_protocol_error(void **state)
@@ -238,6 +264,7 @@ static void test_out_of_order_sample_is_a_protocol_error(void **state)
     assert_int_equal(qd_sched_sample(&F.s, &w, 1, 0, &job, &col), -EPROTO);
     assert_int_equal(qd_sched_sample(&F.s, &w, 0, 0, &job, &col), 1);
     assert_int_equal(col, 0);
+    finish_all();
 }
 
 static void test_death_charges_only_the_running_sample(void **state)
@@ -265,6 +292,7 @@ static void test_death_charges_only_the_running_sample(void **state)
     }
     assert_exactly_once(&a);
     assert_int_equal(F.s.tot.errors, 0);
+    finish_all();
 }
 
 static void test_death_before_any_answer_charges_nobody(void **state)
@@ -285,6 +313,7 @@ static void test_death_before_any_answer_charges_nobody(void **state)
     qd_sched_finish(&F.s, &a.sj); /* cancelled: the queued retries go */
     assert_int_equal(F.s.queued, 0);
     assert_true(a.released);
+    finish_all();
 }
 
 static void test_poison_fails_alone_after_two_crashes(void **state)
@@ -315,6 +344,7 @@ static void test_poison_fails_alone_after_two_crashes(void **state)
     assert_int_equal(finish_item(&w[2], 1), QD_AFTER_IDLE);
     assert_exactly_once(&b);
     assert_int_equal(b.errs[0], 0);
+    finish_all();
 }
 
 /* The deadline fires while the worker's last answer is already on its way: the item ends
@@ -339,7 +369,7 @@ static void test_deadline_with_result_in_channel(void **state)
     assert_int_equal(w.state, QD_W_KILLING);
     assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
     answer(&w, 1, 1011); /* was in the channel */
-    assert_int_equal(qd_sched_item_end(&F.s, &w), QD_AFTER_WAIT);
+    assert_int_equal(qd_sched_item_end(&F.s, &w, 1011), QD_AFTER_WAIT);
     qd_sched_dispatch(&F.s, 1011);
     assert_int_equal(F.nstart, 1); /* nothing for the dying worker */
     qd_sched_worker_exit(&F.s, &w, SIGABRT);
@@ -352,6 +382,7 @@ static void test_deadline_with_result_in_channel(void **state)
     assert_exactly_once(&a);
     assert_exactly_once(&b);
     assert_int_equal(F.s.tot.errors, 0);
+    finish_all();
 }
 
 static void test_deadline_fails_only_the_running_sample(void **state)
@@ -385,6 +416,7 @@ static void test_deadline_fails_only_the_running_sample(void **state)
     assert_exactly_once(&a);
     assert_int_equal(a.errs[2], 0);
     assert_int_equal(F.s.tot.timeouts, 1);
+    finish_all();
 }
 
 static void test_cancel_during_retry(void **state)
@@ -413,6 +445,7 @@ static void test_cancel_during_retry(void **state)
     assert_ptr_equal(F.starts[0].w, &w2);
     assert_int_equal(a.results[0] + a.results[1] + a.results[3], 0);
     assert_int_equal(a.results[2], 1);
+    finish_all();
 }
 
 static void test_drain_with_queued_retries(void **state)
@@ -440,6 +473,7 @@ static void test_drain_with_queued_retries(void **state)
     assert_int_equal(F.kills[F.nkill - 1].sig, SIGTERM);
     qd_sched_tick(&F.s, 2011);
     assert_int_equal(F.kills[F.nkill - 1].sig, SIGKILL);
+    finish_all();
 }
 
 static void test_stop_frees_queued_work(void **state)
@@ -458,6 +492,7 @@ static void test_stop_frees_queued_work(void **state)
     assert_true(a.released);
     qd_sched_done(&F.s);
     assert_int_equal(F.s.queued, 0);
+    finish_all();
 }
 
 static void test_queue_full_and_paused(void **state)
@@ -486,6 +521,7 @@ static void test_queue_full_and_paused(void **state)
     F.paused = false;
     qd_sched_dispatch(&F.s, 0);
     assert_int_equal(F.nstart, 1);
+    finish_all();
 }
 
 static void test_start_failure_fails_its_samples(void **state)
@@ -504,6 +540,7 @@ static void test_start_failure_fails_its_samples(void **state)
     assert_int_equal(a.errs[0], -EPIPE);
     assert_int_equal(w.state, QD_W_IDLE);
     assert_null(w.cur);
+    finish_all();
 }
 
 static void test_task_death_and_deadline(void **state)
@@ -531,6 +568,7 @@ static void test_task_death_and_deadline(void **state)
     qd_sched_worker_exit(&F.s, &w2, SIGABRT);
     assert_int_equal(t2.errs[0], QT_EDEADLINE);
     assert_exactly_once(&t2);
+    finish_all();
 }
 
 static void test_retire_waits_for_the_item(void **state)
@@ -551,6 +589,49 @@ static void test_retire_waits_for_the_item(void **state)
     assert_int_equal(qd_sched_live_workers(&F.s), 0);
     assert_int_equal(finish_item(&w, 1), QD_AFTER_RETIRE);
     assert_exactly_once(&a);
+    finish_all();
+}
+
+/* 60 interactive items always waiting (10 ms each) and a submit (items of 4 samples, 10 ms):
+ * the submit gets its share of the worker (20 %: 1 item in 5), not none; with a share of 0,
+ * interactive work always goes first. */
+static void run_contention(uint32_t share, size_t *ret_batch_items)
+{
+    struct tjob inter[60], sub;
+    struct qd_sw w;
+    uint64_t now = 0;
+    size_t batch_items = 0;
+
+    setup_share(4, 100000, share);
+    job_init(&sub, false, 400, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &sub.sj), 0);
+    for (int i = 0; i < 60; i++) {
+        job_init(&inter[i], true, 1, "k");
+        assert_int_equal(qd_sched_admit(&F.s, &inter[i].sj), 0);
+    }
+    worker_up(&w, 1);
+    for (int k = 0; k < 50; k++) {
+        qd_sched_dispatch(&F.s, now);
+        batch_items += last_start(&w)->job == &sub.sj;
+        now += 10;
+        assert_int_equal(finish_item(&w, now), QD_AFTER_IDLE);
+    }
+    *ret_batch_items = batch_items;
+    finish_all();
+}
+
+static void test_batch_share_under_interactive_load(void **state)
+{
+    size_t n;
+
+    (void)state;
+    run_contention(20, &n);
+    assert_in_range(n, 9, 11); /* 20 % of 50 items */
+    run_contention(50, &n);
+    assert_in_range(n, 24, 26);
+    run_contention(0, &n);
+    assert_int_equal(n, 0);
+    finish_all();
 }
 
 static const struct CMUnitTest tests[] = {
@@ -569,6 +650,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_start_failure_fails_its_samples),
     cmocka_unit_test(test_task_death_and_deadline),
     cmocka_unit_test(test_retire_waits_for_the_item),
+    cmocka_unit_test(test_batch_share_under_interactive_load),
 };
 
 QT_TEST_MAIN(tests)
