@@ -3,6 +3,7 @@ client (client/python/qtomo_client.py) and raw frames. Run by ctest with QTOMOD,
 QTOMO_SRC in the environment; needs /usr/bin/python3 with python3-msgpack."""
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -281,6 +282,56 @@ class QtomodTest(unittest.TestCase):
             self.assertTrue(wait_until(lambda: idle_pool(c, 1), 20))
             self.assertEqual(run(c), ref)
         self.assertEqual(d.logtext().count("aside to quarantine"), 2, d.logtext()[-3000:])
+        self.assertEqual(d.stop(), 0)
+
+    def test_deadline_kills_hit_no_innocent_request(self):
+        """Deadline race: two connections submit d = 16 work with deadlines of 1-40 ms, so
+        their workers are killed for deadlines again and again, while a third connection sends
+        ordinary single samples: the third sees no error, every sample of the first two gets
+        exactly one result, and the deadline kills are counted as timeouts only. (The race this
+        guards against, a kill as the item's last answer is in the channel, is rare here; its
+        regression test is test_sched's test_deadline_with_result_in_channel.)"""
+        d = self.start("--kill-grace-ms", "50")
+        rnd = random.Random(2026)
+        heavy = [[rnd.random() + 0.1 for _ in range(256)] for _ in range(24)]
+        good = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv"))
+        stop = threading.Event()
+        problems, counts = [], {"heavy": 0, "light": 0}
+
+        def loader(seed):
+            r = random.Random(seed)
+            with d.client() as c:
+                while not stop.is_set():
+                    got = dict(c.submit(heavy, design="nopovm", methods=("linear", "mle"),
+                                        timeout_ms=r.randint(1, 40)))
+                    if sorted(got) != list(range(len(heavy))):
+                        problems.append("a heavy sample lost or duplicated")
+                    counts["heavy"] += len(got)
+
+        def light():
+            with d.client() as c:
+                while not stop.is_set():
+                    res = c.reconstruct(good[counts["light"] % len(good)], design="nopovm",
+                                        methods=("linear",))
+                    if res["results"][0]["status"] != "ok":
+                        problems.append(res["results"][0].get("error"))
+                    counts["light"] += 1
+
+        threads = [threading.Thread(target=loader, args=(s,)) for s in (1, 2)]
+        threads.append(threading.Thread(target=light))
+        for t in threads:
+            t.start()
+        with d.client() as c:  # until enough workers were killed for deadlines (or 60 s)
+            wait_until(lambda: c.stats()["totals"]["timeouts"] >= 6, 60, step=0.1)
+        stop.set()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(problems, [])
+        self.assertGreater(counts["light"], 0)
+        with d.client() as c:
+            tot = c.stats()["totals"]
+        self.assertGreaterEqual(tot["timeouts"], 6, tot)
+        self.assertEqual(tot["crashes"], 0, tot)
         self.assertEqual(d.stop(), 0)
 
     def test_worker_sigkill_mid_batch(self):
