@@ -2,6 +2,7 @@
 /* Client connections: accept with the peer's credentials, frames in (handed to qd_req.c),
  * writes out with a high-water mark that pauses the connection's batches, and close. */
 #include <grp.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,8 @@ void qd_framer_alloc(struct qp_framer *f, uv_buf_t *b)
 struct wreq {
     uv_write_t req;
     char *data;
+    size_t len;
+    struct sup *s;
 };
 
 static void on_write(uv_write_t *req, int status)
@@ -39,6 +42,8 @@ static void on_write(uv_write_t *req, int status)
     struct conn *c = req->data;
 
     (void)status;
+    w->s->write_bytes -= w->len;
+    w->s->freed_bytes += w->len;
     free(w->data);
     free(w);
     if (c && !c->closing && c->blocked_since &&
@@ -52,6 +57,7 @@ static void on_write(uv_write_t *req, int status)
 void qd_conn_send(struct conn *c, struct qp_writer *w)
 {
     struct wreq *wr;
+    size_t spare;
     uv_buf_t b;
 
     if (c->closing || c->write_failed || w->sb.size == 0) {
@@ -63,11 +69,21 @@ void qd_conn_send(struct conn *c, struct qp_writer *w)
         qp_writer_reset(w);
         return;
     }
-    b = uv_buf_init(w->sb.data, (unsigned)w->sb.size);
+    wr->len = w->sb.size;
+    wr->s = c->s;
+    spare = w->sb.alloc - w->sb.size;
     wr->data = msgpack_sbuffer_release(&w->sb);
     w->start = 0;
+    if (spare > 1024) { /* an sbuffer grows in 8 KB steps: keep only what is used */
+        char *fit = realloc(wr->data, wr->len);
+
+        wr->data = fit ? fit : wr->data;
+    }
+    b = uv_buf_init(wr->data, (unsigned)wr->len);
+    c->s->write_bytes += wr->len;
     wr->req.data = c;
     if (uv_write(&wr->req, (uv_stream_t *)&c->h, &b, 1, on_write) < 0) {
+        c->s->write_bytes -= wr->len;
         free(wr->data);
         free(wr);
         c->write_failed = true;
@@ -139,6 +155,12 @@ void qd_conn_close(struct conn *c)
 
 void qd_conn_tick(struct sup *s, uint64_t now)
 {
+    /* Give the memory of a burst of output back to the system once it is written (or dropped
+     * with its connection): the allocator keeps freed memory otherwise. */
+    if (s->freed_bytes > QD_TRIM_BYTES && s->write_bytes < QD_TRIM_BYTES / 8) {
+        (void)malloc_trim(0);
+        s->freed_bytes = 0;
+    }
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         if (c->write_failed) {

@@ -19,6 +19,7 @@
 
 #define QD_CRASHLOOP_N      5     /* workers failing before ready ... */
 #define QD_CRASHLOOP_WINDOW 30000 /* ... within this many ms stop the daemon */
+#define QD_TRIM_BYTES       (16u << 20) /* freed output that is worth a malloc_trim */
 
 struct sup;
 struct conn;
@@ -99,6 +100,8 @@ struct sup {
     int exit_code;
     uint32_t task_serial;
     char status_line[256];
+    uint64_t write_bytes; /* output queued on all connections */
+    uint64_t freed_bytes; /* output freed since the last malloc_trim */
 };
 
 /* qd_sup.c */
