@@ -352,6 +352,20 @@ class QtomodTest(unittest.TestCase):
         self.assertLess(r["peak_kb"] - r["start_kb"], 40 * 1024, r)
         self.assertLess(r["after_kb"] - r["start_kb"], 12 * 1024, r)
 
+    def test_chaos_short(self):
+        """tests/reliability/chaos.py, short: a 3,000-sample batch while every new worker is
+        SIGKILLed as it starts and a random child every 50 ms: nothing lost, duplicated, failed
+        or different from a clean run, and the daemon stays up (it used to stop in a crash
+        loop and cancel the rest)."""
+        script = os.path.join(SRC, "tests", "reliability", "chaos.py")
+        out = subprocess.run([sys.executable, script, "--qtomod", QTOMOD, "--samples", "3000",
+                              "--interval-ms", "50", "--aim", "starting", "--seconds", "60",
+                              "--json"], capture_output=True, text=True, timeout=280)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr[-2000:])
+        r = json.loads(out.stdout)
+        self.assertGreaterEqual(r["kills"], 10, r)
+        self.assertTrue(r["daemon_up"], r)
+
     def test_worker_sigkill_mid_batch(self):
         d = self.start("--chunk", "4")
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 20
