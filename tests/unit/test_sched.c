@@ -12,7 +12,7 @@
 #include "qd_sched.h"
 #include "qt_test.h"
 
-#define MAXS 64
+#define MAXS 512 /* samples a test job may have */
 
 struct tjob {
     struct qd_job sj;
@@ -109,6 +109,7 @@ static void setup(uint32_t chunk, uint64_t max_queue)
 static void job_init(struct tjob *j, bool interactive, size_t n, const char *key)
 {
     memset(j, 0, sizeof(*j));
+    assert_true(n <= MAXS);
     assert_true(F.njobs < 128);
     F.jobs[F.njobs++] = j;
     j->sj.kind = QD_JOB_SAMPLES;
