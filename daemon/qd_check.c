@@ -10,8 +10,6 @@
 #include "base/qt_status.h"
 #include "num/qt_design.h"
 
-#define BUSY_RETRY_MS 200
-
 static int reject(struct qd_reject *rej, int code, int64_t retry_ms, const char *fmt, ...)
     QT_PRINTF(4, 5);
 
@@ -244,7 +242,7 @@ static int check_peer(const struct qd_check_env *env, const struct qd_peer *peer
     if (env->draining && m != QP_M_STATUS && m != QP_M_STATS && m != QP_M_CANCEL)
         return reject(rej, QT_ST_SHUTTING_DOWN, -1, "the server is shutting down");
     if (needs_workers(m) && peer->inflight >= env->max_inflight)
-        return reject(rej, QT_ST_BUSY, BUSY_RETRY_MS,
+        return reject(rej, QT_ST_BUSY, QD_BUSY_RETRY_MS,
                       "too many requests in flight on this connection");
     return 0;
 }

@@ -14,6 +14,8 @@
 #include "qd_sched.h"
 #include "qp.h"
 
+#define QD_BUSY_RETRY_MS 200 /* the retry hint of a BUSY refusal */
+
 struct qd_check_env {
     uint32_t max_dim, max_batch, max_inflight;
     bool draining;

@@ -15,8 +15,6 @@
 #    define QTOMO_VERSION "0.0.0"
 #endif
 
-#define BUSY_RETRY_MS 200
-
 /* ---- jobs ---- */
 
 static struct djob *find_job(struct conn *c, uint32_t id)
@@ -332,7 +330,7 @@ static void admit(struct conn *c, struct djob *jb)
 
     if (r == -EBUSY)
         qd_conn_send_error(c, jb->req.id, QT_ST_BUSY, "the queue is full; retry later",
-                           BUSY_RETRY_MS);
+                           QD_BUSY_RETRY_MS);
     else if (r < 0)
         qd_conn_send_error(c, jb->req.id, QT_ST_INTERNAL, "out of memory", -1);
     if (r < 0) {
