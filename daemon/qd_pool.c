@@ -174,8 +174,7 @@ static bool start_failure(const struct worker *w, int64_t status, int term_signa
         return true;
     if (!term_signal)
         return status != 0;
-    return term_signal != SIGKILL && term_signal != SIGTERM && term_signal != SIGINT &&
-           term_signal != SIGHUP;
+    return !qd_signal_from_outside(term_signal);
 }
 
 static void note_start_failure(struct sup *s, uint64_t now)

@@ -428,24 +428,39 @@ int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now)
     }
 }
 
-/* The running sample of a dead worker: charged a try, failed at the limit. */
+bool qd_signal_from_outside(int term_signal)
+{
+    return term_signal == SIGKILL || term_signal == SIGTERM || term_signal == SIGINT ||
+           term_signal == SIGHUP;
+}
+
+/* The running sample of a dead worker: charged a crash or a kill, failed at the limit. */
 static void charge(struct qd_sched *s, struct qd_sw *w, struct qd_job *job, size_t col,
                    int term_signal)
 {
-    unsigned tries = (job->state[col] & 0x7fu) + 1u;
+    uint8_t st = job->state[col];
+    unsigned crashes = st & QD_SAMPLE_CRASHES, kills = (st & QD_SAMPLE_KILLS) >> 2;
     char msg[128];
 
-    job->state[col] = (uint8_t)((job->state[col] & QD_SAMPLE_DELIVERED) | tries);
-    if (tries < QD_SCHED_MAX_TRIES) {
+    if (qd_signal_from_outside(term_signal))
+        kills++;
+    else
+        crashes++;
+    job->state[col] = (uint8_t)((st & QD_SAMPLE_DELIVERED) | crashes | kills << 2);
+    if (crashes < QD_SCHED_MAX_CRASHES && kills < QD_SCHED_MAX_KILLS) {
         if (enqueue(s, job, col, 1, true) < 0)
             s->ops.fail(s->ops.ud, job, col, -ENOMEM, "out of memory", w->pid);
         return;
     }
-    if (term_signal)
-        snprintf(msg, sizeof(msg), "the sample crashed %u workers (last: signal %d)", tries,
+    if (kills >= QD_SCHED_MAX_KILLS)
+        snprintf(msg, sizeof(msg),
+                 "%u workers were killed running the sample (last: signal %d; out of memory?)",
+                 kills, term_signal);
+    else if (term_signal)
+        snprintf(msg, sizeof(msg), "the sample crashed %u workers (last: signal %d)", crashes,
                  term_signal);
     else
-        snprintf(msg, sizeof(msg), "the sample crashed %u workers (last: exited)", tries);
+        snprintf(msg, sizeof(msg), "the sample crashed %u workers (last: exited)", crashes);
     s->ops.fail(s->ops.ud, job, col, QT_ECRASHED, msg, w->pid);
 }
 

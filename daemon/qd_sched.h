@@ -13,7 +13,12 @@
 
 #include "base/compiler.h"
 
-#define QD_SCHED_MAX_TRIES 2 /* a sample that was running when this many workers died fails */
+/* A sample that was running when QD_SCHED_MAX_CRASHES workers died of their own fault (a fault
+ * signal, an exit) fails; signals sent from elsewhere (qd_signal_from_outside: an operator, the
+ * OOM killer) say little about the sample, so it takes QD_SCHED_MAX_KILLS of those. A sample
+ * that truly needs more memory than the machine gives still fails, after that many workers. */
+#define QD_SCHED_MAX_CRASHES 2
+#define QD_SCHED_MAX_KILLS   8
 #define QD_SCHED_KEY_LEN   96
 
 enum qd_job_kind { QD_JOB_SAMPLES, QD_JOB_TASK };
@@ -38,12 +43,14 @@ struct qd_job {
     /* scheduler */
     size_t next_col; /* submits: next column to cut */
     size_t done, failed;
-    uint8_t *state; /* per sample: tries in the low bits, QD_SAMPLE_DELIVERED */
+    uint8_t *state; /* per sample: QD_SAMPLE_CRASHES, QD_SAMPLE_KILLS, QD_SAMPLE_DELIVERED */
     unsigned refs;  /* items queued or running, and the scheduler's own loops */
     bool admitted, finished, in_batch;
     struct qd_job *bnext; /* the batch round robin */
 };
 
+#define QD_SAMPLE_CRASHES   0x03u /* workers that died of their own fault running it */
+#define QD_SAMPLE_KILLS     0x7cu /* workers killed from elsewhere running it, << 2 */
 #define QD_SAMPLE_DELIVERED 0x80u
 
 /* A worker as the scheduler sees it; embedded in the pool's worker. */
@@ -161,4 +168,8 @@ void qd_sched_stop(struct qd_sched *s, uint64_t now, uint32_t grace_ms);
 /* Counts for status: workers not retiring, killing or exiting; samples in the interactive
  * queue. */
 unsigned qd_sched_live_workers(const struct qd_sched *s);
+
+/* SIGKILL, SIGTERM, SIGINT, SIGHUP: signals a process gets from elsewhere (an operator, the OOM
+ * killer, a stop), not from a fault of its own. */
+bool qd_signal_from_outside(int term_signal);
 uint64_t qd_sched_queued_interactive(const struct qd_sched *s);

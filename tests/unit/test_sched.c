@@ -282,8 +282,8 @@ static void test_death_charges_only_the_running_sample(void **state)
     answer(&w, 2, 1);
     qd_sched_worker_exit(&F.s, &w, SIGSEGV);
     assert_int_equal(F.s.tot.crashes, 1);
-    assert_int_equal(a.sj.state[2] & 0x7f, 1); /* running: charged */
-    assert_int_equal(a.sj.state[3] & 0x7f, 0); /* never started: not charged */
+    assert_int_equal(a.sj.state[2] & QD_SAMPLE_CRASHES, 1); /* running: charged */
+    assert_int_equal(a.sj.state[3] & QD_SAMPLE_CRASHES, 0); /* never started: not charged */
     assert_int_equal(F.s.queued, 2);
     worker_up(&w2, 2);
     for (int k = 0; k < 2; k++) {
@@ -309,7 +309,7 @@ static void test_death_before_any_answer_charges_nobody(void **state)
     qd_sched_dispatch(&F.s, 0);
     qd_sched_worker_exit(&F.s, &w, SIGKILL);
     for (size_t i = 0; i < 3; i++)
-        assert_int_equal(a.sj.state[i] & 0x7f, 0);
+        assert_int_equal(a.sj.state[i] & (QD_SAMPLE_CRASHES | QD_SAMPLE_KILLS), 0);
     assert_int_equal(F.s.queued, 3);
     qd_sched_finish(&F.s, &a.sj); /* cancelled: the queued retries go */
     assert_int_equal(F.s.queued, 0);
@@ -345,6 +345,51 @@ static void test_poison_fails_alone_after_two_crashes(void **state)
     assert_int_equal(finish_item(&w[2], 1), QD_AFTER_IDLE);
     assert_exactly_once(&b);
     assert_int_equal(b.errs[0], 0);
+    finish_all();
+}
+
+/* Workers killed from elsewhere (an operator, the OOM killer) while a sample runs say little
+ * about the sample: it is retried up to QD_SCHED_MAX_KILLS workers, and a crash of its own still
+ * counts toward QD_SCHED_MAX_CRASHES apart from them. */
+static void test_kills_from_outside_are_not_crashes(void **state)
+{
+    struct tjob a, b;
+    struct qd_sw w[2 * QD_SCHED_MAX_KILLS + 2];
+    int k = 0;
+
+    (void)state;
+    setup(8, 1000);
+    job_init(&a, true, 1, "k");
+    job_init(&b, true, 1, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    for (; k < QD_SCHED_MAX_KILLS - 1; k++) {
+        worker_up(&w[k], k + 1);
+        qd_sched_dispatch(&F.s, 0);
+        assert_ptr_equal(F.starts[F.nstart - 1].job, &a.sj);
+        qd_sched_worker_exit(&F.s, &w[k], k % 2 ? SIGTERM : SIGKILL);
+    }
+    worker_up(&w[k], k + 1); /* one crash of its own: still below both limits */
+    qd_sched_dispatch(&F.s, 0);
+    qd_sched_worker_exit(&F.s, &w[k++], SIGSEGV);
+    assert_int_equal(a.results[0], 0);
+    worker_up(&w[k], k + 1);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(finish_item(&w[k++], 1), QD_AFTER_IDLE);
+    assert_exactly_once(&a);
+    assert_int_equal(a.errs[0], 0);
+    assert_int_equal(F.s.tot.errors, 0);
+    /* A sample whose workers are all killed fails at the limit, alone. */
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    for (int j = 0; j < QD_SCHED_MAX_KILLS; j++, k++) {
+        assert_int_equal(b.results[0], 0);
+        worker_up(&w[k], k + 1);
+        qd_sched_dispatch(&F.s, 2);
+        assert_ptr_equal(F.starts[F.nstart - 1].job, &b.sj);
+        qd_sched_worker_exit(&F.s, &w[k], SIGKILL);
+    }
+    assert_int_equal(b.results[0], 1);
+    assert_int_equal(b.errs[0], QT_ECRASHED);
+    assert_int_equal(F.s.tot.errors, 1);
     finish_all();
 }
 
@@ -642,6 +687,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_death_charges_only_the_running_sample),
     cmocka_unit_test(test_death_before_any_answer_charges_nobody),
     cmocka_unit_test(test_poison_fails_alone_after_two_crashes),
+    cmocka_unit_test(test_kills_from_outside_are_not_crashes),
     cmocka_unit_test(test_deadline_with_result_in_channel),
     cmocka_unit_test(test_deadline_fails_only_the_running_sample),
     cmocka_unit_test(test_cancel_during_retry),
