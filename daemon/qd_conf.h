@@ -46,7 +46,9 @@
     X("worker-max-rss-mb", U, worker_max_rss_mb, "2048", 0, 1u << 20,                              \
       "recycle a worker whose resident memory exceeds this; 0: never")                             \
     X("write-high-water-kb", U, write_high_kb, "8192", 64, 1u << 20,                               \
-      "pause a connection's batches while this much output is queued")                             \
+      "stop reading a connection and pause its batches while this much output is queued")          \
+    X("max-output-mb", U, max_output_mb, "512", 0, 1u << 20,                                       \
+      "output queued on all connections before those holding most of it stop too; 0: no limit")    \
     X("idle-write-timeout-ms", U, idle_write_ms, "60000", 100, 86400000,                           \
       "close a connection that has not read its output for this long")                             \
     X("log-level", U, log_level, "6", 3, 7, "3 errors ... 6 info, 7 debug")

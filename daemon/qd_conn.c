@@ -29,6 +29,9 @@ void qd_framer_alloc(struct qp_framer *f, uv_buf_t *b)
 
 /* ---- writing ---- */
 
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+
 struct wreq {
     uv_write_t req;
     char *data;
@@ -36,22 +39,65 @@ struct wreq {
     struct sup *s;
 };
 
+static void flow_update(struct conn *c, uint64_t now);
+
+/* Connections stopped for the total may go on when another's output is written. */
+static void flow_update_all(struct sup *s, uint64_t now)
+{
+    for (struct conn *c = s->conns; c && s->n_blocked; c = c->next)
+        if (c->blocked_since)
+            flow_update(c, now);
+}
+
+/* Stops or restarts a connection as qd_flow decides: a stopped one is not read (no new
+ * requests) and gets no new batch items; items already running still send their results. */
+static void flow_update(struct conn *c, uint64_t now)
+{
+    struct sup *s = c->s;
+    const struct qd_flow_limits lim = {(uint64_t)s->conf.write_high_kb << 10,
+                                       (uint64_t)s->conf.max_output_mb << 20};
+    bool was = c->blocked_since != 0;
+    bool stop = qd_flow_stopped(&lim, c->out_bytes, s->write_bytes, s->n_conns, was);
+
+    if (stop == was || c->closing)
+        return;
+    if (stop) {
+        c->blocked_since = now ? now : 1;
+        s->n_blocked++;
+        uv_read_stop((uv_stream_t *)&c->h);
+        qd_debug("conn %llu: %llu bytes of output queued (%llu in all): stopped", c->serial,
+                 (unsigned long long)c->out_bytes, (unsigned long long)s->write_bytes);
+        return;
+    }
+    c->blocked_since = 0;
+    s->n_blocked--;
+    if (!c->write_failed)
+        uv_read_start((uv_stream_t *)&c->h, conn_alloc, conn_read);
+    qd_sched_dispatch(&s->sched, now); /* its batches may go on */
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct wreq *w = (struct wreq *)req;
     struct conn *c = req->data;
+    struct sup *s = w->s;
+    bool total_was_over = s->write_bytes > (uint64_t)s->conf.max_output_mb << 20;
 
-    (void)status;
-    w->s->write_bytes -= w->len;
-    w->s->freed_bytes += w->len;
+    s->write_bytes -= w->len;
+    s->freed_bytes += w->len;
+    if (c) {
+        c->out_bytes -= w->len;
+        if (status < 0 && status != UV_ECANCELED)
+            c->write_failed = true; /* the peer is gone: closed at the next tick */
+    }
     free(w->data);
     free(w);
-    if (c && !c->closing && c->blocked_since &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->h) <
-            (size_t)c->s->conf.write_high_kb * 512) {
-        c->blocked_since = 0; /* below the low-water mark: its batches may go on */
-        qd_sched_dispatch(&c->s->sched, qd_now_ms(c->s));
-    }
+    if (!c || c->closing)
+        return;
+    c->wrote_ms = qd_now_ms(s);
+    flow_update(c, c->wrote_ms);
+    if (total_was_over && s->n_blocked)
+        flow_update_all(s, c->wrote_ms);
 }
 
 void qd_conn_send(struct conn *c, struct qp_writer *w)
@@ -80,19 +126,17 @@ void qd_conn_send(struct conn *c, struct qp_writer *w)
         wr->data = fit ? fit : wr->data;
     }
     b = uv_buf_init(wr->data, (unsigned)wr->len);
-    c->s->write_bytes += wr->len;
     wr->req.data = c;
     if (uv_write(&wr->req, (uv_stream_t *)&c->h, &b, 1, on_write) < 0) {
-        c->s->write_bytes -= wr->len;
         free(wr->data);
         free(wr);
         c->write_failed = true;
         uv_read_stop((uv_stream_t *)&c->h);
         return;
     }
-    if (!c->blocked_since && uv_stream_get_write_queue_size((uv_stream_t *)&c->h) >
-                                 (size_t)c->s->conf.write_high_kb * 1024)
-        c->blocked_since = qd_now_ms(c->s);
+    c->s->write_bytes += wr->len;
+    c->out_bytes += wr->len;
+    flow_update(c, qd_now_ms(c->s));
 }
 
 void qd_conn_send_error(struct conn *c, uint32_t id, int code, const char *msg, int64_t retry)
@@ -142,6 +186,8 @@ void qd_conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    if (c->blocked_since)
+        s->n_blocked--;
     qd_req_conn_gone(c); /* closing the connection cancels everything on it */
     if (c->prev)
         c->prev->next = c->next;
@@ -164,14 +210,16 @@ void qd_conn_tick(struct sup *s, uint64_t now)
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         if (c->write_failed) {
-            qd_notice("conn %llu uid %u: cannot write to it; closing", c->serial,
-                      (unsigned)c->uid);
+            qd_notice("conn %llu uid %u: cannot write to it; closing", c->serial, (unsigned)c->uid);
             qd_conn_close(c);
             continue;
         }
-        if (c->blocked_since && now - c->blocked_since > s->conf.idle_write_ms) {
-            qd_notice("conn %llu uid %u: not reading its results for %u ms; closing", c->serial,
-                      (unsigned)c->uid, s->conf.idle_write_ms);
+        if (c->blocked_since &&
+            now - QT_MAX(c->blocked_since, c->wrote_ms) > s->conf.idle_write_ms) {
+            qd_notice("conn %llu uid %u: not reading its results for %u ms (%llu bytes queued); "
+                      "closing",
+                      c->serial, (unsigned)c->uid, s->conf.idle_write_ms,
+                      (unsigned long long)c->out_bytes);
             qd_conn_send_bye(c, "idle", 0);
             qd_conn_close(c);
             continue;

@@ -415,6 +415,9 @@ static void fill_status(struct sup *s, struct qp_status *st, bool stats)
     st->timeouts = s->sched.tot.timeouts;
     st->crashes = s->sched.tot.crashes;
     st->recycled = s->recycled;
+    st->output_queued = s->write_bytes;
+    st->conns = s->n_conns;
+    st->conns_stopped = s->n_blocked;
     for (struct worker *w = s->workers; w; w = w->next)
         k++;
     st->workers = calloc(k ? k : 1, sizeof(*st->workers));

@@ -14,6 +14,7 @@
 
 #include "qd.h"
 #include "qd_check.h"
+#include "qd_flow.h"
 #include "qd_sched.h"
 #include "qp.h"
 
@@ -71,7 +72,9 @@ struct conn {
     bool admin, hello_done, closing;
     bool write_failed; /* a write could not be queued: closed at the next tick, never inside a
                           send (its callers may still hold its jobs) */
-    uint64_t blocked_since; /* write queue above the high-water mark since (ms), 0: not */
+    uint64_t blocked_since; /* stopped by qd_flow (no reads, no batch items) since (ms), 0: not */
+    uint64_t out_bytes;     /* output queued on it, not yet taken by the socket */
+    uint64_t wrote_ms;      /* when the socket last took some of it */
 };
 
 struct sup {
@@ -101,6 +104,7 @@ struct sup {
     uint32_t task_serial;
     char status_line[256];
     uint64_t write_bytes; /* output queued on all connections */
+    unsigned n_blocked;   /* connections stopped by qd_flow */
     uint64_t freed_bytes; /* output freed since the last malloc_trim */
 };
 

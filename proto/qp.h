@@ -348,6 +348,7 @@ struct qp_status {
     uint64_t cache_bytes, cache_files, cache_budget;
     bool has_stats;
     uint64_t items, errors, timeouts, crashes, recycled;
+    uint64_t output_queued, conns, conns_stopped; /* stats: output flow (0 from older servers) */
     struct qp_worker_info *workers; /* n_worker_info entries; malloc'd by the decoder */
     size_t n_worker_info;
 };

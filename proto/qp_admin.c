@@ -161,7 +161,7 @@ int qp_pack_status_result(struct qp_writer *w, uint32_t id, const struct qp_stat
     msgpack_packer *pk = &w->pk;
 
     qp_begin_response(w, id);
-    (void)msgpack_pack_map(pk, s->has_stats ? 7 : 5);
+    (void)msgpack_pack_map(pk, s->has_stats ? 8 : 5);
     qp_pack_key(pk, "uptime_s");
     (void)msgpack_pack_double(pk, s->uptime_s);
     qp_pack_key(pk, "queue");
@@ -195,6 +195,14 @@ int qp_pack_status_result(struct qp_writer *w, uint32_t id, const struct qp_stat
         (void)msgpack_pack_uint64(pk, s->crashes);
         qp_pack_key(pk, "recycled");
         (void)msgpack_pack_uint64(pk, s->recycled);
+        qp_pack_key(pk, "output");
+        (void)msgpack_pack_map(pk, 3);
+        qp_pack_key(pk, "queued");
+        (void)msgpack_pack_uint64(pk, s->output_queued);
+        qp_pack_key(pk, "connections");
+        (void)msgpack_pack_uint64(pk, s->conns);
+        qp_pack_key(pk, "stopped");
+        (void)msgpack_pack_uint64(pk, s->conns_stopped);
         qp_pack_key(pk, "workers");
         (void)msgpack_pack_array(pk, s->n_worker_info);
         for (size_t i = 0; i < s->n_worker_info; i++) {
@@ -258,7 +266,7 @@ int qp_decode_status_result(const msgpack_object *result, struct qp_status *s,
                             struct qt_diag *reterr)
 {
     const msgpack_object *q = qp_get(result, "queue"), *c = qp_get(result, "cache"),
-                         *t = qp_get(result, "totals");
+                         *t = qp_get(result, "totals"), *o;
     int r;
 
     memset(s, 0, sizeof(*s));
@@ -285,6 +293,12 @@ int qp_decode_status_result(const msgpack_object *result, struct qp_status *s,
         need_u64(t, "timeouts", UINT64_MAX, &s->timeouts, reterr) < 0 ||
         need_u64(t, "crashes", UINT64_MAX, &s->crashes, reterr) < 0 ||
         need_u64(t, "recycled", UINT64_MAX, &s->recycled, reterr) < 0)
+        return QT_EPARSE;
+    o = qp_get(result, "output");
+    if (o && (need_map(o, "output", reterr) < 0 ||
+              need_u64(o, "queued", UINT64_MAX, &s->output_queued, reterr) < 0 ||
+              need_u64(o, "connections", UINT64_MAX, &s->conns, reterr) < 0 ||
+              need_u64(o, "stopped", UINT64_MAX, &s->conns_stopped, reterr) < 0))
         return QT_EPARSE;
     r = decode_workers(qp_get(result, "workers"), s, reterr);
     if (r < 0)

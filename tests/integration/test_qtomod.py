@@ -335,6 +335,67 @@ class QtomodTest(unittest.TestCase):
         self.assertEqual(tot["crashes"], 0, tot)
         self.assertEqual(d.stop(), 0)
 
+    def test_output_is_bounded_per_connection_and_in_total(self):
+        """Clients that never read: one floods reconstruct requests, twelve submit batches. The
+        flooder stops being read at its high-water mark; the batches stop at their share once
+        all output passes max-output-mb; a client that reads is served all along. Queued output
+        stays within the limit plus what stopped connections' running items still send."""
+        high_kb, total_mb = 256, 1
+        d = self.start("--write-high-water-kb", str(high_kb), "--max-output-mb", str(total_mb),
+                       "--chunk", "4", "--idle-write-timeout-ms", "600000")
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv"))
+        socks = []
+
+        def raw(msgs):
+            s = socket.socket(socket.AF_UNIX)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(d.sock)
+            s.setblocking(False)
+            socks.append(s)
+            data = b"".join(struct.pack(">I", len(b)) + b
+                            for b in (msgpack.packb(m, use_bin_type=True) for m in msgs))
+            return s, data
+
+        def push(s, data):  # what the daemon reads; the rest waits in our buffer
+            try:
+                return data[s.send(data):]
+            except BlockingIOError:
+                return data
+
+        job = {"values": q.matrix_array(cols[:1]), "design": "nopovm", "methods": ["linear"],
+               "options": {}}
+        flood = raw([[0, 1, "hello", [{"proto": [1, 0]}]]] +
+                    [[0, 2 + i, "reconstruct", [job]] for i in range(20000)])
+        batch = {"values": q.matrix_array(cols * 400), "design": "nopovm",
+                 "methods": ["linear"], "options": {}}
+        pending = [flood] + [raw([[0, 1, "hello", [{"proto": [1, 0]}]], [0, 2, "submit", [batch]]])
+                             for _ in range(12)]
+        slack = 14 * 64 * 1024  # items running for stopped connections, a read's requests
+
+        def stats():
+            with d.client() as c:
+                return c.stats()
+
+        def filled():
+            for i, (s, data) in enumerate(pending):
+                pending[i] = (s, push(s, data))
+            o = stats()["output"]
+            self.assertLessEqual(o["queued"], total_mb * 2**20 + slack, o)
+            return o["stopped"] >= 13
+        self.assertTrue(wait_until(filled, 240, 0.1), stats())
+        self.assertTrue(pending[0][1], "the flooder's requests were all read")
+        # A client that reads is served while the others hold their output.
+        with d.client() as c:
+            got = list(c.submit(cols * 20, design="nopovm", methods=("linear",)))
+            self.assertEqual(len(got), len(cols) * 20)
+            self.assertEqual(c.last_totals["n_ok"], len(cols) * 20)
+            o = c.stats()["output"]
+        self.assertLessEqual(o["queued"], total_mb * 2**20 + slack, o)
+        for s in socks:
+            s.close()
+        self.assertTrue(wait_until(lambda: stats()["output"]["queued"] == 0, 60), stats())
+        self.assertEqual(d.stop(), 0)
+
     def test_memory_of_unread_output_is_given_back(self):
         """10 clients submit 1,000 samples each and never read (tests/reliability/
         slow_readers.py): queued frames hold only their bytes, not an 8 KB buffer each (peak
@@ -524,11 +585,12 @@ class QtomodTest(unittest.TestCase):
                                      "methods": ["linear"], "options": {}}]]):
             b = msgpack.packb(m, use_bin_type=True)
             s.sendall(struct.pack(">I", len(b)) + b)
-        time.sleep(4)  # never read: the daemon stops feeding it, then closes it
+        # Never read: the daemon stops feeding it, then closes it.
+        self.assertTrue(wait_until(lambda: "not reading its results" in d.logtext(), 120),
+                        d.logtext())
         with d.client() as c:
             st = c.status()
             self.assertEqual(st["inflight"], 0)
-        self.assertIn("not reading its results", d.logtext())
         s.close()
         self.assertEqual(d.stop(), 0)
 

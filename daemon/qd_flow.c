@@ -1,0 +1,16 @@
+/* Output flow control (qd_flow.h). */
+#include "qd_flow.h"
+
+bool qd_flow_stopped(const struct qd_flow_limits *l, uint64_t out, uint64_t total, unsigned conns,
+                     bool now)
+{
+    uint64_t share = l->total / (conns ? conns : 1);
+
+    if (share < QD_FLOW_MIN_SHARE)
+        share = QD_FLOW_MIN_SHARE;
+    if (!now)
+        return out > l->high || (l->total && total > l->total && out > share);
+    if (out > l->high / 2)
+        return true;
+    return l->total && total > l->total / 8 * 7 && out > share / 2;
+}

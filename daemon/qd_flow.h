@@ -1,0 +1,27 @@
+/* Output flow control as plain code: when a connection's queued output (results it has not read
+ * yet) must stop it, and when it may go on. A stopped connection gets no new batch items and its
+ * socket is not read (no new requests), so what it can still make the daemon queue is bounded
+ * by the items already running and the requests already read. Two limits with hysteresis:
+ *  - its own output above `high` (write-high-water-kb) stops it; at or below high / 2 it goes on;
+ *  - all connections' output above `total` (max-output-mb) also stops every connection holding
+ *    more than its fair share (total / connections, at least QD_FLOW_MIN_SHARE), until the total
+ *    is back to 7/8 of the limit or its own output to half its share; clients that read their
+ *    results hold almost nothing and are not stopped for those that do not.
+ * So all output stays below `total` plus what stopped connections can still be sent.
+ * No I/O; the glue in qd_conn.c calls it when output is queued or written. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define QD_FLOW_MIN_SHARE (64u << 10)
+
+struct qd_flow_limits {
+    uint64_t high;  /* bytes queued on one connection */
+    uint64_t total; /* bytes queued on all connections; 0: no total limit */
+};
+
+/* Whether a connection with `out` bytes queued, `total` on all `conns` connections, should be
+ * stopped, given whether it is stopped now. */
+bool qd_flow_stopped(const struct qd_flow_limits *l, uint64_t out, uint64_t total, unsigned conns,
+                     bool now);
