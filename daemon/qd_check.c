@@ -76,8 +76,8 @@ static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, s
     struct qt_diag dg = {0};
     int kind, r;
 
-    r = qp_decode_job(msg->params, (enum qp_method)msg->method, env->max_dim, env->max_batch, j,
-                      &dg);
+    r = qp_decode_job_ref(msg->params, (enum qp_method)msg->method, env->max_dim, env->max_batch, j,
+                          &dg);
     if (r < 0)
         return reject_err(rej, r, &dg);
     if (j->n == 0)

@@ -24,7 +24,10 @@ void qd_framer_alloc(struct qp_framer *f, uv_buf_t *b)
         *b = uv_buf_init(NULL, 0);
         return;
     }
-    *b = uv_buf_init((char *)p, (unsigned)(n > UINT32_MAX ? UINT32_MAX : n));
+    /* One read copies at most QD_READ_MAX: a large frame arrives over many loop iterations
+     * (libuv reads a stream up to 32 times in one), not in one long copy that holds up
+     * everybody else. */
+    *b = uv_buf_init((char *)p, (unsigned)QT_MIN(n, (size_t)QD_READ_MAX));
 }
 
 /* ---- writing ---- */

@@ -74,7 +74,8 @@ int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, siz
     } else {
         const struct qp_job *j = &jb->req.job;
 
-        r = qp_pack_chunk(&wr, ++s->task_serial, j->values + j->m * c0, j->m, n, c0,
+        r = qp_pack_chunk(&wr, ++s->task_serial,
+                          (const uint8_t *)j->values_le + j->m * c0 * sizeof(double), j->m, n, c0,
                           jb->fields.data, jb->fields.size, jb->nfields, UINT32_MAX);
     }
     if (r == 0)
@@ -246,13 +247,18 @@ static int on_result(struct worker *w, const struct qp_msg *msg, struct qt_diag 
     return 0;
 }
 
+/* Recycles a worker past its item count or its memory limit. Its memory is read from /proc at
+ * most every QD_RSS_CHECK_MS (reading it after every item cost 5 % of the loop's time). */
 static void maybe_recycle(struct worker *w)
 {
     struct sup *s = w->s;
+    uint64_t now = qd_now_ms(s);
+    bool check_rss = s->conf.worker_max_rss_mb && now - w->rss_checked_ms >= QD_RSS_CHECK_MS;
 
+    if (check_rss)
+        w->rss_checked_ms = now;
     if ((s->conf.worker_max_jobs && w->sw.items >= w->max_jobs) ||
-        (s->conf.worker_max_rss_mb &&
-         qd_pool_rss_kb(w->pid) > (uint64_t)s->conf.worker_max_rss_mb * 1024)) {
+        (check_rss && qd_pool_rss_kb(w->pid) > (uint64_t)s->conf.worker_max_rss_mb * 1024)) {
         qd_info("worker %d recycled after %llu samples", w->pid, (unsigned long long)w->sw.items);
         s->recycled++;
         qd_pool_retire(w);

@@ -59,6 +59,7 @@ static void job_unlink_free(struct djob *jb)
             jb->next->prev = jb->prev;
     }
     qd_req_done(&jb->req);
+    free(jb->values_buf);
     msgpack_sbuffer_destroy(&jb->task);
     msgpack_sbuffer_destroy(&jb->fields);
     free(jb);
@@ -340,12 +341,34 @@ static void admit(struct conn *c, struct djob *jb)
     qd_sched_dispatch(&c->s->sched, qd_now_ms(c->s));
 }
 
-static void req_samples(struct conn *c, struct qd_req *req)
+/* The checked job's values still point into the frame being read (qp_decode_job_ref): keep
+ * that frame's buffer when it is large, so that a 50 MB submit is not copied on the loop, and
+ * copy the values of a small one. */
+static int own_values(struct djob *jb, struct conn *c, bool large)
+{
+    struct qp_job *j = &jb->req.job;
+    size_t bytes = j->m * j->n * sizeof(double);
+
+    if (!j->values_le)
+        return 0;
+    if (large && (jb->values_buf = qp_framer_take(&c->fr)) != NULL)
+        return 0;
+    jb->values_buf = malloc(bytes ? bytes : 1);
+    if (!jb->values_buf)
+        return -ENOMEM;
+    memcpy(jb->values_buf, j->values_le, bytes);
+    j->values_le = jb->values_buf;
+    return 0;
+}
+
+static void req_samples(struct conn *c, struct qd_req *req, bool large)
 {
     struct djob *jb = job_new(c, req);
     msgpack_packer pk;
 
-    if (!jb) {
+    if (!jb || own_values(jb, c, large) < 0) {
+        if (jb)
+            job_end(jb);
         qd_conn_send_error(c, req->id, QT_ST_INTERNAL, "out of memory", -1);
         return;
     }
@@ -575,7 +598,7 @@ static int find_custom(void *ud, const char *id, size_t d, size_t m, size_t *ret
     return 0;
 }
 
-static void dispatch_request(struct conn *c, struct qd_req *req)
+static void dispatch_request(struct conn *c, struct qd_req *req, uint32_t len)
 {
     switch (req->method) {
     case QP_M_HELLO:
@@ -583,7 +606,7 @@ static void dispatch_request(struct conn *c, struct qd_req *req)
         break;
     case QP_M_RECONSTRUCT:
     case QP_M_SUBMIT:
-        req_samples(c, req);
+        req_samples(c, req, len >= QD_TAKE_FRAME_BYTES);
         break;
     case QP_M_DESIGN_PUT:
     case QP_M_CACHE_WARM:
@@ -631,7 +654,7 @@ void qd_req_frame(struct conn *c, const uint8_t *body, uint32_t len)
             qd_conn_close(c);
         }
     } else {
-        dispatch_request(c, &req);
+        dispatch_request(c, &req, len);
         qd_req_done(&req);
     }
     qp_msg_done(&msg);

@@ -18,8 +18,11 @@
 #include "qd_sched.h"
 #include "qp.h"
 
-#define QD_CRASHLOOP_N      5     /* workers failing before ready ... */
-#define QD_CRASHLOOP_WINDOW 30000 /* ... within this many ms stop the daemon */
+#define QD_CRASHLOOP_N      5           /* workers failing before ready ... */
+#define QD_CRASHLOOP_WINDOW 30000       /* ... within this many ms stop the daemon */
+#define QD_RSS_CHECK_MS     250         /* a worker's RSS is read at most this often */
+#define QD_READ_MAX         (64u << 10) /* bytes one read of a connection or channel copies */
+#define QD_TAKE_FRAME_BYTES (1u << 20)  /* a request frame this large is kept, not copied */
 #define QD_TRIM_BYTES       (16u << 20) /* freed output that is worth a malloc_trim */
 
 struct sup;
@@ -36,6 +39,7 @@ struct djob {
     msgpack_sbuffer task;   /* tasks: the params map forwarded to a worker */
     msgpack_sbuffer fields; /* samples: the job's fixed fields, packed once for every item */
     size_t nfields;
+    void *values_buf; /* samples: holds req.job.values_le (a large frame's buffer, or a copy) */
 };
 
 static inline struct djob *djob_of(struct qd_job *j)
@@ -56,6 +60,7 @@ struct worker {
     bool faulty;    /* we killed it for a bad channel message */
     bool sigkilled; /* SIGKILL sent (logged once) */
     uint64_t max_jobs, generation;
+    uint64_t rss_checked_ms; /* maybe_recycle last read its RSS */
 };
 
 struct conn {
@@ -70,8 +75,8 @@ struct conn {
     gid_t gid;
     pid_t pid;
     bool admin, hello_done, closing;
-    bool write_failed; /* a write could not be queued: closed at the next tick, never inside a
-                          send (its callers may still hold its jobs) */
+    bool write_failed;      /* a write could not be queued: closed at the next tick, never inside a
+                               send (its callers may still hold its jobs) */
     uint64_t blocked_since; /* stopped by qd_flow (no reads, no batch items) since (ms), 0: not */
     uint64_t out_bytes;     /* output queued on it, not yet taken by the socket */
     uint64_t wrote_ms;      /* when the socket last took some of it */

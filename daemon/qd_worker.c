@@ -144,10 +144,23 @@ static void test_hooks(const double *y)
         for (;;)
             pause();
 }
+
+/* QTOMO_TEST_WORKER_START_MS: a slow start-up, so that tests can hit workers while they start. */
+static void test_start_delay(void)
+{
+    const char *v = getenv("QTOMO_TEST_WORKER_START_MS");
+
+    if (v)
+        (void)usleep((useconds_t)strtoul(v, NULL, 10) * 1000u);
+}
 #else
 static void test_hooks(const double *y)
 {
     (void)y;
+}
+
+static void test_start_delay(void)
+{
 }
 #endif
 
@@ -430,6 +443,7 @@ int qd_worker_main(const struct qd_conf *conf)
         return QD_EXIT_INIT;
     }
     qp_writer_init(&w.out);
+    test_start_delay();
     if (qp_pack_w_ready(&w.out) < 0 || flush_out(&w) < 0) {
         r = QD_EXIT_INIT;
         goto out;

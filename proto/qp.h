@@ -49,7 +49,7 @@ enum qp_dir { QP_C2S_REQUEST, QP_S2C_NOTIFY, QP_W2S_NOTIFY };
     X(BYE, "bye", QP_S2C_NOTIFY, false, "the server is about to close the connection")         \
     X(PROTOCOL_ERROR, "protocol_error", QP_S2C_NOTIFY, false,                                  \
       "an unreadable frame; the server closes the connection")                                 \
-    X(W_READY, "w.ready", QP_W2S_NOTIFY, false, "worker channel: the worker takes work")         \
+    X(W_READY, "w.ready", QP_W2S_NOTIFY, false, "worker channel: the worker takes work")       \
     X(W_RESULT, "w.result", QP_W2S_NOTIFY, false, "worker channel: one sample's results")
 
 #define QP_METHOD_ENUM_(E, n, d, a, s) QP_M_##E,
@@ -147,7 +147,7 @@ void qp_pack_str(msgpack_packer *pk, const char *s);
 void qp_pack_key(msgpack_packer *pk, const char *key); /* same as qp_pack_str */
 /* {dtype: "f64le", shape: [n], data: bin} and the complex d x d column-major variant. */
 void qp_pack_f64v(msgpack_packer *pk, const double *v, size_t n);
-void qp_pack_f64m(msgpack_packer *pk, const double *v, size_t rows, size_t cols);
+void qp_pack_f64m(msgpack_packer *pk, const void *v_le, size_t rows, size_t cols); /* doubles */
 void qp_pack_c128m(msgpack_packer *pk, const double complex *v, size_t rows, size_t cols);
 
 /* ---- reading values ---- */
@@ -203,7 +203,9 @@ QT_NODISCARD int qp_decode_hello_result(const msgpack_object *result, struct qp_
 
 /* A reconstruction request: one sample (reconstruct, n = 1) or a batch (submit). */
 struct qp_job {
-    double *values; /* m x n column-major (owned) */
+    double *values;        /* m x n column-major (owned); NULL after qp_decode_job_ref */
+    const void *values_le; /* qp_decode_job_ref: the same values as m x n little-endian doubles
+                              in the message, borrowed (unaligned; read them with memcpy) */
     size_t m, n;
     char design[16];    /* built-in design name or "custom" */
     char design_id[64]; /* custom: the id from design.put */
@@ -225,6 +227,10 @@ QT_NODISCARD int qp_pack_job(struct qp_writer *w, uint32_t id, enum qp_method m,
 /* Decodes reconstruct/submit params (bounded by max_dim and max_batch). Errors name the field. */
 QT_NODISCARD int qp_decode_job(const msgpack_object *params, enum qp_method m, size_t max_dim,
                                size_t max_batch, struct qp_job *j, struct qt_diag *reterr);
+/* The same checks without copying the values: j->values_le points into the message's buffer,
+ * which must outlive its use (a server keeps a large frame's buffer instead of copying it). */
+QT_NODISCARD int qp_decode_job_ref(const msgpack_object *params, enum qp_method m, size_t max_dim,
+                                   size_t max_batch, struct qp_job *j, struct qt_diag *reterr);
 
 /* One sample's results: the fields of the `qtomoctl --json` record (method, dim, status, rho,
  * metrics, warnings, error), one map per method. */
@@ -310,7 +316,7 @@ QT_NODISCARD int qp_write_error_totals(struct qp_writer *w, uint32_t id, int cod
 
 struct qp_error {
     int code;
-    char message[256]; /* truncated to fit */
+    char message[256];      /* truncated to fit */
     int64_t retry_after_ms; /* -1 when absent */
     bool has_totals;
     struct qp_totals totals;
@@ -361,10 +367,10 @@ void qp_status_done(struct qp_status *s); /* frees what the decoder allocated */
 
 /* design.put: params {design: JSON text}; the decoder points into the message (valid until
  * qp_msg_done). Result {id}. */
-QT_NODISCARD int qp_pack_design_put(struct qp_writer *w, uint32_t id, const char *text,
-                                    size_t len, uint32_t max_frame);
-QT_NODISCARD int qp_decode_design_put(const msgpack_object *params, const char **text,
-                                      size_t *len, struct qt_diag *reterr);
+QT_NODISCARD int qp_pack_design_put(struct qp_writer *w, uint32_t id, const char *text, size_t len,
+                                    uint32_t max_frame);
+QT_NODISCARD int qp_decode_design_put(const msgpack_object *params, const char **text, size_t *len,
+                                      struct qt_diag *reterr);
 QT_NODISCARD int qp_pack_id_result(struct qp_writer *w, uint32_t id, const char *design_id,
                                    uint32_t max_frame);
 QT_NODISCARD int qp_decode_id_result(const msgpack_object *result, char *buf, size_t len,
@@ -382,13 +388,14 @@ QT_NODISCARD int qp_decode_cache_list_result(const msgpack_object *result,
 
 /* cache.warm params {items: [{design, d}...]}; the decoder mallocs *ret. */
 #define QP_MAX_WARM_ITEMS 256u
+
 struct qp_design_d {
     char design[16];
     size_t d;
 };
+
 QT_NODISCARD int qp_pack_cache_warm(struct qp_writer *w, uint32_t id,
-                                    const struct qp_design_d *items, size_t n,
-                                    uint32_t max_frame);
+                                    const struct qp_design_d *items, size_t n, uint32_t max_frame);
 QT_NODISCARD int qp_decode_cache_warm(const msgpack_object *params, size_t max_dim,
                                       struct qp_design_d **ret, size_t *ret_n,
                                       struct qt_diag *reterr);
@@ -398,6 +405,7 @@ struct qp_damaged {
     char name[96];
     char reason[256];
 };
+
 QT_NODISCARD int qp_pack_verify_result(struct qp_writer *w, uint32_t id, uint64_t checked,
                                        const struct qp_damaged *dm, size_t n, uint32_t max_frame);
 QT_NODISCARD int qp_decode_verify_result(const msgpack_object *result, uint64_t *checked,
@@ -430,6 +438,6 @@ QT_NODISCARD int qp_decode_w_result(const msgpack_object *params, struct qp_w_re
 size_t qp_pack_job_fields(msgpack_packer *pk, const struct qp_job *j);
 /* A submit item for a worker: {values: m x n columns, <fields>, first_index}, where fields are
  * qp_pack_job_fields' bytes relayed as they are (nf entries). */
-QT_NODISCARD int qp_pack_chunk(struct qp_writer *w, uint32_t id, const double *values, size_t m,
+QT_NODISCARD int qp_pack_chunk(struct qp_writer *w, uint32_t id, const void *values_le, size_t m,
                                size_t n, size_t first_index, const void *fields, size_t len,
                                size_t nf, uint32_t max_frame);

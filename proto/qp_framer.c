@@ -46,6 +46,24 @@ void qp_framer_consume(struct qp_framer *f)
     }
 }
 
+void *qp_framer_take(struct qp_framer *f)
+{
+    size_t left = f->len - f->off, cap = QT_MAX(left, (size_t)QP_FRAMER_CHUNK);
+    uint8_t *nb, *old = f->buf;
+
+    if (!f->off || f->err)
+        return NULL;
+    nb = malloc(cap);
+    if (!nb)
+        return NULL;
+    memcpy(nb, f->buf + f->off, left);
+    f->buf = nb;
+    f->cap = cap;
+    f->len = left;
+    f->off = 0;
+    return old;
+}
+
 int qp_framer_space(struct qp_framer *f, size_t hint, uint8_t **ret_ptr, size_t *ret_len)
 {
     size_t pending, want;

@@ -85,6 +85,12 @@ QT_NODISCARD int qp_framer_next(struct qp_framer *f, uint32_t max_frame, const u
  * reallocated down to QP_FRAMER_CHUNK (kept as is if that fails). */
 void qp_framer_consume(struct qp_framer *f);
 
+/* Hands the buffer that holds the frames qp_framer_next returned (their bodies stay valid) to
+ * the caller, who frees it; the bytes not yet returned move to a new buffer. Lets a reader keep
+ * a large frame's body without copying it. Returns the buffer, or NULL (nothing changed) when
+ * no frame was returned since the last consume or no memory is left for the rest. */
+void *qp_framer_take(struct qp_framer *f);
+
 /* Bytes held that qp_framer_next has not returned: 0 at a clean end of stream, otherwise the
  * start of a frame that an end of stream cut short. */
 size_t qp_framer_pending(const struct qp_framer *f);

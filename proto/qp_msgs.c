@@ -87,14 +87,15 @@ int qp_read_str(const msgpack_object *o, const char *field, char *buf, size_t le
     return 0;
 }
 
-int qp_read_array(const msgpack_object *o, const char *field, bool complex_, size_t rank,
-                  size_t *shape, size_t max_elems, void **ret, struct qt_diag *reterr)
+/* Checks a bulk array and returns its data (bin) object. */
+static int read_array_data(const msgpack_object *o, const char *field, bool complex_, size_t rank,
+                           size_t *shape, size_t max_elems, const msgpack_object **ret,
+                           struct qt_diag *reterr)
 {
     const char *dtype = complex_ ? "c128le" : "f64le";
     const msgpack_object *dt = qp_get(o, "dtype"), *sh = qp_get(o, "shape"),
                          *data = qp_get(o, "data");
     size_t elems = 1, esz = complex_ ? 16 : 8;
-    void *out;
 
     if (!o)
         return -ENOENT;
@@ -118,10 +119,23 @@ int qp_read_array(const msgpack_object *o, const char *field, bool complex_, siz
     if (!data || data->type != MSGPACK_OBJECT_BIN || data->via.bin.size != elems * esz)
         return qt_diag_set(reterr, QT_EPARSE, 0, 0, "%s: data must be bin of %zu bytes", field,
                            elems * esz);
-    out = malloc(elems * esz);
+    *ret = data;
+    return 0;
+}
+
+int qp_read_array(const msgpack_object *o, const char *field, bool complex_, size_t rank,
+                  size_t *shape, size_t max_elems, void **ret, struct qt_diag *reterr)
+{
+    const msgpack_object *data;
+    void *out;
+    int r = read_array_data(o, field, complex_, rank, shape, max_elems, &data, reterr);
+
+    if (r < 0)
+        return r;
+    out = malloc(data->via.bin.size ? data->via.bin.size : 1);
     if (!out)
         return -ENOMEM;
-    memcpy(out, data->via.bin.ptr, elems * esz); /* little-endian host (static check below) */
+    memcpy(out, data->via.bin.ptr, data->via.bin.size); /* little-endian host (checked below) */
     *ret = out;
     return 0;
 }
@@ -152,12 +166,12 @@ void qp_pack_f64v(msgpack_packer *pk, const double *v, size_t n)
     (void)msgpack_pack_bin_body(pk, v, n * 8);
 }
 
-void qp_pack_f64m(msgpack_packer *pk, const double *v, size_t rows, size_t cols)
+void qp_pack_f64m(msgpack_packer *pk, const void *v_le, size_t rows, size_t cols)
 {
     size_t shape[2] = {rows, cols};
 
     pack_array_head(pk, "f64le", 2, shape, rows * cols * 8);
-    (void)msgpack_pack_bin_body(pk, v, rows * cols * 8);
+    (void)msgpack_pack_bin_body(pk, v_le, rows * cols * 8);
 }
 
 void qp_pack_c128m(msgpack_packer *pk, const double complex *v, size_t rows, size_t cols)
@@ -296,6 +310,7 @@ void qp_job_done(struct qp_job *j)
     free(j->values);
     free(j->target);
     j->values = NULL;
+    j->values_le = NULL;
     j->target = NULL;
 }
 
@@ -387,7 +402,7 @@ int qp_pack_job(struct qp_writer *w, uint32_t id, enum qp_method m, const struct
     qp_begin_request(w, id, m);
     (void)msgpack_pack_map(pk, 1u + nf + 2u * (m == QP_M_SUBMIT));
     qp_pack_key(pk, "values");
-    qp_pack_f64m(pk, j->values, j->m, j->n);
+    qp_pack_f64m(pk, j->values ? (const void *)j->values : j->values_le, j->m, j->n);
     r = msgpack_sbuffer_write(&w->sb, fields.data, fields.size);
     msgpack_sbuffer_destroy(&fields);
     if (r < 0) {
@@ -423,8 +438,7 @@ static int decode_options(const msgpack_object *o, struct qt_opts *opts, struct 
         for (uint32_t j = 0; j < i; j++) /* maps are small: options has 18 keys at most */
             if (o->via.map.ptr[j].key.via.str.size == k->via.str.size &&
                 memcmp(o->via.map.ptr[j].key.via.str.ptr, name, k->via.str.size) == 0)
-                return qt_diag_set(reterr, QT_EOPTION, 0, 0, "options: \"%s\" given twice",
-                                   name);
+                return qt_diag_set(reterr, QT_EOPTION, 0, 0, "options: \"%s\" given twice", name);
         if (strcmp(name, "physical") == 0) {
             char phys[16];
 
@@ -463,20 +477,26 @@ static int decode_options(const msgpack_object *o, struct qt_opts *opts, struct 
     return 0;
 }
 
-int qp_decode_job(const msgpack_object *params, enum qp_method m, size_t max_dim, size_t max_batch,
-                  struct qp_job *j, struct qt_diag *reterr)
+static int decode_job(const msgpack_object *params, enum qp_method m, size_t max_dim,
+                      size_t max_batch, bool ref, struct qp_job *j, struct qt_diag *reterr)
 {
-    const msgpack_object *meth = qp_get(params, "methods");
-    size_t shape[2];
+    const msgpack_object *meth = qp_get(params, "methods"), *data;
+    size_t shape[2], max_elems = QT_DESIGN_MAX_OUTCOMES * (m == QP_M_SUBMIT ? max_batch : 1);
     uint64_t v = 0;
     int r;
 
     qp_job_init(j);
     if (!params)
         return qt_diag_set(reterr, QT_EPARSE, 0, 0, "params missing");
-    r = qp_read_array(qp_get(params, "values"), "values", false, 2, shape,
-                      QT_DESIGN_MAX_OUTCOMES * (m == QP_M_SUBMIT ? max_batch : 1),
-                      (void **)&j->values, reterr);
+    if (ref) {
+        r = read_array_data(qp_get(params, "values"), "values", false, 2, shape, max_elems, &data,
+                            reterr);
+        if (r == 0)
+            j->values_le = data->via.bin.ptr;
+    } else {
+        r = qp_read_array(qp_get(params, "values"), "values", false, 2, shape, max_elems,
+                          (void **)&j->values, reterr);
+    }
     if (r == -ENOENT)
         r = qt_diag_set(reterr, QT_EPARSE, 0, 0, "values: missing");
     if (r < 0)
@@ -554,6 +574,18 @@ int qp_decode_job(const msgpack_object *params, enum qp_method m, size_t max_dim
 fail:
     qp_job_done(j);
     return r;
+}
+
+int qp_decode_job(const msgpack_object *params, enum qp_method m, size_t max_dim, size_t max_batch,
+                  struct qp_job *j, struct qt_diag *reterr)
+{
+    return decode_job(params, m, max_dim, max_batch, false, j, reterr);
+}
+
+int qp_decode_job_ref(const msgpack_object *params, enum qp_method m, size_t max_dim,
+                      size_t max_batch, struct qp_job *j, struct qt_diag *reterr)
+{
+    return decode_job(params, m, max_dim, max_batch, true, j, reterr);
 }
 
 /* ---- results ---- */
@@ -636,7 +668,7 @@ void qp_pack_results(msgpack_packer *pk, const struct qt_result *const *res, siz
     (void)msgpack_pack_array(pk, n_res);
     for (size_t i = 0; i < n_res; i++)
         qp_pack_result_map(pk, res[i]);
-    }
+}
 
 /* The typed forms encode the results array once and reuse the relay writers (qp_relay.c), so
  * the two framings cannot drift apart. */
@@ -679,7 +711,7 @@ static int err_from_status(int64_t code);
 
 static int err_from_wire(int64_t code, const char *name)
 {
-    static const int errnos[] = {-ENOMEM, -EINVAL, -ETIMEDOUT, -ECANCELED, -EIO,      -ENOENT,
+    static const int errnos[] = {-ENOMEM, -EINVAL, -ETIMEDOUT, -ECANCELED, -EIO,       -ENOENT,
                                  -EBUSY,  -ENOSPC, -EPERM,     -EACCES,    -ESHUTDOWN, -ERANGE};
 
     for (int e = QT_EDEADLINE; e <= QT_EPROTOVERS; e++)

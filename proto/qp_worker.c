@@ -56,7 +56,7 @@ int qp_decode_w_result(const msgpack_object *params, struct qp_w_result *r, stru
     return 0;
 }
 
-int qp_pack_chunk(struct qp_writer *w, uint32_t id, const double *values, size_t m, size_t n,
+int qp_pack_chunk(struct qp_writer *w, uint32_t id, const void *values_le, size_t m, size_t n,
                   size_t first_index, const void *fields, size_t len, size_t nf, uint32_t max_frame)
 {
     msgpack_packer *pk = &w->pk;
@@ -64,7 +64,7 @@ int qp_pack_chunk(struct qp_writer *w, uint32_t id, const double *values, size_t
     qp_begin_request(w, id, QP_M_SUBMIT);
     (void)msgpack_pack_map(pk, nf + 2);
     qp_pack_key(pk, "values");
-    qp_pack_f64m(pk, values, m, n);
+    qp_pack_f64m(pk, values_le, m, n);
     if (msgpack_sbuffer_write(&w->sb, fields, len) < 0) {
         qp_writer_reset(w);
         return -ENOMEM;

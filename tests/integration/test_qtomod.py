@@ -217,8 +217,10 @@ class QtomodTest(unittest.TestCase):
         """SIGKILL from outside (an operator, the OOM killer) that hits workers as they start
         is not a crash loop: the breaker is for workers that cannot start. Every new worker is
         killed as soon as it appears, 12 times in a few seconds (the breaker trips at 5 start-up
-        failures in 30 s); the daemon stays up and answers every sample of a batch after."""
-        d = self.start()
+        failures in 30 s); the daemon stays up and answers every sample of a batch after.
+        Workers take 300 ms to start here (a test hook), so the kills hit them starting
+        however busy the machine is."""
+        d = self.start(env={"QTOMO_TEST_WORKER_START_MS": "300"})
         children = "/proc/%d/task/%d/children" % (d.proc.pid, d.proc.pid)
         seen, kills, deadline = set(), 0, time.time() + 60
         while kills < 12 and time.time() < deadline and d.proc.poll() is None:
@@ -333,6 +335,47 @@ class QtomodTest(unittest.TestCase):
             tot = c.stats()["totals"]
         self.assertGreaterEqual(tot["timeouts"], 6, tot)
         self.assertEqual(tot["crashes"], 0, tot)
+        self.assertEqual(d.stop(), 0)
+
+    def test_large_frame_kept_not_copied_gives_same_results(self):
+        """A submit frame over 1 MiB is kept as read (its buffer handed to the job, the next
+        frame moved out of it) instead of copied: same results as the same samples in small
+        frames, and a request pipelined right behind it is answered."""
+        d = self.start()
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 2300  # 1.18 MB
+        self.assertGreater(len(cols) * 16 * 8, 1 << 20)
+
+        def job(part):
+            return {"values": q.matrix_array(part), "design": "nopovm", "methods": ["linear"],
+                    "options": {}, "first_index": 0}
+
+        def run(reqs):
+            """Sends hello and reqs in one write; returns results by request and index, and
+            the requests answered without error."""
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(d.sock)
+            msgs = [[0, 1, "hello", [{"proto": [1, 0]}]]] + reqs
+            s.sendall(b"".join(struct.pack(">I", len(b)) + b for b in (
+                msgpack.packb(m, use_bin_type=True) for m in msgs)))
+            f = s.makefile("rb")
+            res, ok = {}, set()
+            while len(ok) < len(msgs):
+                n = struct.unpack(">I", f.read(4))[0]
+                m = msgpack.unpackb(f.read(n), raw=False)
+                if m[0] == 2 and m[1] == "result":
+                    res[(m[2][0]["request"], m[2][0]["index"])] = m[2][0]["results"]
+                elif m[0] == 1:
+                    self.assertIsNone(m[2], m)
+                    ok.add(m[1])
+            s.close()
+            return res
+
+        small = run([[0, 2 + k // 1000, "submit", [dict(job(cols[k:k + 1000]), first_index=k)]]
+                     for k in range(0, len(cols), 1000)])
+        big = run([[0, 2, "submit", [job(cols)]], [0, 3, "reconstruct", [job(cols[:1])]]])
+        self.assertEqual(len(big), len(cols))
+        for k in range(len(cols)):
+            self.assertEqual(big[(2, k)], small[(2 + k // 1000, k)], k)
         self.assertEqual(d.stop(), 0)
 
     def test_output_is_bounded_per_connection_and_in_total(self):

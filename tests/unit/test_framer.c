@@ -111,6 +111,46 @@ static void many_frames_in_one_read(void **state)
     qp_framer_done(&f);
 }
 
+/* A taken buffer keeps the bodies returned so far; the frames after them (whole or cut short)
+ * come out of the new buffer. Nothing is taken before a frame was returned. */
+static void take_keeps_bodies_and_moves_the_rest(void **state)
+{
+    uint8_t bytes[8192];
+    size_t n = 0;
+    struct qp_framer f;
+    uint8_t *dst, *kept;
+    size_t room;
+    const uint8_t *b, *b1;
+    uint32_t len, len1;
+
+    (void)state;
+    n += put_frame(bytes + n, 3000, 1);
+    n += put_frame(bytes + n, 40, 2);
+    n += put_frame(bytes + n, 100, 3) - 60;
+    qp_framer_init(&f);
+    assert_null(qp_framer_take(&f));
+    assert_ok(qp_framer_space(&f, 0, &dst, &room));
+    memcpy(dst, bytes, n);
+    qp_framer_commit(&f, n);
+    assert_null(qp_framer_take(&f));
+    assert_int_equal(qp_framer_next(&f, MAXF, &b1, &len1), 1);
+    kept = qp_framer_take(&f);
+    assert_non_null(kept);
+    check_body(b1, len1, 3000, 1); /* still valid: it lives in kept */
+    assert_int_equal(qp_framer_pending(&f), n - (QP_HEADER_LEN + 3000));
+    assert_int_equal(qp_framer_next(&f, MAXF, &b, &len), 1);
+    check_body(b, len, 40, 2);
+    assert_int_equal(qp_framer_next(&f, MAXF, &b, &len), 0);
+    assert_ok(qp_framer_space(&f, 0, &dst, &room));
+    memcpy(dst, bytes + n, 60);
+    qp_framer_commit(&f, 60);
+    assert_int_equal(qp_framer_next(&f, MAXF, &b, &len), 1);
+    check_body(b, len, 100, 3);
+    check_body(b1, len1, 3000, 1);
+    free(kept);
+    qp_framer_done(&f);
+}
+
 /* A body exactly max_frame long passes, one byte more is refused from the header alone: the
  * buffer never grows for it, and the error sticks. */
 static void oversize_header_refused_before_allocation(void **state)
@@ -384,6 +424,7 @@ static void random_chunkings(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(header_split_byte_by_byte),
     cmocka_unit_test(many_frames_in_one_read),
+    cmocka_unit_test(take_keeps_bodies_and_moves_the_rest),
     cmocka_unit_test(oversize_header_refused_before_allocation),
     cmocka_unit_test(short_reads_allocate_once),
     cmocka_unit_test(empty_frame_refused),

@@ -885,6 +885,16 @@ static void roundtrip_job(enum qp_method m, const struct qp_job *j, uint32_t id)
     assert_ok(qp_decode_job(msg.params, m, 256, 1000, &out, &diag));
     assert_job_equal(&out, j);
     qp_job_done(&out);
+    /* Without the copy: the same job, its values read in place. */
+    assert_ok(qp_decode_job_ref(msg.params, m, 256, 1000, &out, &diag));
+    assert_null(out.values);
+    assert_non_null(out.values_le);
+    out.values = malloc(out.m * out.n * sizeof(double));
+    assert_non_null(out.values);
+    memcpy(out.values, out.values_le, out.m * out.n * sizeof(double));
+    assert_job_equal(&out, j);
+    qp_job_done(&out);
+    assert_null(out.values_le);
     qp_msg_done(&msg);
     qp_writer_done(&w);
 }
