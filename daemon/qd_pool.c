@@ -67,6 +67,7 @@ int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, siz
     int r;
 
     qp_writer_init(&wr);
+    w->t_start_ns = uv_hrtime();
     if (job->kind == QD_JOB_TASK) {
         qp_begin_request(&wr, ++s->task_serial, jb->req.method);
         (void)msgpack_sbuffer_write(&wr.sb, jb->task.data, jb->task.size);
@@ -274,7 +275,7 @@ static int on_item_end(struct worker *w, const struct qp_msg *msg)
 
     if (job && job->kind == QD_JOB_TASK)
         qd_req_task_answer(djob_of(job), msg);
-    r = qd_sched_item_end(&s->sched, &w->sw, qd_now_ms(s));
+    r = qd_sched_item_end(&s->sched, &w->sw, qd_now_ms(s), (uv_hrtime() - w->t_start_ns) / 1000u);
     if (r < 0)
         return r;
     if (r == QD_AFTER_RETIRE)

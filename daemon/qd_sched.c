@@ -318,11 +318,11 @@ static bool batch_due(struct qd_sched *s)
     bool both = (s->iq_head || s->rq_head) && batch_waiting(s);
 
     if (!both) {
-        s->ms_interactive = s->ms_batch = 0;
+        s->us_interactive = s->us_batch = 0;
         return false;
     }
     return s->lim.batch_share_pct > 0 &&
-           s->ms_batch * 100 < (s->ms_batch + s->ms_interactive) * s->lim.batch_share_pct;
+           s->us_batch * 100 < (s->us_batch + s->us_interactive) * s->lim.batch_share_pct;
 }
 
 void qd_sched_dispatch(struct qd_sched *s, uint64_t now)
@@ -403,18 +403,19 @@ struct qd_job *qd_sched_item_job(const struct qd_sw *w)
     return w->cur ? w->cur->job : NULL;
 }
 
-int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now)
+int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now, uint64_t busy_us)
 {
     struct qd_chunk *ch = w->cur;
-    uint64_t ms = now > w->t_dispatch ? now - w->t_dispatch : 0;
 
+    (void)now;
     if (!ch || (ch->job->kind == QD_JOB_SAMPLES && w->cur_done != ch->n))
         return -EPROTO;
     w->cur = NULL;
+    busy_us = busy_us ? busy_us : 1; /* an item takes time, even under the clock's step */
     if (ch->batch)
-        s->ms_batch += ms ? ms : 1; /* an item takes time, even under the clock's step */
+        s->us_batch += busy_us;
     else
-        s->ms_interactive += ms ? ms : 1;
+        s->us_interactive += busy_us;
     chunk_free(s, ch);
     switch (w->state) {
     case QD_W_BUSY:

@@ -19,7 +19,7 @@
  * that truly needs more memory than the machine gives still fails, after that many workers. */
 #define QD_SCHED_MAX_CRASHES 2
 #define QD_SCHED_MAX_KILLS   8
-#define QD_SCHED_KEY_LEN   96
+#define QD_SCHED_KEY_LEN     96
 
 enum qd_job_kind { QD_JOB_SAMPLES, QD_JOB_TASK };
 
@@ -106,9 +106,9 @@ struct qd_sched {
     struct qd_sw *workers;
     uint64_t queued;   /* samples waiting: queued items plus uncut columns */
     uint64_t inflight; /* admitted jobs not finished */
-    /* Worker time (ms) of finished items since interactive and batch work both started
+    /* Worker time (µs) of finished items since interactive and batch work both started
      * waiting: the batch share is kept from these. */
-    uint64_t ms_interactive, ms_batch;
+    uint64_t us_interactive, us_batch;
     bool stopping;
     struct qd_sched_totals tot;
 };
@@ -152,10 +152,13 @@ enum qd_after { QD_AFTER_IDLE, QD_AFTER_RETIRE, QD_AFTER_WAIT };
 /* The job of w's running item, or NULL (a task's answer is relayed with it before
  * qd_sched_item_end, which may release the job). */
 struct qd_job *qd_sched_item_job(const struct qd_sw *w);
-/* w answered its whole item (at time now). Returns what becomes of w: idle (dispatch), retire
- * (close its channel), or wait (it is being killed or stopped); -EPROTO when samples are missing
- * or it has no item (kill it). */
-QT_NODISCARD int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now);
+/* w answered its whole item (at time now), which kept it busy for busy_us microseconds (the
+ * caller's measure from start to end; batches' share is kept in this unit, since most
+ * interactive items take far less than a millisecond). Returns what becomes of w: idle
+ * (dispatch), retire (close its channel), or wait (it is being killed or stopped); -EPROTO when
+ * samples are missing or it has no item (kill it). */
+QT_NODISCARD int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now,
+                                   uint64_t busy_us);
 /* w's process is gone. Its running sample is charged a try (or fails with QT_EDEADLINE when we
  * killed it for its deadline); its samples that never ran are queued again uncharged. Removes
  * w from the scheduler. */

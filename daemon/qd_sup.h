@@ -61,6 +61,7 @@ struct worker {
     bool sigkilled; /* SIGKILL sent (logged once) */
     uint64_t max_jobs, generation;
     uint64_t rss_checked_ms; /* maybe_recycle last read its RSS */
+    uint64_t t_start_ns;     /* its item was sent (uv_hrtime) */
 };
 
 struct conn {

@@ -29,7 +29,7 @@ struct start {
 
 static struct fake {
     struct qd_sched s;
-    struct start starts[256];
+    struct start starts[512];
     size_t nstart;
 
     struct {
@@ -40,7 +40,7 @@ static struct fake {
     size_t nkill;
     int start_ret;
     bool paused;
-    struct tjob *jobs[128]; /* every job a test made, for finish_all */
+    struct tjob *jobs[512]; /* every job a test made, for finish_all */
     size_t njobs;
 } F;
 
@@ -53,7 +53,7 @@ static int f_start(void *ud, struct qd_sw *w, struct qd_job *job, size_t c0, siz
 {
     (void)ud;
     assert_int_equal(w->state, QD_W_BUSY);
-    assert_true(F.nstart < 256);
+    assert_true(F.nstart < 512);
     F.starts[F.nstart++] = (struct start){w, job, c0, n};
     return F.start_ret;
 }
@@ -110,7 +110,7 @@ static void job_init(struct tjob *j, bool interactive, size_t n, const char *key
 {
     memset(j, 0, sizeof(*j));
     assert_true(n <= MAXS);
-    assert_true(F.njobs < 128);
+    assert_true(F.njobs < 512);
     F.jobs[F.njobs++] = j;
     j->sj.kind = QD_JOB_SAMPLES;
     j->sj.interactive = interactive;
@@ -173,7 +173,7 @@ static int finish_item(struct qd_sw *w, uint64_t now)
 
     assert_non_null(job);
     answer(w, last_start(w)->n - w->cur_done, now);
-    return qd_sched_item_end(&F.s, w, now);
+    return qd_sched_item_end(&F.s, w, now, (now - w->t_dispatch) * 1000);
 }
 
 static void assert_exactly_once(const struct tjob *j)
@@ -237,9 +237,9 @@ static void test_round_robin_and_affinity(void **state)
     qd_sched_dispatch(&F.s, 1);
     assert_ptr_equal(F.starts[2].w, &w2);
     assert_string_equal(F.starts[2].job->key, w2.key);
-    assert_int_equal(qd_sched_item_end(&F.s, &w1, 2), -EPROTO); /* its samples are missing */
+    assert_int_equal(qd_sched_item_end(&F.s, &w1, 2, 1000), -EPROTO); /* its samples are missing */
     answer(&w1, 4, 2);
-    assert_int_equal(qd_sched_item_end(&F.s, &w1, 2), QD_AFTER_IDLE);
+    assert_int_equal(qd_sched_item_end(&F.s, &w1, 2, 1000), QD_AFTER_IDLE);
     qd_sched_dispatch(&F.s, 2);
     assert_int_equal(finish_item(&w1, 3), QD_AFTER_IDLE);
     assert_int_equal(finish_item(&w2, 3), QD_AFTER_IDLE);
@@ -415,7 +415,7 @@ static void test_deadline_with_result_in_channel(void **state)
     assert_int_equal(w.state, QD_W_KILLING);
     assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
     answer(&w, 1, 1011); /* was in the channel */
-    assert_int_equal(qd_sched_item_end(&F.s, &w, 1011), QD_AFTER_WAIT);
+    assert_int_equal(qd_sched_item_end(&F.s, &w, 1011, 1000), QD_AFTER_WAIT);
     qd_sched_dispatch(&F.s, 1011);
     assert_int_equal(F.nstart, 1); /* nothing for the dying worker */
     qd_sched_worker_exit(&F.s, &w, SIGABRT);
@@ -641,29 +641,37 @@ static void test_retire_waits_for_the_item(void **state)
 /* 60 interactive items always waiting (10 ms each) and a submit (items of 4 samples, 10 ms):
  * the submit gets its share of the worker (20 %: 1 item in 5), not none; with a share of 0,
  * interactive work always goes first. */
-static void run_contention(uint32_t share, size_t *ret_batch_items)
+/* One worker, a batch and enough single-sample interactive requests; items take inter_us
+ * (interactive) and batch_us (batch items) of worker time. Returns the batch items among
+ * `items` dispatched. */
+static size_t run_contention(uint32_t share, uint64_t inter_us, uint64_t batch_us, int items)
 {
-    struct tjob inter[60], sub;
+    static struct tjob inter[400], sub;
     struct qd_sw w;
     uint64_t now = 0;
     size_t batch_items = 0;
 
+    assert_true(items <= 400);
     setup_share(4, 100000, share);
     job_init(&sub, false, 400, "k");
     assert_int_equal(qd_sched_admit(&F.s, &sub.sj), 0);
-    for (int i = 0; i < 60; i++) {
+    for (int i = 0; i < items; i++) {
         job_init(&inter[i], true, 1, "k");
         assert_int_equal(qd_sched_admit(&F.s, &inter[i].sj), 0);
     }
     worker_up(&w, 1);
-    for (int k = 0; k < 50; k++) {
+    for (int k = 0; k < items; k++) {
+        bool batch;
+
         qd_sched_dispatch(&F.s, now);
-        batch_items += last_start(&w)->job == &sub.sj;
-        now += 10;
-        assert_int_equal(finish_item(&w, now), QD_AFTER_IDLE);
+        batch = last_start(&w)->job == &sub.sj;
+        batch_items += batch;
+        answer(&w, last_start(&w)->n, now);
+        assert_int_equal(qd_sched_item_end(&F.s, &w, now, batch ? batch_us : inter_us),
+                         QD_AFTER_IDLE);
     }
-    *ret_batch_items = batch_items;
     finish_all();
+    return batch_items;
 }
 
 static void test_batch_share_under_interactive_load(void **state)
@@ -671,13 +679,17 @@ static void test_batch_share_under_interactive_load(void **state)
     size_t n;
 
     (void)state;
-    run_contention(20, &n);
+    n = run_contention(20, 10000, 10000, 50);
     assert_in_range(n, 9, 11); /* 20 % of 50 items */
-    run_contention(50, &n);
+    n = run_contention(50, 10000, 10000, 50);
     assert_in_range(n, 24, 26);
-    run_contention(0, &n);
+    n = run_contention(0, 10000, 10000, 50);
     assert_int_equal(n, 0);
-    finish_all();
+    /* The share is of time, not of items: interactive items of 50 µs, batch items of 2.5 ms.
+     * 20 % of the time is one batch item per 200 interactive ones (it was one per 10 when
+     * items were counted in whole milliseconds). */
+    n = run_contention(20, 50, 2500, 400);
+    assert_in_range(n, 1, 3);
 }
 
 static const struct CMUnitTest tests[] = {
