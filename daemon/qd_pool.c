@@ -1,11 +1,16 @@
-/* The worker pool: workers are spawned by fork+exec of our own binary (`qtomod --worker`) with
- * a socketpair on fd 3; their frames are read here and their exits reported to the scheduler.
- * What a worker may be given and what becomes of its samples is qd_sched.c's decision. */
+/* The worker pool: workers are spawned by fork+exec (posix_spawn) of our own binary
+ * (`qtomod --worker`) with a socketpair on fd 3, and reaped on SIGCHLD; their frames are read here
+ * and their exits reported to the scheduler. What a worker may be given and what becomes of its
+ * samples is qd_sched.c's decision. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "num/qt_lapack.h"
@@ -96,21 +101,28 @@ void qd_pool_kill(void *ud, struct qd_sw *sw, int sig)
     else if (sig == SIGKILL && !w->sigkilled)
         qd_warn("worker %d: still alive; SIGKILL", w->pid);
     w->sigkilled |= sig == SIGKILL;
-    (void)uv_process_kill(&w->proc, sig);
+    if (!w->exited)
+        (void)kill(w->pid, sig);
 }
 
 /* ---- closing ---- */
+
+static void worker_free(struct worker *w)
+{
+    qp_framer_done(&w->fr);
+    free(w);
+}
 
 static void worker_closed(uv_handle_t *h)
 {
     struct worker *w = h->data;
 
-    if (--w->closing)
-        return;
-    qp_framer_done(&w->fr);
-    free(w);
+    w->closing = false;
+    if (w->exited)
+        worker_free(w);
 }
 
+/* Its process was reaped: off the list, and freed once its channel handle is closed. */
 static void worker_remove(struct worker *w)
 {
     struct sup *s = w->s;
@@ -120,12 +132,13 @@ static void worker_remove(struct worker *w)
             *p = w->next;
             break;
         }
-    w->closing = 1 + (w->chan_open ? 1u : 0u);
-    uv_close((uv_handle_t *)&w->proc, worker_closed);
     if (w->chan_open) {
         w->chan_open = false;
+        w->closing = true;
         uv_close((uv_handle_t *)&w->chan, worker_closed);
     }
+    if (!w->closing)
+        worker_free(w);
 }
 
 static void close_channel(struct worker *w)
@@ -133,7 +146,8 @@ static void close_channel(struct worker *w)
     if (!w->chan_open)
         return;
     w->chan_open = false;
-    uv_close((uv_handle_t *)&w->chan, NULL); /* EOF: the worker exits */
+    w->closing = true;
+    uv_close((uv_handle_t *)&w->chan, worker_closed); /* EOF: the worker exits */
 }
 
 void qd_pool_retire(struct worker *w)
@@ -207,9 +221,8 @@ static void log_exit(struct worker *w, enum qd_wstate was, int64_t status, int t
     }
 }
 
-static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
+static void on_worker_exit(struct worker *w, int64_t status, int term_signal)
 {
-    struct worker *w = p->data;
     struct sup *s = w->s;
     enum qd_wstate was = w->sw.state;
 
@@ -349,7 +362,7 @@ static void worker_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     if (r != 0) {
         uv_read_stop(st);
         w->faulty = true;
-        (void)uv_process_kill(&w->proc, SIGKILL);
+        (void)kill(w->pid, SIGKILL);
         return;
     }
     qp_framer_consume(&w->fr);
@@ -424,12 +437,90 @@ static void worker_args(struct sup *s, struct wargs *a)
     a->argv[k] = NULL;
 }
 
+/* SIGCHLD: reaps every exited worker (the supervisor has no other children). */
+static void on_sigchld(uv_signal_t *h, int sig)
+{
+    struct sup *s = h->data;
+    int st;
+    pid_t pid;
+
+    (void)sig;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        struct worker *w = s->workers;
+
+        while (w && w->pid != pid)
+            w = w->next;
+        if (w)
+            on_worker_exit(w, WIFEXITED(st) ? WEXITSTATUS(st) : 0,
+                           WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    }
+}
+
+void qd_pool_init(struct sup *s)
+{
+    uv_signal_init(s->loop, &s->sig_chld);
+    s->sig_chld.data = s;
+    uv_signal_start(&s->sig_chld, on_sigchld, SIGCHLD);
+}
+
+/* fork+exec without fork's cost: posix_spawn (vfork-like in glibc) does not copy the
+ * supervisor's page tables, which took 10-15 ms of the loop per worker once the supervisor
+ * held hundreds of MB of requests (uv_spawn forks). The worker gets /dev/null on stdin, our
+ * stdout and stderr, its end of a socketpair on fd 3, default signal handlers and no blocked
+ * signals; everything else we hold is close-on-exec. */
+static int spawn_worker(struct sup *s, struct worker *w, char **env)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, all;
+    struct wargs a;
+    int sv[2], r;
+    pid_t pid;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    if (sv[1] == QD_CHANNEL_FD) { /* dup2 onto itself would keep it close-on-exec */
+        int fd = fcntl(sv[1], F_DUPFD_CLOEXEC, QD_CHANNEL_FD + 1);
+
+        if (fd < 0) {
+            r = -errno;
+            close(sv[0]);
+            close(sv[1]);
+            return r;
+        }
+        close(sv[1]);
+        sv[1] = fd;
+    }
+    worker_args(s, &a);
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], QD_CHANNEL_FD);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    r = -posix_spawn(&pid, s->exe, &fa, &at, a.argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    close(sv[1]);
+    if (r < 0) {
+        close(sv[0]);
+        return r;
+    }
+    w->pid = pid;
+    r = uv_pipe_open(&w->chan, sv[0]);
+    if (r < 0) { /* reaped by on_sigchld as a pid it does not know */
+        close(sv[0]);
+        (void)kill(pid, SIGKILL);
+    }
+    return r;
+}
+
 void qd_pool_spawn(struct sup *s)
 {
     struct worker *w = calloc(1, sizeof(*w));
-    uv_process_options_t o = {0};
-    uv_stdio_container_t io[4];
-    struct wargs a;
     char **env = worker_env();
     int r;
 
@@ -439,7 +530,6 @@ void qd_pool_spawn(struct sup *s)
         free(env);
         return;
     }
-    worker_args(s, &a);
     qp_framer_init(&w->fr);
     w->s = s;
     w->generation = s->generation;
@@ -448,32 +538,18 @@ void qd_pool_spawn(struct sup *s)
         (s->conf.worker_max_jobs ? (uint64_t)rand() % (s->conf.worker_max_jobs / 10 + 1) : 0);
     uv_pipe_init(s->loop, &w->chan, 0);
     w->chan.data = w;
-    w->proc.data = w;
-    io[0].flags = UV_IGNORE;
-    io[1].flags = UV_INHERIT_FD;
-    io[1].data.fd = 1;
-    io[2].flags = UV_INHERIT_FD;
-    io[2].data.fd = 2;
-    io[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
-    io[3].data.stream = (uv_stream_t *)&w->chan;
-    o.file = s->exe;
-    o.args = a.argv;
-    o.env = env;
-    o.stdio = io;
-    o.stdio_count = 4;
-    o.exit_cb = on_worker_exit;
-    r = uv_spawn(s->loop, &w->proc, &o);
+    r = spawn_worker(s, w, env);
     free(env);
     if (r < 0) {
-        qd_err("cannot spawn a worker (%s): %s", s->exe, uv_strerror(r));
-        w->closing = 1;
+        qd_err("cannot spawn a worker (%s): %s", s->exe, strerror(-r));
+        w->exited = true;
+        w->closing = true;
         uv_close((uv_handle_t *)&w->chan, worker_closed);
         note_start_failure(s, qd_now_ms(s));
         if (s->exit_code)
             qd_sup_stop_now(s);
         return;
     }
-    w->pid = w->proc.pid;
     w->chan_open = true;
     w->next = s->workers;
     s->workers = w;

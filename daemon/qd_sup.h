@@ -50,12 +50,11 @@ static inline struct djob *djob_of(struct qd_job *j)
 struct worker {
     struct qd_sw sw; /* the scheduler's part */
     struct sup *s;
-    uv_process_t proc;
     uv_pipe_t chan;
     struct qp_framer fr;
     struct worker *next;
     int pid;
-    unsigned closing; /* handles still to close */
+    bool closing; /* its channel handle is being closed; freed when it is */
     bool exited, chan_open;
     bool faulty;    /* we killed it for a bad channel message */
     bool sigkilled; /* SIGKILL sent (logged once) */
@@ -92,7 +91,7 @@ struct sup {
     char exe[4096];
     uv_pipe_t listener;
     bool listening, activated;
-    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_chld;
     uv_timer_t tick, watchdog;
     struct qt_cache *cache;
     struct conn *conns;
@@ -152,6 +151,8 @@ void qd_req_conn_gone(struct conn *c);
 void qd_req_tick(struct conn *c, uint64_t now);
 
 /* qd_pool.c */
+/* Starts reaping workers (SIGCHLD): workers are spawned with posix_spawn, not uv_spawn. */
+void qd_pool_init(struct sup *s);
 void qd_pool_spawn(struct sup *s);
 void qd_pool_retire(struct worker *w);
 void qd_pool_close_channels(struct sup *s);
