@@ -127,7 +127,7 @@ async def hello(r, w):
 class Stats:
     def __init__(self):
         self.lat, self.t_done, self.errors, self.unanswered = [], [], {}, 0
-        self.map_errors, self.busy_retries = {}, 0
+        self.map_errors, self.busy_retries, self.compute_ms = {}, 0, []
 
     def err(self, table, code):
         table[code] = table.get(code, 0) + 1
@@ -164,6 +164,7 @@ async def interactive(sock, cols, methods, stop_at, grace, st, k):
                     await asyncio.sleep(((m[2].get("data") or {}).get("retry_after_ms", 10)) / 1e3)
                 continue
             st.lat.append(now - t)
+            st.compute_ms.append(m[3]["timing"]["compute_ms"])
             st.t_done.append(now)
             for rm in m[3]["results"]:
                 if rm["status"] != "ok":
@@ -301,6 +302,7 @@ def main():
         "latency_ms": {"p50": round(pct(st.lat, 50) * 1e3, 2) if st.lat else None,
                        "p99": round(pct(st.lat, 99) * 1e3, 2) if st.lat else None,
                        "max": round(max(st.lat) * 1e3, 2) if st.lat else None},
+        "compute_ms": {"p50": pct(st.compute_ms, 50), "p99": pct(st.compute_ms, 99)},
         "unanswered": st.unanswered, "errors_by_code": {str(k): v for k, v in st.errors.items()},
         "result_map_errors_by_code": {str(k): v for k, v in st.map_errors.items()},
         "busy_retries": st.busy_retries,
@@ -328,6 +330,8 @@ def main():
               "unanswered %d; errors %s; result-map errors %s" %
               (len(st.lat), fig["throughput_rps"], L["p50"], L["p99"], L["max"], st.unanswered,
                fig["errors_by_code"], fig["result_map_errors_by_code"]))
+        print("  interactive compute_ms (the worker's own time per request) p50 %s p99 %s" %
+              (fig["compute_ms"]["p50"], fig["compute_ms"]["p99"]))
         print("  batch: %d results during the load, %d total, final %s %s" %
               (during, len(out["times"]), out["error"], out["totals"]))
         for w in windows:
