@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Load: N concurrent clients each send single-sample `reconstruct` requests (interactive), one
 at a time, for --seconds, while one more client runs a large `submit` batch. Figures:
-interactive throughput, latency p50/p99/max, the batch's results per 10 s window (the daemon
-guarantees batches a share of worker time, `batch-share-pct`), supervisor and worker RSS at
-start, peak (sampled every 200 ms) and end, errors by code. Not a test: a measurement. Bounded:
+interactive throughput, latency p50/p99/max, the batch's results per --window (10 s; the
+daemon guarantees batches a share of worker time, `batch-share-pct`), supervisor and worker RSS
+at start, peak (sampled every 200 ms) and end, errors by code. Not a test: a measurement. Bounded:
 --seconds of load, then --grace seconds for the answers still due; the batch is cancelled when
 the load ends.
 
@@ -12,7 +12,7 @@ the load ends.
 
 Exits 1 when a request was unanswered, a request or a result map failed with anything but BUSY
 (retried after retry_after_ms) or the batch's own cancel, or the batch got no result in a
-10 s window it spent entirely in flight while the load ran.
+window it spent entirely in flight while the load ran.
 """
 import argparse
 import asyncio
@@ -33,7 +33,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 EX = os.path.join(REPO, "client", "examples", "data", "bell_nopovm_d4.csv")
 BUSY, CANCELLED = -32001, -32800
-WINDOW = 10.0
 CONNECT_EAGAIN = [0]
 
 
@@ -244,6 +243,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="extra qtomod option, e.g. --daemon-arg=--batch-share-pct=50")
+    ap.add_argument("--window", type=float, default=10, help="seconds per batch-results window")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     a.methods = a.methods.split(",")
@@ -280,14 +280,14 @@ def main():
 
     # batch results per window of the load; a window counts when the batch was in flight for
     # the whole of it
-    nwin = int(a.seconds // WINDOW)
+    nwin = int(a.seconds // a.window)
     b_end = out["end"] if out["end"] is not None else float("inf")
     windows = []
     for k in range(nwin):
-        lo, hi = t0 + k * WINDOW, t0 + (k + 1) * WINDOW
+        lo, hi = t0 + k * a.window, t0 + (k + 1) * a.window
         nb = sum(1 for t in out["times"] if lo <= t < hi)
         ni = sum(1 for t in st.t_done if lo <= t < hi)
-        windows.append({"window_s": [k * WINDOW, (k + 1) * WINDOW], "batch_results": nb,
+        windows.append({"window_s": [k * a.window, (k + 1) * a.window], "batch_results": nb,
                         "interactive_answers": ni, "checked": hi <= b_end})
     starved = [w for w in windows if w["checked"] and w["batch_results"] == 0]
     during = sum(1 for t in out["times"] if t0 <= t < stop_at)
@@ -314,7 +314,8 @@ def main():
         "rss_kb": {"start": rss_start, "peak": sampler.peak, "end": rss_end,
                    "2s_after": rss_after},
         "loadgen_cpu_s": round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 1),
-        "connect_eagain": CONNECT_EAGAIN[0], "drain_s": round(t_load_end - stop_at, 2), "daemon_up": alive, "exit": code,
+        "connect_eagain": CONNECT_EAGAIN[0], "drain_s": round(t_load_end - stop_at, 2),
+        "daemon_up": alive, "exit": code,
     }
     ok = (st.unanswered == 0 and not unexpected and not st.map_errors and not starved and
           expected_batch_err and out["err_samples"] == 0 and out["dup"] == 0 and alive)

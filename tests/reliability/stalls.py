@@ -327,6 +327,7 @@ def main():
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="extra qtomod option, e.g. --daemon-arg=--write-high-water-kb=512")
     ap.add_argument("--perf", default="", help="perf record -g the supervisor during this phase")
+    ap.add_argument("--dump-pings", help="write [t_send, latency, oversleep] of every ping here")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--pinger", help=argparse.SUPPRESS)
     ap.add_argument("--vanisher", help=argparse.SUPPRESS)
@@ -376,7 +377,8 @@ def main():
         secs = a.idle_seconds if ph == "idle" else a.phase_seconds
         if a.perf == ph:
             pdata = os.path.join(tmp, "perf.data")
-            perf = subprocess.Popen(["perf", "record", "-g", "-o", pdata, "-p", str(d.pid),
+            perf = subprocess.Popen(["perf", "record", "-g", "-k", "CLOCK_MONOTONIC", "-o", pdata,
+                                     "-p", str(d.pid),
                                      "--", "sleep", str(secs)], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
         t0 = time.monotonic()
@@ -431,6 +433,9 @@ def main():
     pg.stdin.close()
     pings = json.loads(pg.stdout.read())
     pg.wait()
+    if a.dump_pings:
+        with open(a.dump_pings, "w") as f:
+            json.dump({"pings": pings, "phases": [[p["phase"]] + list(p["t"]) for p in phases]}, f)
     smp.stop.set()
     alive = d.poll() is None
     d.terminate()
