@@ -456,6 +456,42 @@ class QtomodTest(unittest.TestCase):
         self.assertLess(r["peak_kb"] - r["start_kb"], 40 * 1024, r)
         self.assertLess(r["after_kb"] - r["start_kb"], 12 * 1024, r)
 
+    def test_stalls_short(self):
+        """tests/reliability/stalls.py, short: non-readers, vanishing clients (some SIGKILLed
+        mid-stream) and large frames, phase by phase: every ping answered, the daemon up, and
+        the misbehaving clients' work cancelled once they are gone (queues empty, nothing in
+        flight). No latency threshold here: that is the long run's (tests/reliability)."""
+        script = os.path.join(SRC, "tests", "reliability", "stalls.py")
+        out = subprocess.run([sys.executable, script, "--qtomod", QTOMOD, "--phases", "a,b,c",
+                              "--phase-seconds", "3", "--nonreaders", "10",
+                              "--nonreader-samples", "1000", "--wave-clients", "8",
+                              "--wave-killed", "2", "--wave-samples", "500", "--wave-ms", "500",
+                              "--big-clients", "2", "--big-samples", "100000", "--p99-ms", "1e9",
+                              "--json"], capture_output=True, text=True, timeout=280)
+        self.assertEqual(out.returncode, 0, out.stdout[-2000:] + out.stderr[-2000:])
+        r = json.loads(out.stdout)
+        self.assertEqual(r["unanswered_pings"], 0, r)
+        self.assertEqual(len(r["phases"]), 3, r)
+        for p in r["phases"]:
+            self.assertGreaterEqual(p["pings"], 30, p)
+            self.assertLessEqual(p["after"]["inflight"], 1, p)  # the pinger's own status
+            self.assertEqual(p["after"]["queue"]["batch"], 0, p)
+
+    def test_load_short(self):
+        """tests/reliability/load.py, short: 20 clients sending single samples for 6 s while a
+        batch runs: every request answered without error and the batch gets results in every
+        2 s window (batch-share-pct: it never starves)."""
+        script = os.path.join(SRC, "tests", "reliability", "load.py")
+        out = subprocess.run([sys.executable, script, "--qtomod", QTOMOD, "--clients", "20",
+                              "--seconds", "6", "--window", "2", "--batch", "100000",
+                              "--daemon-arg=--max-queue=300000", "--json"],
+                             capture_output=True, text=True, timeout=280)
+        self.assertEqual(out.returncode, 0, out.stdout[-2000:] + out.stderr[-2000:])
+        r = json.loads(out.stdout)
+        self.assertGreater(r["interactive_answered"], 0, r)
+        self.assertEqual(r["starved_windows"], 0, r)
+        self.assertEqual(r["unanswered"], 0, r)
+
     def test_chaos_short(self):
         """tests/reliability/chaos.py, short: a 3,000-sample batch while every new worker is
         SIGKILLed as it starts and a random child every 50 ms: nothing lost, duplicated, failed
