@@ -47,6 +47,8 @@
       "recycle a worker whose resident memory exceeds this; 0: never")                             \
     X("write-high-water-kb", U, write_high_kb, "8192", 64, 1u << 20,                               \
       "stop reading a connection and pause its batches while this much output is queued")          \
+    X("max-input-mb", U, max_input_mb, "1024", 0, 1u << 20,                                        \
+      "large request frames being received at once, all connections; others wait (0: no limit)")  \
     X("max-output-mb", U, max_output_mb, "512", 0, 1u << 20,                                       \
       "output queued on all connections before those holding most of it stop too; 0: no limit")    \
     X("idle-write-timeout-ms", U, idle_write_ms, "60000", 100, 86400000,                           \

@@ -44,6 +44,92 @@ struct wreq {
 
 static void flow_update(struct conn *c, uint64_t now);
 
+/* Reads the socket exactly when nothing holds it: output flow (blocked_since), a wait for an
+ * input reservation, a failed write, closing. */
+static void conn_update_reading(struct conn *c)
+{
+    bool want = !c->closing && !c->write_failed && !c->blocked_since && !c->in_waiting;
+
+    if (want == c->reading)
+        return;
+    c->reading = want;
+    if (want)
+        uv_read_start((uv_stream_t *)&c->h, conn_alloc, conn_read);
+    else
+        uv_read_stop((uv_stream_t *)&c->h);
+}
+
+/* ---- input reservations (qd_flow_input_fits) ---- */
+
+static uint64_t input_limit(const struct sup *s)
+{
+    return (uint64_t)s->conf.max_input_mb << 20;
+}
+
+/* Grants waiting connections their reservations, in order, while they fit. */
+static void input_grant(struct sup *s)
+{
+    while (s->in_wait && qd_flow_input_fits(input_limit(s), s->in_reserved, s->in_wait->fr.need)) {
+        struct conn *c = s->in_wait;
+
+        s->in_wait = c->in_next;
+        if (!s->in_wait)
+            s->in_wait_tail = &s->in_wait;
+        c->in_next = NULL;
+        c->in_waiting = false;
+        s->n_in_waiting--;
+        c->in_reserved = c->fr.need;
+        s->in_reserved += c->in_reserved;
+        conn_update_reading(c);
+    }
+}
+
+/* Its large frame is in (or it is closing): gives its reservation, or its place, up. */
+static void input_release(struct conn *c)
+{
+    struct sup *s = c->s;
+
+    if (c->in_waiting) {
+        for (struct conn **p = &s->in_wait; *p; p = &(*p)->in_next)
+            if (*p == c) {
+                *p = c->in_next;
+                if (!*p)
+                    s->in_wait_tail = p;
+                break;
+            }
+        c->in_next = NULL;
+        c->in_waiting = false;
+        s->n_in_waiting--;
+    }
+    s->in_reserved -= c->in_reserved;
+    c->in_reserved = 0;
+    input_grant(s);
+}
+
+/* After a read's frames were handled: a frame larger than one read, whose header has come,
+ * needs its bytes reserved before the buffer grows for it; if they do not fit, the connection
+ * is not read until they do. */
+static void input_check(struct conn *c)
+{
+    struct sup *s = c->s;
+    size_t need = c->fr.need;
+
+    if (c->closing || c->in_reserved || c->in_waiting || need <= QP_FRAMER_CHUNK)
+        return;
+    if (!s->in_wait && qd_flow_input_fits(input_limit(s), s->in_reserved, need)) {
+        c->in_reserved = need;
+        s->in_reserved += need;
+        return;
+    }
+    qd_debug("conn %llu: a %zu-byte frame waits for input room (%llu bytes being received)",
+             c->serial, need, (unsigned long long)s->in_reserved);
+    c->in_waiting = true;
+    *s->in_wait_tail = c;
+    s->in_wait_tail = &c->in_next;
+    s->n_in_waiting++;
+    conn_update_reading(c);
+}
+
 /* Connections stopped for the total may go on when another's output is written. */
 static void flow_update_all(struct sup *s, uint64_t now)
 {
@@ -67,15 +153,14 @@ static void flow_update(struct conn *c, uint64_t now)
     if (stop) {
         c->blocked_since = now ? now : 1;
         s->n_blocked++;
-        uv_read_stop((uv_stream_t *)&c->h);
+        conn_update_reading(c);
         qd_debug("conn %llu: %llu bytes of output queued (%llu in all): stopped", c->serial,
                  (unsigned long long)c->out_bytes, (unsigned long long)s->write_bytes);
         return;
     }
     c->blocked_since = 0;
     s->n_blocked--;
-    if (!c->write_failed)
-        uv_read_start((uv_stream_t *)&c->h, conn_alloc, conn_read);
+    conn_update_reading(c);
     qd_sched_dispatch(&s->sched, now); /* its batches may go on */
 }
 
@@ -90,8 +175,10 @@ static void on_write(uv_write_t *req, int status)
     s->freed_bytes += w->len;
     if (c) {
         c->out_bytes -= w->len;
-        if (status < 0 && status != UV_ECANCELED)
+        if (status < 0 && status != UV_ECANCELED && !c->closing) {
             c->write_failed = true; /* the peer is gone: closed at the next tick */
+            conn_update_reading(c);
+        }
     }
     free(w->data);
     free(w);
@@ -134,7 +221,7 @@ void qd_conn_send(struct conn *c, struct qp_writer *w)
         free(wr->data);
         free(wr);
         c->write_failed = true;
-        uv_read_stop((uv_stream_t *)&c->h);
+        conn_update_reading(c);
         return;
     }
     c->s->write_bytes += wr->len;
@@ -191,6 +278,7 @@ void qd_conn_close(struct conn *c)
     c->closing = true;
     if (c->blocked_since)
         s->n_blocked--;
+    input_release(c);
     qd_req_conn_gone(c); /* closing the connection cancels everything on it */
     if (c->prev)
         c->prev->next = c->next;
@@ -256,8 +344,11 @@ static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         return;
     }
     qp_framer_commit(&c->fr, (size_t)nread);
-    while (!c->closing && (r = qp_framer_next(&c->fr, c->s->conf.max_frame, &body, &len)) == 1)
+    while (!c->closing && (r = qp_framer_next(&c->fr, c->s->conf.max_frame, &body, &len)) == 1) {
         qd_req_frame(c, body, len);
+        if (c->in_reserved && !c->closing) /* the large frame it reserved for is in */
+            input_release(c);
+    }
     if (c->closing)
         return;
     if (r < 0) {
@@ -269,6 +360,7 @@ static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         return;
     }
     qp_framer_consume(&c->fr);
+    input_check(c);
 }
 
 /* ---- accepting ---- */
@@ -353,5 +445,5 @@ void qd_conn_on_connection(uv_stream_t *l, int status)
         qd_conn_close(c);
         return;
     }
-    uv_read_start((uv_stream_t *)&c->h, conn_alloc, conn_read);
+    conn_update_reading(c);
 }

@@ -14,3 +14,8 @@ bool qd_flow_stopped(const struct qd_flow_limits *l, uint64_t out, uint64_t tota
         return true;
     return l->total && total > l->total / 8 * 7 && out > share / 2;
 }
+
+bool qd_flow_input_fits(uint64_t limit, uint64_t reserved, uint64_t need)
+{
+    return limit == 0 || reserved == 0 || (need <= limit && reserved <= limit - need);
+}

@@ -25,3 +25,10 @@ struct qd_flow_limits {
  * stopped, given whether it is stopped now. */
 bool qd_flow_stopped(const struct qd_flow_limits *l, uint64_t out, uint64_t total, unsigned conns,
                      bool now);
+
+/* Input: a connection whose next frame is larger than one read reserves the frame's bytes
+ * before its buffer grows. Reservations over all connections stay within `limit`
+ * (max-input-mb; 0: no limit), except that one is always granted when none is held, so that
+ * any frame up to max-frame gets in; a connection that does not fit is not read until it does,
+ * in the order they asked. Whether `need` more bytes fit with `reserved` held: */
+bool qd_flow_input_fits(uint64_t limit, uint64_t reserved, uint64_t need);

@@ -441,6 +441,8 @@ static void fill_status(struct sup *s, struct qp_status *st, bool stats)
     st->output_queued = s->write_bytes;
     st->conns = s->n_conns;
     st->conns_stopped = s->n_blocked;
+    st->input_reserved = s->in_reserved;
+    st->conns_waiting_input = s->n_in_waiting;
     for (struct worker *w = s->workers; w; w = w->next)
         k++;
     st->workers = calloc(k ? k : 1, sizeof(*st->workers));

@@ -386,6 +386,7 @@ int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, cha
         ops.ud = &s;
         qd_sched_init(&s.sched, &ops, &lim);
     }
+    s.in_wait_tail = &s.in_wait;
     s.started_ms = qd_now_ms(&s);
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)getpid());

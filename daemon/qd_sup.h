@@ -80,6 +80,10 @@ struct conn {
     uint64_t blocked_since; /* stopped by qd_flow (no reads, no batch items) since (ms), 0: not */
     uint64_t out_bytes;     /* output queued on it, not yet taken by the socket */
     uint64_t wrote_ms;      /* when the socket last took some of it */
+    uint64_t in_reserved;   /* bytes reserved for the large frame it is receiving */
+    bool reading;           /* its socket is being read */
+    bool in_waiting;        /* waiting for an input reservation (in sup's in_wait list) */
+    struct conn *in_next;   /* in sup's in_wait list */
 };
 
 struct sup {
@@ -110,6 +114,9 @@ struct sup {
     char status_line[256];
     uint64_t write_bytes; /* output queued on all connections */
     unsigned n_blocked;   /* connections stopped by qd_flow */
+    uint64_t in_reserved; /* input reserved by all connections (qd_flow_input_fits) */
+    struct conn *in_wait, **in_wait_tail; /* connections waiting for a reservation, in order */
+    unsigned n_in_waiting;
     uint64_t freed_bytes; /* output freed since the last malloc_trim */
 };
 

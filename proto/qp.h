@@ -355,6 +355,7 @@ struct qp_status {
     bool has_stats;
     uint64_t items, errors, timeouts, crashes, recycled;
     uint64_t output_queued, conns, conns_stopped; /* stats: output flow (0 from older servers) */
+    uint64_t input_reserved, conns_waiting_input; /* stats: input of large frames (idem) */
     struct qp_worker_info *workers; /* n_worker_info entries; malloc'd by the decoder */
     size_t n_worker_info;
 };

@@ -161,7 +161,7 @@ int qp_pack_status_result(struct qp_writer *w, uint32_t id, const struct qp_stat
     msgpack_packer *pk = &w->pk;
 
     qp_begin_response(w, id);
-    (void)msgpack_pack_map(pk, s->has_stats ? 8 : 5);
+    (void)msgpack_pack_map(pk, s->has_stats ? 9 : 5);
     qp_pack_key(pk, "uptime_s");
     (void)msgpack_pack_double(pk, s->uptime_s);
     qp_pack_key(pk, "queue");
@@ -203,6 +203,12 @@ int qp_pack_status_result(struct qp_writer *w, uint32_t id, const struct qp_stat
         (void)msgpack_pack_uint64(pk, s->conns);
         qp_pack_key(pk, "stopped");
         (void)msgpack_pack_uint64(pk, s->conns_stopped);
+        qp_pack_key(pk, "input");
+        (void)msgpack_pack_map(pk, 2);
+        qp_pack_key(pk, "reserved");
+        (void)msgpack_pack_uint64(pk, s->input_reserved);
+        qp_pack_key(pk, "waiting");
+        (void)msgpack_pack_uint64(pk, s->conns_waiting_input);
         qp_pack_key(pk, "workers");
         (void)msgpack_pack_array(pk, s->n_worker_info);
         for (size_t i = 0; i < s->n_worker_info; i++) {
@@ -300,6 +306,11 @@ int qp_decode_status_result(const msgpack_object *result, struct qp_status *s,
               need_u64(o, "connections", UINT64_MAX, &s->conns, reterr) < 0 ||
               need_u64(o, "stopped", UINT64_MAX, &s->conns_stopped, reterr) < 0))
         return QT_EPARSE;
+    o = qp_get(result, "input");
+    if (o && (need_map(o, "input", reterr) < 0 ||
+              need_u64(o, "reserved", UINT64_MAX, &s->input_reserved, reterr) < 0 ||
+              need_u64(o, "waiting", UINT64_MAX, &s->conns_waiting_input, reterr) < 0))
+        return QT_EPARSE;
     r = decode_workers(qp_get(result, "workers"), s, reterr);
     if (r < 0)
         qp_status_done(s);
@@ -344,8 +355,7 @@ int qp_pack_id_result(struct qp_writer *w, uint32_t id, const char *design_id, u
     return qp_frame_end(w, max_frame);
 }
 
-int qp_decode_id_result(const msgpack_object *result, char *buf, size_t len,
-                        struct qt_diag *reterr)
+int qp_decode_id_result(const msgpack_object *result, char *buf, size_t len, struct qt_diag *reterr)
 {
     int r;
 

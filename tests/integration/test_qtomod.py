@@ -378,6 +378,62 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(big[(2, k)], small[(2 + k // 1000, k)], k)
         self.assertEqual(d.stop(), 0)
 
+    def test_large_frames_wait_their_turn_within_max_input(self):
+        """Large request frames being received are bounded in total (max-input-mb, here 1 MiB;
+        one frame always gets in): while client A's 1.5 MB frame is half sent, client B's is
+        not read beyond its first read and B waits; when A's frame is in, B's turn comes and
+        both submits are answered with every result."""
+        d = self.start("--max-input-mb", "1")
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 3000  # 1.5 MB
+
+        def frames():
+            return b"".join(struct.pack(">I", len(b)) + b for b in (
+                msgpack.packb(m, use_bin_type=True) for m in (
+                    [0, 1, "hello", [{"proto": [1, 0]}]],
+                    [0, 2, "submit", [{"values": q.matrix_array(cols), "design": "nopovm",
+                                       "methods": ["linear"], "options": {}}]])))
+
+        def stats():
+            with d.client() as c:
+                return c.stats()
+
+        a, b = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+        a.connect(d.sock)
+        b.connect(d.sock)
+        fa, fb = frames(), frames()
+        half = len(fa) // 2
+        a.sendall(fa[:half])
+        self.assertTrue(wait_until(lambda: stats()["input"]["reserved"] > 1 << 20, 60), stats())
+        b.setblocking(False)
+        sent_b = 0
+        try:
+            while sent_b < len(fb):
+                sent_b += b.send(fb[sent_b:sent_b + 65536])
+        except BlockingIOError:
+            pass
+        self.assertTrue(wait_until(lambda: stats()["input"]["waiting"] == 1, 60), stats())
+        self.assertLess(sent_b, len(fb))  # B's frame is not read while it waits
+        a.sendall(fa[half:])
+        b.setblocking(True)
+        b.sendall(fb[sent_b:])
+
+        def results(s):
+            f, n_res = s.makefile("rb"), 0
+            while True:
+                m = msgpack.unpackb(f.read(struct.unpack(">I", f.read(4))[0]), raw=False)
+                if m[0] == 2 and m[1] == "result":
+                    n_res += 1
+                elif m[0] == 1 and m[1] == 2:
+                    self.assertIsNone(m[2], m)
+                    return n_res
+        self.assertEqual(results(a), len(cols))
+        self.assertEqual(results(b), len(cols))
+        st = stats()
+        self.assertEqual((st["input"]["reserved"], st["input"]["waiting"]), (0, 0), st)
+        a.close()
+        b.close()
+        self.assertEqual(d.stop(), 0)
+
     def test_output_is_bounded_per_connection_and_in_total(self):
         """Clients that never read: one floods reconstruct requests, twelve submit batches. The
         flooder stops being read at its high-water mark; the batches stop at their share once

@@ -84,7 +84,19 @@ static void test_simulated_non_readers(void **state)
     assert_true(total > L.total / 2); /* the non-readers did fill it */
 }
 
+static void test_input_reservations(void **state)
+{
+    (void)state;
+    assert_true(qd_flow_input_fits(64 * MB, 0, 200 * MB)); /* none held: always */
+    assert_true(qd_flow_input_fits(64 * MB, 10 * MB, 54 * MB));
+    assert_false(qd_flow_input_fits(64 * MB, 10 * MB, 54 * MB + 1));
+    assert_false(qd_flow_input_fits(64 * MB, 1, 65 * MB));
+    assert_true(qd_flow_input_fits(0, 1000 * MB, 1000 * MB)); /* no limit */
+    assert_false(qd_flow_input_fits(64 * MB, ~0ull, 1));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_input_reservations),
     cmocka_unit_test(test_own_high_water),
     cmocka_unit_test(test_total),
     cmocka_unit_test(test_simulated_non_readers),

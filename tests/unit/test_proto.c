@@ -468,6 +468,8 @@ static void make_status(struct qp_status *s, bool stats)
     s->output_queued = 123456;
     s->conns = 7;
     s->conns_stopped = 2;
+    s->input_reserved = 59768933;
+    s->conns_waiting_input = 3;
     s->workers = golden_workers;
     s->n_worker_info = 2;
 }
@@ -1504,6 +1506,8 @@ static void assert_status_equal(const struct qp_status *a, const struct qp_statu
     assert_int_equal(a->output_queued, b->output_queued);
     assert_int_equal(a->conns, b->conns);
     assert_int_equal(a->conns_stopped, b->conns_stopped);
+    assert_int_equal(a->input_reserved, b->input_reserved);
+    assert_int_equal(a->conns_waiting_input, b->conns_waiting_input);
     assert_int_equal(a->n_worker_info, b->n_worker_info);
     if (!b->n_worker_info)
         assert_null(a->workers);
@@ -1526,7 +1530,7 @@ static void roundtrip_status(const struct qp_status *s, uint32_t id)
     decode_frame(&w, &msg);
     assert_response(&msg, id);
     assert_int_equal(msg.error->type, MSGPACK_OBJECT_NIL);
-    assert_int_equal(msg.result->via.map.size, s->has_stats ? 8 : 5);
+    assert_int_equal(msg.result->via.map.size, s->has_stats ? 9 : 5);
     assert_ok(qp_decode_status_result(msg.result, &out, &diag));
     assert_status_equal(&out, s);
     qp_status_done(&out);
