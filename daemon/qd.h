@@ -13,9 +13,13 @@
 enum { QD_EXIT_OK = 0, QD_EXIT_FAILURE = 1, QD_EXIT_INIT = 2, QD_EXIT_CRASHLOOP = 3 };
 
 #ifdef QTOMO_TEST_HOOKS
-/* Test builds only: a sample whose first value is one of these crashes or hangs its worker. */
+/* Test builds only: a sample whose first value is one of these crashes or hangs its worker, or
+ * (QD_HOOK_WAIT) makes it wait, between mapping the cache file and computing, until the test
+ * says go: it creates $QTOMO_TEST_HOOK_DIR/waiting.<pid>, then waits (60 s at most) for
+ * $QTOMO_TEST_HOOK_DIR/go. */
 #    define QD_HOOK_CRASH (-7.25e300)
 #    define QD_HOOK_HANG  (-8.5e300)
+#    define QD_HOOK_WAIT  (-9.75e300)
 #endif
 
 int qd_worker_main(const struct qd_conf *conf);

@@ -2,10 +2,12 @@
  * the channel on fd 3, maps projector cache files read-only, computes, and writes one frame per
  * finished sample. Blocking I/O, one thing at a time; the supervisor owns every policy. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -134,8 +136,30 @@ static int get_map(struct worker *w, int kind, const char *id, size_t d,
 /* Searched for by tests/packaging/test_deb.py: a packaged qtomod must not contain it. */
 __attribute__((used)) static const char hooks_marker[] = "QTOMO_TEST_HOOKS_ENABLED";
 
+/* QD_HOOK_WAIT: says it waits (waiting.<pid>), then waits for go, polling every 5 ms. */
+static void hook_wait(void)
+{
+    const char *dir = getenv("QTOMO_TEST_HOOK_DIR");
+    char path[4096];
+    int fd;
+
+    if (!dir)
+        return;
+    snprintf(path, sizeof(path), "%s/waiting.%d", dir, (int)getpid());
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+    snprintf(path, sizeof(path), "%s/go", dir);
+    for (int i = 0; i < 12000 && access(path, F_OK) < 0; i++) {
+        struct timespec ts = {0, 5000000};
+
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Test-only faults, chosen by the sample's first value (never compiled into release builds):
- * QD_HOOK_CRASH aborts the worker, QD_HOOK_HANG makes it stop answering. */
+ * QD_HOOK_CRASH aborts the worker, QD_HOOK_HANG makes it stop answering, QD_HOOK_WAIT makes it
+ * wait for the test (qd.h). */
 static void test_hooks(const double *y)
 {
     if (y[0] == QD_HOOK_CRASH)
@@ -143,6 +167,8 @@ static void test_hooks(const double *y)
     if (y[0] == QD_HOOK_HANG)
         for (;;)
             pause();
+    if (y[0] == QD_HOOK_WAIT)
+        hook_wait();
 }
 #else
 static void test_hooks(const double *y)
