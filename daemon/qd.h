@@ -9,8 +9,18 @@
 /* The channel's messages are in proto's method table (SCHEMA.md §4 `w.ready`, `w.result`). */
 
 /* Exit codes. QD_EXIT_INIT from a worker means it failed before it was ready (crash-loop
- * breaker); from the supervisor that it could not start. */
-enum { QD_EXIT_OK = 0, QD_EXIT_FAILURE = 1, QD_EXIT_INIT = 2, QD_EXIT_CRASHLOOP = 3 };
+ * breaker); from the supervisor that it could not start. QD_EXIT_CACHE_CHANGED (workers only):
+ * a cache file it was computing from changed under its mapping during an item (SIGBUS inside
+ * the mapping, or the file's size or time stamps differ after a sample): what it had not yet
+ * answered is retried on a fresh worker, which verifies the file again or rebuilds it; the
+ * sample is not charged a crash (qd_sched.c). */
+enum {
+    QD_EXIT_OK = 0,
+    QD_EXIT_FAILURE = 1,
+    QD_EXIT_INIT = 2,
+    QD_EXIT_CRASHLOOP = 3,
+    QD_EXIT_CACHE_CHANGED = 4,
+};
 
 #ifdef QTOMO_TEST_HOOKS
 /* Test builds only: a sample whose first value is one of these crashes or hangs its worker, or
