@@ -427,6 +427,24 @@ class QtomodTest(unittest.TestCase):
         self.assertGreaterEqual(r["kills"], 10, r)
         self.assertTrue(r["daemon_up"], r)
 
+    def test_cache_faults_short(self):
+        """tests/reliability/cache_faults.py, short: every kind of damage to the cache file
+        once (truncated, header, each section in place and renamed into place, a foreign
+        valid file, random bytes in place and renamed, unlinked) while batches run: nothing
+        lost, duplicated, failed or different from a clean run, every fault logged and the file
+        rebuilt, the daemon up."""
+        script = os.path.join(SRC, "tests", "reliability", "cache_faults.py")
+        out = subprocess.run([sys.executable, script, "--qtomod", QTOMOD, "--faults", "22",
+                              "--batch", "100", "--seconds", "120", "--json"],
+                             capture_output=True, text=True, timeout=280)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr[-2000:])
+        r = json.loads(out.stdout)
+        self.assertEqual(r["faults"], 22, r)
+        self.assertEqual(len(r["by_kind"]), 22, r)
+        self.assertEqual(r["logged"], 22, r)
+        self.assertEqual(r["rebuilt"], 22, r)
+        self.assertTrue(r["daemon_up"], r)
+
     def test_worker_sigkill_mid_batch(self):
         d = self.start("--chunk", "4")
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 20
