@@ -591,6 +591,25 @@ class QtomodTest(unittest.TestCase):
         self.assertIn("refused (not admin)", d.logtext())
         self.assertEqual(d.stop(), 0)
 
+    def test_access_short(self):
+        """tests/reliability/access.py --quick: a peer outside the socket's group cannot
+        connect; a non-admin peer gets permission_denied for every admin method in
+        proto/SCHEMA.md; requests with hostile design names and ids (../, absolute paths, NUL
+        bytes, 70 KB names) are all answered and make the daemon (followed by strace -f) name
+        no path outside its cache directory. Needs root, setpriv and strace (CI runs as root)."""
+        script = os.path.join(SRC, "tests", "reliability", "access.py")
+        out = subprocess.run([sys.executable, script, "--qtomod", QTOMOD, "--quick", "--json"],
+                             capture_output=True, text=True, timeout=200)
+        if out.returncode == 77:
+            self.skipTest(out.stdout.strip())
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr[-2000:])
+        r = json.loads(out.stdout)
+        self.assertEqual(r["outside_group"], {"connect": "PermissionError"}, r)
+        self.assertEqual(r["in_group_not_admin"]["reload"], -32005, r)
+        self.assertEqual(r["in_group_not_admin"]["cache.evict"], -32005, r)
+        self.assertEqual(r["marked"], [], r)
+        self.assertEqual(r["requests"], r["answered"], r)
+
     def test_backpressure_idle_reader(self):
         d = self.start("--write-high-water-kb", "64", "--idle-write-timeout-ms", "1500",
                        "--chunk", "8")
