@@ -182,9 +182,28 @@ static void hook_wait(void)
     }
 }
 
+/* QD_HOOK_ALLOC: memory until the OOM killer comes, or the bound. */
+static void hook_alloc(void)
+{
+    const char *e = getenv("QTOMO_TEST_HOOK_ALLOC_MB");
+    long mb = e ? strtol(e, NULL, 10) : 1024;
+    char **blocks = calloc((size_t)(mb > 0 ? mb : 1) / 4 + 1, sizeof(*blocks));
+    long n = 0;
+
+    for (; blocks && n < mb / 4; n++) {
+        blocks[n] = malloc((size_t)4 << 20);
+        if (!blocks[n])
+            break;
+        memset(blocks[n], 0x5a, (size_t)4 << 20);
+    }
+    while (blocks && n-- > 0)
+        free(blocks[n]);
+    free(blocks);
+}
+
 /* Test-only faults, chosen by the sample's first value (never compiled into release builds):
  * QD_HOOK_CRASH aborts the worker, QD_HOOK_HANG makes it stop answering, QD_HOOK_WAIT makes it
- * wait for the test (qd.h). */
+ * wait for the test, QD_HOOK_ALLOC makes it allocate memory (qd.h). */
 static void test_hooks(const double *y)
 {
     if (y[0] == QD_HOOK_CRASH)
@@ -194,6 +213,8 @@ static void test_hooks(const double *y)
             pause();
     if (y[0] == QD_HOOK_WAIT)
         hook_wait();
+    if (y[0] == QD_HOOK_ALLOC)
+        hook_alloc();
 }
 #else
 static void test_hooks(const double *y)

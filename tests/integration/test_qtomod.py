@@ -445,6 +445,26 @@ class QtomodTest(unittest.TestCase):
         self.assertEqual(r["rebuilt"], 22, r)
         self.assertTrue(r["daemon_up"], r)
 
+    @unittest.skipUnless(HOOKS, "qtomod built without test hooks")
+    def test_oom_short(self):
+        """tests/reliability/oom.py, short: the daemon in a memory-limited cgroup (v2 or v1),
+        a QD_HOOK_ALLOC sample's workers OOM-killed by the kernel while 500 small samples run:
+        the killed workers are replaced, the sample ends with worker_crashed after 8 ("out of
+        memory?"), the small samples are all identical to a clean run, the daemon stays up.
+        Skipped where the machine gives no memory cgroup (exit 77)."""
+        script = os.path.join(SRC, "tests", "reliability", "oom.py")
+        out = subprocess.run([sys.executable, script, "--qtomod", QTOMOD, "--mode", "hook",
+                              "--big", "1", "--samples", "500", "--seconds", "120", "--json"],
+                             capture_output=True, text=True, timeout=200)
+        if out.returncode == 77:
+            self.skipTest(out.stdout.strip())
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr[-2000:])
+        r = json.loads(out.stdout)
+        self.assertGreaterEqual(r["logged_oom"], 8, r)
+        self.assertEqual(r["big"][0]["error"]["code"], -32003, r)
+        self.assertIn("out of memory?", r["big"][0]["error"]["message"], r)
+        self.assertEqual(r["workers_after"], 2, r)
+
     def test_worker_sigkill_mid_batch(self):
         d = self.start("--chunk", "4")
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 20
