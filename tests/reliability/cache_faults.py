@@ -300,6 +300,9 @@ def main():
               "(exit %(exit)s); quarantined %(quarantined)d, changed under a worker "
               "%(changed_under_worker)d, built %(built)d; workers dead mid-item other than by our "
               "SIGKILL %(died_otherwise)d; totals %(totals)s" % fig)
+        print("re-opens forced: %(reloads)d rolling reloads, %(idle_kills)d SIGKILLs of idle "
+              "workers (a worker that turned busy meanwhile counts as a crash in the totals); "
+              "clean batch %(clean_batch_s)s s" % fig)
         print("by kind: %s" % json.dumps(fig["by_kind"]))
         if fig["unlogged"] or fig["not_rebuilt"] or fig["failures"]:
             print("unlogged %s, not rebuilt %s, failures %s"
