@@ -441,8 +441,8 @@ bool qd_sched_not_the_sample(int status, int term_signal)
 }
 
 /* The running sample of a dead worker: charged a crash or a kill, failed at the limit. */
-static void charge(struct qd_sched *s, struct qd_sw *w, struct qd_job *job, size_t col,
-                   int status, int term_signal)
+static void charge(struct qd_sched *s, struct qd_sw *w, struct qd_job *job, size_t col, int status,
+                   int term_signal)
 {
     uint8_t st = job->state[col];
     unsigned crashes = st & QD_SAMPLE_CRASHES, kills = (st & QD_SAMPLE_KILLS) >> 2;

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/qt_status.h"
@@ -93,8 +93,7 @@ static int read_frame(struct worker *w, const uint8_t **body, uint32_t *len)
 
 /* The mapping for (id, d), kept in a small LRU; *ret_map: its handle. */
 static int get_map(struct worker *w, int kind, const char *id, size_t d,
-                   const struct qt_design **ret, struct qt_cache_map **ret_map,
-                   struct qt_diag *dg)
+                   const struct qt_design **ret, struct qt_cache_map **ret_map, struct qt_diag *dg)
 {
     struct wmap *slot = &w->maps[0];
     int r;

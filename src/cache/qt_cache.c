@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,9 +128,12 @@ int qt_cache_open(const char *dir, const struct qt_cache_config *cfg, struct qt_
 }
 
 /* Every range this process has mapped from a cache file (kept mappings and the transient ones
- * of verification), for qt_cache_addr_file: a SIGBUS handler's question. Process-wide; changed
- * only outside signal handlers, read by them. A full table only makes an address unknown. */
+ * of verification), for qt_cache_addr_file: a SIGBUS handler's question. Process-wide: changed
+ * under mapped_lock (handles in several threads), read without it by the handler. A full table
+ * only makes an address unknown. */
 #define MAPPED_MAX 64
+static pthread_mutex_t mapped_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static struct {
     const char *volatile base; /* NULL: free */
     size_t len;
@@ -138,22 +142,26 @@ static struct {
 
 static void mapped_add(const void *base, size_t len, const char *name)
 {
+    pthread_mutex_lock(&mapped_lock);
     for (int i = 0; i < MAPPED_MAX; i++)
         if (!mapped[i].base) {
             mapped[i].len = len;
             (void)snprintf(mapped[i].name, sizeof(mapped[i].name), "%s", name);
             __atomic_signal_fence(__ATOMIC_SEQ_CST);
             mapped[i].base = base;
-            return;
+            break;
         }
+    pthread_mutex_unlock(&mapped_lock);
 }
 
 /* munmap, forgetting the range first. */
 static void unmap_range(void *base, size_t len)
 {
+    pthread_mutex_lock(&mapped_lock);
     for (int i = 0; i < MAPPED_MAX; i++)
         if (mapped[i].base == base)
             mapped[i].base = NULL;
+    pthread_mutex_unlock(&mapped_lock);
     munmap(base, len);
 }
 
