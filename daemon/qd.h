@@ -9,13 +9,30 @@
 /* The channel's messages are in proto's method table (SCHEMA.md §4 `w.ready`, `w.result`). */
 
 /* Exit codes. QD_EXIT_INIT from a worker means it failed before it was ready (crash-loop
- * breaker); from the supervisor that it could not start. */
-enum { QD_EXIT_OK = 0, QD_EXIT_FAILURE = 1, QD_EXIT_INIT = 2, QD_EXIT_CRASHLOOP = 3 };
+ * breaker); from the supervisor that it could not start. QD_EXIT_CACHE_CHANGED (workers only):
+ * a cache file it was computing from changed under its mapping during an item (SIGBUS inside
+ * the mapping, or the file's size or time stamps differ after a sample): what it had not yet
+ * answered is retried on a fresh worker, which verifies the file again or rebuilds it; the
+ * sample is not charged a crash (qd_sched.c). */
+enum {
+    QD_EXIT_OK = 0,
+    QD_EXIT_FAILURE = 1,
+    QD_EXIT_INIT = 2,
+    QD_EXIT_CRASHLOOP = 3,
+    QD_EXIT_CACHE_CHANGED = 4,
+};
 
 #ifdef QTOMO_TEST_HOOKS
-/* Test builds only: a sample whose first value is one of these crashes or hangs its worker. */
+/* Test builds only: a sample whose first value is one of these crashes or hangs its worker, or
+ * (QD_HOOK_WAIT) makes it wait, between mapping the cache file and computing, until the test
+ * says go: it creates $QTOMO_TEST_HOOK_DIR/waiting.<pid>, then waits (60 s at most) for
+ * $QTOMO_TEST_HOOK_DIR/go. QD_HOOK_ALLOC makes it allocate and touch memory, 4 MiB at a
+ * time, up to $QTOMO_TEST_HOOK_ALLOC_MB (default 1024) MiB, then free it (a memory-limited
+ * cgroup's OOM killer ends it first). */
 #    define QD_HOOK_CRASH (-7.25e300)
 #    define QD_HOOK_HANG  (-8.5e300)
+#    define QD_HOOK_WAIT  (-9.75e300)
+#    define QD_HOOK_ALLOC (-6.5e300)
 #endif
 
 int qd_worker_main(const struct qd_conf *conf);

@@ -207,6 +207,10 @@ static void log_exit(struct worker *w, enum qd_wstate was, int64_t status, int t
         qd_err("worker %d %s during start-up (status %lld, signal %d)", w->pid,
                start_failure(w, status, term_signal) ? "failed" : "was killed", (long long)status,
                term_signal);
+    } else if (w->sw.cur && !term_signal && status == QD_EXIT_CACHE_CHANGED) {
+        qd_warn("worker %d: cache file %s.qtpc changed under it during an item (truncated or "
+                "rewritten); its unfinished samples are retried on a verified or rebuilt file",
+                w->pid, qd_sched_item_job(&w->sw)->key);
     } else if (w->sw.cur) {
         qd_err("worker %d died during an item (%s%s%d): %s", w->pid,
                term_signal ? "signal " : "exit status ",
@@ -230,7 +234,7 @@ static void on_worker_exit(struct worker *w, int64_t status, int term_signal)
     log_exit(w, was, status, term_signal);
     if (was == QD_W_STARTING && start_failure(w, status, term_signal))
         note_start_failure(s, qd_now_ms(s));
-    qd_sched_worker_exit(&s->sched, &w->sw, term_signal);
+    qd_sched_worker_exit(&s->sched, &w->sw, (int)status, term_signal);
     worker_remove(w);
     if (s->exit_code) /* crash loop: end the requests, stop the other workers, then the loop */
         qd_sup_stop_now(s);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/qt_err.h"
+#include "qd.h"
 
 const char *const qd_wstate_names[] = {"starting", "idle",    "busy",
                                        "draining", "killing", "exiting"};
@@ -435,15 +436,20 @@ bool qd_signal_from_outside(int term_signal)
            term_signal == SIGHUP;
 }
 
+bool qd_sched_not_the_sample(int status, int term_signal)
+{
+    return term_signal ? qd_signal_from_outside(term_signal) : status == QD_EXIT_CACHE_CHANGED;
+}
+
 /* The running sample of a dead worker: charged a crash or a kill, failed at the limit. */
-static void charge(struct qd_sched *s, struct qd_sw *w, struct qd_job *job, size_t col,
+static void charge(struct qd_sched *s, struct qd_sw *w, struct qd_job *job, size_t col, int status,
                    int term_signal)
 {
     uint8_t st = job->state[col];
     unsigned crashes = st & QD_SAMPLE_CRASHES, kills = (st & QD_SAMPLE_KILLS) >> 2;
     char msg[128];
 
-    if (qd_signal_from_outside(term_signal))
+    if (qd_sched_not_the_sample(status, term_signal))
         kills++;
     else
         crashes++;
@@ -453,7 +459,12 @@ static void charge(struct qd_sched *s, struct qd_sw *w, struct qd_job *job, size
             s->ops.fail(s->ops.ud, job, col, -ENOMEM, "out of memory", w->pid);
         return;
     }
-    if (kills >= QD_SCHED_MAX_KILLS)
+    if (kills >= QD_SCHED_MAX_KILLS && !term_signal)
+        snprintf(msg, sizeof(msg),
+                 "%u workers were killed or found their cache file changed running the sample "
+                 "(last: the cache file changed)",
+                 kills);
+    else if (kills >= QD_SCHED_MAX_KILLS)
         snprintf(msg, sizeof(msg),
                  "%u workers were killed running the sample (last: signal %d; out of memory?)",
                  kills, term_signal);
@@ -475,7 +486,7 @@ static void unlink_worker(struct qd_sched *s, struct qd_sw *w)
     w->next = NULL;
 }
 
-void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int term_signal)
+void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int status, int term_signal)
 {
     struct qd_chunk *ch = w->cur;
     struct qd_job *job;
@@ -486,7 +497,7 @@ void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int term_signal)
     w->cur = NULL;
     if (w->timed_out)
         s->tot.timeouts++;
-    else if (ch && !s->stopping)
+    else if (ch && !s->stopping && !(status == QD_EXIT_CACHE_CHANGED && !term_signal))
         s->tot.crashes++;
     if (!ch)
         return;
@@ -515,7 +526,7 @@ void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int term_signal)
             s->ops.fail(s->ops.ud, job, col, QT_EDEADLINE,
                         "the sample passed its deadline; its worker was killed", w->pid);
         } else {
-            charge(s, w, job, col, term_signal);
+            charge(s, w, job, col, status, term_signal);
         }
     }
 out:

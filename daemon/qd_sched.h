@@ -15,7 +15,9 @@
 
 /* A sample that was running when QD_SCHED_MAX_CRASHES workers died of their own fault (a fault
  * signal, an exit) fails; signals sent from elsewhere (qd_signal_from_outside: an operator, the
- * OOM killer) say little about the sample, so it takes QD_SCHED_MAX_KILLS of those. A sample
+ * OOM killer) and a cache file changed under the worker's mapping (QD_EXIT_CACHE_CHANGED) say
+ * little about the sample, so it takes QD_SCHED_MAX_KILLS of those (a bound, so that a file
+ * damaged again and again still ends). A sample
  * that truly needs more memory than the machine gives still fails, after that many workers. */
 #define QD_SCHED_MAX_CRASHES 2
 #define QD_SCHED_MAX_KILLS   8
@@ -159,10 +161,10 @@ struct qd_job *qd_sched_item_job(const struct qd_sw *w);
  * samples are missing or it has no item (kill it). */
 QT_NODISCARD int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now,
                                    uint64_t busy_us);
-/* w's process is gone. Its running sample is charged a try (or fails with QT_EDEADLINE when we
- * killed it for its deadline); its samples that never ran are queued again uncharged. Removes
- * w from the scheduler. */
-void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int term_signal);
+/* w's process is gone (exit status, or the signal that ended it). Its running sample is charged
+ * a try (or fails with QT_EDEADLINE when we killed it for its deadline); its samples that never
+ * ran are queued again uncharged. Removes w from the scheduler. */
+void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int status, int term_signal);
 /* Deadlines: SIGABRT to a worker past its item's deadline, SIGKILL after the grace. */
 void qd_sched_tick(struct qd_sched *s, uint64_t now);
 /* Shutdown: every worker is told SIGTERM (SIGKILL after grace_ms); nothing is dispatched. */
@@ -175,4 +177,7 @@ unsigned qd_sched_live_workers(const struct qd_sched *s);
 /* SIGKILL, SIGTERM, SIGINT, SIGHUP: signals a process gets from elsewhere (an operator, the OOM
  * killer, a stop), not from a fault of its own. */
 bool qd_signal_from_outside(int term_signal);
+/* Whether a worker's end says nothing about the sample it ran: a signal from outside, or
+ * QD_EXIT_CACHE_CHANGED. Charged as a kill, not a crash, and not counted in totals.crashes. */
+bool qd_sched_not_the_sample(int status, int term_signal);
 uint64_t qd_sched_queued_interactive(const struct qd_sched *s);

@@ -2,11 +2,13 @@
  * the channel on fd 3, maps projector cache files read-only, computes, and writes one frame per
  * finished sample. Blocking I/O, one thing at a time; the supervisor owns every policy. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/qt_status.h"
@@ -89,9 +91,9 @@ static int read_frame(struct worker *w, const uint8_t **body, uint32_t *len)
     }
 }
 
-/* The mapping for (id, d), kept in a small LRU. */
+/* The mapping for (id, d), kept in a small LRU; *ret_map: its handle. */
 static int get_map(struct worker *w, int kind, const char *id, size_t d,
-                   const struct qt_design **ret, struct qt_diag *dg)
+                   const struct qt_design **ret, struct qt_cache_map **ret_map, struct qt_diag *dg)
 {
     struct wmap *slot = &w->maps[0];
     int r;
@@ -111,6 +113,7 @@ static int get_map(struct worker *w, int kind, const char *id, size_t d,
             }
             w->maps[i].last = ++w->tick;
             *ret = qt_cache_map_design(w->maps[i].map);
+            *ret_map = w->maps[i].map;
             return 0;
         }
         if (!w->maps[i].map || w->maps[i].last < slot->last)
@@ -127,15 +130,79 @@ static int get_map(struct worker *w, int kind, const char *id, size_t d,
     slot->d = d;
     slot->last = ++w->tick;
     *ret = qt_cache_map_design(slot->map);
+    *ret_map = slot->map;
     return 0;
+}
+
+/* A cache file changed under the mapping the worker was computing from: the samples it has not
+ * answered may have been computed from zeros (a truncated file's last page) or raised SIGBUS.
+ * The worker ends with QD_EXIT_CACHE_CHANGED; the supervisor retries them on a fresh worker,
+ * whose mapping verifies the file again (a damaged one is moved aside and rebuilt). */
+static _Noreturn void cache_changed_exit(const char *name)
+{
+    qd_warn("cache: %s changed during an item; exiting so that its samples are retried", name);
+    _exit(QD_EXIT_CACHE_CHANGED);
+}
+
+/* SIGBUS inside a cache mapping: the file was truncated under it. Anywhere else, or sent by
+ * kill(2): the default action (the handler was reset by SA_RESETHAND). Async-signal-safe. */
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    if (si->si_code > 0 && qt_cache_addr_file(si->si_addr))
+        _exit(QD_EXIT_CACHE_CHANGED);
+    if (si->si_code <= 0)
+        raise(sig); /* from kill(2): returning would ignore it */
+    /* a fault elsewhere: returning re-runs the access, which now kills the worker */
 }
 
 #ifdef QTOMO_TEST_HOOKS
 /* Searched for by tests/packaging/test_deb.py: a packaged qtomod must not contain it. */
 __attribute__((used)) static const char hooks_marker[] = "QTOMO_TEST_HOOKS_ENABLED";
 
+/* QD_HOOK_WAIT: says it waits (waiting.<pid>), then waits for go, polling every 5 ms. */
+static void hook_wait(void)
+{
+    const char *dir = getenv("QTOMO_TEST_HOOK_DIR");
+    char path[4096];
+    int fd;
+
+    if (!dir)
+        return;
+    snprintf(path, sizeof(path), "%s/waiting.%d", dir, (int)getpid());
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+    snprintf(path, sizeof(path), "%s/go", dir);
+    for (int i = 0; i < 12000 && access(path, F_OK) < 0; i++) {
+        struct timespec ts = {0, 5000000};
+
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* QD_HOOK_ALLOC: memory until the OOM killer comes, or the bound. */
+static void hook_alloc(void)
+{
+    const char *e = getenv("QTOMO_TEST_HOOK_ALLOC_MB");
+    long mb = e ? strtol(e, NULL, 10) : 1024;
+    char **blocks = calloc((size_t)(mb > 0 ? mb : 1) / 4 + 1, sizeof(*blocks));
+    long n = 0;
+
+    for (; blocks && n < mb / 4; n++) {
+        blocks[n] = malloc((size_t)4 << 20);
+        if (!blocks[n])
+            break;
+        memset(blocks[n], 0x5a, (size_t)4 << 20);
+    }
+    while (blocks && n-- > 0)
+        free(blocks[n]);
+    free(blocks);
+}
+
 /* Test-only faults, chosen by the sample's first value (never compiled into release builds):
- * QD_HOOK_CRASH aborts the worker, QD_HOOK_HANG makes it stop answering. */
+ * QD_HOOK_CRASH aborts the worker, QD_HOOK_HANG makes it stop answering, QD_HOOK_WAIT makes it
+ * wait for the test, QD_HOOK_ALLOC makes it allocate memory (qd.h). */
 static void test_hooks(const double *y)
 {
     if (y[0] == QD_HOOK_CRASH)
@@ -143,6 +210,10 @@ static void test_hooks(const double *y)
     if (y[0] == QD_HOOK_HANG)
         for (;;)
             pause();
+    if (y[0] == QD_HOOK_WAIT)
+        hook_wait();
+    if (y[0] == QD_HOOK_ALLOC)
+        hook_alloc();
 }
 
 /* QTOMO_TEST_WORKER_START_MS: a slow start-up, so that tests can hit workers while they start. */
@@ -197,6 +268,7 @@ static int send_result(struct worker *w, uint64_t idx, double us, const struct q
 /* The worker's side of qt_chunk_estimate: one result frame per sample. */
 struct chunk_ctx {
     struct worker *w;
+    struct qt_cache_map *map; /* computed from */
     uint64_t first_index;
     bool called; /* a sample reached us: the estimator's own errors are behind */
 };
@@ -207,6 +279,8 @@ static int chunk_result(size_t i, const struct qt_result *const *res, size_t n_r
     struct chunk_ctx *cc = userdata;
 
     cc->called = true;
+    if (qt_cache_map_changed(cc->map))
+        cache_changed_exit(qt_cache_map_name(cc->map));
     return send_result(cc->w, cc->first_index + i, us, res, n_res, NULL, 0, 0, NULL);
 }
 
@@ -216,6 +290,7 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
     struct qp_job j;
     struct qt_diag dg = {0};
     const struct qt_design *des = NULL;
+    struct qt_cache_map *map = NULL;
     enum qt_method meth[_QT_METHOD_MAX];
     size_t nm = 0, d;
     int kind, r, err = 0;
@@ -238,7 +313,7 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
         err = kind < 0 ? kind : QT_EDIM;
         snprintf(dg.msg, sizeof(dg.msg), "design '%s' d %zu not resolved", j.design, d);
     } else {
-        err = get_map(w, kind, id_str, d, &des, &dg);
+        err = get_map(w, kind, id_str, d, &des, &map, &dg);
     }
     if (err == 0 && des->m != j.m) {
         err = QT_ESAMPLELEN;
@@ -251,7 +326,7 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
         for (size_t i = 0; i < j.n; i++)
             test_hooks(j.values + j.m * i);
     if (err == 0) {
-        struct chunk_ctx cc = {w, j.first_index, false};
+        struct chunk_ctx cc = {w, map, j.first_index, false};
 
         r = qt_chunk_estimate(des, &w->ws, j.values, j.m, j.n, &j.opts, meth, nm, chunk_result,
                               &cc);
@@ -437,6 +512,12 @@ int qd_worker_main(const struct qd_conf *conf)
         fclose(oom);
     }
     signal(SIGPIPE, SIG_IGN);
+    {
+        struct sigaction sa = {.sa_sigaction = on_sigbus, .sa_flags = (int)(SA_SIGINFO | SA_RESETHAND)};
+
+        sigemptyset(&sa.sa_mask);
+        (void)sigaction(SIGBUS, &sa, NULL);
+    }
     r = qt_cache_open(conf->cache_dir, &cc, &w.cache, &dg);
     if (r < 0) {
         qd_err("worker: cache %s: %s", conf->cache_dir, dg.msg);

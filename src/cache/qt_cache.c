@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,9 +127,60 @@ int qt_cache_open(const char *dir, const struct qt_cache_config *cfg, struct qt_
     return 0;
 }
 
+/* Every range this process has mapped from a cache file (kept mappings and the transient ones
+ * of verification), for qt_cache_addr_file: a SIGBUS handler's question. Process-wide: changed
+ * under mapped_lock (handles in several threads), read without it by the handler. A full table
+ * only makes an address unknown. */
+#define MAPPED_MAX 64
+static pthread_mutex_t mapped_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct {
+    const char *volatile base; /* NULL: free */
+    size_t len;
+    char name[96];
+} mapped[MAPPED_MAX];
+
+static void mapped_add(const void *base, size_t len, const char *name)
+{
+    pthread_mutex_lock(&mapped_lock);
+    for (int i = 0; i < MAPPED_MAX; i++)
+        if (!mapped[i].base) {
+            mapped[i].len = len;
+            (void)snprintf(mapped[i].name, sizeof(mapped[i].name), "%s", name);
+            __atomic_signal_fence(__ATOMIC_SEQ_CST);
+            mapped[i].base = base;
+            break;
+        }
+    pthread_mutex_unlock(&mapped_lock);
+}
+
+/* munmap, forgetting the range first. */
+static void unmap_range(void *base, size_t len)
+{
+    pthread_mutex_lock(&mapped_lock);
+    for (int i = 0; i < MAPPED_MAX; i++)
+        if (mapped[i].base == base)
+            mapped[i].base = NULL;
+    pthread_mutex_unlock(&mapped_lock);
+    munmap(base, len);
+}
+
+const char *qt_cache_addr_file(const void *addr)
+{
+    const char *a = addr;
+
+    for (int i = 0; i < MAPPED_MAX; i++) {
+        const char *b = mapped[i].base;
+
+        if (b && a >= b && a < b + mapped[i].len)
+            return mapped[i].name;
+    }
+    return NULL;
+}
+
 static void map_release(struct qt_cache_map *mp)
 {
-    munmap(mp->base, mp->len);
+    unmap_range(mp->base, mp->len);
     close(mp->fd);
     free(mp);
 }
@@ -309,7 +361,7 @@ static int open_entry(struct qt_cache *c, const char *name)
  * header declares is rejected before any mapping exists: no SIGBUS from a short file), then
  * maps the whole file read-only and shared; with full, verifies every section checksum. On a
  * fault returns QT_ECHECKSUM with *fault set and nothing mapped. */
-static int map_checked(int fd, const struct stat *st, bool full, void **ret_base,
+static int map_checked(int fd, const char *name, const struct stat *st, bool full, void **ret_base,
                        enum qt_cf_fault *fault, struct qt_cf_info *info, struct qt_diag *reterr)
 {
     size_t len = (size_t)st->st_size;
@@ -326,10 +378,11 @@ static int map_checked(int fd, const struct stat *st, bool full, void **ret_base
     base = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED)
         return qt_diag_set(reterr, -errno, 0, 0, "mmap: %s", strerror(errno));
+    mapped_add(base, len, name);
     if (full) {
         *fault = qt_cf_check(base, len, len, true, info, reterr);
         if (*fault != QT_CF_OK) {
-            munmap(base, len);
+            unmap_range(base, len);
             return QT_ECHECKSUM;
         }
     }
@@ -353,7 +406,7 @@ static int check_entry(struct qt_cache *c, const char *name, bool full, enum qt_
         close(fd);
         return r;
     }
-    r = map_checked(fd, st, full, &base, fault, NULL, reterr);
+    r = map_checked(fd, name, st, full, &base, fault, NULL, reterr);
     if (r == 0) {
         struct qt_design des;
         struct qt_whiten wh;
@@ -361,7 +414,7 @@ static int check_entry(struct qt_cache *c, const char *name, bool full, enum qt_
         r = qt_cf_view(base, (size_t)st->st_size, &des, &wh, reterr);
         if (r < 0)
             *fault = QT_CF_CORRUPT;
-        munmap(base, (size_t)st->st_size);
+        unmap_range(base, (size_t)st->st_size);
     }
     close(fd);
     return r;
@@ -544,10 +597,10 @@ static int publish(struct qt_cache *c, const char *name, const struct qt_design 
         r = -errno;
         goto out;
     }
-    r = map_checked(fd, &st, true, &base, &fault, NULL, reterr);
+    r = map_checked(fd, tmp, &st, true, &base, &fault, NULL, reterr);
     if (r < 0)
         goto out;
-    munmap(base, (size_t)st.st_size);
+    unmap_range(base, (size_t)st.st_size);
     if (renameat(c->dfd, tmp, c->dfd, name) < 0) {
         r = qt_diag_set(reterr, -errno, 0, 0, "cannot rename into %s/%s: %s", c->dir, name,
                         strerror(errno));
@@ -683,7 +736,7 @@ int qt_cache_map(struct qt_cache *c, const char *id, size_t d, struct qt_cache_m
     /* Every section's checksum, not only the header's: a file whose sections were damaged in
      * place, or a damaged file renamed into place, would otherwise give wrong results. XXH3
      * over a few MB costs well under a millisecond, once per mapping. */
-    r = map_checked(mp->fd, &st, true, &mp->base, &fault, &info, reterr);
+    r = map_checked(mp->fd, name, &st, true, &mp->base, &fault, &info, reterr);
     if (r == 0) {
         mp->len = (size_t)st.st_size;
         mp->mtim = st.st_mtim;
@@ -691,11 +744,11 @@ int qt_cache_map(struct qt_cache *c, const char *id, size_t d, struct qt_cache_m
         r = qt_cf_view(mp->base, mp->len, &mp->des, &mp->wh, reterr);
         if (r < 0) {
             fault = QT_CF_CORRUPT;
-            munmap(mp->base, mp->len);
+            unmap_range(mp->base, mp->len);
         } else if (strcmp(info.id, id) != 0 || info.d != d) {
             fault = QT_CF_CORRUPT;
             r = qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "holds %s at d = %zu", info.id, info.d);
-            munmap(mp->base, mp->len);
+            unmap_range(mp->base, mp->len);
         }
     }
     if (r < 0) {
@@ -764,6 +817,28 @@ int qt_cache_map_check(struct qt_cache_map *map, struct qt_diag *reterr)
         quarantine(map->owner, map->name, &st, fault, why);
     return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "%s/%s changed (%s); moved aside",
                        map->owner->dir, map->name, why);
+}
+
+bool qt_cache_map_changed(struct qt_cache_map *map)
+{
+    struct stat st;
+
+    if (fstat(map->fd, &st) < 0 || (uint64_t)st.st_size != map->len ||
+        !same_time(st.st_mtim, map->mtim))
+        return true;
+    if (same_time(st.st_ctim, map->ctim))
+        return false;
+    /* Only the change time moved: every mapping sets the file's atime (ours too), which moves
+     * it. The content decides. */
+    if (qt_cf_check(map->base, map->len, map->len, true, NULL, NULL) != QT_CF_OK)
+        return true;
+    map->ctim = st.st_ctim;
+    return false;
+}
+
+const char *qt_cache_map_name(const struct qt_cache_map *map)
+{
+    return map->name;
 }
 
 int qt_cache_get(struct qt_cache *c, enum qt_design_kind kind, size_t d,

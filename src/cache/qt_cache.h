@@ -92,6 +92,18 @@ QT_NODISCARD int qt_cache_map(struct qt_cache *c, const char *id, size_t d,
  * unmap it and map again, which rebuilds a built-in). Changes that leave every time stamp and
  * the size alone (a fault in memory) are not seen. */
 QT_NODISCARD int qt_cache_map_check(struct qt_cache_map *map, struct qt_diag *reterr);
+/* Whether the file changed since its content was verified: after computing from a mapping,
+ * true means the result may have been computed from pages the change took away (a truncated
+ * file reads as zeros to the end of its last page and raises SIGBUS beyond) and must not be
+ * used. One fstat: a different size or modification time is a change; a different change time
+ * alone (every mapping sets the atime) verifies the content again. Nothing is moved aside. */
+bool qt_cache_map_changed(struct qt_cache_map *map);
+/* The mapped file's name in the cache directory. */
+const char *qt_cache_map_name(const struct qt_cache_map *map);
+/* The name of the cache file whose mapping by this process (any handle, kept or being
+ * verified) contains addr, or NULL. Async-signal-safe: for a SIGBUS handler, to tell a cache
+ * file truncated under its mapping from a fault of the program. */
+const char *qt_cache_addr_file(const void *addr);
 /* ensure (built-ins) + map, rebuilding once when the existing file was moved aside. */
 QT_NODISCARD int qt_cache_get(struct qt_cache *c, enum qt_design_kind kind, size_t d,
                               struct qt_cache_map **ret_map, struct qt_diag *reterr);

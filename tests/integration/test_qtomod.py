@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -22,6 +23,7 @@ import qtomo_client as q  # noqa: E402 (on the path qtomod_fixture sets)
 HOOKS = os.environ.get("QTOMO_TEST_HOOKS") == "1"
 HOOK_CRASH = -7.25e300
 HOOK_HANG = -8.5e300
+HOOK_WAIT = -9.75e300
 
 
 def local_records(*args):
@@ -285,6 +287,65 @@ class QtomodTest(unittest.TestCase):
             self.assertTrue(wait_until(lambda: idle_pool(c, 1), 20))
             self.assertEqual(run(c), ref)
         self.assertEqual(d.logtext().count("aside to quarantine"), 2, d.logtext()[-3000:])
+        self.assertEqual(d.stop(), 0)
+
+    @unittest.skipUnless(HOOKS, "qtomod built without test hooks")
+    def test_cache_file_truncated_during_an_item(self):
+        """Issue 15, defect 5: the cache file is truncated while a worker has it mapped, in
+        the middle of an item (the QD_HOOK_WAIT sample holds the worker between mapping and
+        computing). d = 4 cut to half (a 4 KB file: the cut bytes of its last page read as zeros)
+        and d = 8 cut to nothing (SIGBUS inside the mapping). The worker ends with QD_EXIT_CACHE_CHANGED;
+        its samples are retried, not charged as crashes, on a worker that finds the file
+        truncated, moves it aside and rebuilds it: every result equals the clean run's, and
+        the log names the file. (Before: mle gave invalid_params 'maximum likelihood failed'
+        for every sample of the item.)"""
+        hooks = tempfile.mkdtemp(prefix="qtomo-hooks-")
+        self.addCleanup(shutil.rmtree, hooks, True)
+        d = self.start(workers=1, env={"QTOMO_TEST_HOOK_DIR": hooks})
+        rnd = random.Random(15)
+        data = {4: read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")),
+                8: [[float(rnd.randint(10, 500)) for _ in range(64)] for _ in range(6)]}
+        methods = ("linear", "mle")
+        with d.client() as c:
+            for dim, single in ((4, False), (4, True), (8, False)):
+                cols = data[dim]
+                path = os.path.join(d.dir, "cache", "nopovm-d%d.qtpc" % dim)
+                ref = dict(c.submit(cols, design="nopovm", methods=methods))
+                size = os.path.getsize(path)
+                for f in os.listdir(hooks):
+                    os.unlink(os.path.join(hooks, f))
+                wait = [HOOK_WAIT] + cols[0][1:]
+                # One item: the real samples, then the hook sample (or the hook sample alone).
+                # The worker computes every linear estimate first (not from the mapping), then
+                # mle sample by sample, reading the mapping.
+                it = c.submit([wait] if single else cols + [wait], design="nopovm",
+                              methods=methods)
+                self.assertTrue(wait_until(lambda: any(f.startswith("waiting.")
+                                                       for f in os.listdir(hooks)), 20))
+                os.truncate(path, size // 2 if dim == 4 else 0)
+                open(os.path.join(hooks, "go"), "w").close()
+                got = {}
+                for idx, res in it:
+                    self.assertNotIn(idx, got)
+                    got[idx] = res
+                self.assertEqual(sorted(got), list(range(1 if single else len(cols) + 1)))
+                hooked = got.pop(0 if single else len(cols))
+                for i in got:
+                    self.assertEqual(got[i], ref[i], (dim, single, i))
+                # The hook sample is nonsense (a huge negative count): its own honest error
+                # or result, never worker_crashed.
+                for r in hooked:
+                    self.assertNotEqual(r.get("error", {}).get("code"), -32003, hooked)
+                self.assertEqual(os.path.getsize(path), size)  # rebuilt
+            st = c.stats()
+            self.assertEqual(st["totals"]["crashes"], 0, st["totals"])
+        log = d.logtext()
+        self.assertEqual(log.count("nopovm-d4.qtpc changed under it"), 2, log[-3000:])
+        self.assertEqual(log.count("nopovm-d8.qtpc changed under it"), 1, log[-3000:])
+        # d = 4: the worker saw the change after a sample; d = 8: SIGBUS (no word of its own).
+        self.assertEqual(log.count("nopovm-d4.qtpc changed during an item"), 2, log[-3000:])
+        self.assertEqual(log.count("nopovm-d8.qtpc changed during an item"), 0, log[-3000:])
+        self.assertEqual(log.count("aside to quarantine"), 3, log[-3000:])
         self.assertEqual(d.stop(), 0)
 
     def test_deadline_kills_hit_no_innocent_request(self):
@@ -562,6 +623,44 @@ class QtomodTest(unittest.TestCase):
         self.assertGreaterEqual(r["kills"], 10, r)
         self.assertTrue(r["daemon_up"], r)
 
+    def test_cache_faults_short(self):
+        """tests/reliability/cache_faults.py, short: every kind of damage to the cache file
+        once (truncated, header, each section in place and renamed into place, a foreign
+        valid file, random bytes in place and renamed, unlinked) while batches run: nothing
+        lost, duplicated, failed or different from a clean run, every fault logged and the file
+        rebuilt, the daemon up."""
+        script = os.path.join(SRC, "tests", "reliability", "cache_faults.py")
+        out = subprocess.run([sys.executable, script, "--qtomod", QTOMOD, "--faults", "22",
+                              "--batch", "100", "--seconds", "120", "--json"],
+                             capture_output=True, text=True, timeout=280)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr[-2000:])
+        r = json.loads(out.stdout)
+        self.assertEqual(r["faults"], 22, r)
+        self.assertEqual(len(r["by_kind"]), 22, r)
+        self.assertEqual(r["logged"], 22, r)
+        self.assertEqual(r["rebuilt"], 22, r)
+        self.assertTrue(r["daemon_up"], r)
+
+    @unittest.skipUnless(HOOKS, "qtomod built without test hooks")
+    def test_oom_short(self):
+        """tests/reliability/oom.py, short: the daemon in a memory-limited cgroup (v2 or v1),
+        a QD_HOOK_ALLOC sample's workers OOM-killed by the kernel while 500 small samples run:
+        the killed workers are replaced, the sample ends with worker_crashed after 8 ("out of
+        memory?"), the small samples are all identical to a clean run, the daemon stays up.
+        Skipped where the machine gives no memory cgroup (exit 77)."""
+        script = os.path.join(SRC, "tests", "reliability", "oom.py")
+        out = subprocess.run([sys.executable, script, "--qtomod", QTOMOD, "--mode", "hook",
+                              "--big", "1", "--samples", "500", "--seconds", "120", "--json"],
+                             capture_output=True, text=True, timeout=200)
+        if out.returncode == 77:
+            self.skipTest(out.stdout.strip())
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr[-2000:])
+        r = json.loads(out.stdout)
+        self.assertGreaterEqual(r["logged_oom"], 8, r)
+        self.assertEqual(r["big"][0]["error"]["code"], -32003, r)
+        self.assertIn("out of memory?", r["big"][0]["error"]["message"], r)
+        self.assertEqual(r["workers_after"], 2, r)
+
     def test_worker_sigkill_mid_batch(self):
         d = self.start("--chunk", "4")
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 20
@@ -707,6 +806,25 @@ class QtomodTest(unittest.TestCase):
         self.assertEqual(out.stdout.strip(), "-32005", out.stderr)
         self.assertIn("refused (not admin)", d.logtext())
         self.assertEqual(d.stop(), 0)
+
+    def test_access_short(self):
+        """tests/reliability/access.py --quick: a peer outside the socket's group cannot
+        connect; a non-admin peer gets permission_denied for every admin method in
+        proto/SCHEMA.md; requests with hostile design names and ids (../, absolute paths, NUL
+        bytes, 70 KB names) are all answered and make the daemon (followed by strace -f) name
+        no path outside its cache directory. Needs root, setpriv and strace (CI runs as root)."""
+        script = os.path.join(SRC, "tests", "reliability", "access.py")
+        out = subprocess.run([sys.executable, script, "--qtomod", QTOMOD, "--quick", "--json"],
+                             capture_output=True, text=True, timeout=200)
+        if out.returncode == 77:
+            self.skipTest(out.stdout.strip())
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr[-2000:])
+        r = json.loads(out.stdout)
+        self.assertEqual(r["outside_group"], {"connect": "PermissionError"}, r)
+        self.assertEqual(r["in_group_not_admin"]["reload"], -32005, r)
+        self.assertEqual(r["in_group_not_admin"]["cache.evict"], -32005, r)
+        self.assertEqual(r["marked"], [], r)
+        self.assertEqual(r["requests"], r["answered"], r)
 
     def test_backpressure_idle_reader(self):
         d = self.start("--write-high-water-kb", "64", "--idle-write-timeout-ms", "1500",

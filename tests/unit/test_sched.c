@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/qt_err.h"
+#include "qd.h"
 #include "qd_sched.h"
 #include "qt_test.h"
 
@@ -124,7 +125,7 @@ static void finish_all(void)
 {
     F.s.stopping = true;
     while (F.s.workers)
-        qd_sched_worker_exit(&F.s, F.s.workers, 0);
+        qd_sched_worker_exit(&F.s, F.s.workers, 0, 0);
     for (size_t i = 0; i < F.njobs; i++)
         qd_sched_finish(&F.s, &F.jobs[i]->sj);
     qd_sched_done(&F.s);
@@ -280,7 +281,7 @@ static void test_death_charges_only_the_running_sample(void **state)
     worker_up(&w, 1);
     qd_sched_dispatch(&F.s, 0);
     answer(&w, 2, 1);
-    qd_sched_worker_exit(&F.s, &w, SIGSEGV);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGSEGV);
     assert_int_equal(F.s.tot.crashes, 1);
     assert_int_equal(a.sj.state[2] & QD_SAMPLE_CRASHES, 1); /* running: charged */
     assert_int_equal(a.sj.state[3] & QD_SAMPLE_CRASHES, 0); /* never started: not charged */
@@ -307,7 +308,7 @@ static void test_death_before_any_answer_charges_nobody(void **state)
     assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
     worker_up(&w, 1);
     qd_sched_dispatch(&F.s, 0);
-    qd_sched_worker_exit(&F.s, &w, SIGKILL);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGKILL);
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(a.sj.state[i] & (QD_SAMPLE_CRASHES | QD_SAMPLE_KILLS), 0);
     assert_int_equal(F.s.queued, 3);
@@ -331,7 +332,7 @@ static void test_poison_fails_alone_after_two_crashes(void **state)
         worker_up(&w[k], k + 1);
         qd_sched_dispatch(&F.s, 0);
         assert_ptr_equal(F.starts[F.nstart - 1].job, &a.sj);
-        qd_sched_worker_exit(&F.s, &w[k], SIGABRT);
+        qd_sched_worker_exit(&F.s, &w[k], 0, SIGABRT);
     }
     assert_int_equal(a.results[0], 1);
     assert_int_equal(a.errs[0], QT_ECRASHED);
@@ -366,11 +367,11 @@ static void test_kills_from_outside_are_not_crashes(void **state)
         worker_up(&w[k], k + 1);
         qd_sched_dispatch(&F.s, 0);
         assert_ptr_equal(F.starts[F.nstart - 1].job, &a.sj);
-        qd_sched_worker_exit(&F.s, &w[k], k % 2 ? SIGTERM : SIGKILL);
+        qd_sched_worker_exit(&F.s, &w[k], 0, k % 2 ? SIGTERM : SIGKILL);
     }
     worker_up(&w[k], k + 1); /* one crash of its own: still below both limits */
     qd_sched_dispatch(&F.s, 0);
-    qd_sched_worker_exit(&F.s, &w[k++], SIGSEGV);
+    qd_sched_worker_exit(&F.s, &w[k++], 0, SIGSEGV);
     assert_int_equal(a.results[0], 0);
     worker_up(&w[k], k + 1);
     qd_sched_dispatch(&F.s, 0);
@@ -385,11 +386,70 @@ static void test_kills_from_outside_are_not_crashes(void **state)
         worker_up(&w[k], k + 1);
         qd_sched_dispatch(&F.s, 2);
         assert_ptr_equal(F.starts[F.nstart - 1].job, &b.sj);
-        qd_sched_worker_exit(&F.s, &w[k], SIGKILL);
+        qd_sched_worker_exit(&F.s, &w[k], 0, SIGKILL);
     }
     assert_int_equal(b.results[0], 1);
     assert_int_equal(b.errs[0], QT_ECRASHED);
     assert_int_equal(F.s.tot.errors, 1);
+    finish_all();
+}
+
+/* A worker that ends with QD_EXIT_CACHE_CHANGED (its cache file changed under its mapping
+ * during the item, issue 15 defect 5): the answered samples stay answered, the running one is
+ * retried uncharged as a crash (totals.crashes unchanged), the rest are queued again; a file
+ * that changes under every worker still ends, after QD_SCHED_MAX_KILLS, with QT_ECRASHED. An
+ * exit status 4 that is not ours (a signal ended it) and other exits stay crashes. */
+static void test_cache_changed_is_not_a_crash(void **state)
+{
+    struct tjob a, b;
+    struct qd_sw w[QD_SCHED_MAX_KILLS + 4];
+    int k = 0;
+
+    (void)state;
+    assert_true(qd_sched_not_the_sample(QD_EXIT_CACHE_CHANGED, 0));
+    assert_true(qd_sched_not_the_sample(0, SIGKILL));
+    assert_false(qd_sched_not_the_sample(QD_EXIT_FAILURE, 0));
+    assert_false(qd_sched_not_the_sample(0, SIGBUS));
+    assert_false(qd_sched_not_the_sample(QD_EXIT_CACHE_CHANGED, SIGSEGV));
+    setup(4, 1000);
+    job_init(&a, false, 4, "nopovm-d4");
+    job_init(&b, true, 1, "nopovm-d4");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    /* More exits than QD_SCHED_MAX_CRASHES with the same sample running: all retried. */
+    for (; k < QD_SCHED_MAX_CRASHES + 1; k++) {
+        worker_up(&w[k], k + 1);
+        qd_sched_dispatch(&F.s, 0);
+        assert_ptr_equal(F.starts[F.nstart - 1].job, &a.sj);
+        if (k == 0)
+            answer(&w[k], 1, 0); /* sample 0 answered, sample 1 running */
+        qd_sched_worker_exit(&F.s, &w[k], QD_EXIT_CACHE_CHANGED, 0);
+    }
+    assert_int_equal(F.s.tot.crashes, 0);
+    assert_int_equal(F.s.tot.errors, 0);
+    while (a.sj.done < a.sj.n) {
+        worker_up(&w[k], k + 1);
+        qd_sched_dispatch(&F.s, 1);
+        assert_int_equal(finish_item(&w[k], 1), QD_AFTER_IDLE);
+        qd_sched_worker_exit(&F.s, &w[k++], 0, 0); /* gone idle: nothing charged */
+    }
+    assert_exactly_once(&a);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(a.errs[i], 0);
+    assert_int_equal(F.s.tot.crashes, 0);
+    /* A file that changes under every worker: bounded. */
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    for (int j = 0; j < QD_SCHED_MAX_KILLS; j++) {
+        struct qd_sw *x = j % 2 ? &w[k] : &w[k + 1];
+
+        assert_int_equal(b.results[0], 0);
+        worker_up(x, 100 + j);
+        qd_sched_dispatch(&F.s, 2);
+        assert_ptr_equal(F.starts[F.nstart - 1].job, &b.sj);
+        qd_sched_worker_exit(&F.s, x, QD_EXIT_CACHE_CHANGED, 0);
+    }
+    assert_int_equal(b.results[0], 1);
+    assert_int_equal(b.errs[0], QT_ECRASHED);
+    assert_int_equal(F.s.tot.crashes, 0);
     finish_all();
 }
 
@@ -418,7 +478,7 @@ static void test_deadline_with_result_in_channel(void **state)
     assert_int_equal(qd_sched_item_end(&F.s, &w, 1011, 1000), QD_AFTER_WAIT);
     qd_sched_dispatch(&F.s, 1011);
     assert_int_equal(F.nstart, 1); /* nothing for the dying worker */
-    qd_sched_worker_exit(&F.s, &w, SIGABRT);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
     assert_int_equal(F.s.tot.timeouts, 1);
     assert_int_equal(F.s.tot.crashes, 0);
     worker_up(&w2, 2);
@@ -452,7 +512,7 @@ static void test_deadline_fails_only_the_running_sample(void **state)
     qd_sched_tick(&F.s, 1205); /* grace over: SIGKILL */
     assert_int_equal(F.nkill, 2);
     assert_int_equal(F.kills[1].sig, SIGKILL);
-    qd_sched_worker_exit(&F.s, &w, SIGKILL);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGKILL);
     assert_int_equal(a.results[1], 1);
     assert_int_equal(a.errs[1], QT_EDEADLINE);
     assert_int_equal(a.sj.state[2] & 0x7f, 0);
@@ -479,7 +539,7 @@ static void test_cancel_during_retry(void **state)
     qd_sched_dispatch(&F.s, 0);
     assert_int_equal(F.nstart, 2);
     answer(&w, 1, 1);
-    qd_sched_worker_exit(&F.s, &w, SIGSEGV); /* sample 1 waits for its retry */
+    qd_sched_worker_exit(&F.s, &w, 0, SIGSEGV); /* sample 1 waits for its retry */
     assert_int_equal(F.s.queued, 1);
     qd_sched_finish(&F.s, &a.sj); /* cancel */
     assert_int_equal(F.s.queued, 0);
@@ -506,7 +566,7 @@ static void test_drain_with_queued_retries(void **state)
     worker_up(&w, 1);
     qd_sched_dispatch(&F.s, 0);
     answer(&w, 2, 1);
-    qd_sched_worker_exit(&F.s, &w, SIGSEGV);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGSEGV);
     assert_int_equal(F.s.inflight, 1); /* a drain waits for the retries */
     worker_up(&w2, 2);
     qd_sched_dispatch(&F.s, 2);
@@ -604,14 +664,14 @@ static void test_task_death_and_deadline(void **state)
     worker_up(&w, 1);
     qd_sched_dispatch(&F.s, 0);
     assert_int_equal(w.deadline, 5000); /* the task deadline */
-    qd_sched_worker_exit(&F.s, &w, SIGSEGV);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGSEGV);
     assert_int_equal(t1.errs[0], QT_ECRASHED);
     assert_true(t1.released);
     assert_int_equal(qd_sched_admit(&F.s, &t2.sj), 0);
     worker_up(&w2, 2);
     qd_sched_dispatch(&F.s, 10);
     qd_sched_tick(&F.s, 5010);
-    qd_sched_worker_exit(&F.s, &w2, SIGABRT);
+    qd_sched_worker_exit(&F.s, &w2, 0, SIGABRT);
     assert_int_equal(t2.errs[0], QT_EDEADLINE);
     assert_exactly_once(&t2);
     finish_all();
@@ -700,6 +760,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_death_before_any_answer_charges_nobody),
     cmocka_unit_test(test_poison_fails_alone_after_two_crashes),
     cmocka_unit_test(test_kills_from_outside_are_not_crashes),
+    cmocka_unit_test(test_cache_changed_is_not_a_crash),
     cmocka_unit_test(test_deadline_with_result_in_channel),
     cmocka_unit_test(test_deadline_fails_only_the_running_sample),
     cmocka_unit_test(test_cancel_during_retry),
