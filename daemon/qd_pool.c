@@ -208,9 +208,13 @@ static void log_exit(struct worker *w, enum qd_wstate was, int64_t status, int t
                start_failure(w, status, term_signal) ? "failed" : "was killed", (long long)status,
                term_signal);
     } else if (w->sw.cur && !term_signal && status == QD_EXIT_CACHE_CHANGED) {
-        qd_warn("worker %d: cache file %s.qtpc changed under it during an item (truncated or "
-                "rewritten); its unfinished samples are retried on a verified or rebuilt file",
-                w->pid, qd_sched_item_job(&w->sw)->key);
+        const char *key = qd_sched_item_job(&w->sw)->key;
+
+        qd_warn("worker %d: %s%s%s changed under it during an item (truncated or rewritten); "
+                "%s",
+                w->pid, key[0] ? "cache file " : "a cache file", key, key[0] ? ".qtpc" : "",
+                key[0] ? "its unfinished samples are retried on a verified or rebuilt file"
+                       : "the task fails (worker_crashed); it may be sent again");
     } else if (w->sw.cur) {
         qd_err("worker %d died during an item (%s%s%d): %s", w->pid,
                term_signal ? "signal " : "exit status ",
