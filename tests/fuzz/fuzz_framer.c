@@ -3,7 +3,8 @@
  * chunk, and space hints of every size); the rest is the byte stream. The framer must give
  * exactly the frames, and the header error, that cutting the whole stream at once by its length
  * headers gives; its buffer must stay within max_frame + header + one read; and every frame
- * it returns must be readable to its last byte (ASan checks the reads). */
+ * it returns must be readable to its last byte (ASan checks the reads), also from a buffer
+ * taken with qp_framer_take, after which the rest of the stream must come out unchanged. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             if (len)
                 sink ^= body[0] ^ body[len - 1];
+            if (next_rand(&seed) % 8 == 0) { /* a reader keeps the buffer (qp_framer_take) */
+                uint8_t *kept = qp_framer_take(&f);
+
+                if (!kept)
+                    abort(); /* a frame was just returned: there is something to take */
+                if (len) /* the body lives on in the taken buffer */
+                    sink ^= body[0] ^ body[len - 1];
+                free(kept);
+            }
         }
         ref_r = ref_next(data, pos, &ref_off, max, &ref_body, &ref_len);
         if (r != ref_r)
