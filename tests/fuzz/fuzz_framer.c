@@ -73,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
                 if (!kept)
                     abort(); /* a frame was just returned: there is something to take */
-                if (len) /* the body lives on in the taken buffer */
+                if (len)     /* the body lives on in the taken buffer */
                     sink ^= body[0] ^ body[len - 1];
                 free(kept);
             }
