@@ -128,11 +128,11 @@ static int final_gap(struct mle *c, struct qt_ws *ws, const double complex *sigm
 static const char *mle_message(enum qt_newton_status st, bool converged)
 {
     if (converged)
-        return "converged: optimality gap <= gap_tol";
+        return "converged: optimality gap per count <= gap_tol";
     if (st == QT_NEWTON_MAX_ITER)
-        return "stopped at max_iterations before the optimality gap reached gap_tol";
+        return "stopped at max_iterations before the optimality gap per count reached gap_tol";
     return "stopped: no step improves the likelihood at machine precision, but the optimality "
-           "gap is above gap_tol";
+           "gap per count is above gap_tol";
 }
 
 int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, const double *f,
@@ -170,8 +170,12 @@ int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, c
         r = qt_result_fail(res, r, "maximum likelihood failed: %s", qt_strerror(r));
         goto out;
     }
+    /* The certificate is of the weights normalised to sum 1 (per count); the likelihood the
+     * record reports is of the data as given, so its bound is tot times larger. The tolerance
+     * is per count: the same data as counts or as frequencies converge alike. */
     bool conv = gap <= opts->mle.gap_tol;
-    QT_MT_SET(&res->mt, GAP, gap, gap);
+    QT_MT_SET(&res->mt, GAP, gap, gap * tot);
+    QT_MT_SET(&res->mt, GAP_PER_COUNT, gap_per_count, gap);
     QT_MT_SET(&res->mt, ITERATIONS, iterations, (int64_t)nr.iterations);
     QT_MT_SET(&res->mt, N_EVALUATIONS, n_evaluations, (int64_t)nr.evaluations);
     QT_MT_SET(&res->mt, CONVERGED, converged, conv);

@@ -11,7 +11,7 @@
 const struct qt_optdesc qt_optdescs[] = {
     {"tolerance", QT_OPT_DOUBLE, OFF(tolerance), 0, 1, true, "zero-group test and eigenvalue clip"},
     {"mle-gap-tol", QT_OPT_DOUBLE, OFF(mle.gap_tol), 0, 1, true,
-     "mle: stop when the optimality gap bound is below this"},
+     "mle: stop when the optimality gap per count (gap_per_count) is below this"},
     {"mle-max-iterations", QT_OPT_UINT, OFF(mle.max_iterations), 0, 1e6, false,
      "mle: Newton iterations at most"},
     {"wls-max-iterations", QT_OPT_UINT, OFF(wls.max_iterations), 0, 1e7, false,

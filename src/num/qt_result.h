@@ -110,6 +110,7 @@ void qt_opts_init(struct qt_opts *o);
     X(CONVERGED, converged, BOOL)                          \
     X(SUPPORT_DIM, support_dim, I64)                       \
     X(GAP, gap, F64)                                       \
+    X(GAP_PER_COUNT, gap_per_count, F64)                   \
     X(MESSAGE, message, STR)                               \
     X(ENTROPY_BITS, entropy_bits, F64)                     \
     X(LINEAR_ENTROPY, linear_entropy, F64)                 \

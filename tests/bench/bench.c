@@ -248,10 +248,10 @@ static int time_mle(struct qt_rng *rng, const struct qt_design *des, struct qt_w
             continue;
         }
         it[i] = (long)res.mt.iterations;
-        if (res.mt.converged && res.mt.gap <= opts.mle.gap_tol)
+        if (res.mt.converged && res.mt.gap_per_count <= opts.mle.gap_tol)
             row->certified++;
-        if (res.mt.gap > row->gap_max)
-            row->gap_max = res.mt.gap;
+        if (res.mt.gap_per_count > row->gap_max)
+            row->gap_max = res.mt.gap_per_count;
     }
     qsort(t, n, sizeof(double), cmp_double);
     qsort(it, n, sizeof(long), cmp_long);

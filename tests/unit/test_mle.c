@@ -73,7 +73,7 @@ static void test_cases_json(void **state)
         assert_int_equal(qt_result_init(&res, d), 0);
         assert_int_equal(qt_estimate(des, &ws, QT_METHOD_MLE, y, des->m, &opts, &res), 0);
         assert_true(res.mt.converged);
-        assert_true(res.mt.gap <= 1e-9);
+        assert_true(res.mt.gap_per_count <= 1e-9);
         matrix_from(json_object_get(json_object_get(c, "rhor"), "rho"), d, rr);
         double ours = res.mt.log_likelihood, theirs = loglik(des, &ws, y, rr);
         if (ours < theirs - 1e-12 * fabs(theirs))
@@ -121,12 +121,12 @@ static void run_random(enum qt_design_kind kind, uint64_t seed)
                 qt_rng_state(&rng, d, rank, rho);
                 assert_int_equal(qt_rng_simulate(&rng, des, &ws, rho, counts[c], y), 0);
                 assert_int_equal(qt_estimate(des, &ws, QT_METHOD_MLE, y, des->m, &opts, &res), 0);
-                if (!(res.mt.gap <= 1e-9))
+                if (!(res.mt.gap_per_count <= 1e-9))
                     print_error("%s d=%zu rank %zu counts %llu: gap %g after %lld iterations "
                                 "(%s)\n",
-                                des->name, d, rank, (unsigned long long)counts[c], res.mt.gap,
-                                (long long)res.mt.iterations, res.mt.message);
-                assert_true(res.mt.gap <= 1e-9);
+                                des->name, d, rank, (unsigned long long)counts[c],
+                                res.mt.gap_per_count, (long long)res.mt.iterations, res.mt.message);
+                assert_true(res.mt.gap_per_count <= 1e-9);
             }
         qt_result_done(&res);
         free(y);
@@ -154,8 +154,9 @@ static void test_random_pauli(void **state)
     run_random(QT_DESIGN_PAULI, 3);
 }
 
-/* The certificate bounds the remaining likelihood: a run stopped early at gap g is within
- * g (per count) of a tightly converged optimum. */
+/* The certificate bounds the remaining likelihood: a run stopped early at gap g (in
+ * log-likelihood units; gap_per_count = g / total count) is within g of a tightly converged
+ * optimum. */
 static void test_certificate_bounds_gap(void **state)
 {
     static const enum qt_design_kind kinds[] = {QT_DESIGN_NOPOVM, QT_DESIGN_MUB};
@@ -184,9 +185,12 @@ static void test_certificate_bounds_gap(void **state)
             opts.mle.gap_tol = 1e-10;
             opts.mle.max_iterations = it;
             assert_int_equal(qt_estimate(des, &ws, QT_METHOD_MLE, y, des->m, &opts, &loose), 0);
-            double lost = (tight.mt.log_likelihood - loose.mt.log_likelihood) / tot;
-            assert_true(lost >= -1e-12);
-            assert_true(lost <= loose.mt.gap + 1e-12);
+            double lost = tight.mt.log_likelihood - loose.mt.log_likelihood;
+            assert_true(lost >= -1e-12 * tot);
+            /* gap bounds it in log-likelihood units, gap_per_count per count */
+            assert_true(lost <= loose.mt.gap + 1e-12 * tot);
+            assert_true(lost / tot <= loose.mt.gap_per_count + 1e-12);
+            qt_assert_close(loose.mt.gap, loose.mt.gap_per_count * tot, 1e-12, 0);
         }
         qt_result_done(&tight);
         qt_result_done(&loose);
@@ -219,6 +223,46 @@ static void test_counts_and_probabilities(void **state)
     assert_int_equal(qt_estimate(des, &ws, QT_METHOD_MLE, y, 12, &opts, &a), 0);
     assert_int_equal(qt_estimate(des, &ws, QT_METHOD_MLE, p, 12, &opts, &b), 0);
     assert_true(qt_frob_diff(3, a.rho, b.rho) < 1e-7);
+    qt_result_done(&a);
+    qt_result_done(&b);
+    qt_design_free(des);
+    qt_ws_done(&ws);
+}
+
+/* The same data scaled by 10 or 1e-3 (counts or frequencies): the same estimate, iterations
+ * and gap per count (the tolerance compares against it); log_likelihood and gap, in
+ * log-likelihood units, scale with the data. */
+static void test_gap_units_under_scaling(void **state)
+{
+    static const double scale[] = {10.0, 1e-3};
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_design *des = make(QT_DESIGN_NOPOVM, 4);
+    struct qt_rng rng;
+    double y[16], z[16];
+    double complex rho[16];
+    struct qt_result a, b;
+    struct qt_opts opts;
+
+    (void)state;
+    qt_rng_seed(&rng, 11);
+    qt_rng_state(&rng, 4, 2, rho);
+    assert_int_equal(qt_rng_simulate(&rng, des, &ws, rho, 2000, y), 0);
+    qt_opts_init(&opts);
+    opts.mle.max_iterations = 3; /* stopped early: the gap is well above rounding */
+    assert_int_equal(qt_result_init(&a, 4), 0);
+    assert_int_equal(qt_result_init(&b, 4), 0);
+    assert_int_equal(qt_estimate(des, &ws, QT_METHOD_MLE, y, 16, &opts, &a), 0);
+    assert_true(a.mt.gap_per_count > 1e-8);
+    for (size_t k = 0; k < QT_ARRAY_SIZE(scale); k++) {
+        for (size_t i = 0; i < 16; i++)
+            z[i] = y[i] * scale[k];
+        assert_int_equal(qt_estimate(des, &ws, QT_METHOD_MLE, z, 16, &opts, &b), 0);
+        assert_true(qt_frob_diff(4, a.rho, b.rho) < 1e-9);
+        assert_int_equal(a.mt.iterations, b.mt.iterations);
+        qt_assert_close(b.mt.gap_per_count, a.mt.gap_per_count, 1e-6, 0);
+        qt_assert_close(b.mt.gap, a.mt.gap * scale[k], 1e-6, 0);
+        qt_assert_close(b.mt.log_likelihood, a.mt.log_likelihood * scale[k], 1e-9, 0);
+    }
     qt_result_done(&a);
     qt_result_done(&b);
     qt_design_free(des);
@@ -260,6 +304,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_random_mub),
     cmocka_unit_test(test_random_pauli),
     cmocka_unit_test(test_certificate_bounds_gap),
+    cmocka_unit_test(test_gap_units_under_scaling),
     cmocka_unit_test(test_counts_and_probabilities),
     cmocka_unit_test(test_limits_and_errors),
 };

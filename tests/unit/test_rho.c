@@ -1279,7 +1279,7 @@ static const enum qt_metric_id estimator_ids[] = {
     QT_MT_RESIDUAL_NORM, QT_MT_RANK,      QT_MT_OBJECTIVE,   QT_MT_N_ITERATIONS,
     QT_MT_N_EVALUATIONS, QT_MT_SUCCESS,   QT_MT_STATUS,      QT_MT_CONDITION_NUMBER,
     QT_MT_ITERATIONS,    QT_MT_CONVERGED, QT_MT_SUPPORT_DIM, QT_MT_GAP,
-    QT_MT_MESSAGE,
+    QT_MT_GAP_PER_COUNT, QT_MT_MESSAGE,
 };
 
 static void assert_have(const struct qt_metrics *mt, const enum qt_metric_id *ids, size_t n,
