@@ -237,7 +237,7 @@ class QtomodTest(unittest.TestCase):
                     except ProcessLookupError:
                         pass
             time.sleep(0.001)
-        self.assertEqual(kills, 12)
+        self.assertGreaterEqual(kills, 12)  # two may appear in one read of children
         self.assertIsNone(d.proc.poll(), "the daemon stopped:\n" + d.logtext()[-2000:])
         self.assertIn("was killed during start-up", d.logtext())
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 25
