@@ -48,11 +48,13 @@
     X("write-high-water-kb", U, write_high_kb, "8192", 64, 1u << 20,                               \
       "stop reading a connection and pause its batches while this much output is queued")          \
     X("max-input-mb", U, max_input_mb, "1024", 0, 1u << 20,                                        \
-      "large request frames being received at once, all connections; others wait (0: no limit)")  \
+      "large request frames being received at once, all connections; others wait (0: no limit)")   \
     X("max-output-mb", U, max_output_mb, "512", 0, 1u << 20,                                       \
       "output queued on all connections before those holding most of it stop too; 0: no limit")    \
     X("idle-write-timeout-ms", U, idle_write_ms, "60000", 100, 86400000,                           \
       "close a connection that has not read its output for this long")                             \
+    X("idle-read-timeout-ms", U, idle_read_ms, "60000", 100, 86400000,                             \
+      "close a connection that sends nothing for this long in the middle of a large frame")        \
     X("log-level", U, log_level, "6", 3, 7, "3 errors ... 6 info, 7 debug")
 
 #define QD_CONF_FIELD_S(f)                    char f[256];

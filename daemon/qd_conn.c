@@ -43,12 +43,16 @@ struct wreq {
 };
 
 static void flow_update(struct conn *c, uint64_t now);
+static void on_resume(uv_idle_t *h);
 
-/* Reads the socket exactly when nothing holds it: output flow (blocked_since), a wait for an
- * input reservation, a failed write, closing. */
+/* Reads the socket exactly when nothing holds it: a frame held back by output flow, a wait for
+ * an input reservation, a failed write, closing. A connection stopped for output is still read
+ * up to its next whole frame, so that a client blocked in sending a large request while its
+ * results pile up (libqtomo-client sends the next part of a split submit before reading) can
+ * finish sending it and go on to read. */
 static void conn_update_reading(struct conn *c)
 {
-    bool want = !c->closing && !c->write_failed && !c->blocked_since && !c->in_waiting;
+    bool want = !c->closing && !c->write_failed && !c->held && !c->in_waiting;
 
     if (want == c->reading)
         return;
@@ -160,7 +164,12 @@ static void flow_update(struct conn *c, uint64_t now)
     }
     c->blocked_since = 0;
     s->n_blocked--;
-    conn_update_reading(c);
+    if (c->held && !c->resume_queued) { /* its held frame is handled from the loop, not here */
+        c->resume_queued = true;
+        c->resume_next = s->resume;
+        s->resume = c;
+        uv_idle_start(&s->resume_idle, on_resume);
+    }
     qd_sched_dispatch(&s->sched, now); /* its batches may go on */
 }
 
@@ -278,6 +287,12 @@ void qd_conn_close(struct conn *c)
     c->closing = true;
     if (c->blocked_since)
         s->n_blocked--;
+    if (c->resume_queued)
+        for (struct conn **p = &s->resume; *p; p = &(*p)->resume_next)
+            if (*p == c) {
+                *p = c->resume_next;
+                break;
+            }
     input_release(c);
     qd_req_conn_gone(c); /* closing the connection cancels everything on it */
     if (c->prev)
@@ -305,6 +320,14 @@ void qd_conn_tick(struct sup *s, uint64_t now)
             qd_conn_close(c);
             continue;
         }
+        if (c->in_reserved && !c->held && now - c->read_ms > s->conf.idle_read_ms) {
+            qd_notice("conn %llu uid %u: sent nothing for %u ms in the middle of a %zu-byte "
+                      "frame; closing",
+                      c->serial, (unsigned)c->uid, s->conf.idle_read_ms, c->fr.need);
+            qd_conn_send_bye(c, "idle", 0);
+            qd_conn_close(c);
+            continue;
+        }
         if (c->blocked_since &&
             now - QT_MAX(c->blocked_since, c->wrote_ms) > s->conf.idle_write_ms) {
             qd_notice("conn %llu uid %u: not reading its results for %u ms (%llu bytes queued); "
@@ -329,25 +352,37 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     qd_framer_alloc(&c->fr, b);
 }
 
-static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+/* One whole request frame. */
+static void handle_frame(struct conn *c, const uint8_t *body, uint32_t len)
 {
-    struct conn *c = st->data;
+    qd_req_frame(c, body, len);
+    if (c->in_reserved && !c->closing) /* the large frame it reserved for is in */
+        input_release(c);
+}
+
+/* Handles the frames buffered, the held one first; a frame that comes while the connection is
+ * stopped for output is held (its body stays valid: the framer is neither consumed nor given
+ * space until it is handled). */
+static void conn_process(struct conn *c)
+{
     const uint8_t *body;
     uint32_t len;
     int r = 0;
 
-    (void)b;
-    if (nread == UV_ENOBUFS)
-        qd_err("conn %llu: out of memory for its input", c->serial);
-    if (nread < 0) {
-        qd_conn_close(c);
-        return;
+    if (c->held) {
+        if (c->blocked_since)
+            return;
+        c->held = false;
+        handle_frame(c, c->held_body, c->held_len);
     }
-    qp_framer_commit(&c->fr, (size_t)nread);
     while (!c->closing && (r = qp_framer_next(&c->fr, c->s->conf.max_frame, &body, &len)) == 1) {
-        qd_req_frame(c, body, len);
-        if (c->in_reserved && !c->closing) /* the large frame it reserved for is in */
-            input_release(c);
+        if (c->blocked_since) {
+            c->held = true;
+            c->held_body = body;
+            c->held_len = len;
+            break;
+        }
+        handle_frame(c, body, len);
     }
     if (c->closing)
         return;
@@ -359,8 +394,50 @@ static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         qd_conn_close(c);
         return;
     }
-    qp_framer_consume(&c->fr);
+    if (!c->held)
+        qp_framer_consume(&c->fr);
     input_check(c);
+    conn_update_reading(c);
+}
+
+static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+    struct conn *c = st->data;
+
+    (void)b;
+    if (nread == UV_ENOBUFS)
+        qd_err("conn %llu: out of memory for its input", c->serial);
+    if (nread < 0) {
+        qd_conn_close(c);
+        return;
+    }
+    qp_framer_commit(&c->fr, (size_t)nread);
+    if (nread > 0)
+        c->read_ms = qd_now_ms(c->s);
+    conn_process(c);
+}
+
+/* Connections that went on with a frame held: handled here, from the loop. */
+static void on_resume(uv_idle_t *h)
+{
+    struct sup *s = h->data;
+
+    while (s->resume) {
+        struct conn *c = s->resume;
+
+        s->resume = c->resume_next;
+        c->resume_next = NULL;
+        c->resume_queued = false;
+        if (!c->closing)
+            conn_process(c);
+    }
+    uv_idle_stop(h);
+}
+
+void qd_conn_init(struct sup *s)
+{
+    uv_idle_init(s->loop, &s->resume_idle);
+    s->resume_idle.data = s;
 }
 
 /* ---- accepting ---- */
@@ -432,6 +509,7 @@ void qd_conn_on_connection(uv_stream_t *l, int status)
         return;
     }
     c->serial = ++s->conn_serial;
+    c->read_ms = qd_now_ms(s);
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;

@@ -19,3 +19,8 @@ bool qd_flow_input_fits(uint64_t limit, uint64_t reserved, uint64_t need)
 {
     return limit == 0 || reserved == 0 || (need <= limit && reserved <= limit - need);
 }
+
+bool qd_flow_keep_frame_buffer(size_t cap, size_t frame_len)
+{
+    return frame_len >= QD_TAKE_FRAME_BYTES && cap - frame_len <= frame_len / 8 + (256u << 10);
+}

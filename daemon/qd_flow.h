@@ -12,9 +12,11 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#define QD_FLOW_MIN_SHARE (64u << 10)
+#define QD_FLOW_MIN_SHARE   (64u << 10)
+#define QD_TAKE_FRAME_BYTES (1u << 20) /* a request frame this large may be kept, not copied */
 
 struct qd_flow_limits {
     uint64_t high;  /* bytes queued on one connection */
@@ -32,3 +34,9 @@ bool qd_flow_stopped(const struct qd_flow_limits *l, uint64_t out, uint64_t tota
  * any frame up to max-frame gets in; a connection that does not fit is not read until it does,
  * in the order they asked. Whether `need` more bytes fit with `reserved` held: */
 bool qd_flow_input_fits(uint64_t limit, uint64_t reserved, uint64_t need);
+
+/* Whether a request frame of frame_len bytes (header included) is worth keeping in the buffer
+ * it was read into (cap bytes) instead of copying its values out: when it is at least
+ * QD_TAKE_FRAME_BYTES and the buffer is not much larger than the frame (a buffer that grew for
+ * an earlier, larger frame would keep all that memory for the job's life). */
+bool qd_flow_keep_frame_buffer(size_t cap, size_t frame_len);

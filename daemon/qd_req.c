@@ -342,16 +342,17 @@ static void admit(struct conn *c, struct djob *jb)
 }
 
 /* The checked job's values still point into the frame being read (qp_decode_job_ref): keep
- * that frame's buffer when it is large, so that a 50 MB submit is not copied on the loop, and
- * copy the values of a small one. */
-static int own_values(struct djob *jb, struct conn *c, bool large)
+ * that frame's buffer when it is large and not much larger than the frame (qd_flow), so that a
+ * 50 MB submit is not copied on the loop, and copy the values otherwise. */
+static int own_values(struct djob *jb, struct conn *c, uint32_t len)
 {
     struct qp_job *j = &jb->req.job;
     size_t bytes = j->m * j->n * sizeof(double);
 
     if (!j->values_le)
         return 0;
-    if (large && (jb->values_buf = qp_framer_take(&c->fr)) != NULL)
+    if (qd_flow_keep_frame_buffer(qp_framer_capacity(&c->fr), (size_t)len + QP_HEADER_LEN) &&
+        (jb->values_buf = qp_framer_take(&c->fr)) != NULL)
         return 0;
     jb->values_buf = malloc(bytes ? bytes : 1);
     if (!jb->values_buf)
@@ -361,12 +362,12 @@ static int own_values(struct djob *jb, struct conn *c, bool large)
     return 0;
 }
 
-static void req_samples(struct conn *c, struct qd_req *req, bool large)
+static void req_samples(struct conn *c, struct qd_req *req, uint32_t len)
 {
     struct djob *jb = job_new(c, req);
     msgpack_packer pk;
 
-    if (!jb || own_values(jb, c, large) < 0) {
+    if (!jb || own_values(jb, c, len) < 0) {
         if (jb)
             job_end(jb);
         qd_conn_send_error(c, req->id, QT_ST_INTERNAL, "out of memory", -1);
@@ -608,7 +609,7 @@ static void dispatch_request(struct conn *c, struct qd_req *req, uint32_t len)
         break;
     case QP_M_RECONSTRUCT:
     case QP_M_SUBMIT:
-        req_samples(c, req, len >= QD_TAKE_FRAME_BYTES);
+        req_samples(c, req, len);
         break;
     case QP_M_DESIGN_PUT:
     case QP_M_CACHE_WARM:

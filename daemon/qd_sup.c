@@ -412,6 +412,7 @@ int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, cha
     log_start(&s);
     start_events(&s);
     qd_pool_init(&s);
+    qd_conn_init(&s);
     for (unsigned i = 0; i < s.conf.workers; i++)
         qd_pool_spawn(&s);
     uv_run(s.loop, UV_RUN_DEFAULT);

@@ -84,6 +84,13 @@ struct conn {
     bool reading;           /* its socket is being read */
     bool in_waiting;        /* waiting for an input reservation (in sup's in_wait list) */
     struct conn *in_next;   /* in sup's in_wait list */
+    uint64_t read_ms;       /* when its socket last gave bytes */
+    /* A whole frame read while it was stopped for output: not handled (no new work while its
+     * results wait) and nothing more read, until it goes on (qd_conn.c, resume). */
+    bool held, resume_queued;
+    const uint8_t *held_body;
+    uint32_t held_len;
+    struct conn *resume_next; /* in sup's resume list */
 };
 
 struct sup {
@@ -116,6 +123,8 @@ struct sup {
     unsigned n_blocked;   /* connections stopped by qd_flow */
     uint64_t in_reserved; /* input reserved by all connections (qd_flow_input_fits) */
     struct conn *in_wait, **in_wait_tail; /* connections waiting for a reservation, in order */
+    struct conn *resume;                  /* connections with a held frame that may go on */
+    uv_idle_t resume_idle;                /* handles them outside the write callbacks */
     unsigned n_in_waiting;
     uint64_t freed_bytes; /* output freed since the last malloc_trim */
 };
@@ -133,6 +142,7 @@ struct qd_sched_limits qd_sup_limits(const struct qd_conf *c);
 /* libuv's alloc callback over a framer: the framer's space for the next read (none on error,
  * which libuv reports to the read callback as UV_ENOBUFS). */
 void qd_framer_alloc(struct qp_framer *f, uv_buf_t *b);
+void qd_conn_init(struct sup *s);
 void qd_conn_on_connection(uv_stream_t *l, int status);
 void qd_conn_close(struct conn *c);
 /* Sends and empties the writer (nothing when the connection is closing). */

@@ -46,6 +46,11 @@ void qp_framer_consume(struct qp_framer *f)
     }
 }
 
+size_t qp_framer_capacity(const struct qp_framer *f)
+{
+    return f->cap;
+}
+
 void *qp_framer_take(struct qp_framer *f)
 {
     size_t left = f->len - f->off, cap = QT_MAX(left, (size_t)QP_FRAMER_CHUNK);

@@ -23,6 +23,7 @@
  * frame is consumed and little is left. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -90,6 +91,9 @@ void qp_framer_consume(struct qp_framer *f);
  * a large frame's body without copying it. Returns the buffer, or NULL (nothing changed) when
  * no frame was returned since the last consume or no memory is left for the rest. */
 void *qp_framer_take(struct qp_framer *f);
+
+/* The buffer's size in bytes (what qp_framer_take would hand over). */
+size_t qp_framer_capacity(const struct qp_framer *f);
 
 /* Bytes held that qp_framer_next has not returned: 0 at a clean end of stream, otherwise the
  * start of a frame that an end of stream cut short. */

@@ -495,6 +495,71 @@ class QtomodTest(unittest.TestCase):
         b.close()
         self.assertEqual(d.stop(), 0)
 
+    def test_stopped_client_can_finish_sending_its_request(self):
+        """A client stopped for output (its results pile up) is still read up to its next whole
+        frame: libqtomo-client sends the next part of a split submit before reading, and used
+        to wait forever in send() while the daemon waited for it to read. The held part runs
+        once the client has read enough, and both parts are answered in full."""
+        d = self.start("--write-high-water-kb", "64")
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv"))
+
+        def frame(m):
+            b = msgpack.packb(m, use_bin_type=True)
+            return struct.pack(">I", len(b)) + b
+
+        def submit(rid, part):
+            return frame([0, rid, "submit", [{"values": q.matrix_array(part), "design": "nopovm",
+                                               "methods": ["linear"], "options": {}}]])
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(d.sock)
+        s.sendall(frame([0, 1, "hello", [{"proto": [1, 0]}]]) + submit(2, cols * 1000))
+
+        def stopped():
+            with d.client() as c:
+                return c.stats()["output"]["stopped"] >= 1
+        self.assertTrue(wait_until(stopped, 120))
+        part1 = submit(3, cols * 6000)  # 3 MB: more than the socket buffers hold
+        self.assertGreater(len(part1), 2 << 20)
+        s.settimeout(120)
+        s.sendall(part1)  # the daemon must read it although this client reads nothing yet
+        f, done, n = s.makefile("rb"), set(), {2: 0, 3: 0}
+        while len(done) < 3:
+            m = msgpack.unpackb(f.read(struct.unpack(">I", f.read(4))[0]), raw=False)
+            if m[0] == 2 and m[1] == "result":
+                n[m[2][0]["request"]] += 1
+            elif m[0] == 1:
+                self.assertIsNone(m[2], m)
+                done.add(m[1])
+        self.assertEqual(n, {2: len(cols) * 1000, 3: len(cols) * 6000})
+        s.close()
+        self.assertEqual(d.stop(), 0)
+
+    def test_stalled_large_frame_gives_its_input_room_back(self):
+        """A client that announces a large frame and stops sending in its middle holds input
+        room only until idle-read-timeout-ms: then it gets bye and is closed, and the room is
+        free for others."""
+        d = self.start("--idle-read-timeout-ms", "500")
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(d.sock)
+        s.sendall(struct.pack(">I", 10 << 20) + b"\x00" * (200 << 10))
+
+        def reserved():
+            with d.client() as c:
+                return c.stats()["input"]["reserved"]
+        self.assertTrue(wait_until(lambda: reserved() > 10 << 20, 60))
+        self.assertTrue(wait_until(lambda: "in the middle of a" in d.logtext(), 60), d.logtext())
+        self.assertTrue(wait_until(lambda: reserved() == 0, 60))
+        s.settimeout(60)
+        data = b""
+        while True:
+            k = s.recv(65536)
+            if not k:
+                break
+            data += k
+        self.assertIn(b"idle", data)  # the bye
+        s.close()
+        self.assertEqual(d.stop(), 0)
+
     def test_output_is_bounded_per_connection_and_in_total(self):
         """Clients that never read: one floods reconstruct requests, twelve submit batches. The
         flooder stops being read at its high-water mark; the batches stop at their share once

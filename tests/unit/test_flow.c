@@ -95,10 +95,19 @@ static void test_input_reservations(void **state)
     assert_false(qd_flow_input_fits(64 * MB, ~0ull, 1));
 }
 
+static void test_keep_frame_buffer(void **state)
+{
+    (void)state;
+    assert_false(qd_flow_keep_frame_buffer(QD_TAKE_FRAME_BYTES, QD_TAKE_FRAME_BYTES - 1));
+    assert_true(qd_flow_keep_frame_buffer(QD_TAKE_FRAME_BYTES + 64 * 1024, QD_TAKE_FRAME_BYTES));
+    assert_true(qd_flow_keep_frame_buffer(60 * MB, 57 * MB)); /* grown for this frame */
+    /* a buffer grown for an earlier 64 MB frame, then a 1 MB one read into it: copy */
+    assert_false(qd_flow_keep_frame_buffer(64 * MB, 1 * MB + 100));
+}
+
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_input_reservations),
-    cmocka_unit_test(test_own_high_water),
-    cmocka_unit_test(test_total),
+    cmocka_unit_test(test_keep_frame_buffer),     cmocka_unit_test(test_input_reservations),
+    cmocka_unit_test(test_own_high_water),        cmocka_unit_test(test_total),
     cmocka_unit_test(test_simulated_non_readers),
 };
 
