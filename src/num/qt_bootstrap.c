@@ -50,8 +50,8 @@ static uint64_t state_metrics(const struct qt_metrics *mt)
 
     uint64_t have = 0;
 
-    for (int id = 0; id < _QT_MT_MAX; id++)
-        if (qt_metric_descs[id].type == QT_MTYPE_F64 && qt_metrics_has(mt, id))
+    for (unsigned id = 0; id < _QT_MT_MAX; id++)
+        if (qt_metric_descs[id].type == QT_MTYPE_F64 && qt_metrics_has(mt, (enum qt_metric_id)id))
             have |= (uint64_t)1 << id;
     for (size_t i = 0; i < sizeof(solver) / sizeof(solver[0]); i++)
         have &= ~((uint64_t)1 << solver[i]);
@@ -99,9 +99,9 @@ int qt_bootstrap(const struct qt_design *des, struct qt_ws *ws, enum qt_method m
             out->failed++;
             continue;
         }
-        for (int id = 0; id < _QT_MT_MAX; id++)
+        for (unsigned id = 0; id < _QT_MT_MAX; id++)
             if ((have >> id) & 1u)
-                vals[(size_t)id * N + ok] = metric_f64(&res.mt, id);
+                vals[(size_t)id * N + ok] = metric_f64(&res.mt, (enum qt_metric_id)id);
         for (size_t i = 0; i < nn; i++) {
             double re = creal(res.rho[i]), im = cimag(res.rho[i]);
 
@@ -116,7 +116,7 @@ int qt_bootstrap(const struct qt_design *des, struct qt_ws *ws, enum qt_method m
         r = QT_ENOCONV;
         goto out;
     }
-    for (int id = 0; id < _QT_MT_MAX; id++) {
+    for (unsigned id = 0; id < _QT_MT_MAX; id++) {
         double *v = vals + (size_t)id * N, mean = 0.0, ss = 0.0;
 
         if (!((have >> id) & 1u))
