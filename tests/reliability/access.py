@@ -33,6 +33,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+from rel_common import children, wait_until  # noqa: E402
 CLIENT = os.path.join(REPO, "client", "python")
 sys.path.insert(0, CLIENT)
 import qtomo_client as q  # noqa: E402
@@ -140,23 +141,6 @@ def requests(c, names):
             fig["codes"][k] = fig["codes"].get(k, 0) + 1
         fig["answered"] += 1
     return fig
-
-
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def wait_until(pred, timeout, step=0.02):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def main():

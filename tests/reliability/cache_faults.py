@@ -31,6 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+from rel_common import children, columns, wait_until  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "client", "python"))
 import qtomo_client as q  # noqa: E402
 
@@ -41,20 +42,6 @@ FOREIGN = "mub-d4.qtpc"
 # What the daemon logs when it notices a damaged file, and when it has built one.
 NOTICED = ("aside to quarantine", "changed under it")
 BUILT = "cache: built " + NAME
-
-
-def columns(n):
-    rows = [[float(x) for x in line.split(",")] for line in open(EX)]
-    cols = [list(c) for c in zip(*rows)]
-    return [cols[i % len(cols)] for i in range(n)]
-
-
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 class Daemon:
@@ -86,15 +73,6 @@ class Daemon:
     def stop(self):
         self.proc.terminate()
         return self.proc.wait(60)
-
-
-def wait_until(pred, timeout, step=0.01):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def sections(data):

@@ -25,24 +25,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+from rel_common import children, columns  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "client", "python"))
 import qtomo_client as q  # noqa: E402
 
 EX = os.path.join(REPO, "client", "examples", "data", "bell_nopovm_d4.csv")
-
-
-def columns(n):
-    rows = [[float(x) for x in line.split(",")] for line in open(EX)]
-    cols = [list(c) for c in zip(*rows)]
-    return [cols[i % len(cols)] for i in range(n)]
-
-
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 class Daemon:

@@ -31,14 +31,10 @@ import msgpack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+from rel_common import children, columns, rss_kb  # noqa: E402
 EX = os.path.join(REPO, "client", "examples", "data", "bell_nopovm_d4.csv")
 BUSY, CANCELLED = -32001, -32800
 CONNECT_EAGAIN = [0]
-
-
-def columns():
-    rows = [[float(x) for x in line.split(",")] for line in open(EX)]
-    return [list(c) for c in zip(*rows)]
 
 
 def frame(obj):
@@ -50,25 +46,6 @@ def values(cols, n):
     m = len(cols[0])
     flat = [v for i in range(n) for v in cols[i % len(cols)]]
     return {"dtype": "f64le", "shape": [m, n], "data": struct.pack("<%dd" % (m * n), *flat)}
-
-
-def rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
-
-
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 class Sampler(threading.Thread):

@@ -33,6 +33,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+from rel_common import columns, wait_until  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "client", "python"))
 import qtomo_client as q  # noqa: E402
 
@@ -40,21 +41,6 @@ EX = os.path.join(REPO, "client", "examples", "data", "bell_nopovm_d4.csv")
 METHODS = ("linear", "mle")
 DEADLINE = -32002  # proto/SCHEMA.md: the item passed its deadline
 HOOK_ALLOC = -6.5e300  # daemon/qd.h QD_HOOK_ALLOC (test-hook builds only)
-
-
-def columns(n):
-    rows = [[float(x) for x in line.split(",")] for line in open(EX)]
-    cols = [list(c) for c in zip(*rows)]
-    return [cols[i % len(cols)] for i in range(n)]
-
-
-def wait_until(pred, timeout, step=0.02):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def anon_bytes(pid):

@@ -20,15 +20,8 @@ import msgpack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+from rel_common import rss_kb  # noqa: E402
 EX = os.path.join(REPO, "client", "examples", "data", "bell_nopovm_d4.csv")
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def frame(obj):

@@ -46,6 +46,7 @@ import msgpack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+from rel_common import columns, rss_kb  # noqa: E402
 EX = os.path.join(REPO, "client", "examples", "data", "bell_nopovm_d4.csv")
 HELLO = [0, 1, "hello", [{"proto": [1, 0], "client": "stalls.py"}]]
 
@@ -53,11 +54,6 @@ HELLO = [0, 1, "hello", [{"proto": [1, 0], "client": "stalls.py"}]]
 def frame(obj):
     body = msgpack.packb(obj, use_bin_type=True)
     return struct.pack(">I", len(body)) + body
-
-
-def columns():
-    rows = [[float(x) for x in line.split(",")] for line in open(EX)]
-    return [list(c) for c in zip(*rows)]
 
 
 def submit_frame(n, rid=2):
@@ -91,17 +87,6 @@ def connect(sock, rcvbuf=None, timeout=30):
     s.settimeout(timeout)
     s.connect(sock)
     return s
-
-
-def rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
 
 
 # --- the well-behaved client (a subprocess) ---------------------------------------------------
