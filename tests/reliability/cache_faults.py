@@ -31,7 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
-from rel_common import children, columns, wait_until  # noqa: E402
+from rel_common import children, columns, wait_until, wait_workers  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "client", "python"))
 import qtomo_client as q  # noqa: E402
 
@@ -54,16 +54,7 @@ class Daemon:
                                       "--cache-dir", self.cache, "--workers", str(workers),
                                       "--log-level", "6"],
                                      stderr=self.log, stdout=self.log)
-        end = time.time() + 30
-        while time.time() < end:
-            try:
-                with q.Client(self.sock, timeout=10) as c:
-                    if c.status()["n_workers"] == workers:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("qtomod did not start")
+        wait_workers(q, self.sock, workers)
 
     def logtext(self):
         self.log.flush()

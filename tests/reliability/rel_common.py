@@ -44,3 +44,18 @@ def wait_until(pred, timeout, step=0.02):
             return True
         time.sleep(step)
     return pred()
+
+
+def wait_workers(client_mod, sock, workers, timeout=30):
+    """Waits until the daemon on sock answers status with `workers` live workers; client_mod
+    is qtomo_client. RuntimeError after timeout seconds."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with client_mod.Client(sock, timeout=10) as c:
+                if c.status()["n_workers"] == workers:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("qtomod did not start")
