@@ -9,12 +9,17 @@
 #include "base/qt_err.h"
 #include "num/qt_estimate.h"
 
+#define BIT(id) ((uint64_t)1 << (id))
+
 void qt_uncertainty_done(struct qt_uncertainty *u)
 {
     if (!u)
         return;
+    free(u->veig);
+    free(u->vbell);
     free(u->rho_std_re);
     free(u->rho_std_im);
+    u->veig = u->vbell = NULL;
     u->rho_std_re = u->rho_std_im = NULL;
 }
 
@@ -36,121 +41,241 @@ static double percentile(const double *v, size_t n, double q)
     return v[i] + (pos - (double)i) * (v[i + 1] - v[i]);
 }
 
-static double metric_f64(const struct qt_metrics *mt, enum qt_metric_id id)
+static double metric_f64(const struct qt_metrics *mt, unsigned id)
 {
     return *(const double *)((const char *)mt + qt_metric_descs[id].offset);
 }
 
-/* Scalar f64 metrics of the point estimate that describe the state (not the solver's own). */
-static uint64_t state_metrics(const struct qt_metrics *mt)
+static bool metric_vec(const struct qt_metrics *mt, unsigned id, size_t d, const double **v)
 {
-    static const enum qt_metric_id solver[] = {QT_MT_GAP,       QT_MT_GAP_PER_COUNT,
-                                               QT_MT_OBJECTIVE, QT_MT_RESIDUAL_NORM,
-                                               QT_MT_FINAL_DN,  QT_MT_FINAL_DLL};
+    const struct qt_metric_desc *md = &qt_metric_descs[id];
 
+    *v = *(const double *const *)((const char *)mt + md->offset);
+    return *v && *(const size_t *)((const char *)mt + md->count_offset) == d;
+}
+
+uint64_t qt_boot_have(const struct qt_result *point)
+{
+    static const unsigned solver[] = {QT_MT_GAP,           QT_MT_GAP_PER_COUNT, QT_MT_OBJECTIVE,
+                                      QT_MT_RESIDUAL_NORM, QT_MT_FINAL_DN,      QT_MT_FINAL_DLL};
+    const struct qt_metrics *mt = &point->mt;
     uint64_t have = 0;
+    const double *v;
+
+    for (unsigned id = 0; id < _QT_MT_MAX; id++) {
+        if (!qt_metrics_has(mt, (enum qt_metric_id)id))
+            continue;
+        if (qt_metric_descs[id].type == QT_MTYPE_F64)
+            have |= BIT(id);
+        else if (qt_metric_descs[id].type == QT_MTYPE_F64V && metric_vec(mt, id, point->d, &v))
+            have |= BIT(id);
+    }
+    for (size_t i = 0; i < sizeof(solver) / sizeof(solver[0]); i++)
+        have &= ~BIT(solver[i]);
+    return have;
+}
+
+/* Doubles of the metric part of a row (after the ok flag). */
+static size_t metric_len(uint64_t have, size_t d)
+{
+    size_t k = 0;
 
     for (unsigned id = 0; id < _QT_MT_MAX; id++)
-        if (qt_metric_descs[id].type == QT_MTYPE_F64 && qt_metrics_has(mt, (enum qt_metric_id)id))
-            have |= (uint64_t)1 << id;
-    for (size_t i = 0; i < sizeof(solver) / sizeof(solver[0]); i++)
-        have &= ~((uint64_t)1 << solver[i]);
-    return have;
+        if ((have >> id) & 1u)
+            k += qt_metric_descs[id].type == QT_MTYPE_F64V ? d : 1;
+    return k;
+}
+
+size_t qt_boot_stride(uint64_t have, size_t d)
+{
+    return 1 + metric_len(have, d) + 2 * d * d;
+}
+
+bool qt_boot_boundary(const struct qt_result *point, size_t d, double tol)
+{
+    if (point->err || d == 0)
+        return false;
+    if (qt_metrics_has(&point->mt, QT_MT_RANK) && point->mt.rank < (int64_t)d)
+        return true;
+    return point->eigenvalues && point->eigenvalues[d - 1] <= tol;
+}
+
+int qt_boot_check(const struct qt_boot_opts *bo)
+{
+    if (bo->resamples < 2 || bo->resamples > QT_BOOT_MAX_RESAMPLES ||
+        !(bo->confidence > 0.0 && bo->confidence < 1.0))
+        return QT_EOPTION;
+    return 0;
+}
+
+/* One row from an estimate: false when it lacks a metric of have. */
+static bool fill_row(const struct qt_result *res, uint64_t have, size_t d, double *row)
+{
+    size_t j = 1, nn = d * d;
+    const double *v;
+
+    if ((res->mt.have & have) != have)
+        return false;
+    for (unsigned id = 0; id < _QT_MT_MAX; id++) {
+        if (!((have >> id) & 1u))
+            continue;
+        if (qt_metric_descs[id].type != QT_MTYPE_F64V) {
+            row[j++] = metric_f64(&res->mt, id);
+            continue;
+        }
+        if (!metric_vec(&res->mt, id, d, &v))
+            return false;
+        memcpy(row + j, v, d * sizeof(double));
+        j += d;
+    }
+    for (size_t i = 0; i < nn; i++) {
+        row[j + i] = creal(res->rho[i]);
+        row[j + nn + i] = cimag(res->rho[i]);
+    }
+    row[0] = 1.0;
+    return true;
+}
+
+int qt_boot_run(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
+                const double *y, const struct qt_opts *opts, const struct qt_result *point,
+                const struct qt_boot_opts *bo, uint64_t have, uint32_t k0, uint32_t n, double *raw)
+{
+    size_t m = des->m, d = des->d, stride = qt_boot_stride(have, d);
+    struct qt_result res = {0};
+    double *z = malloc(m * sizeof(double));
+    int r = qt_result_init(&res, d);
+
+    if (!z || r < 0) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (!qt_resample_is_counts(y, m)) {
+        r = -EDOM;
+        goto out;
+    }
+    memset(raw, 0, (size_t)n * stride * sizeof(double));
+    for (uint32_t i = 0; i < n; i++) {
+        struct qt_rng rng;
+
+        qt_rng_stream(&rng, bo->seed, bo->sample, (uint64_t)k0 + i);
+        r = qt_resample(des, ws, bo->kind, y, point->rho, &rng, z);
+        if (r == 0)
+            r = qt_estimate_from(des, ws, method, z, m, opts, point->rho, &res);
+        if (r == -ENOMEM)
+            goto out;
+        if (r < 0 || !fill_row(&res, have, d, raw + (size_t)i * stride))
+            memset(raw + (size_t)i * stride, 0, stride * sizeof(double));
+    }
+    r = 0;
+out:
+    qt_result_done(&res);
+    free(z);
+    return r;
+}
+
+/* std and percentile interval of column j of the ok rows; v: scratch of N. */
+static struct qt_boot_stat column_stat(const double *raw, uint32_t N, size_t stride, size_t j,
+                                       double confidence, double *v)
+{
+    struct qt_boot_stat st;
+    double mean = 0.0, ss = 0.0;
+    size_t k = 0;
+
+    for (uint32_t i = 0; i < N; i++)
+        if (raw[(size_t)i * stride] != 0.0)
+            v[k++] = raw[(size_t)i * stride + j];
+    for (size_t i = 0; i < k; i++)
+        mean += v[i];
+    mean /= (double)k;
+    for (size_t i = 0; i < k; i++)
+        ss += (v[i] - mean) * (v[i] - mean);
+    qsort(v, k, sizeof(double), cmp_double);
+    st.std = sqrt(ss / (double)(k - 1));
+    st.lo = percentile(v, k, (1.0 - confidence) / 2.0);
+    st.hi = percentile(v, k, (1.0 + confidence) / 2.0);
+    return st;
+}
+
+int qt_boot_reduce(const double *raw, uint32_t N, uint64_t have, size_t d, double confidence,
+                   struct qt_uncertainty *out)
+{
+    size_t stride = qt_boot_stride(have, d), nn = d * d, j = 1;
+    uint32_t ok = 0;
+    double *v = malloc((N ? N : 1) * sizeof(double));
+
+    memset(out, 0, sizeof(*out));
+    out->resamples = N;
+    out->d = d;
+    out->have = have;
+    for (uint32_t i = 0; i < N; i++)
+        ok += raw[(size_t)i * stride] != 0.0;
+    out->failed = N - ok;
+    if (out->failed)
+        out->warn |= QT_BOOT_WARN_FAILED;
+    if (!v) {
+        qt_uncertainty_done(out);
+        return -ENOMEM;
+    }
+    if (ok < 2) {
+        free(v);
+        return QT_ENOCONV;
+    }
+    out->rho_std_re = malloc(nn * sizeof(double));
+    out->rho_std_im = malloc(nn * sizeof(double));
+    if ((have & BIT(QT_MT_EIGENVALUES)))
+        out->veig = malloc(d * sizeof(*out->veig));
+    if ((have & BIT(QT_MT_BELL_FIDELITIES)))
+        out->vbell = malloc(d * sizeof(*out->vbell));
+    if (!out->rho_std_re || !out->rho_std_im || ((have & BIT(QT_MT_EIGENVALUES)) && !out->veig) ||
+        ((have & BIT(QT_MT_BELL_FIDELITIES)) && !out->vbell)) {
+        free(v);
+        qt_uncertainty_done(out);
+        return -ENOMEM;
+    }
+    for (unsigned id = 0; id < _QT_MT_MAX; id++) {
+        struct qt_boot_stat *vs;
+
+        if (!((have >> id) & 1u))
+            continue;
+        if (qt_metric_descs[id].type != QT_MTYPE_F64V) {
+            out->stats[id] = column_stat(raw, N, stride, j++, confidence, v);
+            continue;
+        }
+        vs = id == QT_MT_EIGENVALUES ? out->veig : out->vbell;
+        for (size_t e = 0; e < d; e++)
+            vs[e] = column_stat(raw, N, stride, j++, confidence, v);
+    }
+    for (size_t i = 0; i < nn; i++) {
+        out->rho_std_re[i] = column_stat(raw, N, stride, j + i, confidence, v).std;
+        out->rho_std_im[i] = column_stat(raw, N, stride, j + nn + i, confidence, v).std;
+    }
+    free(v);
+    return 0;
 }
 
 int qt_bootstrap(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
                  const double *y, const struct qt_opts *opts, const struct qt_result *point,
                  const struct qt_boot_opts *bo, struct qt_uncertainty *out)
 {
-    size_t m = des->m, d = des->d, nn = d * d, N = bo->resamples, ok = 0;
-    uint64_t have = state_metrics(&point->mt);
-    double *vals = NULL, *z = NULL, *sre = NULL, *sim = NULL, *s2re = NULL, *s2im = NULL;
-    struct qt_result res = {0};
+    uint64_t have = qt_boot_have(point);
+    size_t stride = qt_boot_stride(have, des->d);
+    double *raw;
     int r;
 
     memset(out, 0, sizeof(*out));
-    if (N < 2 || !(bo->confidence > 0.0 && bo->confidence < 1.0))
-        return QT_EOPTION;
-    if (!qt_resample_is_counts(y, m))
+    r = qt_boot_check(bo);
+    if (r < 0)
+        return r;
+    if (!qt_resample_is_counts(y, des->m))
         return -EDOM;
-    vals = malloc((size_t)_QT_MT_MAX * N * sizeof(double));
-    z = malloc(m * sizeof(double));
-    sre = calloc(nn, sizeof(double));
-    sim = calloc(nn, sizeof(double));
-    s2re = calloc(nn, sizeof(double));
-    s2im = calloc(nn, sizeof(double));
-    r = qt_result_init(&res, d);
-    if (!vals || !z || !sre || !sim || !s2re || !s2im || r < 0) {
-        r = -ENOMEM;
-        goto out;
-    }
-    for (uint32_t k = 0; k < N; k++) {
-        struct qt_rng rng;
-
-        qt_rng_stream(&rng, bo->seed, bo->sample, k);
-        r = qt_resample(des, ws, bo->kind, y, point->rho, &rng, z);
-        if (r == -ENOMEM)
-            goto out;
-        if (r == 0)
-            r = qt_estimate_from(des, ws, method, z, m, opts, point->rho, &res);
-        if (r == -ENOMEM)
-            goto out;
-        if (r < 0 || (res.mt.have & have) != have) {
-            out->failed++;
-            continue;
-        }
-        for (unsigned id = 0; id < _QT_MT_MAX; id++)
-            if ((have >> id) & 1u)
-                vals[(size_t)id * N + ok] = metric_f64(&res.mt, (enum qt_metric_id)id);
-        for (size_t i = 0; i < nn; i++) {
-            double re = creal(res.rho[i]), im = cimag(res.rho[i]);
-
-            sre[i] += re;
-            sim[i] += im;
-            s2re[i] += re * re;
-            s2im[i] += im * im;
-        }
-        ok++;
-    }
-    if (ok < 2) {
-        r = QT_ENOCONV;
-        goto out;
-    }
-    for (unsigned id = 0; id < _QT_MT_MAX; id++) {
-        double *v = vals + (size_t)id * N, mean = 0.0, ss = 0.0;
-
-        if (!((have >> id) & 1u))
-            continue;
-        for (size_t i = 0; i < ok; i++)
-            mean += v[i];
-        mean /= (double)ok;
-        for (size_t i = 0; i < ok; i++)
-            ss += (v[i] - mean) * (v[i] - mean);
-        qsort(v, ok, sizeof(double), cmp_double);
-        out->stats[id].std = sqrt(ss / (double)(ok - 1));
-        out->stats[id].lo = percentile(v, ok, (1.0 - bo->confidence) / 2.0);
-        out->stats[id].hi = percentile(v, ok, (1.0 + bo->confidence) / 2.0);
-    }
-    out->have = have;
-    for (size_t i = 0; i < nn; i++) { /* sample std from the sums (rho elements are O(1)) */
-        double k = (double)ok, vr = (s2re[i] - sre[i] * sre[i] / k) / (k - 1.0),
-               vi = (s2im[i] - sim[i] * sim[i] / k) / (k - 1.0);
-
-        s2re[i] = sqrt(vr > 0.0 ? vr : 0.0);
-        s2im[i] = sqrt(vi > 0.0 ? vi : 0.0);
-    }
-    out->rho_std_re = s2re;
-    out->rho_std_im = s2im;
-    s2re = s2im = NULL;
-    out->resamples = bo->resamples;
-    r = 0;
-out:
-    qt_result_done(&res);
-    free(vals);
-    free(z);
-    free(sre);
-    free(sim);
-    free(s2re);
-    free(s2im);
+    raw = malloc((size_t)bo->resamples * stride * sizeof(double));
+    if (!raw)
+        return -ENOMEM;
+    r = qt_boot_run(des, ws, method, y, opts, point, bo, have, 0, bo->resamples, raw);
+    if (r == 0)
+        r = qt_boot_reduce(raw, bo->resamples, have, des->d, bo->confidence, out);
+    free(raw);
+    if (r == 0 && qt_boot_boundary(point, des->d, opts->tolerance))
+        out->warn |= QT_BOOT_WARN_BOUNDARY;
     return r;
 }

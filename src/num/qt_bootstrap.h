@@ -1,16 +1,22 @@
-/* Bootstrap error bars for one sample and one method (issue 16): N resamples of the sample's
- * counts (qt_resample.h, streams keyed by seed, sample index and resample index), each
- * re-estimated with the same method and options (iterative methods start from the point
- * estimate), give for every scalar numeric metric of the point estimate its standard deviation
- * over the resamples and the percentile interval at the confidence asked, and the per-element
- * standard deviation of rho. Deterministic: the same arguments give the same numbers, whichever
- * process or thread computes them.
+/* Bootstrap error bars (issue 16): N resamples of a sample's counts (qt_resample.h, streams
+ * keyed by seed, sample index and resample index), each re-estimated with the same method and
+ * options (iterative methods start from the point estimate), give for every numeric metric of
+ * the point estimate that describes the state its standard deviation over the resamples and the
+ * percentile interval at the confidence asked, and the per-element standard deviation of rho.
  *
- * This is the numerics only; the records, requests and the daemon's spreading of resamples over
- * its workers are not built on it yet. */
+ * The work is split so that any process can compute any range of resamples and one place
+ * reduces them: qt_boot_run fills rows of raw values (one row per resample, layout below) for
+ * resamples [k0, k0 + n), and qt_boot_reduce turns all N rows, in resample order, into the
+ * statistics. The same seed therefore gives bit-identical numbers whichever processes computed
+ * which ranges (the daemon's workers, qtomoctl --local).
+ *
+ * A row (qt_boot_stride doubles): [0] 1 when the resample was estimated, 0 when it failed;
+ * then the scalar f64 metrics of `have` in QT_METRICS order; then the d eigenvalues and the d
+ * Bell fidelities when `have` has them; then Re rho and Im rho (d x d column-major each). */
 #pragma once
 
 #include <complex.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +25,8 @@
 #include "num/qt_design.h"
 #include "num/qt_resample.h"
 #include "num/qt_result.h"
+
+#define QT_BOOT_MAX_RESAMPLES 100000u
 
 struct qt_boot_opts {
     uint32_t resamples;         /* N >= 2 */
@@ -32,18 +40,57 @@ struct qt_boot_stat {
     double std, lo, hi;
 };
 
-struct qt_uncertainty {
-    uint32_t resamples, failed; /* failed: resamples whose estimate failed (not in the stats) */
-    uint64_t have;              /* bit QT_MT_x: stats[x] is set (a scalar f64 metric) */
-    struct qt_boot_stat stats[_QT_MT_MAX];
-    double *rho_std_re, *rho_std_im; /* d x d column-major, malloc'd; qt_uncertainty_done */
+/* Why an interval may not be trusted (qt_uncertainty.warn). */
+enum {
+    QT_BOOT_WARN_BOUNDARY = 1u << 0, /* the point estimate is rank-deficient: percentile
+                                        intervals around it are biased (Guta et al. 2020) */
+    QT_BOOT_WARN_FAILED = 1u << 1,   /* some resamples could not be estimated */
 };
 
-void qt_uncertainty_done(struct qt_uncertainty *u); /* NULL-safe */
+struct qt_uncertainty {
+    uint32_t resamples, failed; /* failed: resamples whose estimate failed (not in the stats) */
+    uint64_t have;              /* bit QT_MT_x: stats[x] (f64) or vstats[x] (f64v) is set */
+    unsigned warn;              /* QT_BOOT_WARN_* */
+    size_t d;
+    struct qt_boot_stat stats[_QT_MT_MAX];
+    struct qt_boot_stat *veig, *vbell; /* d each when have has EIGENVALUES / BELL_FIDELITIES */
+    double *rho_std_re, *rho_std_im;   /* d x d column-major */
+    bool has_td_bound;
+    double td_bound; /* linear: trace-distance confidence bound (qt_tdbound.h), if computed */
+};
 
-/* Error bars of `point` (a successful result of `method` on y, des->m values, with opts). y must
- * be counts (see qt_resample). Returns 0; -EDOM for non-counts, QT_EOPTION for bad boot options,
- * QT_ENOCONV when fewer than two resamples could be estimated, -ENOMEM. */
+void qt_uncertainty_done(struct qt_uncertainty *u); /* NULL-safe; all pointers malloc'd */
+
+/* The metrics of point that get error bars: the numeric ones that describe the state (not the
+ * solver's own: gap, objective, residual, final steps). */
+uint64_t qt_boot_have(const struct qt_result *point);
+/* Doubles per row. */
+size_t qt_boot_stride(uint64_t have, size_t d);
+/* Whether the point estimate is on the boundary of state space (smallest eigenvalue at most
+ * tol, or a rank below d). */
+bool qt_boot_boundary(const struct qt_result *point, size_t d, double tol);
+
+/* Checks bo: QT_EOPTION unless 2 <= resamples <= QT_BOOT_MAX_RESAMPLES and confidence is in
+ * (0, 1). */
+QT_NODISCARD int qt_boot_check(const struct qt_boot_opts *bo);
+
+/* Resamples [k0, k0 + n) of `point` (a successful result of `method` on y, des->m counts, with
+ * opts) into raw (n rows of qt_boot_stride(have, d)). have must be qt_boot_have(point). A
+ * resample that cannot be estimated gets a row of zeros. Returns 0; -EDOM for non-counts,
+ * -ENOMEM. */
+QT_NODISCARD int qt_boot_run(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
+                             const double *y, const struct qt_opts *opts,
+                             const struct qt_result *point, const struct qt_boot_opts *bo,
+                             uint64_t have, uint32_t k0, uint32_t n, double *raw);
+
+/* The statistics of the N rows of raw (in resample order), into out (which the caller frees
+ * with qt_uncertainty_done; out->resamples = N, out->warn gets QT_BOOT_WARN_FAILED when rows
+ * failed). Returns 0, QT_ENOCONV when fewer than two rows succeeded, -ENOMEM. */
+QT_NODISCARD int qt_boot_reduce(const double *raw, uint32_t N, uint64_t have, size_t d,
+                                double confidence, struct qt_uncertainty *out);
+
+/* All of it for one method in one call: run over [0, N), reduce, and the boundary warning.
+ * Returns 0; QT_EOPTION for bad boot options, -EDOM for non-counts, QT_ENOCONV, -ENOMEM. */
 QT_NODISCARD int qt_bootstrap(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
                               const double *y, const struct qt_opts *opts,
                               const struct qt_result *point, const struct qt_boot_opts *bo,

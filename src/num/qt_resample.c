@@ -146,3 +146,34 @@ out:
     qt_ws_release(ws, mark);
     return ret;
 }
+
+int qt_resample_counts_from_shots(const struct qt_design *des, struct qt_ws *ws, const double *y,
+                                  uint64_t shots, double *out)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    double *tot = qt_ws_alloc_n(ws, des->n_groups, sizeof(double));
+    int ret = 0;
+
+    if (!tot)
+        return -ENOMEM;
+    if (shots == 0 || shots > ((uint64_t)1 << 52)) {
+        ret = -EDOM;
+        goto out;
+    }
+    memset(tot, 0, des->n_groups * sizeof(double));
+    for (size_t a = 0; a < des->m; a++) {
+        if (!(y[a] >= 0.0) || !isfinite(y[a])) {
+            ret = -EDOM;
+            goto out;
+        }
+        tot[des->groups[a]] += y[a];
+    }
+    for (size_t a = 0; a < des->m; a++) {
+        double t = tot[des->groups[a]];
+
+        out[a] = t > 0.0 ? round((double)shots * (y[a] / t)) : 0.0;
+    }
+out:
+    qt_ws_release(ws, mark);
+    return ret;
+}

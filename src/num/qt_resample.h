@@ -43,3 +43,10 @@ bool qt_resample_is_counts(const double *y, size_t m);
 QT_NODISCARD int qt_resample(const struct qt_design *des, struct qt_ws *ws,
                              enum qt_resample_kind kind, const double *y, const double complex *rho,
                              struct qt_rng *r, double *out);
+
+/* Data given as probabilities or powers, turned into counts for resampling: each outcome gets
+ * round(shots * y_a / sum_{b in its group} y_b), i.e. `shots` counts per group in the observed
+ * proportions (a group that sums to 0 gets 0). Returns 0, -EDOM when y has a negative or
+ * non-finite value or shots is 0 or above 2^52. */
+QT_NODISCARD int qt_resample_counts_from_shots(const struct qt_design *des, struct qt_ws *ws,
+                                               const double *y, uint64_t shots, double *out);

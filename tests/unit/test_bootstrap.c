@@ -130,7 +130,97 @@ static void test_calibration_linear(void **state)
     qt_ws_done(&ws);
 }
 
+
+/* Ranges computed apart and reduced together give the numbers of one call, bit for bit (what
+ * lets the daemon spread one sample's resamples over its workers); eigenvalues get bars. */
+static void test_ranges_reduce(void **state)
+{
+    struct qt_design *des = make(QT_DESIGN_PAULI, 4);
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_boot_opts bo = {
+        .resamples = 30, .kind = QT_RESAMPLE_PARAMETRIC, .seed = 99, .sample = 12, .confidence = 0.9};
+    struct qt_uncertainty a, b;
+    struct qt_result point;
+    struct qt_opts opts;
+    struct qt_rng rng;
+    double complex rho[16] = {0};
+    double y[36];
+    uint64_t have;
+    size_t stride;
+    double *raw;
+
+    (void)state;
+    for (size_t i = 0; i < 4; i++)
+        rho[i * 5] = 0.25;
+    rho[1] = rho[4] = 0.1;
+    qt_rng_seed(&rng, 5);
+    assert_int_equal(qt_rng_simulate(&rng, des, &ws, rho, 500, y), 0);
+    qt_opts_init(&opts);
+    assert_int_equal(qt_result_init(&point, 4), 0);
+    assert_int_equal(qt_estimate(des, &ws, QT_METHOD_MLE, y, 36, &opts, &point), 0);
+    have = qt_boot_have(&point);
+    assert_true((have >> QT_MT_EIGENVALUES) & 1u);
+    stride = qt_boot_stride(have, 4);
+    raw = malloc(30 * stride * sizeof(double));
+    assert_non_null(raw);
+    assert_int_equal(qt_boot_run(des, &ws, QT_METHOD_MLE, y, &opts, &point, &bo, have, 17, 13,
+                                 raw + 17 * stride),
+                     0);
+    assert_int_equal(qt_boot_run(des, &ws, QT_METHOD_MLE, y, &opts, &point, &bo, have, 0, 17, raw),
+                     0);
+    assert_int_equal(qt_boot_reduce(raw, 30, have, 4, 0.9, &a), 0);
+    assert_int_equal(qt_bootstrap(des, &ws, QT_METHOD_MLE, y, &opts, &point, &bo, &b), 0);
+    assert_memory_equal(a.stats, b.stats, sizeof(a.stats));
+    assert_memory_equal(a.veig, b.veig, 4 * sizeof(*a.veig));
+    assert_memory_equal(a.rho_std_re, b.rho_std_re, 16 * sizeof(double));
+    assert_memory_equal(a.rho_std_im, b.rho_std_im, 16 * sizeof(double));
+    for (size_t e = 0; e < 4; e++)
+        assert_true(a.veig[e].std > 0.0 && a.veig[e].lo <= a.veig[e].hi);
+    /* a failed row is left out and counted */
+    raw[3 * stride] = 0.0;
+    qt_uncertainty_done(&a);
+    assert_int_equal(qt_boot_reduce(raw, 30, have, 4, 0.9, &a), 0);
+    assert_int_equal(a.failed, 1);
+    assert_true(a.warn & QT_BOOT_WARN_FAILED);
+    for (size_t i = 0; i < 30; i++)
+        raw[i * stride] = 0.0;
+    qt_uncertainty_done(&a);
+    assert_int_equal(qt_boot_reduce(raw, 30, have, 4, 0.9, &a), QT_ENOCONV);
+    qt_uncertainty_done(&a);
+    qt_uncertainty_done(&b);
+    free(raw);
+    qt_result_done(&point);
+    qt_design_free(des);
+    qt_ws_done(&ws);
+}
+
+/* Probabilities become counts per group with --shots; bad input is refused. */
+static void test_shots(void **state)
+{
+    struct qt_design *des = make(QT_DESIGN_MUB, 2);
+    struct qt_ws ws = QT_WS_INIT;
+    double p[6] = {0.7, 0.3, 0.25, 0.25, 0.0, 0.0}, c[6];
+
+    (void)state;
+    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 1000, c), 0);
+    assert_true(fabs(c[0] - 700.0) < 1e-12);
+    assert_true(fabs(c[1] - 300.0) < 1e-12);
+    assert_true(fabs(c[2] - 500.0) < 1e-12);
+    assert_true(fabs(c[3] - 500.0) < 1e-12);
+    assert_true(fabs(c[4] - 0.0) < 1e-12);
+    assert_true(qt_resample_is_counts(c, 6));
+    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 0, c), -EDOM);
+    p[1] = -0.1;
+    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 10, c), -EDOM);
+    p[1] = NAN;
+    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 10, c), -EDOM);
+    qt_design_free(des);
+    qt_ws_done(&ws);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_ranges_reduce),
+    cmocka_unit_test(test_shots),
     cmocka_unit_test(test_deterministic_mle),
     cmocka_unit_test(test_calibration_linear),
 };
