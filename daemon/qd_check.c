@@ -1,10 +1,12 @@
 /* Request checking (see qd_check.h): every refusal of a well-formed message is decided here. */
 #include "qd_check.h"
+#include "qd_boot.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "base/qt_status.h"
@@ -69,6 +71,34 @@ static int resolve_design(const struct qd_check_env *env, struct qd_req *req, in
     return 0;
 }
 
+/* Error bars: one sample's rows must fit (qd_boot_plan), and without shots every value must be
+ * a count (whole, non-negative, below 2^53), or there is nothing to resample. */
+static int check_boot(const struct qp_job *j, size_t nm, struct qd_reject *rej)
+{
+    uint32_t per, parts;
+
+    if (qd_boot_plan(j->boot.resamples, nm, j->d, 1, &per, &parts) < 0)
+        return reject(rej, QT_ST_INVALID_PARAMS, -1,
+                      "bootstrap: %u resamples of %zu methods at d = %zu need more than %zu MB "
+                      "of rows per sample; ask for fewer resamples",
+                      j->boot.resamples, nm, j->d, QD_BOOT_SAMPLE_BYTES >> 20);
+    if (j->boot.shots)
+        return 0;
+    for (size_t c = 0; c < j->n; c++)
+        for (size_t a = 0; a < j->m; a++) {
+            double v;
+
+            memcpy(&v, (const char *)j->values_le + (c * j->m + a) * sizeof(double), sizeof(v));
+            if (!(v >= 0.0 && v < 9007199254740992.0 && v == floor(v)))
+                return reject(rej, QT_ST_INVALID_PARAMS, -1,
+                              "bootstrap: values[%zu, %zu] = %.17g is not a count; data given "
+                              "as probabilities or powers need bootstrap.shots (counts per "
+                              "group)",
+                              a, c, v);
+        }
+    return 0;
+}
+
 static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, struct qd_req *req,
                      struct qd_reject *rej)
 {
@@ -92,9 +122,10 @@ static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, s
         return reject(rej, QT_ST_INVALID_PARAMS, -1,
                       "target: a %zu x %zu matrix for a d = %zu state (it must be d x d)",
                       j->target_d, j->target_d, j->d);
-    if (msg->method == QP_M_RECONSTRUCT && (j->progress_ms || j->first_index))
-        return reject(rej, QT_ST_INVALID_PARAMS, -1, "%s: only for submit",
-                      j->progress_ms ? "progress_ms" : "first_index");
+    if (msg->method == QP_M_RECONSTRUCT && (j->progress_ms || (j->first_index && !j->boot.resamples)))
+        return reject(rej, QT_ST_INVALID_PARAMS, -1, "%s: only for submit%s",
+                      j->progress_ms ? "progress_ms" : "first_index",
+                      j->progress_ms ? "" : " (or a reconstruct with bootstrap: its resample streams)");
     snprintf(req->key, sizeof(req->key), "%s-d%zu",
              kind == QT_DESIGN_CUSTOM ? j->design_id
                                       : qt_design_kind_name((enum qt_design_kind)kind),
@@ -102,7 +133,9 @@ static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, s
     for (int m = 0; m < _QT_METHOD_MAX; m++)
         if (j->methods[m])
             req->meth[req->nm++] = (enum qt_method)m;
-    return 0;
+    if (j->part.set)
+        return reject(rej, QT_ST_INVALID_PARAMS, -1, "boot_part: internal to qtomod's workers");
+    return j->boot.resamples ? check_boot(j, req->nm, rej) : 0;
 }
 
 static int check_warm(const struct qd_check_env *env, const msgpack_object *params,

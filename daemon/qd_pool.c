@@ -79,10 +79,19 @@ int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, siz
         r = qp_frame_end(&wr, UINT32_MAX);
     } else {
         const struct qp_job *j = &jb->req.job;
+        struct qp_boot_part part = {0};
+        size_t col = c0;
 
+        if (jb->boot) { /* one unit of resamples: item c0 computes them for sample col */
+            qd_boot_unit_range(jb->boot, c0, &col, &part.k0, &part.n);
+            part.set = true;
+            part.sample = j->first_index + col;
+            n = 1;
+        }
         r = qp_pack_chunk(&wr, ++s->task_serial,
-                          (const uint8_t *)j->values_le + j->m * c0 * sizeof(double), j->m, n, c0,
-                          jb->fields.data, jb->fields.size, jb->nfields, UINT32_MAX);
+                          (const uint8_t *)j->values_le + j->m * col * sizeof(double), j->m, n, c0,
+                          jb->fields.data, jb->fields.size, jb->nfields,
+                          part.set ? &part : NULL, UINT32_MAX);
     }
     if (r == 0)
         r = worker_send(w, &wr);
@@ -265,7 +274,8 @@ static int on_result(struct worker *w, const struct qp_msg *msg, struct qt_diag 
     if (r <= 0)
         return r;
     qd_req_deliver(djob_of(job), col, res.results, res.len, res.failed == 0,
-                   (double)(w->sw.t_dispatch - djob_of(job)->t_recv), res.us / 1000.0, w->pid);
+                   (double)(w->sw.t_dispatch - djob_of(job)->t_recv), res.us / 1000.0, w->pid,
+                   res.boot_obj);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "base/qt_status.h"
 #include "cache/qt_cache.h"
@@ -59,6 +60,7 @@ static void job_unlink_free(struct djob *jb)
             jb->next->prev = jb->prev;
     }
     qd_req_done(&jb->req);
+    qd_boot_free(jb->boot);
     free(jb->values_buf);
     msgpack_sbuffer_destroy(&jb->task);
     msgpack_sbuffer_destroy(&jb->fields);
@@ -95,11 +97,22 @@ static bool sched_paused(void *ud, const struct qd_job *job)
     return jb->conn && jb->conn->blocked_since != 0;
 }
 
+/* Samples answered, failed and asked for (with error bars the scheduler counts units). */
+static void job_counts(const struct djob *jb, uint64_t *done, uint64_t *failed, uint64_t *n)
+{
+    *done = jb->boot ? jb->s_done : jb->sj.done;
+    *failed = jb->boot ? jb->s_failed : jb->sj.failed;
+    *n = jb->boot ? jb->req.job.n : jb->sj.n;
+}
+
 static void job_totals(const struct djob *jb, struct qp_totals *t, uint64_t now)
 {
-    t->n_ok = jb->sj.done - jb->sj.failed;
-    t->n_err = jb->sj.failed;
-    t->n_cancelled = jb->sj.n - jb->sj.done;
+    uint64_t done, failed, n;
+
+    job_counts(jb, &done, &failed, &n);
+    t->n_ok = done - failed;
+    t->n_err = failed;
+    t->n_cancelled = n - done;
     t->elapsed_ms = (double)(now - jb->t_recv);
 }
 
@@ -172,11 +185,14 @@ static void maybe_progress(struct djob *jb, uint64_t now, bool force)
         return;
     jb->last_progress = now;
     p.request = jb->req.id;
-    p.done = jb->sj.done;
-    p.failed = jb->sj.failed;
-    p.total = jb->sj.n;
-    rate = jb->sj.done ? (double)(now - jb->t_recv) / (double)jb->sj.done : 0.0;
-    p.eta_ms = jb->sj.done ? (int64_t)(rate * (double)(jb->sj.n - jb->sj.done)) : -1;
+    job_counts(jb, &p.done, &p.failed, &p.total);
+    if (jb->boot) { /* units say more than samples when a few samples take long */
+        rate = jb->sj.done ? (double)(now - jb->t_recv) / (double)jb->sj.done : 0.0;
+        p.eta_ms = jb->sj.done ? (int64_t)(rate * (double)(jb->sj.n - jb->sj.done)) : -1;
+    } else {
+        rate = p.done ? (double)(now - jb->t_recv) / (double)p.done : 0.0;
+        p.eta_ms = p.done ? (int64_t)(rate * (double)(p.total - p.done)) : -1;
+    }
     qp_writer_init(&w);
     if (qp_pack_progress(&w, &p, jb->s->conf.max_frame) == 0)
         qd_conn_send(jb->conn, &w);
@@ -190,15 +206,18 @@ void qd_req_tick(struct conn *c, uint64_t now)
 }
 
 static int pack_sample(struct qp_writer *w, const struct djob *jb, size_t col, const void *results,
-                       size_t len, double queue_ms, double compute_ms, int pid)
+                       size_t len, const msgpack_sbuffer *unc, double queue_ms, double compute_ms,
+                       int pid)
 {
     uint32_t mf = jb->s->conf.max_frame;
+    const void *u = unc ? unc->data : NULL;
+    size_t ulen = unc ? unc->size : 0;
 
     if (jb->req.method == QP_M_RECONSTRUCT)
-        return qp_pack_reconstruct_result_raw(w, jb->req.id, results, len, queue_ms, compute_ms,
-                                              pid, mf);
+        return qp_pack_reconstruct_result_raw(w, jb->req.id, results, len, u, ulen, queue_ms,
+                                              compute_ms, pid, mf);
     return qp_pack_result_notify_raw(w, jb->req.id, jb->req.job.first_index + col, results, len,
-                                     compute_ms, mf);
+                                     u, ulen, compute_ms, mf);
 }
 
 /* After a sample: the reconstruct's end, or the submit's progress and, at the last, totals. */
@@ -208,13 +227,16 @@ static void after_sample(struct djob *jb)
     struct qp_writer w;
     struct qp_totals t;
 
-    if (jb->req.method == QP_M_RECONSTRUCT) {
+    uint64_t done, failed, n;
+
+    job_counts(jb, &done, &failed, &n);
+    if (jb->req.method == QP_M_RECONSTRUCT && done == n) {
         job_log_end(jb, "done");
         job_end(jb);
         return;
     }
     maybe_progress(jb, qd_now_ms(s), false);
-    if (jb->sj.done != jb->sj.n)
+    if (done != n)
         return;
     qp_writer_init(&w);
     job_totals(jb, &t, qd_now_ms(s));
@@ -225,16 +247,17 @@ static void after_sample(struct djob *jb)
     job_end(jb);
 }
 
-void qd_req_deliver(struct djob *jb, size_t col, const void *results, size_t len, bool ok,
-                    double queue_ms, double compute_ms, int worker_pid)
+/* Sends one sample's answer (results and, with error bars, unc) and counts it. */
+static void send_sample(struct djob *jb, size_t col, const void *results, size_t len,
+                        const msgpack_sbuffer *unc, bool ok, double queue_ms, double compute_ms,
+                        int worker_pid)
 {
     struct qp_writer w;
     int r;
 
-    if (!qd_sched_pending(&jb->sj, col))
-        return;
     qp_writer_init(&w);
-    r = jb->conn ? pack_sample(&w, jb, col, results, len, queue_ms, compute_ms, worker_pid) : 0;
+    r = jb->conn ? pack_sample(&w, jb, col, results, len, unc, queue_ms, compute_ms, worker_pid)
+                 : 0;
     if (r == QT_ETOOBIG) { /* SCHEMA Decisions 13: the sample still gets exactly one result */
         msgpack_sbuffer sb;
         msgpack_packer pk;
@@ -244,14 +267,69 @@ void qd_req_deliver(struct djob *jb, size_t col, const void *results, size_t len
         qp_pack_error_results(&pk, jb->req.meth, jb->req.nm, jb->req.job.d, QT_ETOOBIG,
                               "the result does not fit in max-frame");
         ok = false;
-        r = pack_sample(&w, jb, col, sb.data, sb.size, queue_ms, compute_ms, worker_pid);
+        r = pack_sample(&w, jb, col, sb.data, sb.size, NULL, queue_ms, compute_ms, worker_pid);
         msgpack_sbuffer_destroy(&sb);
     }
-    (void)qd_sched_delivered(&jb->s->sched, &jb->sj, col, ok);
+    if (jb->boot) {
+        jb->s_done++;
+        jb->s_failed += !ok;
+    } else {
+        (void)qd_sched_delivered(&jb->s->sched, &jb->sj, col, ok);
+    }
     if (r == 0 && jb->conn)
         qd_conn_send(jb->conn, &w);
     qp_writer_done(&w);
     after_sample(jb);
+}
+
+/* A unit of resamples answered: when it was its sample's last, the sample's answer goes out. */
+static void deliver_unit(struct djob *jb, size_t unit, const void *results, size_t len, bool ok,
+                         double queue_ms, double compute_ms, int worker_pid,
+                         const msgpack_object *rows)
+{
+    char why[200];
+    const void *pres;
+    size_t plen, sample = 0;
+    bool pok;
+    double us;
+    uint32_t k0, cnt;
+    msgpack_sbuffer unc;
+    int r = qd_boot_unit(jb->boot, unit, results, len, ok, rows, compute_ms * 1000.0, why,
+                         sizeof(why));
+
+    (void)qd_sched_delivered(&jb->s->sched, &jb->sj, unit, true);
+    qd_boot_unit_range(jb->boot, unit, &sample, &k0, &cnt);
+    if (why[0])
+        qd_warn("%s #%u: %s", qp_methods[jb->req.method].name, jb->req.id, why);
+    if (r == -ENOMEM) {
+        qd_req_abort(jb, QT_ST_INTERNAL, "out of memory collecting error bars");
+        return;
+    }
+    if (r == 0)
+        return;
+    msgpack_sbuffer_init(&unc);
+    r = qd_boot_finish(jb->boot, sample, &pres, &plen, &pok, &unc, &us);
+    if (r < 0) {
+        msgpack_sbuffer_destroy(&unc);
+        qd_req_abort(jb, QT_ST_INTERNAL, "error bars could not be reduced");
+        return;
+    }
+    send_sample(jb, sample, pres, plen, &unc, pok, queue_ms, us / 1000.0, worker_pid);
+    msgpack_sbuffer_destroy(&unc);
+    if (jb->boot) /* the job may have ended: after_sample frees it only once released */
+        qd_boot_release(jb->boot, sample);
+}
+
+void qd_req_deliver(struct djob *jb, size_t col, const void *results, size_t len, bool ok,
+                    double queue_ms, double compute_ms, int worker_pid,
+                    const msgpack_object *boot)
+{
+    if (!qd_sched_pending(&jb->sj, col))
+        return;
+    if (jb->boot)
+        deliver_unit(jb, col, results, len, ok, queue_ms, compute_ms, worker_pid, boot);
+    else
+        send_sample(jb, col, results, len, NULL, ok, queue_ms, compute_ms, worker_pid);
 }
 
 static void sched_fail(void *ud, struct qd_job *job, size_t col, int err, const char *msg, int pid)
@@ -271,7 +349,7 @@ static void sched_fail(void *ud, struct qd_job *job, size_t col, int err, const 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     qp_pack_error_results(&pk, jb->req.meth, jb->req.nm, jb->req.job.d, err, msg);
-    qd_req_deliver(jb, col, sb.data, sb.size, false, 0.0, 0.0, pid);
+    qd_req_deliver(jb, col, sb.data, sb.size, false, 0.0, 0.0, pid, NULL);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -362,6 +440,36 @@ static int own_values(struct djob *jb, struct conn *c, uint32_t len)
     return 0;
 }
 
+/* Error bars: the seed (when the client left it to us), the cut into units of resamples, and
+ * the scheduler's columns as units, one per item. Answers the request itself on error. */
+static int boot_setup(struct conn *c, struct djob *jb)
+{
+    struct qt_boot_req *b = &jb->req.job.boot;
+    uint32_t per = 0, parts = 0;
+    int r;
+
+    if (!b->has_seed) {
+        uint64_t seed = 0;
+
+        if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+            qd_conn_send_error(c, jb->req.id, QT_ST_INTERNAL, "cannot choose a seed", -1);
+            return -EIO;
+        }
+        b->seed = seed & QT_BOOT_MAX_SEED;
+        b->has_seed = true;
+    }
+    r = qd_boot_plan(b->resamples, jb->req.nm, jb->req.job.d, c->s->conf.workers, &per, &parts);
+    if (r == 0)
+        r = qd_boot_new(&jb->boot, jb->req.job.n, b, jb->req.nm, jb->req.job.d, per, parts);
+    if (r < 0) { /* the check refused what does not fit: only memory is left */
+        qd_conn_send_error(c, jb->req.id, QT_ST_INTERNAL, "out of memory", -1);
+        return r;
+    }
+    jb->sj.n = jb->req.job.n * parts;
+    jb->sj.unit = 1;
+    return 0;
+}
+
 static void req_samples(struct conn *c, struct qd_req *req, uint32_t len)
 {
     struct djob *jb = job_new(c, req);
@@ -377,6 +485,10 @@ static void req_samples(struct conn *c, struct qd_req *req, uint32_t len)
     jb->sj.interactive = jb->req.method == QP_M_RECONSTRUCT;
     jb->sj.n = jb->req.job.n;
     jb->sj.timeout_ms = jb->req.job.timeout_ms;
+    if (jb->req.job.boot.resamples && boot_setup(c, jb) < 0) {
+        job_end(jb);
+        return;
+    }
     memcpy(jb->sj.key, jb->req.key, sizeof(jb->sj.key));
     msgpack_packer_init(&pk, &jb->fields, msgpack_sbuffer_write);
     jb->nfields = qp_pack_job_fields(&pk, &jb->req.job);
@@ -551,7 +663,7 @@ static void req_local(struct conn *c, const struct qd_req *req)
 
 static void req_hello(struct conn *c, const struct qd_req *req)
 {
-    static const char *const features[] = {NULL};
+    static const char *const features[] = {"bootstrap", NULL};
     struct sup *s = c->s;
     struct qp_server_info si = {0};
     struct qp_writer w;

@@ -170,11 +170,15 @@ int qd_sched_admit(struct qd_sched *s, struct qd_job *job)
     job->refs = 0; /* queued items and running ones refer to it; the batch list does not */
     job->finished = job->in_batch = false;
     if (job->interactive) {
-        if (enqueue(s, job, 0, job->n, false) < 0) {
-            free(job->state);
-            job->state = NULL;
-            return -ENOMEM;
-        }
+        size_t step = job->unit ? job->unit : job->n;
+
+        for (size_t c0 = 0; c0 < job->n; c0 += step)
+            if (enqueue(s, job, c0, job->n - c0 < step ? job->n - c0 : step, false) < 0) {
+                drop_queued(s, &s->iq_head, &s->iq_tail, job);
+                free(job->state);
+                job->state = NULL;
+                return -ENOMEM;
+            }
     } else {
         struct qd_job **p = &s->batch;
 
@@ -250,8 +254,8 @@ static struct qd_chunk *cut_batch(struct qd_sched *s, const struct qd_sw *w)
     if (!pick)
         return NULL;
     n = pick->n - pick->next_col;
-    if (n > s->lim.chunk)
-        n = s->lim.chunk;
+    if (n > (pick->unit ? pick->unit : s->lim.chunk))
+        n = pick->unit ? pick->unit : s->lim.chunk;
     ch = chunk_new(pick, pick->next_col, n);
     if (!ch)
         return NULL;

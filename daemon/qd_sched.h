@@ -41,6 +41,8 @@ struct qd_job {
     bool interactive;    /* reconstruct and tasks: whole, ahead of batches; submits: cut lazily */
     size_t n;            /* samples (tasks: 1) */
     uint32_t timeout_ms; /* per item, 0: the scheduler's default */
+    uint32_t unit;       /* samples per item, 0: whole (interactive) or the batch chunk; error
+                            bars send each unit of resamples alone (1) */
     char key[QD_SCHED_KEY_LEN]; /* cache file ("<design>-d<d>"): workers keep it mapped */
     /* scheduler */
     size_t next_col; /* submits: next column to cut */

@@ -15,6 +15,7 @@
 #include "qd.h"
 #include "qd_check.h"
 #include "qd_flow.h"
+#include "qd_boot.h"
 #include "qd_sched.h"
 #include "qp.h"
 
@@ -40,6 +41,10 @@ struct djob {
     msgpack_sbuffer fields; /* samples: the job's fixed fields, packed once for every item */
     size_t nfields;
     void *values_buf; /* samples: holds req.job.values_le (a large frame's buffer, or a copy) */
+    /* error bars: the scheduler's columns are units of resamples (qd_boot.h); samples are
+     * counted here */
+    struct qd_boot *boot;
+    size_t s_done, s_failed;
 };
 
 static inline struct djob *djob_of(struct qd_job *j)
@@ -155,9 +160,11 @@ void qd_conn_tick(struct sup *s, uint64_t now);
 /* qd_req.c */
 void qd_req_frame(struct conn *c, const uint8_t *body, uint32_t len);
 extern const struct qd_sched_ops qd_req_sched_ops; /* ud: struct sup */
-/* A sample's results as the worker encoded them (ok: no result map says error). */
+/* A sample's results as the worker encoded them (ok: no result map says error); with error
+ * bars col is a unit of resamples and boot its rows (the w.result "boot" value, or NULL). */
 void qd_req_deliver(struct djob *jb, size_t col, const void *results, size_t len, bool ok,
-                    double queue_ms, double compute_ms, int worker_pid);
+                    double queue_ms, double compute_ms, int worker_pid,
+                    const msgpack_object *boot);
 /* A task's answer from its worker (a response message). */
 void qd_req_task_answer(struct djob *jb, const struct qp_msg *msg);
 /* Ends a request with an error (cancel, shutdown); submits get their totals. */

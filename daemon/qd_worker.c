@@ -15,6 +15,7 @@
 #include "base/qt_ws.h"
 #include "cache/qt_cache.h"
 #include "io/qt_designfile.h"
+#include "num/qt_bootstrap.h"
 #include "num/qt_chunk.h"
 #include "num/qt_estimate.h"
 #include "qd.h"
@@ -236,12 +237,13 @@ static void test_start_delay(void)
 #endif
 
 /* One w.result frame for the sample with absolute index idx: its results array as msgpack
- * bytes and how many of its maps are errors. */
+ * bytes and how many of its maps are errors; a unit of resamples adds its rows. */
 static int send_result(struct worker *w, uint64_t idx, double us, const struct qt_result *const *res,
                        size_t n_res, const enum qt_method *meth, size_t d, int err,
-                       const char *msg)
+                       const char *msg, const struct qp_boot_rows *boot)
 {
-    struct qp_w_result wr = {.index = idx, .us = us, .failed = (uint32_t)n_res};
+    struct qp_w_result wr = {
+        .index = idx, .us = us, .failed = (uint32_t)n_res, .boot = boot, .n_boot = n_res};
     msgpack_sbuffer sb;
     msgpack_packer pk;
     int r;
@@ -271,7 +273,79 @@ struct chunk_ctx {
     struct qt_cache_map *map; /* computed from */
     uint64_t first_index;
     bool called; /* a sample reached us: the estimator's own errors are behind */
+    /* a unit of resamples (part.set): the sample's values and the request */
+    const struct qt_design *des;
+    const struct qp_job *job;
+    const double *y;
 };
+
+static double elapsed_us(const struct timespec *t0)
+{
+    struct timespec t;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e6 + (double)(t.tv_nsec - t0->tv_nsec) / 1e3;
+}
+
+/* A unit of resamples of the sample whose point estimates are res: rows for each method whose
+ * estimate succeeded, [k0, k0 + n) of the request's N, streams keyed by the sample's absolute
+ * index (the same as qtomoctl --local). Rows that cannot be computed (data that are not counts,
+ * which the supervisor's check refuses before) are all failed rows, never missing ones. */
+static int boot_unit(struct chunk_ctx *cc, const struct qt_result *const *res, size_t n_res,
+                     double us)
+{
+    const struct qp_job *j = cc->job;
+    const struct qt_design *des = cc->des;
+    struct qp_boot_rows rows[_QT_METHOD_MAX] = {{0}};
+    double *buf[_QT_METHOD_MAX] = {NULL}, *z = malloc(des->m * sizeof(double));
+    struct qt_boot_opts bo = {j->boot.resamples, j->boot.kind, j->boot.seed, j->part.sample,
+                              j->boot.confidence};
+    struct timespec t0;
+    char msg[160];
+    int r = z ? 0 : -ENOMEM, cr;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr = z ? qt_boot_counts(des, &cc->w->ws, cc->y, j->boot.shots, z, msg, sizeof(msg)) : -ENOMEM;
+    for (size_t k = 0; r == 0 && k < n_res; k++) {
+        uint64_t have;
+        size_t stride;
+
+        if (res[k]->err)
+            continue; /* nil: the estimate's map says why */
+        have = qt_boot_have(res[k]);
+        stride = qt_boot_stride(have, des->d);
+        buf[k] = calloc((size_t)j->part.n * stride, sizeof(double));
+        if (!buf[k]) {
+            r = -ENOMEM;
+            break;
+        }
+        if (cr == 0)
+            r = qt_boot_run(des, &cc->w->ws, res[k]->method, z, &j->opts, res[k], &bo, have,
+                            j->part.k0, j->part.n, buf[k]);
+        rows[k] = (struct qp_boot_rows){.ok = true,
+                                        .have = have,
+                                        .k0 = j->part.k0,
+                                        .n = j->part.n,
+                                        .rows_le = buf[k],
+                                        .len = (size_t)j->part.n * stride * sizeof(double),
+                                        .boundary =
+                                            qt_boot_boundary(res[k], des->d, j->opts.tolerance)};
+        if (r == -EDOM) { /* not counts: failed rows */
+            memset(buf[k], 0, rows[k].len);
+            r = 0;
+        }
+    }
+    if (r == 0) {
+        if (qt_cache_map_changed(cc->map))
+            cache_changed_exit(qt_cache_map_name(cc->map));
+        r = send_result(cc->w, cc->first_index, us + elapsed_us(&t0), res, n_res, NULL, 0, 0,
+                        NULL, rows);
+    }
+    for (size_t k = 0; k < _QT_METHOD_MAX; k++)
+        free(buf[k]);
+    free(z);
+    return r;
+}
 
 static int chunk_result(size_t i, const struct qt_result *const *res, size_t n_res, double us,
                         void *userdata)
@@ -281,7 +355,9 @@ static int chunk_result(size_t i, const struct qt_result *const *res, size_t n_r
     cc->called = true;
     if (qt_cache_map_changed(cc->map))
         cache_changed_exit(qt_cache_map_name(cc->map));
-    return send_result(cc->w, cc->first_index + i, us, res, n_res, NULL, 0, 0, NULL);
+    if (cc->job->part.set)
+        return boot_unit(cc, res, n_res, us);
+    return send_result(cc->w, cc->first_index + i, us, res, n_res, NULL, 0, 0, NULL, NULL);
 }
 
 /* A chunk: the params of a submit (qp_pack_job) with first_index = absolute index. */
@@ -326,7 +402,7 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
         for (size_t i = 0; i < j.n; i++)
             test_hooks(j.values + j.m * i);
     if (err == 0) {
-        struct chunk_ctx cc = {w, map, j.first_index, false};
+        struct chunk_ctx cc = {w, map, j.first_index, false, des, &j, j.values};
 
         r = qt_chunk_estimate(des, &w->ws, j.values, j.m, j.n, &j.opts, meth, nm, chunk_result,
                               &cc);
@@ -336,7 +412,7 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
     /* A chunk that could not run gets an error result for every sample. */
     for (size_t i = 0; err && i < j.n; i++) {
         r = send_result(w, j.first_index + i, 0.0, NULL, nm, meth, d, err,
-                        dg.msg[0] ? dg.msg : qt_strerror(err));
+                        dg.msg[0] ? dg.msg : qt_strerror(err), NULL);
         if (r < 0)
             break;
     }

@@ -11,6 +11,7 @@
 #include "base/compiler.h"
 #include "base/qt_err.h"
 #include "num/qt_result.h"
+#include "num/qt_uncert.h"
 #include "qp_framer.h"
 
 #define QP_VERSION_MAJOR     1
@@ -202,6 +203,14 @@ QT_NODISCARD int qp_decode_hello_result(const msgpack_object *result, struct qp_
                                         struct qt_diag *reterr);
 
 /* A reconstruction request: one sample (reconstruct, n = 1) or a batch (submit). */
+/* The rows of one bootstrap unit (qtomod's workers only): resamples [k0, k0 + n) of the item's
+ * one sample, whose absolute index is sample. */
+struct qp_boot_part {
+    bool set;
+    uint64_t sample;
+    uint32_t k0, n;
+};
+
 struct qp_job {
     double *values;        /* m x n column-major (owned); NULL after qp_decode_job_ref */
     const void *values_le; /* qp_decode_job_ref: the same values as m x n little-endian doubles
@@ -217,6 +226,8 @@ struct qp_job {
     uint32_t timeout_ms;    /* 0: server default */
     uint32_t progress_ms;   /* submit: minimum interval of progress notifications */
     size_t first_index;     /* submit: index of the first column (for resumed batches) */
+    struct qt_boot_req boot; /* error bars asked for (boot.resamples 0: none) */
+    struct qp_boot_part part; /* a worker's item: the unit of resamples it computes */
 };
 
 void qp_job_init(struct qp_job *j);
@@ -246,11 +257,13 @@ void qp_pack_results(msgpack_packer *pk, const struct qt_result *const *res, siz
 /* The same two messages with the results array given as already-encoded msgpack bytes (a
  * worker's output relayed by the supervisor without decoding it). */
 /* compute_ms < 0: not sent. */
+/* unc: the packed "uncertainty" array (one map or nil per result), or NULL for none. */
 QT_NODISCARD int qp_pack_result_notify_raw(struct qp_writer *w, uint32_t request, uint64_t index,
-                                           const void *results, size_t len, double compute_ms,
-                                           uint32_t max_frame);
+                                           const void *results, size_t len, const void *unc,
+                                           size_t unc_len, double compute_ms, uint32_t max_frame);
 QT_NODISCARD int qp_pack_reconstruct_result_raw(struct qp_writer *w, uint32_t id,
-                                                const void *results, size_t len, double queue_ms,
+                                                const void *results, size_t len, const void *unc,
+                                                size_t unc_len, double queue_ms,
                                                 double compute_ms, int32_t worker,
                                                 uint32_t max_frame);
 /* A results array of n_methods error maps, all with err (for items that never ran: timeout,
@@ -427,12 +440,58 @@ struct qp_w_result {
     uint32_t failed;     /* result maps with status "error" */
     const void *results; /* points into the message (valid until qp_msg_done) */
     size_t len;
+    /* a bootstrap unit: packing, rows[n_boot]; decoding, the undecoded "boot" value (NULL when
+     * absent; qp_decode_boot_rows reads it) */
+    const struct qp_boot_rows *boot;
+    size_t n_boot;
+    const msgpack_object *boot_obj;
 };
 
 QT_NODISCARD int qp_pack_w_result(struct qp_writer *w, const struct qp_w_result *r);
 /* Decodes and pre-scans the results bytes; failed must not exceed the array's length. */
 QT_NODISCARD int qp_decode_w_result(const msgpack_object *params, struct qp_w_result *r,
                                     struct qt_diag *reterr);
+
+/* ---- error bars (qp_boot.c) ---- */
+
+/* The "bootstrap" key and map of a request. */
+void qp_pack_boot_req(msgpack_packer *pk, const struct qt_boot_req *b);
+/* Decodes it (absent: b->resamples = 0). Unknown keys, bad values: QT_EOPTION naming them. */
+QT_NODISCARD int qp_decode_boot_req(const msgpack_object *o, struct qt_boot_req *b,
+                                    struct qt_diag *reterr);
+/* The "boot_part" key and value of a worker item: [sample, k0, n]. */
+void qp_pack_boot_part(msgpack_packer *pk, const struct qp_boot_part *p);
+QT_NODISCARD int qp_decode_boot_part(const msgpack_object *o, struct qp_boot_part *p,
+                                     struct qt_diag *reterr);
+
+/* One method's rows of a bootstrap unit, as a worker sends them (qt_bootstrap.h's row layout,
+ * little-endian doubles). ok false: the method's point estimate failed (no rows). */
+struct qp_boot_rows {
+    bool ok;
+    uint64_t have;
+    uint32_t k0, n;
+    const void *rows_le; /* n * qp_boot_stride(have, d) doubles; borrowed */
+    size_t len;
+    bool boundary;
+    bool has_td_bound;
+    double td_bound;
+};
+
+/* Doubles per row (the same as qt_boot_stride). */
+size_t qp_boot_stride(uint64_t have, size_t d);
+/* The "boot" key and array of a w.result (one entry per method; nil when !ok). */
+void qp_pack_boot_rows(msgpack_packer *pk, const struct qp_boot_rows *rows, size_t n);
+/* Decodes it for n_methods methods of dimension d, checking each bin's size. */
+QT_NODISCARD int qp_decode_boot_rows(const msgpack_object *o, size_t n_methods, size_t d,
+                                     struct qp_boot_rows *rows, struct qt_diag *reterr);
+/* One uncertainty map (SCHEMA.md §7). */
+void qp_pack_uncertainty(msgpack_packer *pk, const struct qt_uncertainty *u);
+/* Decodes one for dimension d into u (initialised or zeroed by the caller; freed with
+ * qt_uncertainty_done also on error). */
+QT_NODISCARD int qp_decode_uncertainty(const msgpack_object *o, size_t d,
+                                       struct qt_uncertainty *u, struct qt_diag *reterr);
+/* A public status code and error name back into an internal error. */
+int qp_err_from_wire(int64_t code, const char *name);
 
 /* The fields of a job other than values, progress_ms and first_index, in qp_pack_job's order,
  * packed once; returns their count (map entries). */
@@ -441,4 +500,4 @@ size_t qp_pack_job_fields(msgpack_packer *pk, const struct qp_job *j);
  * qp_pack_job_fields' bytes relayed as they are (nf entries). */
 QT_NODISCARD int qp_pack_chunk(struct qp_writer *w, uint32_t id, const void *values_le, size_t m,
                                size_t n, size_t first_index, const void *fields, size_t len,
-                               size_t nf, uint32_t max_frame);
+                               size_t nf, const struct qp_boot_part *part, uint32_t max_frame);

@@ -327,7 +327,7 @@ size_t qp_pack_job_fields(msgpack_packer *pk, const struct qp_job *j)
 {
     struct qt_opts def;
     size_t nopt = 0, nf = 3u + (j->design_id[0] != 0) + (j->d != 0) + (j->target != NULL) +
-                          (j->timeout_ms != 0);
+                          (j->timeout_ms != 0) + (j->boot.resamples != 0);
 
     qt_opts_init(&def);
     for (size_t i = 0; i < qt_optdesc_count; i++)
@@ -381,6 +381,8 @@ size_t qp_pack_job_fields(msgpack_packer *pk, const struct qp_job *j)
         qp_pack_key(pk, "timeout_ms");
         (void)msgpack_pack_uint32(pk, j->timeout_ms);
     }
+    if (j->boot.resamples)
+        qp_pack_boot_req(pk, &j->boot);
     return nf;
 }
 
@@ -400,7 +402,10 @@ int qp_pack_job(struct qp_writer *w, uint32_t id, enum qp_method m, const struct
     msgpack_packer_init(&fpk, &fields, msgpack_sbuffer_write);
     nf = qp_pack_job_fields(&fpk, j);
     qp_begin_request(w, id, m);
-    (void)msgpack_pack_map(pk, 1u + nf + 2u * (m == QP_M_SUBMIT));
+    /* a reconstruct with error bars names its sample (the resample streams) with first_index */
+    bool rec_index = m == QP_M_RECONSTRUCT && j->boot.resamples && j->first_index;
+
+    (void)msgpack_pack_map(pk, 1u + nf + 2u * (m == QP_M_SUBMIT) + rec_index);
     qp_pack_key(pk, "values");
     qp_pack_f64m(pk, j->values ? (const void *)j->values : j->values_le, j->m, j->n);
     r = msgpack_sbuffer_write(&w->sb, fields.data, fields.size);
@@ -408,6 +413,10 @@ int qp_pack_job(struct qp_writer *w, uint32_t id, enum qp_method m, const struct
     if (r < 0) {
         qp_writer_reset(w);
         return -ENOMEM;
+    }
+    if (rec_index) {
+        qp_pack_key(pk, "first_index");
+        (void)msgpack_pack_uint64(pk, j->first_index);
     }
     if (m == QP_M_SUBMIT) {
         qp_pack_key(pk, "progress_ms");
@@ -570,6 +579,12 @@ static int decode_job(const msgpack_object *params, enum qp_method m, size_t max
     if (r < 0 && r != -ENOENT)
         goto fail;
     j->first_index = r == 0 ? (size_t)v : 0;
+    r = qp_decode_boot_req(qp_get(params, "bootstrap"), &j->boot, reterr);
+    if (r < 0)
+        goto fail;
+    r = qp_decode_boot_part(qp_get(params, "boot_part"), &j->part, reterr);
+    if (r < 0)
+        goto fail;
     return 0;
 fail:
     qp_job_done(j);
@@ -682,7 +697,7 @@ int qp_pack_result_notify(struct qp_writer *w, uint32_t request, size_t index,
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     qp_pack_results(&pk, res, n_res);
-    r = qp_pack_result_notify_raw(w, request, index, sb.data, sb.size, -1.0, max_frame);
+    r = qp_pack_result_notify_raw(w, request, index, sb.data, sb.size, NULL, 0, -1.0, max_frame);
     msgpack_sbuffer_destroy(&sb);
     return r;
 }
@@ -698,7 +713,7 @@ int qp_pack_reconstruct_result(struct qp_writer *w, uint32_t id, const struct qt
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     qp_pack_results(&pk, res, n_res);
-    r = qp_pack_reconstruct_result_raw(w, id, sb.data, sb.size, queue_ms, compute_ms, worker,
+    r = qp_pack_reconstruct_result_raw(w, id, sb.data, sb.size, NULL, 0, queue_ms, compute_ms, worker,
                                        max_frame);
     msgpack_sbuffer_destroy(&sb);
     return r;
@@ -709,10 +724,11 @@ int qp_pack_reconstruct_result(struct qp_writer *w, uint32_t id, const struct qt
  * and public code both match, else one with the same public code. */
 static int err_from_status(int64_t code);
 
-static int err_from_wire(int64_t code, const char *name)
+int qp_err_from_wire(int64_t code, const char *name)
 {
-    static const int errnos[] = {-ENOMEM, -EINVAL, -ETIMEDOUT, -ECANCELED, -EIO,       -ENOENT,
-                                 -EBUSY,  -ENOSPC, -EPERM,     -EACCES,    -ESHUTDOWN, -ERANGE};
+    static const int errnos[] = {-ENOMEM, -EINVAL, -ETIMEDOUT, -ECANCELED, -EIO,
+                                 -ENOENT, -EBUSY,  -ENOSPC,    -EPERM,     -EACCES,
+                                 -ESHUTDOWN, -ERANGE, -EDOM};
 
     for (int e = QT_EDEADLINE; e <= QT_EPROTOVERS; e++)
         if (qt_status_from_err(e) == code && strcmp(qt_errname(e), name) == 0)
@@ -792,7 +808,7 @@ int qp_decode_result_map(const msgpack_object *o, size_t max_dim, struct qt_resu
 
         if (qp_read_str(qp_get(e, "name"), "error.name", ename, sizeof(ename), reterr) < 0)
             ename[0] = '\0';
-        res->err = err_from_wire(code, ename);
+        res->err = qp_err_from_wire(code, ename);
         r = qp_read_str(qp_get(e, "message"), "error.message", res->errmsg, sizeof(res->errmsg),
                         reterr);
         if (r < 0 || code == 0)

@@ -6,11 +6,11 @@
 #include "qp.h"
 
 int qp_pack_result_notify_raw(struct qp_writer *w, uint32_t request, uint64_t index,
-                              const void *results, size_t len, double compute_ms,
-                              uint32_t max_frame)
+                              const void *results, size_t len, const void *unc, size_t unc_len,
+                              double compute_ms, uint32_t max_frame)
 {
     qp_begin_notification(w, QP_M_RESULT);
-    (void)msgpack_pack_map(&w->pk, 3u + (compute_ms >= 0));
+    (void)msgpack_pack_map(&w->pk, 3u + (compute_ms >= 0) + (unc != NULL));
     if (compute_ms >= 0) {
         qp_pack_key(&w->pk, "compute_ms");
         (void)msgpack_pack_double(&w->pk, compute_ms);
@@ -21,17 +21,21 @@ int qp_pack_result_notify_raw(struct qp_writer *w, uint32_t request, uint64_t in
     (void)msgpack_pack_uint64(&w->pk, index);
     qp_pack_key(&w->pk, "results");
     (void)msgpack_sbuffer_write(&w->sb, results, len);
+    if (unc) {
+        qp_pack_key(&w->pk, "uncertainty");
+        (void)msgpack_sbuffer_write(&w->sb, unc, unc_len);
+    }
     return qp_frame_end(w, max_frame);
 }
 
 int qp_pack_reconstruct_result_raw(struct qp_writer *w, uint32_t id, const void *results,
-                                   size_t len, double queue_ms, double compute_ms, int32_t worker,
-                                   uint32_t max_frame)
+                                   size_t len, const void *unc, size_t unc_len, double queue_ms,
+                                   double compute_ms, int32_t worker, uint32_t max_frame)
 {
     msgpack_packer *pk = &w->pk;
 
     qp_begin_response(w, id);
-    (void)msgpack_pack_map(pk, 4);
+    (void)msgpack_pack_map(pk, 4u + (unc != NULL));
     qp_pack_key(pk, "index");
     (void)msgpack_pack_uint8(pk, 0);
     qp_pack_key(pk, "results");
@@ -44,6 +48,10 @@ int qp_pack_reconstruct_result_raw(struct qp_writer *w, uint32_t id, const void 
     (void)msgpack_pack_double(pk, compute_ms);
     qp_pack_key(pk, "worker");
     (void)msgpack_pack_int32(pk, worker);
+    if (unc) {
+        qp_pack_key(pk, "uncertainty");
+        (void)msgpack_sbuffer_write(&w->sb, unc, unc_len);
+    }
     return qp_frame_end(w, max_frame);
 }
 

@@ -14,7 +14,7 @@ int qp_pack_w_ready(struct qp_writer *w)
 int qp_pack_w_result(struct qp_writer *w, const struct qp_w_result *r)
 {
     qp_begin_notification(w, QP_M_W_RESULT);
-    (void)msgpack_pack_map(&w->pk, 4);
+    (void)msgpack_pack_map(&w->pk, 4u + (r->boot != NULL));
     qp_pack_key(&w->pk, "index");
     (void)msgpack_pack_uint64(&w->pk, r->index);
     qp_pack_key(&w->pk, "us");
@@ -23,6 +23,8 @@ int qp_pack_w_result(struct qp_writer *w, const struct qp_w_result *r)
     (void)msgpack_pack_uint32(&w->pk, r->failed);
     qp_pack_key(&w->pk, "results");
     (void)msgpack_pack_bin_with_body(&w->pk, r->results, r->len);
+    if (r->boot)
+        qp_pack_boot_rows(&w->pk, r->boot, r->n_boot);
     return qp_frame_end(w, UINT32_MAX);
 }
 
@@ -51,18 +53,24 @@ int qp_decode_w_result(const msgpack_object *params, struct qp_w_result *r, stru
         return qt_diag_set(reterr, QT_EPARSE, 0, 0, "failed: %llu of %llu results",
                            (unsigned long long)failed, (unsigned long long)n);
     r->failed = (uint32_t)failed;
+    r->boot = NULL;
+    r->n_boot = 0;
+    r->boot_obj = qp_get(params, "boot");
     r->results = res->via.bin.ptr;
     r->len = res->via.bin.size;
     return 0;
 }
 
 int qp_pack_chunk(struct qp_writer *w, uint32_t id, const void *values_le, size_t m, size_t n,
-                  size_t first_index, const void *fields, size_t len, size_t nf, uint32_t max_frame)
+                  size_t first_index, const void *fields, size_t len, size_t nf,
+                  const struct qp_boot_part *part, uint32_t max_frame)
 {
     msgpack_packer *pk = &w->pk;
 
     qp_begin_request(w, id, QP_M_SUBMIT);
-    (void)msgpack_pack_map(pk, nf + 2);
+    (void)msgpack_pack_map(pk, nf + 2 + (part != NULL));
+    if (part)
+        qp_pack_boot_part(pk, part);
     qp_pack_key(pk, "values");
     qp_pack_f64m(pk, values_le, m, n);
     if (msgpack_sbuffer_write(&w->sb, fields, len) < 0) {

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <stdio.h>
@@ -52,7 +53,16 @@ void qctl_reconstruct_usage(FILE *out)
             "  --physical MODE      clip (origin, default) | smolin\n"
             "  --target F           target state (JSON) for fidelity and trace distance\n"
             "  --bell               Bell-basis fidelities (d a perfect square)\n"
-            "  --json               one JSON record per line instead of a table\n\n"
+            "  --json               one JSON record per line instead of a table\n"
+            "  --bootstrap N        error bars from N resamples of each sample (2..100000):\n"
+            "                       std and percentile interval of every metric, std of rho\n"
+            "  --resample KIND      data (default: draw from the observed frequencies) |\n"
+            "                       parametric (from the estimate's predicted probabilities)\n"
+            "  --seed S             random seed (0..2^53-1; default: chosen and reported);\n"
+            "                       the same seed gives the same error bars everywhere\n"
+            "  --confidence C       of the percentile interval, in (0, 1) (default 0.95)\n"
+            "  --shots N            counts per group, for data given as probabilities or\n"
+            "                       powers (needed to resample them)\n\n"
             "Estimator options:\n");
     qctl_estopts_usage(out);
 }
@@ -84,6 +94,51 @@ static int parse_methods(const char *list, bool *methods)
     return 0;
 }
 
+/* --bootstrap (which 0), --resample 1, --seed 2, --confidence 3, --shots 4. */
+static int parse_boot(int which, const char *arg, struct qt_boot_req *b, int *others)
+{
+    unsigned long long v = 0;
+    double c = 0.0;
+    char *end = NULL;
+
+    errno = 0;
+    if (which == 1) {
+        if (qt_resample_kind_from_name(arg, &b->kind) < 0) {
+            qctl_err("--resample must be 'data' or 'parametric', got '%s'", arg);
+            return -1;
+        }
+    } else if (which == 3) {
+        c = strtod(arg, &end);
+        if (errno || *end || !(c > 0.0 && c < 1.0)) {
+            qctl_err("--confidence needs a number in (0, 1), got '%s'", arg);
+            return -1;
+        }
+        b->confidence = c;
+    } else {
+        static const char *const names[] = {"--bootstrap", "", "--seed", "", "--shots"};
+        static const unsigned long long lo[] = {2, 0, 0, 0, 1};
+        static const unsigned long long hi[] = {QT_BOOT_MAX_RESAMPLES, 0, QT_BOOT_MAX_SEED, 0,
+                                                QT_BOOT_MAX_SEED};
+
+        if (arg[0] != '-')
+            v = strtoull(arg, &end, 10);
+        if (arg[0] == '-' || errno || !end || *end || end == arg || v < lo[which] ||
+            v > hi[which]) {
+            qctl_err("%s needs a whole number in [%llu, %llu], got '%s'", names[which],
+                     lo[which], hi[which], arg);
+            return -1;
+        }
+        if (which == 0)
+            b->resamples = (uint32_t)v;
+        else if (which == 2)
+            b->seed = v, b->has_seed = true;
+        else
+            b->shots = v;
+    }
+    *others += which != 0;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct recon *rc)
 {
     enum {
@@ -99,6 +154,11 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         O_TARGET,
         O_BELL,
         O_JSON,
+        O_BOOT,
+        O_RESAMPLE,
+        O_SEED,
+        O_CONF,
+        O_SHOTS,
         O_HELP
     };
     static const struct option fixed[] = {
@@ -115,11 +175,16 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         {"target", required_argument, NULL, O_TARGET},
         {"bell", no_argument, NULL, O_BELL},
         {"json", no_argument, NULL, O_JSON},
+        {"bootstrap", required_argument, NULL, O_BOOT},
+        {"resample", required_argument, NULL, O_RESAMPLE},
+        {"seed", required_argument, NULL, O_SEED},
+        {"confidence", required_argument, NULL, O_CONF},
+        {"shots", required_argument, NULL, O_SHOTS},
         {"help", no_argument, NULL, O_HELP},
     };
     struct option opts[QT_ARRAY_SIZE(fixed) + 32];
     size_t nopts = QT_ARRAY_SIZE(fixed);
-    int opt, r;
+    int opt, r, boot_opts = 0;
     char *end;
 
     memcpy(opts, fixed, sizeof(fixed));
@@ -183,6 +248,14 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         case O_JSON:
             rc->json = true;
             break;
+        case O_BOOT:
+        case O_RESAMPLE:
+        case O_SEED:
+        case O_CONF:
+        case O_SHOTS:
+            if (parse_boot(opt - O_BOOT, optarg, &rc->boot, &boot_opts) < 0)
+                return -1;
+            break;
         case 'h':
         case O_HELP:
             qctl_reconstruct_usage(stdout);
@@ -214,6 +287,12 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         qctl_err("--resume needs -o DIR (the directory of the interrupted run)");
         return -1;
     }
+    if (boot_opts && !rc->boot.resamples) {
+        qctl_err("--resample, --seed, --confidence and --shots go with --bootstrap N");
+        return -1;
+    }
+    if (rc->boot.resamples && !rc->boot.confidence)
+        rc->boot.confidence = QT_BOOT_CONFIDENCE;
     return 0;
 }
 
@@ -432,7 +511,80 @@ static void empty_column(struct qt_result *res, enum qt_method m, size_t col)
     (void)qt_result_fail(res, QT_ENONFINITE, "column %zu is empty", col + 1);
 }
 
+/* --bootstrap without --shots resamples counts: v[0..m) must be whole numbers. Returns 0 or
+ * -EDOM with the reason in why. */
+static int counts_check(const double *v, size_t m, char *why, size_t len)
+{
+    for (size_t a = 0; a < m; a++)
+        if (!qt_resample_is_counts(v + a, 1)) {
+            (void)snprintf(why, len,
+                           "--bootstrap resamples counts, and value %zu is %.17g: data given as "
+                           "probabilities or powers need --shots N (counts per group)",
+                           a + 1, v[a]);
+            return -EDOM;
+        }
+    return 0;
+}
+
+/* The same for every selected column of the input, before anything runs. */
+static int table_counts_check(const struct recon *rc)
+{
+    char why[300];
+
+    if (!rc->boot.resamples || rc->boot.shots)
+        return 0;
+    for (size_t col = rc->first; col <= rc->last; col++)
+        if (!qt_table_col_empty(&rc->tab, col) &&
+            counts_check(rc->tab.v + rc->tab.rows * col, rc->tab.rows, why, sizeof(why)) < 0) {
+            qctl_err("%s: column %zu: %s", rc->file, col + 1, why);
+            return -1;
+        }
+    return 0;
+}
+
 /* ---- in process ---- */
+
+/* Error bars of one sample's ok results, computed here: unc[k] for res[k] (NULL where the
+ * estimate failed). The stream of resample k is keyed by (seed, sample, k), as the daemon's. */
+static int boot_sample(const struct recon *rc, const struct qt_design *des, struct qt_ws *ws,
+                       const double *y, size_t sample, const struct qt_result *const *res,
+                       size_t n_res, struct qt_uncertainty *unc,
+                       const struct qt_uncertainty **uptr)
+{
+    double *z = malloc(des->m * sizeof(double));
+    char msg[160] = "";
+    int cr = z ? qt_boot_counts(des, ws, y, rc->boot.shots, z, msg, sizeof(msg)) : -ENOMEM;
+
+    for (size_t k = 0; k < n_res && cr != -ENOMEM; k++) {
+        struct qt_boot_opts bo = {rc->boot.resamples, rc->boot.kind, rc->boot.seed, sample,
+                                  rc->boot.confidence};
+        int r = cr;
+
+        qt_uncertainty_done(&unc[k]);
+        uptr[k] = NULL;
+        if (res[k]->err)
+            continue;
+        uptr[k] = &unc[k];
+        if (r == 0)
+            r = qt_bootstrap(des, ws, res[k]->method, z, &rc->opts, res[k], &bo, &unc[k]);
+        if (r == -ENOMEM) {
+            cr = r;
+            break;
+        }
+        if (r < 0) {
+            qt_boot_fail(&unc[k], &rc->boot, rc->boot.seed, r,
+                         msg[0] ? msg : r == QT_ENOCONV ? "fewer than two resamples could be "
+                                                          "estimated"
+                                                        : qt_strerror(r));
+            continue;
+        }
+        unc[k].shots = rc->boot.shots;
+    }
+    free(z);
+    if (cr == -ENOMEM)
+        qctl_err("out of memory computing error bars");
+    return cr == -ENOMEM ? cr : 0;
+}
 
 struct local_ctx {
     struct recon *rc;
@@ -442,6 +594,8 @@ struct local_ctx {
     struct timespec t0;      /* when the chunk started */
     double lin_ms;           /* the chunk's batched linear inversion, per sample */
     int werr;                /* the output's error */
+    struct qt_ws *ws;
+    struct qt_uncertainty *unc; /* --bootstrap: one per method */
 };
 
 /* Hands one sample's records to the output. Its time is its own iterative estimates plus its
@@ -451,18 +605,26 @@ static int local_sample(size_t i, const struct qt_result *const *res, size_t n_r
 {
     struct local_ctx *lc = userdata;
     const struct qt_result *rec[_QT_METHOD_MAX];
+    const struct qt_uncertainty *up[_QT_METHOD_MAX] = {NULL};
+    const struct recon *rc = lc->rc;
     size_t col = lc->c0 + i;
+    bool empty = qt_table_col_empty(&rc->tab, col);
 
     if (i == 0)
         lc->lin_ms = (since_ms(&lc->t0) - us / 1e3) / (double)lc->n;
     for (size_t k = 0; k < n_res; k++) {
         rec[k] = res[k];
-        if (qt_table_col_empty(&lc->rc->tab, col)) {
+        if (empty) {
             empty_column(&lc->empty[k], res[k]->method, col);
             rec[k] = &lc->empty[k];
         }
     }
-    lc->werr = qctl_out_sample(lc->out, col - lc->rc->first, rec, n_res, lc->lin_ms + us / 1e3);
+    if (rc->boot.resamples && !empty &&
+        boot_sample(rc, rc->des, lc->ws, rc->tab.v + rc->tab.rows * col, col - rc->first, res,
+                    n_res, lc->unc, up) < 0)
+        return -ENOMEM;
+    lc->werr = qctl_out_sample_unc(lc->out, col - rc->first, rec, up, n_res,
+                                   lc->lin_ms + us / 1e3);
     return lc->werr;
 }
 
@@ -470,10 +632,10 @@ static int local_sample(size_t i, const struct qt_result *const *res, size_t n_r
  * estimates are computed for the whole chunk at once (also when only the iterative methods
  * were asked for: they start from them). */
 static int run_chunk(struct recon *rc, struct qctl_out *out, struct qt_ws *ws,
-                     struct qt_result *empty, size_t c0, size_t n)
+                     struct qt_result *empty, struct qt_uncertainty *unc, size_t c0, size_t n)
 {
     const struct qt_table *t = &rc->tab;
-    struct local_ctx lc = {rc, out, empty, c0, n, {0, 0}, 0.0, 0};
+    struct local_ctx lc = {rc, out, empty, c0, n, {0, 0}, 0.0, 0, ws, unc};
     int r;
 
     (void)clock_gettime(CLOCK_MONOTONIC, &lc.t0);
@@ -488,6 +650,10 @@ static int run_local(struct recon *rc, struct qctl_out *out, size_t start)
 {
     struct qt_ws ws = QT_WS_INIT;
     struct qt_result empty[_QT_METHOD_MAX] = {{0}}; /* qt_result_done accepts unused ones */
+    struct qt_uncertainty unc[_QT_METHOD_MAX] = {{0}};
+    /* With error bars each sample is estimated alone, as the daemon's workers do, so that the
+     * point estimates the resamples start from are the same bits. */
+    size_t chunk = rc->boot.resamples ? 1 : CHUNK;
     int ret = 0;
 
     for (size_t k = 0; k < _QT_METHOD_MAX && ret == 0; k++)
@@ -495,10 +661,12 @@ static int run_local(struct recon *rc, struct qctl_out *out, size_t start)
             qctl_err("out of memory");
             ret = -1;
         }
-    for (size_t c0 = rc->first + start; c0 <= rc->last && !interrupted && ret == 0; c0 += CHUNK)
-        ret = run_chunk(rc, out, &ws, empty, c0, QT_MIN((size_t)CHUNK, rc->last + 1 - c0));
-    for (size_t k = 0; k < _QT_METHOD_MAX; k++)
+    for (size_t c0 = rc->first + start; c0 <= rc->last && !interrupted && ret == 0; c0 += chunk)
+        ret = run_chunk(rc, out, &ws, empty, unc, c0, QT_MIN(chunk, rc->last + 1 - c0));
+    for (size_t k = 0; k < _QT_METHOD_MAX; k++) {
         qt_result_done(&empty[k]);
+        qt_uncertainty_done(&unc[k]);
+    }
     qt_ws_done(&ws);
     return ret;
 }
@@ -523,6 +691,7 @@ static int make_job(struct recon *rc, qtomo_conn *c, qtomo_job **ret)
     pj->opts = rc->opts;
     pj->opts.target = NULL;
     pj->opts.bell = rc->bell;
+    pj->boot = rc->boot;
     if (rc->kind == QT_DESIGN_CUSTOM) {
         char id[64];
 
@@ -566,6 +735,7 @@ static int on_result(void *userdata, const qtomo_sample *s)
 {
     struct batch_ctx *bc = userdata;
     const struct qt_result *res[_QT_METHOD_MAX];
+    const struct qt_uncertainty *up[_QT_METHOD_MAX] = {NULL};
     size_t n = qtomo_sample_count(s), sample = (size_t)qtomo_sample_index(s);
     size_t col = bc->rc->first + sample;
 
@@ -573,15 +743,17 @@ static int on_result(void *userdata, const qtomo_sample *s)
         return 0; /* not one of ours */
     for (size_t i = 0; i < n; i++) {
         res[i] = qtc_sample_result(s, i);
+        up[i] = qtc_sample_uncertainty(s, i);
         if (qt_table_col_empty(&bc->rc->tab, col)) {
             empty_column(&bc->empty[i], res[i]->method, col);
             res[i] = &bc->empty[i];
+            up[i] = NULL;
         }
     }
     double ms = -1.0;
 
     qtomo_sample_timing(s, NULL, &ms);
-    if (qctl_out_sample(bc->out, sample, res, n, ms) < 0) {
+    if (qctl_out_sample_unc(bc->out, sample, res, up, n, ms) < 0) {
         bc->err = -1;
         return 1; /* cannot write: stop */
     }
@@ -715,17 +887,26 @@ struct live_ctx {
     struct qctl_out *out;
     size_t sample;
     bool wrote; /* the sample's records reached the output (or failed to) */
+    const struct recon *rc;
+    const struct qt_design *des;
+    struct qt_ws *ws;
+    const double *v;
+    struct qt_uncertainty *unc;
 };
 
 static int live_write(size_t i, const struct qt_result *const *res, size_t n_res, double us,
                       void *userdata)
 {
     struct live_ctx *lc = userdata;
+    const struct qt_uncertainty *up[_QT_METHOD_MAX] = {NULL};
 
     (void)i;
     (void)us;
     lc->wrote = true;
-    return qctl_out_sample(lc->out, lc->sample, res, n_res, -1.0);
+    if (lc->rc->boot.resamples &&
+        boot_sample(lc->rc, lc->des, lc->ws, lc->v, lc->sample, res, n_res, lc->unc, up) < 0)
+        return -ENOMEM;
+    return qctl_out_sample_unc(lc->out, lc->sample, res, up, n_res, -1.0);
 }
 
 /* One sample in process, through the same calls as a batch (a chunk of one), so the records
@@ -751,6 +932,9 @@ static int live_local(struct recon *rc, struct live_ctx *lc, struct qt_ws *ws,
             return r;
         }
     }
+    lc->des = *des;
+    lc->ws = ws;
+    lc->v = v;
     r = qt_chunk_estimate(*des, ws, v, m, 1, &rc->opts, rc->method_list, rc->n_methods, live_write,
                           lc);
     if (r < 0 && !lc->wrote)
@@ -761,6 +945,7 @@ static int live_local(struct recon *rc, struct live_ctx *lc, struct qt_ws *ws,
 static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_out *out)
 {
     struct qt_result tmp[_QT_METHOD_MAX] = {{0}};
+    struct qt_uncertainty unc[_QT_METHOD_MAX] = {{0}};
     struct qt_ws ws = QT_WS_INIT;
     struct qt_design *des = NULL;
     double *v = malloc(LIVE_MAX * sizeof(double));
@@ -795,8 +980,10 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
         } else {
             r = live_design(rc, (size_t)m, &kind, &d, why, sizeof(why));
         }
+        if (r >= 0 && rc->boot.resamples && !rc->boot.shots)
+            r = counts_check(v, (size_t)m, why, sizeof(why)) < 0 ? QT_EOPTION : 0;
         if (r >= 0 && rc->local) {
-            struct live_ctx lc = {out, sample, false};
+            struct live_ctx lc = {out, sample, false, rc, NULL, NULL, NULL, unc};
 
             r = live_local(rc, &lc, &ws, &des, kind, d, v, (size_t)m, why, sizeof(why));
             if (lc.wrote) {
@@ -812,6 +999,7 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
             qtomo_sample *s = NULL;
 
             /* A full queue is not the sample's fault: wait as told and send it again. */
+            qtc_job_proto(j)->first_index = sample; /* the resample streams' sample index */
             for (int tries = 0;; tries++) {
                 r = qtomo_reconstruct(c, j, v, (size_t)m, &s, &err);
                 if (r != QTOMO_E_BUSY || tries == 50 || interrupted)
@@ -829,9 +1017,13 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
                 ret = qctl_exit_for(r);
                 break;
             } else {
-                for (k = 0; k < qtomo_sample_count(s); k++)
+                const struct qt_uncertainty *up[_QT_METHOD_MAX] = {NULL};
+
+                for (k = 0; k < qtomo_sample_count(s); k++) {
                     res[k] = qtc_sample_result(s, k);
-                r = qctl_out_sample(out, sample++, res, k, -1.0);
+                    up[k] = qtc_sample_uncertainty(s, k);
+                }
+                r = qctl_out_sample_unc(out, sample++, res, up, k, -1.0);
                 qtomo_sample_free(s);
                 if (r < 0) {
                     ret = QCTL_EXIT_FAILED;
@@ -853,8 +1045,10 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
 out:
     if (des != rc->des)
         qt_design_free(des);
-    for (size_t i = 0; i < _QT_METHOD_MAX; i++)
+    for (size_t i = 0; i < _QT_METHOD_MAX; i++) {
         qt_result_done(&tmp[i]);
+        qt_uncertainty_done(&unc[i]);
+    }
     qt_ws_done(&ws);
     free(line);
     free(v);
@@ -862,6 +1056,27 @@ out:
 }
 
 /* ---- the command ---- */
+
+/* --bootstrap without --seed: a resumed run keeps its seed, a new one gets a random one (it is
+ * in every record and in run.json). */
+static int choose_seed(struct recon *rc)
+{
+    uint64_t s = 0;
+
+    if (!rc->boot.resamples || rc->boot.has_seed)
+        return 0;
+    if (rc->resume && qctl_resume_seed(rc->outdir, &s) == 0) {
+        rc->boot.seed = s;
+    } else {
+        if (getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) {
+            qctl_err("cannot choose a seed: %s", strerror(errno));
+            return -1;
+        }
+        rc->boot.seed = s & QT_BOOT_MAX_SEED;
+    }
+    rc->boot.has_seed = true;
+    return 0;
+}
 
 static int prepare_outdir(struct recon *rc, size_t *start)
 {
@@ -924,6 +1139,8 @@ int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
     if (!rc.live && load_input(&rc) < 0)
         goto out;
     if (resolve_design(&rc, rc.live ? 0 : rc.tab.rows) < 0 || load_target(&rc) < 0)
+        goto out;
+    if (choose_seed(&rc) < 0 || (!rc.live && table_counts_check(&rc) < 0))
         goto out;
     if (!rc.live) {
         r = qctl_sha256_file(rc.file, rc.input_sha256);

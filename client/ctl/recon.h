@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "io/qt_csv.h"
+#include "num/qt_bootstrap.h"
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
 #include "qctl.h"
@@ -23,6 +24,7 @@ struct recon {
     enum qt_method method_list[_QT_METHOD_MAX]; /* the n_methods chosen, in method order */
     size_t n_methods;
     struct qt_opts opts;
+    struct qt_boot_req boot; /* --bootstrap and its options; seed chosen when not given */
     /* resolved */
     struct qt_table tab;
     int kind;           /* enum qt_design_kind */
@@ -52,6 +54,9 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
  * Returns 0 or -errno when an output file cannot be written (printed). */
 int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
                     size_t n_res, double ms);
+/* The same with error bars: unc[k] for res[k], or NULL. */
+int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
+                        const struct qt_uncertainty *const *unc, size_t n_res, double ms);
 /* Progress from the daemon (done of total samples in this run). */
 void qctl_out_progress(struct qctl_out *o, uint64_t done, uint64_t total);
 /* Finishes: flushes and syncs records, writes summary.csv and run.json (temp + rename), prints
@@ -73,5 +78,8 @@ int qctl_write_summary(const char *dir);
 int qctl_write_atomic(const char *dir, const char *name, const char *data, size_t len);
 /* The options that decide the results, as JSON (for run.json and --resume's check). */
 char *qctl_options_json(const struct recon *rc);
+/* The bootstrap seed recorded in DIR/run.json (a resumed run keeps it): 0 and *seed, or
+ * -ENOENT. */
+int qctl_resume_seed(const char *dir, uint64_t *seed);
 /* ISO 8601 UTC time now. */
 void qctl_iso_now(char buf[40]);

@@ -139,6 +139,21 @@ char *qctl_options_json(const struct recon *rc)
     qt_jw_str(&w, rc->opts.physical == QT_PHYS_SMOLIN ? "smolin" : "clip");
     qt_jw_key(&w, "bell");
     qt_jw_bool(&w, rc->bell);
+    if (rc->boot.resamples) {
+        qt_jw_key(&w, "bootstrap");
+        qt_jw_obj_begin(&w);
+        qt_jw_key(&w, "resamples");
+        qt_jw_int(&w, rc->boot.resamples);
+        qt_jw_key(&w, "kind");
+        qt_jw_str(&w, qt_resample_kind_name(rc->boot.kind));
+        qt_jw_key(&w, "seed");
+        qt_jw_int(&w, (int64_t)rc->boot.seed);
+        qt_jw_key(&w, "confidence");
+        qt_jw_num(&w, rc->boot.confidence);
+        qt_jw_key(&w, "shots");
+        qt_jw_int(&w, (int64_t)rc->boot.shots);
+        qt_jw_obj_end(&w);
+    }
     qt_jw_key(&w, "target");
     if (rc->target_file) {
         char hex[65];
@@ -165,6 +180,23 @@ static json_t *load_json(const char *dir, const char *name)
 
     (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
     return json_load_file(path, 0, NULL);
+}
+
+int qctl_resume_seed(const char *dir, uint64_t *seed)
+{
+    char path[4096];
+    json_t *run, *v;
+    int r = -ENOENT;
+
+    (void)snprintf(path, sizeof(path), "%s/run.json", dir);
+    run = json_load_file(path, 0, NULL);
+    v = json_object_get(json_object_get(json_object_get(run, "options"), "bootstrap"), "seed");
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *seed = (uint64_t)json_integer_value(v);
+        r = 0;
+    }
+    json_decref(run);
+    return r;
 }
 
 int qctl_resume_scan(const struct recon *rc, const char *options_json, size_t *ret_done)
@@ -309,7 +341,8 @@ int qctl_write_summary(const char *dir)
 {
     /* Columns that appear in some record, in a fixed order: the origin's (filtered to those
      * present, as it does), bell_* in qt_metric_descs order, then design and the rest. */
-    bool present[_QT_MT_MAX] = {false};
+    bool present[_QT_MT_MAX] = {false}, upresent[_QT_MT_MAX] = {false}, any_unc = false,
+         any_tdb = false;
     char path[4096], *line = NULL, *buf = NULL;
     size_t cap = 0, len = 0;
     json_t **recs = NULL;
@@ -345,6 +378,15 @@ int qctl_write_summary(const char *dir)
             if (qt_metric_descs[i].type != QT_MTYPE_F64V &&
                 json_object_get(mt, qt_metric_descs[i].name))
                 present[i] = true;
+        json_t *u = json_object_get(rec, "uncertainty");
+        json_t *um = json_object_get(u, "metrics");
+
+        any_unc |= u != NULL;
+        any_tdb |= json_object_get(u, "trace_distance_bound") != NULL;
+        for (int i = 0; i < _QT_MT_MAX; i++)
+            if (qt_metric_descs[i].type == QT_MTYPE_F64 &&
+                json_object_get(um, qt_metric_descs[i].name))
+                upresent[i] = true;
     }
     out = open_memstream(&buf, &len);
     if (!out) {
@@ -363,7 +405,17 @@ int qctl_write_summary(const char *dir)
     for (int i = 0; i < _QT_MT_MAX; i++)
         if (present[i] && !is_origin_col(qt_metric_descs[i].name))
             fprintf(out, ",%s", qt_metric_descs[i].name);
-    fputs(",record_status,error_code,error\n", out);
+    fputs(",record_status,error_code,error", out);
+    /* --bootstrap: <metric>_std, _lo, _hi after the existing columns */
+    for (int i = 0; i < _QT_MT_MAX; i++)
+        if (upresent[i])
+            fprintf(out, ",%s_std,%s_lo,%s_hi", qt_metric_descs[i].name, qt_metric_descs[i].name,
+                    qt_metric_descs[i].name);
+    if (any_tdb)
+        fputs(",trace_distance_bound", out);
+    if (any_unc)
+        fputs(",failed_resamples,uncertainty_warnings,uncertainty_error", out);
+    fputc('\n', out);
     for (size_t j = 0; j < n; j++) {
         json_t *rec = recs[j], *mt = json_object_get(rec, "metrics"), *e;
 
@@ -398,6 +450,37 @@ int qctl_write_summary(const char *dir)
         csv_value(out, json_object_get(e, "code"));
         fputc(',', out);
         csv_value(out, json_object_get(e, "message"));
+        json_t *u = json_object_get(rec, "uncertainty"), *um = json_object_get(u, "metrics");
+
+        for (int i = 0; i < _QT_MT_MAX; i++) {
+            json_t *st = json_object_get(um, qt_metric_descs[i].name);
+
+            if (!upresent[i])
+                continue;
+            for (int q = 0; q < 3; q++) {
+                fputc(',', out);
+                csv_value(out, json_object_get(st, q == 0 ? "std" : q == 1 ? "lo" : "hi"));
+            }
+        }
+        if (any_tdb) {
+            fputc(',', out);
+            csv_value(out, json_object_get(u, "trace_distance_bound"));
+        }
+        if (any_unc) {
+            json_t *wa = json_object_get(u, "warnings"), *x;
+            size_t wi;
+
+            fputc(',', out);
+            csv_value(out, json_object_get(u, "failed_resamples"));
+            fputc(',', out);
+            json_array_foreach(wa, wi, x) {
+                if (wi)
+                    fputc(' ', out);
+                csv_value(out, x);
+            }
+            fputc(',', out);
+            csv_value(out, json_object_get(json_object_get(u, "error"), "message"));
+        }
         fputc('\n', out);
     }
     if (fclose(out) != 0 || !buf) {

@@ -45,30 +45,68 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The table's value columns; with --bootstrap each shows "value ± std". */
+static const struct {
+    const char *head;
+    enum qt_metric_id id;
+    int prec;
+    bool g; /* %g rather than %f */
+} table_cols[] = {
+    {"purity", QT_MT_PURITY, 8, false},
+    {"min_eig", QT_MT_MIN_EIGENVALUE, 6, true},
+    {"max_eig", QT_MT_MAX_EIGENVALUE, 8, false},
+    {"entropy", QT_MT_EIGENVALUE_ENTROPY, 8, false},
+    {"fidelity", QT_MT_FIDELITY, 10, false},
+};
+
+static int col_width(const struct recon *rc)
+{
+    return rc->boot.resamples ? 22 : 12;
+}
+
 static void print_table_header(FILE *f, const struct recon *rc)
 {
-    fprintf(f, "%-6s %-6s %-7s %-6s %-12s %-12s %-12s %-12s%s  %s\n", "sample", "column",
-            "method", "status", "purity", "min_eig", "max_eig", "entropy",
-            rc->target ? " fidelity    " : "", "note");
+    fprintf(f, "%-6s %-6s %-7s %-6s", "sample", "column", "method", "status");
+    for (size_t c = 0; c < QT_ARRAY_SIZE(table_cols); c++)
+        if (table_cols[c].id != QT_MT_FIDELITY || rc->target)
+            fprintf(f, " %-*s", col_width(rc), table_cols[c].head);
+    fprintf(f, "  %s\n", "note");
 }
 
 static void print_row(FILE *f, const struct recon *rc, const struct qt_record_meta *meta,
                       const struct qt_result *res)
 {
-    fprintf(f, "%-6zu %-6zu %-7s ", meta->sample, meta->column, qt_method_name(res->method));
-    if (res->err) {
-        fprintf(f, "%-6s %-12s %-12s %-12s %-12s%s  %s\n", "error", "-", "-", "-", "-",
-                rc->target ? " -           " : "", res->errmsg);
-        return;
+    const struct qt_uncertainty *u = meta->unc;
+
+    fprintf(f, "%-6zu %-6zu %-7s %-6s", meta->sample, meta->column, qt_method_name(res->method),
+            res->err ? "error" : "ok");
+    for (size_t c = 0; c < QT_ARRAY_SIZE(table_cols); c++) {
+        enum qt_metric_id id = table_cols[c].id;
+        char cell[64] = "-";
+
+        if (id == QT_MT_FIDELITY && !rc->target)
+            continue;
+        if (!res->err) {
+            double v = *(const double *)((const char *)&res->mt + qt_metric_descs[id].offset);
+            int k = table_cols[c].g ? snprintf(cell, sizeof(cell), "%.*g", table_cols[c].prec, v)
+                                    : snprintf(cell, sizeof(cell), "%.*f", table_cols[c].prec, v);
+
+            if (u && !u->err && ((u->have >> id) & 1u) && k > 0)
+                (void)snprintf(cell + k, sizeof(cell) - (size_t)k, " ± %.2g", u->stats[id].std);
+        }
+        fprintf(f, " %-*s", col_width(rc), cell);
     }
-    fprintf(f, "%-6s %-12.8f %-12.6g %-12.8f %-12.8f", "ok", res->mt.purity,
-            res->mt.min_eigenvalue, res->mt.max_eigenvalue, res->mt.eigenvalue_entropy);
-    if (rc->target)
-        fprintf(f, " %-12.10f", res->mt.fidelity);
     fprintf(f, " ");
-    for (unsigned i = 0; i < _QT_WARN_COUNT; i++)
+    if (res->err)
+        fprintf(f, " %s", res->errmsg);
+    for (unsigned i = 0; !res->err && i < _QT_WARN_COUNT; i++)
         if (res->warnings & (1u << i))
             fprintf(f, " %s", qt_warning_name(i));
+    if (u && !res->err && u->err)
+        fprintf(f, " error bars: %s", u->errmsg);
+    for (unsigned i = 0; u && !res->err && i < _QT_BOOT_WARN_COUNT; i++)
+        if (u->warn & (1u << i))
+            fprintf(f, " %s", qt_boot_warn_name(i));
     fprintf(f, "\n");
 }
 
@@ -201,9 +239,15 @@ static int flush_ready(struct qctl_out *o)
 int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
                     size_t n_res, double ms)
 {
+    return qctl_out_sample_unc(o, sample, res, NULL, n_res, ms);
+}
+
+int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
+                        const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+{
     struct recon *rc = o->rc;
     struct qt_record_meta meta = {sample, rc->first + sample + 1, rc->design_name,
-                                  rc->design_id[0] ? rc->design_id : NULL};
+                                  rc->design_id[0] ? rc->design_id : NULL, NULL};
     char *buf = NULL;
     size_t len = 0;
     bool failed = false;
@@ -227,6 +271,7 @@ int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *c
         const struct qt_result *r = res[i];
         int m = (int)r->method;
 
+        meta.unc = unc && !r->err ? unc[i] : NULL;
         failed |= r->err != 0;
         if (r->err) {
             o->rec_failed[m]++;

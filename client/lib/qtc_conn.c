@@ -339,6 +339,16 @@ int qtomo_connect(qtomo_conn **ret, const char *path, const char *client_name, i
         r = qtc_bad_result(c, err, "hello", r, &dg);
         goto fail;
     }
+    const msgpack_object *feat = qp_get(c->msg.result, "features");
+
+    for (uint32_t i = 0; feat && feat->type == MSGPACK_OBJECT_ARRAY && i < feat->via.array.size;
+         i++) {
+        const msgpack_object *f = &feat->via.array.ptr[i];
+
+        if (f->type == MSGPACK_OBJECT_STR && f->via.str.size == 9 &&
+            memcmp(f->via.str.ptr, "bootstrap", 9) == 0)
+            c->feat_bootstrap = true;
+    }
     if (si.major != QP_VERSION_MAJOR) {
         r = qtc_fail(err, QTOMO_E_UNSUPPORTED_PROTOCOL,
                      "the server speaks protocol %u.%u, this library %u.%u", si.major, si.minor,

@@ -22,6 +22,7 @@ struct qtomo_conn {
     struct qp_msg msg;   /* the current message, valid until the next receive */
     bool have_msg;
     char bye_reason[64];
+    bool feat_bootstrap; /* the server computes error bars (hello features) */
 };
 
 struct qtomo_job {
@@ -35,6 +36,8 @@ struct qtomo_sample {
     size_t n;
     struct qt_result res[_QT_METHOD_MAX];
     double queue_ms, compute_ms;
+    bool has_unc[_QT_METHOD_MAX]; /* res[i] came with error bars */
+    struct qt_uncertainty unc[_QT_METHOD_MAX];
 };
 
 int64_t qtc_now_ms(void);
@@ -58,6 +61,12 @@ int qtc_bad_result(qtomo_conn *c, struct qtomo_error *err, const char *method, i
 static inline const struct qt_result *qtc_sample_result(const qtomo_sample *s, size_t i)
 {
     return &s->res[i];
+}
+
+/* The error bars of result i, or NULL. */
+static inline const struct qt_uncertainty *qtc_sample_uncertainty(const qtomo_sample *s, size_t i)
+{
+    return i < s->n && s->has_unc[i] ? &s->unc[i] : NULL;
 }
 
 /* The job's protocol form, for callers that fill estimator options from qt_opts directly. */

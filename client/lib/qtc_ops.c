@@ -137,6 +137,30 @@ int qtomo_job_set_target(qtomo_job *j, const double complex *rho, size_t d)
     return 0;
 }
 
+int qtomo_job_set_bootstrap(qtomo_job *j, uint32_t resamples, const char *kind, int64_t seed,
+                            double confidence, uint64_t shots)
+{
+    struct qt_boot_req b = {0};
+
+    if (resamples == 0) {
+        memset(&j->job.boot, 0, sizeof(j->job.boot));
+        return 0;
+    }
+    if (resamples < 2 || resamples > QT_BOOT_MAX_RESAMPLES ||
+        (kind && qt_resample_kind_from_name(kind, &b.kind) < 0) ||
+        (seed >= 0 && (uint64_t)seed > QT_BOOT_MAX_SEED) ||
+        (confidence != 0.0 && !(confidence > 0.0 && confidence < 1.0)) ||
+        shots > QT_BOOT_MAX_SEED)
+        return -EINVAL;
+    b.resamples = resamples;
+    b.has_seed = seed >= 0;
+    b.seed = seed >= 0 ? (uint64_t)seed : 0;
+    b.confidence = confidence != 0.0 ? confidence : QT_BOOT_CONFIDENCE;
+    b.shots = shots;
+    j->job.boot = b;
+    return 0;
+}
+
 void qtomo_job_set_timeout(qtomo_job *j, uint32_t timeout_ms)
 {
     j->job.timeout_ms = timeout_ms;
@@ -293,9 +317,81 @@ void qtomo_sample_free(qtomo_sample *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < _QT_METHOD_MAX; i++)
+    for (size_t i = 0; i < _QT_METHOD_MAX; i++) {
         qt_result_done(&s->res[i]);
+        qt_uncertainty_done(&s->unc[i]);
+    }
     free(s);
+}
+
+int qtomo_sample_uncertainty(const qtomo_sample *s, size_t i, struct qtomo_uncertainty *u)
+{
+    const struct qt_uncertainty *q = qtc_sample_uncertainty(s, i);
+
+    memset(u, 0, sizeof(*u));
+    if (!q)
+        return -ENOENT;
+    u->resamples = q->resamples;
+    u->failed = q->failed;
+    u->seed = q->seed;
+    u->shots = q->shots;
+    u->confidence = q->confidence;
+    u->kind = qt_resample_kind_name(q->kind);
+    u->boundary = (q->warn & QT_BOOT_WARN_BOUNDARY) != 0;
+    u->error = q->err ? q->errmsg : NULL;
+    u->has_trace_distance_bound = q->has_td_bound;
+    u->trace_distance_bound = q->td_bound;
+    u->rho_std_re = q->rho_std_re;
+    u->rho_std_im = q->rho_std_im;
+    return 0;
+}
+
+int qtomo_sample_error_bar(const qtomo_sample *s, size_t i, const char *metric, size_t k,
+                           double *std, double *lo, double *hi)
+{
+    const struct qt_uncertainty *q = qtc_sample_uncertainty(s, i);
+    const struct qt_boot_stat *st;
+    int id = metric ? qt_metric_from_name(metric) : -1;
+
+    if (!q || q->err || id < 0 || !((q->have >> id) & 1u))
+        return -ENOENT;
+    if (qt_metric_descs[id].type == QT_MTYPE_F64V) {
+        st = id == QT_MT_EIGENVALUES ? q->veig : q->vbell;
+        if (!st || k >= q->d)
+            return -ENOENT;
+        st += k;
+    } else {
+        if (k != 0)
+            return -ENOENT;
+        st = &q->stats[id];
+    }
+    if (std)
+        *std = st->std;
+    if (lo)
+        *lo = st->lo;
+    if (hi)
+        *hi = st->hi;
+    return 0;
+}
+
+/* Decodes the uncertainty array (one map or nil per result) into s. */
+static int decode_unc(const msgpack_object *o, qtomo_sample *s, struct qt_diag *dg)
+{
+    if (!o)
+        return 0;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != s->n)
+        return qt_diag_set(dg, QT_EPARSE, 0, 0, "uncertainty: not an array of %zu", s->n);
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        int r;
+
+        if (o->via.array.ptr[i].type == MSGPACK_OBJECT_NIL)
+            continue;
+        r = qp_decode_uncertainty(&o->via.array.ptr[i], s->res[i].d, &s->unc[i], dg);
+        if (r < 0)
+            return r;
+        s->has_unc[i] = true;
+    }
+    return 0;
 }
 
 /* Decodes a results array into s. */
@@ -335,6 +431,9 @@ int qtomo_reconstruct(qtomo_conn *c, const qtomo_job *j, const double *values, s
     r = job_for(j, m, &pj, err);
     if (r < 0)
         return r;
+    if (pj.boot.resamples && !c->feat_bootstrap)
+        return qtc_fail(err, -ENOTSUP, "the server does not compute error bars (its hello "
+                                       "lists no 'bootstrap' feature)");
     job_values(&pj, values, m, 1);
     id = qtc_next_id(c);
     r = qp_pack_job(&c->w, id, QP_M_RECONSTRUCT, &pj, c->max_frame);
@@ -350,6 +449,8 @@ int qtomo_reconstruct(qtomo_conn *c, const qtomo_job *j, const double *values, s
     r = qp_read_u64(qp_get(res, "index"), "index", UINT64_MAX, &index, &dg);
     if (r >= 0)
         r = decode_results(c, qp_get(res, "results"), s, &dg);
+    if (r >= 0)
+        r = decode_unc(qp_get(res, "uncertainty"), s, &dg);
     if (r >= 0 && tm) {
         if (qp_read_f64(qp_get(tm, "queue_ms"), "timing.queue_ms", &s->queue_ms, &dg) < 0 ||
             qp_read_f64(qp_get(tm, "compute_ms"), "timing.compute_ms", &s->compute_ms, &dg) < 0)
@@ -474,6 +575,8 @@ static int on_notification(struct submit *sb, struct qtomo_error *err)
     r = qp_read_u64(qp_get(p, "index"), "index", UINT64_MAX, &index, &dg);
     if (r >= 0)
         r = decode_results(c, qp_get(p, "results"), sb->s, &dg);
+    if (r >= 0)
+        r = decode_unc(qp_get(p, "uncertainty"), sb->s, &dg);
     if (r < 0)
         return qtc_bad_result(c, err, "result", r, &dg);
     sb->s->index = index;
@@ -577,6 +680,9 @@ int qtomo_submit(qtomo_conn *c, const qtomo_job *j, const double *values, size_t
     if (!values || m == 0 || n == 0 || !cb || !cb->result)
         return qtc_fail(err, -EINVAL, "submit needs values (m, n > 0) and a result callback");
     r = job_for(j, m, &sb.pj, err);
+    if (r == 0 && sb.pj.boot.resamples && !c->feat_bootstrap)
+        r = qtc_fail(err, -ENOTSUP, "the server does not compute error bars (its hello lists "
+                                    "no 'bootstrap' feature)");
     if (r < 0)
         return r;
     /* Split the batch so that every part fits the server's frame and batch limits. */

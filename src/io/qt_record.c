@@ -63,6 +63,105 @@ static void write_metrics(struct qt_jw *w, const struct qt_metrics *mt)
     qt_jw_obj_end(w);
 }
 
+static void write_stats(struct qt_jw *w, const struct qt_boot_stat *st, size_t n, bool vec)
+{
+    static const char *const keys[] = {"std", "lo", "hi"};
+
+    qt_jw_obj_begin(w);
+    for (int k = 0; k < 3; k++) {
+        qt_jw_key(w, keys[k]);
+        if (vec)
+            qt_jw_arr_begin(w);
+        for (size_t i = 0; i < n; i++)
+            qt_jw_num(w, k == 0 ? st[i].std : k == 1 ? st[i].lo : st[i].hi);
+        if (vec)
+            qt_jw_arr_end(w);
+    }
+    qt_jw_obj_end(w);
+}
+
+static void write_real_matrix(struct qt_jw *w, size_t d, const double *a)
+{
+    qt_jw_arr_begin(w);
+    for (size_t i = 0; i < d; i++) {
+        qt_jw_arr_begin(w);
+        for (size_t j = 0; j < d; j++)
+            qt_jw_num(w, a[i + d * j]);
+        qt_jw_arr_end(w);
+    }
+    qt_jw_arr_end(w);
+}
+
+static void write_uncertainty(struct qt_jw *w, const struct qt_uncertainty *u)
+{
+    qt_jw_obj_begin(w);
+    qt_jw_key(w, "resamples");
+    qt_jw_int(w, u->resamples);
+    qt_jw_key(w, "kind");
+    qt_jw_str(w, qt_resample_kind_name(u->kind) ? qt_resample_kind_name(u->kind) : "");
+    qt_jw_key(w, "seed");
+    qt_jw_int(w, (int64_t)u->seed);
+    qt_jw_key(w, "confidence");
+    qt_jw_num(w, u->confidence);
+    if (u->shots) {
+        qt_jw_key(w, "shots");
+        qt_jw_int(w, (int64_t)u->shots);
+    }
+    qt_jw_key(w, "failed_resamples");
+    qt_jw_int(w, u->failed);
+    if (u->warn) {
+        qt_jw_key(w, "warnings");
+        qt_jw_arr_begin(w);
+        for (unsigned i = 0; i < _QT_BOOT_WARN_COUNT; i++)
+            if (u->warn & (1u << i))
+                qt_jw_str(w, qt_boot_warn_name(i));
+        qt_jw_arr_end(w);
+    }
+    if (u->err) {
+        qt_jw_key(w, "error");
+        qt_jw_obj_begin(w);
+        qt_jw_key(w, "code");
+        qt_jw_int(w, qt_status_from_err(u->err));
+        qt_jw_key(w, "name");
+        qt_jw_str(w, qt_errname(u->err));
+        qt_jw_key(w, "message");
+        qt_jw_str(w, u->errmsg);
+        qt_jw_obj_end(w);
+        qt_jw_obj_end(w);
+        return;
+    }
+    qt_jw_key(w, "metrics");
+    qt_jw_obj_begin(w);
+    for (unsigned id = 0; id < _QT_MT_MAX; id++) {
+        const struct qt_boot_stat *vs = id == QT_MT_EIGENVALUES ? u->veig : u->vbell;
+
+        if (!((u->have >> id) & 1u))
+            continue;
+        if (qt_metric_descs[id].type == QT_MTYPE_F64V && !vs)
+            continue;
+        qt_jw_key(w, qt_metric_descs[id].name);
+        if (qt_metric_descs[id].type == QT_MTYPE_F64V)
+            write_stats(w, vs, u->d, true);
+        else
+            write_stats(w, &u->stats[id], 1, false);
+    }
+    qt_jw_obj_end(w);
+    if (u->rho_std_re && u->rho_std_im) {
+        qt_jw_key(w, "rho_std");
+        qt_jw_obj_begin(w);
+        qt_jw_key(w, "re");
+        write_real_matrix(w, u->d, u->rho_std_re);
+        qt_jw_key(w, "im");
+        write_real_matrix(w, u->d, u->rho_std_im);
+        qt_jw_obj_end(w);
+    }
+    if (u->has_td_bound) {
+        qt_jw_key(w, "trace_distance_bound");
+        qt_jw_num(w, u->td_bound);
+    }
+    qt_jw_obj_end(w);
+}
+
 void qt_record_json(struct qt_jw *w, const struct qt_record_meta *meta, const struct qt_result *res)
 {
     qt_jw_obj_begin(w);
@@ -105,6 +204,10 @@ void qt_record_json(struct qt_jw *w, const struct qt_record_meta *meta, const st
                 if (res->warnings & (1u << i))
                     qt_jw_str(w, qt_warning_name(i));
             qt_jw_arr_end(w);
+        }
+        if (meta->unc) {
+            qt_jw_key(w, "uncertainty");
+            write_uncertainty(w, meta->unc);
         }
     }
     qt_jw_obj_end(w);

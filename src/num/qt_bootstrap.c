@@ -2,6 +2,7 @@
 #include "qt_bootstrap.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,18 +11,6 @@
 #include "num/qt_estimate.h"
 
 #define BIT(id) ((uint64_t)1 << (id))
-
-void qt_uncertainty_done(struct qt_uncertainty *u)
-{
-    if (!u)
-        return;
-    free(u->veig);
-    free(u->vbell);
-    free(u->rho_std_re);
-    free(u->rho_std_im);
-    u->veig = u->vbell = NULL;
-    u->rho_std_re = u->rho_std_im = NULL;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -56,13 +45,22 @@ static bool metric_vec(const struct qt_metrics *mt, unsigned id, size_t d, const
 
 uint64_t qt_boot_have(const struct qt_result *point)
 {
-    static const unsigned solver[] = {QT_MT_GAP,           QT_MT_GAP_PER_COUNT, QT_MT_OBJECTIVE,
-                                      QT_MT_RESIDUAL_NORM, QT_MT_FINAL_DN,      QT_MT_FINAL_DLL};
+    /* Functions of the state only: the solver's own numbers (gap, objective, likelihoods,
+     * residuals, iteration diagnostics) have no sampling distribution worth reporting. */
+    static const unsigned state[] = {
+        QT_MT_PURITY,           QT_MT_TRACE,          QT_MT_MIN_EIGENVALUE,
+        QT_MT_MAX_EIGENVALUE,   QT_MT_CONDITION_NUMBER, QT_MT_EIGENVALUE_ENTROPY,
+        QT_MT_BELL_MAX_FIDELITY, QT_MT_BELL_MIN_FIDELITY, QT_MT_BELL_AVG_FIDELITY,
+        QT_MT_ENTROPY_BITS,     QT_MT_LINEAR_ENTROPY, QT_MT_FIDELITY,
+        QT_MT_TRACE_DISTANCE,   QT_MT_CONCURRENCE,    QT_MT_NEGATIVITY,
+        QT_MT_LOG_NEGATIVITY,   QT_MT_EIGENVALUES,    QT_MT_BELL_FIDELITIES};
     const struct qt_metrics *mt = &point->mt;
     uint64_t have = 0;
     const double *v;
 
-    for (unsigned id = 0; id < _QT_MT_MAX; id++) {
+    for (size_t i = 0; i < sizeof(state) / sizeof(state[0]); i++) {
+        unsigned id = state[i];
+
         if (!qt_metrics_has(mt, (enum qt_metric_id)id))
             continue;
         if (qt_metric_descs[id].type == QT_MTYPE_F64)
@@ -70,8 +68,6 @@ uint64_t qt_boot_have(const struct qt_result *point)
         else if (qt_metric_descs[id].type == QT_MTYPE_F64V && metric_vec(mt, id, point->d, &v))
             have |= BIT(id);
     }
-    for (size_t i = 0; i < sizeof(solver) / sizeof(solver[0]); i++)
-        have &= ~BIT(solver[i]);
     return have;
 }
 
@@ -102,7 +98,7 @@ bool qt_boot_boundary(const struct qt_result *point, size_t d, double tol)
 
 int qt_boot_check(const struct qt_boot_opts *bo)
 {
-    if (bo->resamples < 2 || bo->resamples > QT_BOOT_MAX_RESAMPLES ||
+    if (bo->resamples < 2 || bo->resamples > QT_BOOT_MAX_RESAMPLES || bo->seed > QT_BOOT_MAX_SEED ||
         !(bo->confidence > 0.0 && bo->confidence < 1.0))
         return QT_EOPTION;
     return 0;
@@ -205,6 +201,7 @@ int qt_boot_reduce(const double *raw, uint32_t N, uint64_t have, size_t d, doubl
 
     memset(out, 0, sizeof(*out));
     out->resamples = N;
+    out->confidence = confidence;
     out->d = d;
     out->have = have;
     for (uint32_t i = 0; i < N; i++)
@@ -275,7 +272,44 @@ int qt_bootstrap(const struct qt_design *des, struct qt_ws *ws, enum qt_method m
     if (r == 0)
         r = qt_boot_reduce(raw, bo->resamples, have, des->d, bo->confidence, out);
     free(raw);
+    out->kind = bo->kind;
+    out->seed = bo->seed;
     if (r == 0 && qt_boot_boundary(point, des->d, opts->tolerance))
         out->warn |= QT_BOOT_WARN_BOUNDARY;
     return r;
+}
+
+int qt_boot_counts(const struct qt_design *des, struct qt_ws *ws, const double *y, uint64_t shots,
+                   double *out, char *msg, size_t msglen)
+{
+    if (shots) {
+        if (qt_resample_counts_from_shots(des, ws, y, shots, out) == 0)
+            return 0;
+        snprintf(msg, msglen, "--shots: the values must be finite and non-negative");
+        return -EDOM;
+    }
+    for (size_t a = 0; a < des->m; a++)
+        if (!qt_resample_is_counts(y + a, 1)) {
+            snprintf(msg, msglen,
+                     "value %zu (%.17g) is not a count: data given as probabilities or powers "
+                     "need shots (counts per group) to be resampled",
+                     a + 1, y[a]);
+            return -EDOM;
+        }
+    memcpy(out, y, des->m * sizeof(double));
+    return 0;
+}
+
+void qt_boot_fail(struct qt_uncertainty *u, const struct qt_boot_req *b, uint64_t seed, int err,
+                  const char *msg)
+{
+    qt_uncertainty_done(u);
+    memset(u, 0, sizeof(*u));
+    u->resamples = b->resamples;
+    u->kind = b->kind;
+    u->seed = seed;
+    u->confidence = b->confidence;
+    u->shots = b->shots;
+    u->err = err;
+    snprintf(u->errmsg, sizeof(u->errmsg), "%s", msg);
 }

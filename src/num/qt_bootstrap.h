@@ -25,8 +25,8 @@
 #include "num/qt_design.h"
 #include "num/qt_resample.h"
 #include "num/qt_result.h"
+#include "num/qt_uncert.h"
 
-#define QT_BOOT_MAX_RESAMPLES 100000u
 
 struct qt_boot_opts {
     uint32_t resamples;         /* N >= 2 */
@@ -36,33 +36,10 @@ struct qt_boot_opts {
     double confidence; /* of the percentile interval, in (0, 1) */
 };
 
-struct qt_boot_stat {
-    double std, lo, hi;
-};
 
-/* Why an interval may not be trusted (qt_uncertainty.warn). */
-enum {
-    QT_BOOT_WARN_BOUNDARY = 1u << 0, /* the point estimate is rank-deficient: percentile
-                                        intervals around it are biased (Guta et al. 2020) */
-    QT_BOOT_WARN_FAILED = 1u << 1,   /* some resamples could not be estimated */
-};
-
-struct qt_uncertainty {
-    uint32_t resamples, failed; /* failed: resamples whose estimate failed (not in the stats) */
-    uint64_t have;              /* bit QT_MT_x: stats[x] (f64) or vstats[x] (f64v) is set */
-    unsigned warn;              /* QT_BOOT_WARN_* */
-    size_t d;
-    struct qt_boot_stat stats[_QT_MT_MAX];
-    struct qt_boot_stat *veig, *vbell; /* d each when have has EIGENVALUES / BELL_FIDELITIES */
-    double *rho_std_re, *rho_std_im;   /* d x d column-major */
-    bool has_td_bound;
-    double td_bound; /* linear: trace-distance confidence bound (qt_tdbound.h), if computed */
-};
-
-void qt_uncertainty_done(struct qt_uncertainty *u); /* NULL-safe; all pointers malloc'd */
-
-/* The metrics of point that get error bars: the numeric ones that describe the state (not the
- * solver's own: gap, objective, residual, final steps). */
+/* The metrics of point that get error bars: the numeric ones that are functions of the state
+ * (purity, eigenvalues, entropies, fidelities, entanglement measures), not the solver's own
+ * (gap, objective, likelihoods, residuals, iteration diagnostics). */
 uint64_t qt_boot_have(const struct qt_result *point);
 /* Doubles per row. */
 size_t qt_boot_stride(uint64_t have, size_t d);
@@ -95,3 +72,14 @@ QT_NODISCARD int qt_bootstrap(const struct qt_design *des, struct qt_ws *ws, enu
                               const double *y, const struct qt_opts *opts,
                               const struct qt_result *point, const struct qt_boot_opts *bo,
                               struct qt_uncertainty *out);
+
+/* The counts a sample's resamples are drawn from (des->m into out): y itself when shots is 0
+ * (y must then be whole counts), else y as `shots` counts per group. Returns 0, or -EDOM with
+ * the reason in msg (which outcome is not a count, and that --shots is needed). */
+QT_NODISCARD int qt_boot_counts(const struct qt_design *des, struct qt_ws *ws, const double *y,
+                                uint64_t shots, double *out, char *msg, size_t msglen);
+
+/* Fills u with what a request asked for (resamples, kind, seed, confidence, shots) and an
+ * error: for results that get no error bars. */
+void qt_boot_fail(struct qt_uncertainty *u, const struct qt_boot_req *b, uint64_t seed, int err,
+                  const char *msg);

@@ -22,8 +22,8 @@
 #include "base/qt_ws.h"
 #include "num/qt_design.h"
 #include "num/qt_rng.h"
+#include "num/qt_uncert.h"
 
-enum qt_resample_kind { QT_RESAMPLE_DATA, QT_RESAMPLE_PARAMETRIC };
 
 /* Seeds r with the stream of resample `resample` of sample `sample` under `seed`: the three are
  * mixed by splitmix64 (a counter-based construction), so that streams are independent of the

@@ -32,6 +32,14 @@ int qt_method_from_name(const char *name)
     return QT_EMETHOD;
 }
 
+int qt_metric_from_name(const char *name)
+{
+    for (int i = 0; i < _QT_MT_MAX; i++)
+        if (strcmp(qt_metric_descs[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
 const char *qt_method_name(enum qt_method m)
 {
     return (unsigned)m < _QT_METHOD_MAX ? method_names[m] : "unknown";

@@ -170,6 +170,9 @@ struct qt_metric_desc {
 
 extern const struct qt_metric_desc qt_metric_descs[_QT_MT_MAX];
 
+/* The id of the metric called name, or -1. */
+int qt_metric_from_name(const char *name);
+
 static inline bool qt_metrics_has(const struct qt_metrics *mt, enum qt_metric_id id)
 {
     return (mt->have >> id) & 1u;

@@ -1195,7 +1195,7 @@ static void test_worker_channel(void **state)
     msgpack_packer_init(&fpk, &fields, msgpack_sbuffer_write);
     nf = qp_pack_job_fields(&fpk, &j);
     qp_writer_reset(&w);
-    assert_ok(qp_pack_chunk(&w, 9, v + 4, 4, 1, 1, fields.data, fields.size, nf, MAXF));
+    assert_ok(qp_pack_chunk(&w, 9, v + 4, 4, 1, 1, fields.data, fields.size, nf, NULL, MAXF));
     decode_frame(&w, &msg);
     assert_ok(qp_decode_job(msg.params, QP_M_SUBMIT, 64, 64, &back, &diag));
     assert_int_equal(back.m, 4);

@@ -109,6 +109,14 @@ int qtomo_job_set_methods(qtomo_job *j, const char *list);
 int qtomo_job_set_option(qtomo_job *j, const char *name, double value, struct qtomo_error *err);
 /* A d x d target density matrix (copied): results gain fidelity and trace distance. */
 int qtomo_job_set_target(qtomo_job *j, const double complex *rho, size_t d);
+/* Error bars (SCHEMA.md, bootstrap): resamples N in [2, 100000] (0: none), kind "data" (NULL,
+ * the default) or "parametric", seed in [0, 2^53) or -1 for one the server chooses (every
+ * result reports it), confidence of the percentile interval in (0, 1) or 0 for 0.95, shots:
+ * counts per group for data given as probabilities or powers (0: the values are counts).
+ * -EINVAL for a value out of range. A server without the "bootstrap" feature refuses the job
+ * in this library (-ENOTSUP) rather than ignoring it. */
+int qtomo_job_set_bootstrap(qtomo_job *j, uint32_t resamples, const char *kind, int64_t seed,
+                            double confidence, uint64_t shots);
 /* Per-item deadline in ms (0: the server's default; never above its max_item_ms). */
 void qtomo_job_set_timeout(qtomo_job *j, uint32_t timeout_ms);
 /* submit: the least interval between progress callbacks (0: none). */
@@ -135,6 +143,24 @@ int qtomo_sample_metric(const qtomo_sample *s, size_t i, const char *name, doubl
 const double *qtomo_sample_vector(const qtomo_sample *s, size_t i, const char *name, size_t *n);
 /* Time the sample waited for a worker (reconstruct; 0 for submit) and its compute time
  * (-1 when the server did not say). */
+/* The error bars of result i (a job with qtomo_job_set_bootstrap): 0 and *u, -ENOENT when it
+ * has none (the estimate failed, or none were asked for). u's pointers live as long as s. */
+struct qtomo_uncertainty {
+    uint32_t resamples, failed; /* failed: resamples whose estimate failed */
+    uint64_t seed, shots;
+    double confidence;
+    const char *kind;  /* "data" or "parametric" */
+    bool boundary;     /* the estimate is rank-deficient: percentile intervals are biased */
+    const char *error; /* NULL, or why there are no error bars (the estimate stands) */
+    bool has_trace_distance_bound;
+    double trace_distance_bound; /* linear: trace distance to the true state at confidence */
+    const double *rho_std_re, *rho_std_im; /* d x d column-major std of rho's elements */
+};
+int qtomo_sample_uncertainty(const qtomo_sample *s, size_t i, struct qtomo_uncertainty *u);
+/* One metric's error bar: std and the percentile interval [lo, hi]; k: the element of a vector
+ * metric (eigenvalues, bell_fidelities), else 0. -ENOENT when there is none. */
+int qtomo_sample_error_bar(const qtomo_sample *s, size_t i, const char *metric, size_t k,
+                           double *std, double *lo, double *hi);
 void qtomo_sample_timing(const qtomo_sample *s, double *queue_ms, double *compute_ms);
 void qtomo_sample_free(qtomo_sample *s); /* NULL-safe; only for qtomo_reconstruct's results */
 
