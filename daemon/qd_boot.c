@@ -124,9 +124,6 @@ static bool take_rows(struct qd_boot *b, struct bsample *bs, size_t k, const str
         if (!bs->raw[k])
             return false;
         bs->have[k] = r->have;
-        bs->boundary[k] = r->boundary;
-        bs->has_td[k] = r->has_td_bound;
-        bs->td[k] = r->td_bound;
     } else if (bs->have[k] != r->have) {
         return false;
     }
@@ -166,8 +163,12 @@ int qd_boot_unit(struct qd_boot *b, size_t unit, const void *results, size_t len
     }
     if (rows && unit % b->parts == 0) {
         bs->rows0 = true;
-        for (size_t k = 0; k < b->nm; k++)
+        for (size_t k = 0; k < b->nm; k++) { /* unit 0 also says how the point estimate lies */
             bs->nil0[k] = !br[k].ok;
+            bs->boundary[k] = br[k].boundary;
+            bs->has_td[k] = br[k].has_td_bound;
+            bs->td[k] = br[k].td_bound;
+        }
     }
     for (size_t k = 0; rows && k < b->nm; k++)
         if (br[k].ok && !take_rows(b, bs, k, &br[k], k0, cnt))

@@ -17,6 +17,7 @@
 #include "io/qt_designfile.h"
 #include "num/qt_bootstrap.h"
 #include "num/qt_chunk.h"
+#include "num/qt_tdbound.h"
 #include "num/qt_estimate.h"
 #include "qd.h"
 #include "qd_log.h"
@@ -334,6 +335,9 @@ static int boot_unit(struct chunk_ctx *cc, const struct qt_result *const *res, s
             memset(buf[k], 0, rows[k].len);
             r = 0;
         }
+        if (r == 0 && cr == 0 && j->part.k0 == 0 && res[k]->method == QT_METHOD_LINEAR)
+            rows[k].has_td_bound = qt_td_bound(des, &cc->w->ws, z, &j->opts, res[k]->rho,
+                                               j->boot.confidence, &rows[k].td_bound) == 0;
     }
     if (r == 0) {
         if (qt_cache_map_changed(cc->map))

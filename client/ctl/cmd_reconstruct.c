@@ -22,6 +22,7 @@
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
 #include "num/qt_lapack.h"
+#include "num/qt_tdbound.h"
 #include "qctl.h"
 #include "qtc_internal.h"
 #include "recon.h"
@@ -571,6 +572,9 @@ static int boot_sample(const struct recon *rc, const struct qt_design *des, stru
             cr = r;
             break;
         }
+        if (r == 0 && res[k]->method == QT_METHOD_LINEAR) /* -ENOTSUP: a design it has none for */
+            unc[k].has_td_bound = qt_td_bound(des, ws, z, &rc->opts, res[k]->rho,
+                                              rc->boot.confidence, &unc[k].td_bound) == 0;
         if (r < 0) {
             qt_boot_fail(&unc[k], &rc->boot, rc->boot.seed, r,
                          msg[0] ? msg : r == QT_ENOCONV ? "fewer than two resamples could be "
