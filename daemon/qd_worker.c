@@ -331,7 +331,7 @@ static int boot_unit(struct chunk_ctx *cc, const struct qt_result *const *res, s
                                         .len = (size_t)j->part.n * stride * sizeof(double),
                                         .boundary =
                                             qt_boot_boundary(res[k], des->d, j->opts.tolerance)};
-        if (r == -EDOM) { /* not counts: failed rows */
+        if (r == QT_ENOTCOUNTS) { /* not counts: failed rows */
             memset(buf[k], 0, rows[k].len);
             r = 0;
         }

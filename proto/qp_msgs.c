@@ -730,7 +730,7 @@ int qp_err_from_wire(int64_t code, const char *name)
                                  -ENOENT, -EBUSY,  -ENOSPC,    -EPERM,     -EACCES,
                                  -ESHUTDOWN, -ERANGE, -EDOM};
 
-    for (int e = QT_EDEADLINE; e <= QT_EPROTOVERS; e++)
+    for (int e = QT_ENOTCOUNTS; e <= QT_EPROTOVERS; e++)
         if (qt_status_from_err(e) == code && strcmp(qt_errname(e), name) == 0)
             return e;
     for (size_t i = 0; i < QT_ARRAY_SIZE(errnos); i++)

@@ -513,7 +513,7 @@ static void empty_column(struct qt_result *res, enum qt_method m, size_t col)
 }
 
 /* --bootstrap without --shots resamples counts: v[0..m) must be whole numbers. Returns 0 or
- * -EDOM with the reason in why. */
+ * QT_ENOTCOUNTS with the reason in why. */
 static int counts_check(const double *v, size_t m, char *why, size_t len)
 {
     for (size_t a = 0; a < m; a++)
@@ -522,7 +522,7 @@ static int counts_check(const double *v, size_t m, char *why, size_t len)
                            "--bootstrap resamples counts, and value %zu is %.17g: data given as "
                            "probabilities or powers need --shots N (counts per group)",
                            a + 1, v[a]);
-            return -EDOM;
+            return QT_ENOTCOUNTS;
         }
     return 0;
 }
@@ -985,7 +985,7 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
             r = live_design(rc, (size_t)m, &kind, &d, why, sizeof(why));
         }
         if (r >= 0 && rc->boot.resamples && !rc->boot.shots)
-            r = counts_check(v, (size_t)m, why, sizeof(why)) < 0 ? QT_EOPTION : 0;
+            r = counts_check(v, (size_t)m, why, sizeof(why));
         if (r >= 0 && rc->local) {
             struct live_ctx lc = {out, sample, false, rc, NULL, NULL, NULL, unc};
 

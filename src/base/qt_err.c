@@ -34,6 +34,7 @@ static const struct err_desc descs[] = {
     {QT_EOPTION, "invalid_option", "invalid option value"},
     {QT_ECRASHED, "worker_crashed", "the item crashed two workers"},
     {QT_EDEADLINE, "deadline", "the item passed its deadline"},
+    {QT_ENOTCOUNTS, "not_counts", "values are not counts: resampling needs counts or shots"},
     {-ETIMEDOUT, "timeout", "timed out"},
     {-ECANCELED, "cancelled", "cancelled"},
     {-EBUSY, "busy", "busy; retry later"},

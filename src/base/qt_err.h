@@ -30,6 +30,7 @@ enum {
     QT_EOPTION = -1018,    /* invalid option value */
     QT_ECRASHED = -1019,   /* the item crashed the workers that ran it */
     QT_EDEADLINE = -1020,  /* the item passed its deadline and its worker was killed */
+    QT_ENOTCOUNTS = -1021, /* values are not counts, and resampling needs counts (or shots) */
 };
 
 /* Returns a static, human-readable description of err (a -errno or QT_E* value).

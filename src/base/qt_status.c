@@ -23,6 +23,7 @@ int qt_status_from_err(int err)
     case QT_ENOTPSD:
     case QT_ESHAPE:
     case QT_EPARSE:
+    case QT_ENOTCOUNTS:
     case QT_EEMPTY:
     case QT_ENOTPHYS:
     case -EINVAL:

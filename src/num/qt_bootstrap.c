@@ -146,7 +146,7 @@ int qt_boot_run(const struct qt_design *des, struct qt_ws *ws, enum qt_method me
         goto out;
     }
     if (!qt_resample_is_counts(y, m)) {
-        r = -EDOM;
+        r = QT_ENOTCOUNTS;
         goto out;
     }
     memset(raw, 0, (size_t)n * stride * sizeof(double));
@@ -264,7 +264,7 @@ int qt_bootstrap(const struct qt_design *des, struct qt_ws *ws, enum qt_method m
     if (r < 0)
         return r;
     if (!qt_resample_is_counts(y, des->m))
-        return -EDOM;
+        return QT_ENOTCOUNTS;
     raw = malloc((size_t)bo->resamples * stride * sizeof(double));
     if (!raw)
         return -ENOMEM;
@@ -286,7 +286,7 @@ int qt_boot_counts(const struct qt_design *des, struct qt_ws *ws, const double *
         if (qt_resample_counts_from_shots(des, ws, y, shots, out) == 0)
             return 0;
         snprintf(msg, msglen, "--shots: the values must be finite and non-negative");
-        return -EDOM;
+        return QT_ENOTCOUNTS;
     }
     for (size_t a = 0; a < des->m; a++)
         if (!qt_resample_is_counts(y + a, 1)) {
@@ -294,22 +294,8 @@ int qt_boot_counts(const struct qt_design *des, struct qt_ws *ws, const double *
                      "value %zu (%.17g) is not a count: data given as probabilities or powers "
                      "need shots (counts per group) to be resampled",
                      a + 1, y[a]);
-            return -EDOM;
+            return QT_ENOTCOUNTS;
         }
     memcpy(out, y, des->m * sizeof(double));
     return 0;
-}
-
-void qt_boot_fail(struct qt_uncertainty *u, const struct qt_boot_req *b, uint64_t seed, int err,
-                  const char *msg)
-{
-    qt_uncertainty_done(u);
-    memset(u, 0, sizeof(*u));
-    u->resamples = b->resamples;
-    u->kind = b->kind;
-    u->seed = seed;
-    u->confidence = b->confidence;
-    u->shots = b->shots;
-    u->err = err;
-    snprintf(u->errmsg, sizeof(u->errmsg), "%s", msg);
 }

@@ -53,7 +53,7 @@ QT_NODISCARD int qt_boot_check(const struct qt_boot_opts *bo);
 
 /* Resamples [k0, k0 + n) of `point` (a successful result of `method` on y, des->m counts, with
  * opts) into raw (n rows of qt_boot_stride(have, d)). have must be qt_boot_have(point). A
- * resample that cannot be estimated gets a row of zeros. Returns 0; -EDOM for non-counts,
+ * resample that cannot be estimated gets a row of zeros. Returns 0; QT_ENOTCOUNTS for non-counts,
  * -ENOMEM. */
 QT_NODISCARD int qt_boot_run(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
                              const double *y, const struct qt_opts *opts,
@@ -67,19 +67,15 @@ QT_NODISCARD int qt_boot_reduce(const double *raw, uint32_t N, uint64_t have, si
                                 double confidence, struct qt_uncertainty *out);
 
 /* All of it for one method in one call: run over [0, N), reduce, and the boundary warning.
- * Returns 0; QT_EOPTION for bad boot options, -EDOM for non-counts, QT_ENOCONV, -ENOMEM. */
+ * Returns 0; QT_EOPTION for bad boot options, QT_ENOTCOUNTS for non-counts, QT_ENOCONV, -ENOMEM. */
 QT_NODISCARD int qt_bootstrap(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
                               const double *y, const struct qt_opts *opts,
                               const struct qt_result *point, const struct qt_boot_opts *bo,
                               struct qt_uncertainty *out);
 
 /* The counts a sample's resamples are drawn from (des->m into out): y itself when shots is 0
- * (y must then be whole counts), else y as `shots` counts per group. Returns 0, or -EDOM with
+ * (y must then be whole counts), else y as `shots` counts per group. Returns 0, or QT_ENOTCOUNTS with
  * the reason in msg (which outcome is not a count, and that --shots is needed). */
 QT_NODISCARD int qt_boot_counts(const struct qt_design *des, struct qt_ws *ws, const double *y,
                                 uint64_t shots, double *out, char *msg, size_t msglen);
 
-/* Fills u with what a request asked for (resamples, kind, seed, confidence, shots) and an
- * error: for results that get no error bars. */
-void qt_boot_fail(struct qt_uncertainty *u, const struct qt_boot_req *b, uint64_t seed, int err,
-                  const char *msg);

@@ -79,7 +79,7 @@ int qt_resample(const struct qt_design *des, struct qt_ws *ws, enum qt_resample_
         goto out;
     }
     if (!qt_resample_is_counts(y, m)) {
-        ret = -EDOM;
+        ret = QT_ENOTCOUNTS;
         goto out;
     }
     if (kind == QT_RESAMPLE_PARAMETRIC) {
@@ -157,13 +157,13 @@ int qt_resample_counts_from_shots(const struct qt_design *des, struct qt_ws *ws,
     if (!tot)
         return -ENOMEM;
     if (shots == 0 || shots > ((uint64_t)1 << 52)) {
-        ret = -EDOM;
+        ret = QT_ENOTCOUNTS;
         goto out;
     }
     memset(tot, 0, des->n_groups * sizeof(double));
     for (size_t a = 0; a < des->m; a++) {
         if (!(y[a] >= 0.0) || !isfinite(y[a])) {
-            ret = -EDOM;
+            ret = QT_ENOTCOUNTS;
             goto out;
         }
         tot[des->groups[a]] += y[a];

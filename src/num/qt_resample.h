@@ -38,7 +38,7 @@ uint64_t qt_rng_poisson(struct qt_rng *r, double mean);
 bool qt_resample_is_counts(const double *y, size_t m);
 
 /* One resample of y (des->m counts) into out (des->m). rho (d x d) is needed for parametric
- * only. Returns 0, -EDOM when y is not counts (see above), QT_EZEROGROUP when a group with
+ * only. Returns 0, QT_ENOTCOUNTS when y is not counts (see above), QT_EZEROGROUP when a group with
  * counts has no probability to draw them from, or -ENOMEM. */
 QT_NODISCARD int qt_resample(const struct qt_design *des, struct qt_ws *ws,
                              enum qt_resample_kind kind, const double *y, const double complex *rho,
@@ -46,7 +46,7 @@ QT_NODISCARD int qt_resample(const struct qt_design *des, struct qt_ws *ws,
 
 /* Data given as probabilities or powers, turned into counts for resampling: each outcome gets
  * round(shots * y_a / sum_{b in its group} y_b), i.e. `shots` counts per group in the observed
- * proportions (a group that sums to 0 gets 0). Returns 0, -EDOM when y has a negative or
+ * proportions (a group that sums to 0 gets 0). Returns 0, QT_ENOTCOUNTS when y has a negative or
  * non-finite value or shots is 0 or above 2^52. */
 QT_NODISCARD int qt_resample_counts_from_shots(const struct qt_design *des, struct qt_ws *ws,
                                                const double *y, uint64_t shots, double *out);

@@ -263,7 +263,7 @@ int qt_td_bound(const struct qt_design *des, struct qt_ws *ws, const double *y,
     if (r < 0)
         return r;
     if (!qt_resample_is_counts(y, des->m))
-        return -EDOM;
+        return QT_ENOTCOUNTS;
     f = qt_ws_alloc_n(ws, des->m, sizeof(double));
     L = qt_ws_alloc_n(ws, d * d, sizeof(*L));
     pls = qt_ws_alloc_n(ws, d * d, sizeof(*pls));

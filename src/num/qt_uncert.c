@@ -2,6 +2,7 @@
 #include "qt_uncert.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,4 +40,18 @@ void qt_uncertainty_done(struct qt_uncertainty *u)
     free(u->rho_std_im);
     u->veig = u->vbell = NULL;
     u->rho_std_re = u->rho_std_im = NULL;
+}
+
+void qt_boot_fail(struct qt_uncertainty *u, const struct qt_boot_req *b, uint64_t seed, int err,
+                  const char *msg)
+{
+    qt_uncertainty_done(u);
+    memset(u, 0, sizeof(*u));
+    u->resamples = b->resamples;
+    u->kind = b->kind;
+    u->seed = seed;
+    u->confidence = b->confidence;
+    u->shots = b->shots;
+    u->err = err;
+    snprintf(u->errmsg, sizeof(u->errmsg), "%s", msg);
 }

@@ -60,7 +60,7 @@ static void test_deterministic_mle(void **state)
     assert_int_equal(qt_bootstrap(des, &ws, QT_METHOD_MLE, y, &opts, &point, &bo, &a), QT_EOPTION);
     bo.confidence = 0.9;
     y[0] = 0.25;
-    assert_int_equal(qt_bootstrap(des, &ws, QT_METHOD_MLE, y, &opts, &point, &bo, &a), -EDOM);
+    assert_int_equal(qt_bootstrap(des, &ws, QT_METHOD_MLE, y, &opts, &point, &bo, &a), QT_ENOTCOUNTS);
     qt_uncertainty_done(&a);
     qt_result_done(&point);
     qt_design_free(des);
@@ -209,11 +209,11 @@ static void test_shots(void **state)
     assert_true(fabs(c[3] - 500.0) < 1e-12);
     assert_true(fabs(c[4] - 0.0) < 1e-12);
     assert_true(qt_resample_is_counts(c, 6));
-    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 0, c), -EDOM);
+    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 0, c), QT_ENOTCOUNTS);
     p[1] = -0.1;
-    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 10, c), -EDOM);
+    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 10, c), QT_ENOTCOUNTS);
     p[1] = NAN;
-    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 10, c), -EDOM);
+    assert_int_equal(qt_resample_counts_from_shots(des, &ws, p, 10, c), QT_ENOTCOUNTS);
     qt_design_free(des);
     qt_ws_done(&ws);
 }

@@ -8,6 +8,7 @@
 #include "base/qt_status.h"
 #include "qd_check.h"
 #include "qt_reqgen.h"
+#include "qd_boot.h"
 #include "qt_test.h"
 
 static const struct qd_check_env env0 = {64, 1000, 4, false, qt_reqgen_find_custom, NULL};
@@ -364,7 +365,88 @@ static void test_mutation_sweep(void **state)
     assert_true(refused > 1000);
 }
 
+
+/* A mub d = 4 job (20 values) with error bars, values from v, boot and part as given. */
+static int boot_request(enum qp_method m, const double *v, size_t n, const struct qt_boot_req *b,
+                        const struct qp_boot_part *part, size_t first_index,
+                        struct qd_reject *rej)
+{
+    struct qp_job j;
+    struct qp_writer w;
+    msgpack_sbuffer fields;
+    msgpack_packer fpk;
+    size_t nf;
+    int r;
+
+    qp_job_init(&j);
+    j.values = (double *)(uintptr_t)v;
+    j.m = 20;
+    j.n = n;
+    j.d = 4;
+    j.first_index = first_index;
+    snprintf(j.design, sizeof(j.design), "mub");
+    j.methods[QT_METHOD_LINEAR] = j.methods[QT_METHOD_MLE] = true;
+    j.boot = *b;
+    qp_writer_init(&w);
+    if (!part) {
+        assert_int_equal(qp_pack_job(&w, 9, m, &j, UINT32_MAX), 0);
+    } else { /* a worker item sent by a client */
+        msgpack_sbuffer_init(&fields);
+        msgpack_packer_init(&fpk, &fields, msgpack_sbuffer_write);
+        nf = qp_pack_job_fields(&fpk, &j);
+        assert_int_equal(qp_pack_chunk(&w, 9, v, 20, n, 0, fields.data, fields.size, nf, part,
+                                       UINT32_MAX),
+                         0);
+        msgpack_sbuffer_destroy(&fields);
+    }
+    r = check_frame(&env0, &peer0, &w, NULL, rej);
+    qp_writer_done(&w);
+    j.values = NULL;
+    qp_job_done(&j);
+    return r;
+}
+
+/* Error bars: counts without shots, rows that fit, no worker-only keys, first_index on a
+ * reconstruct with error bars (it names the resample streams). */
+static void test_bootstrap(void **state)
+{
+    struct qt_boot_req b = {.resamples = 100, .confidence = 0.95};
+    struct qp_boot_part part = {true, 0, 0, 10};
+    struct qd_reject rej;
+    double v[40];
+
+    (void)state;
+    for (int i = 0; i < 40; i++)
+        v[i] = 100 + i;
+    assert_int_equal(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, 0, &rej), 0);
+    assert_int_equal(boot_request(QP_M_RECONSTRUCT, v, 1, &b, NULL, 7, &rej), 0);
+    v[23] = 0.25;
+    assert_true(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, 0, &rej) < 0);
+    assert_int_equal(rej.code, QT_ST_INVALID_PARAMS);
+    assert_non_null(strstr(rej.msg, "values[3, 1] = 0.25 is not a count"));
+    assert_non_null(strstr(rej.msg, "shots"));
+    b.shots = 1000; /* powers with shots are fine */
+    assert_int_equal(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, 0, &rej), 0);
+    v[23] = -1.0; /* a negative count is not resampled either */
+    b.shots = 0;
+    assert_true(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, 0, &rej) < 0);
+    v[23] = 123;
+    b.resamples = 100000; /* 100000 rows of 2 methods at d = 4: fits under 256 MB? */
+    {
+        uint32_t per, parts;
+        int fits = qd_boot_plan(100000, 2, 4, 1, &per, &parts);
+
+        assert_int_equal(boot_request(QP_M_SUBMIT, v, 1, &b, NULL, 0, &rej), fits);
+        if (fits < 0)
+            assert_non_null(strstr(rej.msg, "ask for fewer resamples"));
+    }
+    b.resamples = 100;
+    assert_true(boot_request(QP_M_SUBMIT, v, 1, &b, &part, 0, &rej) < 0);
+    assert_non_null(strstr(rej.msg, "boot_part"));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_bootstrap),
     cmocka_unit_test(test_every_method_valid),
     cmocka_unit_test(test_connection_state),
     cmocka_unit_test(test_unsupported_major_closes),

@@ -870,6 +870,14 @@ static void assert_job_equal(const struct qp_job *a, const struct qp_job *b)
         assert_null(a->opts.target);
     }
     assert_int_equal(a->timeout_ms, b->timeout_ms);
+    assert_int_equal(a->boot.resamples, b->boot.resamples);
+    if (b->boot.resamples) {
+        assert_int_equal(a->boot.kind, b->boot.kind);
+        assert_int_equal(a->boot.has_seed, b->boot.has_seed);
+        assert_true(a->boot.seed == b->boot.seed);
+        assert_double_eq(a->boot.confidence, b->boot.confidence);
+        assert_true(a->boot.shots == b->boot.shots);
+    }
     assert_int_equal(a->progress_ms, b->progress_ms);
     assert_int_equal(a->first_index, b->first_index);
 }
@@ -3376,7 +3384,209 @@ static void test_cache_arrays_over_limit(void **state)
     free(dm);
 }
 
+
+/* Error bars on the wire: the request's bootstrap map (and what is refused in it), the
+ * worker-only boot_part, and uncertainty maps, scalar, vector and error forms. */
+static void test_roundtrip_bootstrap(void **state)
+{
+    struct qp_job j;
+
+    (void)state;
+    make_reconstruct_job(&j);
+    j.boot = (struct qt_boot_req){.resamples = 200,
+                                  .kind = QT_RESAMPLE_PARAMETRIC,
+                                  .has_seed = true,
+                                  .seed = QT_BOOT_MAX_SEED,
+                                  .confidence = 0.68,
+                                  .shots = 5000};
+    roundtrip_job(QP_M_RECONSTRUCT, &j, 3);
+    j.boot = (struct qt_boot_req){.resamples = 2, .confidence = QT_BOOT_CONFIDENCE};
+    roundtrip_job(QP_M_RECONSTRUCT, &j, 4);
+    qp_job_done(&j);
+}
+
+/* Decodes {"bootstrap": <the msgpack of text>} built by pack(). */
+static int decode_boot_of(void (*pack)(msgpack_packer *), struct qt_boot_req *b)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_zone z;
+    msgpack_object o;
+    int r;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    pack(&pk);
+    msgpack_zone_init(&z, 1024);
+    assert_int_equal(msgpack_unpack(sb.data, sb.size, NULL, &z, &o), MSGPACK_UNPACK_SUCCESS);
+    r = qp_decode_boot_req(&o, b, &diag);
+    msgpack_zone_destroy(&z);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
+}
+
+static void boot_unknown_key(msgpack_packer *pk)
+{
+    (void)msgpack_pack_map(pk, 2);
+    qp_pack_key(pk, "resamples");
+    (void)msgpack_pack_uint32(pk, 10);
+    qp_pack_key(pk, "resample");
+    qp_pack_str(pk, "data");
+}
+
+static void boot_one(msgpack_packer *pk)
+{
+    (void)msgpack_pack_map(pk, 1);
+    qp_pack_key(pk, "resamples");
+    (void)msgpack_pack_uint32(pk, 1);
+}
+
+static void boot_conf(msgpack_packer *pk)
+{
+    (void)msgpack_pack_map(pk, 2);
+    qp_pack_key(pk, "resamples");
+    (void)msgpack_pack_uint32(pk, 10);
+    qp_pack_key(pk, "confidence");
+    (void)msgpack_pack_double(pk, 1.0);
+}
+
+static void boot_kind(msgpack_packer *pk)
+{
+    (void)msgpack_pack_map(pk, 2);
+    qp_pack_key(pk, "resamples");
+    (void)msgpack_pack_uint32(pk, 10);
+    qp_pack_key(pk, "kind");
+    qp_pack_str(pk, "jackknife");
+}
+
+static void boot_seed(msgpack_packer *pk)
+{
+    (void)msgpack_pack_map(pk, 2);
+    qp_pack_key(pk, "resamples");
+    (void)msgpack_pack_uint32(pk, 10);
+    qp_pack_key(pk, "seed");
+    (void)msgpack_pack_uint64(pk, QT_BOOT_MAX_SEED + 1);
+}
+
+static void boot_twice(msgpack_packer *pk)
+{
+    (void)msgpack_pack_map(pk, 2);
+    qp_pack_key(pk, "resamples");
+    (void)msgpack_pack_uint32(pk, 10);
+    qp_pack_key(pk, "resamples");
+    (void)msgpack_pack_uint32(pk, 12);
+}
+
+static void boot_defaults(msgpack_packer *pk)
+{
+    (void)msgpack_pack_map(pk, 1);
+    qp_pack_key(pk, "resamples");
+    (void)msgpack_pack_uint32(pk, 10);
+}
+
+static void test_bootstrap_refusals(void **state)
+{
+    struct qt_boot_req b;
+
+    (void)state;
+    assert_int_equal(decode_boot_of(boot_unknown_key, &b), QT_EOPTION);
+    assert_non_null(strstr(diag.msg, "\"resample\""));
+    assert_int_equal(decode_boot_of(boot_one, &b), QT_EOPTION);
+    assert_int_equal(decode_boot_of(boot_conf, &b), QT_EOPTION);
+    assert_int_equal(decode_boot_of(boot_kind, &b), QT_EOPTION);
+    assert_true(decode_boot_of(boot_seed, &b) < 0);
+    assert_int_equal(decode_boot_of(boot_twice, &b), QT_EOPTION);
+    assert_int_equal(decode_boot_of(boot_defaults, &b), 0);
+    assert_int_equal(b.resamples, 10);
+    assert_int_equal(b.kind, QT_RESAMPLE_DATA);
+    assert_false(b.has_seed);
+    assert_double_eq(b.confidence, QT_BOOT_CONFIDENCE);
+    assert_true(b.shots == 0);
+}
+
+static void test_roundtrip_uncertainty(void **state)
+{
+    struct qt_uncertainty u = {0}, v = {0};
+    struct qp_boot_part p = {true, 77, 40, 20}, q;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_zone z;
+    msgpack_object o;
+
+    (void)state;
+    u.resamples = 100;
+    u.kind = QT_RESAMPLE_PARAMETRIC;
+    u.seed = 123456789;
+    u.confidence = 0.9;
+    u.shots = 1000;
+    u.failed = 3;
+    u.warn = QT_BOOT_WARN_BOUNDARY | QT_BOOT_WARN_FAILED;
+    u.d = 2;
+    u.have = (uint64_t)1 << QT_MT_PURITY | (uint64_t)1 << QT_MT_EIGENVALUES;
+    u.stats[QT_MT_PURITY] = (struct qt_boot_stat){0.01, 0.9, 0.95};
+    u.veig = calloc(2, sizeof(*u.veig));
+    u.rho_std_re = calloc(4, sizeof(double));
+    u.rho_std_im = calloc(4, sizeof(double));
+    assert_true(u.veig && u.rho_std_re && u.rho_std_im);
+    u.veig[0] = (struct qt_boot_stat){0.02, 0.8, 0.99};
+    u.veig[1] = (struct qt_boot_stat){0.03, 0.01, 0.2};
+    for (int i = 0; i < 4; i++) {
+        u.rho_std_re[i] = 0.1 * (i + 1);
+        u.rho_std_im[i] = i == 1 ? 0.05 : 0.0;
+    }
+    u.has_td_bound = true;
+    u.td_bound = 0.0625;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    (void)msgpack_pack_array(&pk, 2);
+    qp_pack_uncertainty(&pk, &u);
+    (void)msgpack_pack_map(&pk, 1);
+    qp_pack_boot_part(&pk, &p);
+    msgpack_zone_init(&z, 4096);
+    assert_int_equal(msgpack_unpack(sb.data, sb.size, NULL, &z, &o), MSGPACK_UNPACK_SUCCESS);
+    assert_ok(qp_decode_uncertainty(&o.via.array.ptr[0], 2, &v, &diag));
+    assert_int_equal(v.resamples, 100);
+    assert_int_equal(v.kind, QT_RESAMPLE_PARAMETRIC);
+    assert_true(v.seed == 123456789 && v.shots == 1000);
+    assert_int_equal(v.failed, 3);
+    assert_int_equal(v.warn, u.warn);
+    assert_true(v.have == u.have);
+    assert_memory_equal(&v.stats[QT_MT_PURITY], &u.stats[QT_MT_PURITY], sizeof(u.stats[0]));
+    assert_memory_equal(v.veig, u.veig, 2 * sizeof(*u.veig));
+    assert_memory_equal(v.rho_std_re, u.rho_std_re, 4 * sizeof(double));
+    assert_memory_equal(v.rho_std_im, u.rho_std_im, 4 * sizeof(double));
+    assert_true(v.has_td_bound);
+    assert_double_eq(v.td_bound, 0.0625);
+    /* the wrong dimension is refused, not read past */
+    assert_int_equal(qp_decode_uncertainty(&o.via.array.ptr[0], 3, &v, &diag), QT_EPARSE);
+    assert_ok(qp_decode_boot_part(qp_get(&o.via.array.ptr[1], "boot_part"), &q, &diag));
+    assert_true(q.set && q.sample == 77 && q.k0 == 40 && q.n == 20);
+    msgpack_zone_destroy(&z);
+    msgpack_sbuffer_destroy(&sb);
+
+    /* the error form */
+    qt_uncertainty_done(&v);
+    qt_boot_fail(&u, &(struct qt_boot_req){.resamples = 50, .confidence = 0.95}, 9, QT_ENOTCOUNTS,
+                 "value 3 is not a count");
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    qp_pack_uncertainty(&pk, &u);
+    msgpack_zone_init(&z, 4096);
+    assert_int_equal(msgpack_unpack(sb.data, sb.size, NULL, &z, &o), MSGPACK_UNPACK_SUCCESS);
+    assert_ok(qp_decode_uncertainty(&o, 2, &v, &diag));
+    assert_int_equal(v.err, QT_ENOTCOUNTS);
+    assert_string_equal(v.errmsg, "value 3 is not a count");
+    assert_null(v.rho_std_re);
+    msgpack_zone_destroy(&z);
+    msgpack_sbuffer_destroy(&sb);
+    qt_uncertainty_done(&u);
+    qt_uncertainty_done(&v);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_roundtrip_bootstrap),
+    cmocka_unit_test(test_bootstrap_refusals),
+    cmocka_unit_test(test_roundtrip_uncertainty),
     cmocka_unit_test(test_golden_hello),
     cmocka_unit_test(test_golden_hello_result),
     cmocka_unit_test(test_golden_reconstruct),

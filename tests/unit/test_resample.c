@@ -230,11 +230,11 @@ static void test_order_free_and_refusals(void **state)
         assert_memory_equal(a[i], b, sizeof(b));
     }
     y[4] = 0.5;
-    assert_int_equal(qt_resample(des, &ws, QT_RESAMPLE_DATA, y, NULL, &r, b), -EDOM);
+    assert_int_equal(qt_resample(des, &ws, QT_RESAMPLE_DATA, y, NULL, &r, b), QT_ENOTCOUNTS);
     y[4] = -1.0;
-    assert_int_equal(qt_resample(des, &ws, QT_RESAMPLE_DATA, y, NULL, &r, b), -EDOM);
+    assert_int_equal(qt_resample(des, &ws, QT_RESAMPLE_DATA, y, NULL, &r, b), QT_ENOTCOUNTS);
     y[4] = NAN;
-    assert_int_equal(qt_resample(des, &ws, QT_RESAMPLE_DATA, y, NULL, &r, b), -EDOM);
+    assert_int_equal(qt_resample(des, &ws, QT_RESAMPLE_DATA, y, NULL, &r, b), QT_ENOTCOUNTS);
     assert_false(qt_resample_is_counts((const double[]){1e17}, 1));
     qt_design_free(des);
     qt_ws_done(&ws);
