@@ -203,6 +203,127 @@ class QtomoctlTest(unittest.TestCase):
         write_columns(path, read_columns(BELL4, str) * reps)
         return path
 
+    # ---- error bars (--bootstrap) ----
+
+    def test_bootstrap_daemon_equals_local_any_worker_count(self):
+        # The same seed gives the same records through 1 worker, 2 workers and --local: each
+        # sample's resamples are units spread over the workers and reduced in resample order.
+        runs = []
+        for workers in (1, 2):
+            d = self.start(workers=workers)
+            bell, mub3 = self.path("bell%d.csv" % workers), self.path("mub%d.csv" % workers)
+            shutil.copy(BELL4, bell)
+            shutil.copy(os.path.join(EXAMPLES, "mub_d3.csv"), mub3)
+            recs = self.daemon_equals_local(d, bell, 4, "--method", "linear,mle", "--bootstrap",
+                                            "60", "--seed", "42", "--target",
+                                            os.path.join(EXAMPLES, "phi_plus.json"))
+            runs.append(recs)
+            self.daemon_equals_local(d, mub3, 3, "--method", "linear,wls", "--bootstrap", "30",
+                                     "--seed", "7", "--resample", "parametric", "--confidence",
+                                     "0.9")
+            self.assertEqual(d.stop(), 0)
+        self.assertEqual(runs[0], runs[1])
+        for r in runs[0]:
+            u = r["uncertainty"]
+            self.assertEqual((u["resamples"], u["kind"], u["seed"], u["confidence"]),
+                             (60, "data", 42, 0.95))
+            self.assertEqual(u["failed_resamples"], 0)
+            for m in ("purity", "fidelity", "trace_distance"):
+                st = u["metrics"][m]
+                self.assertGreater(st["std"], 0, m)
+                self.assertLessEqual(st["lo"], st["hi"], m)
+            self.assertEqual(len(u["metrics"]["eigenvalues"]["std"]), 4)
+            self.assertEqual(len(u["rho_std"]["re"]), 4)
+            # nopovm has no trace-distance bound (Poisson counts, see qt_tdbound.h)
+            self.assertNotIn("trace_distance_bound", u)
+        with open(self.path("mub2.csv.daemon", "summary.csv")) as f:
+            head = f.readline().rstrip("\n").split(",")
+        self.assertIn("purity_std", head)
+        self.assertIn("purity_hi", head)
+        self.assertIn("trace_distance_bound", head)  # mub linear has one
+        self.assertGreater(head.index("purity_std"), head.index("error"))
+        with open(self.path("mub2.csv.daemon", "run.json")) as f:
+            self.assertEqual(json.load(f)["options"]["bootstrap"],
+                             {"resamples": 30, "kind": "parametric", "seed": 7,
+                              "confidence": 0.9, "shots": 0})
+
+    def test_bootstrap_worker_killed_mid_sample_is_exactly_once(self):
+        # A worker killed while it computes a unit of resamples: the unit is retried on another
+        # worker and the records are still those of --local, with no failed resamples.
+        d = self.start(workers=2)
+        path = self.path("bell.csv")
+        write_columns(path, read_columns(BELL4, str)[:2])
+        opts = ["--method", "linear,mle", "--bootstrap", "400", "--seed", "5"]
+        # Size the run from this machine's speed: at least ~4 s through the daemon.
+        t0 = time.monotonic()
+        ref = local("reconstruct", path, "--local", "--json", *opts)
+        self.assertExit(ref, 0, "--local")
+        per_pass = max(time.monotonic() - t0, 1e-3)
+        reps = max(1, min(40, int(8.0 / per_pass)))
+        write_columns(path, read_columns(BELL4, str)[:2] * reps)
+        ref = local("reconstruct", path, "--local", "--json", *opts, timeout=600)
+        self.assertExit(ref, 0, "--local")
+        p = subprocess.Popen([QTOMOCTL, "-s", d.sock, "reconstruct", path, "--json"] + opts,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        killed = []
+
+        def kill_busy():
+            st = json.loads(ctl("-s", d.sock, "--json", "stats").stdout)
+            busy = [w["pid"] for w in st["worker_detail"] if w["state"] == "busy"]
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+            return bool(busy) or p.poll() is not None
+
+        for _ in range(2):  # two kills, a while apart
+            self.assertTrue(wait_until(kill_busy, 60))
+            time.sleep(per_pass / 4)
+        out, err = p.communicate(timeout=600)
+        self.assertEqual(p.returncode, 0, err.decode(errors="replace")[-2000:])
+        self.assertEqual(len(killed), 2, "the run ended before the kills")
+        self.assertSameBytes(out, ref.stdout, "records after killed workers")
+        st = json.loads(ctl("-s", d.sock, "--json", "stats").stdout)
+        self.assertEqual(st["errors"], 0)
+        self.assertEqual(d.stop(), 0)
+
+    def test_bootstrap_refusals_and_resume_keeps_seed(self):
+        d = self.start()
+        probs = self.path("probs.csv")
+        cols = read_columns(BELL4)
+        write_columns(probs, [[v / sum(c) for v in c] for c in cols])
+        for mode in ("daemon", "local"):
+            args = ["-s", d.sock] if mode == "daemon" else []
+            extra = [] if mode == "daemon" else ["--local"]
+            p = ctl(*args, "reconstruct", probs, *extra, "--bootstrap", "20")
+            self.assertExit(p, 2, mode + " probabilities without --shots")
+            self.assertIn(b"--shots", p.stderr)
+            self.assertIn(b"column 1", p.stderr)
+            p = ctl(*args, "reconstruct", probs, *extra, "--json", "--bootstrap", "20",
+                    "--shots", "5000", "--seed", "1", env=LOCAL_ENV)
+            self.assertExit(p, 0, mode + " with --shots")
+            u = json.loads(p.stdout.split(b"\n")[0])["uncertainty"]
+            self.assertEqual(u["shots"], 5000)
+        for bad in (["--seed", "3"], ["--bootstrap", "1"], ["--bootstrap", "10", "--confidence",
+                                                             "1"],
+                    ["--bootstrap", "10", "--resample", "jackknife"],
+                    ["--bootstrap", "10", "--seed", str(2 ** 53)]):
+            p = ctl("-s", d.sock, "reconstruct", BELL4, *bad)
+            self.assertExit(p, 2, " ".join(bad))
+        # Without --seed one is chosen, reported, and kept by --resume.
+        out = self.path("out")
+        p = ctl("-s", d.sock, "reconstruct", BELL4, "-o", out, "--bootstrap", "10")
+        self.assertExit(p, 0, "chosen seed")
+        with open(os.path.join(out, "run.json")) as f:
+            seed = json.load(f)["options"]["bootstrap"]["seed"]
+        with open(os.path.join(out, "records.jsonl")) as f:
+            self.assertEqual({json.loads(line)["uncertainty"]["seed"] for line in f}, {seed})
+        p = ctl("-s", d.sock, "reconstruct", BELL4, "-o", out, "--bootstrap", "10", "--resume")
+        self.assertExit(p, 0, "--resume without --seed")
+        p = ctl("-s", d.sock, "reconstruct", BELL4, "-o", out, "--bootstrap", "10", "--resume",
+                "--seed", str(seed + 1))
+        self.assertExit(p, 2, "--resume with another seed")
+        self.assertEqual(d.stop(), 0)
+
     # ---- daemon == --local on the origin's real data ----
 
     def daemon_equals_local(self, d, path, n_samples, *opts, exit_code=0):
