@@ -292,7 +292,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         qctl_err("--resample, --seed, --confidence and --shots go with --bootstrap N");
         return -1;
     }
-    if (rc->boot.resamples && !rc->boot.confidence)
+    if (rc->boot.resamples && rc->boot.confidence == 0.0)
         rc->boot.confidence = QT_BOOT_CONFIDENCE;
     return 0;
 }

@@ -20,6 +20,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * over millions of runs would overflow). */
 static volatile int sink;
 
+/* Each entry of an "uncertainty" array, at two dimensions. */
+static void decode_unc(const msgpack_object *o)
+{
+    struct qt_uncertainty u = {0};
+    struct qt_diag err;
+
+    for (uint32_t i = 0; o && o->type == MSGPACK_OBJECT_ARRAY && i < o->via.array.size; i++)
+        for (size_t d = 2; d <= 4; d += 2) {
+            sink ^= qp_decode_uncertainty(&o->via.array.ptr[i], d, &u, &err);
+            qt_uncertainty_done(&u);
+        }
+}
+
 /* Every result decoder on the result, and the error decoder on an error map. */
 static void decode_response(const struct qp_msg *msg)
 {
@@ -45,6 +58,7 @@ static void decode_response(const struct qp_msg *msg)
             sink ^= qp_decode_result_map(&results->via.array.ptr[i], 64, &res, &err);
         qt_result_done(&res);
     }
+    decode_unc(qp_get(msg->result, "uncertainty"));
     for (size_t i = 0; i < sizeof(u64_keys) / sizeof(u64_keys[0]); i++)
         sink ^= qp_decode_u64_result(msg->result, u64_keys[i], &v, &err);
     sink ^= qp_decode_cancel_result(msg->result, &found, &err);
@@ -110,7 +124,12 @@ static void decode_typed(const struct qp_msg *msg)
     case QP_M_W_RESULT: {
         struct qp_w_result wr;
 
-        sink ^= qp_decode_w_result(msg->params, &wr, &err);
+        if (qp_decode_w_result(msg->params, &wr, &err) == 0 && wr.boot_obj) {
+            struct qp_boot_rows rows[_QT_METHOD_MAX];
+
+            for (size_t n = 1; n <= _QT_METHOD_MAX; n++)
+                sink ^= qp_decode_boot_rows(wr.boot_obj, n, 2, rows, &err);
+        }
         break;
     }
     case QP_M_PROGRESS: {
@@ -127,6 +146,7 @@ static void decode_typed(const struct qp_msg *msg)
              results && results->type == MSGPACK_OBJECT_ARRAY && i < results->via.array.size; i++)
             sink ^= qp_decode_result_map(&results->via.array.ptr[i], 64, &res, &err);
         qt_result_done(&res);
+        decode_unc(qp_get(msg->params, "uncertainty"));
         break;
     }
     default: {

@@ -32,6 +32,13 @@ static int pack_samples(struct qp_writer *w, enum qp_method m, bool custom)
     j.methods[QT_METHOD_MLE] = true;
     j.timeout_ms = 1000;
     j.progress_ms = m == QP_M_SUBMIT ? 100 : 0;
+    if (m == QP_M_RECONSTRUCT) /* error bars, so that mutations reach their checks */
+        j.boot = (struct qt_boot_req){.resamples = 10,
+                                      .kind = QT_RESAMPLE_PARAMETRIC,
+                                      .has_seed = true,
+                                      .seed = 3,
+                                      .confidence = 0.9,
+                                      .shots = 100};
     r = qp_pack_job(w, QT_REQGEN_ID, m, &j, UINT32_MAX);
     j.values = NULL;
     qp_job_done(&j);
