@@ -8,6 +8,8 @@ Standard library plus ``msgpack`` (Debian: ``python3-msgpack``); numpy is used w
         for index, results in c.submit(columns, "mub", dim=4, progress_ms=500):
             ...                               # samples stream in completion order
         print(c.last_totals)                  # {n_ok, n_err, n_cancelled, elapsed_ms}
+        r = c.reconstruct(counts, "mub", bootstrap={"resamples": 200, "seed": 7})
+        u = r["results"][0]["uncertainty"]    # error bars: u["metrics"]["purity"]["std"], ...
 
 A Client is not thread-safe, with one exception: ``cancel(id, wait=False)`` only writes, so
 another thread may call it while one thread iterates a ``submit``.
@@ -38,6 +40,14 @@ SHUTTING_DOWN, TOO_LARGE, INVALID_SAMPLE = -32006, -32007, -32008
 UNSUPPORTED_PROTOCOL, CANCELLED = -32010, -32800
 
 _DTYPES = {"f64le": ("<f8", 8), "c128le": ("<c16", 16)}
+
+# Error bars (qt_uncert.h): the bounds the server checks, and its default confidence.
+BOOT_MAX_RESAMPLES = 100000
+BOOT_MAX_SEED = (1 << 53) - 1
+BOOT_CONFIDENCE = 0.95
+BOOT_KINDS = ("data", "parametric")
+_BOOT_KEYS = ("resamples", "kind", "seed", "confidence", "shots")
+_VECTOR_METRICS = ("eigenvalues", "bell_fidelities")
 
 
 class QtomoError(Exception):
@@ -201,6 +211,109 @@ def _plain(v):
     return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
 
 
+# ---- error bars (bootstrap) ----
+
+def _boot_int(b, key, lo, hi):
+    v = _plain(b[key])
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ValueError("bootstrap.%s: %r is not an integer" % (key, b[key]))
+    if not lo <= v <= hi:
+        raise ValueError("bootstrap.%s: %d is not in [%d, %d]" % (key, v, lo, hi))
+    return v
+
+
+def bootstrap_params(bootstrap):
+    """The request's ``bootstrap`` map from None (no error bars), an int N (N resamples) or a
+    dict with ``resamples`` (required, in [2, 100000]), ``kind`` ("data", the default, or
+    "parametric"), ``seed`` (in [0, 2^53 - 1]; None or absent: the server picks one and every
+    result reports it), ``confidence`` of the percentile interval (in (0, 1), default 0.95) and
+    ``shots`` (counts per group, >= 1, for data given as probabilities or powers; absent: the
+    values must be counts). ``kind`` and ``confidence`` are always sent, as the C client
+    does. ValueError names the field that is out of range."""
+    if bootstrap is None:
+        return None
+    b = _plain(bootstrap)
+    if isinstance(b, int) and not isinstance(b, bool):
+        b = {"resamples": b}
+    if not isinstance(b, dict):
+        raise ValueError("bootstrap: %r is not None, a number of resamples or a dict"
+                         % (bootstrap,))
+    for k in b:
+        if k not in _BOOT_KEYS:  # the server refuses unknown keys too
+            raise ValueError("bootstrap: unknown key %r (known: %s)" % (k, ", ".join(_BOOT_KEYS)))
+    if b.get("resamples") is None:
+        raise ValueError("bootstrap.resamples: missing")
+    p = {"resamples": _boot_int(b, "resamples", 2, BOOT_MAX_RESAMPLES)}
+    kind = b.get("kind")
+    kind = "data" if kind is None else kind
+    if kind not in BOOT_KINDS:
+        raise ValueError("bootstrap.kind: %r is not data or parametric" % (kind,))
+    p["kind"] = kind
+    if b.get("seed") is not None:
+        p["seed"] = _boot_int(b, "seed", 0, BOOT_MAX_SEED)
+    conf = _plain(b.get("confidence"))
+    conf = BOOT_CONFIDENCE if conf is None else conf
+    if (not isinstance(conf, (int, float)) or isinstance(conf, bool)
+            or not 0.0 < conf < 1.0):  # also refuses NaN
+        raise ValueError("bootstrap.confidence: %r is not in (0, 1)" % (b.get("confidence"),))
+    p["confidence"] = float(conf)
+    if b.get("shots") is not None:
+        p["shots"] = _boot_int(b, "shots", 1, BOOT_MAX_SEED)
+    return p
+
+
+def _stats(name, arr, use_numpy):
+    """A metric's [3, n] bulk array as {std, lo, hi}: numbers for a scalar metric, lists (or
+    numpy arrays) of n for a vector one."""
+    shape = arr.get("shape") if isinstance(arr, dict) else None
+    if not isinstance(shape, list) or len(shape) != 2 or shape[0] != 3:
+        raise QtomoError(PARSE_ERROR, "uncertainty.metrics.%s: not a [3, n] array" % name)
+    a = decode_array(arr, use_numpy)
+    vec = name in _VECTOR_METRICS or shape[1] != 1
+    return {k: (a[i] if vec else float(a[i][0])) for i, k in enumerate(("std", "lo", "hi"))}
+
+
+def decode_uncertainty(unc, use_numpy=False):
+    """One entry of a result's ``uncertainty`` array (qp_pack_uncertainty, proto/qp_boot.c) as
+    qtomoctl's JSON record has it: ``{resamples, kind, seed, confidence[, shots],
+    failed_resamples[, warnings]``, then either ``error: {code, name, message}`` (no error bars; the estimate stands) or
+    ``metrics: {name: {std, lo, hi}}`` (vector metrics: a list of d each), ``rho_std: {re,
+    im}`` (``re[i][j]``, as ``rho``) and, for linear, ``trace_distance_bound``}. With
+    ``use_numpy`` the vectors and matrices are numpy arrays. None (nil) stays None."""
+    if unc is None:
+        return None
+    if not isinstance(unc, dict):
+        raise QtomoError(PARSE_ERROR, "uncertainty: not a map")
+    u = dict(unc)
+    if "error" in u:
+        return u
+    if not isinstance(u.get("metrics"), dict) or not isinstance(u.get("rho_std"), dict):
+        raise QtomoError(PARSE_ERROR, "uncertainty: neither error nor metrics and rho_std")
+    u["metrics"] = {k: _stats(k, v, use_numpy) for k, v in u["metrics"].items()}
+    rs = u["rho_std"]
+    for k in ("re", "im"):
+        shape = rs[k].get("shape") if isinstance(rs.get(k), dict) else None
+        if not isinstance(shape, list) or len(shape) != 2 or shape[0] != shape[1]:
+            raise QtomoError(PARSE_ERROR, "uncertainty.rho_std.%s: not a d x d array" % k)
+    u["rho_std"] = {k: decode_array(rs[k], use_numpy) for k in ("re", "im")}
+    return u
+
+
+def decode_results(results, uncertainty=None, use_numpy=False):
+    """A ``results`` array decoded by ``decode_result``; with the ``uncertainty`` array of the
+    same message (one map or nil per result, in the same order), each result with error bars
+    gets them as ``result["uncertainty"]`` (``decode_uncertainty``); nil leaves the key out."""
+    out = [decode_result(x, use_numpy) for x in results]
+    if uncertainty is None:
+        return out
+    if not isinstance(uncertainty, list) or len(uncertainty) != len(out):
+        raise QtomoError(PARSE_ERROR, "uncertainty: not an array of %d" % len(out))
+    for res, unc in zip(out, uncertainty):
+        if unc is not None:
+            res["uncertainty"] = decode_uncertainty(unc, use_numpy)
+    return out
+
+
 # ---- client ----
 
 class Client:
@@ -343,7 +456,8 @@ class Client:
     # -- estimation --
 
     @staticmethod
-    def _job(values, design, dim, methods, options, target, timeout_ms, design_id):
+    def _job(values, design, dim, methods, options, target, timeout_ms, design_id,
+             bootstrap=None):
         p = {"values": values, "design": design}
         if design_id:
             p["design_id"] = design_id
@@ -358,41 +472,73 @@ class Client:
             p["target"] = tgt
         if timeout_ms:
             p["timeout_ms"] = int(timeout_ms)
+        if bootstrap is not None:
+            p["bootstrap"] = bootstrap
         return p
 
+    def _boot(self, bootstrap):
+        """The checked ``bootstrap`` map, or None; QtomoError INVALID_PARAMS, before anything is
+        sent, when the server's hello lists no "bootstrap" feature: a server that does not
+        know the key might ignore it, and the results would silently lack their error bars."""
+        b = bootstrap_params(bootstrap)
+        if b is not None and "bootstrap" not in ((self.server_info or {}).get("features") or ()):
+            raise QtomoError(INVALID_PARAMS, "bootstrap: the server does not compute error bars "
+                             "(its hello lists no 'bootstrap' feature)")
+        return b
+
     def reconstruct(self, values, design, dim=None, methods=("linear", "mle"), options=None,
-                    target=None, timeout_ms=None, design_id=None):
+                    target=None, timeout_ms=None, design_id=None, bootstrap=None,
+                    first_index=None):
         """Estimate one sample on the interactive queue.
 
         ``values``: m floats in the design's outcome order; ``design``: nopovm, mub, sic, pauli
         or custom (with ``design_id`` from ``design_put``); ``dim``: d (None: the target's, else
         inferred by the server); ``methods``: any of linear, mle, wls, rhor; ``options``:
         {name: value} as in SCHEMA.md §8 (e.g. ``{"mle-gap-tol": 1e-9}``); ``target``: d x d
-        density matrix (adds fidelity, trace_distance); ``timeout_ms``: per-item deadline.
+        density matrix (adds fidelity, trace_distance); ``timeout_ms``: per-item deadline;
+        ``bootstrap``: error bars, None, a number of resamples or a dict (``bootstrap_params``);
+        ``first_index``: only with ``bootstrap``, the sample's index, which keys its resample
+        streams (a submit's sample first_index + column gets the same error bars).
         Returns ``{index, results, timing, worker}``; per-sample failures are result maps with
-        ``status: "error"``.
+        ``status: "error"``; with ``bootstrap`` each result that has error bars carries them
+        as ``uncertainty`` (``decode_uncertainty``). ValueError for a bad ``bootstrap`` or
+        ``first_index``; QtomoError INVALID_PARAMS when the server has no error bars.
         """
+        b = self._boot(bootstrap)
+        if first_index is not None:
+            if b is None:
+                raise ValueError("first_index: only with bootstrap on reconstruct")
+            first_index = _plain(first_index)
+            if (not isinstance(first_index, int) or isinstance(first_index, bool)
+                    or not 0 <= first_index < 1 << 63):
+                raise ValueError("first_index: %r is not in [0, 2^63 - 1]" % (first_index,))
         p = self._job(values_array(values), design, dim, methods, options, target, timeout_ms,
-                      design_id)
+                      design_id, b)
+        if first_index is not None:
+            p["first_index"] = first_index
         r = dict(self._call("reconstruct", p))
-        r["results"] = [decode_result(x, self.use_numpy) for x in r.get("results", [])]
+        r["results"] = decode_results(r.get("results", []), r.pop("uncertainty", None),
+                                      self.use_numpy)
         return r
 
     def submit(self, matrix, design, dim=None, methods=("linear", "mle"), options=None,
                target=None, timeout_ms=None, design_id=None, progress_ms=0, first_index=0,
-               on_progress=None):
+               on_progress=None, bootstrap=None):
         """Estimate a batch (one sample per column, see ``matrix_array``) on the batch queue.
 
         The request is sent at once (its id is ``last_request_id``, for ``cancel``); returns a
         generator of ``(index, results)`` in completion order, index = first_index + column.
+        ``bootstrap``: error bars as in ``reconstruct`` (the index keys a sample's resample
+        streams), checked before the request is sent.
         ``on_progress(params)`` gets each ``progress`` notification ({request, done, failed,
         total, eta_ms}). At the end ``last_totals`` = {n_ok, n_err, n_cancelled, elapsed_ms}; an
         error final response raises QtomoError (cancel: CANCELLED with ``data`` = totals).
         Iterate it to the end or ``close()`` it; until then its notifications are buffered
         while other requests are waited for.
         """
+        b = self._boot(bootstrap)
         p = self._job(matrix_array(matrix), design, dim, methods, options, target, timeout_ms,
-                      design_id)
+                      design_id, b)
         p["progress_ms"] = int(progress_ms)
         p["first_index"] = int(first_index)
         rid = self._send("submit", p)
@@ -407,8 +553,9 @@ class Client:
                 while q:
                     method, params = q.popleft()
                     if method == "result":
-                        yield params["index"], [decode_result(x, self.use_numpy)
-                                                for x in params.get("results", [])]
+                        yield params["index"], decode_results(params.get("results", []),
+                                                              params.get("uncertainty"),
+                                                              self.use_numpy)
                     elif on_progress is not None:
                         on_progress(params)
                 if rid in self._responses:  # all notifications precede the final response

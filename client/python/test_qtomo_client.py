@@ -55,11 +55,43 @@ def submit_job(matrix=SUBMIT_COLS):
                 first_index=10)
 
 
-def result_notify(index, request=3):
+def result_notify(index, request=3, uncertainty=None):
     msg = unframe(golden("result_notify"))
     msg[2][0]["index"] = index
     msg[2][0]["request"] = request
+    if uncertainty is not None:
+        msg[2][0]["uncertainty"] = uncertainty
     return frame(msg)
+
+
+def f64m(rows, cols, flat):
+    """A bulk f64le [rows, cols] array of the column-major values flat."""
+    return {"dtype": "f64le", "shape": [rows, cols],
+            "data": struct.pack("<%dd" % len(flat), *flat)}
+
+
+# Error bars as the server packs them (proto/qp_boot.c qp_pack_uncertainty), for a d = 2 result:
+# metrics [3, n] column-major, element j's (std, lo, hi) at 3j, 3j+1, 3j+2; rho_std d x d.
+UNC_OK = {"resamples": 200, "kind": "data", "seed": 7, "confidence": 0.9, "shots": 1000,
+          "failed_resamples": 3, "warnings": ["boundary_estimate", "resamples_failed"],
+          "metrics": {"purity": f64m(3, 1, [0.01, 0.8, 0.9]),
+                      "eigenvalues": f64m(3, 2, [0.02, 0.85, 0.95, 0.03, 0.05, 0.15]),
+                      "some_new_vector": f64m(3, 2, [1, 2, 3, 4, 5, 6])},
+          "rho_std": {"re": f64m(2, 2, [0.1, 0.2, 0.3, 0.4]),
+                      "im": f64m(2, 2, [0.0, 0.5, 0.6, 0.0])},
+          "trace_distance_bound": 0.125}
+UNC_OK_DECODED = {
+    "resamples": 200, "kind": "data", "seed": 7, "confidence": 0.9, "shots": 1000,
+    "failed_resamples": 3, "warnings": ["boundary_estimate", "resamples_failed"],
+    "metrics": {"purity": {"std": 0.01, "lo": 0.8, "hi": 0.9},
+                "eigenvalues": {"std": [0.02, 0.03], "lo": [0.85, 0.05], "hi": [0.95, 0.15]},
+                "some_new_vector": {"std": [1, 4], "lo": [2, 5], "hi": [3, 6]}},
+    "rho_std": {"re": [[0.1, 0.3], [0.2, 0.4]], "im": [[0.0, 0.6], [0.5, 0.0]]},  # [i][j]
+    "trace_distance_bound": 0.125}
+UNC_ERR = {"resamples": 50, "kind": "parametric", "seed": 123, "confidence": 0.95,
+           "failed_resamples": 49, "warnings": ["resamples_failed"],
+           "error": {"code": qc.INTERNAL, "name": "not_converged",
+                     "message": "fewer than two resamples could be estimated"}}
 
 
 class TestGolden(unittest.TestCase):
@@ -131,6 +163,126 @@ class TestGolden(unittest.TestCase):
         self.assertEqual(cm.exception.code, qc.TOO_LARGE)
 
 
+class TestBootstrap(unittest.TestCase):
+    def test_params(self):
+        bp = qc.bootstrap_params
+        self.assertIsNone(bp(None))
+        # kind and confidence are always sent (as qp_pack_boot_req); seed and shots when given.
+        want = {"resamples": 50, "kind": "data", "confidence": 0.95}
+        for b in (50, {"resamples": 50}, {"resamples": 50, "kind": None, "seed": None,
+                                          "confidence": None, "shots": None}):
+            got = bp(b)
+            self.assertEqual(got, want, b)
+            self.assertEqual(list(got), ["resamples", "kind", "confidence"])
+        full = {"shots": 1000, "confidence": 0.5, "seed": (1 << 53) - 1, "kind": "parametric",
+                "resamples": 100000}
+        got = bp(full)
+        self.assertEqual(got, full)
+        self.assertEqual(list(got), ["resamples", "kind", "seed", "confidence", "shots"])
+        self.assertIsInstance(bp({"resamples": 2, "confidence": 1 / 2})["confidence"], float)
+        self.assertEqual(bp({"resamples": 2, "seed": 0})["seed"], 0)
+        if np is not None:
+            self.assertEqual(bp(np.int64(7)), dict(want, resamples=7))
+            got = bp({"resamples": np.uint32(9), "seed": np.int64(3),
+                      "confidence": np.float64(0.9), "shots": np.int32(10)})
+            self.assertEqual(msgpack.packb(got), msgpack.packb({
+                "resamples": 9, "kind": "data", "seed": 3, "confidence": 0.9, "shots": 10}))
+
+    def test_params_refused(self):
+        bad = [  # (bootstrap, the field the message names)
+            (1, "bootstrap.resamples"), (100001, "bootstrap.resamples"),
+            (0, "bootstrap.resamples"), (-5, "bootstrap.resamples"),
+            (True, "bootstrap:"), (50.0, "bootstrap:"), ("50", "bootstrap:"), ([50], "bootstrap:"),
+            ({}, "bootstrap.resamples: missing"), ({"kind": "data"}, "bootstrap.resamples"),
+            ({"resamples": 2.5}, "bootstrap.resamples"), ({"resamples": True}, "resamples"),
+            ({"resamples": 50, "seeds": 1}, "'seeds'"),
+            ({"resamples": 50, "kind": "poisson"}, "bootstrap.kind"),
+            ({"resamples": 50, "kind": "Data"}, "bootstrap.kind"),
+            ({"resamples": 50, "seed": -1}, "bootstrap.seed"),
+            ({"resamples": 50, "seed": 1 << 53}, "bootstrap.seed"),
+            ({"resamples": 50, "seed": 1.0}, "bootstrap.seed"),
+            ({"resamples": 50, "confidence": 0}, "bootstrap.confidence"),
+            ({"resamples": 50, "confidence": 1.0}, "bootstrap.confidence"),
+            ({"resamples": 50, "confidence": float("nan")}, "bootstrap.confidence"),
+            ({"resamples": 50, "confidence": "0.9"}, "bootstrap.confidence"),
+            ({"resamples": 50, "shots": 0}, "bootstrap.shots"),
+            ({"resamples": 50, "shots": 1 << 53}, "bootstrap.shots"),
+            ({"resamples": 50, "shots": 10.0}, "bootstrap.shots")]
+        for b, field in bad:
+            with self.assertRaises(ValueError, msg=repr(b)) as cm:
+                qc.bootstrap_params(b)
+            self.assertIn(field, str(cm.exception), b)
+
+    def test_job_bytes(self):
+        """The request's key order is the C encoder's (qp_pack_job): bootstrap last of the
+        job's fields, then a reconstruct's first_index."""
+        b = qc.bootstrap_params({"resamples": 50, "seed": 7, "shots": 100})
+        vals = qc.values_array([0.25] * 4)
+        p = qc.Client._job(vals, "nopovm", 2, ("linear",), None, None, 5000, None, b)
+        self.assertEqual(list(p), ["values", "design", "d", "methods", "options", "timeout_ms",
+                                   "bootstrap"])
+        self.assertEqual(p["bootstrap"], {"resamples": 50, "kind": "data", "seed": 7,
+                                          "confidence": 0.95, "shots": 100})
+        p = qc.Client._job(vals, "nopovm", 2, ("linear",), None, None, 5000, None)
+        self.assertNotIn("bootstrap", p)
+
+    def test_decode_uncertainty(self):
+        self.assertIsNone(qc.decode_uncertainty(None))
+        self.assertEqual(qc.decode_uncertainty(UNC_OK), UNC_OK_DECODED)
+        self.assertEqual(qc.decode_uncertainty(UNC_ERR), UNC_ERR)  # kept as received
+        one = qc.decode_uncertainty(dict(UNC_OK, metrics={"bell_fidelities":
+                                                          f64m(3, 1, [1, 2, 3])}))
+        self.assertEqual(one["metrics"], {"bell_fidelities": {"std": [1], "lo": [2], "hi": [3]}})
+        u = dict(UNC_OK)
+        del u["shots"], u["warnings"], u["trace_distance_bound"]
+        got = qc.decode_uncertainty(u)
+        self.assertEqual(list(got), ["resamples", "kind", "seed", "confidence",
+                                     "failed_resamples", "metrics", "rho_std"])
+        # Through a whole frame: results [ok, error] with uncertainty [map, nil].
+        msg = unframe(golden("reconstruct_result"))
+        msg[3]["uncertainty"] = [UNC_OK, None]
+        msg = qc.decode_frame(frame(msg))
+        ok, err = qc.decode_results(msg[3]["results"], msg[3]["uncertainty"])
+        self.assertEqual(ok["uncertainty"], UNC_OK_DECODED)
+        self.assertEqual(ok["rho"], RHO)
+        self.assertNotIn("uncertainty", err)
+        self.assertEqual(qc.decode_results(msg[3]["results"], [UNC_ERR, UNC_ERR])[1]
+                         ["uncertainty"], UNC_ERR)
+        self.assertEqual(qc.decode_results(msg[3]["results"]),
+                         [qc.decode_result(r) for r in msg[3]["results"]])
+        if np is not None:
+            got = qc.decode_uncertainty(UNC_OK, use_numpy=True)
+            pur, eig = got["metrics"]["purity"], got["metrics"]["eigenvalues"]
+            self.assertEqual((type(pur["std"]), pur["lo"], pur["hi"]), (float, 0.8, 0.9))
+            self.assertIsInstance(eig["std"], np.ndarray)
+            for k in ("std", "lo", "hi"):
+                self.assertEqual(eig[k].tolist(), UNC_OK_DECODED["metrics"]["eigenvalues"][k])
+            for k in ("re", "im"):
+                self.assertTrue(np.array_equal(got["rho_std"][k],
+                                               np.array(UNC_OK_DECODED["rho_std"][k])))
+
+    def test_decode_uncertainty_refused(self):
+        res = unframe(golden("reconstruct_result"))[3]["results"]
+        for unc in ([UNC_OK], [UNC_OK, None, None], {"0": UNC_OK}, [UNC_OK, 5]):
+            with self.assertRaises(qc.QtomoError, msg=repr(unc)[:40]) as cm:
+                qc.decode_results(res, unc)
+            self.assertEqual(cm.exception.code, qc.PARSE_ERROR)
+        bad = []
+        for key, val in (("purity", f64m(2, 1, [0.1, 0.2])),    # not [3, n]
+                         ("purity", {"dtype": "f64le", "shape": [3],
+                                     "data": struct.pack("<3d", 1, 2, 3)}),
+                         ("purity", dict(f64m(3, 1, [1, 2, 3]), shape=[3, 2]))):  # short data
+            u = dict(UNC_OK, metrics={key: val})
+            bad.append(u)
+        bad.append(dict(UNC_OK, rho_std={"re": UNC_OK["rho_std"]["re"]}))
+        bad.append(dict(UNC_OK, rho_std={"re": f64m(1, 4, [0] * 4), "im": f64m(1, 4, [0] * 4)}))
+        bad.append({k: v for k, v in UNC_OK.items() if k != "metrics"})
+        for u in bad:
+            with self.assertRaises(qc.QtomoError) as cm:
+                qc.decode_uncertainty(u)
+            self.assertEqual(cm.exception.code, qc.PARSE_ERROR)
+
+
 class FakeServer:
     """qtomod stand-in on a temporary Unix socket: runs script(self) on one connection."""
 
@@ -185,13 +337,16 @@ class FakeServer:
     def reply(self, rid, result):
         self.send(frame([1, rid, None, result]))
 
-    def hello(self, max_frame=None):
+    def hello(self, max_frame=None, features=None):
         self.expect("hello")
-        if max_frame is None:
-            self.send("hello_result")
+        if max_frame is None and features is None:
+            self.send("hello_result")  # features: stream, progress
         else:
             msg = unframe(golden("hello_result"))
-            msg[3]["limits"]["max_frame"] = max_frame
+            if max_frame is not None:
+                msg[3]["limits"]["max_frame"] = max_frame
+            if features is not None:
+                msg[3]["features"] = features
             self.send(frame(msg))
 
     def finish(self, test):
@@ -306,6 +461,94 @@ class TestEndToEnd(unittest.TestCase):
             self.assertEqual((cm.exception.code, cm.exception.data), (qc.CANCELLED, totals))
             self.assertEqual(c.last_totals, totals)
             self.assertIsNone(c.cancel(rid, wait=False))
+            self.assertEqual(c.status(), {"ok": True})
+        srv.finish(self)
+
+    def test_bootstrap(self):
+        values = [700, 300, 420, 580, 150, 850]
+        boot = {"resamples": 50, "kind": "data", "seed": 7, "confidence": 0.95}
+        rec = {"values": qc.values_array(values), "design": "mub",
+               "methods": ["linear", "mle"], "options": {}, "bootstrap": boot, "first_index": 5}
+        sub = {"values": qc.matrix_array(SUBMIT_COLS), "design": "nopovm", "d": 2,
+               "methods": ["linear"], "options": {},
+               "bootstrap": {"resamples": 2, "kind": "parametric", "confidence": 0.5,
+                             "shots": 1000},
+               "progress_ms": 0, "first_index": 10}
+
+        def script(s):
+            s.hello(features=["bootstrap"])
+            s.expect(frame([0, 2, "reconstruct", [rec]]))  # bytes: the keys in this order
+            msg = unframe(golden("reconstruct_result"))
+            msg[1], msg[3]["uncertainty"] = 2, [UNC_OK, None]
+            s.send(frame(msg))
+            s.expect(frame([0, 3, "submit", [sub]]))
+            s.send(result_notify(11, 3, [UNC_ERR, None]), result_notify(10, 3),
+                   result_notify(12, 3, [None, None]), "submit_result")
+
+        for use_numpy in ((False, True) if np is not None else (False,)):
+            srv = FakeServer(script)
+            with self.connect(srv, numpy=use_numpy) as c:
+                r = c.reconstruct(values, "mub", bootstrap={"resamples": 50, "seed": 7},
+                                  first_index=5)
+                self.assertNotIn("uncertainty", r)  # moved into the results
+                ok, err = r["results"]
+                self.assertNotIn("uncertainty", err)
+                u = ok["uncertainty"]
+                if use_numpy:
+                    self.assertEqual(u["metrics"]["eigenvalues"]["lo"].tolist(), [0.85, 0.05])
+                    self.assertEqual(u["rho_std"]["re"].tolist(), [[0.1, 0.3], [0.2, 0.4]])
+                else:
+                    self.assertEqual(u, UNC_OK_DECODED)
+                self.assertEqual(u["metrics"]["purity"], {"std": 0.01, "lo": 0.8, "hi": 0.9})
+                got = dict(c.submit(SUBMIT_COLS, "nopovm", dim=2, methods=("linear",),
+                                    first_index=10, bootstrap={"resamples": 2, "shots": 1000,
+                                                               "kind": "parametric",
+                                                               "confidence": 0.5}))
+                self.assertEqual(got[11][0]["uncertainty"], UNC_ERR)
+                for i in (10, 12):
+                    self.assertNotIn("uncertainty", got[i][0])
+                self.assertEqual(c.last_totals["n_ok"], 18)
+            srv.finish(self)
+
+    def test_bootstrap_refused(self):
+        """Nothing is sent for a refused request: the next request gets id 2."""
+        def script(s):
+            s.hello()  # features: stream, progress; no bootstrap
+            s.expect([0, 2, "status", [{}]])
+            s.reply(2, {"ok": True})
+
+        srv = FakeServer(script)
+        with self.connect(srv) as c:
+            for call in (lambda: c.reconstruct([1, 2, 3, 4], "nopovm", bootstrap=50),
+                         lambda: c.submit(SUBMIT_COLS, "nopovm", bootstrap={"resamples": 9})):
+                with self.assertRaises(qc.QtomoError) as cm:
+                    call()
+                self.assertEqual(cm.exception.code, qc.INVALID_PARAMS)
+                self.assertIn("'bootstrap' feature", cm.exception.message)
+            with self.assertRaises(ValueError) as cm:  # checked before the feature
+                c.reconstruct([1, 2, 3, 4], "nopovm", bootstrap=1)
+            self.assertIn("bootstrap.resamples", str(cm.exception))
+            self.assertEqual(c.status(), {"ok": True})
+        srv.finish(self)
+
+        def script2(s):
+            s.hello(features=["bootstrap"])
+            s.expect([0, 2, "status", [{}]])
+            s.reply(2, {"ok": True})
+
+        srv = FakeServer(script2)
+        with self.connect(srv) as c:
+            for kw in ({"first_index": 3}, {"first_index": 0},
+                       {"first_index": -1, "bootstrap": 50},
+                       {"first_index": 1 << 63, "bootstrap": 50},
+                       {"first_index": 2.0, "bootstrap": 50},
+                       {"bootstrap": {"resamples": 50, "colour": 1}}):
+                with self.assertRaises(ValueError, msg=repr(kw)) as cm:
+                    c.reconstruct([1, 2, 3, 4], "nopovm", **kw)
+                self.assertIn("first_index" if "first_index" in kw else "colour",
+                              str(cm.exception))
+            with self.assertRaises(ValueError):
+                c.submit(SUBMIT_COLS, "nopovm", bootstrap={"resamples": 50, "kind": "x"})
             self.assertEqual(c.status(), {"ok": True})
         srv.finish(self)
 

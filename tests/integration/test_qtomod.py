@@ -1170,6 +1170,77 @@ class QtomodTest(unittest.TestCase):
             self.assertIn(did + "-d2.qtpc", [e["name"] for e in c.cache_list()["entries"]])
         self.assertEqual(d.stop(), 0)
 
+    def test_bootstrap_python_client(self):
+        """Error bars through the Python client: every ok result carries them, the same request
+        gives the same numbers, first_index keys the resample streams as a submit's index does,
+        and probabilities need shots."""
+        d = self.start()
+        counts = [700, 300, 420, 580, 150, 850]
+        probs = [0.7, 0.3, 0.42, 0.58, 0.15, 0.85]
+        methods = ("linear", "mle")
+        boot = {"resamples": 50, "seed": 7}
+
+        def unc(r):
+            self.assertEqual([x["status"] for x in r["results"]], ["ok", "ok"], r)
+            return [x["uncertainty"] for x in r["results"]]
+
+        with d.client() as c:
+            self.assertIn("bootstrap", c.server_info["features"])
+            r = c.reconstruct(counts, "mub", methods=methods, bootstrap=boot)
+            for res, u in zip(r["results"], unc(r)):
+                self.assertEqual((u["resamples"], u["seed"], u["kind"], u["confidence"]),
+                                 (50, 7, "data", 0.95), res["method"])
+                self.assertNotIn("error", u)
+                self.assertNotIn("shots", u)
+                self.assertEqual(u["failed_resamples"], 0)
+                pur = u["metrics"]["purity"]
+                self.assertGreater(pur["std"], 0)
+                self.assertLessEqual(pur["lo"], pur["hi"])
+                self.assertTrue(0 < res["metrics"]["purity"] <= 1)
+                eig = u["metrics"]["eigenvalues"]
+                for k in ("std", "lo", "hi"):
+                    self.assertEqual(len(eig[k]), 2)
+                self.assertTrue(all(lo <= hi for lo, hi in zip(eig["lo"], eig["hi"])))
+                re, im = u["rho_std"]["re"], u["rho_std"]["im"]
+                self.assertEqual([len(re), len(re[0]), len(im), len(im[0])], [2, 2, 2, 2])
+                self.assertAlmostEqual(re[0][1], re[1][0], places=12)  # rho is Hermitian
+                self.assertTrue(re[0][0] > 0 and im[0][1] > 0 and im[0][0] == 0)
+            self.assertGreater(r["results"][0]["uncertainty"]["trace_distance_bound"], 0)
+            # The same request twice: the same numbers.
+            self.assertEqual(unc(c.reconstruct(counts, "mub", methods=methods, bootstrap=boot)),
+                             unc(r))
+            # first_index names the sample: a reconstruct of sample 5 has the error bars of a
+            # submit's sample 5, and they differ from those of sample 0.
+            r5 = unc(c.reconstruct(counts, "mub", methods=methods, bootstrap=boot,
+                                   first_index=5))
+            got = dict(c.submit([counts, counts], "mub", methods=methods, bootstrap=boot,
+                                first_index=4))
+            self.assertEqual([x["uncertainty"] for x in got[5]], r5)
+            self.assertNotEqual(r5[0]["metrics"]["purity"], unc(r)[0]["metrics"]["purity"])
+            # Without a seed the server picks one, reports it, and it reproduces the numbers.
+            u = unc(c.reconstruct(counts, "mub", methods=methods, bootstrap=20))
+            self.assertIsInstance(u[0]["seed"], int)
+            self.assertEqual(u[0]["seed"], u[1]["seed"])
+            self.assertEqual(unc(c.reconstruct(counts, "mub", methods=methods,
+                                               bootstrap={"resamples": 20,
+                                                          "seed": u[0]["seed"]})), u)
+            # Probabilities are not counts: refused without shots, resampled with them.
+            with self.assertRaises(q.QtomoError) as e:
+                c.reconstruct(probs, "mub", methods=methods, bootstrap=boot)
+            self.assertEqual(e.exception.code, q.INVALID_PARAMS)
+            self.assertIn("shots", e.exception.message)
+            rp = unc(c.reconstruct(probs, "mub", methods=methods,
+                                   bootstrap=dict(boot, shots=1000)))
+            for u, uc in zip(rp, unc(r)):
+                self.assertEqual((u["resamples"], u["seed"], u["shots"]), (50, 7, 1000))
+                self.assertGreater(u["metrics"]["purity"]["std"], 0)
+                for k in ("std", "lo", "hi"):  # 1000 shots of probs are the counts above
+                    self.assertAlmostEqual(u["metrics"]["purity"][k], uc["metrics"]["purity"][k],
+                                           places=9)
+            st = c.stats()
+            self.assertEqual((st["totals"]["crashes"], st["inflight"]), (0, 0))
+        self.assertEqual(d.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
