@@ -195,7 +195,8 @@ int qd_boot_finish(struct qd_boot *b, size_t sample, const void **results, size_
         int r;
 
         if (!bs->rows0 || bs->nil0[k]) {
-            /* No estimate to put error bars on: its map is an error that says why. */
+            /* No estimate to put error bars on: nil (its result map is the error that says
+             * why). */
             (void)msgpack_pack_nil(&pk);
             continue;
         }
