@@ -48,7 +48,8 @@ int qd_boot_plan(uint32_t N, size_t nm, size_t d, unsigned workers, uint32_t *pe
     if (row == 0 || (double)N * (double)row > (double)QD_BOOT_SAMPLE_BYTES)
         return -E2BIG;
     cap = QD_BOOT_UNIT_BYTES / row ? QD_BOOT_UNIT_BYTES / row : 1;
-    spread = (N + 2u * (workers ? workers : 1) - 1) / (2u * (workers ? workers : 1));
+    spread = ((size_t)N + 2u * (size_t)(workers ? workers : 1) - 1) /
+             (2u * (size_t)(workers ? workers : 1));
     if (spread < 8)
         spread = 8; /* each unit also recomputes the point estimate: not too many */
     *per = (uint32_t)(spread < cap ? spread : cap);

@@ -16,6 +16,9 @@
 
 /* Rows of one unit sent back at most this large (bytes), so frames stay small. */
 #define QD_BOOT_UNIT_BYTES ((size_t)4 << 20)
+/* Units of one request at most (each is a scheduler column with a state byte): larger requests
+ * are refused. */
+#define QD_BOOT_MAX_UNITS (1u << 23)
 /* Rows of one sample kept at most this large: larger requests are refused. */
 #define QD_BOOT_SAMPLE_BYTES ((size_t)256 << 20)
 

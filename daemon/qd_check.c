@@ -82,6 +82,14 @@ static int check_boot(const struct qp_job *j, size_t nm, struct qd_reject *rej)
                       "bootstrap: %u resamples of %zu methods at d = %zu need more than %zu MB "
                       "of rows per sample; ask for fewer resamples",
                       j->boot.resamples, nm, j->d, QD_BOOT_SAMPLE_BYTES >> 20);
+    /* the most units any worker count cuts (units of 8), each a scheduler column */
+    if (qd_boot_plan(j->boot.resamples, nm, j->d, UINT32_MAX / 2, &per, &parts) == 0 &&
+        (uint64_t)j->n * parts > QD_BOOT_MAX_UNITS)
+        return reject(rej, QT_ST_INVALID_PARAMS, -1,
+                      "bootstrap: %zu samples of %u resamples make up to %llu work items, above "
+                      "%u; split the batch",
+                      j->n, j->boot.resamples, (unsigned long long)j->n * parts,
+                      QD_BOOT_MAX_UNITS);
     if (j->boot.shots)
         return 0;
     for (size_t c = 0; c < j->n; c++)

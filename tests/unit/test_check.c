@@ -443,6 +443,16 @@ static void test_bootstrap(void **state)
     b.resamples = 100;
     assert_true(boot_request(QP_M_SUBMIT, v, 1, &b, &part, 0, &rej) < 0);
     assert_non_null(strstr(rej.msg, "boot_part"));
+    /* 1000 samples x 100000 resamples: too many work items for one request */
+    {
+        static double many[20 * 1000];
+
+        for (size_t i = 0; i < 20 * 1000; i++)
+            many[i] = 10;
+        b.resamples = 100000;
+        assert_true(boot_request(QP_M_SUBMIT, many, 1000, &b, NULL, 0, &rej) < 0);
+        assert_non_null(strstr(rej.msg, "split the batch"));
+    }
 }
 
 static const struct CMUnitTest tests[] = {
