@@ -159,7 +159,10 @@ int qt_boot_run(const struct qt_design *des, struct qt_ws *ws, enum qt_method me
             r = qt_estimate_from(des, ws, method, z, m, opts, point->rho, &res);
         if (r == -ENOMEM)
             goto out;
-        if (r < 0 || !fill_row(&res, have, d, raw + (size_t)i * stride))
+        /* An iterative estimate that stopped at its limit is not the estimator's answer:
+         * counted as failed (said in failed_resamples), never averaged in silently. */
+        if (r < 0 || (res.warnings & QT_WARN_NOT_CONVERGED) ||
+            !fill_row(&res, have, d, raw + (size_t)i * stride))
             memset(raw + (size_t)i * stride, 0, stride * sizeof(double));
     }
     r = 0;

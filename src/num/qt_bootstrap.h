@@ -53,7 +53,8 @@ QT_NODISCARD int qt_boot_check(const struct qt_boot_opts *bo);
 
 /* Resamples [k0, k0 + n) of `point` (a successful result of `method` on y, des->m counts, with
  * opts) into raw (n rows of qt_boot_stride(have, d)). have must be qt_boot_have(point). A
- * resample that cannot be estimated gets a row of zeros. Returns 0; QT_ENOTCOUNTS for non-counts,
+ * resample that cannot be estimated, or whose iterative estimate did not converge, gets a row
+ * of zeros (a failed resample). Returns 0; QT_ENOTCOUNTS for non-counts,
  * -ENOMEM. */
 QT_NODISCARD int qt_boot_run(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
                              const double *y, const struct qt_opts *opts,
