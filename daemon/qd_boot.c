@@ -14,8 +14,8 @@ struct bsample {
     void *point;          /* unit 0's results array */
     size_t point_len;
     bool point_ok, point_in;
-    bool rows0;                    /* unit 0 sent rows (its point estimate ran) */
-    bool nil0[_QT_METHOD_MAX];     /* ... and this method's point estimate failed */
+    bool rows_in;                  /* the point came from a unit that sent rows (it ran) */
+    bool nilp[_QT_METHOD_MAX];     /* ... and this method's point estimate failed there */
     double us;
     double *raw[_QT_METHOD_MAX]; /* N rows each (zero: failed), once a unit sent rows */
     uint64_t have[_QT_METHOD_MAX];
@@ -52,6 +52,8 @@ int qd_boot_plan(uint32_t N, size_t nm, size_t d, unsigned workers, uint32_t *pe
              (2u * (size_t)(workers ? workers : 1));
     if (spread < 8)
         spread = 8; /* each unit also recomputes the point estimate: not too many */
+    if (cap > QD_BOOT_UNIT_RESAMPLES)
+        cap = QD_BOOT_UNIT_RESAMPLES; /* a unit's deadline is one item's: keep units short */
     *per = (uint32_t)(spread < cap ? spread : cap);
     if (*per > N)
         *per = N;
@@ -149,27 +151,35 @@ int qd_boot_unit(struct qd_boot *b, size_t unit, const void *results, size_t len
     if (!bs && !(bs = b->smp[sample] = calloc(1, sizeof(*bs))))
         return -ENOMEM;
     bs->us += us;
-    if (unit % b->parts == 0) { /* the point estimate of record */
-        bs->point = malloc(len ? len : 1);
-        if (!bs->point)
-            return -ENOMEM;
-        memcpy(bs->point, results, len);
-        bs->point_len = len;
-        bs->point_ok = ok;
-        bs->point_in = true;
-    }
     if (rows && qp_decode_boot_rows(rows, b->nm, b->d, br, &dg) < 0) {
         snprintf(why, whylen, "unit %zu: unreadable rows: %s", unit, dg.msg);
         rows = NULL;
     }
-    if (rows && unit % b->parts == 0) {
-        bs->rows0 = true;
-        for (size_t k = 0; k < b->nm; k++) { /* unit 0 also says how the point estimate lies */
-            bs->nil0[k] = !br[k].ok;
+    /* Every unit computes the same point estimate (one sample alone, deterministic): the
+     * record's is the first that ran (sent rows), so that losing unit 0 loses only its
+     * resamples; a unit that did not run gives the error maps when none ran. */
+    if ((rows && !bs->rows_in) || !bs->point_in) {
+        void *pt = malloc(len ? len : 1);
+
+        if (!pt)
+            return -ENOMEM;
+        memcpy(pt, results, len);
+        free(bs->point);
+        bs->point = pt;
+        bs->point_len = len;
+        bs->point_ok = ok;
+        bs->point_in = true;
+    }
+    if (rows && !bs->rows_in) {
+        bs->rows_in = true;
+        for (size_t k = 0; k < b->nm; k++) { /* and how the point estimate lies */
+            bs->nilp[k] = !br[k].ok;
             bs->boundary[k] = br[k].boundary;
-            bs->has_td[k] = br[k].has_td_bound;
-            bs->td[k] = br[k].td_bound;
         }
+    }
+    for (size_t k = 0; rows && k0 == 0 && k < b->nm; k++) { /* computed by the first unit */
+        bs->has_td[k] = br[k].ok && br[k].has_td_bound;
+        bs->td[k] = br[k].td_bound;
     }
     for (size_t k = 0; rows && k < b->nm; k++)
         if (br[k].ok && !take_rows(b, bs, k, &br[k], k0, cnt))
@@ -195,7 +205,7 @@ int qd_boot_finish(struct qd_boot *b, size_t sample, const void **results, size_
         struct qt_uncertainty u = {0};
         int r;
 
-        if (!bs->rows0 || bs->nil0[k]) {
+        if (!bs->rows_in || bs->nilp[k]) {
             /* No estimate to put error bars on: nil (its result map is the error that says
              * why). */
             (void)msgpack_pack_nil(&pk);
@@ -215,7 +225,7 @@ int qd_boot_finish(struct qd_boot *b, size_t sample, const void **results, size_
             u.kind = b->req.kind;
             u.seed = b->req.seed;
             u.shots = b->req.shots;
-            if (bs->boundary[k])
+            if (bs->boundary[k] && !u.err)
                 u.warn |= QT_BOOT_WARN_BOUNDARY;
             u.has_td_bound = bs->has_td[k] && !u.err;
             u.td_bound = bs->td[k];

@@ -14,13 +14,17 @@
 #include "base/compiler.h"
 #include "num/qt_uncert.h"
 
+/* Resamples per unit at most: a unit is one work item with one item deadline, so it must stay
+ * short (64 resamples: 64 estimates per method, about 1 % of them spent recomputing the point
+ * estimate each unit starts from). */
+#define QD_BOOT_UNIT_RESAMPLES 64u
 /* Rows of one unit sent back at most this large (bytes), so frames stay small. */
 #define QD_BOOT_UNIT_BYTES ((size_t)4 << 20)
 /* Units of one request at most (each is a scheduler column with a state byte): larger requests
  * are refused. */
-#define QD_BOOT_MAX_UNITS (1u << 23)
+#define QD_BOOT_MAX_UNITS (1u << 22)
 /* Rows of one sample kept at most this large: larger requests are refused. */
-#define QD_BOOT_SAMPLE_BYTES ((size_t)256 << 20)
+#define QD_BOOT_SAMPLE_BYTES ((size_t)64 << 20)
 
 struct qd_boot;
 

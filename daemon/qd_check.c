@@ -11,6 +11,7 @@
 
 #include "base/qt_status.h"
 #include "num/qt_design.h"
+#include "num/qt_resample.h"
 
 static int reject(struct qd_reject *rej, int code, int64_t retry_ms, const char *fmt, ...)
     QT_PRINTF(4, 5);
@@ -90,20 +91,34 @@ static int check_boot(const struct qp_job *j, size_t nm, struct qd_reject *rej)
                       "%u; split the batch",
                       j->n, j->boot.resamples, (unsigned long long)j->n * parts,
                       QD_BOOT_MAX_UNITS);
-    if (j->boot.shots)
-        return 0;
-    for (size_t c = 0; c < j->n; c++)
-        for (size_t a = 0; a < j->m; a++) {
+    if (j->first_index > SIZE_MAX / 2 - j->n) /* the samples' indexes key their streams */
+        return reject(rej, QT_ST_INVALID_PARAMS, -1,
+                      "first_index: %zu + %zu samples passes 2^63 - 1", j->first_index, j->n);
+    for (size_t c = 0; c < j->n; c++) {
+        const char *col = (const char *)j->values_le + c * j->m * sizeof(double);
+        bool empty = true; /* an empty column (all NaN) fails as a sample, not the request */
+
+        for (size_t a = 0; a < j->m && empty; a++) {
             double v;
 
-            memcpy(&v, (const char *)j->values_le + (c * j->m + a) * sizeof(double), sizeof(v));
-            if (!(v >= 0.0 && v < 9007199254740992.0 && v == floor(v)))
+            memcpy(&v, col + a * sizeof(double), sizeof(v));
+            empty = isnan(v);
+        }
+        for (size_t a = 0; a < j->m && !empty; a++) {
+            double v;
+
+            memcpy(&v, col + a * sizeof(double), sizeof(v));
+            if (j->boot.shots ? !(v >= 0.0 && isfinite(v)) : !qt_resample_is_counts(&v, 1))
                 return reject(rej, QT_ST_INVALID_PARAMS, -1,
-                              "bootstrap: values[%zu, %zu] = %.17g is not a count; data given "
-                              "as probabilities or powers need bootstrap.shots (counts per "
-                              "group)",
+                              j->boot.shots
+                                  ? "bootstrap: values[%zu, %zu] = %.17g: shots turn finite, "
+                                    "non-negative values into counts"
+                                  : "bootstrap: values[%zu, %zu] = %.17g is not a count; data "
+                                    "given as probabilities or powers need bootstrap.shots "
+                                    "(counts per group)",
                               a, c, v);
         }
+    }
     return 0;
 }
 

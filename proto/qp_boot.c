@@ -108,7 +108,7 @@ int qp_decode_boot_part(const msgpack_object *o, struct qp_boot_part *p, struct 
     if (!o)
         return 0;
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3 ||
-        qp_read_u64(&o->via.array.ptr[0], "boot_part[0]", (SIZE_MAX / 2), &p->sample, reterr) < 0 ||
+        qp_read_u64(&o->via.array.ptr[0], "boot_part[0]", UINT64_MAX, &p->sample, reterr) < 0 ||
         qp_read_u64(&o->via.array.ptr[1], "boot_part[1]", QT_BOOT_MAX_RESAMPLES, &k0, reterr) <
             0 ||
         qp_read_u64(&o->via.array.ptr[2], "boot_part[2]", QT_BOOT_MAX_RESAMPLES, &n, reterr) < 0 ||
@@ -169,8 +169,12 @@ int qp_decode_boot_rows(const msgpack_object *o, size_t n_methods, size_t d,
             qp_read_u64(qp_get(e, "n"), "boot.n", QT_BOOT_MAX_RESAMPLES, &n, reterr) < 0 ||
             qp_read_bool(qp_get(e, "boundary"), "boot.boundary", &b->boundary, reterr) < 0)
             return QT_EPARSE;
-        if (b->have >> _QT_MT_MAX)
-            return qt_diag_set(reterr, QT_EPARSE, 0, 0, "boot.have: unknown metrics");
+        for (unsigned id = 0; id < 64; id++)
+            if (((b->have >> id) & 1u) &&
+                (id >= _QT_MT_MAX || (qt_metric_descs[id].type != QT_MTYPE_F64 &&
+                                      qt_metric_descs[id].type != QT_MTYPE_F64V)))
+                return qt_diag_set(reterr, QT_EPARSE, 0, 0, "boot.have: bit %u is not a numeric "
+                                   "metric", id);
         r = qp_read_f64(qp_get(e, "td_bound"), "boot.td_bound", &b->td_bound, reterr);
         if (r < 0 && r != -ENOENT)
             return r;
@@ -365,7 +369,6 @@ int qp_decode_uncertainty(const msgpack_object *o, size_t d, struct qt_uncertain
     e = qp_get(o, "error");
     if (e) {
         char name[32];
-        uint64_t neg = 0;
 
         if (qp_read_str(qp_get(e, "name"), "uncertainty.error.name", name, sizeof(name),
                         reterr) < 0 ||
@@ -375,8 +378,7 @@ int qp_decode_uncertainty(const msgpack_object *o, size_t d, struct qt_uncertain
         e = qp_get(e, "code");
         if (!e || e->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
             return qt_diag_set(reterr, QT_EPARSE, 0, 0, "uncertainty.error.code: not negative");
-        neg = (uint64_t)-e->via.i64;
-        u->err = qp_err_from_wire(-(int64_t)neg, name);
+        u->err = qp_err_from_wire(e->via.i64, name);
         return 0;
     }
     mt = qp_get(o, "metrics");

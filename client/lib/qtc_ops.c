@@ -377,6 +377,10 @@ int qtomo_sample_error_bar(const qtomo_sample *s, size_t i, const char *metric, 
 /* Decodes the uncertainty array (one map or nil per result) into s. */
 static int decode_unc(const msgpack_object *o, qtomo_sample *s, struct qt_diag *dg)
 {
+    for (size_t i = 0; i < _QT_METHOD_MAX; i++) { /* s is reused from sample to sample */
+        qt_uncertainty_done(&s->unc[i]);
+        s->has_unc[i] = false;
+    }
     if (!o)
         return 0;
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != s->n)

@@ -172,7 +172,8 @@ out:
     return r;
 }
 
-/* std and percentile interval of column j of the ok rows; v: scratch of N. */
+/* std and (with confidence > 0) percentile interval of column j of the ok rows; v: scratch of
+ * N. */
 static struct qt_boot_stat column_stat(const double *raw, uint32_t N, size_t stride, size_t j,
                                        double confidence, double *v)
 {
@@ -188,10 +189,13 @@ static struct qt_boot_stat column_stat(const double *raw, uint32_t N, size_t str
     mean /= (double)k;
     for (size_t i = 0; i < k; i++)
         ss += (v[i] - mean) * (v[i] - mean);
-    qsort(v, k, sizeof(double), cmp_double);
     st.std = sqrt(ss / (double)(k - 1));
-    st.lo = percentile(v, k, (1.0 - confidence) / 2.0);
-    st.hi = percentile(v, k, (1.0 + confidence) / 2.0);
+    st.lo = st.hi = 0.0;
+    if (confidence > 0.0) { /* rho's elements get only their std: no sort */
+        qsort(v, k, sizeof(double), cmp_double);
+        st.lo = percentile(v, k, (1.0 - confidence) / 2.0);
+        st.hi = percentile(v, k, (1.0 + confidence) / 2.0);
+    }
     return st;
 }
 
@@ -246,8 +250,8 @@ int qt_boot_reduce(const double *raw, uint32_t N, uint64_t have, size_t d, doubl
             vs[e] = column_stat(raw, N, stride, j++, confidence, v);
     }
     for (size_t i = 0; i < nn; i++) {
-        out->rho_std_re[i] = column_stat(raw, N, stride, j + i, confidence, v).std;
-        out->rho_std_im[i] = column_stat(raw, N, stride, j + nn + i, confidence, v).std;
+        out->rho_std_re[i] = column_stat(raw, N, stride, j + i, 0.0, v).std;
+        out->rho_std_im[i] = column_stat(raw, N, stride, j + nn + i, 0.0, v).std;
     }
     free(v);
     return 0;
@@ -286,10 +290,20 @@ int qt_boot_counts(const struct qt_design *des, struct qt_ws *ws, const double *
                    double *out, char *msg, size_t msglen)
 {
     if (shots) {
-        if (qt_resample_counts_from_shots(des, ws, y, shots, out) == 0)
-            return 0;
-        snprintf(msg, msglen, "--shots: the values must be finite and non-negative");
-        return QT_ENOTCOUNTS;
+        int r = qt_resample_counts_from_shots(des, ws, y, shots, out);
+
+        if (r != QT_ENOTCOUNTS)
+            return r;
+        for (size_t a = 0; a < des->m; a++)
+            if (!(y[a] >= 0.0) || !isfinite(y[a])) {
+                snprintf(msg, msglen,
+                         "value %zu (%.17g) is negative or not finite: shots turn finite, "
+                         "non-negative values into counts",
+                         a + 1, y[a]);
+                return r;
+            }
+        snprintf(msg, msglen, "shots %llu is out of range", (unsigned long long)shots);
+        return r;
     }
     for (size_t a = 0; a < des->m; a++)
         if (!qt_resample_is_counts(y + a, 1)) {

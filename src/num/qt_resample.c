@@ -156,7 +156,7 @@ int qt_resample_counts_from_shots(const struct qt_design *des, struct qt_ws *ws,
 
     if (!tot)
         return -ENOMEM;
-    if (shots == 0 || shots > ((uint64_t)1 << 52)) {
+    if (shots == 0 || shots > QT_BOOT_MAX_SEED) {
         ret = QT_ENOTCOUNTS;
         goto out;
     }

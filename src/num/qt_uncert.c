@@ -45,8 +45,11 @@ void qt_uncertainty_done(struct qt_uncertainty *u)
 void qt_boot_fail(struct qt_uncertainty *u, const struct qt_boot_req *b, uint64_t seed, int err,
                   const char *msg)
 {
+    uint32_t failed = u->failed; /* what the attempt counted, if anything */
+
     qt_uncertainty_done(u);
     memset(u, 0, sizeof(*u));
+    u->failed = failed <= b->resamples ? failed : b->resamples;
     u->resamples = b->resamples;
     u->kind = b->kind;
     u->seed = seed;

@@ -71,7 +71,8 @@ struct qt_uncertainty {
 
 void qt_uncertainty_done(struct qt_uncertainty *u); /* NULL-safe; all pointers malloc'd */
 
-/* Fills u (freeing what it held) with what a request asked for (resamples, kind, seed,
- * confidence, shots) and an error: the error bars of a result that gets none. */
+/* Fills u (freeing what it held, keeping its failed count) with what a request asked for
+ * (resamples, kind, seed, confidence, shots) and an error: the error bars of a result that gets
+ * none. */
 void qt_boot_fail(struct qt_uncertainty *u, const struct qt_boot_req *b, uint64_t seed, int err,
                   const char *msg);

@@ -893,6 +893,68 @@ static void check_strerror(void)
     }
 }
 
+/* Error bars through the public API: a submit of a good and an all-zero sample with bootstrap;
+ * the good one has error bars (seed as asked, positive purity std), the failed one has none,
+ * also when it comes after the good one on the same connection (the sample is reused). */
+struct boot_batch {
+    int seen, with, without, bad;
+};
+
+static int on_boot_result(void *ud, const qtomo_sample *s)
+{
+    struct boot_batch *b = ud;
+    struct qtomo_uncertainty u;
+    double sd = 0, lo = 0, hi = 0;
+
+    b->seen++;
+    for (size_t i = 0; i < qtomo_sample_count(s); i++) {
+        int r = qtomo_sample_uncertainty(s, i, &u);
+
+        if (qtomo_sample_status(s, i, NULL) != 0) {
+            b->without += r == -ENOENT;
+            b->bad += r != -ENOENT;
+            continue;
+        }
+        b->with += r == 0;
+        if (r != 0 || u.resamples != 40 || u.seed != 99 || !u.kind || strcmp(u.kind, "data") != 0 ||
+            qtomo_sample_error_bar(s, i, "purity", 0, &sd, &lo, &hi) != 0 || !(sd > 0) ||
+            !(lo <= hi) || qtomo_sample_error_bar(s, i, "eigenvalues", 3, &sd, NULL, NULL) != 0 ||
+            qtomo_sample_error_bar(s, i, "eigenvalues", 4, &sd, NULL, NULL) != -ENOENT ||
+            qtomo_sample_error_bar(s, i, "gap", 0, &sd, NULL, NULL) != -ENOENT)
+            b->bad++;
+    }
+    return 0;
+}
+
+static void check_bootstrap(qtomo_conn *c, const double *v)
+{
+    struct qtomo_totals t;
+    struct qtomo_error e;
+    struct boot_batch b = {0};
+    struct qtomo_callbacks cb = {on_boot_result, NULL, &b, NULL};
+    qtomo_job *j = qtomo_job_new();
+    double vals[3 * M];
+    int r;
+
+    CHECK(j != NULL, "bootstrap", "no job");
+    if (!j)
+        return;
+    memcpy(vals, v, M * sizeof(double));
+    memset(vals + M, 0, M * sizeof(double)); /* a zero sample: every estimate fails */
+    memcpy(vals + 2 * M, v, M * sizeof(double));
+    CHECK(qtomo_job_set_bootstrap(j, 1, NULL, 99, 0, 0) == -EINVAL, "bootstrap", "N = 1");
+    CHECK(qtomo_job_set_bootstrap(j, 40, "jackknife", 99, 0, 0) == -EINVAL, "bootstrap", "kind");
+    CHECK(qtomo_job_set_bootstrap(j, 40, NULL, 99, 1.0, 0) == -EINVAL, "bootstrap", "C = 1");
+    CHECK(qtomo_job_set_bootstrap(j, 40, NULL, 99, 0, 0) == 0, "bootstrap", "set");
+    clear_err(&e);
+    r = qtomo_submit(c, j, vals, M, 3, 0, &cb, &t, &e);
+    CHECK(r == 0, "bootstrap", "submit: %d %s", r, e.message);
+    CHECK(b.seen == 3 && b.bad == 0 && b.with == 4 && b.without == 2, "bootstrap",
+          "seen %d, with error bars %d, failed without %d, bad %d", b.seen, b.with, b.without,
+          b.bad);
+    qtomo_job_free(j);
+}
+
 int main(int argc, char **argv)
 {
     struct qtomo_server_info si;
@@ -941,6 +1003,8 @@ int main(int argc, char **argv)
             check_target_refused(c, v);
         } else if (strcmp(argv[5], "design-after-target") == 0) {
             check_design_after_target(c, v);
+        } else if (strcmp(argv[5], "bootstrap") == 0) {
+            check_bootstrap(c, v);
         } else {
             fprintf(stderr, "client_check: unknown check '%s'\n", argv[5]);
             qtomo_close(c);

@@ -1130,6 +1130,9 @@ class QtomoctlTest(unittest.TestCase):
     def test_client_library_target_must_fit_design(self):
         self.run_client_check("design-after-target")
 
+    def test_client_library_bootstrap(self):
+        self.run_client_check("bootstrap")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -249,7 +249,8 @@ static void test_lost_units(void **state)
     }
     qd_boot_free(b);
 
-    /* unit 0 lost (the point estimate is an error map): no error bars */
+    /* unit 0 lost: the point estimate of record comes from another unit (all compute the
+     * same), unit 0's resamples are failed ones, and the bound (unit 0's) is absent */
     assert_int_equal(qd_boot_new(&b, 1, &f.req, 2, 4, per, parts), 0);
     for (size_t i = 0; i < parts; i++) {
         msgpack_sbuffer sb;
@@ -258,12 +259,40 @@ static void test_lost_units(void **state)
 
         msgpack_zone_init(&z, 4096);
         unit_rows(&f, b, i, 5, &sb, &z, &rows);
-        int r = qd_boot_unit(b, i, point_bytes, 3, i != 0, i ? &rows : NULL, 0.0, why,
-                             sizeof(why));
+        int r = qd_boot_unit(b, i, i ? point_bytes : "\x91\x80", i ? 3 : 2, i != 0,
+                             i ? &rows : NULL, 0.0, why, sizeof(why));
 
         assert_int_equal(r, i + 1 == parts ? 1 : 0);
         msgpack_zone_destroy(&z);
         msgpack_sbuffer_destroy(&sb);
+    }
+    {
+        const void *res;
+        size_t len;
+        double us;
+        msgpack_sbuffer sb;
+
+        msgpack_sbuffer_init(&sb);
+        assert_int_equal(qd_boot_finish(b, 0, &res, &len, &ok, &sb, &us), 0);
+        assert_int_equal(len, 3); /* a unit that ran, not unit 0's error maps */
+        msgpack_sbuffer_destroy(&sb);
+    }
+    finish(b, u, has, &ok);
+    assert_true(ok && has[0] && has[1]);
+    qd_boot_unit_range(b, 0, &s, &k0, &cnt);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(u[k].failed, cnt);
+        assert_false(u[k].has_td_bound);
+        qt_uncertainty_done(&u[k]);
+    }
+    qd_boot_free(b);
+
+    /* every unit lost: the error maps stand, no error bars */
+    assert_int_equal(qd_boot_new(&b, 1, &f.req, 2, 4, per, parts), 0);
+    for (size_t i = 0; i < parts; i++) {
+        int r = qd_boot_unit(b, i, "\x91\x80", 2, false, NULL, 0.0, why, sizeof(why));
+
+        assert_int_equal(r, i + 1 == parts ? 1 : 0);
     }
     finish(b, u, has, &ok);
     assert_false(ok);

@@ -3,6 +3,7 @@
  * between fields are checked (values vs d vs design vs target vs design_id), and every semantic
  * mutation of every valid request is either accepted or refused with a code and a message. */
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 #include "base/qt_status.h"
@@ -427,29 +428,44 @@ static void test_bootstrap(void **state)
     assert_non_null(strstr(rej.msg, "shots"));
     b.shots = 1000; /* powers with shots are fine */
     assert_int_equal(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, 0, &rej), 0);
+    v[24] = -0.5; /* not with a negative value */
+    assert_true(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, 0, &rej) < 0);
+    assert_non_null(strstr(rej.msg, "non-negative"));
+    v[24] = 124;
+    for (int i = 20; i < 40; i++) /* an empty column fails as a sample, not the request */
+        v[i] = NAN;
+    b.shots = 0;
+    assert_int_equal(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, 0, &rej), 0);
+    for (int i = 20; i < 40; i++)
+        v[i] = 100 + i;
+    /* the samples' indexes (first_index + column) key their streams: no overflow */
+    assert_true(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, SIZE_MAX / 2, &rej) < 0);
+    assert_non_null(strstr(rej.msg, "first_index"));
+    b.shots = 1000;
     v[23] = -1.0; /* a negative count is not resampled either */
     b.shots = 0;
     assert_true(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, 0, &rej) < 0);
     v[23] = 123;
-    b.resamples = 100000; /* 100000 rows of 2 methods at d = 4: fits under 256 MB? */
+    b.resamples = 100000; /* 100000 rows of 2 methods at d = 4: fits under 64 MB? */
     {
         uint32_t per, parts;
         int fits = qd_boot_plan(100000, 2, 4, 1, &per, &parts);
 
-        assert_int_equal(boot_request(QP_M_SUBMIT, v, 1, &b, NULL, 0, &rej), fits);
+        assert_int_equal(boot_request(QP_M_SUBMIT, v, 1, &b, NULL, 0, &rej) < 0, fits < 0);
         if (fits < 0)
             assert_non_null(strstr(rej.msg, "ask for fewer resamples"));
     }
     b.resamples = 100;
     assert_true(boot_request(QP_M_SUBMIT, v, 1, &b, &part, 0, &rej) < 0);
     assert_non_null(strstr(rej.msg, "boot_part"));
-    /* 1000 samples x 100000 resamples: too many work items for one request */
+    /* 1000 samples x 40000 resamples: rows of a sample fit, but too many work items */
     {
         static double many[20 * 1000];
 
         for (size_t i = 0; i < 20 * 1000; i++)
             many[i] = 10;
-        b.resamples = 100000;
+        b.resamples = 40000;
+        b.shots = 0;
         assert_true(boot_request(QP_M_SUBMIT, many, 1000, &b, NULL, 0, &rej) < 0);
         assert_non_null(strstr(rej.msg, "split the batch"));
     }
