@@ -1,17 +1,17 @@
 /* Request checking (see qd_check.h): every refusal of a well-formed message is decided here. */
 #include "qd_check.h"
-#include "qd_boot.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <math.h>
 #include <string.h>
 
 #include "base/qt_status.h"
 #include "num/qt_design.h"
 #include "num/qt_resample.h"
+#include "qd_boot.h"
 
 static int reject(struct qd_reject *rej, int code, int64_t retry_ms, const char *fmt, ...)
     QT_PRINTF(4, 5);
@@ -89,8 +89,7 @@ static int check_boot(const struct qp_job *j, size_t nm, struct qd_reject *rej)
         return reject(rej, QT_ST_INVALID_PARAMS, -1,
                       "bootstrap: %zu samples of %u resamples make up to %llu work items, above "
                       "%u; split the batch",
-                      j->n, j->boot.resamples, (unsigned long long)j->n * parts,
-                      QD_BOOT_MAX_UNITS);
+                      j->n, j->boot.resamples, (unsigned long long)j->n * parts, QD_BOOT_MAX_UNITS);
     if (j->first_index > SIZE_MAX / 2 - j->n) /* the samples' indexes key their streams */
         return reject(rej, QT_ST_INVALID_PARAMS, -1,
                       "first_index: %zu + %zu samples passes 2^63 - 1", j->first_index, j->n);
@@ -145,10 +144,12 @@ static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, s
         return reject(rej, QT_ST_INVALID_PARAMS, -1,
                       "target: a %zu x %zu matrix for a d = %zu state (it must be d x d)",
                       j->target_d, j->target_d, j->d);
-    if (msg->method == QP_M_RECONSTRUCT && (j->progress_ms || (j->first_index && !j->boot.resamples)))
+    if (msg->method == QP_M_RECONSTRUCT &&
+        (j->progress_ms || (j->first_index && !j->boot.resamples)))
         return reject(rej, QT_ST_INVALID_PARAMS, -1, "%s: only for submit%s",
                       j->progress_ms ? "progress_ms" : "first_index",
-                      j->progress_ms ? "" : " (or a reconstruct with bootstrap: its resample streams)");
+                      j->progress_ms ? ""
+                                     : " (or a reconstruct with bootstrap: its resample streams)");
     snprintf(req->key, sizeof(req->key), "%s-d%zu",
              kind == QT_DESIGN_CUSTOM ? j->design_id
                                       : qt_design_kind_name((enum qt_design_kind)kind),

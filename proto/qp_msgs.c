@@ -713,8 +713,8 @@ int qp_pack_reconstruct_result(struct qp_writer *w, uint32_t id, const struct qt
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     qp_pack_results(&pk, res, n_res);
-    r = qp_pack_reconstruct_result_raw(w, id, sb.data, sb.size, NULL, 0, queue_ms, compute_ms, worker,
-                                       max_frame);
+    r = qp_pack_reconstruct_result_raw(w, id, sb.data, sb.size, NULL, 0, queue_ms, compute_ms,
+                                       worker, max_frame);
     msgpack_sbuffer_destroy(&sb);
     return r;
 }
@@ -726,9 +726,8 @@ static int err_from_status(int64_t code);
 
 int qp_err_from_wire(int64_t code, const char *name)
 {
-    static const int errnos[] = {-ENOMEM, -EINVAL, -ETIMEDOUT, -ECANCELED, -EIO,
-                                 -ENOENT, -EBUSY,  -ENOSPC,    -EPERM,     -EACCES,
-                                 -ESHUTDOWN, -ERANGE, -EDOM};
+    static const int errnos[] = {-ENOMEM, -EINVAL, -ETIMEDOUT, -ECANCELED, -EIO,    -ENOENT, -EBUSY,
+                                 -ENOSPC, -EPERM,  -EACCES,    -ESHUTDOWN, -ERANGE, -EDOM};
 
     for (int e = QT_ENOTCOUNTS; e <= QT_EPROTOVERS; e++)
         if (qt_status_from_err(e) == code && strcmp(qt_errname(e), name) == 0)

@@ -63,6 +63,20 @@ static void write_metrics(struct qt_jw *w, const struct qt_metrics *mt)
     qt_jw_obj_end(w);
 }
 
+/* "warnings": [the names of the bits set], when any is. */
+static void write_flags(struct qt_jw *w, unsigned bits, unsigned count,
+                        const char *(*name)(unsigned))
+{
+    if (!bits)
+        return;
+    qt_jw_key(w, "warnings");
+    qt_jw_arr_begin(w);
+    for (unsigned i = 0; i < count; i++)
+        if (bits & (1u << i))
+            qt_jw_str(w, name(i));
+    qt_jw_arr_end(w);
+}
+
 static void write_stats(struct qt_jw *w, const struct qt_boot_stat *st, size_t n, bool vec)
 {
     static const char *const keys[] = {"std", "lo", "hi"};
@@ -109,14 +123,7 @@ static void write_uncertainty(struct qt_jw *w, const struct qt_uncertainty *u)
     }
     qt_jw_key(w, "failed_resamples");
     qt_jw_int(w, u->failed);
-    if (u->warn) {
-        qt_jw_key(w, "warnings");
-        qt_jw_arr_begin(w);
-        for (unsigned i = 0; i < _QT_BOOT_WARN_COUNT; i++)
-            if (u->warn & (1u << i))
-                qt_jw_str(w, qt_boot_warn_name(i));
-        qt_jw_arr_end(w);
-    }
+    write_flags(w, u->warn, _QT_BOOT_WARN_COUNT, qt_boot_warn_name);
     if (u->err) {
         qt_jw_key(w, "error");
         qt_jw_obj_begin(w);
@@ -197,14 +204,7 @@ void qt_record_json(struct qt_jw *w, const struct qt_record_meta *meta, const st
         write_matrix(w, res->d, res->rho);
         qt_jw_key(w, "metrics");
         write_metrics(w, &res->mt);
-        if (res->warnings) {
-            qt_jw_key(w, "warnings");
-            qt_jw_arr_begin(w);
-            for (unsigned i = 0; i < _QT_WARN_COUNT; i++)
-                if (res->warnings & (1u << i))
-                    qt_jw_str(w, qt_warning_name(i));
-            qt_jw_arr_end(w);
-        }
+        write_flags(w, res->warnings, _QT_WARN_COUNT, qt_warning_name);
         if (meta->unc) {
             qt_jw_key(w, "uncertainty");
             write_uncertainty(w, meta->unc);

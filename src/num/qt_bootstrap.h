@@ -27,7 +27,6 @@
 #include "num/qt_result.h"
 #include "num/qt_uncert.h"
 
-
 struct qt_boot_opts {
     uint32_t resamples;         /* N >= 2 */
     enum qt_resample_kind kind; /* data or parametric */
@@ -35,7 +34,6 @@ struct qt_boot_opts {
     uint64_t sample;   /* the sample's index in its batch: part of each resample's stream */
     double confidence; /* of the percentile interval, in (0, 1) */
 };
-
 
 /* The metrics of point that get error bars: the numeric ones that are functions of the state
  * (purity, eigenvalues, entropies, fidelities, entanglement measures), not the solver's own
@@ -75,8 +73,7 @@ QT_NODISCARD int qt_bootstrap(const struct qt_design *des, struct qt_ws *ws, enu
                               struct qt_uncertainty *out);
 
 /* The counts a sample's resamples are drawn from (des->m into out): y itself when shots is 0
- * (y must then be whole counts), else y as `shots` counts per group. Returns 0, or QT_ENOTCOUNTS with
- * the reason in msg (which outcome is not a count, and that --shots is needed). */
+ * (y must then be whole counts), else y as `shots` counts per group. Returns 0, or QT_ENOTCOUNTS
+ * with the reason in msg (which outcome is not a count, and that --shots is needed). */
 QT_NODISCARD int qt_boot_counts(const struct qt_design *des, struct qt_ws *ws, const double *y,
                                 uint64_t shots, double *out, char *msg, size_t msglen);
-

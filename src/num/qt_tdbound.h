@@ -101,8 +101,8 @@
  * the zero-group tolerance of the normalisation. *bound is in [0, 1] and written only on
  * success.
  * Returns 0; QT_EOPTION when confidence is outside (0, 1); -ENOTSUP for an unsupported design
- * or dimension; QT_ENOTCOUNTS when y is not whole counts (qt_resample_is_counts); QT_EZEROGROUP when a
- * group has no counts; -ENOMEM or QT_ELAPACK. */
+ * or dimension; QT_ENOTCOUNTS when y is not whole counts (qt_resample_is_counts); QT_EZEROGROUP
+ * when a group has no counts; -ENOMEM or QT_ELAPACK. */
 QT_NODISCARD int qt_td_bound(const struct qt_design *des, struct qt_ws *ws, const double *y,
                              const struct qt_opts *opts, const double complex *rho_rep,
                              double confidence, double *bound);

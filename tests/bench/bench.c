@@ -10,31 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
 #include "num/qt_lapack.h"
 #include "num/qt_rng.h"
-
-static double now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Same policy as the product: run with the kernels this CPU supports. */
-static void blas_env(char **argv)
-{
-    const char *ct;
-
-    if (!getenv("OPENBLAS_NUM_THREADS"))
-        (void)setenv("OPENBLAS_NUM_THREADS", "1", 1);
-    if (getenv("OPENBLAS_CORETYPE") || !(ct = qt_blas_coretype_advice()))
-        return;
-    (void)setenv("OPENBLAS_CORETYPE", ct, 1);
-    execv("/proc/self/exe", argv);
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -61,7 +41,7 @@ static void time_linear(const struct qt_design *des, size_t n, const double *Y,
         if (qt_result_init(&res[i], des->d) < 0)
             abort();
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = qt_bench_now();
         size_t failed = 0;
 
         for (size_t i = 0; i < n; i++)
@@ -69,12 +49,12 @@ static void time_linear(const struct qt_design *des, size_t n, const double *Y,
                 qt_estimate(des, &ws, QT_METHOD_LINEAR, Y + des->m * i, des->m, opts, &res[i]) < 0;
         if (failed)
             fprintf(stderr, "bench: %zu samples failed\n", failed);
-        double t1 = now();
+        double t1 = qt_bench_now();
         for (size_t i = 0; i < n; i += chunk)
             if (qt_estimate_linear_batch(des, &ws, n - i < chunk ? n - i : chunk, Y + des->m * i,
                                          des->m, opts, res + i) < 0)
                 abort();
-        double t2 = now();
+        double t2 = qt_bench_now();
         ts[r] = (t1 - t0) / (double)n;
         tb[r] = (t2 - t1) / (double)n;
     }
@@ -167,12 +147,12 @@ static int bench_large(void)
            "estimate");
     for (size_t k = 0; k < QT_ARRAY_SIZE(kinds); k++) {
         struct qt_design *des = NULL;
-        double t0 = now();
+        double t0 = qt_bench_now();
         char a[32], b[32];
 
         if (qt_design_new(kinds[k], d, &des, NULL) < 0)
             return 1;
-        double t1 = now();
+        double t1 = qt_bench_now();
         double *y = malloc(des->m * sizeof(double));
         double complex *rho = malloc(d * d * sizeof(*rho));
         struct qt_result res;
@@ -183,9 +163,9 @@ static int bench_large(void)
         if (!y || !rho || qt_rng_simulate(&rng, des, &ws, rho, 1000, y) < 0 ||
             qt_result_init(&res, d) < 0)
             return 1;
-        double t2 = now();
+        double t2 = qt_bench_now();
         int r = qt_estimate(des, &ws, QT_METHOD_LINEAR, y, des->m, &opts, &res);
-        double t3 = now();
+        double t3 = qt_bench_now();
         printf("%-7s %8zu | %-10s %7.2f MB   | %-12s%s\n", des->name, des->m,
                fmt_time(t1 - t0, a, sizeof(a)), (double)qt_design_bytes(des) / 1e6,
                fmt_time(t3 - t2, b, sizeof(b)), r < 0 ? " (failed)" : "");
@@ -240,9 +220,9 @@ static int time_mle(struct qt_rng *rng, const struct qt_design *des, struct qt_w
         qt_rng_state(rng, d, rank, rho);
         if (qt_rng_simulate(rng, des, ws, rho, counts, y) < 0)
             goto out;
-        double t0 = now();
+        double t0 = qt_bench_now();
         int r = qt_estimate(des, ws, QT_METHOD_MLE, y, des->m, &opts, &res);
-        t[i] = now() - t0;
+        t[i] = qt_bench_now() - t0;
         if (r < 0) {
             fprintf(stderr, "bench: %s d=%zu sample %zu failed: %s\n", des->name, d, i, res.errmsg);
             continue;
@@ -330,7 +310,7 @@ static int bench_mle(const char *only_design, size_t only_d)
 
 int main(int argc, char **argv)
 {
-    blas_env(argv);
+    qt_bench_blas_env(argv);
     printf("qtomo-bench %s: OPENBLAS_CORETYPE=%s (OpenBLAS kernels: %s), "
            "OPENBLAS_NUM_THREADS=%s, %ld CPUs online\n",
            QTOMO_VERSION, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)",

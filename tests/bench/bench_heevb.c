@@ -8,39 +8,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "num/qt_heevb.h"
 #include "num/qt_lapack.h"
 #include "num/qt_rng.h"
 
 #define COUNT 1024
 #define REPS  7
-
-static double now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Same policy as the product: one BLAS thread, and the kernels this CPU supports. Both must be
- * in the environment before OpenBLAS initialises, hence the re-exec. */
-static void blas_env(char **argv)
-{
-    const char *ct = getenv("OPENBLAS_CORETYPE");
-    bool again = false;
-
-    if (!getenv("OPENBLAS_NUM_THREADS")) {
-        (void)setenv("OPENBLAS_NUM_THREADS", "1", 1);
-        again = true;
-    }
-    if (!ct && (ct = qt_blas_coretype_advice())) {
-        (void)setenv("OPENBLAS_CORETYPE", ct, 1);
-        again = true;
-    }
-    if (again)
-        execv("/proc/self/exe", argv);
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -62,17 +36,17 @@ static int time_n(struct qt_ws *ws, size_t n, const double complex *A, double co
     double tl[REPS], tb[REPS];
 
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = qt_bench_now();
 
         for (size_t k = 0; k < COUNT; k++) {
             memcpy(V + k * n * n, A + k * n * n, n * n * sizeof(*V));
             if (qt_zheev(ws, true, n, V + k * n * n, n, w + k * n) < 0)
                 return -1;
         }
-        double t1 = now();
+        double t1 = qt_bench_now();
         if (qt_heev_batch(ws, n, COUNT, A, V, w) < 0)
             return -1;
-        double t2 = now();
+        double t2 = qt_bench_now();
         tl[r] = (t1 - t0) / COUNT;
         tb[r] = (t2 - t1) / COUNT;
     }
@@ -114,7 +88,7 @@ int main(int argc, char **argv)
     const char *ct, *simd = "portable";
 
     (void)argc;
-    blas_env(argv);
+    qt_bench_blas_env(argv);
     ct = getenv("OPENBLAS_CORETYPE");
     if (!A || !V || !w)
         return 1;

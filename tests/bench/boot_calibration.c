@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "base/qt_err.h"
 #include "base/qt_ws.h"
 #include "num/qt_bootstrap.h"
@@ -88,33 +89,6 @@ struct cell_run {
     atomic_uint next;
     struct exp_out *out;
 };
-
-static double now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Same policy as the product and the other benchmarks: one BLAS thread per caller thread and
- * the kernels this CPU supports; both must be in the environment before OpenBLAS loads. */
-static void blas_env(char **argv)
-{
-    const char *ct = getenv("OPENBLAS_CORETYPE");
-    bool again = false;
-
-    if (!getenv("OPENBLAS_NUM_THREADS")) {
-        (void)setenv("OPENBLAS_NUM_THREADS", "1", 1);
-        again = true;
-    }
-    if (!ct && (ct = qt_blas_coretype_advice())) {
-        (void)setenv("OPENBLAS_CORETYPE", ct, 1);
-        again = true;
-    }
-    if (again)
-        execv("/proc/self/exe", argv);
-}
 
 /* A Haar-like random orthonormal basis (Gram-Schmidt of complex Gaussian columns). */
 static void random_basis(struct qt_rng *rng, double complex *U)
@@ -455,7 +429,7 @@ static int run_cell(const struct config *cfg, struct cell_run *c, const char *na
                     double fid_true)
 {
     struct cell_stats st;
-    double t0 = now();
+    double t0 = qt_bench_now();
     int r;
 
     c->out = calloc(cfg->experiments, sizeof(*c->out));
@@ -466,7 +440,7 @@ static int run_cell(const struct config *cfg, struct cell_run *c, const char *na
     if (r == 0)
         r = cell_stats(c->out, cfg->experiments, pur_true, fid_true, &st);
     if (r == 0)
-        print_row(name, pur_true, fid_true, &st, now() - t0);
+        print_row(name, pur_true, fid_true, &st, qt_bench_now() - t0);
     for (uint32_t e = 0; r == 0 && e < cfg->experiments; e++)
         if (c->out[e].err < 0 && (e == 0 || c->out[e].err != c->out[e - 1].err))
             fprintf(stderr, "%s: experiment %u: %s\n", name, e, qt_strerror(c->out[e].err));
@@ -609,7 +583,7 @@ int main(int argc, char **argv)
     double complex U[NN], rho[QT_ARRAY_SIZE(states)][NN];
     int r = 0;
 
-    blas_env(argv);
+    qt_bench_blas_env(argv);
     if (parse_args(argc, argv, &cfg) < 0) {
         usage();
         return 2;

@@ -60,7 +60,8 @@ static void test_deterministic_mle(void **state)
     assert_int_equal(qt_bootstrap(des, &ws, QT_METHOD_MLE, y, &opts, &point, &bo, &a), QT_EOPTION);
     bo.confidence = 0.9;
     y[0] = 0.25;
-    assert_int_equal(qt_bootstrap(des, &ws, QT_METHOD_MLE, y, &opts, &point, &bo, &a), QT_ENOTCOUNTS);
+    assert_int_equal(qt_bootstrap(des, &ws, QT_METHOD_MLE, y, &opts, &point, &bo, &a),
+                     QT_ENOTCOUNTS);
     qt_uncertainty_done(&a);
     qt_result_done(&point);
     qt_design_free(des);
@@ -130,15 +131,17 @@ static void test_calibration_linear(void **state)
     qt_ws_done(&ws);
 }
 
-
 /* Ranges computed apart and reduced together give the numbers of one call, bit for bit (what
  * lets the daemon spread one sample's resamples over its workers); eigenvalues get bars. */
 static void test_ranges_reduce(void **state)
 {
     struct qt_design *des = make(QT_DESIGN_PAULI, 4);
     struct qt_ws ws = QT_WS_INIT;
-    struct qt_boot_opts bo = {
-        .resamples = 30, .kind = QT_RESAMPLE_PARAMETRIC, .seed = 99, .sample = 12, .confidence = 0.9};
+    struct qt_boot_opts bo = {.resamples = 30,
+                              .kind = QT_RESAMPLE_PARAMETRIC,
+                              .seed = 99,
+                              .sample = 12,
+                              .confidence = 0.9};
     struct qt_uncertainty a, b;
     struct qt_result point;
     struct qt_opts opts;
