@@ -589,7 +589,7 @@ static int open_file(struct h5w *w, const char *tmp)
     if (!w->err) {
         w->file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
         if (w->file < 0)
-            fail(w, "create");
+            fail(w, "creating the temporary file .results.h5.tmp");
     }
     if (fcpl >= 0)
         (void)H5Pclose(fcpl);
@@ -690,7 +690,10 @@ int qctl_write_h5(const char *dir)
     if (r == 0)
         r = commit(dir, tmp, dst);
     if (r < 0) {
-        qctl_err("cannot write '%s': %s", dst, w.err ? w.what : strerror(-r));
+        if (w.err)
+            qctl_err("cannot write '%s': HDF5 failed at %s", dst, w.what);
+        else
+            qctl_err("cannot write '%s': %s", dst, strerror(-r));
         (void)unlink(tmp);
     } else if (s.bad || w.mismatched) {
         qctl_err("'%s': %zu unreadable line(s) of records.jsonl skipped, %zu value(s) of another "
