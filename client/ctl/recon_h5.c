@@ -14,7 +14,7 @@
 
 #include "recon.h"
 
-#define BLOCK    256 /* records converted and written per hyperslab */
+#define BLOCK    256 /* at most this many records converted and written per hyperslab */
 #define MAX_COLS (16 + 4 * _QT_MT_MAX)
 
 /* How a dataset's values come out of a record's JSON. */
@@ -35,13 +35,14 @@ struct col {
     const char *key[4]; /* JSON path in the record (static strings) */
     int64_t ifill;      /* CK_I64: the value where the record has none */
     hid_t dset;
-    unsigned char *buf; /* BLOCK records' values */
-    char **str;         /* string columns: BLOCK owned strings */
+    unsigned char *buf; /* w->block records' values */
+    char **str;         /* string columns: w->block owned strings */
 };
 
 struct h5w {
     const char *dir;
     size_t d, n, mismatched;
+    size_t block; /* records per block: BLOCK, fewer for large d (about 16 MB per matrix) */
     hid_t file, complex_t, str_t, dcpl_plain, gcpl;
     struct col cols[MAX_COLS];
     size_t ncols;
@@ -60,6 +61,11 @@ static void fail(struct h5w *w, const char *what)
 static size_t per_record(const struct h5w *w, enum ckind k)
 {
     return k == CK_VEC ? w->d : k == CK_MAT || k == CK_CMAT ? w->d * w->d : 1;
+}
+
+static int rank_of(enum ckind k)
+{
+    return k == CK_VEC ? 2 : k == CK_MAT || k == CK_CMAT ? 3 : 1;
 }
 
 static size_t elem_size(enum ckind k)
@@ -211,7 +217,7 @@ static void add_col(struct h5w *w, enum ckind kind, const char *k0, const char *
     c->key[0] = k0, c->key[1] = k1, c->key[2] = k2, c->key[3] = k3;
     c->ifill = strcmp(c->name, "error_code") == 0 ? 0 : INT64_MIN; /* 0: no error */
     c->dset = H5I_INVALID_HID;
-    c->buf = calloc(BLOCK, per_record(w, kind) * elem_size(kind));
+    c->buf = calloc(w->block, per_record(w, kind) * elem_size(kind));
     if (kind == CK_STR || kind == CK_STRLIST)
         c->str = (char **)(void *)c->buf;
     if (!c->buf)
@@ -238,13 +244,16 @@ static hid_t file_type(const struct h5w *w, enum ckind k)
 static void create_dset(struct h5w *w, struct col *c)
 {
     hsize_t dims[3] = {w->n, w->d, w->d};
-    int rank = c->kind == CK_VEC ? 2 : c->kind == CK_MAT || c->kind == CK_CMAT ? 3 : 1;
-    hid_t sp, dcpl = H5Pcopy(w->dcpl_plain);
+    int rank = rank_of(c->kind);
+    hid_t sp, dcpl;
     int64_t fi = c->ifill;
     int8_t fb = -1;
     double fd[2] = {NAN, NAN};
 
-    if (w->err || dcpl < 0) {
+    if (w->err)
+        return;
+    dcpl = H5Pcopy(w->dcpl_plain);
+    if (dcpl < 0) {
         fail(w, "property list");
         return;
     }
@@ -384,7 +393,7 @@ static void flush_block(struct h5w *w, size_t start, size_t count)
     for (size_t i = 0; i < w->ncols && count; i++) {
         struct col *c = &w->cols[i];
         hsize_t off[3] = {start, 0, 0}, cnt[3] = {count, w->d, w->d};
-        int rank = c->kind == CK_VEC ? 2 : c->kind == CK_MAT || c->kind == CK_CMAT ? 3 : 1;
+        int rank = rank_of(c->kind);
         hid_t fs = H5Dget_space(c->dset), ms = H5Screate_simple(rank, cnt, NULL);
 
         if (!w->err && (fs < 0 || ms < 0 ||
@@ -550,7 +559,7 @@ static void fill_all(struct h5w *w, FILE *f)
         for (size_t i = 0; i < w->ncols; i++)
             fill(w, &w->cols[i], nb, rec);
         block[nb++] = rec;
-        if (nb == BLOCK || done + nb == w->n) {
+        if (nb == w->block || done + nb == w->n) {
             flush_block(w, done, nb);
             for (size_t k = 0; k < nb; k++)
                 json_decref(block[k]);
@@ -675,6 +684,9 @@ int qctl_write_h5(const char *dir)
     w.d = json_integer_value(json_object_get(json_object_get(run, "options"), "dim")) > 0
               ? (size_t)json_integer_value(json_object_get(json_object_get(run, "options"), "dim"))
               : s.first_dim;
+    w.block = w.d * w.d > ((size_t)1 << 20) / BLOCK ? ((size_t)1 << 20) / (w.d * w.d) : BLOCK;
+    if (w.block == 0)
+        w.block = 1;
     if (open_file(&w, tmp) == 0) {
         root_attrs(&w, run, run_text);
         make_groups(&w, &s, run);

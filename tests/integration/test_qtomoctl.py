@@ -1317,6 +1317,10 @@ class QtomoctlTest(unittest.TestCase):
             self.assertEqual(h["metrics/rank"].fillvalue, self.INT64_FILL)
             self.assertEqual(list(h["metrics/converged"][:]), [-1, 1, -1, 1, -1, -1, -1, 1])
         bad_ref = self.h5_content(self.path("bad", "results.h5"))
+        # More records than one block of the writer (256): 560 records, 3 blocks.
+        p = local("reconstruct", self.big_input(70), "--local", "-o", self.path("big"), "--hdf5")
+        self.assertExit(p, 0, "--hdf5, 280 samples")
+        self.assertEqual(len(self.h5_check(self.path("big"))), 560)
         # Through the daemon: the same datasets.
         d = self.start()
         for src, dst, want, code in ((BELL4, "dout", ref, 0), (bad, "dbad", bad_ref, 1)):
