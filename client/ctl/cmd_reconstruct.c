@@ -43,6 +43,8 @@ void qctl_reconstruct_usage(FILE *out)
             "                       values each, and print each result as soon as it is ready\n"
             "  -o, --output-dir DIR write DIR/records.jsonl, DIR/summary.csv, DIR/run.json\n"
             "  --resume             with -o: finish an interrupted run in DIR\n"
+            "  --hdf5               with -o: also write DIR/results.h5 (rho, metrics, error\n"
+            "                       bars as datasets; for h5py, pandas, MATLAB)\n"
             "  --design NAME        nopovm | mub | sic | pauli | custom (default: inferred from\n"
             "                       the row count: d^2 rows = nopovm, d(d+1) rows = mub)\n"
             "  --design-file F      custom design (JSON, see the README)\n"
@@ -146,6 +148,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         O_LOCAL = 256,
         O_LIVE,
         O_RESUME,
+        O_HDF5,
         O_DESIGN,
         O_DFILE,
         O_DIM,
@@ -167,6 +170,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         {"live", no_argument, NULL, O_LIVE},
         {"output-dir", required_argument, NULL, 'o'},
         {"resume", no_argument, NULL, O_RESUME},
+        {"hdf5", no_argument, NULL, O_HDF5},
         {"design", required_argument, NULL, O_DESIGN},
         {"design-file", required_argument, NULL, O_DFILE},
         {"dim", required_argument, NULL, O_DIM},
@@ -208,6 +212,9 @@ static int parse_args(int argc, char **argv, struct recon *rc)
             break;
         case O_RESUME:
             rc->resume = true;
+            break;
+        case O_HDF5:
+            rc->hdf5 = true;
             break;
         case O_DESIGN:
             rc->design = optarg;
@@ -271,8 +278,9 @@ static int parse_args(int argc, char **argv, struct recon *rc)
             qctl_err("--live reads samples from standard input; drop '%s'", argv[optind]);
             return -1;
         }
-        if (rc->outdir || rc->resume || rc->columns) {
-            qctl_err("--live writes to standard output; -o, --resume and --columns do not apply");
+        if (rc->outdir || rc->resume || rc->columns || rc->hdf5) {
+            qctl_err("--live writes to standard output; -o, --resume, --hdf5 and --columns do "
+                     "not apply");
             return -1;
         }
         rc->file = "-";
@@ -286,6 +294,10 @@ static int parse_args(int argc, char **argv, struct recon *rc)
     }
     if (rc->resume && !rc->outdir) {
         qctl_err("--resume needs -o DIR (the directory of the interrupted run)");
+        return -1;
+    }
+    if (rc->hdf5 && !rc->outdir) {
+        qctl_err("--hdf5 needs -o DIR (results.h5 is written next to records.jsonl)");
         return -1;
     }
     if (boot_opts && !rc->boot.resamples) {

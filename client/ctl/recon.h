@@ -19,7 +19,7 @@ struct recon {
     /* options */
     const char *file, *design, *design_file, *columns, *target_file, *outdir;
     size_t dim;
-    bool local, json, bell, resume, live;
+    bool local, json, bell, resume, live, hdf5;
     bool methods[_QT_METHOD_MAX];
     enum qt_method method_list[_QT_METHOD_MAX]; /* the n_methods chosen, in method order */
     size_t n_methods;
@@ -74,6 +74,14 @@ int qctl_sha256_file(const char *path, char hex[65]);
 int qctl_resume_scan(const struct recon *rc, const char *options_json, size_t *ret_done);
 /* Writes DIR/summary.csv from DIR/records.jsonl (temp + rename). */
 int qctl_write_summary(const char *dir);
+
+/* ---- HDF5 results (recon_h5.c) ---- */
+
+/* Writes DIR/results.h5 from DIR/records.jsonl and DIR/run.json (DIR/.results.h5.tmp, fsync,
+ * rename): rho, every metric, the error bars and the record index as datasets, the run as
+ * attributes (layout: README.md). Lines that are not JSON objects are skipped. Returns 0 or a
+ * negative error (printed). */
+int qctl_write_h5(const char *dir);
 /* Writes a whole file crash-safely: DIR/name.tmp, fsync, rename, fsync(DIR). */
 int qctl_write_atomic(const char *dir, const char *name, const char *data, size_t len);
 /* The options that decide the results, as JSON (for run.json and --resume's check). */

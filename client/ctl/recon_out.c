@@ -403,6 +403,14 @@ static void write_run_json(struct qctl_out *o, bool complete, double elapsed_ms)
     free(opts);
 }
 
+static bool h5_exists(const char *dir)
+{
+    char path[4096];
+
+    (void)snprintf(path, sizeof(path), "%s/results.h5", dir);
+    return access(path, F_OK) == 0;
+}
+
 int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
 {
     struct recon *rc = o->rc;
@@ -419,6 +427,10 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
         if (qctl_write_summary(rc->outdir) < 0)
             o->write_err = -EIO;
         write_run_json(o, complete, elapsed_ms);
+        /* After run.json, whose content it carries. A results.h5 of an earlier --hdf5 run is
+         * rebuilt too, so that it never describes fewer records than records.jsonl. */
+        if ((rc->hdf5 || h5_exists(rc->outdir)) && qctl_write_h5(rc->outdir) < 0)
+            o->write_err = -EIO;
     }
     for (int m = 0; m < _QT_METHOD_MAX; m++) {
         fails += o->rec_failed[m];
@@ -443,8 +455,9 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
             fprintf(stderr, "  slowest sample: %zu (column %zu), %.1f ms\n", o->slowest,
                     rc->first + o->slowest + 1, o->slowest_ms);
         if (rc->outdir)
-            fprintf(stderr, "  output: %s/records.jsonl, %s/summary.csv, %s/run.json\n",
-                    rc->outdir, rc->outdir, rc->outdir);
+            fprintf(stderr, "  output: %s/records.jsonl, %s/summary.csv, %s/run.json%s%s%s\n",
+                    rc->outdir, rc->outdir, rc->outdir, rc->hdf5 ? ", " : "",
+                    rc->hdf5 ? rc->outdir : "", rc->hdf5 ? "/results.h5" : "");
     }
     if (!complete && rc->outdir)
         qctl_err("interrupted after %zu of %zu samples; run again with --resume to finish",

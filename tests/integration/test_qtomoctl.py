@@ -2,8 +2,8 @@
 socket and cache directory, started here), qtomoctl against it and against `--local`, and
 client_check (tests/integration/client_check.c, the public C API). Run by ctest with QTOMOD,
 QTOMOCTL, CLIENT_CHECK, QTOMO_SRC and QTOMO_REFDATA in the environment; needs /usr/bin/python3
-with python3-msgpack and numpy. Tests of the origin's real data skip when
-../shared/reference-data/origin is absent."""
+with python3-msgpack and numpy (and python3-h5py for test_hdf5_*). Tests of the origin's real
+data skip when ../shared/reference-data/origin is absent."""
 import csv
 import hashlib
 import json
@@ -21,6 +21,11 @@ import time
 import unittest
 
 import msgpack
+try:
+    import h5py  # python3-h5py (packaging/install-deps); only test_hdf5_* needs it
+    import numpy
+except ImportError:
+    h5py = None
 from qtomod_fixture import EXAMPLES, PAULI6, QTOMOCTL, SRC, Daemon, pauli6_columns, \
     read_columns, wait_until, write_columns
 
@@ -1056,7 +1061,7 @@ class QtomoctlTest(unittest.TestCase):
             self.assertIn("Usage: qtomoctl " + cmd, man.replace("\\-", "-"), cmd)
         for code in range(5):
             self.assertRegex(man, r"\.SH EXIT STATUS[\s\S]*\.TP\n%d\n" % code)
-        for opt in re.findall(r"(--[a-z][a-z-]+)", ctl("help", "reconstruct").stdout.decode()):
+        for opt in re.findall(r"(--[a-z][a-z0-9-]+)", ctl("help", "reconstruct").stdout.decode()):
             self.assertIn(opt.replace("-", "\\-"), man, opt)
         if shutil.which("groff"):
             path = self.path("qtomoctl.1")
@@ -1095,7 +1100,7 @@ class QtomoctlTest(unittest.TestCase):
         self.assertEqual(complete("help", "rel"), {"reload"})
         self.assertEqual(complete("reconstruct", "--phys"), {"--physical"})
         self.assertEqual(complete("reconstruct", "--physical", ""), {"clip", "smolin"})
-        opts = set(re.findall(r"(--[a-z][a-z-]+)", ctl("help", "reconstruct").stdout.decode()))
+        opts = set(re.findall(r"(--[a-z][a-z0-9-]+)", ctl("help", "reconstruct").stdout.decode()))
         self.assertEqual(opts - complete("reconstruct", "--"), set(),
                          "reconstruct options the completion does not offer")
 
@@ -1132,6 +1137,201 @@ class QtomoctlTest(unittest.TestCase):
 
     def test_client_library_bootstrap(self):
         self.run_client_check("bootstrap")
+
+    # ---- results.h5 (--hdf5) ----
+
+    INT64_FILL = -2 ** 63
+
+    def h5_expect(self, v, dtype):
+        """What a dataset holds for the JSON value v (None: absent or null)."""
+        if dtype.kind == "f":
+            return float("nan") if v is None else v
+        if dtype.kind == "i" and dtype.itemsize == 1:  # bool metrics
+            return -1 if v is None else int(v)
+        if dtype.kind == "i":
+            return self.INT64_FILL if v is None else v
+        return "" if v is None else v
+
+    def assertH5Value(self, got, want, what):
+        if isinstance(got, bytes):
+            got = got.decode()
+        if isinstance(want, float) and want != want:
+            self.assertTrue(got != got, "%s: %r, expected NaN" % (what, got))
+        else:
+            self.assertEqual(got, want, what)  # exact: the same doubles
+
+    def assertH5Column(self, ds, values, what):
+        """ds[k] against the JSON values[k] (None: absent), lists element by element."""
+        self.assertEqual(ds.shape[0], len(values), what)
+        for k, v in enumerate(values):
+            got = ds[k]
+            if ds.ndim == 1:
+                self.assertH5Value(got, self.h5_expect(v, ds.dtype), "%s[%d]" % (what, k))
+                continue
+            flat = numpy.asarray(got).reshape(-1)
+            want = [None] * flat.size if v is None else \
+                [x for row in v for x in (row if isinstance(row, list) else [row])]
+            self.assertEqual(len(want), flat.size, "%s[%d]: shape" % (what, k))
+            for i, (g, w) in enumerate(zip(flat, want)):
+                self.assertH5Value(g, self.h5_expect(w, ds.dtype), "%s[%d][%d]" % (what, k, i))
+
+    def h5_check(self, out):
+        """DIR/results.h5 holds exactly what DIR/records.jsonl and DIR/run.json hold."""
+        with open(os.path.join(out, "records.jsonl")) as f:
+            recs = [json.loads(line) for line in f]
+        with open(os.path.join(out, "run.json")) as f:
+            run = json.load(f)
+        d = run["options"]["dim"]
+        with h5py.File(os.path.join(out, "results.h5"), "r") as h:
+            a = h.attrs
+            self.assertEqual(json.loads(a["run_json"]), run)
+            self.assertEqual((a["format"], a["format_version"]), ("qtomo-results", 1))
+            for k in ("input", "input_sha256", "mode"):
+                self.assertEqual(a[k], run[k], k)
+            self.assertEqual((a["design"], a["dim"]), (run["options"]["design"], d))
+            self.assertEqual(list(a["methods"]), run["options"]["methods"])
+            self.assertEqual(a["version_qtomoctl"], run["versions"]["qtomoctl"])
+            self.assertEqual(a.get("version_server"), run["versions"].get("server"))
+            # the index
+            def col(f):
+                return [f(r) for r in recs]
+
+            for name in ("sample", "column", "method", "status"):
+                self.assertH5Column(h[name], col(lambda r: r[name]), name)
+            self.assertH5Column(h["error_code"], col(lambda r: r.get("error", {}).get("code", 0)),
+                                "error_code")
+            for key in ("name", "message"):
+                self.assertH5Column(h["error_" + key], col(lambda r: r.get("error", {}).get(key)),
+                                    "error_" + key)
+            self.assertH5Column(h["warnings"], col(lambda r: " ".join(r.get("warnings", []))),
+                                "warnings")
+            # rho: complex (h5py's compound r, i), row-major, NaN for error records
+            rho = h["rho"]
+            self.assertEqual((rho.dtype, rho.shape), (numpy.dtype("complex128"), (len(recs), d, d)))
+            t = rho.id.get_type()  # the file's type: h5py's complex layout, for MATLAB too
+            self.assertEqual([t.get_member_name(i) for i in range(t.get_nmembers())], [b"r", b"i"])
+            for k, r in enumerate(recs):
+                m = rho[k]
+                for i in range(d):
+                    for j in range(d):
+                        if r["status"] == "ok":
+                            self.assertEqual(m[i, j].real, r["rho"]["re"][i][j])
+                            self.assertEqual(m[i, j].imag, r["rho"]["im"][i][j])
+                        else:
+                            self.assertTrue(numpy.isnan(m[i, j].real) and
+                                            numpy.isnan(m[i, j].imag))
+            # every metric of every record
+            names = {n for r in recs for n in r.get("metrics", {})}
+            self.assertEqual(set(h["metrics"]), names)
+            for n in names:
+                self.assertH5Column(h["metrics"][n], col(lambda r: r.get("metrics", {}).get(n)),
+                                    "metrics/" + n)
+            # the error bars
+            uncs = col(lambda r: r.get("uncertainty"))
+            if not any(uncs):
+                self.assertNotIn("uncertainty", h)
+                return recs
+            u0 = next(u for u in uncs if u)
+            ua = h["uncertainty"].attrs
+            for k in ("resamples", "kind", "seed", "confidence"):
+                self.assertEqual(ua[k], u0[k], k)
+            unames = {n for u in uncs if u for n in u.get("metrics", {})}
+            self.assertEqual({n for n in h["uncertainty"] if isinstance(h["uncertainty"][n],
+                                                                         h5py.Group)}, unames)
+            for n in unames:
+                for q in ("std", "lo", "hi"):
+                    self.assertH5Column(
+                        h["uncertainty"][n][q],
+                        [((u or {}).get("metrics", {}).get(n) or {}).get(q) for u in uncs],
+                        "uncertainty/%s/%s" % (n, q))
+            for part in ("re", "im"):
+                self.assertH5Column(h["uncertainty"]["rho_std_" + part],
+                                    [(u or {}).get("rho_std", {}).get(part) for u in uncs],
+                                    "rho_std_" + part)
+            self.assertH5Column(h["uncertainty"]["failed_resamples"],
+                                [(u or {}).get("failed_resamples") for u in uncs],
+                                "failed_resamples")
+            self.assertH5Column(h["uncertainty"]["warnings"],
+                                [" ".join((u or {}).get("warnings", [])) for u in uncs],
+                                "uncertainty/warnings")
+        return recs
+
+    @staticmethod
+    def h5_content(path):
+        """Every dataset (dtype, shape, bytes or strings) and the attributes that describe the
+        data (not run_json, mode, version_server: those say how and when it ran)."""
+        out = {}
+        with h5py.File(path, "r") as h:
+            def visit(name, obj):
+                for k, v in obj.attrs.items():
+                    if k not in ("run_json", "mode", "version_server"):
+                        out["%s@%s" % (name, k)] = repr(v)
+                if isinstance(obj, h5py.Dataset):
+                    v = obj[()]
+                    out[name] = (obj.dtype.str, obj.shape,
+                                 v.tolist() if obj.dtype.kind == "O" else v.tobytes())
+            visit("/", h)
+            h.visititems(visit)
+        return out
+
+    def test_hdf5_results_match_records_resume_and_daemon(self):
+        if h5py is None:
+            self.fail("python3-h5py is needed (packaging/install-deps)")
+        opts = ["--method", "linear,mle", "--bell", "--bootstrap", "20", "--seed", "1"]
+        out = self.path("out")
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--hdf5", *opts)
+        self.assertExit(p, 0, "--hdf5")
+        self.assertIn(b"results.h5", p.stderr)
+        recs = self.h5_check(out)
+        self.assertEqual(len(recs), 8)
+        self.assertTrue(all("uncertainty" in r for r in recs))
+        ref = self.h5_content(os.path.join(out, "results.h5"))
+        self.assertFalse(os.path.exists(os.path.join(out, ".results.h5.tmp")))
+        # --resume after the run: the same results.h5.
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--hdf5", "--resume", *opts)
+        self.assertExit(p, 0, "--resume of a finished run")
+        self.assertEqual(self.h5_content(os.path.join(out, "results.h5")), ref)
+        # An interrupted run (two samples kept, a line cut short) resumed, here without
+        # --hdf5: the results.h5 it left is rebuilt, the same as an uninterrupted run's.
+        with open(os.path.join(out, "records.jsonl"), "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+        with open(os.path.join(out, "records.jsonl"), "wb") as f:
+            f.write(b"".join(lines[:4]) + lines[4][:50])
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--resume", *opts)
+        self.assertExit(p, 0, "--resume of an interrupted run")
+        self.h5_check(out)
+        self.assertEqual(self.h5_content(os.path.join(out, "results.h5")), ref)
+        # An empty column: error records with NaN matrices and their codes.
+        cols = read_columns(BELL4, str)
+        cols[2] = [""] * len(cols[2])
+        bad = self.path("bad.csv")
+        write_columns(bad, cols)
+        p = local("reconstruct", bad, "--local", "-o", self.path("bad"), "--hdf5", *opts)
+        self.assertExit(p, 1, "--hdf5 with failed samples")
+        recs = self.h5_check(self.path("bad"))
+        self.assertEqual([r["status"] for r in recs].count("error"), 2)
+        with h5py.File(self.path("bad", "results.h5"), "r") as h:
+            self.assertEqual(list(h["error_code"][:]), [0, 0, 0, 0, -32008, -32008, 0, 0])
+            self.assertTrue(numpy.isnan(h["metrics/purity"][4]))
+            self.assertEqual(h["metrics/rank"][5], self.INT64_FILL)  # mle has no rank
+            self.assertEqual(h["metrics/rank"].fillvalue, self.INT64_FILL)
+            self.assertEqual(list(h["metrics/converged"][:]), [-1, 1, -1, 1, -1, -1, -1, 1])
+        bad_ref = self.h5_content(self.path("bad", "results.h5"))
+        # More records than one block of the writer (256): 560 records, 3 blocks.
+        p = local("reconstruct", self.big_input(70), "--local", "-o", self.path("big"), "--hdf5")
+        self.assertExit(p, 0, "--hdf5, 280 samples")
+        self.assertEqual(len(self.h5_check(self.path("big"))), 560)
+        # Through the daemon: the same datasets.
+        d = self.start()
+        for src, dst, want, code in ((BELL4, "dout", ref, 0), (bad, "dbad", bad_ref, 1)):
+            p = ctl("-s", d.sock, "reconstruct", src, "-o", self.path(dst), "--hdf5", *opts)
+            self.assertExit(p, code, "daemon --hdf5")
+            self.h5_check(self.path(dst))
+            self.assertEqual(self.h5_content(self.path(dst, "results.h5")), want, dst)
+        self.assertEqual(d.stop(), 0)
+        # --hdf5 needs -o, and --live writes no files.
+        self.assertExit(ctl("reconstruct", BELL4, "--local", "--hdf5"), 2, "--hdf5 without -o")
+        self.assertExit(ctl("reconstruct", "--live", "--hdf5", input=b""), 2, "--live --hdf5")
 
 
 if __name__ == "__main__":
