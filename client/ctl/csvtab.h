@@ -11,7 +11,7 @@
 #include "base/qt_err.h"
 
 #define QCTL_CSVTAB_MAX_COLS  4096
-#define QCTL_CSVTAB_MAX_BYTES ((size_t)512 << 20)
+#define QCTL_CSVTAB_MAX_BYTES ((size_t)256 << 20)
 
 struct qctl_csvtab {
     size_t ncols, nrows;
