@@ -1232,6 +1232,9 @@ class QtomoctlTest(unittest.TestCase):
             self.assertIn(w, text)
         self.assertEqual(json.loads(ctl("--json", "summarize", summary).stdout)["methods"],
                          got["methods"])
+        # Options after the arguments.
+        self.assertEqual(json.loads(ctl("summarize", out, "--compare-methods", "--json").stdout),
+                         got)
 
     def test_summarize_bad_csv(self):
         cases = {
