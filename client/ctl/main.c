@@ -98,6 +98,13 @@ const struct qctl_cmd qctl_cmds[] = {
      true},
     {"reload", "", "re-read the daemon's configuration, roll its workers", qctl_cmd_reload,
      usage_reload, "", true},
+    {"fidelity", "A B [--json]", "fidelity and trace distance between two states or records",
+     qctl_cmd_fidelity, qctl_fidelity_usage, "--json --help", false},
+    {"summarize", "DIR|summary.csv [--compare-methods] [--json]",
+     "statistics of a run's metrics per method, and paired method differences",
+     qctl_cmd_summarize, qctl_summarize_usage, "--compare-methods --json --help", false},
+    {"bell", "DIR [--json]", "Bell-state analysis of a run's records (bell_summary.csv)",
+     qctl_cmd_bell, qctl_bell_usage, "--json --help", false},
     {"version", "", "print the version", cmd_version, usage_version, "", false},
     {"help", "[COMMAND]", "show help for qtomoctl or a command", cmd_help, usage_help, "", false},
     {NULL, NULL, NULL, NULL, NULL, NULL, false},
@@ -305,9 +312,12 @@ static void gen_completion(void)
         if (strcmp(c->name, "help") == 0)
             for (const struct qctl_cmd *h = qctl_cmds; h->name; h++)
                 printf(" %s", h->name);
-        printf("' -- \"$cur\"))%s ;;\n", c->daemon && strcmp(c->name, "reconstruct") == 0
-                                                 ? "; [[ $cur != -* ]] && COMPREPLY+=($(compgen -f -- \"$cur\"))"
-                                                 : "");
+        /* Commands whose arguments are files or directories. */
+        bool files = strcmp(c->name, "reconstruct") == 0 || c->run == qctl_cmd_fidelity ||
+                     c->run == qctl_cmd_summarize || c->run == qctl_cmd_bell;
+
+        printf("' -- \"$cur\"))%s ;;\n",
+               files ? "; [[ $cur != -* ]] && COMPREPLY+=($(compgen -f -- \"$cur\"))" : "");
     }
     printf("    esac\n}\ncomplete -F _qtomoctl qtomoctl\n");
 }

@@ -35,3 +35,10 @@ int qctl_cmd_cache(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_design(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_ping(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_reload(int argc, char **argv, struct qctl_global *g);
+/* The analysis commands (cmd_analysis.c): no daemon needed. */
+int qctl_cmd_fidelity(int argc, char **argv, struct qctl_global *g);
+void qctl_fidelity_usage(FILE *out);
+int qctl_cmd_summarize(int argc, char **argv, struct qctl_global *g);
+void qctl_summarize_usage(FILE *out);
+int qctl_cmd_bell(int argc, char **argv, struct qctl_global *g);
+void qctl_bell_usage(FILE *out);

@@ -2,8 +2,9 @@
 socket and cache directory, started here), qtomoctl against it and against `--local`, and
 client_check (tests/integration/client_check.c, the public C API). Run by ctest with QTOMOD,
 QTOMOCTL, CLIENT_CHECK, QTOMO_SRC and QTOMO_REFDATA in the environment; needs /usr/bin/python3
-with python3-msgpack and numpy (and python3-h5py for test_hdf5_*). Tests of the origin's real
-data skip when ../shared/reference-data/origin is absent."""
+with python3-msgpack, numpy, pandas (summarize is checked against pandas) and python3-h5py
+(test_hdf5_*). Tests of the origin's real data skip when ../shared/reference-data/origin is
+absent."""
 import csv
 import hashlib
 import json
@@ -1333,6 +1334,272 @@ class QtomoctlTest(unittest.TestCase):
         self.assertExit(ctl("reconstruct", BELL4, "--local", "--hdf5"), 2, "--hdf5 without -o")
         self.assertExit(ctl("reconstruct", "--live", "--hdf5", input=b""), 2, "--live --hdf5")
 
+
+    # ---- analysis commands: summarize, fidelity, bell ----
+
+    def analysis_run(self, *opts, n=12, bad=()):
+        """A --local run of n samples made from the bundled d = 4 data (counts scaled by
+        seeded random factors so that every statistic is non-trivial); samples in bad are all
+        zeros, so their records fail."""
+        import random
+        rng = random.Random(17)
+        base = read_columns(BELL4)
+        cols = []
+        for i in range(n):
+            c = base[i % len(base)]
+            cols.append([0] * len(c) if i in bad else
+                        [round(x * rng.uniform(0.7, 1.3)) for x in c])
+        path, out = self.path("analysis.csv"), self.path("analysis-out")
+        write_columns(path, cols)
+        p = local("reconstruct", "--local", "-o", out, "--design", "nopovm", "--method",
+                  "linear,mle,rhor", *opts, path)
+        self.assertExit(p, 1 if bad else 0, "reconstruct")
+        return out
+
+    def assertStatsClose(self, got, want, scale, what):
+        """got: our JSON statistics; want: a pandas describe() Series. Relative 1e-12, on the
+        scale of the data for statistics near zero (std of a constant, differences of equal
+        values), where both sides are rounding noise."""
+        import math
+        self.assertEqual(got["count"], int(want["count"]), what + ": count")
+        for key in ("mean", "std", "min", "25%", "50%", "75%", "max"):
+            w, g = float(want[key]), got[key]
+            if math.isnan(w):
+                self.assertIsNone(g, "%s: %s is %r, pandas NaN" % (what, key, g))
+                continue
+            self.assertTrue(math.isclose(g, w, rel_tol=1e-12, abs_tol=1e-12 * scale),
+                            "%s: %s is %r, pandas %r" % (what, key, g, w))
+
+    def test_summarize_matches_pandas(self):
+        import pandas as pd
+        out = self.analysis_run("--bell", bad=(5,))
+        summary = os.path.join(out, "summary.csv")
+        p = ctl("summarize", "--compare-methods", "--json", out)
+        self.assertExit(p, 0, "summarize --json")
+        got = json.loads(p.stdout)
+        df = pd.read_csv(summary)
+        ids = {"sample", "method", "column", "dim", "error_code"}
+        numeric = [c for c in df.select_dtypes("number").columns
+                   if c not in ids and df[c].notna().any()]
+        desc = df.groupby("method").describe()
+        methods = list(dict.fromkeys(df["method"]))
+        self.assertEqual(list(got["methods"]), methods)
+        self.assertEqual(got["rows"], len(df))
+        checked = 0
+        for m in methods:
+            mine = got["methods"][m]["metrics"]
+            want = [c for c in numeric if desc.loc[m, (c, "count")] > 0]
+            self.assertEqual(list(mine), want, m + ": metric columns")
+            for c in want:
+                scale = float(df[c].abs().max()) or 1.0
+                self.assertStatsClose(mine[c], desc.loc[m, c], scale, "%s %s" % (m, c))
+                checked += 1
+        self.assertGreater(checked, 40)
+        # Paired differences b - a over samples where both records are ok.
+        ok = df[df["record_status"] == "ok"]
+        pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
+        self.assertEqual([(c["a"], c["b"]) for c in got["comparisons"]], pairs)
+        for comp in got["comparisons"]:
+            a, b = comp["a"], comp["b"]
+            pa = ok[ok["method"] == a].set_index("sample")
+            pb = ok[ok["method"] == b].set_index("sample")
+            self.assertIn("purity", comp["metrics"])
+            for c, mine in comp["metrics"].items():
+                diff = (pb[c] - pa[c]).dropna()
+                self.assertEqual(mine["count"], 11, "%s - %s %s" % (b, a, c))
+                scale = float(df[c].abs().max()) or 1.0
+                self.assertStatsClose(mine, diff.describe(), scale, "%s - %s %s" % (b, a, c))
+        # Convergence and iterations.
+        for m, conv in got["convergence"].items():
+            rows = df[df["method"] == m]
+            if "converged" in conv:
+                flags = rows["converged"].dropna().astype(str) == "True"
+                self.assertEqual(conv["converged"]["count"], len(flags))
+                self.assertEqual(conv["converged"]["true"], int(flags.sum()))
+            for c in ("iterations", "n_iterations", "n_evaluations"):
+                if c in conv:
+                    it = rows[c].dropna()
+                    self.assertEqual(conv[c]["count"], len(it))
+                    self.assertEqual(conv[c]["max"], it.max())
+                    self.assertEqual(conv[c]["median"], it.median())
+                    self.assertTrue(abs(conv[c]["mean"] - it.mean()) <= 1e-12 * it.max())
+        self.assertIn("converged", got["convergence"]["rhor"])
+        self.assertIn("iterations", got["convergence"]["mle"])
+        # The table form, from the file or the directory, and the global --json.
+        p = ctl("summarize", "--compare-methods", summary)
+        self.assertExit(p, 0, "summarize table")
+        text = p.stdout.decode()
+        for w in ("linear: 12 rows", "mle - linear, paired by sample", "purity", "converged"):
+            self.assertIn(w, text)
+        self.assertEqual(json.loads(ctl("--json", "summarize", summary).stdout)["methods"],
+                         got["methods"])
+        # Options after the arguments.
+        self.assertEqual(json.loads(ctl("summarize", out, "--compare-methods", "--json").stdout),
+                         got)
+
+    def test_summarize_bad_csv(self):
+        cases = {
+            "unterminated.csv": (b'sample,method,purity\n0,linear,"0.5\n', b"line 2"),
+            "short.csv": (b"sample,method,purity\n0,linear,0.5\n1,linear\n", b"line 3"),
+            "nomethod.csv": (b"sample,purity\n0,0.5\n", b"no 'method' column"),
+            "empty.csv": (b"", b"no header"),
+            "quote.csv": (b'sample,method,purity\n0,lin"ear,0.5\n', b"line 2, field 2"),
+            "nul.csv": (b"sample,method,purity\n0,linear,0\x005\n", b"NUL"),
+        }
+        for name, (data, msg) in cases.items():
+            with open(self.path(name), "wb") as f:
+                f.write(data)
+            p = ctl("summarize", self.path(name))
+            self.assertExit(p, 2, name)
+            self.assertIn(msg, p.stderr, name)
+        # Garbage never crashes; quoted commas, quotes and CRLF are read.
+        with open(self.path("junk.csv"), "wb") as f:
+            f.write(bytes(range(256)) * 40)
+        self.assertIn(ctl("summarize", self.path("junk.csv")).returncode, (0, 2))
+        with open(self.path("quoted.csv"), "wb") as f:
+            f.write(b'sample,method,purity,message\r\n0,linear,0.5,"a, ""b""\r\nc"\r\n'
+                    b'\r\n1,linear,0.7,x\r\n')
+        p = ctl("summarize", "--json", self.path("quoted.csv"))
+        self.assertExit(p, 0, "quoted")
+        st = json.loads(p.stdout)["methods"]["linear"]["metrics"]["purity"]
+        self.assertEqual((st["count"], st["min"], st["max"]), (2, 0.5, 0.7))
+        self.assertEqual(ctl("summarize", self.path("missing")).returncode, 2)
+
+    @staticmethod
+    def np_fidelity(rho, sigma):
+        import numpy as np
+
+        def sqrtm(a):
+            w, v = np.linalg.eigh((a + a.conj().T) / 2)
+            return (v * np.sqrt(np.clip(w, 0, None))) @ v.conj().T
+        s = sqrtm(rho)
+        w = np.linalg.eigvalsh(s @ sigma @ s)
+        return float(np.sum(np.sqrt(np.clip(w, 0, None))) ** 2), \
+            float(0.5 * np.sum(np.abs(np.linalg.eigvalsh(rho - sigma))))
+
+    @staticmethod
+    def record_rhos(out):
+        import numpy as np
+        recs = {}
+        with open(os.path.join(out, "records.jsonl")) as f:
+            for line in f:
+                r = json.loads(line)
+                if r["status"] == "ok":
+                    r["np_rho"] = np.array(r["rho"]["re"]) + 1j * np.array(r["rho"]["im"])
+                recs[(r["sample"], r["method"])] = r
+        return recs
+
+    def test_fidelity_of_records_and_targets(self):
+        import numpy as np
+        target = os.path.join(EXAMPLES, "phi_plus.json")
+        out = self.analysis_run("--target", target, n=4, bad=(2,))
+        recs = self.record_rhos(out)
+        phi = np.array([1, 0, 0, 1]) / np.sqrt(2)
+        sigma = np.outer(phi, phi.conj())
+        amp = self.path("amp.json")
+        with open(amp, "w") as f:
+            json.dump({"amplitudes": [1, 0, 0, 1], "phases_pi": [0, 0, 0, 0]}, f)
+        for (s, m), r in recs.items():
+            if r["status"] != "ok":
+                continue
+            # Against the target: what reconstruct --target recorded, and numpy.
+            for spec in ("%s:%d:%s" % (out, s, m),
+                         "%s:%d:%s" % (os.path.join(out, "records.jsonl"), s, m)):
+                for b in (target, amp):
+                    p = ctl("fidelity", "--json", spec, b)
+                    self.assertExit(p, 0, "fidelity " + spec)
+                    got = json.loads(p.stdout)
+                    self.assertEqual(got["dim"], 4)
+                    self.assertAlmostEqual(got["fidelity"], r["metrics"]["fidelity"], delta=1e-12)
+                    self.assertAlmostEqual(got["trace_distance"], r["metrics"]["trace_distance"],
+                                           delta=1e-12)
+                    # A pure target: F = <phi|rho|phi>, with no square root of noise.
+                    f = float(np.real(np.vdot(phi, r["np_rho"] @ phi)))
+                    self.assertAlmostEqual(got["fidelity"], f, delta=1e-12)
+                    t = self.np_fidelity(r["np_rho"], sigma)[1]
+                    self.assertAlmostEqual(got["trace_distance"], t, delta=1e-12)
+            # Between two records (mixed states), and symmetric.
+            other = recs[(s, "linear")]
+            p = ctl("fidelity", "--json", "%s:%d:%s" % (out, s, m), "%s:%d:linear" % (out, s))
+            got = json.loads(p.stdout)
+            f, t = self.np_fidelity(r["np_rho"], other["np_rho"])
+            # Square roots of eigenvalues at rounding level (rank-deficient states) make any
+            # two computations differ by ~1e-8.
+            self.assertAlmostEqual(got["fidelity"], f, delta=1e-7)
+            self.assertAlmostEqual(got["trace_distance"], t, delta=1e-12)
+        p = ctl("fidelity", target, "%s:0:rhor" % out)
+        self.assertExit(p, 0, "table")
+        self.assertRegex(p.stdout.decode(), r"dim\s+4\nfidelity\s+0\.\d+\ntrace_distance\s+0\.\d+\n")
+        # Refusals: exit 2 and say why.
+        ket2 = self.path("ket2.json")
+        with open(ket2, "w") as f:
+            json.dump({"ket": {"re": [1, 0]}}, f)
+        for args, msg in (((ket2, "%s:0:linear" % out), b"has dimension 2"),
+                          (("%s:9:linear" % out, target), b"no record of sample 9"),
+                          (("%s:2:linear" % out, target), b"failed"),
+                          (("%s:x:linear" % out, target), b"not a non-negative integer"),
+                          ((self.path("nothing"), target), b"neither a readable target"),
+                          ((target,), b"missing arguments")):
+            p = ctl("fidelity", *args)
+            self.assertExit(p, 2, " ".join(args))
+            self.assertIn(msg, p.stderr, " ".join(args))
+
+    def test_bell_summary_like_origin(self):
+        import numpy as np
+        out = self.analysis_run("--bell", n=6, bad=(3,))
+        recs = self.record_rhos(out)
+        p = ctl("bell", out)
+        self.assertExit(p, 0, "bell")
+        self.assertIn(b"15 records analysed (skipped: 3 failed", p.stdout)
+        with open(os.path.join(out, "bell_summary.csv")) as f:
+            rows = list(csv.DictReader(f))
+        with open(os.path.join(out, "bell_summary.csv")) as f:
+            head = f.readline().strip().split(",")
+        self.assertEqual(head, ["bell_dimension", "bell_local_dimension", "bell_max_fidelity",
+                                "bell_min_fidelity", "bell_avg_fidelity", "bell_dominant_index",
+                                "sample", "method"] + ["bell_fidelity_%d" % i for i in range(4)])
+        self.assertEqual(len(rows), 15)
+        self.assertEqual(sorted(os.listdir(out)), ["bell_summary.csv", "records.jsonl",
+                                                   "run.json", "summary.csv"])
+        # The generalised Bell states in the origin's order, by numpy.
+        k = 2
+        basis = []
+        for m in range(k):
+            for n in range(k):
+                v = np.zeros(k * k, complex)
+                for j in range(k):
+                    v[j * k + (j + n) % k] += np.exp(2j * np.pi / k) ** (m * j)
+                basis.append(v / np.sqrt(k))
+        for row in rows:
+            r = recs[(int(row["sample"]), row["method"])]
+            fid = [float(np.real(np.vdot(v, r["np_rho"] @ v))) for v in basis]
+            got = [float(row["bell_fidelity_%d" % i]) for i in range(4)]
+            for g, w in zip(got, fid):
+                self.assertAlmostEqual(g, w, delta=1e-12)
+            mt = r["metrics"]
+            self.assertEqual(got, mt["bell_fidelities"])  # the same rho, the same code
+            self.assertEqual(float(row["bell_max_fidelity"]), mt["bell_max_fidelity"])
+            self.assertEqual(float(row["bell_min_fidelity"]), mt["bell_min_fidelity"])
+            self.assertEqual(int(row["bell_dominant_index"]), int(np.argmax(fid)))
+            self.assertEqual(float(row["bell_avg_fidelity"]), float(np.mean(got)))
+            self.assertEqual((row["bell_dimension"], row["bell_local_dimension"]), ("4", "2"))
+        p = ctl("bell", "--json", os.path.join(out, "records.jsonl"))
+        self.assertExit(p, 0, "bell --json")
+        got = json.loads(p.stdout)
+        self.assertEqual((got["records"], got["failed_skipped"]), (15, 3))
+        lin = [float(r["bell_max_fidelity"]) for r in rows if r["method"] == "linear"]
+        self.assertEqual(got["methods"]["linear"]["records"], 5)
+        self.assertEqual(got["methods"]["linear"]["max_fidelity"]["max"], max(lin))
+        self.assertEqual(sum(got["methods"]["mle"]["dominant_index_counts"]), 5)
+        # d = 3 is not a square; a directory without records.
+        p = local("reconstruct", "--local", "-o", self.path("d3"),
+                  os.path.join(EXAMPLES, "mub_d3.csv"), "--design", "mub")
+        self.assertExit(p, 0, "reconstruct d3")
+        p = ctl("bell", self.path("d3"))
+        self.assertExit(p, 2, "bell d3")
+        self.assertIn(b"square", p.stderr)
+        os.mkdir(self.path("empty"))
+        self.assertExit(ctl("bell", self.path("empty")), 2, "bell empty")
 
 if __name__ == "__main__":
     unittest.main()
