@@ -54,6 +54,8 @@ void qctl_reconstruct_usage(FILE *out)
             "  --physical MODE      clip (origin, default) | smolin\n"
             "  --target F           target state (JSON) for fidelity and trace distance\n"
             "  --bell               Bell-basis fidelities (d a perfect square)\n"
+            "  --spectral           dominant eigenvector's amplitudes and phases (units of pi),\n"
+            "                       all eigenvalues (the record's \"spectral\")\n"
             "  --json               one JSON record per line instead of a table\n"
             "  --bootstrap N        error bars from N resamples of each sample (2..100000):\n"
             "                       std and percentile interval of every metric, std of rho\n"
@@ -154,6 +156,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         O_PHYS,
         O_TARGET,
         O_BELL,
+        O_SPECTRAL,
         O_JSON,
         O_BOOT,
         O_RESAMPLE,
@@ -175,6 +178,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         {"physical", required_argument, NULL, O_PHYS},
         {"target", required_argument, NULL, O_TARGET},
         {"bell", no_argument, NULL, O_BELL},
+        {"spectral", no_argument, NULL, O_SPECTRAL},
         {"json", no_argument, NULL, O_JSON},
         {"bootstrap", required_argument, NULL, O_BOOT},
         {"resample", required_argument, NULL, O_RESAMPLE},
@@ -245,6 +249,9 @@ static int parse_args(int argc, char **argv, struct recon *rc)
             break;
         case O_BELL:
             rc->bell = true;
+            break;
+        case O_SPECTRAL:
+            rc->spectral = true;
             break;
         case O_JSON:
             rc->json = true;
@@ -695,6 +702,7 @@ static int make_job(struct recon *rc, qtomo_conn *c, qtomo_job **ret)
     pj->opts = rc->opts;
     pj->opts.target = NULL;
     pj->opts.bell = rc->bell;
+    pj->opts.spectral = rc->spectral;
     pj->boot = rc->boot;
     if (rc->kind == QT_DESIGN_CUSTOM) {
         char id[64];
@@ -1138,6 +1146,7 @@ int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
         if (rc.methods[m])
             rc.method_list[rc.n_methods++] = (enum qt_method)m;
     rc.opts.bell = rc.bell;
+    rc.opts.spectral = rc.spectral;
     if (rc.local)
         qctl_blas_env(g);
     if (!rc.live && load_input(&rc) < 0)

@@ -19,7 +19,7 @@ struct recon {
     /* options */
     const char *file, *design, *design_file, *columns, *target_file, *outdir;
     size_t dim;
-    bool local, json, bell, resume, live;
+    bool local, json, bell, spectral, resume, live;
     bool methods[_QT_METHOD_MAX];
     enum qt_method method_list[_QT_METHOD_MAX]; /* the n_methods chosen, in method order */
     size_t n_methods;

@@ -99,13 +99,16 @@ int qtomo_job_set_option(qtomo_job *j, const char *name, double value, struct qt
 
     if (!name)
         return qtc_fail(err, -EINVAL, "option name missing");
-    if (strcmp(name, "physical") == 0 || strcmp(name, "bell") == 0) {
+    if (strcmp(name, "physical") == 0 || strcmp(name, "bell") == 0 ||
+        strcmp(name, "spectral") == 0) {
         if (value != 0.0 && value != 1.0)
             return qtc_fail(err, -EINVAL, "option %s takes 0 or 1, got %g", name, value);
         if (name[0] == 'p')
             j->job.opts.physical = value != 0.0 ? QT_PHYS_SMOLIN : QT_PHYS_CLIP;
-        else
+        else if (name[0] == 'b')
             j->job.opts.bell = value != 0.0;
+        else
+            j->job.opts.spectral = value != 0.0;
         return 0;
     }
     e = qt_optdesc_find(name, strlen(name));

@@ -4,9 +4,11 @@ client_check (tests/integration/client_check.c, the public C API). Run by ctest 
 QTOMOCTL, CLIENT_CHECK, QTOMO_SRC and QTOMO_REFDATA in the environment; needs /usr/bin/python3
 with python3-msgpack and numpy. Tests of the origin's real data skip when
 ../shared/reference-data/origin is absent."""
+import cmath
 import csv
 import hashlib
 import json
+import math
 import os
 import re
 import select
@@ -1132,6 +1134,54 @@ class QtomoctlTest(unittest.TestCase):
 
     def test_client_library_bootstrap(self):
         self.run_client_check("bootstrap")
+
+    def test_spectral_daemon_equals_local(self):
+        # --spectral travels in the request's options, the worker decomposes, the result map
+        # carries "spectral": records and summary.csv byte-identical through the daemon and
+        # --local, also with error bars (whose resamples skip the decomposition).
+        d = self.start()
+        bell = os.path.join(EXAMPLES, "bell_nopovm_d4.csv")
+        recs = self.daemon_equals_local(d, bell, 4, "--method", "linear,mle,wls,rhor",
+                                        "--spectral", "--bell")
+        mub3 = self.path("mub3.csv")
+        shutil.copy(os.path.join(EXAMPLES, "mub_d3.csv"), mub3)
+        recs3 = self.daemon_equals_local(d, mub3, 3, "--method", "linear,mle", "--spectral",
+                                         "--bootstrap", "20", "--seed", "5")
+        self.assertTrue(all("uncertainty" in r for r in recs3))
+        for r in recs + recs3:
+            sp, n = r["spectral"], r["dim"]
+            self.assertEqual(sorted(sp), ["amplitudes", "dominant_eigenvalue", "eigenvalues",
+                                          "phases_pi"])
+            self.assertEqual([len(sp[k]) for k in ("amplitudes", "phases_pi", "eigenvalues")],
+                             [n] * 3)
+            self.assertEqual(sp["eigenvalues"], sorted(sp["eigenvalues"], reverse=True))
+            self.assertEqual(sp["dominant_eigenvalue"], sp["eigenvalues"][0])
+            self.assertAlmostEqual(sp["dominant_eigenvalue"], r["metrics"]["max_eigenvalue"],
+                                   delta=1e-12)
+            self.assertAlmostEqual(sum(a * a for a in sp["amplitudes"]), 1.0, delta=1e-12)
+            self.assertTrue(all(-1.0 < p <= 1.0 for p in sp["phases_pi"]))
+            # c = amplitudes * e^{i pi phases} is an eigenvector of rho for the dominant
+            # eigenvalue (the equation holds whatever the global phase).
+            rho = [[complex(r["rho"]["re"][i][j], r["rho"]["im"][i][j]) for j in range(n)]
+                   for i in range(n)]
+            c = [a * cmath.exp(1j * math.pi * p)
+                 for a, p in zip(sp["amplitudes"], sp["phases_pi"])]
+            for i in range(n):
+                rc = sum(rho[i][j] * c[j] for j in range(n))
+                self.assertLess(abs(rc - sp["dominant_eigenvalue"] * c[i]), 1e-12)
+        # Phi+ dominates every sample of column 1: equal amplitudes 1/sqrt(2) on |00>, |11>.
+        sp = recs[0]["spectral"]
+        self.assertAlmostEqual(sp["amplitudes"][0], sp["amplitudes"][3], delta=0.02)
+        self.assertAlmostEqual(sp["phases_pi"][3], 0.0, delta=0.02)
+        with open(self.path("bell_nopovm_d4.csv.daemon", "summary.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([float(x["spectral_dominant_eigenvalue"]) for x in rows],
+                         [r["spectral"]["dominant_eigenvalue"] for r in recs])
+        # Without --spectral nothing changes: no key, no column.
+        p = ctl("-s", d.sock, "reconstruct", bell, "--json", "--method", "linear")
+        self.assertExit(p, 0, "without --spectral")
+        self.assertTrue(all("spectral" not in json.loads(x) for x in p.stdout.splitlines()))
+        self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":

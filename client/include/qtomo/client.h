@@ -105,7 +105,9 @@ int qtomo_job_set_custom(qtomo_job *j, const char *design_id, size_t d);
 /* Comma-separated list of linear, mle, wls, rhor. */
 int qtomo_job_set_methods(qtomo_job *j, const char *list);
 /* An estimator option by its name in proto/SCHEMA.md §8 ("tolerance", "mle-gap-tol", ...; flags
- * take 0 or 1), "physical" (0 clip, 1 smolin) or "bell" (0 or 1). -EINVAL names the bounds. */
+ * take 0 or 1), "physical" (0 clip, 1 smolin), "bell" or "spectral" (0 or 1; the spectral
+ * decomposition is carried by the result map, not by the metric accessors). -EINVAL names the
+ * bounds. */
 int qtomo_job_set_option(qtomo_job *j, const char *name, double value, struct qtomo_error *err);
 /* A d x d target density matrix (copied): results gain fidelity and trace distance. */
 int qtomo_job_set_target(qtomo_job *j, const double complex *rho, size_t d);
