@@ -370,7 +370,7 @@ static int load_input(struct recon *rc)
     free(buf);
     if (r < 0) {
         if (dg.line)
-            qctl_err("'%s' line %u, field %u: %s", rc->file, dg.line, dg.column, dg.msg);
+            qctl_err("'%s' %s", rc->file, dg.msg); /* msg begins with the location */
         else
             qctl_err("'%s': %s", rc->file, dg.msg[0] ? dg.msg : qt_strerror(r));
         return -1;

@@ -1183,6 +1183,53 @@ class QtomoctlTest(unittest.TestCase):
         self.assertTrue(all("spectral" not in json.loads(x) for x in p.stdout.splitlines()))
         self.assertEqual(d.stop(), 0)
 
+    def test_table_small_fixes(self):
+        # A CSV error names its location once; the table prints a pure state's entropy (-2e-16
+        # from rounding) as 0, not -0.00000000, while the record keeps the exact value; --bell
+        # adds the dominant Bell fidelity as a column ("-" when d is not a square).
+        bad = self.path("bad1.csv")
+        with open(bad, "w") as f:
+            f.write("HH,1\n2,3\n")
+        p = local("reconstruct", bad, "--local")
+        self.assertExit(p, 2, "bad1.csv")
+        self.assertEqual(p.stderr.count(b"line 1, field 1"), 1, p.stderr)
+        self.assertIn(b"bad1.csv' line 1, field 1: 'HH' is not a number\n", p.stderr)
+        pure = self.path("pure.csv")
+        with open(pure, "w") as f:  # column 1: |0>, design mub d = 2
+            f.write("1,0\n0,1\n0.5,0.5\n0.5,0.5\n0.5,0.5\n0.5,0.5\n")
+        p = local("reconstruct", pure, "--local", "--design", "mub", "--method", "linear",
+                  "--columns", "1", "--json")
+        self.assertExit(p, 0, "pure --json")
+        ent = json.loads(p.stdout)["metrics"]["eigenvalue_entropy"]
+        self.assertLessEqual(ent, 0.0)  # the record: the exact (rounded) value
+        p = local("reconstruct", pure, "--local", "--design", "mub", "--method", "linear",
+                  "--columns", "1")
+        self.assertExit(p, 0, "pure table")
+        head, row = p.stdout.decode().splitlines()[:2]
+        cells = dict(zip(head.split(), row.split()))
+        self.assertEqual(cells["entropy"], "0.00000000")
+        self.assertNotIn("-0.0", p.stdout.decode())
+        self.assertNotIn("bell_max", head)
+        p = local("reconstruct", BELL4, "--local", "--bell", "--method", "linear,mle",
+                  "--columns", "1:2")
+        self.assertExit(p, 0, "--bell table")
+        lines = p.stdout.decode().splitlines()
+        head = lines[0].split()
+        self.assertEqual(head[-2:], ["bell_max", "note"])
+        q = local("reconstruct", BELL4, "--local", "--bell", "--method", "linear,mle",
+                  "--columns", "1:2", "--json")
+        recs = [json.loads(x) for x in q.stdout.splitlines()]
+        self.assertEqual(len(recs), len(lines) - 1)
+        for line, r in zip(lines[1:], recs):
+            cells = line.split()
+            self.assertAlmostEqual(float(cells[head.index("bell_max")]),
+                                   r["metrics"]["bell_max_fidelity"], delta=5e-9)
+        p = local("reconstruct", os.path.join(EXAMPLES, "mub_d3.csv"), "--local", "--bell",
+                  "--method", "linear", "--columns", "1")
+        self.assertExit(p, 0, "--bell d = 3")
+        head, row = p.stdout.decode().splitlines()[:2]
+        self.assertEqual(row.split()[head.split().index("bell_max")], "-")
+
 
 if __name__ == "__main__":
     unittest.main()
