@@ -23,6 +23,7 @@
 #include "num/qt_estimate.h"
 #include "num/qt_lapack.h"
 #include "num/qt_tdbound.h"
+#include "num/qt_theory.h"
 #include "qctl.h"
 #include "qtc_internal.h"
 #include "recon.h"
@@ -52,7 +53,9 @@ void qctl_reconstruct_usage(FILE *out)
             "                       (default linear,mle); mle and wls start from the linear\n"
             "                       estimate\n"
             "  --physical MODE      clip (origin, default) | smolin\n"
-            "  --target F           target state (JSON) for fidelity and trace distance\n"
+            "  --target F|NAME      target state for fidelity and trace distance: a JSON file\n"
+            "                       (ket, rho, density_matrix, amplitudes + phases_pi, profile)\n"
+            "                       or a theory profile: 4D_custom, 16D_custom\n"
             "  --bell               Bell-basis fidelities (d a perfect square)\n"
             "  --spectral           dominant eigenvector's amplitudes and phases (units of pi),\n"
             "                       all eigenvalues (the record's \"spectral\")\n"
@@ -460,9 +463,30 @@ static int resolve_design(struct recon *rc, size_t rows)
     return 0;
 }
 
+/* --target NAME where NAME is no file but a theory profile: the file {"profile": NAME}. */
+static int profile_target(struct recon *rc, char **buf, size_t *len)
+{
+    const struct qt_theory_profile *p = qt_theory_profile_find(rc->target_file);
+    struct stat st;
+
+    if (!p || stat(rc->target_file, &st) == 0 || errno != ENOENT)
+        return 0;
+    *len = strlen(p->name) + 16;
+    *buf = malloc(*len);
+    if (!*buf) {
+        qctl_err("out of memory");
+        return -1;
+    }
+    *len = (size_t)snprintf(*buf, *len, "{\"profile\": \"%s\"}", p->name);
+    rc->target_profile = p->name;
+    return 1;
+}
+
 static int load_target(struct recon *rc)
 {
+    struct qt_target_fix fix;
     struct qt_diag dg = {0};
+    const char *what;
     char *buf;
     size_t len, d = rc->d;
     int r;
@@ -474,14 +498,21 @@ static int load_target(struct recon *rc)
         return -1;
     }
     rc->target = malloc(d * d * sizeof(double complex));
-    if (!rc->target || load_json_file("target file", rc->target_file, &buf, &len) < 0)
+    r = rc->target ? profile_target(rc, &buf, &len) : -1;
+    if (r < 0 || (r == 0 && load_json_file("target file", rc->target_file, &buf, &len) < 0))
         return -1;
-    r = qt_targetfile_parse(buf, len, d, rc->target, &dg);
+    what = rc->target_profile ? "target" : "target file";
+    r = qt_targetfile_parse(buf, len, d, rc->target, &fix, &dg);
     free(buf);
     if (r < 0) {
-        qctl_err("target file '%s': %s", rc->target_file, dg.msg[0] ? dg.msg : qt_strerror(r));
+        qctl_err("%s '%s': %s", what, rc->target_file, dg.msg[0] ? dg.msg : qt_strerror(r));
         return -1;
     }
+    if (fix.projected)
+        qctl_err("warning: %s '%s' is not a density matrix (trace %.9g, smallest eigenvalue "
+                 "%.3g, Hermitian defect %.3g) but within 1e-3 of one: projected onto the "
+                 "density matrices, trace distance %.3g from it",
+                 what, rc->target_file, fix.trace, fix.min_eig, fix.herm_defect, fix.distance);
     rc->opts.target = rc->target;
     return 0;
 }

@@ -18,6 +18,7 @@
 struct recon {
     /* options */
     const char *file, *design, *design_file, *columns, *target_file, *outdir;
+    const char *target_profile; /* --target named a theory profile (num/qt_theory.h), not a file */
     size_t dim;
     bool local, json, bell, spectral, resume, live;
     bool methods[_QT_METHOD_MAX];

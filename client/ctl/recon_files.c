@@ -159,7 +159,12 @@ char *qctl_options_json(const struct recon *rc)
         qt_jw_obj_end(&w);
     }
     qt_jw_key(&w, "target");
-    if (rc->target_file) {
+    if (rc->target_profile) {
+        qt_jw_obj_begin(&w);
+        qt_jw_key(&w, "profile");
+        qt_jw_str(&w, rc->target_profile);
+        qt_jw_obj_end(&w);
+    } else if (rc->target_file) {
         char hex[65];
 
         qt_jw_obj_begin(&w);

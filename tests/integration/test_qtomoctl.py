@@ -1230,6 +1230,57 @@ class QtomoctlTest(unittest.TestCase):
         head, row = p.stdout.decode().splitlines()[:2]
         self.assertEqual(row.split()[head.split().index("bell_max")], "-")
 
+    def test_theory_and_published_targets(self):
+        # --target 4D_custom (no such file: the origin's theory profile) and a published matrix
+        # printed to 4 decimals (trace 1.0001, an eigenvalue of -5e-5): projected with a warning
+        # on stderr, and the projected state is what travels, so the daemon's records are the
+        # --local ones byte for byte. Beyond 1e-3 the target is refused as before.
+        d = self.start()
+        bell = os.path.join(EXAMPLES, "bell_nopovm_d4.csv")
+        cwd = os.getcwd()
+        os.chdir(self.path())  # "4D_custom" must not name a file here
+        try:
+            recs = self.daemon_equals_local(d, bell, 4, "--method", "linear,mle", "--target",
+                                            "4D_custom")
+            with open(self.path("bell_nopovm_d4.csv.local", "run.json")) as f:
+                self.assertEqual(json.load(f)["options"]["target"], {"profile": "4D_custom"})
+            p = local("reconstruct", bell, "--local", "--target", "16D_custom")
+            self.assertExit(p, 2, "16D_custom on d = 4")
+            self.assertIn(b"profile '16D_custom' has d = 16, the data has d = 4", p.stderr)
+            p = local("reconstruct", bell, "--local", "--target", "5D_custom")
+            self.assertExit(p, 2, "unknown name")
+            self.assertIn(b"cannot read target file '5D_custom'", p.stderr)
+        finally:
+            os.chdir(cwd)
+        # A pure target: F = <psi|rho|psi> with the origin's psi = (1, 1, 1, -1)/2.
+        psi = [0.5, 0.5, 0.5, -0.5]
+        for r in recs:
+            rho = [[complex(r["rho"]["re"][i][j], r["rho"]["im"][i][j]) for j in range(4)]
+                   for i in range(4)]
+            f = sum(psi[i] * rho[i][j] * psi[j] for i in range(4) for j in range(4)).real
+            self.assertAlmostEqual(r["metrics"]["fidelity"], f, delta=1e-9)
+        pub = self.path("published.json")
+        with open(pub, "w") as f:
+            json.dump({"density_matrix": [[0.5, 0, 0, 0.5001], [0, 0, 0, 0], [0, 0, 0, 0],
+                                          [0.5001, 0, 0, 0.5001]]}, f)
+        bell2 = self.path("bell2.csv")  # daemon_equals_local's output dirs are per input name
+        shutil.copy(bell, bell2)
+        recs = self.daemon_equals_local(d, bell2, 4, "--method", "linear,mle", "--target", pub)
+        self.assertGreater(recs[0]["metrics"]["fidelity"], 0.95)
+        for p in (ctl("-s", d.sock, "reconstruct", bell, "--target", pub, "--method", "linear"),
+                  local("reconstruct", bell, "--local", "--target", pub, "--method", "linear")):
+            self.assertExit(p, 0, "published target")
+            self.assertIn(b"warning: target file", p.stderr)
+            self.assertIn(b"trace 1.0001", p.stderr)
+            self.assertIn(b"projected onto the density matrices", p.stderr)
+        with open(pub, "w") as f:
+            json.dump({"density_matrix": [[0.5, 0, 0, 0.503], [0, 0, 0, 0], [0, 0, 0, 0],
+                                          [0.503, 0, 0, 0.5]]}, f)
+        p = local("reconstruct", bell, "--local", "--target", pub)
+        self.assertExit(p, 2, "beyond the tolerance")
+        self.assertIn(b"negative eigenvalue", p.stderr)
+        self.assertEqual(d.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
