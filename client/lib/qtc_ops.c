@@ -274,11 +274,30 @@ static const struct qt_metric_desc *metric(const qtomo_sample *s, size_t i, cons
     return NULL;
 }
 
+/* The "spectral." names of the result map's spectral (--spectral): k = 0 amplitudes,
+ * 1 phases_pi, 2 eigenvalues, 3 dominant_eigenvalue; -1 for other names. */
+static int spectral_key(const char *name)
+{
+    static const char *const keys[] = {"amplitudes", "phases_pi", "eigenvalues",
+                                       "dominant_eigenvalue"};
+
+    if (!name || strncmp(name, "spectral.", 9) != 0)
+        return -1;
+    for (int k = 0; k < 4; k++)
+        if (strcmp(name + 9, keys[k]) == 0)
+            return k;
+    return -1;
+}
+
 int qtomo_sample_metric(const qtomo_sample *s, size_t i, const char *name, double *value)
 {
     const char *p = NULL;
     const struct qt_metric_desc *md = metric(s, i, name, &p);
 
+    if (spectral_key(name) == 3 && i < s->n && !s->res[i].err && s->res[i].has_spectral) {
+        *value = s->res[i].spectral_dominant;
+        return 0;
+    }
     if (!md)
         return -ENOENT;
     switch (md->type) {
@@ -300,7 +319,15 @@ const double *qtomo_sample_vector(const qtomo_sample *s, size_t i, const char *n
 {
     const char *p = NULL;
     const struct qt_metric_desc *md = metric(s, i, name, &p);
+    int k = spectral_key(name);
 
+    if (k >= 0 && k < 3) {
+        if (i >= s->n || s->res[i].err || !s->res[i].has_spectral)
+            return NULL;
+        if (n)
+            *n = s->res[i].d;
+        return s->res[i].spectral + (size_t)k * s->res[i].d;
+    }
     if (!md || md->type != QT_MTYPE_F64V)
         return NULL;
     if (n)
