@@ -663,7 +663,7 @@ static void req_local(struct conn *c, const struct qd_req *req)
 
 static void req_hello(struct conn *c, const struct qd_req *req)
 {
-    static const char *const features[] = {"bootstrap", NULL};
+    static const char *const features[] = {"bootstrap", "spectral", NULL};
     struct sup *s = c->s;
     struct qp_server_info si = {0};
     struct qp_writer w;

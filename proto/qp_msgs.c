@@ -334,6 +334,7 @@ size_t qp_pack_job_fields(msgpack_packer *pk, const struct qp_job *j)
         nopt += qt_optdesc_get(&qt_optdescs[i], &j->opts) != qt_optdesc_get(&qt_optdescs[i], &def);
     nopt += j->opts.physical != def.physical;
     nopt += j->opts.bell != def.bell;
+    nopt += j->opts.spectral != def.spectral;
     qp_pack_key(pk, "design");
     qp_pack_str(pk, j->design);
     if (j->design_id[0]) {
@@ -372,6 +373,10 @@ size_t qp_pack_job_fields(msgpack_packer *pk, const struct qp_job *j)
     if (j->opts.bell != def.bell) {
         qp_pack_key(pk, "bell");
         (void)(j->opts.bell ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+    }
+    if (j->opts.spectral != def.spectral) {
+        qp_pack_key(pk, "spectral");
+        (void)(j->opts.spectral ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
     }
     if (j->target) {
         qp_pack_key(pk, "target");
@@ -444,7 +449,7 @@ static int decode_options(const msgpack_object *o, struct qt_opts *opts, struct 
         r = qp_read_str(k, "options key", name, sizeof(name), reterr);
         if (r < 0)
             return r;
-        for (uint32_t j = 0; j < i; j++) /* maps are small: options has 18 keys at most */
+        for (uint32_t j = 0; j < i; j++) /* maps are small: options has 19 keys at most */
             if (o->via.map.ptr[j].key.via.str.size == k->via.str.size &&
                 memcmp(o->via.map.ptr[j].key.via.str.ptr, name, k->via.str.size) == 0)
                 return qt_diag_set(reterr, QT_EOPTION, 0, 0, "options: \"%s\" given twice", name);
@@ -465,6 +470,12 @@ static int decode_options(const msgpack_object *o, struct qt_opts *opts, struct 
         }
         if (strcmp(name, "bell") == 0) {
             r = qp_read_bool(v, "options.bell", &opts->bell, reterr);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (strcmp(name, "spectral") == 0) {
+            r = qp_read_bool(v, "options.spectral", &opts->spectral, reterr);
             if (r < 0)
                 return r;
             continue;
@@ -605,6 +616,43 @@ int qp_decode_job_ref(const msgpack_object *params, enum qp_method m, size_t max
 
 /* ---- results ---- */
 
+/* The vectors of a result's "spectral" map, in the order of qt_result.spectral. */
+static const char *const qp_spectral_keys[3] = {"amplitudes", "phases_pi", "eigenvalues"};
+
+static int decode_spectral(const msgpack_object *o, struct qt_result *res, struct qt_diag *reterr)
+{
+    size_t d = res->d;
+    int r;
+
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "spectral: not a map");
+    r = qp_read_f64(qp_get(o, "dominant_eigenvalue"), "spectral.dominant_eigenvalue",
+                    &res->spectral_dominant, reterr);
+    if (r < 0)
+        return r == -ENOENT
+                   ? qt_diag_set(reterr, QT_EPARSE, 0, 0, "spectral.dominant_eigenvalue: missing")
+                   : r;
+    for (size_t k = 0; k < 3; k++) {
+        double *vec = NULL;
+        size_t n = 0;
+
+        r = qp_read_array(qp_get(o, qp_spectral_keys[k]), qp_spectral_keys[k], false, 1, &n, d,
+                          (void **)&vec, reterr);
+        if (r == 0 && n != d)
+            r = qt_diag_set(reterr, QT_EPARSE, 0, 0, "spectral.%s: %zu values, dim is %zu",
+                            qp_spectral_keys[k], n, d);
+        if (r == 0)
+            memcpy(res->spectral + k * d, vec, d * sizeof(double));
+        free(vec);
+        if (r < 0)
+            return r == -ENOENT ? qt_diag_set(reterr, QT_EPARSE, 0, 0, "spectral.%s: missing",
+                                              qp_spectral_keys[k])
+                                : r;
+    }
+    res->has_spectral = true;
+    return 0;
+}
+
 void qp_pack_result_map(msgpack_packer *pk, const struct qt_result *res)
 {
     const struct qt_metrics *mt = &res->mt;
@@ -632,7 +680,7 @@ void qp_pack_result_map(msgpack_packer *pk, const struct qt_result *res)
         nm += qt_metrics_has(mt, (enum qt_metric_id)i);
     for (int i = 0; i < _QT_WARN_COUNT; i++)
         nw += (res->warnings >> i) & 1u;
-    (void)msgpack_pack_map(pk, 5 + (nw > 0));
+    (void)msgpack_pack_map(pk, 5u + (nw > 0 ? 1u : 0u) + (res->has_spectral ? 1u : 0u));
     qp_pack_key(pk, "method");
     qp_pack_str(pk, qt_method_name(res->method));
     qp_pack_key(pk, "dim");
@@ -675,6 +723,16 @@ void qp_pack_result_map(msgpack_packer *pk, const struct qt_result *res)
         for (int i = 0; i < _QT_WARN_COUNT; i++)
             if ((res->warnings >> i) & 1u)
                 qp_pack_str(pk, qt_warning_name((unsigned)i));
+    }
+    if (res->has_spectral) {
+        qp_pack_key(pk, "spectral");
+        (void)msgpack_pack_map(pk, 4);
+        qp_pack_key(pk, "dominant_eigenvalue");
+        (void)msgpack_pack_double(pk, res->spectral_dominant);
+        for (int k = 0; k < 3; k++) {
+            qp_pack_key(pk, qp_spectral_keys[k]);
+            qp_pack_f64v(pk, res->spectral + (size_t)k * res->d, res->d);
+        }
     }
 }
 
@@ -772,7 +830,7 @@ int qp_decode_result_map(const msgpack_object *o, size_t max_dim, struct qt_resu
                          struct qt_diag *reterr)
 {
     char name[32], status[8];
-    const msgpack_object *mtm, *warn;
+    const msgpack_object *mtm, *warn, *spec;
     uint64_t d = 0;
     size_t shape[2];
     double complex *rho = NULL;
@@ -891,7 +949,8 @@ int qp_decode_result_map(const msgpack_object *o, size_t max_dim, struct qt_resu
                     memcmp(warn->via.array.ptr[i].via.str.ptr, qt_warning_name((unsigned)k),
                            strlen(qt_warning_name((unsigned)k))) == 0)
                     res->warnings |= 1u << k;
-    return 0;
+    spec = qp_get(o, "spectral");
+    return spec ? decode_spectral(spec, res, reterr) : 0;
 }
 
 /* ---- progress, totals, cancel, simple ---- */

@@ -23,6 +23,7 @@
 #include "num/qt_estimate.h"
 #include "num/qt_lapack.h"
 #include "num/qt_tdbound.h"
+#include "num/qt_theory.h"
 #include "qctl.h"
 #include "qtc_internal.h"
 #include "recon.h"
@@ -54,8 +55,12 @@ void qctl_reconstruct_usage(FILE *out)
             "                       (default linear,mle); mle and wls start from the linear\n"
             "                       estimate\n"
             "  --physical MODE      clip (origin, default) | smolin\n"
-            "  --target F           target state (JSON) for fidelity and trace distance\n"
+            "  --target F|NAME      target state for fidelity and trace distance: a JSON file\n"
+            "                       (ket, rho, density_matrix, amplitudes + phases_pi, profile)\n"
+            "                       or a theory profile: 4D_custom, 16D_custom\n"
             "  --bell               Bell-basis fidelities (d a perfect square)\n"
+            "  --spectral           dominant eigenvector's amplitudes and phases (units of pi),\n"
+            "                       all eigenvalues (the record's \"spectral\")\n"
             "  --json               one JSON record per line instead of a table\n"
             "  --bootstrap N        error bars from N resamples of each sample (2..100000):\n"
             "                       std and percentile interval of every metric, std of rho\n"
@@ -157,6 +162,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         O_PHYS,
         O_TARGET,
         O_BELL,
+        O_SPECTRAL,
         O_JSON,
         O_BOOT,
         O_RESAMPLE,
@@ -179,6 +185,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         {"physical", required_argument, NULL, O_PHYS},
         {"target", required_argument, NULL, O_TARGET},
         {"bell", no_argument, NULL, O_BELL},
+        {"spectral", no_argument, NULL, O_SPECTRAL},
         {"json", no_argument, NULL, O_JSON},
         {"bootstrap", required_argument, NULL, O_BOOT},
         {"resample", required_argument, NULL, O_RESAMPLE},
@@ -252,6 +259,9 @@ static int parse_args(int argc, char **argv, struct recon *rc)
             break;
         case O_BELL:
             rc->bell = true;
+            break;
+        case O_SPECTRAL:
+            rc->spectral = true;
             break;
         case O_JSON:
             rc->json = true;
@@ -375,7 +385,7 @@ static int load_input(struct recon *rc)
     free(buf);
     if (r < 0) {
         if (dg.line)
-            qctl_err("'%s' line %u, field %u: %s", rc->file, dg.line, dg.column, dg.msg);
+            qctl_err("'%s' %s", rc->file, dg.msg); /* msg begins with the location */
         else
             qctl_err("'%s': %s", rc->file, dg.msg[0] ? dg.msg : qt_strerror(r));
         return -1;
@@ -465,9 +475,30 @@ static int resolve_design(struct recon *rc, size_t rows)
     return 0;
 }
 
+/* --target NAME where NAME is no file but a theory profile: the file {"profile": NAME}. */
+static int profile_target(struct recon *rc, char **buf, size_t *len)
+{
+    const struct qt_theory_profile *p = qt_theory_profile_find(rc->target_file);
+    struct stat st;
+
+    if (!p || stat(rc->target_file, &st) == 0 || errno != ENOENT)
+        return 0;
+    *len = strlen(p->name) + 16;
+    *buf = malloc(*len);
+    if (!*buf) {
+        qctl_err("out of memory");
+        return -1;
+    }
+    *len = (size_t)snprintf(*buf, *len, "{\"profile\": \"%s\"}", p->name);
+    rc->target_profile = p->name;
+    return 1;
+}
+
 static int load_target(struct recon *rc)
 {
+    struct qt_target_fix fix;
     struct qt_diag dg = {0};
+    const char *what;
     char *buf;
     size_t len, d = rc->d;
     int r;
@@ -479,14 +510,21 @@ static int load_target(struct recon *rc)
         return -1;
     }
     rc->target = malloc(d * d * sizeof(double complex));
-    if (!rc->target || load_json_file("target file", rc->target_file, &buf, &len) < 0)
+    r = rc->target ? profile_target(rc, &buf, &len) : -1;
+    if (r < 0 || (r == 0 && load_json_file("target file", rc->target_file, &buf, &len) < 0))
         return -1;
-    r = qt_targetfile_parse(buf, len, d, rc->target, &dg);
+    what = rc->target_profile ? "target" : "target file";
+    r = qt_targetfile_parse(buf, len, d, rc->target, &fix, &dg);
     free(buf);
     if (r < 0) {
-        qctl_err("target file '%s': %s", rc->target_file, dg.msg[0] ? dg.msg : qt_strerror(r));
+        qctl_err("%s '%s': %s", what, rc->target_file, dg.msg[0] ? dg.msg : qt_strerror(r));
         return -1;
     }
+    if (fix.projected)
+        qctl_err("warning: %s '%s' is not a density matrix (trace %.9g, smallest eigenvalue "
+                 "%.3g, Hermitian defect %.3g) but within 1e-3 of one: projected onto the "
+                 "density matrices, trace distance %.3g from it",
+                 what, rc->target_file, fix.trace, fix.min_eig, fix.herm_defect, fix.distance);
     rc->opts.target = rc->target;
     return 0;
 }
@@ -707,6 +745,7 @@ static int make_job(struct recon *rc, qtomo_conn *c, qtomo_job **ret)
     pj->opts = rc->opts;
     pj->opts.target = NULL;
     pj->opts.bell = rc->bell;
+    pj->opts.spectral = rc->spectral;
     pj->boot = rc->boot;
     if (rc->kind == QT_DESIGN_CUSTOM) {
         char id[64];
@@ -1150,6 +1189,7 @@ int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
         if (rc.methods[m])
             rc.method_list[rc.n_methods++] = (enum qt_method)m;
     rc.opts.bell = rc.bell;
+    rc.opts.spectral = rc.spectral;
     if (rc.local)
         qctl_blas_env(g);
     if (!rc.live && load_input(&rc) < 0)

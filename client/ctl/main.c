@@ -81,8 +81,8 @@ const struct qctl_cmd qctl_cmds[] = {
      "reconstruct every sample (column) of a CSV/TXT file, or --live from stdin",
      qctl_cmd_reconstruct, qctl_reconstruct_usage,
      "--local --live -o --output-dir --resume --hdf5 --design --design-file --dim --columns "
-     "--method --physical --target --bell --json --bootstrap --resample --seed --confidence "
-     "--shots --help",
+     "--method --physical --target --bell --spectral --json --bootstrap --resample --seed "
+     "--confidence --shots --help",
      true},
     {"status", "", "daemon uptime, queues, workers, cache use", qctl_cmd_status, usage_status, "",
      true},

@@ -18,8 +18,9 @@
 struct recon {
     /* options */
     const char *file, *design, *design_file, *columns, *target_file, *outdir;
+    const char *target_profile; /* --target named a theory profile (num/qt_theory.h), not a file */
     size_t dim;
-    bool local, json, bell, resume, live, hdf5;
+    bool local, json, bell, spectral, resume, live, hdf5;
     bool methods[_QT_METHOD_MAX];
     enum qt_method method_list[_QT_METHOD_MAX]; /* the n_methods chosen, in method order */
     size_t n_methods;

@@ -139,6 +139,10 @@ char *qctl_options_json(const struct recon *rc)
     qt_jw_str(&w, rc->opts.physical == QT_PHYS_SMOLIN ? "smolin" : "clip");
     qt_jw_key(&w, "bell");
     qt_jw_bool(&w, rc->bell);
+    if (rc->spectral) { /* only when on, so that older runs still --resume */
+        qt_jw_key(&w, "spectral");
+        qt_jw_bool(&w, true);
+    }
     if (rc->boot.resamples) {
         qt_jw_key(&w, "bootstrap");
         qt_jw_obj_begin(&w);
@@ -155,7 +159,12 @@ char *qctl_options_json(const struct recon *rc)
         qt_jw_obj_end(&w);
     }
     qt_jw_key(&w, "target");
-    if (rc->target_file) {
+    if (rc->target_profile) {
+        qt_jw_obj_begin(&w);
+        qt_jw_key(&w, "profile");
+        qt_jw_str(&w, rc->target_profile);
+        qt_jw_obj_end(&w);
+    } else if (rc->target_file) {
         char hex[65];
 
         qt_jw_obj_begin(&w);
@@ -342,7 +351,7 @@ int qctl_write_summary(const char *dir)
     /* Columns that appear in some record, in a fixed order: the origin's (filtered to those
      * present, as it does), bell_* in qt_metric_descs order, then design and the rest. */
     bool present[_QT_MT_MAX] = {false}, upresent[_QT_MT_MAX] = {false}, any_unc = false,
-         any_tdb = false;
+         any_tdb = false, any_spec = false;
     char path[4096], *line = NULL, *buf = NULL;
     size_t cap = 0, len = 0;
     json_t **recs = NULL;
@@ -382,6 +391,7 @@ int qctl_write_summary(const char *dir)
         json_t *um = json_object_get(u, "metrics");
 
         any_unc |= u != NULL;
+        any_spec |= json_object_get(rec, "spectral") != NULL;
         any_tdb |= json_object_get(u, "trace_distance_bound") != NULL;
         for (int i = 0; i < _QT_MT_MAX; i++)
             if (qt_metric_descs[i].type == QT_MTYPE_F64 &&
@@ -405,6 +415,8 @@ int qctl_write_summary(const char *dir)
     for (int i = 0; i < _QT_MT_MAX; i++)
         if (present[i] && !is_origin_col(qt_metric_descs[i].name))
             fprintf(out, ",%s", qt_metric_descs[i].name);
+    if (any_spec) /* --spectral: its scalar part; the vectors stay in the records */
+        fputs(",spectral_dominant_eigenvalue", out);
     fputs(",record_status,error_code,error", out);
     /* --bootstrap: <metric>_std, _lo, _hi after the existing columns */
     for (int i = 0; i < _QT_MT_MAX; i++)
@@ -443,6 +455,11 @@ int qctl_write_summary(const char *dir)
                 fputc(',', out);
                 csv_value(out, json_object_get(mt, qt_metric_descs[i].name));
             }
+        if (any_spec) {
+            fputc(',', out);
+            csv_value(out,
+                      json_object_get(json_object_get(rec, "spectral"), "dominant_eigenvalue"));
+        }
         e = json_object_get(rec, "error");
         fputc(',', out);
         csv_value(out, json_object_get(rec, "status"));

@@ -45,30 +45,57 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* When a table column is shown. */
+enum col_when { COL_ALWAYS, COL_TARGET, COL_BELL };
+
 /* The table's value columns; with --bootstrap each shows "value ± std". */
 static const struct {
     const char *head;
     enum qt_metric_id id;
     int prec;
     bool g; /* %g rather than %f */
+    enum col_when when;
 } table_cols[] = {
-    {"purity", QT_MT_PURITY, 8, false},
-    {"min_eig", QT_MT_MIN_EIGENVALUE, 6, true},
-    {"max_eig", QT_MT_MAX_EIGENVALUE, 8, false},
-    {"entropy", QT_MT_EIGENVALUE_ENTROPY, 8, false},
-    {"fidelity", QT_MT_FIDELITY, 10, false},
+    {"purity", QT_MT_PURITY, 8, false, COL_ALWAYS},
+    {"min_eig", QT_MT_MIN_EIGENVALUE, 6, true, COL_ALWAYS},
+    {"max_eig", QT_MT_MAX_EIGENVALUE, 8, false, COL_ALWAYS},
+    {"entropy", QT_MT_EIGENVALUE_ENTROPY, 8, false, COL_ALWAYS},
+    {"fidelity", QT_MT_FIDELITY, 10, false, COL_TARGET},
+    {"bell_max", QT_MT_BELL_MAX_FIDELITY, 8, false, COL_BELL}, /* the dominant Bell fidelity */
 };
+
+static bool col_shown(const struct recon *rc, size_t c)
+{
+    switch (table_cols[c].when) {
+    case COL_TARGET:
+        return rc->target != NULL;
+    case COL_BELL:
+        return rc->bell;
+    default:
+        return true;
+    }
+}
 
 static int col_width(const struct recon *rc)
 {
     return rc->boot.resamples ? 22 : 12;
 }
 
+/* A table cell's number: what would print as -0 (negative zero, or a negative too small for
+ * the precision, such as the entropy of a pure state) prints as 0. The table only; records
+ * keep the exact values. */
+static int fmt_cell(char *cell, size_t size, double v, int prec, bool g)
+{
+    if (v == 0.0 || (!g && v < 0.0 && v > -0.5 * pow(10.0, -prec)))
+        v = 0.0;
+    return g ? snprintf(cell, size, "%.*g", prec, v) : snprintf(cell, size, "%.*f", prec, v);
+}
+
 static void print_table_header(FILE *f, const struct recon *rc)
 {
     fprintf(f, "%-6s %-6s %-7s %-6s", "sample", "column", "method", "status");
     for (size_t c = 0; c < QT_ARRAY_SIZE(table_cols); c++)
-        if (table_cols[c].id != QT_MT_FIDELITY || rc->target)
+        if (col_shown(rc, c))
             fprintf(f, " %-*s", col_width(rc), table_cols[c].head);
     fprintf(f, "  %s\n", "note");
 }
@@ -84,12 +111,11 @@ static void print_row(FILE *f, const struct recon *rc, const struct qt_record_me
         enum qt_metric_id id = table_cols[c].id;
         char cell[64] = "-";
 
-        if (id == QT_MT_FIDELITY && !rc->target)
+        if (!col_shown(rc, c))
             continue;
-        if (!res->err) {
+        if (!res->err && qt_metrics_has(&res->mt, id)) { /* bell_max: "-" when d is no square */
             double v = *(const double *)((const char *)&res->mt + qt_metric_descs[id].offset);
-            int k = table_cols[c].g ? snprintf(cell, sizeof(cell), "%.*g", table_cols[c].prec, v)
-                                    : snprintf(cell, sizeof(cell), "%.*f", table_cols[c].prec, v);
+            int k = fmt_cell(cell, sizeof(cell), v, table_cols[c].prec, table_cols[c].g);
 
             if (u && !u->err && ((u->have >> id) & 1u) && k > 0)
                 (void)snprintf(cell + k, sizeof(cell) - (size_t)k, " ± %.2g", u->stats[id].std);

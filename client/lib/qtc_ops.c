@@ -99,13 +99,16 @@ int qtomo_job_set_option(qtomo_job *j, const char *name, double value, struct qt
 
     if (!name)
         return qtc_fail(err, -EINVAL, "option name missing");
-    if (strcmp(name, "physical") == 0 || strcmp(name, "bell") == 0) {
+    if (strcmp(name, "physical") == 0 || strcmp(name, "bell") == 0 ||
+        strcmp(name, "spectral") == 0) {
         if (value != 0.0 && value != 1.0)
             return qtc_fail(err, -EINVAL, "option %s takes 0 or 1, got %g", name, value);
         if (name[0] == 'p')
             j->job.opts.physical = value != 0.0 ? QT_PHYS_SMOLIN : QT_PHYS_CLIP;
-        else
+        else if (name[0] == 'b')
             j->job.opts.bell = value != 0.0;
+        else
+            j->job.opts.spectral = value != 0.0;
         return 0;
     }
     e = qt_optdesc_find(name, strlen(name));
@@ -271,11 +274,30 @@ static const struct qt_metric_desc *metric(const qtomo_sample *s, size_t i, cons
     return NULL;
 }
 
+/* The "spectral." names of the result map's spectral (--spectral): k = 0 amplitudes,
+ * 1 phases_pi, 2 eigenvalues, 3 dominant_eigenvalue; -1 for other names. */
+static int spectral_key(const char *name)
+{
+    static const char *const keys[] = {"amplitudes", "phases_pi", "eigenvalues",
+                                       "dominant_eigenvalue"};
+
+    if (!name || strncmp(name, "spectral.", 9) != 0)
+        return -1;
+    for (int k = 0; k < 4; k++)
+        if (strcmp(name + 9, keys[k]) == 0)
+            return k;
+    return -1;
+}
+
 int qtomo_sample_metric(const qtomo_sample *s, size_t i, const char *name, double *value)
 {
     const char *p = NULL;
     const struct qt_metric_desc *md = metric(s, i, name, &p);
 
+    if (spectral_key(name) == 3 && i < s->n && !s->res[i].err && s->res[i].has_spectral) {
+        *value = s->res[i].spectral_dominant;
+        return 0;
+    }
     if (!md)
         return -ENOENT;
     switch (md->type) {
@@ -297,7 +319,15 @@ const double *qtomo_sample_vector(const qtomo_sample *s, size_t i, const char *n
 {
     const char *p = NULL;
     const struct qt_metric_desc *md = metric(s, i, name, &p);
+    int k = spectral_key(name);
 
+    if (k >= 0 && k < 3) {
+        if (i >= s->n || s->res[i].err || !s->res[i].has_spectral)
+            return NULL;
+        if (n)
+            *n = s->res[i].d;
+        return s->res[i].spectral + (size_t)k * s->res[i].d;
+    }
     if (!md || md->type != QT_MTYPE_F64V)
         return NULL;
     if (n)

@@ -196,14 +196,17 @@ def decode_array(arr, use_numpy=False):
 
 
 def decode_result(res, use_numpy=False):
-    """A result map (SCHEMA.md §7) with ``rho`` and array metrics (``eigenvalues``,
-    ``bell_fidelities``) decoded by ``decode_array``; other keys are kept as received."""
+    """A result map (SCHEMA.md §7) with ``rho``, array metrics (``eigenvalues``,
+    ``bell_fidelities``) and the vectors of ``spectral`` (``amplitudes``, ``phases_pi``,
+    ``eigenvalues``; requested with the option ``spectral``) decoded by ``decode_array``; other
+    keys are kept as received."""
     res = dict(res)
     if isinstance(res.get("rho"), dict):
         res["rho"] = decode_array(res["rho"], use_numpy)
-    if isinstance(res.get("metrics"), dict):
-        res["metrics"] = {k: decode_array(v, use_numpy) if isinstance(v, dict) and "dtype" in v
-                          else v for k, v in res["metrics"].items()}
+    for key in ("metrics", "spectral"):
+        if isinstance(res.get(key), dict):
+            res[key] = {k: decode_array(v, use_numpy) if isinstance(v, dict) and "dtype" in v
+                        else v for k, v in res[key].items()}
     return res
 
 

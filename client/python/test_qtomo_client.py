@@ -130,6 +130,20 @@ class TestGolden(unittest.TestCase):
             self.assertTrue(np.array_equal(ok["rho"], np.array(RHO)))
             self.assertEqual(ok["metrics"]["eigenvalues"].tolist(), [0.875, 0.125])
 
+    def test_decode_spectral(self):
+        def f64v(*x):
+            return {"dtype": "f64le", "shape": [len(x)], "data": struct.pack("<%dd" % len(x), *x)}
+
+        raw = {"method": "linear", "dim": 2, "status": "ok", "metrics": {},
+               "spectral": {"dominant_eigenvalue": 0.75, "amplitudes": f64v(0.6, 0.8),
+                            "phases_pi": f64v(0.0, 1.0), "eigenvalues": f64v(0.75, 0.25)}}
+        sp = qc.decode_result(raw)["spectral"]
+        self.assertEqual(sp, {"dominant_eigenvalue": 0.75, "amplitudes": [0.6, 0.8],
+                              "phases_pi": [0.0, 1.0], "eigenvalues": [0.75, 0.25]})
+        if np is not None:
+            sp = qc.decode_result(raw, use_numpy=True)["spectral"]
+            self.assertEqual(sp["phases_pi"].tolist(), [0.0, 1.0])
+
     def test_decode_other(self):
         d = qc.decode_frame
         self.assertEqual(d(golden("progress")), [2, "progress", [

@@ -169,6 +169,24 @@ static void write_uncertainty(struct qt_jw *w, const struct qt_uncertainty *u)
     qt_jw_obj_end(w);
 }
 
+static void write_spectral(struct qt_jw *w, const struct qt_result *res)
+{
+    static const char *const keys[] = {"amplitudes", "phases_pi", "eigenvalues"};
+
+    qt_jw_key(w, "spectral");
+    qt_jw_obj_begin(w);
+    qt_jw_key(w, "dominant_eigenvalue");
+    qt_jw_num(w, res->spectral_dominant);
+    for (size_t k = 0; k < 3; k++) {
+        qt_jw_key(w, keys[k]);
+        qt_jw_arr_begin(w);
+        for (size_t i = 0; i < res->d; i++)
+            qt_jw_num(w, res->spectral[k * res->d + i]);
+        qt_jw_arr_end(w);
+    }
+    qt_jw_obj_end(w);
+}
+
 void qt_record_json(struct qt_jw *w, const struct qt_record_meta *meta, const struct qt_result *res)
 {
     qt_jw_obj_begin(w);
@@ -205,6 +223,8 @@ void qt_record_json(struct qt_jw *w, const struct qt_record_meta *meta, const st
         qt_jw_key(w, "metrics");
         write_metrics(w, &res->mt);
         write_flags(w, res->warnings, _QT_WARN_COUNT, qt_warning_name);
+        if (res->has_spectral)
+            write_spectral(w, res);
         if (meta->unc) {
             qt_jw_key(w, "uncertainty");
             write_uncertainty(w, meta->unc);

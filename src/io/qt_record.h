@@ -20,7 +20,9 @@ struct qt_record_meta {
 /* Writes one JSON object (no newline):
  *   {"sample", "column", "method", "design"[, "design_id"], "dim", "status": "ok"|"error",
  *    ok:    "rho": {"re": [[...]], "im": [[...]]} (row-major), "metrics": {...},
- *           "warnings": [...] (only when there are warnings)
+ *           "warnings": [...] (only when there are warnings),
+ *           "spectral": {"dominant_eigenvalue", "amplitudes": [d], "phases_pi": [d],
+ *           "eigenvalues": [d]} (only with opts.spectral; num/qt_spectral.h)
  *    error: "error": {"code": <public status code>, "name": <stable id>, "message": <text>}}
  * Metrics appear in qt_metric_descs order, only those present. With meta->unc, an ok record
  * ends with "uncertainty": {"resamples", "kind", "seed", "confidence"[, "shots"],

@@ -138,8 +138,11 @@ int qt_boot_run(const struct qt_design *des, struct qt_ws *ws, enum qt_method me
 {
     size_t m = des->m, d = des->d, stride = qt_boot_stride(have, d);
     struct qt_result res = {0};
+    struct qt_opts ro = *opts;
     double *z = malloc(m * sizeof(double));
     int r = qt_result_init(&res, d);
+
+    ro.spectral = false; /* no error bars on the spectral decomposition: not worth its cost */
 
     if (!z || r < 0) {
         r = -ENOMEM;
@@ -156,7 +159,7 @@ int qt_boot_run(const struct qt_design *des, struct qt_ws *ws, enum qt_method me
         qt_rng_stream(&rng, bo->seed, bo->sample, (uint64_t)k0 + i);
         r = qt_resample(des, ws, bo->kind, y, point->rho, &rng, z);
         if (r == 0)
-            r = qt_estimate_from(des, ws, method, z, m, opts, point->rho, &res);
+            r = qt_estimate_from(des, ws, method, z, m, &ro, point->rho, &res);
         if (r == -ENOMEM)
             goto out;
         /* An iterative estimate that stopped at its limit is not the estimator's answer:

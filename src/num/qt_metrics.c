@@ -7,6 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "qt_spectral.h"
+
 int qt_metrics_model_probs(const struct qt_design *des, struct qt_ws *ws, const double complex *rho,
                            double *p)
 {
@@ -187,6 +189,15 @@ int qt_metrics_fill(const struct qt_design *des, struct qt_ws *ws, const double 
         r = data_metrics(des, ws, y, res);
         if (r < 0)
             return r;
+    }
+    if (opts->spectral) {
+        /* From rho itself, not sp: the record must not depend on which eigensolver (batched
+         * or not) produced the spectrum, so daemon and --local agree bit for bit. */
+        r = qt_spectral_decompose(ws, d, res->rho, &res->spectral_dominant, res->spectral,
+                                  res->spectral + d, res->spectral + 2 * d);
+        if (r < 0)
+            return r;
+        res->has_spectral = true;
     }
     return 0;
 }

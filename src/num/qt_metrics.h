@@ -21,7 +21,9 @@
  *  - with opts->bell and d = k^2: Bell fidelities and the origin's bell_* summary;
  *  - with QT_MG_DATA and data y (non-negative): chi2 (Pearson, expected counts N_g p_a) and
  * log_likelihood sum_a y_a ln p_a, where p_a is Tr(rho E_a) normalised within its group for POVM
- * designs and within the whole design otherwise (the conditional Poisson model). y may be NULL.
+ * designs and within the whole design otherwise (the conditional Poisson model). y may be NULL;
+ *  - with opts->spectral: res->has_spectral and the spectral fields (qt_spectral_decompose of
+ *    rho, not of sp, so the result does not depend on the eigensolver that produced sp).
  * Returns 0, -ENOMEM or QT_ELAPACK. */
 QT_NODISCARD int qt_metrics_fill(const struct qt_design *des, struct qt_ws *ws, const double *y,
                                  const struct qt_sample_info *info, const struct qt_spectrum *sp,

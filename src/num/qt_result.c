@@ -79,7 +79,8 @@ int qt_result_init(struct qt_result *res, size_t d)
     res->rho = calloc(d * d, sizeof(double complex));
     res->eigenvalues = calloc(d, sizeof(double));
     res->bell = calloc(d, sizeof(double));
-    if (!res->rho || !res->eigenvalues || !res->bell) {
+    res->spectral = calloc(3 * d, sizeof(double));
+    if (!res->rho || !res->eigenvalues || !res->bell || !res->spectral) {
         qt_result_done(res);
         return -ENOMEM;
     }
@@ -94,6 +95,8 @@ void qt_result_reset(struct qt_result *res, enum qt_method method)
     res->err = 0;
     res->errmsg[0] = '\0';
     res->warnings = 0;
+    res->has_spectral = false;
+    res->spectral_dominant = 0.0;
     memset(&res->mt, 0, sizeof(res->mt));
 }
 
@@ -104,6 +107,8 @@ void qt_result_done(struct qt_result *res)
     free(res->rho);
     free(res->eigenvalues);
     free(res->bell);
+    free(res->spectral);
+    res->spectral = NULL;
     res->rho = NULL;
     res->eigenvalues = NULL;
     res->bell = NULL;

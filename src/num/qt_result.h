@@ -72,6 +72,7 @@ struct qt_opts {
     unsigned metrics;          /* QT_MG_* groups to compute (default QT_MG_ALL) */
     enum qt_physical physical; /* physicalisation of the linear estimate */
     bool bell;                 /* Bell-basis fidelities when d is a perfect square */
+    bool spectral;             /* the origin's spectral decomposition (num/qt_spectral.h) */
     const double complex *target; /* optional d x d target density matrix (borrowed) */
     struct qt_mle_opts mle;
     struct qt_wls_opts wls;
@@ -205,6 +206,11 @@ struct qt_result {
     double complex *rho;  /* d x d column-major physical estimate (owned) */
     double *eigenvalues;  /* d, descending, clipped as the origin reports them (owned) */
     double *bell;         /* d Bell-basis fidelities when computed (owned) */
+    /* With opts.spectral (qt_spectral_decompose of rho): has_spectral, the dominant eigenvalue,
+     * and spectral = 3d doubles: amplitudes, phases in units of pi, eigenvalues descending. */
+    bool has_spectral;
+    double spectral_dominant;
+    double *spectral;     /* (owned) */
     struct qt_metrics mt; /* F64V pointers point into this result's own arrays */
     /* private */
     size_t cap;

@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t d = 2 + (size_t)data[0] % 7;
         double complex rho[64];
 
-        if (qt_targetfile_parse(text, len, d, rho, &err) == 0)
+        if (qt_targetfile_parse(text, len, d, rho, NULL, &err) == 0)
             check_target(d, rho);
         else if (memchr(err.msg, '\0', sizeof(err.msg)) == NULL)
             abort();

@@ -365,6 +365,41 @@ static void check_reconstruct(qtomo_conn *c, const double *v, const struct expec
                   "reconstruct(target)", "fidelity to |Phi+> of Bell state 1: %g", x);
         qtomo_sample_free(s);
     }
+    /* --spectral: no "spectral.*" values before, the four after; amplitudes of a unit vector,
+     * phases in (-1, 1], eigenvalues descending from the dominant one. */
+    s = NULL;
+    r = qtomo_reconstruct(c, j, v, M, &s, &e);
+    CHECK(r == 0 && s && !qtomo_sample_vector(s, 0, "spectral.amplitudes", NULL) &&
+              qtomo_sample_metric(s, 0, "spectral.dominant_eigenvalue", &x) == -ENOENT,
+          "reconstruct(no spectral)", "spectral values present");
+    qtomo_sample_free(s);
+    CALL_OK(qtomo_job_set_option(j, "spectral", 1, &e), "set_option(spectral)", e);
+    s = NULL;
+    clear_err(&e);
+    r = qtomo_reconstruct(c, j, v, M, &s, &e);
+    CHECK(r == 0 && s, "reconstruct(spectral)", "returned %d: %s", r, e.message);
+    for (size_t i = 0; r == 0 && s && i < 2; i++) {
+        size_t na = 0, np = 0, ne = 0;
+        const double *a = qtomo_sample_vector(s, i, "spectral.amplitudes", &na);
+        const double *ph = qtomo_sample_vector(s, i, "spectral.phases_pi", &np);
+        const double *ev = qtomo_sample_vector(s, i, "spectral.eigenvalues", &ne);
+        double dom = -1, sum = 0;
+
+        CHECK(a && ph && ev && na == D && np == D && ne == D, "reconstruct(spectral)",
+              "%s: vectors missing", methods[i]);
+        CHECK(qtomo_sample_metric(s, i, "spectral.dominant_eigenvalue", &dom) == 0,
+              "reconstruct(spectral)", "%s: no dominant eigenvalue", methods[i]);
+        if (!a || !ph || !ev || na != D || np != D || ne != D)
+            continue;
+        for (int k = 0; k < D; k++) {
+            sum += a[k] * a[k];
+            CHECK(ph[k] > -1 && ph[k] <= 1, "reconstruct(spectral)", "phase %g", ph[k]);
+            CHECK(k == 0 || ev[k] <= ev[k - 1], "reconstruct(spectral)", "not descending");
+        }
+        CHECK(fabs(sum - 1) <= 1e-12 && dom == ev[0] && dom > 0.9, "reconstruct(spectral)",
+              "%s: sum |c|^2 = %.17g, dominant %g, eigenvalues[0] %g", methods[i], sum, dom, ev[0]);
+    }
+    qtomo_sample_free(s);
     qtomo_job_free(j);
 
     /* Server-side refusals leave the connection usable. */

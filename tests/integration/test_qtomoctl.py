@@ -5,9 +5,11 @@ QTOMOCTL, CLIENT_CHECK, QTOMO_SRC and QTOMO_REFDATA in the environment; needs /u
 with python3-msgpack, numpy, pandas (summarize is checked against pandas) and python3-h5py
 (test_hdf5_*). Tests of the origin's real data skip when ../shared/reference-data/origin is
 absent."""
+import cmath
 import csv
 import hashlib
 import json
+import math
 import os
 import re
 import select
@@ -1600,6 +1602,153 @@ class QtomoctlTest(unittest.TestCase):
         self.assertIn(b"square", p.stderr)
         os.mkdir(self.path("empty"))
         self.assertExit(ctl("bell", self.path("empty")), 2, "bell empty")
+
+    def test_spectral_daemon_equals_local(self):
+        # --spectral travels in the request's options, the worker decomposes, the result map
+        # carries "spectral": records and summary.csv byte-identical through the daemon and
+        # --local, also with error bars (whose resamples skip the decomposition).
+        d = self.start()
+        bell = os.path.join(EXAMPLES, "bell_nopovm_d4.csv")
+        recs = self.daemon_equals_local(d, bell, 4, "--method", "linear,mle,wls,rhor",
+                                        "--spectral", "--bell")
+        mub3 = self.path("mub3.csv")
+        shutil.copy(os.path.join(EXAMPLES, "mub_d3.csv"), mub3)
+        recs3 = self.daemon_equals_local(d, mub3, 3, "--method", "linear,mle", "--spectral",
+                                         "--bootstrap", "20", "--seed", "5")
+        self.assertTrue(all("uncertainty" in r for r in recs3))
+        for r in recs + recs3:
+            sp, n = r["spectral"], r["dim"]
+            self.assertEqual(sorted(sp), ["amplitudes", "dominant_eigenvalue", "eigenvalues",
+                                          "phases_pi"])
+            self.assertEqual([len(sp[k]) for k in ("amplitudes", "phases_pi", "eigenvalues")],
+                             [n] * 3)
+            self.assertEqual(sp["eigenvalues"], sorted(sp["eigenvalues"], reverse=True))
+            self.assertEqual(sp["dominant_eigenvalue"], sp["eigenvalues"][0])
+            self.assertAlmostEqual(sp["dominant_eigenvalue"], r["metrics"]["max_eigenvalue"],
+                                   delta=1e-12)
+            self.assertAlmostEqual(sum(a * a for a in sp["amplitudes"]), 1.0, delta=1e-12)
+            self.assertTrue(all(-1.0 < p <= 1.0 for p in sp["phases_pi"]))
+            # c = amplitudes * e^{i pi phases} is an eigenvector of rho for the dominant
+            # eigenvalue (the equation holds whatever the global phase).
+            rho = [[complex(r["rho"]["re"][i][j], r["rho"]["im"][i][j]) for j in range(n)]
+                   for i in range(n)]
+            c = [a * cmath.exp(1j * math.pi * p)
+                 for a, p in zip(sp["amplitudes"], sp["phases_pi"])]
+            for i in range(n):
+                rc = sum(rho[i][j] * c[j] for j in range(n))
+                self.assertLess(abs(rc - sp["dominant_eigenvalue"] * c[i]), 1e-12)
+        # Phi+ dominates every sample of column 1: equal amplitudes 1/sqrt(2) on |00>, |11>.
+        sp = recs[0]["spectral"]
+        self.assertAlmostEqual(sp["amplitudes"][0], sp["amplitudes"][3], delta=0.02)
+        self.assertAlmostEqual(sp["phases_pi"][3], 0.0, delta=0.02)
+        with open(self.path("bell_nopovm_d4.csv.daemon", "summary.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([float(x["spectral_dominant_eigenvalue"]) for x in rows],
+                         [r["spectral"]["dominant_eigenvalue"] for r in recs])
+        # Without --spectral nothing changes: no key, no column.
+        p = ctl("-s", d.sock, "reconstruct", bell, "--json", "--method", "linear")
+        self.assertExit(p, 0, "without --spectral")
+        self.assertTrue(all("spectral" not in json.loads(x) for x in p.stdout.splitlines()))
+        self.assertEqual(d.stop(), 0)
+
+    def test_table_small_fixes(self):
+        # A CSV error names its location once; the table prints a pure state's entropy (-2e-16
+        # from rounding) as 0, not -0.00000000, while the record keeps the exact value; --bell
+        # adds the dominant Bell fidelity as a column ("-" when d is not a square).
+        bad = self.path("bad1.csv")
+        with open(bad, "w") as f:
+            f.write("HH,1\n2,3\n")
+        p = local("reconstruct", bad, "--local")
+        self.assertExit(p, 2, "bad1.csv")
+        self.assertEqual(p.stderr.count(b"line 1, field 1"), 1, p.stderr)
+        self.assertIn(b"bad1.csv' line 1, field 1: 'HH' is not a number\n", p.stderr)
+        pure = self.path("pure.csv")
+        with open(pure, "w") as f:  # column 1: |0>, design mub d = 2
+            f.write("1,0\n0,1\n0.5,0.5\n0.5,0.5\n0.5,0.5\n0.5,0.5\n")
+        p = local("reconstruct", pure, "--local", "--design", "mub", "--method", "linear",
+                  "--columns", "1", "--json")
+        self.assertExit(p, 0, "pure --json")
+        ent = json.loads(p.stdout)["metrics"]["eigenvalue_entropy"]
+        self.assertLessEqual(ent, 0.0)  # the record: the exact (rounded) value
+        p = local("reconstruct", pure, "--local", "--design", "mub", "--method", "linear",
+                  "--columns", "1")
+        self.assertExit(p, 0, "pure table")
+        head, row = p.stdout.decode().splitlines()[:2]
+        cells = dict(zip(head.split(), row.split()))
+        self.assertEqual(cells["entropy"], "0.00000000")
+        self.assertNotIn("-0.0", p.stdout.decode())
+        self.assertNotIn("bell_max", head)
+        p = local("reconstruct", BELL4, "--local", "--bell", "--method", "linear,mle",
+                  "--columns", "1:2")
+        self.assertExit(p, 0, "--bell table")
+        lines = p.stdout.decode().splitlines()
+        head = lines[0].split()
+        self.assertEqual(head[-2:], ["bell_max", "note"])
+        q = local("reconstruct", BELL4, "--local", "--bell", "--method", "linear,mle",
+                  "--columns", "1:2", "--json")
+        recs = [json.loads(x) for x in q.stdout.splitlines()]
+        self.assertEqual(len(recs), len(lines) - 1)
+        for line, r in zip(lines[1:], recs):
+            cells = line.split()
+            self.assertAlmostEqual(float(cells[head.index("bell_max")]),
+                                   r["metrics"]["bell_max_fidelity"], delta=5e-9)
+        p = local("reconstruct", os.path.join(EXAMPLES, "mub_d3.csv"), "--local", "--bell",
+                  "--method", "linear", "--columns", "1")
+        self.assertExit(p, 0, "--bell d = 3")
+        head, row = p.stdout.decode().splitlines()[:2]
+        self.assertEqual(row.split()[head.split().index("bell_max")], "-")
+
+    def test_theory_and_published_targets(self):
+        # --target 4D_custom (no such file: the origin's theory profile) and a published matrix
+        # printed to 4 decimals (trace 1.0001, an eigenvalue of -5e-5): projected with a warning
+        # on stderr, and the projected state is what travels, so the daemon's records are the
+        # --local ones byte for byte. Beyond 1e-3 the target is refused as before.
+        d = self.start()
+        bell = os.path.join(EXAMPLES, "bell_nopovm_d4.csv")
+        cwd = os.getcwd()
+        os.chdir(self.path())  # "4D_custom" must not name a file here
+        try:
+            recs = self.daemon_equals_local(d, bell, 4, "--method", "linear,mle", "--target",
+                                            "4D_custom")
+            with open(self.path("bell_nopovm_d4.csv.local", "run.json")) as f:
+                self.assertEqual(json.load(f)["options"]["target"], {"profile": "4D_custom"})
+            p = local("reconstruct", bell, "--local", "--target", "16D_custom")
+            self.assertExit(p, 2, "16D_custom on d = 4")
+            self.assertIn(b"profile '16D_custom' has d = 16, the data has d = 4", p.stderr)
+            p = local("reconstruct", bell, "--local", "--target", "5D_custom")
+            self.assertExit(p, 2, "unknown name")
+            self.assertIn(b"cannot read target file '5D_custom'", p.stderr)
+        finally:
+            os.chdir(cwd)
+        # A pure target: F = <psi|rho|psi> with the origin's psi = (1, 1, 1, -1)/2.
+        psi = [0.5, 0.5, 0.5, -0.5]
+        for r in recs:
+            rho = [[complex(r["rho"]["re"][i][j], r["rho"]["im"][i][j]) for j in range(4)]
+                   for i in range(4)]
+            f = sum(psi[i] * rho[i][j] * psi[j] for i in range(4) for j in range(4)).real
+            self.assertAlmostEqual(r["metrics"]["fidelity"], f, delta=1e-9)
+        pub = self.path("published.json")
+        with open(pub, "w") as f:
+            json.dump({"density_matrix": [[0.5, 0, 0, 0.5001], [0, 0, 0, 0], [0, 0, 0, 0],
+                                          [0.5001, 0, 0, 0.5001]]}, f)
+        bell2 = self.path("bell2.csv")  # daemon_equals_local's output dirs are per input name
+        shutil.copy(bell, bell2)
+        recs = self.daemon_equals_local(d, bell2, 4, "--method", "linear,mle", "--target", pub)
+        self.assertGreater(recs[0]["metrics"]["fidelity"], 0.95)
+        for p in (ctl("-s", d.sock, "reconstruct", bell, "--target", pub, "--method", "linear"),
+                  local("reconstruct", bell, "--local", "--target", pub, "--method", "linear")):
+            self.assertExit(p, 0, "published target")
+            self.assertIn(b"warning: target file", p.stderr)
+            self.assertIn(b"trace 1.0001", p.stderr)
+            self.assertIn(b"projected onto the density matrices", p.stderr)
+        with open(pub, "w") as f:
+            json.dump({"density_matrix": [[0.5, 0, 0, 0.503], [0, 0, 0, 0], [0, 0, 0, 0],
+                                          [0.503, 0, 0, 0.5]]}, f)
+        p = local("reconstruct", bell, "--local", "--target", pub)
+        self.assertExit(p, 2, "beyond the tolerance")
+        self.assertIn(b"negative eigenvalue", p.stderr)
+        self.assertEqual(d.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

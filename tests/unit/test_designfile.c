@@ -600,7 +600,7 @@ static void test_design_limits(void **state)
 static void target_ok(const char *json, size_t d, double complex *rho)
 {
     struct qt_diag err = {0};
-    int r = qt_targetfile_parse(json, strlen(json), d, rho, &err);
+    int r = qt_targetfile_parse(json, strlen(json), d, rho, NULL, &err);
     double complex tr = 0.0;
 
     if (r != 0)
@@ -625,7 +625,7 @@ static void target_fail(const char *json, size_t d, int code, const char *msg)
 
     for (size_t i = 0; i < 16; i++)
         rho[i] = 42.0;
-    r = qt_targetfile_parse(json, strlen(json), d, d <= 4 ? rho : NULL, &err);
+    r = qt_targetfile_parse(json, strlen(json), d, d <= 4 ? rho : NULL, NULL, &err);
     if (r != code || !strstr(err.msg, msg))
         print_error("target %s\n  got %d '%s', expected %d '%s'\n", json, r, err.msg, code, msg);
     assert_int_equal(r, code);
@@ -722,11 +722,13 @@ static void test_target_errors(void **state)
     } cases[] = {
         {"", 2, QT_EPARSE, "invalid JSON"},
         {"[]", 2, QT_EPARSE, "top level must be a JSON object"},
-        {"{}", 2, QT_EPARSE, "give exactly one of 'ket', 'rho', 'density_matrix' and"},
+        {"{}", 2, QT_EPARSE,
+         "give exactly one of 'ket', 'rho', 'density_matrix', 'amplitudes' and 'profile'"},
         {"{\"ket\": {\"re\": [1, 0]}, \"rho\": {\"re\": [[1, 0], [0, 0]]}}", 2, QT_EPARSE,
          "give exactly one of"},
         {"{\"kets\": []}", 2, QT_EPARSE,
-         "unknown key 'kets' (expected ket, rho, density_matrix, amplitudes, phases_pi, dim)"},
+         "unknown key 'kets' (expected ket, rho, density_matrix, amplitudes, phases_pi, dim, "
+         "profile)"},
         {"{\"ket\": {\"re\": [1, 0], \"imag\": [0, 0]}}", 2, QT_EPARSE,
          "unknown key 'imag' in 'ket'"},
         {"{\"ket\": [1, 0]}", 2, QT_EPARSE, "'ket' must be an object"},
@@ -794,11 +796,145 @@ static void test_target_dim_mismatch(void **state)
 
     (void)state;
     assert_non_null(rho);
-    assert_int_equal(qt_targetfile_parse(json, strlen(json), 16, rho, &err), QT_EDIM);
+    assert_int_equal(qt_targetfile_parse(json, strlen(json), 16, rho, NULL, &err), QT_EDIM);
     assert_non_null(strstr(err.msg, "target has dim 4, the data has dim 16"));
-    assert_int_equal(qt_targetfile_parse(json, QT_DESIGNFILE_MAX_BYTES + 1, 4, rho, &err),
+    assert_int_equal(qt_targetfile_parse(json, QT_DESIGNFILE_MAX_BYTES + 1, 4, rho, NULL, &err),
                      QT_ETOOBIG);
     free(rho);
+}
+
+/* The origin's theory profiles (origin-digest §3.5): psi_k = c_k exp(i pi phi_k), normalised,
+ * computed here with cexp from the digest's numbers; the profile gives the same bits as the
+ * equivalent amplitudes file. */
+static void test_target_profiles(void **state)
+{
+    static const double phi16[16] = {0, 0, 0, 0, 0, 0.5, 1, 1.5, 0, 1, 0, 1, 0, 1.5, 1, 0.5};
+    double complex *rho = malloc(256 * sizeof(*rho)), *amp = malloc(256 * sizeof(*amp));
+    double complex psi[16];
+    struct qt_jw w;
+
+    (void)state;
+    assert_non_null(rho);
+    assert_non_null(amp);
+    target_ok("{\"profile\": \"4D_custom\"}", 4, rho);
+    for (size_t k = 0; k < 4; k++)
+        psi[k] = 0.5 * cexp(I * M_PI * (k == 3 ? 1.0 : 0.0));
+    for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 4; j++) {
+            double complex want = psi[i] * conj(psi[j]);
+
+            assert_cplx(rho[i + 4 * j], creal(want), cimag(want));
+        }
+    target_ok("{\"amplitudes\": [0.5, 0.5, 0.5, 0.5], \"phases_pi\": [0, 0, 0, 1]}", 4, amp);
+    assert_memory_equal(rho, amp, 16 * sizeof(*rho));
+
+    target_ok("{\"profile\": \"16D_custom\", \"dim\": 16}", 16, rho);
+    for (size_t k = 0; k < 16; k++)
+        psi[k] = 0.25 * cexp(I * M_PI * phi16[k]);
+    for (size_t i = 0; i < 16; i++)
+        for (size_t j = 0; j < 16; j++) {
+            double complex want = psi[i] * conj(psi[j]);
+
+            assert_cplx(rho[i + 16 * j], creal(want), cimag(want));
+        }
+    qt_jw_init(&w);
+    qt_jw_obj_begin(&w);
+    qt_jw_key(&w, "amplitudes");
+    qt_jw_arr_begin(&w);
+    for (size_t k = 0; k < 16; k++)
+        qt_jw_num(&w, 0.25);
+    qt_jw_arr_end(&w);
+    qt_jw_key(&w, "phases_pi");
+    qt_jw_arr_begin(&w);
+    for (size_t k = 0; k < 16; k++)
+        qt_jw_num(&w, phi16[k]);
+    qt_jw_arr_end(&w);
+    qt_jw_obj_end(&w);
+    target_ok(w.buf, 16, amp);
+    qt_jw_done(&w);
+    assert_memory_equal(rho, amp, 256 * sizeof(*rho));
+
+    target_fail("{\"profile\": \"4d_custom\"}", 4, QT_EPARSE,
+                "unknown profile '4d_custom' (known: 4D_custom, 16D_custom)");
+    target_fail("{\"profile\": 4}", 4, QT_EPARSE, "'profile' must be a string");
+    target_fail("{\"profile\": \"16D_custom\"}", 4, QT_EDIM,
+                "profile '16D_custom' has d = 16, the data has d = 4");
+    target_fail("{\"profile\": \"4D_custom\", \"ket\": {\"re\": [1, 0, 0, 0]}}", 4, QT_EPARSE,
+                "give exactly one of");
+    free(rho);
+    free(amp);
+}
+
+/* A published matrix printed to 4 decimals: Phi+ with 0.5 -> 0.5001 in three corners has trace
+ * 1.0001 and an eigenvalue of about -5e-5. It is projected (negative eigenvalue clipped,
+ * renormalised: here a pure state) and the fix says how far it was; a second strict check
+ * (the daemon's worker) keeps its bits; beyond 1e-3 it is refused; a density matrix is left
+ * as before. */
+static void test_target_published(void **state)
+{
+    const char *json = "{\"rho\": {\"re\": [[0.5, 0, 0, 0.5001], [0, 0, 0, 0], [0, 0, 0, 0], "
+                       "[0.5001, 0, 0, 0.5001]]}}";
+    double complex rho[16], again[16], sq[16] = {0};
+    double a = 0.5, b = 0.5001, c = 0.5001, tr = a + c;
+    double lmin = 0.5 * (a + c) - sqrt(0.25 * (a - c) * (a - c) + b * b);
+    struct qt_target_fix fix;
+    struct qt_diag err = {0};
+
+    (void)state;
+    assert_int_equal(qt_targetfile_parse(json, strlen(json), 4, rho, &fix, &err), 0);
+    assert_true(fix.projected);
+    qt_assert_close(fix.trace, 1.0001, 0.0, 1e-15);
+    qt_assert_close(fix.min_eig, lmin / tr, 1e-9, 0.0);
+    assert_true(fix.min_eig < -4e-5 && fix.min_eig > -6e-5);
+    qt_assert_close(fix.distance, -lmin / tr, 1e-9, 0.0); /* one eigenvalue clipped */
+    qt_assert_close(fix.herm_defect, 0.0, 0.0, 0.0);
+    target_ok(json, 4, rho); /* trace 1, Hermitian */
+    /* pure: rho^2 = rho */
+    for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 4; j++)
+            for (size_t k = 0; k < 4; k++)
+                sq[i + 4 * j] += rho[i + 4 * k] * rho[k + 4 * j];
+    for (size_t t = 0; t < 16; t++) {
+        qt_assert_close(creal(sq[t]), creal(rho[t]), 0.0, 1e-14);
+        qt_assert_close(cimag(sq[t]), cimag(rho[t]), 0.0, 1e-14);
+    }
+    qt_assert_close(creal(rho[0]), 0.5, 0.0, 1e-4);
+    qt_assert_close(creal(rho[12]), 0.5, 0.0, 1e-4);
+    memcpy(again, rho, sizeof(rho));
+    assert_int_equal(qt_target_check(4, again, &err), 0);
+    assert_memory_equal(again, rho, sizeof(rho));
+    /* The wire's check stays strict: the matrix as given is refused there. */
+    double complex given[16] = {0.5, 0, 0, 0.5001, 0, 0, 0, 0, 0, 0, 0, 0, 0.5001, 0, 0, 0.5001};
+
+    assert_int_equal(qt_target_check(4, given, &err), QT_ENOTPHYS);
+    /* Only the trace off (1.0004): renormalised, nothing clipped. */
+    json = "{\"rho\": {\"re\": [[0.5004, 0], [0, 0.5]]}}";
+    assert_int_equal(qt_targetfile_parse(json, strlen(json), 2, rho, &fix, &err), 0);
+    assert_true(fix.projected);
+    qt_assert_close(fix.distance, 0.0, 0.0, 1e-15);
+    qt_assert_close(creal(rho[0]), 0.5004 / 1.0004, 0.0, 1e-15);
+    /* Hermitian within 1e-3 relative: Hermitised. */
+    json = "{\"rho\": {\"re\": [[0.5, 0.2], [0.2002, 0.5]]}}";
+    assert_int_equal(qt_targetfile_parse(json, strlen(json), 2, rho, &fix, &err), 0);
+    assert_true(fix.projected && fix.herm_defect > 1e-4 && fix.herm_defect < 1e-3);
+    qt_assert_close(creal(rho[1]), 0.2001, 0.0, 1e-15);
+    /* Beyond the tolerance: refused as before. */
+    target_fail("{\"rho\": {\"re\": [[0.5011, 0], [0, 0.5]]}}", 2, QT_ENOTPHYS,
+                "'rho' has trace 1.0011, expected 1 (within 0.001)");
+    target_fail("{\"rho\": {\"re\": [[0.5, 0.502], [0.502, 0.5]]}}", 2, QT_ENOTPHYS,
+                "'rho' has a negative eigenvalue -0.002 (tolerance 0.001)");
+    target_fail("{\"rho\": {\"re\": [[0.5, 0.2], [0.21, 0.5]]}}", 2, QT_ENOTPHYS,
+                "'rho' is not Hermitian");
+    /* A density matrix is not "projected": the strict path, as before. */
+    json = "{\"rho\": {\"re\": [[0.5000004, 0], [0, 0.5]]}}";
+    assert_int_equal(qt_targetfile_parse(json, strlen(json), 2, rho, &fix, &err), 0);
+    assert_false(fix.projected);
+    qt_assert_close(fix.trace, 1.0000004, 0.0, 1e-15);
+    qt_assert_close(creal(rho[0]), 0.5000004 / 1.0000004, 1e-15, 0.0);
+    /* Kets, amplitudes and profiles are never projected. */
+    json = "{\"profile\": \"4D_custom\"}";
+    assert_int_equal(qt_targetfile_parse(json, strlen(json), 4, rho, &fix, &err), 0);
+    assert_false(fix.projected);
 }
 
 static const struct CMUnitTest tests[] = {
@@ -817,6 +953,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_target_rho),
     cmocka_unit_test(test_target_errors),
     cmocka_unit_test(test_target_dim_mismatch),
+    cmocka_unit_test(test_target_profiles),
+    cmocka_unit_test(test_target_published),
 };
 
 QT_TEST_MAIN(tests)

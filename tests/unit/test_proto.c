@@ -1083,6 +1083,80 @@ static void test_roundtrip_results(void **state)
     qt_result_done(&err);
 }
 
+/* Decodes one packed result map (sb) into out. */
+static int decode_packed_result(const msgpack_sbuffer *sb, struct qt_result *out,
+                                struct qt_diag *dg)
+{
+    msgpack_unpacked u;
+    int r;
+
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, sb->data, sb->size, NULL), MSGPACK_UNPACK_SUCCESS);
+    r = qp_decode_result_map(&u.data, 256, out, dg);
+    msgpack_unpacked_destroy(&u);
+    return r;
+}
+
+/* --spectral: the result map's "spectral" survives the round trip exactly; a decoder requires
+ * its four keys with dim values each. */
+static void test_roundtrip_result_spectral(void **state)
+{
+    static const char *const keys[] = {"amplitudes", "phases_pi", "eigenvalues"};
+    struct qt_result ok, out = {0};
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+
+    (void)state;
+    make_ok_result(&ok);
+    ok.has_spectral = true;
+    ok.spectral_dominant = 0.875;
+    for (size_t i = 0; i < 6; i++)
+        ok.spectral[i] = 0.1 * (double)i - 0.25;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    qp_pack_result_map(&pk, &ok);
+    assert_ok(decode_packed_result(&sb, &out, &diag));
+    assert_result_equal(&out, &ok);
+    assert_true(out.has_spectral);
+    assert_double_eq(out.spectral_dominant, 0.875);
+    assert_memory_equal(out.spectral, ok.spectral, 6 * sizeof(double));
+    /* decoded again into the same result without spectral: cleared */
+    ok.has_spectral = false;
+    msgpack_sbuffer_clear(&sb);
+    qp_pack_result_map(&pk, &ok);
+    assert_ok(decode_packed_result(&sb, &out, &diag));
+    assert_false(out.has_spectral);
+    /* each key missing, or a vector of the wrong length */
+    for (int bad = 0; bad < 5; bad++) {
+        msgpack_sbuffer_clear(&sb);
+        (void)msgpack_pack_map(&pk, 5);
+        qp_pack_key(&pk, "method");
+        qp_pack_str(&pk, "linear");
+        qp_pack_key(&pk, "dim");
+        (void)msgpack_pack_uint64(&pk, 2);
+        qp_pack_key(&pk, "status");
+        qp_pack_str(&pk, "ok");
+        qp_pack_key(&pk, "rho");
+        qp_pack_c128m(&pk, ok.rho, 2, 2);
+        qp_pack_key(&pk, "spectral");
+        (void)msgpack_pack_map(&pk, bad < 4 ? 3 : 4);
+        if (bad != 0) {
+            qp_pack_key(&pk, "dominant_eigenvalue");
+            (void)msgpack_pack_double(&pk, 0.5);
+        }
+        for (int k = 0; k < 3; k++)
+            if (bad != k + 1) {
+                qp_pack_key(&pk, keys[k]);
+                qp_pack_f64v(&pk, ok.spectral, bad == 4 && k == 2 ? 1 : 2);
+            }
+        assert_int_equal(decode_packed_result(&sb, &out, &diag), QT_EPARSE);
+        assert_non_null(strstr(diag.msg, "spectral"));
+    }
+    msgpack_sbuffer_destroy(&sb);
+    qt_result_done(&ok);
+    qt_result_done(&out);
+}
+
 /* An error result read back keeps its kind: the record writer prints qt_errname(res->err), so
  * a remote error must name the same error as a local one. */
 static void test_roundtrip_result_error_kind(void **state)
@@ -3626,6 +3700,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_pack_job_rejects),
     cmocka_unit_test(test_pack_job_target_without_d),
     cmocka_unit_test(test_roundtrip_results),
+    cmocka_unit_test(test_roundtrip_result_spectral),
     cmocka_unit_test(test_roundtrip_result_error_kind),
     cmocka_unit_test(test_roundtrip_progress),
     cmocka_unit_test(test_worker_channel),

@@ -105,7 +105,8 @@ int qtomo_job_set_custom(qtomo_job *j, const char *design_id, size_t d);
 /* Comma-separated list of linear, mle, wls, rhor. */
 int qtomo_job_set_methods(qtomo_job *j, const char *list);
 /* An estimator option by its name in proto/SCHEMA.md §8 ("tolerance", "mle-gap-tol", ...; flags
- * take 0 or 1), "physical" (0 clip, 1 smolin) or "bell" (0 or 1). -EINVAL names the bounds. */
+ * take 0 or 1), "physical" (0 clip, 1 smolin), "bell" or "spectral" (0 or 1; the results'
+ * "spectral.*" values, see qtomo_sample_vector). -EINVAL names the bounds. */
 int qtomo_job_set_option(qtomo_job *j, const char *name, double value, struct qtomo_error *err);
 /* A d x d target density matrix (copied): results gain fidelity and trace distance. */
 int qtomo_job_set_target(qtomo_job *j, const double complex *rho, size_t d);
@@ -137,9 +138,12 @@ int qtomo_sample_status(const qtomo_sample *s, size_t i, const char **message);
 /* The d x d column-major density matrix of result i; NULL when it failed. */
 const double complex *qtomo_sample_rho(const qtomo_sample *s, size_t i);
 /* A scalar metric by name ("purity", "fidelity", "converged", "iterations", ...; booleans and
- * integers as doubles). Returns 0, or -ENOENT when result i does not have it. */
+ * integers as doubles; "spectral.dominant_eigenvalue" with the option "spectral"). Returns 0,
+ * or -ENOENT when result i does not have it. */
 int qtomo_sample_metric(const qtomo_sample *s, size_t i, const char *name, double *value);
-/* A vector metric ("eigenvalues", "bell_fidelities"); NULL when absent. */
+/* A vector metric ("eigenvalues", "bell_fidelities"; with the option "spectral" also
+ * "spectral.amplitudes", "spectral.phases_pi", "spectral.eigenvalues", d each); NULL when
+ * absent. */
 const double *qtomo_sample_vector(const qtomo_sample *s, size_t i, const char *name, size_t *n);
 /* Time the sample waited for a worker (reconstruct; 0 for submit) and its compute time
  * (-1 when the server did not say). */
