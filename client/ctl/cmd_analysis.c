@@ -14,6 +14,7 @@
 #include "analysis.h"
 #include "io/qt_designfile.h"
 #include "io/qt_json.h"
+#include "num/qt_theory.h"
 #include "num/qt_design.h"
 #include "num/qt_rho.h"
 #include "qctl.h"
@@ -306,6 +307,9 @@ static size_t target_dim(const char *buf, size_t len)
         d = json_is_array(v) ? json_array_size(v) : json_array_size(json_object_get(v, "real"));
     else if ((v = json_object_get(root, "amplitudes")))
         d = json_array_size(v);
+    else if (json_is_string(v = json_object_get(root, "profile")) &&
+             qt_theory_profile_find(json_string_value(v)))
+        d = qt_theory_profile_find(json_string_value(v))->d;
     json_decref(root);
     return d;
 }
@@ -314,6 +318,7 @@ static size_t target_dim(const char *buf, size_t len)
  * is unknown (no hint yet), or an exit code (printed). */
 static int load_target_state(struct state *st, char *buf, size_t len, size_t d_hint)
 {
+    struct qt_target_fix fix;
     struct qt_diag dg = {0};
     size_t d = target_dim(buf, len);
     int r;
@@ -332,11 +337,12 @@ static int load_target_state(struct state *st, char *buf, size_t len, size_t d_h
         return QCTL_EXIT_FAILED;
     }
     st->d = d;
-    r = qt_targetfile_parse(buf, len, d, st->rho, &dg);
+    r = qt_targetfile_parse(buf, len, d, st->rho, &fix, &dg);
     if (r < 0) {
         qctl_err("target file '%s': %s", st->arg, dg.msg[0] ? dg.msg : qt_strerror(r));
         return QCTL_EXIT_USAGE;
     }
+    qctl_warn_target_fix("target file", st->arg, &fix);
     return 0;
 }
 
@@ -350,7 +356,19 @@ static int load_states(struct state st[2])
     for (int k = 0; k < 2 && r == 0; k++) {
         struct stat sb;
 
-        if (stat(st[k].arg, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        const struct qt_theory_profile *prof = qt_theory_profile_find(st[k].arg);
+
+        if (prof && stat(st[k].arg, &sb) != 0) { /* a named theory state, e.g. 4D_custom */
+            len[k] = strlen(prof->name) + 16;
+            buf[k] = malloc(len[k]);
+            if (!buf[k]) {
+                qctl_err("out of memory");
+                r = QCTL_EXIT_FAILED;
+                break;
+            }
+            len[k] = (size_t)snprintf(buf[k], len[k], "{\"profile\": \"%s\"}", prof->name);
+            pending[k] = 1;
+        } else if (stat(st[k].arg, &sb) == 0 && S_ISREG(sb.st_mode)) {
             r = qctl_read_file(st[k].arg, QT_DESIGNFILE_MAX_BYTES, &buf[k], &len[k]);
             if (r < 0) {
                 qctl_err("cannot read '%s': %s", st[k].arg, qt_strerror(r));
@@ -395,7 +413,8 @@ void qctl_fidelity_usage(FILE *out)
             "Fidelity (Uhlmann, (Tr sqrt(sqrt(rho) sigma sqrt(rho)))^2, unrounded) and trace\n"
             "distance (1/2 |rho - sigma|_1) between two states of the same dimension. Each\n"
             "is a target file (any form --target takes: ket, rho, density_matrix,\n"
-            "amplitudes/phases_pi) or a record of a run: DIR:SAMPLE:METHOD or\n"
+            "amplitudes/phases_pi, profile), a profile name (4D_custom, 16D_custom), or a\n"
+            "record of a run: DIR:SAMPLE:METHOD or\n"
             "FILE.jsonl:SAMPLE:METHOD (SAMPLE is the record's 0-based \"sample\").\n\n"
             "  --json   one JSON object: a, b, dim, fidelity, trace_distance (exact digits)\n");
 }

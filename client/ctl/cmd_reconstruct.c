@@ -520,11 +520,7 @@ static int load_target(struct recon *rc)
         qctl_err("%s '%s': %s", what, rc->target_file, dg.msg[0] ? dg.msg : qt_strerror(r));
         return -1;
     }
-    if (fix.projected)
-        qctl_err("warning: %s '%s' is not a density matrix (trace %.9g, smallest eigenvalue "
-                 "%.3g, Hermitian defect %.3g) but within 1e-3 of one: projected onto the "
-                 "density matrices, trace distance %.3g from it",
-                 what, rc->target_file, fix.trace, fix.min_eig, fix.herm_defect, fix.distance);
+    qctl_warn_target_fix(what, rc->target_file, &fix);
     rc->opts.target = rc->target;
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "io/qt_designfile.h"
 #include "num/qt_lapack.h"
 #include "qtomo/client.h"
 
@@ -101,4 +102,14 @@ int qctl_connect(const struct qctl_global *g, struct qtomo_conn **ret)
     default:
         return r == -ETIMEDOUT ? QCTL_EXIT_NODAEMON : QCTL_EXIT_SERVER;
     }
+}
+
+void qctl_warn_target_fix(const char *what, const char *name, const struct qt_target_fix *fix)
+{
+    if (!fix->projected)
+        return;
+    qctl_err("warning: %s '%s' is not a density matrix (trace %.9g, smallest eigenvalue %.3g, "
+             "Hermitian defect %.3g) but within 1e-3 of one: projected onto the density "
+             "matrices, trace distance %.3g from it",
+             what, name, fix->trace, fix->min_eig, fix->herm_defect, fix->distance);
 }

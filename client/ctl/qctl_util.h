@@ -41,3 +41,8 @@ int qctl_connect(const struct qctl_global *g, struct qtomo_conn **ret);
 /* The exit code for a failed library call: 3 when the daemon cannot be reached, 4 for protocol
  * and server errors, 2 for a refused request (bad parameters), 1 otherwise. */
 int qctl_exit_for(int err);
+
+struct qt_target_fix;
+/* The warning for a target that was projected onto the density matrices (nothing when it was
+ * not): what it was given as, its name, and how far it was. */
+void qctl_warn_target_fix(const char *what, const char *name, const struct qt_target_fix *fix);
