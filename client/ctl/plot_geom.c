@@ -5,16 +5,16 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define COS30 0.86602540378443865 /* the floor axes point 30 degrees below the horizontal */
-#define SIN30 0.5
+#define COS30            0.86602540378443865 /* the floor axes point 30 degrees below the horizontal */
+#define SIN30            0.5
 #define HEIGHT_PER_FLOOR 0.6 /* bar height of vmax, in units of the floor's screen depth */
 
-void pg_city_layout(struct pg_city *c, size_t d, double vmax, double x0, double y0, double w,
-                    double h)
+void pg_city_layout(struct pg_city *c, size_t d, double vmax, bool negative, double x0, double y0,
+                    double w, double h)
 {
     double dd = (double)(d ? d : 1);
-    double span_u = 2.0 * COS30 * dd;                        /* floor width per unit */
-    double span_v = dd * 2.0 * SIN30 * (1.0 + 2.0 * HEIGHT_PER_FLOOR); /* floor + up + down */
+    double span_u = 2.0 * COS30 * dd; /* floor width per unit */
+    double span_v = dd * 2.0 * SIN30 * (1.0 + (negative ? 2.0 : 1.0) * HEIGHT_PER_FLOOR);
 
     c->d = d;
     c->vmax = vmax > 1e-12 ? vmax : 1e-12;
@@ -38,8 +38,7 @@ static void quad(const struct pg_city *c, double q[4][2], const double p[4][3])
         pg_city_project(c, p[k][0], p[k][1], p[k][2], &q[k][0], &q[k][1]);
 }
 
-void pg_city_bar(const struct pg_city *c, size_t row, size_t col, double value,
-                 struct pg_bar *b)
+void pg_city_bar(const struct pg_city *c, size_t row, size_t col, double value, struct pg_bar *b)
 {
     double gap = (1.0 - c->width) / 2.0;
     double x0 = (double)col + gap, x1 = x0 + c->width;

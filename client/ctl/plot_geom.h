@@ -1,8 +1,10 @@
 /* Geometry of qtomoctl's figures, apart from any drawing library: the oblique projection of a
  * d x d "cityscape" of bars (screen corners of each bar's visible faces, back-to-front order),
- * the diverging colour scale, and axis ticks. Pure functions, tested in tests/unit/test_plot_geom.c. */
+ * the diverging colour scale, and axis ticks. Pure functions, tested in
+ * tests/unit/test_plot_geom.c. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The projection of a cityscape into a box of the canvas. Matrix element (i, j) stands on the
@@ -29,10 +31,11 @@ struct pg_bar {
     double tip_y;  /* screen y of the front corner at the bar's value (x1, y1, value) */
 };
 
-/* Lays a d x d cityscape out in the box (x0, y0, w, h), leaving the whole range [-vmax, vmax]
- * visible. vmax <= 0 is treated as a tiny positive number. */
-void pg_city_layout(struct pg_city *c, size_t d, double vmax, double x0, double y0, double w,
-                    double h);
+/* Lays a d x d cityscape out in the box (x0, y0, w, h), leaving the range [-vmax, vmax] visible,
+ * or [0, vmax] when !negative (no room is kept below the floor). vmax <= 0 is treated as a tiny
+ * positive number. */
+void pg_city_layout(struct pg_city *c, size_t d, double vmax, bool negative, double x0, double y0,
+                    double w, double h);
 /* Projects the floor-and-height point (x, y, z) (z in value units) to the screen. */
 void pg_city_project(const struct pg_city *c, double x, double y, double z, double *ret_u,
                      double *ret_v);

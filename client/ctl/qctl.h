@@ -35,3 +35,5 @@ int qctl_cmd_cache(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_design(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_ping(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_reload(int argc, char **argv, struct qctl_global *g);
+int qctl_cmd_plot(int argc, char **argv, struct qctl_global *g);
+void qctl_plot_usage(FILE *out);

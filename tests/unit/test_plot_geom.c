@@ -9,7 +9,7 @@
 
 static void layout(struct pg_city *c, size_t d, double vmax)
 {
-    pg_city_layout(c, d, vmax, 10, 20, 400, 300);
+    pg_city_layout(c, d, vmax, true, 10, 20, 400, 300);
 }
 
 /* The screen height of a bar (base to tip) is proportional to its value, with the sign. */
@@ -106,25 +106,27 @@ static void painter_order_back_to_front(void **state)
     }
 }
 
-/* The whole [-vmax, vmax] range stays inside the layout box. */
+/* The whole [-vmax, vmax] range stays inside the layout box, and [0, vmax] when no value is
+ * negative. */
 static void layout_fits_box(void **state)
 {
     struct pg_city c;
     struct pg_bar b;
 
     (void)state;
-    layout(&c, 5, 0.3);
-    for (size_t i = 0; i < 5; i++)
-        for (size_t j = 0; j < 5; j++)
-            for (int s = -1; s <= 1; s += 2) {
-                pg_city_bar(&c, i, j, 0.3 * s, &b);
-                for (int k = 0; k < 4; k++) {
-                    assert_true(b.side_x[k][0] >= 10 - 1e-9 && b.side_x[k][0] <= 410 + 1e-9);
-                    assert_true(b.side_y[k][0] >= 10 - 1e-9);
-                    assert_true(b.side_y[k][1] >= 20 - 1e-9 && b.side_y[k][1] <= 320 + 1e-9);
-                    assert_true(b.top[k][1] >= 20 - 1e-9);
+    for (int neg = 0; neg <= 1; neg++)
+        for (size_t i = 0; i < 5; i++)
+            for (size_t j = 0; j < 5; j++)
+                for (int s = -neg; s <= 1; s += 2) {
+                    pg_city_layout(&c, 5, 0.3, neg, 10, 20, 400, 300);
+                    pg_city_bar(&c, i, j, 0.3 * s, &b);
+                    for (int k = 0; k < 4; k++) {
+                        assert_true(b.side_x[k][0] >= 10 - 1e-9 && b.side_x[k][0] <= 410 + 1e-9);
+                        assert_true(b.side_y[k][0] >= 10 - 1e-9);
+                        assert_true(b.side_y[k][1] >= 20 - 1e-9 && b.side_y[k][1] <= 320 + 1e-9);
+                        assert_true(b.top[k][1] >= 20 - 1e-9);
+                    }
                 }
-            }
 }
 
 /* Colour scale: white at 0, mirror images for opposite values, monotone saturation, clamping,
@@ -147,8 +149,8 @@ static void colour_scale_symmetric(void **state)
         qt_assert_close(p.r, n.b, 0, 1e-12);
         qt_assert_close(p.g, n.g, 0, 1e-12);
         qt_assert_close(p.b, n.r, 0, 1e-12);
-        assert_true(p.r > p.b); /* positive is red */
-        assert_true(n.b > n.r); /* negative is blue */
+        assert_true(p.r > p.b);    /* positive is red */
+        assert_true(n.b > n.r);    /* negative is blue */
         assert_true(p.g < prev.g); /* more saturated as |v| grows */
         prev = p;
     }
@@ -180,12 +182,9 @@ static void ticks_nice(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(bar_height_proportional),
-        cmocka_unit_test(negative_bars_go_down),
-        cmocka_unit_test(painter_order_back_to_front),
-        cmocka_unit_test(layout_fits_box),
-        cmocka_unit_test(colour_scale_symmetric),
-        cmocka_unit_test(ticks_nice),
+        cmocka_unit_test(bar_height_proportional),     cmocka_unit_test(negative_bars_go_down),
+        cmocka_unit_test(painter_order_back_to_front), cmocka_unit_test(layout_fits_box),
+        cmocka_unit_test(colour_scale_symmetric),      cmocka_unit_test(ticks_nice),
     };
 
     return qt_test_main(argc, argv, __FILE__, tests, sizeof(tests) / sizeof(tests[0]));
