@@ -1,7 +1,9 @@
 /* qtomoctl's figures, drawn with cairo (SVG and PNG from the same code, anti-aliased, with
- * text). The geometry (bar faces, painter's order, colours, ticks) is in plot_geom.c. */
+ * text; PDF from the same code too). The geometry (bar faces, painter's order, colours, ticks) is
+ * in plot_geom.c. */
 #include "plot_draw.h"
 
+#include <cairo-pdf.h>
 #include <cairo-svg.h>
 #include <cairo.h>
 #include <errno.h>
@@ -38,7 +40,29 @@ static int finish_file(const char *tmp, const char *dst, cairo_status_t st)
     return 0;
 }
 
-/* Paints one figure into BASE.svg and BASE.png, each through a temporary file. */
+/* Paints one figure into a vector surface (SVG or PDF) written to BASE.ext via a temporary file. */
+static int render_vector(const char *base, const char *ext, double w, double h, paint_fn paint,
+                         const void *arg)
+{
+    char tmp[4096 + 8], dst[4096];
+    cairo_surface_t *s;
+    cairo_t *cr;
+    cairo_status_t st;
+
+    if ((size_t)snprintf(dst, sizeof(dst), "%s.%s", base, ext) >= sizeof(dst))
+        return -ENAMETOOLONG;
+    (void)snprintf(tmp, sizeof(tmp), "%s.tmp", dst);
+    s = ext[0] == 's' ? cairo_svg_surface_create(tmp, w, h) : cairo_pdf_surface_create(tmp, w, h);
+    cr = cairo_create(s);
+    paint(cr, w, h, arg);
+    cairo_destroy(cr);
+    cairo_surface_finish(s);
+    st = cairo_surface_status(s);
+    cairo_surface_destroy(s);
+    return finish_file(tmp, dst, st);
+}
+
+/* Paints one figure into BASE.svg, BASE.pdf and BASE.png, each through a temporary file. */
 static int render(const char *base, double w, double h, paint_fn paint, const void *arg)
 {
     char tmp[4096 + 8], dst[4096];
@@ -47,21 +71,13 @@ static int render(const char *base, double w, double h, paint_fn paint, const vo
     cairo_status_t st;
     int r;
 
-    if ((size_t)snprintf(dst, sizeof(dst), "%s.svg", base) >= sizeof(dst) - 8)
-        return -ENAMETOOLONG;
-    (void)snprintf(tmp, sizeof(tmp), "%s.tmp", dst);
-    s = cairo_svg_surface_create(tmp, w, h);
-    cr = cairo_create(s);
-    paint(cr, w, h, arg);
-    cairo_destroy(cr);
-    cairo_surface_finish(s);
-    st = cairo_surface_status(s);
-    cairo_surface_destroy(s);
-    r = finish_file(tmp, dst, st);
+    r = render_vector(base, "svg", w, h, paint, arg);
+    if (r == 0)
+        r = render_vector(base, "pdf", w, h, paint, arg);
     if (r < 0)
         return r;
-
-    (void)snprintf(dst, sizeof(dst), "%s.png", base);
+    if ((size_t)snprintf(dst, sizeof(dst), "%s.png", base) >= sizeof(dst))
+        return -ENAMETOOLONG;
     (void)snprintf(tmp, sizeof(tmp), "%s.tmp", dst);
     s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, (int)(w * PNG_SCALE), (int)(h * PNG_SCALE));
     cr = cairo_create(s);
@@ -155,7 +171,8 @@ static void colour_bar(cairo_t *cr, double x, double y, double bw, double bh, do
 static void paint_city(cairo_t *cr, double w, double h, const void *arg)
 {
     const struct pd_matrix *mx = arg;
-    static const struct pg_rgb pos = {0.85, 0.33, 0.25}, neg = {0.25, 0.45, 0.85};
+    static const struct pg_rgb pos = {0.85, 0.33, 0.25}, neg = {0.25, 0.45, 0.85},
+                               zero = {0.85, 0.85, 0.85};
     size_t d = mx->d, *order = calloc(d * d, sizeof(*order));
     bool negative = false;
     struct pg_city c;
@@ -191,6 +208,8 @@ static void paint_city(cairo_t *cr, double w, double h, const void *arg)
 
         pg_city_bar(&c, i, j, mx->m[i * d + j], &b);
         col = b.value < 0 ? neg : pos;
+        if (fabs(b.value) <= 1e-12 * c.vmax)
+            col = zero; /* an exact zero (Im of a diagonal): neither sign */
         if (fabs(b.value) > 1e-12 * c.vmax) {
             face(cr, b.side_x, col, 0.72);
             face(cr, b.side_y, col, 0.86);

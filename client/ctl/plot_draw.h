@@ -1,6 +1,7 @@
 /* qtomoctl's figures drawn with cairo: density-matrix cityscapes and heatmaps, a metric over
- * samples with error bars, and eigenvalue spectra. Each figure is written as BASE.svg and
- * BASE.png (temp + rename) from one drawing code; the geometry comes from plot_geom.h. */
+ * samples with error bars, and eigenvalue spectra. Each figure is written as BASE.svg,
+ * BASE.pdf and BASE.png (temp + rename) from one drawing code; the geometry comes from plot_geom.h.
+ */
 #pragma once
 
 #include <stddef.h>
@@ -29,7 +30,7 @@ struct pd_spectra {
     const double *eig;
 };
 
-/* Each writes BASE.svg and BASE.png (base: the path without extension) and returns 0 or a
+/* Each writes BASE.svg, BASE.pdf and BASE.png (base: the path without extension) and returns 0 or a
  * negative errno. */
 int pd_city(const char *base, const struct pd_matrix *mx);
 int pd_heat(const char *base, const struct pd_matrix *mx);

@@ -201,8 +201,9 @@ static int load_run(struct plot_run *pr, const struct plot_sel *sel)
     (void)snprintf(path, sizeof(path), "%s/records.jsonl", pr->dir);
     f = fopen(path, "re");
     if (!f) {
-        qctl_err("cannot read '%s': %s", path, strerror(errno));
-        return -errno;
+        r = -errno;
+        qctl_err("cannot read '%s': %s", path, strerror(-r));
+        return r;
     }
     while (r == 0 && (len = getline(&line, &cap, f)) > 0) {
         json_error_t je;
@@ -279,7 +280,7 @@ static int sample_figures(const struct plot_run *pr, const struct plot_rec *r, d
                        kind[k]);
         ret = k < 2 ? pd_city(base, &mx) : pd_heat(base, &mx);
         if (ret < 0)
-            qctl_err("cannot write '%s.svg/png': %s", base, strerror(-ret));
+            qctl_err("cannot write '%s.svg/pdf/png': %s", base, strerror(-ret));
     }
     return ret;
 }
@@ -338,7 +339,7 @@ static int run_figures(const struct plot_run *pr)
         ret = pd_spectra(base, "Eigenvalue spectra of all samples", sp, nm);
     }
     if (ret < 0)
-        qctl_err("cannot write '%s.svg/png': %s", base, strerror(-ret));
+        qctl_err("cannot write '%s.svg/pdf/png': %s", base, strerror(-ret));
     free(buf);
     return ret;
 }
@@ -350,8 +351,12 @@ int qctl_plot_dir(const char *dir, const struct plot_sel *sel, const struct qctl
     double *re = NULL, *im = NULL;
     int r, ret = QCTL_EXIT_FAILED;
 
-    if (load_run(&pr, sel) < 0)
+    r = load_run(&pr, sel);
+    if (r < 0) {
+        if (r == -ENOENT || r == -ENOTDIR)
+            ret = QCTL_EXIT_USAGE; /* not a run directory */
         goto out;
+    }
     (void)snprintf(path, sizeof(path), "%s/plots", dir);
     if (mkdir(path, 0755) != 0 && errno != EEXIST) {
         qctl_err("cannot create '%s': %s", path, strerror(errno));
@@ -373,8 +378,11 @@ int qctl_plot_dir(const char *dir, const struct plot_sel *sel, const struct qctl
         qctl_err("cannot write '%s/report.html': %s", dir, strerror(-r));
         goto out;
     }
-    qctl_info(g, "%s: figures of %zu of %zu records in %s/plots, report in %s/report.html", dir,
-              pr.n_selected, pr.n_recs, dir, dir);
+    if (g->verbosity >= 0 && !g->json)
+        fprintf(stderr,
+                "  figures: %s/plots (%zu of %zu records, and the run), report: "
+                "%s/report.html\n",
+                dir, pr.n_selected, pr.n_recs, dir);
     ret = 0;
 out:
     free(re);
@@ -389,7 +397,7 @@ void qctl_plot_usage(FILE *out)
                  "Draw the figures of a finished (or interrupted) run from DIR/records.jsonl and\n"
                  "DIR/run.json: for each selected (sample, method), Re and Im of rho as 3-D bars\n"
                  "and as heatmaps; for the whole run, purity (and fidelity) over samples with\n"
-                 "their error bars and the eigenvalue spectra. SVG and PNG in DIR/plots, and\n"
+                 "their error bars and the eigenvalue spectra. SVG, PDF and PNG in DIR/plots, and\n"
                  "DIR/report.html, a page to open in a browser.\n\n"
                  "      --plots SEL  per-sample figures for: all, first:N (the first N samples),\n"
                  "                   or input columns like 1,3,5-9 (default first:20); the\n"

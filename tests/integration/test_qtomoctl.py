@@ -1154,13 +1154,16 @@ class QtomoctlTest(unittest.TestCase):
                 for kind in ("bars", "heat"):
                     names.append("sample%d_%s_%s_%s" % (r["sample"], r["method"], part, kind))
         for name in names:
-            for ext in ("svg", "png"):
+            for ext in ("svg", "pdf", "png"):
                 f = os.path.join(out, "plots", name + "." + ext)
                 self.assertTrue(os.path.isfile(f), f)
                 self.assertGreater(os.path.getsize(f), 0, f)
                 if ext == "svg":
                     root = ET.parse(f).getroot()
                     self.assertEqual(root.tag, "{http://www.w3.org/2000/svg}svg", f)
+                elif ext == "pdf":
+                    with open(f, "rb") as fh:
+                        self.assertEqual(fh.read(5), b"%PDF-", f)
                 else:
                     with open(f, "rb") as fh:
                         self.assertEqual(fh.read(8), b"\x89PNG\r\n\x1a\n", f)
@@ -1184,6 +1187,7 @@ class QtomoctlTest(unittest.TestCase):
         for bad in ("first:x", "1-", "x", "3-1"):
             self.assertExit(ctl("plot", out, "--plots", bad), 2, "--plots " + bad)
         self.assertExit(local("reconstruct", BELL4, "--local", "--plots"), 2, "--plots without -o")
+        self.assertExit(ctl("plot", self.path("no-such-run")), 2, "plot of a missing directory")
 
     def test_report_escapes_data(self):
         # A method name and an error message from records.jsonl cannot inject HTML.
