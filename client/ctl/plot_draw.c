@@ -1,5 +1,5 @@
-/* qtomoctl's figures, drawn with cairo (SVG and PNG from the same code, anti-aliased, with
- * text; PDF from the same code too). The geometry (bar faces, painter's order, colours, ticks) is
+/* qtomoctl's figures, drawn with cairo (SVG, PDF and PNG from the same code, anti-aliased, with
+ * text). The geometry (bar faces, painter's order, colours, ticks) is
  * in plot_geom.c. */
 #include "plot_draw.h"
 
