@@ -7,6 +7,7 @@
 #include <cairo-svg.h>
 #include <cairo.h>
 #include <errno.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -502,4 +503,10 @@ int pd_city(const char *base, const struct pd_matrix *mx)
 int pd_heat(const char *base, const struct pd_matrix *mx)
 {
     return render(base, 520, 440, paint_heat, mx);
+}
+
+void pd_done(void)
+{
+    cairo_debug_reset_static_data();
+    FcFini();
 }

@@ -37,3 +37,8 @@ int pd_heat(const char *base, const struct pd_matrix *mx);
 int pd_metric(const char *base, const char *title, const char *ylabel, const struct pd_series *s,
               size_t ns);
 int pd_spectra(const char *base, const char *title, const struct pd_spectra *s, size_t ns);
+
+/* Releases cairo's and fontconfig's caches (fonts looked up for the text), so that leak checkers
+ * (ASan's LeakSanitizer in the asan preset, valgrind) see a clean exit. Call once, after the last
+ * figure of the process. */
+void pd_done(void);

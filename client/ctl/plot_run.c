@@ -388,6 +388,7 @@ out:
     free(re);
     free(im);
     run_free(&pr);
+    pd_done();
     return ret;
 }
 
