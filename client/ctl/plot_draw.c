@@ -217,14 +217,15 @@ static void paint_city(cairo_t *cr, double w, double h, const void *arg)
         }
         face(cr, b.top, col, 1.0);
     }
-    /* Row and column labels along the two front edges of the floor. */
+    /* Row and column labels along the two front edges of the floor, every step-th for large d
+     * (at most 8 of them), a little away from the edge so hanging bars do not cover them. */
     cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-    for (size_t k = 0; k < d && d <= 16; k++) {
+    for (size_t k = 0, step = (d + 7) / 8; k < d; k += step) {
         (void)snprintf(buf, sizeof(buf), "%zu", k);
-        pg_city_project(&c, (double)d + 0.3, (double)k + 0.5, 0, &u, &v);
-        text(cr, u, v, 9, 0, 0.5, buf);
-        pg_city_project(&c, (double)k + 0.5, (double)d + 0.3, 0, &u, &v);
-        text(cr, u, v, 9, 1, 0.5, buf);
+        pg_city_project(&c, (double)d + 0.5, (double)k + 0.5, 0, &u, &v);
+        text(cr, u + 4, v, 9, 0, 0.5, buf);
+        pg_city_project(&c, (double)k + 0.5, (double)d + 0.5, 0, &u, &v);
+        text(cr, u - 4, v, 9, 1, 0.5, buf);
     }
     /* Legend: bar colours and the height of vmax. */
     cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);

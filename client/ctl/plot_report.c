@@ -212,7 +212,6 @@ static void run_figures(FILE *f, const struct plot_run *pr)
 
 static void sample_section(FILE *f, const struct plot_run *pr, const struct plot_rec *r)
 {
-    static const char *const kind[4] = {"re_bars", "im_bars", "re_heat", "im_heat"};
     char m[64], src[160];
     json_t *metrics = json_object_get(r->json, "metrics"), *v;
     const char *key;
@@ -246,9 +245,14 @@ static void sample_section(FILE *f, const struct plot_run *pr, const struct plot
     }
     fputs("</tr></table></div>\n", f);
     for (int k = 0; k < 4; k++) {
-        (void)snprintf(src, sizeof(src), "plots/sample%zu_%s_%s.svg", r->sample, m, kind[k]);
-        figure(f, src, src, kind[k]);
+        if (!(r->figures & (1u << k)))
+            continue;
+        (void)snprintf(src, sizeof(src), "plots/sample%zu_%s_%s.svg", r->sample, m,
+                       plot_fig_kind[k]);
+        figure(f, src, src, plot_fig_kind[k]);
     }
+    if (!r->figures)
+        fputs("<p class=note>No figures (a state of another dimension than the run's).</p>\n", f);
     fputs("</section>\n", f);
 }
 

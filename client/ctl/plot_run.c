@@ -256,10 +256,12 @@ static bool rho_part(json_t *rec, const char *part, size_t d, double *m)
     return true;
 }
 
-static int sample_figures(const struct plot_run *pr, const struct plot_rec *r, double *re,
-                          double *im)
+const char *const plot_fig_kind[4] = {"re_bars", "im_bars", "re_heat", "im_heat"};
+
+/* Draws one record's figures (none for a failed record or one of another dimension, no bars
+ * above PLOT_MAX_BARS_D) and notes which exist in r->figures for the report. */
+static int sample_figures(const struct plot_run *pr, struct plot_rec *r, double *re, double *im)
 {
-    static const char *const kind[4] = {"re_bars", "im_bars", "re_heat", "im_heat"};
     size_t d = (size_t)json_integer_value(json_object_get(r->json, "dim"));
     char base[4096], method[64], ttl[4][160];
     double vmax;
@@ -273,14 +275,18 @@ static int sample_figures(const struct plot_run *pr, const struct plot_rec *r, d
     for (int k = 0; k < 4 && ret == 0; k++) {
         struct pd_matrix mx = {d, k % 2 ? im : re, vmax, ttl[k]};
 
+        if (k < 2 && d > PLOT_MAX_BARS_D)
+            continue;
         (void)snprintf(ttl[k], sizeof(ttl[k]), "sample %zu (column %lld), %.40s: %s \xcf\x81",
                        r->sample, (long long)r->column, pr->methods[r->method],
                        k % 2 ? "Im" : "Re");
         (void)snprintf(base, sizeof(base), "%s/plots/sample%zu_%s_%s", pr->dir, r->sample, method,
-                       kind[k]);
+                       plot_fig_kind[k]);
         ret = k < 2 ? pd_city(base, &mx) : pd_heat(base, &mx);
         if (ret < 0)
             qctl_err("cannot write '%s.svg/pdf/png': %s", base, strerror(-ret));
+        else
+            r->figures |= 1u << k;
     }
     return ret;
 }

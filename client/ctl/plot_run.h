@@ -14,6 +14,10 @@
 #define PLOT_MAX_METHODS 8
 #define PLOT_MAX_RANGES  64
 #define PLOT_SEL_DEFAULT "first:20"
+#define PLOT_MAX_BARS_D  64 /* no cityscape above this d (bars thinner than a pixel) */
+
+/* The per-sample figures, in file-name form: sample<k>_<method>_<kind>.svg|pdf|png. */
+extern const char *const plot_fig_kind[4];
 
 /* Which samples get per-sample figures: all, the first N samples, or a list of input columns
  * ("1,3,5-9", the records' "column"). Run-level figures are drawn for every run. */
@@ -34,6 +38,7 @@ struct plot_rec {
     int64_t column;
     unsigned method; /* index into plot_run.methods */
     bool ok, selected;
+    unsigned figures; /* bit k: figure k of plot_fig_kind written */
     double purity, purity_lo, purity_hi, fidelity, fidelity_lo, fidelity_hi; /* NAN: absent */
     double *eig;  /* plot_run.d eigenvalues, descending, or NULL */
     json_t *json; /* the whole record, kept for selected records only */
