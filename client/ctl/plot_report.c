@@ -4,6 +4,8 @@
  * a 10,000-sample run stays small and opens quickly; summary.csv has every row. */
 #include <errno.h>
 #include <math.h>
+#include <nettle/base64.h>
+#include <nettle/sha2.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +86,26 @@ static const char status_js[] =
     "s.setAttribute('data-rows',rows);s.setAttribute('data-errors',errs);"
     "s.textContent='render check: '+ok+' of '+im.length+' images loaded, '+rows+"
     "' table rows, '+errs+' errors';});})();";
+
+/* The Content-Security-Policy of the page: nothing from the network, images from the run
+ * directory only, and no script but the render check (by its hash), so that markup that got
+ * past the escaping still could not run or fetch anything. */
+static void csp(FILE *f)
+{
+    struct sha256_ctx ctx;
+    uint8_t dig[SHA256_DIGEST_SIZE];
+    char b64[BASE64_ENCODE_RAW_LENGTH(SHA256_DIGEST_SIZE) + 1];
+
+    sha256_init(&ctx);
+    sha256_update(&ctx, sizeof(status_js) - 1, (const uint8_t *)status_js);
+    sha256_digest(&ctx, sizeof(dig), dig);
+    base64_encode_raw(b64, sizeof(dig), dig);
+    b64[sizeof(b64) - 1] = '\0';
+    fprintf(f,
+            "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; "
+            "img-src 'self'; style-src 'unsafe-inline'; script-src 'sha256-%s'\">\n",
+            b64);
+}
 
 static void anchor(FILE *f, const struct plot_run *pr, const struct plot_rec *r)
 {
@@ -261,9 +283,9 @@ static void write_page(FILE *f, const struct plot_run *pr)
     const char *input = json_string_value(json_object_get(pr->run, "input"));
     size_t sections = 0;
 
-    fputs("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>\n<meta name=viewport "
-          "content=\"width=device-width\">\n<title>qtomo run: ",
-          f);
+    fputs("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>\n", f);
+    csp(f);
+    fputs("<meta name=viewport content=\"width=device-width\">\n<title>qtomo run: ", f);
     esc(f, input ? input : pr->dir);
     fprintf(f, "</title>\n<style>%s</style>\n<script>%s</script>\n</head><body>\n<h1>qtomo run: ",
             style, status_js);

@@ -1208,6 +1208,15 @@ class QtomoctlTest(unittest.TestCase):
         self.assertNotIn("<script>alert", html)
         self.assertIn("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;", html)
         self.assertIn("&lt;b&gt;m&lt;/b&gt;", html)
+        # Defence in depth: a Content-Security-Policy allows no network, and no script but the
+        # page's own render check, named by its hash.
+        import base64
+        scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+        self.assertEqual(len(scripts), 1)
+        digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+        self.assertIn("<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; "
+                      "img-src 'self'; style-src 'unsafe-inline'; script-src 'sha256-%s'\">"
+                      % digest, html)
         # File names keep only [A-Za-z0-9_-].
         safe = re.sub(r"[^A-Za-z0-9_-]", "_", records[1]["method"])
         self.assertEqual(safe, "mle___script_alert_2___script_")
