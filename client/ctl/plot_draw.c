@@ -169,17 +169,70 @@ static void colour_bar(cairo_t *cr, double x, double y, double bw, double bh, do
     }
 }
 
+static const struct pg_rgb bar_pos = {0.85, 0.33, 0.25}, bar_neg = {0.25, 0.45, 0.85},
+                           bar_zero = {0.85, 0.85, 0.85};
+
+/* The floor grid and, along its two front edges, row and column labels: every step-th for large
+ * d (at most 8), a little away from the edge so that hanging bars do not cover them. */
+static void city_floor(cairo_t *cr, const struct pg_city *c, bool labels)
+{
+    double d = (double)c->d, u, v, u2, v2;
+    char buf[32];
+
+    cairo_set_source_rgba(cr, 0, 0, 0, 0.25);
+    cairo_set_line_width(cr, 0.6);
+    for (size_t k = 0; k <= c->d && !labels; k++) {
+        pg_city_project(c, (double)k, 0, 0, &u, &v);
+        pg_city_project(c, (double)k, d, 0, &u2, &v2);
+        cairo_move_to(cr, u, v);
+        cairo_line_to(cr, u2, v2);
+        pg_city_project(c, 0, (double)k, 0, &u, &v);
+        pg_city_project(c, d, (double)k, 0, &u2, &v2);
+        cairo_move_to(cr, u, v);
+        cairo_line_to(cr, u2, v2);
+    }
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    for (size_t k = 0, step = (c->d + 7) / 8; k < c->d && labels; k += step) {
+        (void)snprintf(buf, sizeof(buf), "%zu", k);
+        pg_city_project(c, d + 0.5, (double)k + 0.5, 0, &u, &v);
+        text(cr, u + 4, v, 9, 0, 0.5, buf);
+        pg_city_project(c, (double)k + 0.5, d + 0.5, 0, &u, &v);
+        text(cr, u - 4, v, 9, 1, 0.5, buf);
+    }
+    if (labels) {
+        pg_city_project(c, d + 1.5, d / 2, 0, &u, &v);
+        text(cr, u + 10, v + 10, 10, 0, 0.5, "row");
+        pg_city_project(c, d / 2, d + 1.5, 0, &u, &v);
+        text(cr, u - 10, v + 10, 10, 1, 0.5, "column");
+    }
+}
+
+/* Legend at the top right: bar colours and the |value| of full height. */
+static void city_legend(cairo_t *cr, double w, double vmax)
+{
+    char buf[32];
+
+    set_rgb(cr, bar_pos, 1);
+    cairo_rectangle(cr, w - 105, 50, 10, 10);
+    cairo_fill(cr);
+    set_rgb(cr, bar_neg, 1);
+    cairo_rectangle(cr, w - 105, 66, 10, 10);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    text(cr, w - 91, 55, 10, 0, 0.5, "> 0");
+    text(cr, w - 91, 71, 10, 0, 0.5, "< 0");
+    (void)snprintf(buf, sizeof(buf), "max |v| %.3g", vmax);
+    text(cr, w - 105, 88, 10, 0, 0.5, buf);
+}
+
 static void paint_city(cairo_t *cr, double w, double h, const void *arg)
 {
     const struct pd_matrix *mx = arg;
-    static const struct pg_rgb pos = {0.85, 0.33, 0.25}, neg = {0.25, 0.45, 0.85},
-                               zero = {0.85, 0.85, 0.85};
     size_t d = mx->d, *order = calloc(d * d, sizeof(*order));
     bool negative = false;
     struct pg_city c;
     struct pg_bar b;
-    char buf[32];
-    double u, v, u2, v2;
 
     background(cr);
     title(cr, w, mx->title);
@@ -188,58 +241,23 @@ static void paint_city(cairo_t *cr, double w, double h, const void *arg)
     for (size_t k = 0; k < d * d; k++)
         negative |= mx->m[k] < -1e-12 * mx->vmax;
     pg_city_layout(&c, d, mx->vmax, negative, 20, 40, w - 130, h - 60);
-    /* Floor grid, then the bars back to front, each with its two visible sides and its top. */
-    cairo_set_source_rgba(cr, 0, 0, 0, 0.25);
-    cairo_set_line_width(cr, 0.6);
-    for (size_t k = 0; k <= d; k++) {
-        pg_city_project(&c, (double)k, 0, 0, &u, &v);
-        pg_city_project(&c, (double)k, (double)d, 0, &u2, &v2);
-        cairo_move_to(cr, u, v);
-        cairo_line_to(cr, u2, v2);
-        pg_city_project(&c, 0, (double)k, 0, &u, &v);
-        pg_city_project(&c, (double)d, (double)k, 0, &u2, &v2);
-        cairo_move_to(cr, u, v);
-        cairo_line_to(cr, u2, v2);
-    }
-    cairo_stroke(cr);
+    city_floor(cr, &c, false);
+    /* The bars back to front, each with its two visible sides and its top. */
     pg_city_order(d, order);
     for (size_t k = 0; k < d * d; k++) {
         size_t i = order[k] / d, j = order[k] % d;
-        struct pg_rgb col;
+        bool zero;
 
         pg_city_bar(&c, i, j, mx->m[i * d + j], &b);
-        col = b.value < 0 ? neg : pos;
-        if (fabs(b.value) <= 1e-12 * c.vmax)
-            col = zero; /* an exact zero (Im of a diagonal): neither sign */
-        if (fabs(b.value) > 1e-12 * c.vmax) {
-            face(cr, b.side_x, col, 0.72);
-            face(cr, b.side_y, col, 0.86);
+        zero = fabs(b.value) <= 1e-12 * c.vmax; /* an exact zero (Im of a diagonal) */
+        if (!zero) {
+            face(cr, b.side_x, b.value < 0 ? bar_neg : bar_pos, 0.72);
+            face(cr, b.side_y, b.value < 0 ? bar_neg : bar_pos, 0.86);
         }
-        face(cr, b.top, col, 1.0);
+        face(cr, b.top, zero ? bar_zero : b.value < 0 ? bar_neg : bar_pos, 1.0);
     }
-    /* Row and column labels along the two front edges of the floor, every step-th for large d
-     * (at most 8 of them), a little away from the edge so hanging bars do not cover them. */
-    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-    for (size_t k = 0, step = (d + 7) / 8; k < d; k += step) {
-        (void)snprintf(buf, sizeof(buf), "%zu", k);
-        pg_city_project(&c, (double)d + 0.5, (double)k + 0.5, 0, &u, &v);
-        text(cr, u + 4, v, 9, 0, 0.5, buf);
-        pg_city_project(&c, (double)k + 0.5, (double)d + 0.5, 0, &u, &v);
-        text(cr, u - 4, v, 9, 1, 0.5, buf);
-    }
-    /* Legend: bar colours and the height of vmax. */
-    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-    set_rgb(cr, pos, 1);
-    cairo_rectangle(cr, w - 105, 50, 10, 10);
-    cairo_fill(cr);
-    set_rgb(cr, neg, 1);
-    cairo_rectangle(cr, w - 105, 66, 10, 10);
-    cairo_fill(cr);
-    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-    text(cr, w - 91, 55, 10, 0, 0.5, "> 0");
-    text(cr, w - 91, 71, 10, 0, 0.5, "< 0");
-    (void)snprintf(buf, sizeof(buf), "max |v| %.3g", c.vmax);
-    text(cr, w - 105, 88, 10, 0, 0.5, buf);
+    city_floor(cr, &c, true);
+    city_legend(cr, w, c.vmax);
     free(order);
 }
 
@@ -362,6 +380,33 @@ static void grow(double v, double *lo, double *hi)
     }
 }
 
+/* The data range of the series (values and intervals), padded. */
+static void metric_range(const struct metric_arg *a, struct frame *f)
+{
+    double pad;
+
+    for (size_t i = 0; i < a->ns; i++)
+        for (size_t k = 0; k < a->s[i].n; k++) {
+            if (!isfinite(a->s[i].y[k]))
+                continue;
+            grow(a->s[i].x[k], &f->xl, &f->xh);
+            grow(a->s[i].y[k], &f->yl, &f->yh);
+            if (a->s[i].lo)
+                grow(a->s[i].lo[k], &f->yl, &f->yh);
+            if (a->s[i].hi)
+                grow(a->s[i].hi[k], &f->yl, &f->yh);
+        }
+    if (!(f->xh >= f->xl)) {
+        f->xl = f->yl = 0;
+        f->xh = f->yh = 1;
+    }
+    pad = fmax(f->yh - f->yl, 1e-3) * 0.08;
+    f->yl -= pad;
+    f->yh += pad;
+    f->xl -= 0.5;
+    f->xh += 0.5;
+}
+
 static void paint_metric(cairo_t *cr, double w, double h, const void *arg)
 {
     const struct metric_arg *a = arg;
@@ -370,31 +415,7 @@ static void paint_metric(cairo_t *cr, double w, double h, const void *arg)
 
     background(cr);
     title(cr, w, a->title);
-    for (size_t i = 0; i < a->ns; i++)
-        for (size_t k = 0; k < a->s[i].n; k++) {
-            if (!isfinite(a->s[i].y[k]))
-                continue;
-            grow(a->s[i].x[k], &f.xl, &f.xh);
-            grow(a->s[i].y[k], &f.yl, &f.yh);
-            if (a->s[i].lo)
-                grow(a->s[i].lo[k], &f.yl, &f.yh);
-            if (a->s[i].hi)
-                grow(a->s[i].hi[k], &f.yl, &f.yh);
-        }
-    if (!(f.xh >= f.xl)) {
-        f.xl = 0;
-        f.xh = 1;
-        f.yl = 0;
-        f.yh = 1;
-    }
-    {
-        double pad = fmax(f.yh - f.yl, 1e-3) * 0.08;
-
-        f.yl -= pad;
-        f.yh += pad;
-        f.xl -= 0.5;
-        f.xh += 0.5;
-    }
+    metric_range(a, &f);
     axes(cr, &f, "sample", a->ylabel, 1);
     cairo_save(cr);
     cairo_rectangle(cr, f.x0, f.y0, f.w, f.h);

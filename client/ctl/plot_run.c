@@ -114,14 +114,43 @@ static unsigned method_index(struct plot_run *pr, const char *name)
     return pr->methods[pr->n_methods] ? (unsigned)pr->n_methods++ : UINT32_MAX;
 }
 
+/* A record's numbers for the figures: purity and fidelity with their intervals, the
+ * eigenvalues (sorted descending). 0, or -ENOMEM. */
+static int take_metrics(struct plot_run *pr, struct plot_rec *r, json_t *j)
+{
+    json_t *m = json_object_get(j, "metrics"), *u, *eig = json_object_get(m, "eigenvalues");
+    json_t *um = json_object_get(json_object_get(j, "uncertainty"), "metrics");
+    size_t d = (size_t)json_integer_value(json_object_get(j, "dim"));
+
+    r->purity = num(json_object_get(m, "purity"));
+    r->fidelity = num(json_object_get(m, "fidelity"));
+    u = json_object_get(um, "purity");
+    r->purity_lo = num(json_object_get(u, "lo"));
+    r->purity_hi = num(json_object_get(u, "hi"));
+    u = json_object_get(um, "fidelity");
+    r->fidelity_lo = num(json_object_get(u, "lo"));
+    r->fidelity_hi = num(json_object_get(u, "hi"));
+    pr->have_fidelity |= isfinite(r->fidelity);
+    pr->have_unc |= isfinite(r->purity_lo);
+    if (!pr->d && d >= 1 && d <= 4096)
+        pr->d = d;
+    if (json_is_array(eig) && d == pr->d && json_array_size(eig) == d) {
+        r->eig = malloc(d * sizeof(*r->eig));
+        if (!r->eig)
+            return -ENOMEM;
+        for (size_t k = 0; k < d; k++)
+            r->eig[k] = num(json_array_get(eig, k));
+        qsort(r->eig, d, sizeof(*r->eig), cmp_desc);
+    }
+    return 0;
+}
+
 /* Takes one parsed record into pr (ownership of j passes). 0, or -ENOMEM. */
 static int add_record(struct plot_run *pr, const struct plot_sel *sel, json_t *j)
 {
-    json_t *m = json_object_get(j, "metrics"), *u, *eig, *err;
-    json_t *um = json_object_get(json_object_get(j, "uncertainty"), "metrics");
+    json_t *err;
     const char *method = json_string_value(json_object_get(j, "method"));
     struct plot_rec *r;
-    size_t d = (size_t)json_integer_value(json_object_get(j, "dim"));
 
     if (!method || !json_is_integer(json_object_get(j, "sample"))) {
         json_decref(j);
@@ -150,31 +179,12 @@ static int add_record(struct plot_run *pr, const struct plot_sel *sel, json_t *j
     r->column = json_integer_value(json_object_get(j, "column"));
     r->ok = json_is_string(json_object_get(j, "status")) &&
             strcmp(json_string_value(json_object_get(j, "status")), "ok") == 0;
-    r->purity = num(json_object_get(m, "purity"));
-    r->fidelity = num(json_object_get(m, "fidelity"));
-    u = json_object_get(um, "purity");
-    r->purity_lo = num(json_object_get(u, "lo"));
-    r->purity_hi = num(json_object_get(u, "hi"));
-    u = json_object_get(um, "fidelity");
-    r->fidelity_lo = num(json_object_get(u, "lo"));
-    r->fidelity_hi = num(json_object_get(u, "hi"));
-    pr->have_fidelity |= isfinite(r->fidelity);
-    pr->have_unc |= isfinite(r->purity_lo);
+    if (take_metrics(pr, r, j) < 0) {
+        json_decref(j);
+        return -ENOMEM;
+    }
     if (r->sample + 1 > pr->n_samples)
         pr->n_samples = r->sample + 1;
-    eig = json_object_get(m, "eigenvalues");
-    if (!pr->d && d >= 1 && d <= 4096)
-        pr->d = d;
-    if (json_is_array(eig) && d == pr->d && json_array_size(eig) == d) {
-        r->eig = malloc(d * sizeof(*r->eig));
-        if (!r->eig) {
-            json_decref(j);
-            return -ENOMEM;
-        }
-        for (size_t k = 0; k < d; k++)
-            r->eig[k] = num(json_array_get(eig, k));
-        qsort(r->eig, d, sizeof(*r->eig), cmp_desc);
-    }
     err = json_object_get(json_object_get(j, "error"), "message");
     if (json_is_string(err))
         r->error = strdup(json_string_value(err));
