@@ -1256,6 +1256,48 @@ class QtomoctlTest(unittest.TestCase):
         console = [x for x in p.stderr.decode(errors="replace").splitlines() if "CONSOLE" in x]
         self.assertEqual(console, [], "console messages")
 
+    def test_plot_large_run_report_stays_small(self):
+        # 10,000 samples x 2 methods: run-level figures of all of them, per-sample figures of the
+        # first 20 samples, and a page that stays small (200 table rows, a note, 100 sections).
+        out, records = self.plotted_run()
+        proto = {r["method"]: r for r in records if r["sample"] == 0}
+        n = 10000
+        with open(os.path.join(out, "records.jsonl"), "w") as f:
+            for k in range(n):
+                for method in ("linear", "mle"):
+                    r = dict(proto[method], sample=k, column=k + 1)
+                    if k >= 20:
+                        r.pop("rho")  # only the selected ones are drawn
+                    r["metrics"] = dict(r["metrics"], purity=0.9 + (k % 97) / 1000)
+                    f.write(json.dumps(r) + "\n")
+        shutil.rmtree(os.path.join(out, "plots"))
+        t0 = time.monotonic()
+        p = ctl("plot", out, timeout=300)
+        self.assertExit(p, 0, "qtomoctl plot of 10,000 samples")
+        elapsed = time.monotonic() - t0
+        got = os.listdir(os.path.join(out, "plots"))
+        self.assertEqual(len([x for x in got if x.startswith("sample")]), 20 * 2 * 4 * 3)
+        self.assertEqual(len([x for x in got if x.startswith("run_")]), 2 * 3)
+        size = os.path.getsize(os.path.join(out, "report.html"))
+        self.assertLess(size, 300000, "report.html of a 10,000-sample run")
+        with open(os.path.join(out, "report.html"), encoding="utf-8") as f:
+            html = f.read()
+        self.assertIn("The first 200 of 20000 records", html)
+        self.assertEqual(html.count("<section id="), 40)
+        if os.path.exists("/usr/bin/chromium"):
+            url = "file://" + os.path.abspath(os.path.join(out, "report.html"))
+            p = subprocess.run(["/usr/bin/chromium", "--headless=new", "--disable-gpu",
+                                "--no-sandbox", "--no-first-run",
+                                "--user-data-dir=" + self.path("chromium-profile"),
+                                "--virtual-time-budget=10000", "--dump-dom", url],
+                               capture_output=True, timeout=300)
+            m = re.search(r'<p id="qt-status"([^>]*)>', p.stdout.decode())
+            self.assertIsNotNone(m, "no render check in the dumped DOM")
+            attrs = dict(re.findall(r'data-([a-z]+)="(\d+)"', m.group(1)))
+            self.assertEqual(attrs, {"images": "162", "loaded": "162", "rows": "200",
+                                     "errors": "0"}, m.group(0))
+        print("plot of 20,000 records: %.1f s, report.html %d bytes" % (elapsed, size))
+
 
 if __name__ == "__main__":
     unittest.main()
