@@ -315,7 +315,8 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         return -1;
     }
     if (rc->plots && !rc->outdir) {
-        qctl_err("--plots draws into -o DIR (DIR/plots, DIR/report.html); add -o DIR");
+        qctl_err(rc->live ? "--plots draws into -o DIR, which --live does not write"
+                          : "--plots draws into -o DIR (DIR/plots, DIR/report.html); add -o DIR");
         return -1;
     }
     if (boot_opts && !rc->boot.resamples) {

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <nettle/base64.h>
 #include <nettle/sha2.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,8 +184,9 @@ static void summary_table(FILE *f, const struct plot_run *pr)
     if (pr->have_fidelity)
         fputs("<th>fidelity</th>", f);
     fputs("<th>max eigenvalue</th><th>figures / error</th></tr></thead>\n<tbody>\n", f);
-    for (size_t k = 0; k < shown; k++) {
+    for (size_t k = 0, sections = 0; k < shown; k++) {
         const struct plot_rec *r = &pr->recs[k];
+        bool linked = r->selected && sections++ < REPORT_MAX_SECTIONS; /* has a section */
 
         fprintf(f, "<tr%s><td class=n>%zu</td><td class=n>%lld</td><td>",
                 r->ok ? "" : " class=error", r->sample, (long long)r->column);
@@ -201,7 +203,7 @@ static void summary_table(FILE *f, const struct plot_run *pr)
         fputs("<td>", f);
         if (!r->ok) {
             esc(f, r->error);
-        } else if (r->selected) {
+        } else if (linked) {
             fputs("<a href=\"#", f);
             anchor(f, pr, r);
             fputs("\">figures</a>", f);
