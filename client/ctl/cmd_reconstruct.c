@@ -46,6 +46,9 @@ void qctl_reconstruct_usage(FILE *out)
             "  --resume             with -o: finish an interrupted run in DIR\n"
             "  --hdf5               with -o: also write DIR/results.h5 (rho, metrics, error\n"
             "                       bars as datasets; for h5py, pandas, MATLAB)\n"
+            "  --plots [SEL]        with -o: figures in DIR/plots and DIR/report.html; per-sample\n"
+            "                       figures for SEL = all, first:N or columns like 1,3-5\n"
+            "                       (default first:20), run-level figures always\n"
             "  --design NAME        nopovm | mub | sic | pauli | custom (default: inferred from\n"
             "                       the row count: d^2 rows = nopovm, d(d+1) rows = mub)\n"
             "  --design-file F      custom design (JSON, see the README)\n"
@@ -147,6 +150,18 @@ static int parse_boot(int which, const char *arg, struct qt_boot_req *b, int *ot
     return 0;
 }
 
+static bool looks_like_plot_sel(const char *s)
+{
+    if (strcmp(s, "all") == 0 || strncmp(s, "first:", 6) == 0)
+        return true;
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!strchr("0123456789,-", *s))
+            return false;
+    return true;
+}
+
 static int parse_args(int argc, char **argv, struct recon *rc)
 {
     enum {
@@ -169,6 +184,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         O_SEED,
         O_CONF,
         O_SHOTS,
+        O_PLOTS,
         O_HELP
     };
     static const struct option fixed[] = {
@@ -192,6 +208,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         {"seed", required_argument, NULL, O_SEED},
         {"confidence", required_argument, NULL, O_CONF},
         {"shots", required_argument, NULL, O_SHOTS},
+        {"plots", optional_argument, NULL, O_PLOTS},
         {"help", no_argument, NULL, O_HELP},
     };
     struct option opts[QT_ARRAY_SIZE(fixed) + 32];
@@ -274,6 +291,15 @@ static int parse_args(int argc, char **argv, struct recon *rc)
             if (parse_boot(opt - O_BOOT, optarg, &rc->boot, &boot_opts) < 0)
                 return -1;
             break;
+        case O_PLOTS:
+            /* "--plots SEL" as well as "--plots=SEL": take the next word when it is a
+             * selection (all, first:N, or columns), not the input file. */
+            if (!optarg && optind < argc && looks_like_plot_sel(argv[optind]))
+                optarg = argv[optind++];
+            if (plot_sel_parse(optarg, &rc->plot_sel) < 0)
+                return -1;
+            rc->plots = true;
+            break;
         case 'h':
         case O_HELP:
             qctl_reconstruct_usage(stdout);
@@ -308,6 +334,11 @@ static int parse_args(int argc, char **argv, struct recon *rc)
     }
     if (rc->hdf5 && !rc->outdir) {
         qctl_err("--hdf5 needs -o DIR (results.h5 is written next to records.jsonl)");
+        return -1;
+    }
+    if (rc->plots && !rc->outdir) {
+        qctl_err(rc->live ? "--plots draws into -o DIR, which --live does not write"
+                          : "--plots draws into -o DIR (DIR/plots, DIR/report.html); add -o DIR");
         return -1;
     }
     if (boot_opts && !rc->boot.resamples) {
@@ -1244,6 +1275,11 @@ int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
     r = qctl_out_finish(out, complete, since_ms(&t0));
     if (!ret)
         ret = r;
+    if (rc.plots && rc.outdir) {
+        r = qctl_plot_dir(rc.outdir, &rc.plot_sel, g);
+        if (!ret)
+            ret = r;
+    }
 out:
     qctl_out_free(out);
     qtomo_job_free(job);

@@ -82,8 +82,10 @@ const struct qctl_cmd qctl_cmds[] = {
      qctl_cmd_reconstruct, qctl_reconstruct_usage,
      "--local --live -o --output-dir --resume --hdf5 --design --design-file --dim --columns "
      "--method --physical --target --bell --spectral --json --bootstrap --resample --seed "
-     "--confidence --shots --help",
+     "--confidence --shots --plots --help",
      true},
+    {"plot", "DIR [--plots SEL]", "draw a run's figures and DIR/report.html from its records",
+     qctl_cmd_plot, qctl_plot_usage, "--plots --help", false},
     {"status", "", "daemon uptime, queues, workers, cache use", qctl_cmd_status, usage_status, "",
      true},
     {"stats", "", "status plus totals and per-worker detail", qctl_cmd_stats, usage_stats, "",

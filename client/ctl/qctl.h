@@ -42,3 +42,5 @@ int qctl_cmd_summarize(int argc, char **argv, struct qctl_global *g);
 void qctl_summarize_usage(FILE *out);
 int qctl_cmd_bell(int argc, char **argv, struct qctl_global *g);
 void qctl_bell_usage(FILE *out);
+int qctl_cmd_plot(int argc, char **argv, struct qctl_global *g);
+void qctl_plot_usage(FILE *out);

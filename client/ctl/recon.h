@@ -13,6 +13,7 @@
 #include "num/qt_bootstrap.h"
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
+#include "plot_run.h"
 #include "qctl.h"
 
 struct recon {
@@ -26,6 +27,8 @@ struct recon {
     size_t n_methods;
     struct qt_opts opts;
     struct qt_boot_req boot; /* --bootstrap and its options; seed chosen when not given */
+    bool plots;              /* --plots: figures and report.html in -o DIR after the run */
+    struct plot_sel plot_sel;
     /* resolved */
     struct qt_table tab;
     int kind;           /* enum qt_design_kind */

@@ -1749,6 +1749,171 @@ class QtomoctlTest(unittest.TestCase):
         self.assertIn(b"negative eigenvalue", p.stderr)
         self.assertEqual(d.stop(), 0)
 
+    # ---- pictures: --plots, qtomoctl plot, DIR/report.html ----
+
+    def plotted_run(self, name="plots-run"):
+        out = self.path(name)
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--plots", "all", "--bootstrap", 20,
+                  "--seed", 1, timeout=300)
+        self.assertExit(p, 0, "reconstruct --plots all")
+        with open(os.path.join(out, "records.jsonl")) as f:
+            records = [json.loads(x) for x in f]
+        return out, records
+
+    def test_plots_files_exist_and_svgs_parse(self):
+        import xml.etree.ElementTree as ET
+        out, records = self.plotted_run()
+        self.assertEqual(len(records), 8)  # 4 samples x (linear, mle)
+        names = ["run_purity", "run_eigenvalues"]
+        for r in records:
+            for part in ("re", "im"):
+                for kind in ("bars", "heat"):
+                    names.append("sample%d_%s_%s_%s" % (r["sample"], r["method"], part, kind))
+        for name in names:
+            for ext in ("svg", "pdf", "png"):
+                f = os.path.join(out, "plots", name + "." + ext)
+                self.assertTrue(os.path.isfile(f), f)
+                self.assertGreater(os.path.getsize(f), 0, f)
+                if ext == "svg":
+                    root = ET.parse(f).getroot()
+                    self.assertEqual(root.tag, "{http://www.w3.org/2000/svg}svg", f)
+                elif ext == "pdf":
+                    with open(f, "rb") as fh:
+                        self.assertEqual(fh.read(5), b"%PDF-", f)
+                else:
+                    with open(f, "rb") as fh:
+                        self.assertEqual(fh.read(8), b"\x89PNG\r\n\x1a\n", f)
+        self.assertGreater(os.path.getsize(os.path.join(out, "report.html")), 0)
+        self.assertEqual([x for x in os.listdir(os.path.join(out, "plots")) if ".tmp" in x], [])
+        # qtomoctl plot redraws an existing run; first:1 gives per-sample figures of sample 0
+        # only, the run-level figures always.
+        shutil.rmtree(os.path.join(out, "plots"))
+        os.unlink(os.path.join(out, "report.html"))
+        p = ctl("plot", out, "--plots", "first:1")
+        self.assertExit(p, 0, "qtomoctl plot --plots first:1")
+        got = sorted(os.listdir(os.path.join(out, "plots")))
+        self.assertIn("run_purity.svg", got)
+        self.assertIn("run_eigenvalues.png", got)
+        self.assertEqual(sorted({x.split("_")[0] for x in got}), ["run", "sample0"])
+        self.assertTrue(os.path.isfile(os.path.join(out, "report.html")))
+        # Columns select by the input column; bad selections are usage errors.
+        p = ctl("plot", out, "--plots", "3")
+        self.assertExit(p, 0, "qtomoctl plot --plots 3")
+        self.assertTrue(os.path.isfile(os.path.join(out, "plots", "sample2_mle_re_bars.svg")))
+        for bad in ("first:x", "1-", "x", "3-1"):
+            self.assertExit(ctl("plot", out, "--plots", bad), 2, "--plots " + bad)
+        self.assertExit(local("reconstruct", BELL4, "--local", "--plots"), 2, "--plots without -o")
+        self.assertExit(ctl("plot", self.path("no-such-run")), 2, "plot of a missing directory")
+
+    def test_report_escapes_data(self):
+        # A method name and an error message from records.jsonl cannot inject HTML.
+        out, records = self.plotted_run()
+        evil = '<img src=x onerror="alert(1)">'
+        records[0] = {k: records[0][k] for k in ("sample", "column", "design", "dim")}
+        records[0].update(method="<b>m</b>", status="error",
+                          error={"code": 1, "name": "x", "message": evil})
+        records[1]["method"] = "mle'\"<script>alert(2)</script>"
+        with open(os.path.join(out, "records.jsonl"), "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in records))
+        p = ctl("plot", out, "--plots", "all")
+        self.assertExit(p, 0, "qtomoctl plot")
+        with open(os.path.join(out, "report.html"), encoding="utf-8") as f:
+            html = f.read()
+        self.assertNotIn(evil, html)
+        self.assertNotIn("<b>m</b>", html)
+        self.assertNotIn("<script>alert", html)
+        self.assertIn("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;", html)
+        self.assertIn("&lt;b&gt;m&lt;/b&gt;", html)
+        # Defence in depth: a Content-Security-Policy allows no network, and no script but the
+        # page's own render check, named by its hash.
+        import base64
+        scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+        self.assertEqual(len(scripts), 1)
+        digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+        self.assertIn("<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; "
+                      "img-src 'self'; style-src 'unsafe-inline'; script-src 'sha256-%s'\">"
+                      % digest, html)
+        # File names keep only [A-Za-z0-9_-].
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", records[1]["method"])
+        self.assertEqual(safe, "mle___script_alert_2___script_")
+        self.assertTrue(os.path.isfile(os.path.join(out, "plots",
+                                                    "sample0_%s_re_bars.svg" % safe)))
+
+    def test_report_renders_in_chromium(self):
+        # Opens DIR/report.html in headless Chromium: a screenshot, and the DOM after load, in
+        # which the page's own check (#qt-status) counted the images that loaded with a natural
+        # size, the summary rows, and script/console/resource errors.
+        chromium = "/usr/bin/chromium"
+        if not os.path.exists(chromium):
+            self.skipTest("/usr/bin/chromium is missing (packaging/install-deps installs it)")
+        out, records = self.plotted_run()
+        url = "file://" + os.path.abspath(os.path.join(out, "report.html"))
+        base = [chromium, "--headless=new", "--disable-gpu", "--no-sandbox", "--no-first-run",
+                "--user-data-dir=" + self.path("chromium-profile"), "--enable-logging=stderr",
+                "--v=0", "--virtual-time-budget=10000"]
+        shot = self.path("report.png")
+        p = subprocess.run(base + ["--window-size=1200,3000", "--screenshot=" + shot, url],
+                           capture_output=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr.decode(errors="replace")[-2000:])
+        with open(shot, "rb") as f:
+            png = f.read()
+        self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
+        self.assertEqual(struct.unpack(">II", png[16:24]), (1200, 3000))
+        self.assertGreater(len(png), 50000)  # a blank page compresses to a few kB
+        p = subprocess.run(base + ["--dump-dom", url], capture_output=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr.decode(errors="replace")[-2000:])
+        dom = p.stdout.decode()
+        m = re.search(r'<p id="qt-status"([^>]*)>', dom)
+        self.assertIsNotNone(m, "no render check in the dumped DOM")
+        attrs = dict(re.findall(r'data-([a-z]+)="(\d+)"', m.group(1)))
+        n_images = len(records) * 4 + 2  # 4 figures per record, purity and spectra
+        self.assertEqual(attrs, {"images": str(n_images), "loaded": str(n_images),
+                                 "rows": str(len(records)), "errors": "0"}, m.group(0))
+        console = [x for x in p.stderr.decode(errors="replace").splitlines() if "CONSOLE" in x]
+        self.assertEqual(console, [], "console messages")
+
+    def test_plot_large_run_report_stays_small(self):
+        # 10,000 samples x 2 methods: run-level figures of all of them, per-sample figures of the
+        # first 20 samples, and a page that stays small (200 table rows, a note, 100 sections).
+        out, records = self.plotted_run()
+        proto = {r["method"]: r for r in records if r["sample"] == 0}
+        n = 10000
+        with open(os.path.join(out, "records.jsonl"), "w") as f:
+            for k in range(n):
+                for method in ("linear", "mle"):
+                    r = dict(proto[method], sample=k, column=k + 1)
+                    if k >= 20:
+                        r.pop("rho")  # only the selected ones are drawn
+                    r["metrics"] = dict(r["metrics"], purity=0.9 + (k % 97) / 1000)
+                    f.write(json.dumps(r) + "\n")
+        shutil.rmtree(os.path.join(out, "plots"))
+        t0 = time.monotonic()
+        p = ctl("plot", out, timeout=300)
+        self.assertExit(p, 0, "qtomoctl plot of 10,000 samples")
+        elapsed = time.monotonic() - t0
+        got = os.listdir(os.path.join(out, "plots"))
+        self.assertEqual(len([x for x in got if x.startswith("sample")]), 20 * 2 * 4 * 3)
+        self.assertEqual(len([x for x in got if x.startswith("run_")]), 2 * 3)
+        size = os.path.getsize(os.path.join(out, "report.html"))
+        self.assertLess(size, 300000, "report.html of a 10,000-sample run")
+        with open(os.path.join(out, "report.html"), encoding="utf-8") as f:
+            html = f.read()
+        self.assertIn("The first 200 of 20000 records", html)
+        self.assertEqual(html.count("<section id="), 40)
+        if os.path.exists("/usr/bin/chromium"):
+            url = "file://" + os.path.abspath(os.path.join(out, "report.html"))
+            p = subprocess.run(["/usr/bin/chromium", "--headless=new", "--disable-gpu",
+                                "--no-sandbox", "--no-first-run",
+                                "--user-data-dir=" + self.path("chromium-profile"),
+                                "--virtual-time-budget=10000", "--dump-dom", url],
+                               capture_output=True, timeout=300)
+            m = re.search(r'<p id="qt-status"([^>]*)>', p.stdout.decode())
+            self.assertIsNotNone(m, "no render check in the dumped DOM")
+            attrs = dict(re.findall(r'data-([a-z]+)="(\d+)"', m.group(1)))
+            self.assertEqual(attrs, {"images": "162", "loaded": "162", "rows": "200",
+                                     "errors": "0"}, m.group(0))
+        print("plot of 20,000 records: %.1f s, report.html %d bytes" % (elapsed, size))
+
 
 if __name__ == "__main__":
     unittest.main()

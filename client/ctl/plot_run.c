@@ -1,0 +1,457 @@
+/* qtomoctl's pictures of a run: the --plots selection, reading DIR/records.jsonl and run.json,
+ * the per-sample and run-level figures (plot_draw.c), and `qtomoctl plot DIR`. */
+#include "plot_run.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "plot_draw.h"
+#include "plot_geom.h"
+#include "qctl.h"
+
+int plot_sel_parse(const char *s, struct plot_sel *sel)
+{
+    char *end;
+
+    memset(sel, 0, sizeof(*sel));
+    if (!s)
+        s = PLOT_SEL_DEFAULT;
+    if (strcmp(s, "all") == 0) {
+        sel->kind = PLOT_SEL_ALL;
+        return 0;
+    }
+    if (strncmp(s, "first:", 6) == 0) {
+        errno = 0;
+        sel->kind = PLOT_SEL_FIRST;
+        sel->first = (size_t)strtoull(s + 6, &end, 10);
+        if (errno || end == s + 6 || *end || s[6] == '-') {
+            qctl_err("--plots: 'first:N' needs a number N >= 0, got '%s'", s);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    sel->kind = PLOT_SEL_COLUMNS;
+    for (const char *p = s; *p;) {
+        long long lo, hi;
+
+        if (sel->n_ranges == PLOT_MAX_RANGES) {
+            qctl_err("--plots: at most %d column ranges", PLOT_MAX_RANGES);
+            return -EINVAL;
+        }
+        errno = 0;
+        lo = strtoll(p, &end, 10);
+        hi = lo;
+        if (end != p && *end == '-' && !errno) {
+            p = end + 1;
+            hi = strtoll(p, &end, 10);
+        }
+        if (errno || end == p || lo < 0 || hi < lo || (*end && *end != ',')) {
+            qctl_err("--plots takes 'all', 'first:N' or input columns like '1,3,5-9', got '%s'", s);
+            return -EINVAL;
+        }
+        sel->lo[sel->n_ranges] = lo;
+        sel->hi[sel->n_ranges++] = hi;
+        p = *end ? end + 1 : end;
+    }
+    if (!sel->n_ranges) {
+        qctl_err("--plots: no columns given");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static bool selected(const struct plot_sel *sel, size_t sample, int64_t column)
+{
+    if (sel->kind == PLOT_SEL_ALL)
+        return true;
+    if (sel->kind == PLOT_SEL_FIRST)
+        return sample < sel->first;
+    for (size_t k = 0; k < sel->n_ranges; k++)
+        if (column >= sel->lo[k] && column <= sel->hi[k])
+            return true;
+    return false;
+}
+
+void plot_safe_name(const char *s, char *buf, size_t size)
+{
+    size_t k = 0;
+
+    for (; s[k] && k + 1 < size; k++) {
+        char c = s[k];
+
+        buf[k] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                         c == '-' || c == '_'
+                     ? c
+                     : '_';
+    }
+    buf[k] = '\0';
+}
+
+static double num(json_t *v)
+{
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x < y) - (x > y);
+}
+
+static unsigned method_index(struct plot_run *pr, const char *name)
+{
+    for (unsigned k = 0; k < pr->n_methods; k++)
+        if (strcmp(pr->methods[k], name) == 0)
+            return k;
+    if (pr->n_methods == PLOT_MAX_METHODS)
+        return UINT32_MAX;
+    pr->methods[pr->n_methods] = strdup(name);
+    return pr->methods[pr->n_methods] ? (unsigned)pr->n_methods++ : UINT32_MAX;
+}
+
+/* A record's numbers for the figures: purity and fidelity with their intervals, the
+ * eigenvalues (sorted descending). 0, or -ENOMEM. */
+static int take_metrics(struct plot_run *pr, struct plot_rec *r, json_t *j)
+{
+    json_t *m = json_object_get(j, "metrics"), *u, *eig = json_object_get(m, "eigenvalues");
+    json_t *um = json_object_get(json_object_get(j, "uncertainty"), "metrics");
+    size_t d = (size_t)json_integer_value(json_object_get(j, "dim"));
+
+    r->purity = num(json_object_get(m, "purity"));
+    r->fidelity = num(json_object_get(m, "fidelity"));
+    u = json_object_get(um, "purity");
+    r->purity_lo = num(json_object_get(u, "lo"));
+    r->purity_hi = num(json_object_get(u, "hi"));
+    u = json_object_get(um, "fidelity");
+    r->fidelity_lo = num(json_object_get(u, "lo"));
+    r->fidelity_hi = num(json_object_get(u, "hi"));
+    pr->have_fidelity |= isfinite(r->fidelity);
+    pr->have_unc |= isfinite(r->purity_lo);
+    if (!pr->d && d >= 1 && d <= 4096)
+        pr->d = d;
+    if (json_is_array(eig) && d == pr->d && json_array_size(eig) == d) {
+        r->eig = malloc(d * sizeof(*r->eig));
+        if (!r->eig)
+            return -ENOMEM;
+        for (size_t k = 0; k < d; k++)
+            r->eig[k] = num(json_array_get(eig, k));
+        qsort(r->eig, d, sizeof(*r->eig), cmp_desc);
+    }
+    return 0;
+}
+
+/* Takes one parsed record into pr (ownership of j passes). 0, or -ENOMEM. */
+static int add_record(struct plot_run *pr, const struct plot_sel *sel, json_t *j)
+{
+    json_t *err;
+    const char *method = json_string_value(json_object_get(j, "method"));
+    struct plot_rec *r;
+
+    if (!method || !json_is_integer(json_object_get(j, "sample"))) {
+        json_decref(j);
+        return 0; /* not a record */
+    }
+    if (pr->n_recs == pr->cap) {
+        size_t cap = pr->cap ? 2 * pr->cap : 256;
+        struct plot_rec *n = realloc(pr->recs, cap * sizeof(*n));
+
+        if (!n) {
+            json_decref(j);
+            return -ENOMEM;
+        }
+        pr->recs = n;
+        pr->cap = cap;
+    }
+    r = &pr->recs[pr->n_recs];
+    memset(r, 0, sizeof(*r));
+    r->method = method_index(pr, method);
+    if (r->method == UINT32_MAX) {
+        json_decref(j);
+        return 0; /* more methods than a figure shows */
+    }
+    pr->n_recs++;
+    r->sample = (size_t)json_integer_value(json_object_get(j, "sample"));
+    r->column = json_integer_value(json_object_get(j, "column"));
+    r->ok = json_is_string(json_object_get(j, "status")) &&
+            strcmp(json_string_value(json_object_get(j, "status")), "ok") == 0;
+    if (take_metrics(pr, r, j) < 0) {
+        json_decref(j);
+        return -ENOMEM;
+    }
+    if (r->sample + 1 > pr->n_samples)
+        pr->n_samples = r->sample + 1;
+    err = json_object_get(json_object_get(j, "error"), "message");
+    if (json_is_string(err))
+        r->error = strdup(json_string_value(err));
+    r->selected = selected(sel, r->sample, r->column);
+    if (r->selected) {
+        r->json = j;
+        pr->n_selected++;
+    } else {
+        json_decref(j);
+    }
+    return 0;
+}
+
+static int load_run(struct plot_run *pr, const struct plot_sel *sel)
+{
+    char path[4096], *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t len;
+    FILE *f;
+    int r = 0;
+
+    (void)snprintf(path, sizeof(path), "%s/run.json", pr->dir);
+    pr->run = json_load_file(path, 0, NULL);
+    (void)snprintf(path, sizeof(path), "%s/records.jsonl", pr->dir);
+    f = fopen(path, "re");
+    if (!f) {
+        r = -errno;
+        qctl_err("cannot read '%s': %s", path, strerror(-r));
+        return r;
+    }
+    while (r == 0 && (len = getline(&line, &cap, f)) > 0) {
+        json_error_t je;
+        json_t *j;
+
+        lineno++;
+        j = json_loadb(line, (size_t)len, 0, &je);
+        if (!j) {
+            /* An interrupted run's last line; --resume truncates it. */
+            qctl_err("'%s' line %zu: %s, ignoring", path, lineno, je.text);
+            continue;
+        }
+        r = add_record(pr, sel, j);
+    }
+    free(line);
+    fclose(f);
+    if (r < 0)
+        qctl_err("reading '%s': %s", path, strerror(-r));
+    return r;
+}
+
+static void run_free(struct plot_run *pr)
+{
+    for (size_t k = 0; k < pr->n_recs; k++) {
+        free(pr->recs[k].eig);
+        free(pr->recs[k].error);
+        json_decref(pr->recs[k].json);
+    }
+    free(pr->recs);
+    for (size_t k = 0; k < pr->n_methods; k++)
+        free(pr->methods[k]);
+    json_decref(pr->run);
+}
+
+/* Reads a record's rho part ("re" or "im") into m (row-major d x d); false when malformed. */
+static bool rho_part(json_t *rec, const char *part, size_t d, double *m)
+{
+    json_t *rows = json_object_get(json_object_get(rec, "rho"), part);
+
+    if (json_array_size(rows) != d)
+        return false;
+    for (size_t i = 0; i < d; i++) {
+        json_t *row = json_array_get(rows, i);
+
+        if (json_array_size(row) != d)
+            return false;
+        for (size_t j = 0; j < d; j++)
+            m[i * d + j] = num(json_array_get(row, j));
+    }
+    return true;
+}
+
+const char *const plot_fig_kind[4] = {"re_bars", "im_bars", "re_heat", "im_heat"};
+
+/* Draws one record's figures (none for a failed record or one of another dimension, no bars
+ * above PLOT_MAX_BARS_D) and notes which exist in r->figures for the report. */
+static int sample_figures(const struct plot_run *pr, struct plot_rec *r, double *re, double *im)
+{
+    size_t d = (size_t)json_integer_value(json_object_get(r->json, "dim"));
+    char base[4096], method[64], ttl[4][160];
+    double vmax;
+    int ret = 0;
+
+    if (!r->ok || d != pr->d || !rho_part(r->json, "re", d, re) || !rho_part(r->json, "im", d, im))
+        return 0; /* a failed record has no rho: the report shows its error */
+    plot_safe_name(pr->methods[r->method], method, sizeof(method));
+    /* One scale for Re and Im of one state, so their heights and colours compare. */
+    vmax = fmax(pg_sym_limit(re, d * d), pg_sym_limit(im, d * d));
+    for (int k = 0; k < 4 && ret == 0; k++) {
+        struct pd_matrix mx = {d, k % 2 ? im : re, vmax, ttl[k]};
+
+        if (k < 2 && d > PLOT_MAX_BARS_D)
+            continue;
+        (void)snprintf(ttl[k], sizeof(ttl[k]), "sample %zu (column %lld), %.40s: %s \xcf\x81",
+                       r->sample, (long long)r->column, pr->methods[r->method],
+                       k % 2 ? "Im" : "Re");
+        (void)snprintf(base, sizeof(base), "%s/plots/sample%zu_%s_%s", pr->dir, r->sample, method,
+                       plot_fig_kind[k]);
+        ret = k < 2 ? pd_city(base, &mx) : pd_heat(base, &mx);
+        if (ret < 0)
+            qctl_err("cannot write '%s.svg/pdf/png': %s", base, strerror(-ret));
+        else
+            r->figures |= 1u << k;
+    }
+    return ret;
+}
+
+/* The run-level figures: purity (and fidelity) over samples, eigenvalue spectra. */
+static int run_figures(const struct plot_run *pr)
+{
+    size_t n = pr->n_recs, nm = pr->n_methods, d = pr->d ? pr->d : 1, cnt[PLOT_MAX_METHODS] = {0};
+    double *buf = calloc(n * (4 + d) + 1, sizeof(double));
+    double *x[PLOT_MAX_METHODS], *y[PLOT_MAX_METHODS], *lo[PLOT_MAX_METHODS], *hi[PLOT_MAX_METHODS],
+        *ev[PLOT_MAX_METHODS];
+    struct pd_series s[PLOT_MAX_METHODS];
+    struct pd_spectra sp[PLOT_MAX_METHODS];
+    char base[4096];
+    int ret = 0;
+
+    if (!buf)
+        return -ENOMEM;
+    for (size_t k = 0; k < n; k++)
+        cnt[pr->recs[k].method]++;
+    for (size_t m = 0, off = 0; m < nm; off += (4 + d) * cnt[m], m++) {
+        x[m] = buf + off;
+        y[m] = x[m] + cnt[m];
+        lo[m] = y[m] + cnt[m];
+        hi[m] = lo[m] + cnt[m];
+        ev[m] = hi[m] + cnt[m];
+    }
+    for (int pass = 0; pass < 2 && ret == 0; pass++) {
+        if (pass == 1 && !pr->have_fidelity)
+            break;
+        for (size_t m = 0; m < nm; m++) {
+            s[m] = (struct pd_series){pr->methods[m], 0, x[m], y[m], lo[m], hi[m]};
+            sp[m] = (struct pd_spectra){pr->methods[m], 0, d, ev[m]};
+        }
+        for (size_t k = 0; k < n; k++) {
+            const struct plot_rec *r = &pr->recs[k];
+            size_t m = r->method, i = s[m].n++;
+
+            sp[m].n++;
+            /* Methods side by side around each sample number, so their bars do not hide. */
+            x[m][i] = (double)r->sample +
+                      0.25 * ((double)m - 0.5 * (double)(nm - 1)) / (double)(nm > 1 ? nm - 1 : 1);
+            y[m][i] = pass ? r->fidelity : r->purity;
+            lo[m][i] = pass ? r->fidelity_lo : r->purity_lo;
+            hi[m][i] = pass ? r->fidelity_hi : r->purity_hi;
+            for (size_t j = 0; j < d; j++)
+                ev[m][i * d + j] = r->eig && r->ok ? r->eig[j] : NAN;
+        }
+        (void)snprintf(base, sizeof(base), "%s/plots/run_%s", pr->dir,
+                       pass ? "fidelity" : "purity");
+        ret = pd_metric(base, pass ? "Fidelity to the target over samples" : "Purity over samples",
+                        pass ? "fidelity" : "purity Tr \xcf\x81\xc2\xb2", s, nm);
+    }
+    if (ret == 0) {
+        (void)snprintf(base, sizeof(base), "%s/plots/run_eigenvalues", pr->dir);
+        ret = pd_spectra(base, "Eigenvalue spectra of all samples", sp, nm);
+    }
+    if (ret < 0)
+        qctl_err("cannot write '%s.svg/pdf/png': %s", base, strerror(-ret));
+    free(buf);
+    return ret;
+}
+
+int qctl_plot_dir(const char *dir, const struct plot_sel *sel, const struct qctl_global *g)
+{
+    struct plot_run pr = {.dir = dir};
+    char path[4096];
+    double *re = NULL, *im = NULL;
+    int r, ret = QCTL_EXIT_FAILED;
+
+    r = load_run(&pr, sel);
+    if (r < 0) {
+        if (r == -ENOENT || r == -ENOTDIR)
+            ret = QCTL_EXIT_USAGE; /* not a run directory */
+        goto out;
+    }
+    (void)snprintf(path, sizeof(path), "%s/plots", dir);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        qctl_err("cannot create '%s': %s", path, strerror(errno));
+        goto out;
+    }
+    re = malloc((pr.d * pr.d + 1) * sizeof(*re));
+    im = malloc((pr.d * pr.d + 1) * sizeof(*im));
+    if (!re || !im) {
+        qctl_err("out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < pr.n_recs; k++)
+        if (pr.recs[k].selected && sample_figures(&pr, &pr.recs[k], re, im) < 0)
+            goto out;
+    if (run_figures(&pr) < 0)
+        goto out;
+    r = plot_report_write(&pr);
+    if (r < 0) {
+        qctl_err("cannot write '%s/report.html': %s", dir, strerror(-r));
+        goto out;
+    }
+    if (g->verbosity >= 0 && !g->json)
+        fprintf(stderr,
+                "  figures: %s/plots (%zu of %zu records, and the run), report: "
+                "%s/report.html\n",
+                dir, pr.n_selected, pr.n_recs, dir);
+    ret = 0;
+out:
+    free(re);
+    free(im);
+    run_free(&pr);
+    pd_done();
+    return ret;
+}
+
+void qctl_plot_usage(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl plot DIR [--plots all|first:N|COLUMNS]\n\n"
+                 "Draw the figures of a finished (or interrupted) run from DIR/records.jsonl and\n"
+                 "DIR/run.json: for each selected (sample, method), Re and Im of rho as 3-D bars\n"
+                 "and as heatmaps; for the whole run, purity (and fidelity) over samples with\n"
+                 "their error bars and the eigenvalue spectra. SVG, PDF and PNG in DIR/plots, and\n"
+                 "DIR/report.html, a page to open in a browser.\n\n"
+                 "      --plots SEL  per-sample figures for: all, first:N (the first N samples),\n"
+                 "                   or input columns like 1,3,5-9 (default first:20); the\n"
+                 "                   run-level figures are always drawn\n");
+}
+
+int qctl_cmd_plot(int argc, char **argv, struct qctl_global *g)
+{
+    enum { O_PLOTS = 256, O_HELP };
+    static const struct option opts[] = {
+        {"plots", required_argument, NULL, O_PLOTS},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    const char *sel_text = NULL;
+    struct plot_sel sel;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_PLOTS:
+            sel_text = optarg;
+            break;
+        case 'h':
+        case O_HELP:
+            qctl_plot_usage(stdout);
+            return 0;
+        default:
+            qctl_plot_usage(stderr);
+            return QCTL_EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        qctl_err("plot needs one run directory DIR");
+        return QCTL_EXIT_USAGE;
+    }
+    if (plot_sel_parse(sel_text, &sel) < 0)
+        return QCTL_EXIT_USAGE;
+    return qctl_plot_dir(argv[optind], &sel, g);
+}
