@@ -517,6 +517,51 @@ int pd_spectra(const char *base, const char *ttl, const struct pd_spectra *s, si
     return render(base, 720, 400, paint_spectra, &a);
 }
 
+struct spectral_arg {
+    const char *title;
+    size_t d;
+    const double *amp, *phase;
+};
+
+/* Bars of v[0..d) in frame f (from 0), in colour c. */
+static void bars(cairo_t *cr, const struct frame *f, size_t d, const double *v, struct pg_rgb c)
+{
+    set_rgb(cr, c, 1);
+    for (size_t i = 0; i < d; i++) {
+        double x = (double)i + 1, y0 = fy(f, 0), y1 = fy(f, isfinite(v[i]) ? v[i] : 0);
+
+        cairo_rectangle(cr, fx(f, x - 0.35), fmin(y0, y1), fx(f, x + 0.35) - fx(f, x - 0.35),
+                        fabs(y1 - y0));
+    }
+    cairo_fill(cr);
+}
+
+static void paint_spectral(cairo_t *cr, double w, double h, const void *arg)
+{
+    const struct spectral_arg *a = arg;
+    double ph = (h - 120) / 2, top = 0;
+    struct frame fa = {60, 40, w - 90, ph, 0.3, (double)a->d + 0.7, 0, 1};
+    struct frame fp = {60, 40 + ph + 45, w - 90, ph, 0.3, (double)a->d + 0.7, -1.1, 1.1};
+
+    background(cr);
+    title(cr, w, a->title);
+    for (size_t i = 0; i < a->d; i++)
+        top = fmax(top, isfinite(a->amp[i]) ? a->amp[i] : 0);
+    fa.yh = top > 0 ? top * 1.1 : 1;
+    axes(cr, &fa, "", "amplitude |c_i|", 1);
+    bars(cr, &fa, a->d, a->amp, series_colours[0]);
+    axes(cr, &fp, "component i", "phase / \xcf\x80", 1);
+    bars(cr, &fp, a->d, a->phase, series_colours[1]);
+}
+
+int pd_spectral(const char *base, const char *ttl, size_t d, const double *amp,
+                const double *phase_pi)
+{
+    struct spectral_arg a = {ttl, d, amp, phase_pi};
+
+    return render(base, 720, 480, paint_spectral, &a);
+}
+
 int pd_city(const char *base, const struct pd_matrix *mx)
 {
     return render(base, 560, 440, paint_city, mx);

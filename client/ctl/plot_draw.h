@@ -37,6 +37,10 @@ int pd_heat(const char *base, const struct pd_matrix *mx);
 int pd_metric(const char *base, const char *title, const char *ylabel, const struct pd_series *s,
               size_t ns);
 int pd_spectra(const char *base, const char *title, const struct pd_spectra *s, size_t ns);
+/* The dominant eigenvector of a --spectral record: amplitudes |c_i| (upper panel) and phases
+ * arg c_i in units of pi (lower panel, [-1, 1]) as bars over the d components. */
+int pd_spectral(const char *base, const char *title, size_t d, const double *amp,
+                const double *phase_pi);
 
 /* Releases cairo's and fontconfig's caches (fonts looked up for the text), so that leak checkers
  * (ASan's LeakSanitizer in the asan preset, valgrind) see a clean exit. Call once, after the last

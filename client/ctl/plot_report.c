@@ -268,7 +268,7 @@ static void sample_section(FILE *f, const struct plot_run *pr, const struct plot
             numcell(f, json_number_value(v));
     }
     fputs("</tr></table></div>\n", f);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < PLOT_FIG_KINDS; k++) {
         if (!(r->figures & (1u << k)))
             continue;
         (void)snprintf(src, sizeof(src), "plots/sample%zu_%s_%s.svg", r->sample, m,

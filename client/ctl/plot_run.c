@@ -266,7 +266,24 @@ static bool rho_part(json_t *rec, const char *part, size_t d, double *m)
     return true;
 }
 
-const char *const plot_fig_kind[4] = {"re_bars", "im_bars", "re_heat", "im_heat"};
+const char *const plot_fig_kind[PLOT_FIG_KINDS] = {"re_bars", "im_bars", "re_heat", "im_heat",
+                                                   "spectral"};
+
+/* The dominant eigenvector of a --spectral record (amplitudes, phases in units of pi, d each)
+ * into amp and phase (2 d doubles of scratch): false when the record has none. */
+static bool spectral_part(json_t *rec, size_t d, double *amp, double *phase)
+{
+    json_t *sp = json_object_get(rec, "spectral"), *a = json_object_get(sp, "amplitudes"),
+           *p = json_object_get(sp, "phases_pi");
+
+    if (json_array_size(a) != d || json_array_size(p) != d)
+        return false;
+    for (size_t i = 0; i < d; i++) {
+        amp[i] = num(json_array_get(a, i));
+        phase[i] = num(json_array_get(p, i));
+    }
+    return true;
+}
 
 /* Draws one record's figures (none for a failed record or one of another dimension, no bars
  * above PLOT_MAX_BARS_D) and notes which exist in r->figures for the report. */
@@ -297,6 +314,19 @@ static int sample_figures(const struct plot_run *pr, struct plot_rec *r, double 
             qctl_err("cannot write '%s.svg/pdf/png': %s", base, strerror(-ret));
         else
             r->figures |= 1u << k;
+    }
+    /* re and im are d x d scratch: their first 2 d doubles hold the eigenvector's parts */
+    if (ret == 0 && spectral_part(r->json, d, re, re + d)) {
+        (void)snprintf(ttl[0], sizeof(ttl[0]),
+                       "sample %zu (column %lld), %.40s: dominant eigenvector", r->sample,
+                       (long long)r->column, pr->methods[r->method]);
+        (void)snprintf(base, sizeof(base), "%s/plots/sample%zu_%s_%s", pr->dir, r->sample, method,
+                       plot_fig_kind[4]);
+        ret = pd_spectral(base, ttl[0], d, re, re + d);
+        if (ret < 0)
+            qctl_err("cannot write '%s.svg/pdf/png': %s", base, strerror(-ret));
+        else
+            r->figures |= 1u << 4;
     }
     return ret;
 }

@@ -17,7 +17,8 @@
 #define PLOT_MAX_BARS_D  64 /* no cityscape above this d (bars thinner than a pixel) */
 
 /* The per-sample figures, in file-name form: sample<k>_<method>_<kind>.svg|pdf|png. */
-extern const char *const plot_fig_kind[4];
+#define PLOT_FIG_KINDS 5 /* the last, "spectral", only for --spectral records */
+extern const char *const plot_fig_kind[PLOT_FIG_KINDS];
 
 /* Which samples get per-sample figures: all, the first N samples, or a list of input columns
  * ("1,3,5-9", the records' "column"). Run-level figures are drawn for every run. */

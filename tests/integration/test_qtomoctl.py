@@ -1915,5 +1915,28 @@ class QtomoctlTest(unittest.TestCase):
         print("plot of 20,000 records: %.1f s, report.html %d bytes" % (elapsed, size))
 
 
+    def test_plots_spectral_figure(self):
+        # --spectral records get a figure of the dominant eigenvector (amplitudes, phases), and
+        # the report shows it; records without spectral have none.
+        import xml.etree.ElementTree as ET
+        out = self.path("spec")
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--spectral", "--plots", "all",
+                  "--method", "linear,mle", "--columns", "1:2")
+        self.assertExit(p, 0, "--spectral --plots")
+        with open(os.path.join(out, "report.html")) as f:
+            report = f.read()
+        for s in (0, 1):
+            for m in ("linear", "mle"):
+                base = os.path.join(out, "plots", "sample%d_%s_spectral" % (s, m))
+                for ext in ("svg", "pdf", "png"):
+                    self.assertGreater(os.path.getsize(base + "." + ext), 0, base + ext)
+                ET.parse(base + ".svg")
+                self.assertIn("sample%d_%s_spectral.svg" % (s, m), report)
+        out2 = self.path("nospec")
+        p = local("reconstruct", BELL4, "--local", "-o", out2, "--plots", "all", "--columns", "1:1")
+        self.assertExit(p, 0, "--plots without --spectral")
+        self.assertEqual([f for f in os.listdir(os.path.join(out2, "plots")) if "spectral" in f],
+                         [])
+
 if __name__ == "__main__":
     unittest.main()
