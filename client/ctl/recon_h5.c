@@ -416,7 +416,7 @@ static void flush_block(struct h5w *w, size_t start, size_t count)
 
 struct scan {
     size_t n, bad;
-    bool mt[_QT_MT_MAX], umt[_QT_MT_MAX], any_unc, any_tdb, any_rho_std;
+    bool mt[_QT_MT_MAX], umt[_QT_MT_MAX], any_unc, any_tdb, any_rho_std, any_spectral;
     size_t first_dim;
     json_t *first_unc; /* owned */
 };
@@ -461,6 +461,7 @@ static void scan_records(FILE *f, struct scan *s)
         s->any_unc |= u != NULL;
         s->any_tdb |= json_object_get(u, "trace_distance_bound") != NULL;
         s->any_rho_std |= json_object_get(u, "rho_std") != NULL;
+        s->any_spectral |= json_object_get(rec, "spectral") != NULL;
         json_decref(rec);
     }
     free(line);
@@ -489,6 +490,14 @@ static void plan_columns(struct h5w *w, const struct scan *s)
         if (s->mt[i])
             add_col(w, mtype_kind[qt_metric_descs[i].type], "metrics", qt_metric_descs[i].name,
                     NULL, NULL, "metrics/%s", qt_metric_descs[i].name);
+    if (s->any_spectral) { /* --spectral: the record's "spectral" object */
+        static const char *const sv[] = {"amplitudes", "phases_pi", "eigenvalues"};
+
+        add_col(w, CK_F64, "spectral", "dominant_eigenvalue", NULL, NULL,
+                "spectral/dominant_eigenvalue");
+        for (size_t k = 0; k < 3; k++)
+            add_col(w, CK_VEC, "spectral", sv[k], NULL, NULL, "spectral/%s", sv[k]);
+    }
     if (!s->any_unc)
         return;
     for (int i = 0; i < _QT_MT_MAX; i++)
@@ -527,6 +536,8 @@ static void make_groups(struct h5w *w, const struct scan *s, json_t *run)
     hid_t g;
 
     make_group(w, "metrics");
+    if (s->any_spectral)
+        make_group(w, "spectral");
     if (!s->any_unc)
         return;
     make_group(w, "uncertainty");

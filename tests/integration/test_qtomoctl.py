@@ -1938,5 +1938,20 @@ class QtomoctlTest(unittest.TestCase):
         self.assertEqual([f for f in os.listdir(os.path.join(out2, "plots")) if "spectral" in f],
                          [])
 
+    def test_hdf5_spectral(self):
+        # --spectral fields are datasets of results.h5 too, equal to the records'.
+        out = self.path("h5spec")
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--spectral", "--hdf5", "--method",
+                  "linear,mle")
+        self.assertExit(p, 0, "--spectral --hdf5")
+        with open(os.path.join(out, "records.jsonl")) as f:
+            recs = [json.loads(line) for line in f]
+        with h5py.File(os.path.join(out, "results.h5"), "r") as h:
+            for k, r in enumerate(recs):
+                sp = r["spectral"]
+                self.assertEqual(h["spectral/dominant_eigenvalue"][k], sp["dominant_eigenvalue"])
+                for n in ("amplitudes", "phases_pi", "eigenvalues"):
+                    self.assertEqual(list(h["spectral/" + n][k]), sp[n], n)
+
 if __name__ == "__main__":
     unittest.main()
