@@ -228,9 +228,11 @@ static int find_rec_fn(json_t *rec, unsigned line, void *ctx)
         return 0;
     fr->found = QCTL_EXIT_USAGE;
     if (!status || strcmp(status, "ok") != 0) {
+        const char *why =
+            json_string_value(json_object_get(json_object_get(rec, "error"), "message"));
+
         qctl_err("'%s' line %u: sample %lld, method %s failed (%s): it has no state", fr->path,
-                 line, fr->sample, fr->method,
-                 json_string_value(json_object_get(json_object_get(rec, "error"), "message")));
+                 line, fr->sample, fr->method, why ? why : "no message");
         return 1;
     }
     d = record_dim(rec);
@@ -515,8 +517,8 @@ static int bell_fn(json_t *rec, unsigned line, void *ctx)
         b->failed++;
         return 0;
     }
-    if (!d || !method || !json_is_integer(sample)) {
-        qctl_err("'%s' line %u: a record needs 'dim', 'method' and 'sample'", b->path, line);
+    if (!d || !method || !json_is_integer(sample) || json_integer_value(sample) < 0) {
+        qctl_err("'%s' line %u: a record needs 'dim', 'method' and a sample >= 0", b->path, line);
         return QCTL_EXIT_USAGE;
     }
     k = qt_isqrt_exact(d);

@@ -1275,7 +1275,11 @@ int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
     r = qctl_out_finish(out, complete, since_ms(&t0));
     if (!ret)
         ret = r;
-    if (rc.plots && rc.outdir) {
+    if (rc.plots && rc.outdir && interrupted) {
+        qctl_err("interrupted: no figures drawn (qtomoctl plot %s draws them later)", rc.outdir);
+    } else if (rc.plots && rc.outdir) {
+        (void)signal(SIGINT, SIG_DFL); /* drawing is not a batch to cancel: stop at once */
+        (void)signal(SIGTERM, SIG_DFL);
         r = qctl_plot_dir(rc.outdir, &rc.plot_sel, g);
         if (!ret)
             ret = r;

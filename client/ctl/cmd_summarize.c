@@ -81,12 +81,14 @@ struct summ {
     double *scratch;   /* nrows */
 };
 
+#define SUMM_MAX_COMPARE 64 /* methods --compare-methods takes */
+
 /* Fully a number (as pandas reads one: "nan" is missing, "inf" infinite). */
 static bool parse_num(const char *s, double *x)
 {
     char *end;
 
-    if (!*s)
+    if (!*s || strpbrk(s, "xX")) /* strtod's hexadecimal forms are text to pandas */
         return false;
     *x = strtod(s, &end);
     return *end == '\0';
@@ -563,8 +565,13 @@ int qctl_cmd_summarize(int argc, char **argv, struct qctl_global *g)
         qt_jw_int(&w, (int64_t)s.t.nrows);
     }
     summ_methods_out(&s, o.json ? &w : NULL);
-    if (o.compare)
+    if (o.compare && s.nmeth > SUMM_MAX_COMPARE) { /* pairs grow as the square */
+        qctl_err("'%s' has %zu methods; --compare-methods compares at most %d", s.path, s.nmeth,
+                 SUMM_MAX_COMPARE);
+        r = QCTL_EXIT_USAGE;
+    } else if (o.compare) {
         r = summ_compare_out(&s, o.json ? &w : NULL);
+    }
     if (o.json && r == 0) {
         qt_jw_obj_end(&w);
         if (w.err)

@@ -135,6 +135,8 @@ int qctl_csvtab_parse(char *buf, size_t len, struct qctl_csvtab *ret, struct qt_
 
     if (r == 0 && len > QCTL_CSVTAB_MAX_BYTES)
         r = qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "more than %zu bytes", QCTL_CSVTAB_MAX_BYTES);
+    if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) /* a UTF-8 BOM (Excel writes one) */
+        c.p += 3;
     while (r == 0 && c.p < c.end) {
         unsigned line = c.line;
 

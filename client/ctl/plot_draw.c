@@ -56,9 +56,11 @@ static int render_vector(const char *base, const char *ext, double w, double h, 
     s = ext[0] == 's' ? cairo_svg_surface_create(tmp, w, h) : cairo_pdf_surface_create(tmp, w, h);
     cr = cairo_create(s);
     paint(cr, w, h, arg);
+    st = cairo_status(cr); /* a drawing error (bad text) leaves the figure blank: say so */
     cairo_destroy(cr);
     cairo_surface_finish(s);
-    st = cairo_surface_status(s);
+    if (st == CAIRO_STATUS_SUCCESS)
+        st = cairo_surface_status(s);
     cairo_surface_destroy(s);
     return finish_file(tmp, dst, st);
 }
@@ -84,8 +86,10 @@ static int render(const char *base, double w, double h, paint_fn paint, const vo
     cr = cairo_create(s);
     cairo_scale(cr, PNG_SCALE, PNG_SCALE);
     paint(cr, w, h, arg);
+    st = cairo_status(cr);
     cairo_destroy(cr);
-    st = cairo_surface_status(s);
+    if (st == CAIRO_STATUS_SUCCESS)
+        st = cairo_surface_status(s);
     if (st == CAIRO_STATUS_SUCCESS)
         st = cairo_surface_write_to_png(s, tmp);
     cairo_surface_destroy(s);

@@ -1,5 +1,6 @@
 /* qtomoctl's pictures of a run: the --plots selection, reading DIR/records.jsonl and run.json,
  * the per-sample and run-level figures (plot_draw.c), and `qtomoctl plot DIR`. */
+#include "num/qt_design.h"
 #include "plot_run.h"
 
 #include <errno.h>
@@ -103,15 +104,57 @@ static int cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+/* A method name as figure titles show it: at most 40 bytes, cut on a UTF-8 character boundary,
+ * bytes that are not UTF-8 replaced by '?' (cairo refuses invalid text and the figure would
+ * come out blank). */
+static char *title_name(const char *name)
+{
+    char *out = malloc(41);
+    size_t o = 0;
+
+    if (!out)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)name; *p;) {
+        size_t n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+                 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        size_t k = 1;
+
+        while (n && k < n && (p[k] & 0xc0) == 0x80)
+            k++;
+        if (!n || k < n)
+            n = 0;
+        if (o + (n ? n : 1) > 40)
+            break;
+        if (n) {
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+        } else {
+            out[o++] = '?';
+            p++;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static unsigned method_index(struct plot_run *pr, const char *name)
 {
-    for (unsigned k = 0; k < pr->n_methods; k++)
-        if (strcmp(pr->methods[k], name) == 0)
-            return k;
-    if (pr->n_methods == PLOT_MAX_METHODS)
+    char *t = title_name(name);
+
+    if (!t)
         return UINT32_MAX;
-    pr->methods[pr->n_methods] = strdup(name);
-    return pr->methods[pr->n_methods] ? (unsigned)pr->n_methods++ : UINT32_MAX;
+    for (unsigned k = 0; k < pr->n_methods; k++)
+        if (strcmp(pr->methods[k], t) == 0) {
+            free(t);
+            return k;
+        }
+    if (pr->n_methods == PLOT_MAX_METHODS) {
+        free(t);
+        return UINT32_MAX;
+    }
+    pr->methods[pr->n_methods] = t;
+    return (unsigned)pr->n_methods++;
 }
 
 /* A record's numbers for the figures: purity and fidelity with their intervals, the
@@ -132,7 +175,7 @@ static int take_metrics(struct plot_run *pr, struct plot_rec *r, json_t *j)
     r->fidelity_hi = num(json_object_get(u, "hi"));
     pr->have_fidelity |= isfinite(r->fidelity);
     pr->have_unc |= isfinite(r->purity_lo);
-    if (!pr->d && d >= 1 && d <= 4096)
+    if (!pr->d && r->ok && d >= 1 && d <= QT_DESIGN_MAX_DIM) /* failed records say little */
         pr->d = d;
     if (json_is_array(eig) && d == pr->d && json_array_size(eig) == d) {
         r->eig = malloc(d * sizeof(*r->eig));
@@ -152,7 +195,8 @@ static int add_record(struct plot_run *pr, const struct plot_sel *sel, json_t *j
     const char *method = json_string_value(json_object_get(j, "method"));
     struct plot_rec *r;
 
-    if (!method || !json_is_integer(json_object_get(j, "sample"))) {
+    if (!method || !json_is_integer(json_object_get(j, "sample")) ||
+        json_integer_value(json_object_get(j, "sample")) < 0) {
         json_decref(j);
         return 0; /* not a record */
     }

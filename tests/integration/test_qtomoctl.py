@@ -1953,5 +1953,68 @@ class QtomoctlTest(unittest.TestCase):
                 for n in ("amplitudes", "phases_pi", "eigenvalues"):
                     self.assertEqual(list(h["spectral/" + n][k]), sp[n], n)
 
+    def test_analysis_hostile_inputs(self):
+        # Review findings: a UTF-8 BOM and hexadecimal text in summary.csv, too many methods for
+        # --compare-methods, a method name whose 40-byte cut would split a UTF-8 character, a
+        # negative sample number.
+        out = self.path("run")
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--method", "linear,mle")
+        self.assertExit(p, 0, "run")
+        summ = os.path.join(out, "summary.csv")
+        with open(summ, "rb") as f:
+            data = f.read()
+        bom = self.path("bom.csv")
+        with open(bom, "wb") as f:
+            f.write(b"\xef\xbb\xbf" + data)
+        p = ctl("summarize", bom, "--compare-methods", "--json")
+        self.assertExit(p, 0, "summarize with a BOM")
+        self.assertEqual(json.loads(p.stdout)["rows"], 8)
+        lines = data.decode().splitlines()
+        many = self.path("many.csv")
+        with open(many, "w") as f:
+            f.write(lines[0] + "\n")
+            for k in range(100):
+                row = lines[1].split(",")
+                row[1] = "m%d" % k
+                f.write(",".join(row) + "\n")
+        p = ctl("summarize", many, "--compare-methods")
+        self.assertExit(p, 2, "100 methods compared")
+        self.assertIn(b"at most 64", p.stderr)
+        recs = self.path("odd")
+        os.mkdir(recs)
+        with open(os.path.join(out, "records.jsonl")) as f:
+            good = [json.loads(x) for x in f]
+        with open(os.path.join(recs, "records.jsonl"), "w") as f:
+            r = dict(good[0])
+            r["method"] = "a" * 39 + "\u00e9"
+            f.write(json.dumps(r) + "\n")
+            r = dict(good[1])
+            r["sample"] = -1
+            f.write(json.dumps(r) + "\n")
+        p = ctl("plot", recs, "--plots", "all")
+        self.assertExit(p, 0, "plot of odd records")
+        names = os.listdir(os.path.join(recs, "plots"))
+        self.assertTrue(any(n.startswith("sample0_") for n in names), names)
+        self.assertFalse(any("18446744073709551615" in n or "sample-1" in n for n in names), names)
+        p = ctl("bell", recs)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(b"sample >= 0", p.stderr)
+
+    def test_plots_not_drawn_after_interrupt(self):
+        # SIGINT ends the batch; no figures are drawn after it (qtomoctl plot draws them later).
+        path = self.big_input(250)
+        out = self.path("intr")
+        p = subprocess.Popen([QTOMOCTL, "reconstruct", path, "--local", "-o", out, "--plots",
+                              "all", "--method", "linear,mle,rhor"], env=LOCAL_ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        rec = os.path.join(out, "records.jsonl")
+        self.assertTrue(wait_until(lambda: count_lines(rec) >= 30 or p.poll() is not None, 60))
+        if p.poll() is not None:
+            self.skipTest("the run ended before it could be interrupted")
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        self.assertIn(b"no figures drawn", err)
+        self.assertFalse(os.path.exists(os.path.join(out, "plots")))
+
 if __name__ == "__main__":
     unittest.main()
