@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "num/qt_design.h"
 #include "recon.h"
 
 #define BLOCK    256 /* at most this many records converted and written per hyperslab */
@@ -623,6 +624,8 @@ static void close_all(struct h5w *w)
     for (size_t i = 0; i < w->ncols; i++) {
         if (w->cols[i].dset >= 0)
             (void)H5Dclose(w->cols[i].dset);
+        for (size_t k = 0; w->cols[i].str && k < w->block; k++) /* a block cut short */
+            free(w->cols[i].str[k]);
         free(w->cols[i].buf);
     }
     if (w->file >= 0 && H5Fclose(w->file) < 0)
@@ -695,6 +698,8 @@ int qctl_write_h5(const char *dir)
     w.d = json_integer_value(json_object_get(json_object_get(run, "options"), "dim")) > 0
               ? (size_t)json_integer_value(json_object_get(json_object_get(run, "options"), "dim"))
               : s.first_dim;
+    if (w.d > QT_DESIGN_MAX_DIM) /* not a run qtomoctl wrote */
+        w.d = 0;
     w.block = w.d * w.d > ((size_t)1 << 20) / BLOCK ? ((size_t)1 << 20) / (w.d * w.d) : BLOCK;
     if (w.block == 0)
         w.block = 1;
