@@ -21,6 +21,7 @@ struct exp {
     size_t d, m;
     double complex *F, *rho;
     double *beta, *y, *signal;
+    double inten; /* the true intensity of the last draw */
 };
 
 static void exp_free(struct exp *e)
@@ -51,7 +52,8 @@ static double poisson(struct qt_rng *r, double mu)
 }
 
 /* Builds the elements of design (kind, d) scaled by efficiencies in [0.7, 1] and setting
- * intensities in [0.9, 1.1], and a true state of the given rank. */
+ * intensities in [0.9, 1.1], and a true state of the given rank (0: 90 % of a pure state plus
+ * white noise). */
 static void exp_init(struct exp *e, struct qt_rng *r, struct qt_ws *ws, enum qt_design_kind kind,
                      size_t d, size_t rank)
 {
@@ -78,7 +80,11 @@ static void exp_init(struct exp *e, struct qt_rng *r, struct qt_ws *ws, enum qt_
         for (size_t i = 0; i < dd; i++)
             e->F[i + dd * a] *= s;
     }
-    qt_rng_state(r, d, rank, e->rho);
+    qt_rng_state(r, d, rank ? rank : 1, e->rho);
+    if (rank == 0) /* a typical prepared state: 90 % pure, 10 % white noise */
+        for (size_t j = 0; j < d; j++)
+            for (size_t i = 0; i < d; i++)
+                e->rho[i + d * j] = 0.9 * e->rho[i + d * j] + (i == j ? 0.1 / (double)d : 0.0);
     free(t), free(u);
     qt_design_free(des);
 }
@@ -98,6 +104,7 @@ static void exp_draw(struct exp *e, struct qt_rng *r, double N, double bg)
         e->signal[a] = creal(acc);
         tot += e->signal[a];
     }
+    e->inten = N / tot;
     for (size_t a = 0; a < e->m; a++) {
         e->signal[a] *= N / tot;
         e->beta[a] = bg * qt_rng_uniform(r) * N / (double)e->m;
@@ -203,7 +210,7 @@ static void test_background(void **state)
         struct exp e;
         size_t d = cases[k].d;
 
-        exp_init(&e, &r, &ws, cases[k].kind, d, d);
+        exp_init(&e, &r, &ws, cases[k].kind, d, 0);
         for (double N = 1e4; N <= 1.5e7; N *= 10.0) {
             double complex *rho = malloc(d * d * sizeof(*rho)), *rho0 = malloc(d * d * sizeof(*rho));
             double *zero = calloc(e.m, sizeof(double)), inten, inten0, gap, gap0, ll, ll0;
@@ -217,13 +224,14 @@ static void test_background(void **state)
             int rc = qt_mlebg(d, e.m, e.F, e.beta, e.y, &o, &ws, rho, &inten, &gap, &ll, &it);
             int rc0 = qt_mlebg(d, e.m, e.F, zero, e.y, &o, &ws, rho0, &inten0, &gap0, &ll0, &it0);
             double f = fidelity(&ws, d, e.rho, rho), f0 = fidelity(&ws, d, e.rho, rho0);
-            print_message("%s d=%zu N=%.0e: with beta F=%.8f gap %.2e (%u it, rc %d, I/N=%.5f); "
+            print_message("%s d=%zu N=%.0e: with beta F=%.8f gap %.2e (%u it, rc %d, I^/I %.6f); "
                           "beta ignored F=%.8f gap %.2e (%u it)\n",
-                          k < 2 ? "mub" : "pauli", d, N, f, gap, it, rc, inten / N, f0, gap0, it0);
+                          k < 2 ? "mub" : "pauli", d, N, f, gap, it, rc, inten / e.inten, f0, gap0, it0);
             assert_true(rc == 0 || rc == QT_ENOCONV);
             assert_true(rc0 == 0 || rc0 == QT_ENOCONV);
             assert_true(gap <= 1e-8);
             assert_true(gap0 <= 1e-8);
+            assert_true(fabs(inten / e.inten - 1.0) < 10.0 / sqrt(N));
             if (N > 5e6) {
                 assert_true(f >= 0.9999);
                 assert_true(1.0 - f0 > 3.0 * (1.0 - f)); /* the biased fit is visibly worse */
@@ -299,14 +307,21 @@ static void test_pure_state(void **state)
         size_t d = k ? 4 : 2;
         double complex *rho = malloc(d * d * sizeof(*rho));
         double inten, gap, ll;
-        unsigned it;
+        unsigned it, it0;
 
         assert_non_null(rho);
         exp_init(&e, &r, &ws, k ? QT_DESIGN_PAULI : QT_DESIGN_MUB, d, 1);
         exp_draw(&e, &r, 1e6, 0.01);
         int rc = qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it);
-        double f = fidelity(&ws, d, e.rho, rho);
-        print_message("pure d=%zu: rc %d gap %.3g, %u iterations, F = %.8f\n", d, rc, gap, it, f);
+        double f = fidelity(&ws, d, e.rho, rho), *zero = calloc(e.m, sizeof(double)), g0;
+        assert_non_null(zero);
+        assert_int_equal(qt_mlebg(d, e.m, e.F, zero, e.y, NULL, &ws, rho, &inten, &g0, &ll, &it0), 0);
+        double f0 = fidelity(&ws, d, e.rho, rho);
+        print_message("pure d=%zu: rc %d gap %.3g, %u iterations, F = %.8f (ignoring beta: F = "
+                      "%.8f, gap %.3g, %u iterations)\n",
+                      d, rc, gap, it, f, f0, g0, it0);
+        assert_true(g0 <= 1e-8);
+        free(zero);
         assert_int_equal(rc, 0);
         assert_true(gap <= 1e-8);
         assert_true(f > 0.999);
@@ -339,6 +354,14 @@ static void test_refused(void **state)
     e.beta[2] = 0.5; /* a background makes it possible again */
     assert_int_equal(qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it), 0);
     assert_true(gap <= 1e-10 * sum(e.m, e.y));
+    struct qt_mlebg_opts o;
+    qt_mlebg_opts_init(&o);
+    o.max_iter = 1; /* not certified: reported, outputs still set */
+    gap = NAN;
+    assert_int_equal(qt_mlebg(d, e.m, e.F, e.beta, e.y, &o, &ws, rho, &inten, &gap, &ll, &it),
+                     QT_ENOCONV);
+    assert_true(gap > 1e-10 * sum(e.m, e.y) && isfinite(gap));
+    qt_assert_close(creal(rho[0] + rho[3]), 1.0, 0.0, 1e-12);
     e.y[0] = -1.0;
     assert_int_equal(qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it), -EDOM);
     e.y[0] = 1.0, e.beta[1] = NAN;
