@@ -150,7 +150,8 @@ static int gap_at(const struct bgw *W, struct qt_ws *ws, const double complex *F
     struct qt_ws_mark mark = qt_ws_mark(ws);
     size_t d = W->d, ds = W->ds, m = W->m, dd = d * d;
     double complex *c = qt_ws_alloc_n(ws, m, sizeof(*c));
-    double complex *G = qt_ws_alloc_n(ws, dd, sizeof(*G)), *T = qt_ws_alloc_n(ws, d * ds, sizeof(*T));
+    double complex *G = qt_ws_alloc_n(ws, dd, sizeof(*G)),
+                   *T = qt_ws_alloc_n(ws, d * ds, sizeof(*T));
     double complex *Gw = qt_ws_alloc_n(ws, ds * ds, sizeof(*Gw));
     double *lam = qt_ws_alloc_n(ws, ds, sizeof(double));
     long double inner = 0.0L, ll = 0.0L;
@@ -319,8 +320,8 @@ static double bg_phi(void *ctx, const double *q, double *d1, double *d2)
 
 /* The certificate per count from the solver's G = TRACE_CAP blockdiag(-G~, 0) and q:
  * lambda_max(G~)_+ - sum_a (w_a - p_a) q_a / p_a. */
-static int gap_newton(struct bgctx *c, struct qt_ws *ws, const double *q,
-                      const double complex *G, double *ret)
+static int gap_newton(struct bgctx *c, struct qt_ws *ws, const double *q, const double complex *G,
+                      double *ret)
 {
     size_t ds = c->W->ds, n = c->n;
     double inner = 0.0, lmax;
@@ -396,8 +397,8 @@ static int solve(const struct bgw *W, struct qt_ws *ws, const double *beta, cons
     double complex *om0 = qt_ws_alloc_n(ws, n * n, sizeof(*om0));
     double complex *om = qt_ws_alloc_n(ws, n * n, sizeof(*om));
     double complex *T = qt_ws_alloc_n(ws, d * ds, sizeof(*T));
-    struct bgctx c = {W, n, w, bp, NULL, NULL, NULL, NULL, NULL, o->gap_tol, INFINITY, 0, 0,
-                      INFINITY};
+    struct bgctx c = {W,    n,    w,          bp,       NULL, NULL, NULL,
+                      NULL, NULL, o->gap_tol, INFINITY, 0,    0,    INFINITY};
     struct qt_newton_problem pb = {n, m, &c, bg_forward, bg_adjoint, bg_phi, bg_converged};
     struct qt_newton_result nr;
     int r;
@@ -473,8 +474,9 @@ static int newton_step(struct qt_ws *ws, size_t d, size_t m, const double comple
 {
     struct qt_ws_mark mark = qt_ws_mark(ws);
     size_t dd = d * d;
-    double *A = qt_ws_alloc_n(ws, m * dd, sizeof(double)), *Hs = qt_ws_alloc_n(ws, dd * dd, 8);
-    double *g = qt_ws_alloc_n(ws, dd, sizeof(double)), *lam = qt_ws_alloc_n(ws, d, 8);
+    double *A = qt_ws_alloc_n(ws, m * dd, sizeof(double)),
+           *Hs = qt_ws_alloc_n(ws, dd * dd, sizeof(double));
+    double *g = qt_ws_alloc_n(ws, dd, sizeof(double)), *lam = qt_ws_alloc_n(ws, d, sizeof(double));
     double *sw = qt_ws_alloc_n(ws, m, sizeof(double));
     long double *c = qt_ws_alloc_n(ws, m, sizeof(long double));
     double complex *T = qt_ws_alloc_n(ws, dd, sizeof(*T));
@@ -519,8 +521,8 @@ out:
 
 /* Up to three polishing steps while they lower the certificate; sigma and *gap, *ll updated. */
 static int polish(const struct bgw *W, struct qt_ws *ws, const double complex *F,
-                  const double *beta, const double *y, double Y, double complex *sigma,
-                  double *gap, double *ll)
+                  const double *beta, const double *y, double Y, double complex *sigma, double *gap,
+                  double *ll)
 {
     struct qt_ws_mark mark = qt_ws_mark(ws);
     size_t d = W->d;

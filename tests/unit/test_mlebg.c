@@ -141,7 +141,8 @@ static void test_agrees_with_mle(void **state)
     static const struct {
         enum qt_design_kind kind;
         size_t d;
-    } cases[] = {{QT_DESIGN_MUB, 2}, {QT_DESIGN_MUB, 4}, {QT_DESIGN_PAULI, 2}, {QT_DESIGN_PAULI, 4}};
+    } cases[] = {
+        {QT_DESIGN_MUB, 2}, {QT_DESIGN_MUB, 4}, {QT_DESIGN_PAULI, 2}, {QT_DESIGN_PAULI, 4}};
     struct qt_ws ws = QT_WS_INIT;
     struct qt_rng r;
     struct qt_mlebg_opts o;
@@ -199,7 +200,8 @@ static void test_background(void **state)
     static const struct {
         enum qt_design_kind kind;
         size_t d;
-    } cases[] = {{QT_DESIGN_MUB, 2}, {QT_DESIGN_MUB, 4}, {QT_DESIGN_PAULI, 2}, {QT_DESIGN_PAULI, 4}};
+    } cases[] = {
+        {QT_DESIGN_MUB, 2}, {QT_DESIGN_MUB, 4}, {QT_DESIGN_PAULI, 2}, {QT_DESIGN_PAULI, 4}};
     struct qt_ws ws = QT_WS_INIT;
     struct qt_rng r;
     struct qt_mlebg_opts o;
@@ -212,7 +214,8 @@ static void test_background(void **state)
 
         exp_init(&e, &r, &ws, cases[k].kind, d, 0);
         for (double N = 1e4; N <= 1.5e7; N *= 10.0) {
-            double complex *rho = malloc(d * d * sizeof(*rho)), *rho0 = malloc(d * d * sizeof(*rho));
+            double complex *rho = malloc(d * d * sizeof(*rho)),
+                           *rho0 = malloc(d * d * sizeof(*rho));
             double *zero = calloc(e.m, sizeof(double)), inten, inten0, gap, gap0, ll, ll0;
             unsigned it, it0;
 
@@ -226,7 +229,8 @@ static void test_background(void **state)
             double f = fidelity(&ws, d, e.rho, rho), f0 = fidelity(&ws, d, e.rho, rho0);
             print_message("%s d=%zu N=%.0e: with beta F=%.8f gap %.2e (%u it, rc %d, I^/I %.6f); "
                           "beta ignored F=%.8f gap %.2e (%u it)\n",
-                          k < 2 ? "mub" : "pauli", d, N, f, gap, it, rc, inten / e.inten, f0, gap0, it0);
+                          k < 2 ? "mub" : "pauli", d, N, f, gap, it, rc, inten / e.inten, f0, gap0,
+                          it0);
             assert_true(rc == 0 || rc == QT_ENOCONV);
             assert_true(rc0 == 0 || rc0 == QT_ENOCONV);
             assert_true(gap <= 1e-8);
@@ -315,7 +319,8 @@ static void test_pure_state(void **state)
         int rc = qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it);
         double f = fidelity(&ws, d, e.rho, rho), *zero = calloc(e.m, sizeof(double)), g0;
         assert_non_null(zero);
-        assert_int_equal(qt_mlebg(d, e.m, e.F, zero, e.y, NULL, &ws, rho, &inten, &g0, &ll, &it0), 0);
+        assert_int_equal(qt_mlebg(d, e.m, e.F, zero, e.y, NULL, &ws, rho, &inten, &g0, &ll, &it0),
+                         0);
         double f0 = fidelity(&ws, d, e.rho, rho);
         print_message("pure d=%zu: rc %d gap %.3g, %u iterations, F = %.8f (ignoring beta: F = "
                       "%.8f, gap %.3g, %u iterations)\n",
@@ -363,9 +368,11 @@ static void test_refused(void **state)
     assert_true(gap > 1e-10 * sum(e.m, e.y) && isfinite(gap));
     qt_assert_close(creal(rho[0] + rho[3]), 1.0, 0.0, 1e-12);
     e.y[0] = -1.0;
-    assert_int_equal(qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it), -EDOM);
+    assert_int_equal(qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it),
+                     -EDOM);
     e.y[0] = 1.0, e.beta[1] = NAN;
-    assert_int_equal(qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it), -EDOM);
+    assert_int_equal(qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it),
+                     -EDOM);
     e.beta[1] = 0.0;
     memset(e.y, 0, e.m * sizeof(double)); /* no counts: sigma = 0 */
     assert_int_equal(qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it), 0);
@@ -376,8 +383,10 @@ static void test_refused(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_agrees_with_mle),    cmocka_unit_test(test_background),
-    cmocka_unit_test(test_certificate_honest), cmocka_unit_test(test_pure_state),
+    cmocka_unit_test(test_agrees_with_mle),
+    cmocka_unit_test(test_background),
+    cmocka_unit_test(test_certificate_honest),
+    cmocka_unit_test(test_pure_state),
     cmocka_unit_test(test_refused),
 };
 
