@@ -427,12 +427,14 @@ static int solve(const struct bgw *W, struct qt_ws *ws, const double *beta, cons
     return 0;
 }
 
-/* Polishing in the original coordinates (d <= POLISH_MAX_D): one Newton step of L over the
- * Hermitian matrices from sigma, with the gradient in extended precision. The solver works on
- * the whitened elements, rounded once, so its optimum is that of a model a few eps away, and
- * the first-order certificate sees that as a gap of ~10 eps Y (1e-8 at 10^7 counts); one step
- * on the exact model removes it. Interior optima only: a step that leaves the PSD cone is not
- * taken (nor one that does not lower the certificate). */
+/* Polishing in the original coordinates (d <= POLISH_MAX_D). The solver works on the whitened
+ * elements, rounded once, so its optimum is that of a model a few eps away, and the first-order
+ * certificate sees that as a gap of ~10 eps Y (1e-8 at 10^7 counts). Newton steps of L on the
+ * exact model, with the gradient in extended precision, remove it: over all Hermitian
+ * matrices for an interior optimum, and over the face {V S V^H : S >= 0} of the cone for a
+ * rank-deficient one (V = the eigenvectors of sigma above a relative threshold; a few
+ * thresholds are tried). A step is kept only when it stays PSD and lowers the certificate, so
+ * polishing never makes the result worse. */
 #define POLISH_MAX_D 16
 
 /* Real coordinates of a Hermitian X: X_ii; X_ij + X_ji; and the antisymmetric imaginary pair
@@ -467,86 +469,148 @@ static void add_step(size_t d, const double *delta, double complex *sigma)
     }
 }
 
-/* sigma_new = sigma + Newton step; returns 1 when no step could be made. */
+/* One Newton step of L over the face of V (d x r, orthonormal columns): S = V^H sigma V,
+ * S_new = S + argmax of the quadratic model, snew = V S_new V^H. Returns 1 when no PSD step
+ * could be made. */
 static int newton_step(struct qt_ws *ws, size_t d, size_t m, const double complex *F,
-                       const double *beta, const double *y, const double complex *sigma,
-                       double complex *snew)
+                       const double *beta, const double *y, const double complex *V, size_t r,
+                       const double complex *sigma, double complex *snew)
 {
     struct qt_ws_mark mark = qt_ws_mark(ws);
-    size_t dd = d * d;
-    double *A = qt_ws_alloc_n(ws, m * dd, sizeof(double)),
-           *Hs = qt_ws_alloc_n(ws, dd * dd, sizeof(double));
-    double *g = qt_ws_alloc_n(ws, dd, sizeof(double)), *lam = qt_ws_alloc_n(ws, d, sizeof(double));
+    size_t dd = d * d, rr = r * r;
+    double *A = qt_ws_alloc_n(ws, m * rr, sizeof(double));
+    double *Hs = qt_ws_alloc_n(ws, rr * rr, sizeof(double));
+    double *g = qt_ws_alloc_n(ws, rr, sizeof(double)), *lam = qt_ws_alloc_n(ws, r, sizeof(double));
     double *sw = qt_ws_alloc_n(ws, m, sizeof(double));
     long double *c = qt_ws_alloc_n(ws, m, sizeof(long double));
-    double complex *T = qt_ws_alloc_n(ws, dd, sizeof(*T));
-    int r = -ENOMEM;
+    double complex *S = qt_ws_alloc_n(ws, rr, sizeof(*S)),
+                   *T = qt_ws_alloc_n(ws, d * r, sizeof(*T));
+    double complex *Fv = qt_ws_alloc_n(ws, rr, sizeof(*Fv));
+    int ret = -ENOMEM;
 
-    if (!A || !Hs || !g || !lam || !sw || !c || !T)
+    if (!A || !Hs || !g || !lam || !sw || !c || !S || !T || !Fv)
         goto out;
-    r = 1;
+    /* S = V^H sigma V and the projected sigma, V S V^H, in snew. */
+    qt_zgemm('N', 'N', d, r, d, 1.0, sigma, d, V, d, 0.0, T, d);
+    qt_zgemm('C', 'N', r, r, d, 1.0, V, d, T, d, 0.0, S, r);
+    qt_mat_hermitise(r, S, S);
+    qt_zgemm('N', 'N', d, r, r, 1.0, V, d, S, r, 0.0, T, d);
+    qt_zgemm('N', 'C', d, d, r, 1.0, T, d, V, d, 0.0, snew, d);
+    qt_mat_hermitise(d, snew, snew);
+    ret = 1;
     for (size_t a = 0; a < m; a++) {
-        long double mu = trace_ld(dd, F + dd * a, sigma) + beta[a];
+        long double mu = trace_ld(dd, F + dd * a, snew) + beta[a];
 
-        coords(d, F + dd * a, A + a, m);
+        qt_zgemm('N', 'N', d, r, d, 1.0, F + dd * a, d, V, d, 0.0, T, d);
+        qt_zgemm('C', 'N', r, r, d, 1.0, V, d, T, d, 0.0, Fv, r);
+        qt_mat_hermitise(r, Fv, Fv);
+        coords(r, Fv, A + a, m);
         if (y[a] > 0.0 && !(mu > 0.0L))
             goto out;
         c[a] = y[a] > 0.0 ? (y[a] - mu) / mu : -1.0L;
         sw[a] = y[a] > 0.0 ? (double)(sqrtl(y[a]) / mu) : 0.0;
     }
-    for (size_t k = 0; k < dd; k++) {
+    for (size_t k = 0; k < rr; k++) {
         long double acc = 0.0L;
 
         for (size_t a = 0; a < m; a++)
             acc += c[a] * A[a + m * k];
         g[k] = (double)acc;
     }
-    for (size_t k = 0; k < dd; k++) /* Hs = A^T diag(y / mu^2) A, through sqrt weights */
+    for (size_t k = 0; k < rr; k++) /* Hs = A^T diag(y / mu^2) A, through sqrt weights */
         for (size_t a = 0; a < m; a++)
             A[a + m * k] *= sw[a];
-    qt_dgemm('T', 'N', dd, dd, m, 1.0, A, m, A, m, 0.0, Hs, dd);
-    if (qt_dposv(dd, 1, Hs, dd, g, dd) != 0)
-        goto out; /* the map is not injective: no unique Newton step */
-    memcpy(snew, sigma, dd * sizeof(*snew));
-    add_step(d, g, snew);
+    qt_dgemm('T', 'N', rr, rr, m, 1.0, A, m, A, m, 0.0, Hs, rr);
+    if (qt_dposv(rr, 1, Hs, rr, g, rr) != 0)
+        goto out; /* the map is not injective on the face: no unique Newton step */
+    add_step(r, g, S);
+    qt_mat_hermitise(r, S, S);
+    qt_zgemm('N', 'N', d, r, r, 1.0, V, d, S, r, 0.0, T, d);
+    qt_zgemm('N', 'C', d, d, r, 1.0, T, d, V, d, 0.0, snew, d);
     qt_mat_hermitise(d, snew, snew);
-    memcpy(T, snew, dd * sizeof(*T));
-    r = qt_zheev(ws, false, d, T, d, lam);
-    if (r >= 0)
-        r = lam[0] >= 0.0 ? 0 : 1;
+    ret = qt_zheev(ws, false, r, S, r, lam);
+    if (ret >= 0)
+        ret = lam[0] >= 0.0 ? 0 : 1;
 out:
     qt_ws_release(ws, mark);
-    return r;
+    return ret;
 }
 
-/* Up to three polishing steps while they lower the certificate; sigma and *gap, *ll updated. */
+/* Up to three Newton steps on the face of V (the last r columns of U), starting from sigma,
+ * while they lower the certificate; the best point goes to best / *gap / *ll. */
+static int polish_face(const struct bgw *W, struct qt_ws *ws, const double complex *F,
+                       const double *beta, const double *y, double Y, const double complex *V,
+                       size_t r, const double complex *sigma, double complex *best, double *gap,
+                       double *ll)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    size_t dd = W->d * W->d;
+    double complex *cur = qt_ws_alloc_n(ws, dd, sizeof(*cur));
+    double complex *sn = qt_ws_alloc_n(ws, dd, sizeof(*sn));
+    double cg = INFINITY;
+    int ret = 0;
+
+    if (!cur || !sn)
+        ret = -ENOMEM;
+    else
+        memcpy(cur, sigma, dd * sizeof(*cur));
+    for (int k = 0; ret >= 0 && k < 3; k++) {
+        double g2, ll2;
+
+        ret = newton_step(ws, W->d, W->m, F, beta, y, V, r, cur, sn);
+        if (ret != 0)
+            break;
+        ret = refine_scale(ws, W->d, W->m, F, beta, y, sn);
+        if (ret >= 0)
+            ret = gap_at(W, ws, F, beta, y, Y, sn, &g2, &ll2);
+        if (ret < 0 || !(g2 < cg))
+            break;
+        cg = g2;
+        memcpy(cur, sn, dd * sizeof(*cur));
+        if (g2 < *gap) {
+            memcpy(best, sn, dd * sizeof(*sn));
+            *gap = g2, *ll = ll2;
+        }
+    }
+    qt_ws_release(ws, mark);
+    return ret < 0 ? ret : 0;
+}
+
+/* The polishing above, over the full space and the faces of sigma's leading eigenvectors. */
 static int polish(const struct bgw *W, struct qt_ws *ws, const double complex *F,
                   const double *beta, const double *y, double Y, double complex *sigma, double *gap,
                   double *ll)
 {
+    static const double tau[] = {0.0, 1e-12, 1e-9, 1e-6, 1e-3};
     struct qt_ws_mark mark = qt_ws_mark(ws);
-    size_t d = W->d;
-    double complex *sn = qt_ws_alloc_n(ws, d * d, sizeof(*sn));
-    int r = 0;
+    size_t d = W->d, last = 0;
+    double complex *U = qt_ws_alloc_n(ws, d * d, sizeof(*U));
+    double complex *s0 = qt_ws_alloc_n(ws, d * d, sizeof(*s0));
+    double *lam = qt_ws_alloc_n(ws, d, sizeof(double));
+    int ret = 0;
 
-    if (!sn)
-        r = -ENOMEM;
-    for (int k = 0; r >= 0 && k < 3 && d <= POLISH_MAX_D && *gap > 0.0; k++) {
-        double g2, ll2;
-
-        r = newton_step(ws, d, W->m, F, beta, y, sigma, sn);
-        if (r != 0)
-            break;
-        r = refine_scale(ws, d, W->m, F, beta, y, sn);
-        if (r >= 0)
-            r = gap_at(W, ws, F, beta, y, Y, sn, &g2, &ll2);
-        if (r < 0 || !(g2 < *gap))
-            break;
-        memcpy(sigma, sn, d * d * sizeof(*sn));
-        *gap = g2, *ll = ll2;
+    if (d > POLISH_MAX_D)
+        goto out;
+    if (!U || !s0 || !lam) {
+        ret = -ENOMEM;
+        goto out;
     }
+    memcpy(s0, sigma, d * d * sizeof(*s0));
+    memcpy(U, sigma, d * d * sizeof(*U));
+    ret = qt_zheev(ws, true, d, U, d, lam);
+    for (size_t k = 0; ret >= 0 && k < sizeof(tau) / sizeof(tau[0]); k++) {
+        size_t r = 0;
+
+        for (size_t i = 0; i < d; i++)
+            r += tau[k] == 0.0 || lam[i] > tau[k] * lam[d - 1];
+        if (r == 0 || r == last)
+            continue;
+        last = r;
+        ret = polish_face(W, ws, F, beta, y, Y, U + d * (d - r), r, s0, sigma, gap, ll);
+    }
+out:
     qt_ws_release(ws, mark);
-    return r < 0 ? r : 0;
+    return ret < 0 ? ret : 0;
 }
 
 int qt_mlebg(size_t d, size_t m, const double complex *F, const double *beta, const double *y,

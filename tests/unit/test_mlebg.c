@@ -207,12 +207,12 @@ static void test_background(void **state)
     struct qt_mlebg_opts o;
 
     (void)state;
-    qt_rng_seed(&r, 1802);
-    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+    for (size_t k = 0; k < 3 * sizeof(cases) / sizeof(cases[0]); k++) {
         struct exp e;
-        size_t d = cases[k].d;
+        size_t kc = k % (sizeof(cases) / sizeof(cases[0])), d = cases[kc].d;
 
-        exp_init(&e, &r, &ws, cases[k].kind, d, 0);
+        qt_rng_seed(&r, 1802 + k);
+        exp_init(&e, &r, &ws, cases[kc].kind, d, 0);
         for (double N = 1e4; N <= 1.5e7; N *= 10.0) {
             double complex *rho = malloc(d * d * sizeof(*rho)),
                            *rho0 = malloc(d * d * sizeof(*rho));
@@ -229,7 +229,7 @@ static void test_background(void **state)
             double f = fidelity(&ws, d, e.rho, rho), f0 = fidelity(&ws, d, e.rho, rho0);
             print_message("%s d=%zu N=%.0e: with beta F=%.8f gap %.2e (%u it, rc %d, I^/I %.6f); "
                           "beta ignored F=%.8f gap %.2e (%u it)\n",
-                          k < 2 ? "mub" : "pauli", d, N, f, gap, it, rc, inten / e.inten, f0, gap0,
+                          kc < 2 ? "mub" : "pauli", d, N, f, gap, it, rc, inten / e.inten, f0, gap0,
                           it0);
             assert_true(rc == 0 || rc == QT_ENOCONV);
             assert_true(rc0 == 0 || rc0 == QT_ENOCONV);
@@ -306,25 +306,27 @@ static void test_pure_state(void **state)
 
     (void)state;
     qt_rng_seed(&r, 1804);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         struct exp e;
-        size_t d = k ? 4 : 2;
+        size_t d = k % 2 ? 4 : 2;
+        double N = k < 2 ? 1e6 : 1e7;
         double complex *rho = malloc(d * d * sizeof(*rho));
         double inten, gap, ll;
         unsigned it, it0;
 
         assert_non_null(rho);
-        exp_init(&e, &r, &ws, k ? QT_DESIGN_PAULI : QT_DESIGN_MUB, d, 1);
-        exp_draw(&e, &r, 1e6, 0.01);
+        exp_init(&e, &r, &ws, k % 2 ? QT_DESIGN_PAULI : QT_DESIGN_MUB, d, 1);
+        exp_draw(&e, &r, N, 0.01);
         int rc = qt_mlebg(d, e.m, e.F, e.beta, e.y, NULL, &ws, rho, &inten, &gap, &ll, &it);
         double f = fidelity(&ws, d, e.rho, rho), *zero = calloc(e.m, sizeof(double)), g0;
         assert_non_null(zero);
         assert_int_equal(qt_mlebg(d, e.m, e.F, zero, e.y, NULL, &ws, rho, &inten, &g0, &ll, &it0),
                          0);
         double f0 = fidelity(&ws, d, e.rho, rho);
-        print_message("pure d=%zu: rc %d gap %.3g, %u iterations, F = %.8f (ignoring beta: F = "
-                      "%.8f, gap %.3g, %u iterations)\n",
-                      d, rc, gap, it, f, f0, g0, it0);
+        print_message(
+            "pure d=%zu N=%.0e: rc %d gap %.3g, %u iterations, F = %.8f (ignoring beta: F = "
+            "%.8f, gap %.3g, %u iterations)\n",
+            d, N, rc, gap, it, f, f0, g0, it0);
         assert_true(g0 <= 1e-8);
         free(zero);
         assert_int_equal(rc, 0);
