@@ -656,8 +656,19 @@ int qt_mlebg(size_t d, size_t m, const double complex *F, const double *beta, co
         goto out;
     for (size_t i = 0; i < d; i++)
         tr += creal(sigma[i + d * i]);
+    if (!(tr > 0.0)) { /* the backgrounds explain the data: sigma^ = 0 */
+        tr = 0.0;
+        maximally_mixed(d, rho);
+    } else {
+        for (size_t i = 0; i < d * d; i++)
+            rho[i] = sigma[i] / tr;
+    }
+    /* The certificate of the point as reported, intensity * rho (rounding apart from sigma). */
     for (size_t i = 0; i < d * d; i++)
-        rho[i] = sigma[i] / tr;
+        sigma[i] = tr * rho[i];
+    r = gap_at(&W, ws, F, beta, y, Y, sigma, &g, &ll);
+    if (r < 0)
+        goto out;
     r = g <= o->gap_tol * Y ? 0 : QT_ENOCONV;
 done:
     if (intensity)
