@@ -1953,5 +1953,97 @@ class QtomoctlTest(unittest.TestCase):
                 for n in ("amplitudes", "phases_pi", "eigenvalues"):
                     self.assertEqual(list(h["spectral/" + n][k]), sp[n], n)
 
+    # ---- detector models (--detector) ----
+
+    def test_detector_daemon_equals_local(self):
+        # A detector model makes the run's design its effective design (custom, uploaded by
+        # design.put): records through the daemon and --local are the same bytes and name the
+        # model; {} is no detector at all; bad files and unsupported combinations are refused
+        # with the field named; --resume refuses another detector file.
+        d = self.start()
+        k = 16
+        cross = [[0.98 if a == b else 0.02 / (k - 1) for b in range(k)] for a in range(k)]
+        det = {"efficiencies": [0.7 + 0.3 * ((5 * a) % 7) / 6 for a in range(k)],
+               "crosstalk": [cross], "setting_intensity": [1.1]}
+        dpath = self.path("det.json")
+        with open(dpath, "w") as f:
+            json.dump(det, f)
+        recs = self.daemon_equals_local(d, BELL4, 4, "--method", "linear,mle,rhor",
+                                        "--detector", dpath)
+        ids = {(r["design"], r["design_id"], r["detector"]) for r in recs}
+        self.assertEqual(len(ids), 1)
+        design, did, detid = ids.pop()
+        self.assertEqual(design, "custom")
+        self.assertRegex(did, r"^custom-[0-9a-f]{32}$")
+        self.assertRegex(detid, r"^det-[0-9a-f]{32}$")
+        self.assertTrue(all(r["status"] == "ok" for r in recs))
+        with open(self.path("bell_nopovm_d4.csv.daemon", "run.json")) as f:
+            opts = json.load(f)["options"]
+        self.assertEqual(opts["detector"], {"path": dpath, "sha256": sha256(dpath), "id": detid})
+        # The model changes the estimate.
+        plain = local("reconstruct", BELL4, "--local", "--json", "--method", "linear")
+        self.assertExit(plain, 0, "without a detector")
+        self.assertNotEqual(json.loads(plain.stdout.splitlines()[0])["rho"], recs[0]["rho"])
+        # --resume with another detector file is refused and keeps the records.
+        out = self.path("bell_nopovm_d4.csv.local")
+        with open(os.path.join(out, "records.jsonl"), "rb") as f:
+            before = f.read()
+        det2 = dict(det, setting_intensity=[1.0])
+        d2 = self.path("det2.json")
+        with open(d2, "w") as f:
+            json.dump(det2, f)
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--method", "linear,mle,rhor",
+                  "--detector", d2, "--resume")
+        self.assertRefusedKeepsRecords(p, out, before, "another detector file")
+        # {} is the identity: records equal to those without a detector, for a custom design
+        # (the zero-group sample fails alike) and for a built-in one, daemon and --local.
+        empty = self.path("empty.json")
+        with open(empty, "w") as f:
+            f.write("{}")
+        cdes, cpath = self.path("pauli6.json"), self.path("pauli6.csv")
+        with open(cdes, "w") as f:
+            json.dump(PAULI6, f)
+        write_columns(cpath, pauli6_columns(8, int))
+        for args, code in (((cpath, "--design-file", cdes), 1), ((BELL4,), 0)):
+            for run in (lambda *a: ctl("-s", d.sock, *a), lambda *a: local(*a, "--local")):
+                a = run("reconstruct", *args, "--json", "--method", "linear,mle")
+                b = run("reconstruct", *args, "--json", "--method", "linear,mle",
+                        "--detector", empty)
+                self.assertExit(a, code, "without a detector")
+                self.assertExit(b, code, "--detector {}")
+                self.assertGreater(len(a.stdout), 0)
+                self.assertSameBytes(a.stdout, b.stdout, "--detector {} vs none")
+        # A background: linear only, subtracted before the estimate, daemon = --local.
+        bg = self.path("bg.json")
+        with open(bg, "w") as f:
+            json.dump({"background": [0.0] * 15 + [1e6], "efficiencies": det["efficiencies"]},
+                      f)
+        bell = self.path("bell_bg.csv")
+        shutil.copyfile(BELL4, bell)
+        recs = self.daemon_equals_local(d, bell, 4, "--method", "linear", "--detector", bg)
+        self.assertTrue(all("negative_input" in r.get("warnings", []) for r in recs))
+        p = local("reconstruct", BELL4, "--local", "--method", "linear,mle", "--detector", bg)
+        self.assertExit(p, 2, "background with mle")
+        self.assertIn(b"mle: a background needs the Poisson-background MLE (not built yet)",
+                      p.stderr)
+        # Bad files name the field and index.
+        for bad, msg in (({"efficiencies": [1] * 15 + [0]}, b"efficiencies[15] must be > 0"),
+                         ({"efficiencies": [1, 1]}, b"efficiencies has 2 values"),
+                         ({"background": [0] * 3 + [-1] + [0] * 12}, b"background[3]"),
+                         ({"crosstalk": [[[1, 0], [0, 1]]]}, b"crosstalk[0] is 2 x 2"),
+                         ({"setting_intensity": [1, 1]}, b"setting_intensity has 2 values"),
+                         ({"qubit_crosstalk": [[[1, 0], [0, 1]]]},
+                          b"qubit_crosstalk needs a pauli design"),
+                         ({"efficiency": [1]}, b"unknown key 'efficiency'")):
+            with open(self.path("bad.json"), "w") as f:
+                json.dump(bad, f)
+            p = ctl("-s", d.sock, "reconstruct", BELL4, "--detector", self.path("bad.json"))
+            self.assertExit(p, 2, "bad detector file %r" % bad)
+            self.assertIn(msg, p.stderr)
+        p = local("reconstruct", BELL4, "--local", "--method", "wls", "--detector", dpath)
+        self.assertExit(p, 2, "wls with unequal efficiencies")
+        self.assertIn(b"wls fits frequencies", p.stderr)
+        self.assertEqual(d.stop(), 0)
+
 if __name__ == "__main__":
     unittest.main()
