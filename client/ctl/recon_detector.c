@@ -78,6 +78,11 @@ static int effective(struct recon *rc, const struct qt_detector *det)
 
     if (r >= 0)
         r = qt_designfile_parse(text, len, &eff, &dg);
+    if (r == QT_ETOOBIG && !dg.msg[0])
+        (void)snprintf(dg.msg, sizeof(dg.msg),
+                       "%zu elements at d = %zu do not fit a design file (design.put) of at most "
+                       "%zu MiB; detector models support smaller designs for now",
+                       rc->des->m, rc->des->d, (size_t)(QT_DESIGNFILE_MAX_BYTES >> 20));
     if (r < 0) {
         qctl_err("detector file '%s': the effective design: %s", rc->detector_file,
                  dg.msg[0] ? dg.msg : qt_strerror(r));

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/qt_designfile.h"
+
 /* Bounds on counts read from the file before anything is allocated by them. */
 #define MAX_VALUES QT_DESIGN_MAX_OUTCOMES
 
@@ -254,10 +256,17 @@ int qt_detectorfile_design_json(const struct qt_design *des, const struct qt_det
                                 char **ret_text, size_t *ret_len)
 {
     size_t d = des->d, m = des->m;
-    double complex *E = malloc(m * d * d * sizeof(*E));
+    double complex *E;
     struct sbuf b = {0};
     char head[48];
-    int r = E ? qt_detector_elements(des, det, E) : -ENOMEM;
+    int r;
+
+    /* Every number takes at least two bytes ("0,"): refuse what cannot fit a design file
+     * before computing it (qt_designfile_parse checks the exact length). */
+    if (d > QT_DETECTOR_MAX_DIM || m * d * d > QT_DESIGNFILE_MAX_BYTES / 4)
+        return QT_ETOOBIG;
+    E = malloc(m * d * d * sizeof(*E));
+    r = E ? qt_detector_elements(des, det, E) : -ENOMEM;
 
     if (r >= 0) {
         (void)snprintf(head, sizeof(head), "{\"dim\": %zu, \"elements\": {\"re\": ", d);

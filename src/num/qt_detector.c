@@ -282,6 +282,30 @@ out:
     return r;
 }
 
+/* E_b (d x d column-major): from the ket or the stored element when the design has them, else
+ * as the adjoint of the unit vector (pauli, nopovm: structured maps). w is m zeros. */
+static int base_element(const struct qt_design *des, struct qt_ws *ws, size_t b, double *w,
+                        double complex *E)
+{
+    size_t d = des->d;
+    int r = 0;
+
+    if (des->kets) {
+        const double complex *k = des->kets + d * b;
+
+        for (size_t j = 0; j < d; j++)
+            for (size_t i = 0; i < d; i++)
+                E[i + d * j] = k[i] * conj(k[j]);
+    } else if (des->elems) {
+        memcpy(E, des->elems + d * d * b, d * d * sizeof(*E));
+    } else {
+        w[b] = 1.0;
+        r = qt_design_adjoint(des, ws, w, E);
+        w[b] = 0.0;
+    }
+    return r;
+}
+
 int qt_detector_elements(const struct qt_design *des, const struct qt_detector *det,
                          double complex *elems)
 {
@@ -303,9 +327,7 @@ int qt_detector_elements(const struct qt_design *des, const struct qt_detector *
         for (size_t lb = 0; lb < k && r == 0; lb++) {
             size_t b = idx[lb];
 
-            w[b] = 1.0;
-            r = qt_design_adjoint(des, &ws, w, E);
-            w[b] = 0.0;
+            r = base_element(des, &ws, b, w, E);
             for (size_t la = 0; la < k && r == 0; la++) {
                 double c = det->intensity[g] * C[la + k * lb] * det->eff[b];
                 double complex *out = elems + dd * idx[la];
@@ -350,6 +372,11 @@ int qt_detector_design(const struct qt_design *base, const struct qt_detector *d
     if (det->m != m || det->n_groups != base->n_groups)
         return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
                            "the detector model was checked against another design");
+    if (d > QT_DETECTOR_MAX_DIM)
+        return qt_diag_set(reterr, QT_EDIM, 0, 0,
+                           "a detector model makes a custom design, and custom designs need "
+                           "d <= %d (got d = %zu)",
+                           QT_DETECTOR_MAX_DIM, d);
     elems = malloc(m * d * d * sizeof(*elems));
     if (!elems)
         return -ENOMEM;

@@ -17,6 +17,9 @@
 #include "num/qt_design.h"
 #include "num/qt_result.h"
 
+/* Largest dimension of an effective design (that of custom designs). */
+#define QT_DETECTOR_MAX_DIM 64
+
 /* Crosstalk columns must sum to 1 within this, relative. */
 #define QT_DETECTOR_STOCH_TOL 1e-9
 
@@ -71,8 +74,8 @@ QT_NODISCARD int qt_detector_elements(const struct qt_design *des, const struct 
 
 /* The effective design: a custom design of the elements above, all outcomes in one group (see
  * the top of this file). Its id is the content id of custom designs, so it changes with the
- * model. Returns 0 or a qt_design_new_custom error (an effective element that is zero:
- * QT_ENOTPSD naming it). */
+ * model. Returns 0, QT_EDIM (d > QT_DETECTOR_MAX_DIM) or a qt_design_new_custom error (an
+ * effective element that is zero: QT_ENOTPSD naming it). */
 QT_NODISCARD int qt_detector_design(const struct qt_design *base, const struct qt_detector *det,
                                     struct qt_design **ret, struct qt_diag *reterr);
 
