@@ -48,6 +48,11 @@ static int fill_vec(const char *field, const double *src, size_t n_src, size_t n
         if (strict ? !(x > 0.0) : !(x >= 0.0))
             return qt_diag_set(reterr, QT_EOPTION, 0, 0, "%s[%zu] must be %s 0, got %g", field, i,
                                strict ? ">" : ">=", x);
+        /* Relative factors this far from 1 are typos, and their products would underflow or
+         * overflow in the effective elements. */
+        if (strict && !(x >= QT_DETECTOR_MIN_FACTOR && x <= 1.0 / QT_DETECTOR_MIN_FACTOR))
+            return qt_diag_set(reterr, QT_EOPTION, 0, 0, "%s[%zu] is %g, outside [%g, %g]", field,
+                               i, x, QT_DETECTOR_MIN_FACTOR, 1.0 / QT_DETECTOR_MIN_FACTOR);
         v[i] = x;
     }
     return 0;
@@ -352,9 +357,10 @@ int qt_detector_elements(const struct qt_design *des, const struct qt_detector *
         for (size_t i = 0; i < d; i++)
             tr += creal(elems[dd * a + i * d + i]);
     for (size_t i = 0; r == 0 && i < m * dd; i++) {
-        double complex z = elems[i] * ((double)d / tr);
+        double *z = (double *)&elems[i]; /* double complex is double[2] (C17 6.2.5p13) */
 
-        elems[i] = CMPLX(creal(z) + 0.0, cimag(z) + 0.0);
+        z[0] = z[0] * ((double)d / tr) + 0.0;
+        z[1] = z[1] * ((double)d / tr) + 0.0;
     }
     qt_ws_done(&ws);
     free(w);

@@ -20,17 +20,20 @@
 /* Largest dimension of an effective design (that of custom designs). */
 #define QT_DETECTOR_MAX_DIM 64
 
+/* Efficiencies and setting intensities must lie in [this, 1 / this]. */
+#define QT_DETECTOR_MIN_FACTOR 1e-9
+
 /* Crosstalk columns must sum to 1 within this, relative. */
 #define QT_DETECTOR_STOCH_TOL 1e-9
 
 /* A detector model as read from a file, not yet checked against a design. Every array is
  * optional (NULL: the default). Matrices are row-major, entry (a, b) = C_ab. */
 struct qt_detector_spec {
-    const double *efficiencies; /* n_eff values (eta, default 1) */
+    const double *efficiencies; /* n_eff values (eta, default 1; in [1e-9, 1e9]) */
     size_t n_eff;
     const double *background; /* n_bg values (beta, default 0) */
     size_t n_bg;
-    const double *intensity; /* n_int values (t_g, default 1) */
+    const double *intensity; /* n_int values (t_g, default 1; in [1e-9, 1e9]) */
     size_t n_int;
     const double *crosstalk; /* n_cross square matrices, sizes cross_k, concatenated */
     const size_t *cross_k;
