@@ -1980,6 +1980,13 @@ class QtomoctlTest(unittest.TestCase):
         with open(self.path("bell_nopovm_d4.csv.daemon", "run.json")) as f:
             opts = json.load(f)["options"]
         self.assertEqual(opts["detector"], {"path": dpath, "sha256": sha256(dpath), "id": detid})
+        h5dir = self.path("det_h5")
+        p = local("reconstruct", BELL4, "--local", "-o", h5dir, "--hdf5", "--method", "linear",
+                  "--detector", dpath)
+        self.assertExit(p, 0, "--detector --hdf5")
+        with h5py.File(os.path.join(h5dir, "results.h5"), "r") as h:
+            self.assertEqual(h.attrs["detector"], detid)
+            self.assertEqual(h.attrs["design_id"], did)
         # The model changes the estimate.
         plain = local("reconstruct", BELL4, "--local", "--json", "--method", "linear")
         self.assertExit(plain, 0, "without a detector")
