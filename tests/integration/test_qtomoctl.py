@@ -1980,6 +1980,12 @@ class QtomoctlTest(unittest.TestCase):
         with open(self.path("bell_nopovm_d4.csv.daemon", "run.json")) as f:
             opts = json.load(f)["options"]
         self.assertEqual(opts["detector"], {"path": dpath, "sha256": sha256(dpath), "id": detid})
+        # Error bars resample the counts under the effective design, alike both ways.
+        boot = self.path("bell_boot.csv")
+        shutil.copyfile(BELL4, boot)
+        recs = self.daemon_equals_local(d, boot, 4, "--method", "linear,mle", "--detector",
+                                        dpath, "--bootstrap", "20", "--seed", "7")
+        self.assertTrue(all("metrics" in r["uncertainty"] for r in recs))
         h5dir = self.path("det_h5")
         p = local("reconstruct", BELL4, "--local", "-o", h5dir, "--hdf5", "--method", "linear",
                   "--detector", dpath)
