@@ -12,6 +12,7 @@
 #include "io/qt_csv.h"
 #include "num/qt_bootstrap.h"
 #include "num/qt_design.h"
+#include "num/qt_detector.h"
 #include "num/qt_estimate.h"
 #include "plot_run.h"
 #include "qctl.h"
@@ -39,6 +40,7 @@ struct recon {
     char *design_text;  /* custom: the file, for design.put */
     size_t design_len;
     struct qt_design *des; /* local runs, and custom designs (parsed for checks and the id) */
+    struct qt_detector *det; /* --live with a background: the model, for each line */
     double complex *target;
     size_t first, last;  /* 0-based inclusive column range */
     char input_sha256[65];

@@ -2,8 +2,9 @@
  * A model that is the identity ({} or only default values) leaves the run exactly as without
  * it. Any other model replaces the design by its effective design, a custom design that both
  * --local and the daemon (through design.put of its design file) build from the same text, so
- * their records are the same bits; backgrounds are subtracted here, from the input, before
- * the linear estimate (the only method that takes them so far). */
+ * their records are the same bits; backgrounds are subtracted here, from the input (--live:
+ * from every line, by run_live), before the linear estimate (the only method that takes them so
+ * far). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +58,8 @@ static int base_design(struct recon *rc)
     if (rc->des)
         return 0;
     if (rc->kind < 0 || !rc->d) {
-        qctl_err("--detector needs the design and dimension (give --design and --dim)");
+        qctl_err("--detector needs the design and its dimension before the data (with --live: "
+                 "give --design and --dim)");
         return -1;
     }
     r = qt_design_new((enum qt_design_kind)rc->kind, rc->d, &rc->des, &dg);
@@ -110,10 +112,6 @@ int qctl_recon_detector(struct recon *rc)
 
     if (!rc->detector_file)
         return 0;
-    if (rc->live) {
-        qctl_err("--detector does not work with --live yet; reconstruct a file");
-        return -1;
-    }
     if (base_design(rc) < 0)
         return -1;
     r = qctl_read_file(rc->detector_file, QT_DETECTORFILE_MAX_BYTES, &buf, &len);
@@ -147,8 +145,12 @@ int qctl_recon_detector(struct recon *rc)
     if (r < 0)
         goto out;
     (void)snprintf(rc->detector_id, sizeof(rc->detector_id), "%s", det->id);
-    if (det->has_background)
+    if (det->has_background && !rc->live)
         subtract_background(rc, det);
+    if (det->has_background && rc->live) { /* run_live subtracts it from every line */
+        rc->det = det;
+        det = NULL;
+    }
 out:
     qt_detector_free(det);
     return r < 0 ? -1 : 0;

@@ -2035,6 +2035,26 @@ class QtomoctlTest(unittest.TestCase):
         shutil.copyfile(BELL4, bell)
         recs = self.daemon_equals_local(d, bell, 4, "--method", "linear", "--detector", bg)
         self.assertTrue(all("negative_input" in r.get("warnings", []) for r in recs))
+        # --live: the same model on every line (background subtracted per line), daemon =
+        # --local, and the same estimates as the file's up to the batched inversion's rounding.
+        data = ("\n".join(",".join(c) for c in read_columns(BELL4, str)) + "\n").encode()
+        live = ("reconstruct", "--live", "--json", "--design", "nopovm", "--dim", "4",
+                "--method", "linear", "--detector", bg)
+        a = ctl("-s", d.sock, *live, input=data)
+        b = local(*live, "--local", input=data)
+        self.assertExit(a, 0, "daemon --live --detector")
+        self.assertExit(b, 0, "--local --live --detector")
+        self.assertSameBytes(a.stdout, b.stdout, "--live --detector records")
+        lrecs = [json.loads(x) for x in a.stdout.splitlines()]
+        self.assertEqual(len(lrecs), len(recs))
+        for x, y in zip(lrecs, recs):
+            self.assertEqual((x["detector"], x["design_id"]), (y["detector"], y["design_id"]))
+            for rx, ry in zip(x["rho"]["re"] + x["rho"]["im"], y["rho"]["re"] + y["rho"]["im"]):
+                for u, v in zip(rx, ry):
+                    self.assertAlmostEqual(u, v, delta=1e-12)
+        p = local("reconstruct", "--live", "--local", "--detector", bg, input=data)
+        self.assertExit(p, 2, "--live --detector without --design")
+        self.assertIn(b"give --design and --dim", p.stderr)
         p = local("reconstruct", BELL4, "--local", "--method", "linear,mle", "--detector", bg)
         self.assertExit(p, 2, "background with mle")
         self.assertIn(b"mle: a background needs the Poisson-background MLE (not built yet)",
