@@ -88,8 +88,19 @@ static int read_matrices(json_t *root, const char *key, size_t fixed_k, double *
         if (fixed_k && k != fixed_k)
             return qt_diag_set(reterr, QT_ESHAPE, 0, 0, "'%s[%zu]' has %zu rows, expected %zu", key,
                                g, k, fixed_k);
-        if (k > MAX_VALUES || total + k * k > (size_t)MAX_VALUES * 64)
-            return qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "'%s' holds too many entries", key);
+        /* Shapes first, so that nothing is allocated for a matrix the file does not hold. */
+        for (size_t i = 0; i < k; i++) {
+            json_t *row = json_array_get(M, i);
+
+            if (!json_is_array(row) || json_array_size(row) != k)
+                return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
+                                   "'%s[%zu]' row %zu must be an array of %zu numbers (the "
+                                   "matrix is square)",
+                                   key, g, i, k);
+        }
+        if (k * k > QT_DETECTOR_MAX_CROSS - total)
+            return qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "'%s' holds more than %zu entries", key,
+                               (size_t)QT_DETECTOR_MAX_CROSS);
         ks[g] = k;
         total += k * k;
     }
@@ -103,11 +114,6 @@ static int read_matrices(json_t *root, const char *key, size_t fixed_k, double *
         for (size_t i = 0; i < k; i++) {
             json_t *row = json_array_get(M, i);
 
-            if (!json_is_array(row) || json_array_size(row) != k)
-                return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
-                                   "'%s[%zu]' row %zu must be an array of %zu numbers (the "
-                                   "matrix is square)",
-                                   key, g, i, k);
             for (size_t j = 0; j < k; j++) {
                 json_t *v = json_array_get(row, j);
 

@@ -17,8 +17,10 @@
 #include "num/qt_design.h"
 #include "num/qt_detector.h"
 
-/* Input size limit (a detector file holds O(m + sum k_g^2) numbers). */
-#define QT_DETECTORFILE_MAX_BYTES ((size_t)64 << 20)
+/* Input size limit, that of design files (jansson needs ~40 bytes per input byte). A detector
+ * file holds O(m + sum k_g^2) numbers: per-group crosstalk of pauli d = 64 (3 million entries)
+ * fits; larger pauli models give qubit_crosstalk instead. */
+#define QT_DETECTORFILE_MAX_BYTES ((size_t)32 << 20)
 
 /* Parses buf and checks the model against des. Returns 0 and sets *ret_det, or QT_EPARSE /
  * QT_ESHAPE / QT_EOPTION / QT_ENONFINITE / QT_ETOOBIG / -ENOMEM with a message in reterr. */

@@ -89,7 +89,7 @@ static int check_stochastic(const char *field, size_t idx, size_t k, const doubl
 }
 
 /* The groups' outcome lists and the offsets of their matrices. */
-static int layout(struct qt_detector *det, const struct qt_design *des)
+static int layout(struct qt_detector *det, const struct qt_design *des, struct qt_diag *reterr)
 {
     size_t G = des->n_groups, m = des->m, off = 0;
 
@@ -107,6 +107,11 @@ static int layout(struct qt_detector *det, const struct qt_design *des)
         off += det->gk[g] * det->gk[g];
     }
     det->goff[G] = off;
+    if (off > QT_DETECTOR_MAX_CROSS)
+        return qt_diag_set(reterr, QT_ETOOBIG, 0, 0,
+                           "the design's groups are too large for a crosstalk model (%zu matrix "
+                           "entries, the limit is %zu)",
+                           off, (size_t)QT_DETECTOR_MAX_CROSS);
     size_t *next = calloc(G, sizeof(size_t));
     if (!next)
         return -ENOMEM;
@@ -248,6 +253,13 @@ int qt_detector_new(const struct qt_detector_spec *spec, const struct qt_design 
 
     if (!det)
         return -ENOMEM;
+    if (des->d > QT_DETECTOR_MAX_DIM) {
+        free(det);
+        return qt_diag_set(reterr, QT_EDIM, 0, 0,
+                           "a detector model makes a custom design, and custom designs need "
+                           "d <= %d (got d = %zu)",
+                           QT_DETECTOR_MAX_DIM, des->d);
+    }
     det->m = m;
     det->n_groups = G;
     det->eff = malloc(m * sizeof(double));
@@ -255,7 +267,7 @@ int qt_detector_new(const struct qt_detector_spec *spec, const struct qt_design 
     det->intensity = malloc(G * sizeof(double));
     if (!det->eff || !det->bg || !det->intensity)
         goto out;
-    r = layout(det, des);
+    r = layout(det, des, reterr);
     if (r >= 0)
         r = fill_vec("efficiencies", spec->efficiencies, spec->n_eff, m, "outcomes", 1.0, true,
                      det->eff, reterr);

@@ -20,6 +20,9 @@
 /* Largest dimension of an effective design (that of custom designs). */
 #define QT_DETECTOR_MAX_DIM 64
 
+/* Largest sum over groups of k_g^2 (the crosstalk matrices' entries, 128 MiB). */
+#define QT_DETECTOR_MAX_CROSS ((size_t)1 << 24)
+
 /* Efficiencies and setting intensities must lie in [this, 1 / this]. */
 #define QT_DETECTOR_MIN_FACTOR 1e-9
 
@@ -60,6 +63,7 @@ struct qt_detector {
 };
 
 /* Checks spec against des and builds the model. Errors (QT_ESHAPE, QT_EOPTION, QT_ENONFINITE,
+ * QT_EDIM for d > QT_DETECTOR_MAX_DIM, QT_ETOOBIG for groups beyond QT_DETECTOR_MAX_CROSS,
  * -ENOMEM) name the field and the index: "efficiencies[3] must be > 0, got 0", "crosstalk[1]
  * column 2 sums to 0.97, not 1", ... *ret_det is set only on success. */
 QT_NODISCARD int qt_detector_new(const struct qt_detector_spec *spec, const struct qt_design *des,

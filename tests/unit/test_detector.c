@@ -77,6 +77,10 @@ static void test_errors_name_the_field(void **state)
          QT_ESHAPE, "crosstalk[0] is 2 x 2, group 0 has 4 outcomes"},
         {0, "{\"crosstalk\": [[[1,0],[0]]]}", QT_ESHAPE,
          "'crosstalk[0]' row 1 must be an array of 2"},
+        {0, "{\"crosstalk\": [[[], [], []]]}", QT_ESHAPE,
+         "'crosstalk[0]' row 0 must be an array of 3 numbers"},
+        {0, "{\"crosstalk\": [[[1, \"a\"], [0, 1]]]}", QT_EPARSE,
+         "'crosstalk[0]' entry (0, 1) must be a number"},
         {0,
          "{\"crosstalk\": [[[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]],"
          "[[1,0,0,0],[0,0.9,0,0],[0,0,1,0],[0,0,0,1]],"
@@ -121,6 +125,19 @@ static void test_errors_name_the_field(void **state)
     }
     qt_design_free(mub);
     qt_design_free(pauli);
+}
+
+/* Designs a model cannot describe are refused before anything large is allocated. */
+static void test_size_limits(void **state)
+{
+    struct qt_design *big = builtin(QT_DESIGN_PAULI, 128);
+    struct qt_detector *det = NULL;
+
+    (void)state;
+    assert_err(qt_detectorfile_parse("{}", 2, big, &det, &diag), QT_EDIM);
+    assert_non_null(strstr(diag.msg, "custom designs need d <= 64 (got d = 128)"));
+    assert_null(det);
+    qt_design_free(big);
 }
 
 /* ---- identity ---- */
@@ -469,6 +486,7 @@ static void test_simulation_mub(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_errors_name_the_field),
+    cmocka_unit_test(test_size_limits),
     cmocka_unit_test(test_identity),
     cmocka_unit_test(test_qubit_crosstalk),
     cmocka_unit_test(test_elements),
