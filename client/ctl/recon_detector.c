@@ -55,6 +55,12 @@ static int base_design(struct recon *rc)
     struct qt_diag dg = {0};
     int r;
 
+    if (rc->d > QT_DETECTOR_MAX_DIM) { /* before building a large design for nothing */
+        qctl_err("detector file '%s': detector models make a custom design, which needs d <= %d "
+                 "(this run has d = %zu)",
+                 rc->detector_file, QT_DETECTOR_MAX_DIM, rc->d);
+        return -1;
+    }
     if (rc->des)
         return 0;
     if (rc->kind < 0 || !rc->d) {
