@@ -58,12 +58,63 @@ static int read_numbers(json_t *root, const char *key, double **ret, size_t *ret
     return 0;
 }
 
-/* A JSON array of square matrices (arrays of rows); fixed_k > 0 requires that size. */
+/* Checks that matrix g of key is a square array of rows (k = fixed_k when non-zero) whose
+ * entries fit the budget of *total, and adds them to it. */
+static int matrix_shape(json_t *M, const char *key, size_t g, size_t fixed_k, size_t *ret_k,
+                        size_t *total, struct qt_diag *reterr)
+{
+    size_t k = json_is_array(M) ? json_array_size(M) : 0;
+
+    if (k == 0)
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "'%s[%zu]' must be a non-empty array of rows",
+                           key, g);
+    if (fixed_k && k != fixed_k)
+        return qt_diag_set(reterr, QT_ESHAPE, 0, 0, "'%s[%zu]' has %zu rows, expected %zu", key, g,
+                           k, fixed_k);
+    for (size_t i = 0; i < k; i++) {
+        json_t *row = json_array_get(M, i);
+
+        if (!json_is_array(row) || json_array_size(row) != k)
+            return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
+                               "'%s[%zu]' row %zu must be an array of %zu numbers (the matrix is "
+                               "square)",
+                               key, g, i, k);
+    }
+    if (k * k > QT_DETECTOR_MAX_CROSS - *total)
+        return qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "'%s' holds more than %zu entries", key,
+                           (size_t)QT_DETECTOR_MAX_CROSS);
+    *ret_k = k;
+    *total += k * k;
+    return 0;
+}
+
+/* The k x k entries of matrix g, row by row, into out. */
+static int matrix_values(json_t *M, const char *key, size_t g, size_t k, double *out,
+                         struct qt_diag *reterr)
+{
+    for (size_t i = 0; i < k; i++) {
+        json_t *row = json_array_get(M, i);
+
+        for (size_t j = 0; j < k; j++) {
+            json_t *v = json_array_get(row, j);
+
+            if (!json_is_number(v))
+                return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                                   "'%s[%zu]' entry (%zu, %zu) must be a number", key, g, i, j);
+            out[i * k + j] = json_number_value(v);
+        }
+    }
+    return 0;
+}
+
+/* A JSON array of square matrices (arrays of rows); fixed_k > 0 requires that size. Shapes are
+ * checked before anything is allocated for the values. */
 static int read_matrices(json_t *root, const char *key, size_t fixed_k, double **ret,
                          size_t **ret_k, size_t *ret_n, struct qt_diag *reterr)
 {
     json_t *arr = json_object_get(root, key);
     size_t n, total = 0, off = 0;
+    int r = 0;
 
     if (!arr)
         return 0;
@@ -74,58 +125,23 @@ static int read_matrices(json_t *root, const char *key, size_t fixed_k, double *
     if (n == 0 || n > MAX_VALUES)
         return qt_diag_set(reterr, QT_ESHAPE, 0, 0, "'%s' has %zu matrices (1 to %zu allowed)", key,
                            n, (size_t)MAX_VALUES);
-    size_t *ks = malloc(n * sizeof(size_t));
-    if (!ks)
+    *ret_k = malloc(n * sizeof(size_t));
+    if (!*ret_k)
         return -ENOMEM;
-    *ret_k = ks;
-    for (size_t g = 0; g < n; g++) {
-        json_t *M = json_array_get(arr, g);
-        size_t k = json_is_array(M) ? json_array_size(M) : 0;
-
-        if (!json_is_array(M) || k == 0)
-            return qt_diag_set(reterr, QT_EPARSE, 0, 0,
-                               "'%s[%zu]' must be a non-empty array of rows", key, g);
-        if (fixed_k && k != fixed_k)
-            return qt_diag_set(reterr, QT_ESHAPE, 0, 0, "'%s[%zu]' has %zu rows, expected %zu", key,
-                               g, k, fixed_k);
-        /* Shapes first, so that nothing is allocated for a matrix the file does not hold. */
-        for (size_t i = 0; i < k; i++) {
-            json_t *row = json_array_get(M, i);
-
-            if (!json_is_array(row) || json_array_size(row) != k)
-                return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
-                                   "'%s[%zu]' row %zu must be an array of %zu numbers (the "
-                                   "matrix is square)",
-                                   key, g, i, k);
-        }
-        if (k * k > QT_DETECTOR_MAX_CROSS - total)
-            return qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "'%s' holds more than %zu entries", key,
-                               (size_t)QT_DETECTOR_MAX_CROSS);
-        ks[g] = k;
-        total += k * k;
-    }
+    for (size_t g = 0; g < n && r >= 0; g++)
+        r = matrix_shape(json_array_get(arr, g), key, g, fixed_k, *ret_k + g, &total, reterr);
+    if (r < 0)
+        return r;
     *ret = malloc(total * sizeof(double));
     if (!*ret)
         return -ENOMEM;
-    for (size_t g = 0; g < n; g++) {
-        json_t *M = json_array_get(arr, g);
-        size_t k = ks[g];
-
-        for (size_t i = 0; i < k; i++) {
-            json_t *row = json_array_get(M, i);
-
-            for (size_t j = 0; j < k; j++) {
-                json_t *v = json_array_get(row, j);
-
-                if (!json_is_number(v))
-                    return qt_diag_set(reterr, QT_EPARSE, 0, 0,
-                                       "'%s[%zu]' entry (%zu, %zu) must be a number", key, g, i, j);
-                (*ret)[off++] = json_number_value(v);
-            }
-        }
+    for (size_t g = 0; g < n && r >= 0; g++) {
+        r = matrix_values(json_array_get(arr, g), key, g, (*ret_k)[g], *ret + off, reterr);
+        off += (*ret_k)[g] * (*ret_k)[g];
     }
-    *ret_n = n;
-    return 0;
+    if (r >= 0)
+        *ret_n = n;
+    return r;
 }
 
 int qt_detectorfile_parse(const char *buf, size_t len, const struct qt_design *des,
