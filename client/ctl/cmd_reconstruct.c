@@ -52,6 +52,9 @@ void qctl_reconstruct_usage(FILE *out)
             "  --design NAME        nopovm | mub | sic | pauli | custom (default: inferred from\n"
             "                       the row count: d^2 rows = nopovm, d(d+1) rows = mub)\n"
             "  --design-file F      custom design (JSON, see the README)\n"
+            "  --detector F         detector model (JSON: efficiencies, crosstalk,\n"
+            "                       qubit_crosstalk, background, setting_intensity; see the\n"
+            "                       README): estimates use the effective design it defines\n"
             "  --dim D              dimension (checked against the row count)\n"
             "  --columns A:B        1-based inclusive column range (default: all)\n"
             "  --method LIST        comma-separated methods: linear, mle, wls, rhor\n"
@@ -185,6 +188,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         O_CONF,
         O_SHOTS,
         O_PLOTS,
+        O_DETECTOR,
         O_HELP
     };
     static const struct option fixed[] = {
@@ -209,6 +213,7 @@ static int parse_args(int argc, char **argv, struct recon *rc)
         {"confidence", required_argument, NULL, O_CONF},
         {"shots", required_argument, NULL, O_SHOTS},
         {"plots", optional_argument, NULL, O_PLOTS},
+        {"detector", required_argument, NULL, O_DETECTOR},
         {"help", no_argument, NULL, O_HELP},
     };
     struct option opts[QT_ARRAY_SIZE(fixed) + 32];
@@ -245,6 +250,9 @@ static int parse_args(int argc, char **argv, struct recon *rc)
             break;
         case O_DFILE:
             rc->design_file = optarg;
+            break;
+        case O_DETECTOR:
+            rc->detector_file = optarg;
             break;
         case O_DIM:
             errno = 0;
@@ -754,6 +762,14 @@ static int run_local(struct recon *rc, struct qctl_out *out, size_t start)
 
 /* ---- through the daemon ---- */
 
+/* What the uploaded custom design is, for messages. */
+static const char *design_label(const struct recon *rc)
+{
+    if (rc->detector_id[0])
+        return "the effective design of the detector file";
+    return rc->design_file;
+}
+
 /* The job of this run; uploads a custom design first. Returns 0 or an exit code. */
 static int make_job(struct recon *rc, qtomo_conn *c, qtomo_job **ret)
 {
@@ -779,13 +795,13 @@ static int make_job(struct recon *rc, qtomo_conn *c, qtomo_job **ret)
 
         r = qtomo_design_put(c, rc->design_text, rc->design_len, id, sizeof(id), &err);
         if (r < 0) {
-            qctl_err("design.put of '%s': %s", rc->design_file, err.message);
+            qctl_err("design.put of '%s': %s", design_label(rc), err.message);
             qtomo_job_free(j);
             return qctl_exit_for(r);
         }
         if (strcmp(id, rc->design_id) != 0) {
             qctl_err("the server's id of '%s' is %s, ours %s: client and server disagree",
-                     rc->design_file, id, rc->design_id);
+                     design_label(rc), id, rc->design_id);
             qtomo_job_free(j);
             return QCTL_EXIT_SERVER;
         }
@@ -1062,6 +1078,8 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
         } else {
             r = live_design(rc, (size_t)m, &kind, &d, why, sizeof(why));
         }
+        if (r >= 0 && rc->det) /* live_design checked the length against the design */
+            (void)qt_detector_subtract(rc->det, v, v);
         if (r >= 0 && rc->boot.resamples && !rc->boot.shots)
             r = counts_check(v, (size_t)m, why, sizeof(why));
         if (r >= 0 && rc->local) {
@@ -1223,6 +1241,8 @@ int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
         goto out;
     if (resolve_design(&rc, rc.live ? 0 : rc.tab.rows) < 0 || load_target(&rc) < 0)
         goto out;
+    if (qctl_recon_detector(&rc) < 0)
+        goto out;
     if (choose_seed(&rc) < 0 || (!rc.live && table_counts_check(&rc) < 0))
         goto out;
     if (!rc.live) {
@@ -1290,6 +1310,7 @@ out:
     qtomo_close(conn);
     qt_table_done(&rc.tab);
     qt_design_free(rc.des);
+    qt_detector_free(rc.det);
     free(rc.design_text);
     free(rc.target);
     return ret;

@@ -129,8 +129,8 @@ int qctl_csvtab_parse(char *buf, size_t len, struct qctl_csvtab *ret, struct qt_
     struct qctl_csvtab t = {0, 0, NULL, NULL, NULL, buf};
     struct cursor c = {buf, buf + len, buf, 1};
     char **f = malloc(QCTL_CSVTAB_MAX_COLS * sizeof(char *));
-    size_t cap = 0, nf;
-    bool blank;
+    size_t cap = 0, nf = 0;
+    bool blank = false;
     int r = f ? 0 : -ENOMEM;
 
     if (r == 0 && len > QCTL_CSVTAB_MAX_BYTES)

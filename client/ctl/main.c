@@ -80,7 +80,8 @@ const struct qctl_cmd qctl_cmds[] = {
     {"reconstruct", "FILE [options]",
      "reconstruct every sample (column) of a CSV/TXT file, or --live from stdin",
      qctl_cmd_reconstruct, qctl_reconstruct_usage,
-     "--local --live -o --output-dir --resume --hdf5 --design --design-file --dim --columns "
+     "--local --live -o --output-dir --resume --hdf5 --design --design-file --detector --dim "
+     "--columns "
      "--method --physical --target --bell --spectral --json --bootstrap --resample --seed "
      "--confidence --shots --plots --help",
      true},
@@ -279,7 +280,7 @@ static void gen_completion(void)
            "    cur=${COMP_WORDS[COMP_CWORD]}\n"
            "    prev=${COMP_WORDS[COMP_CWORD-1]}\n"
            "    case $prev in\n"
-           "        -s|--socket|--design-file|--target|-o|--output-dir) "
+           "        -s|--socket|--design-file|--detector|--target|-o|--output-dir) "
            "COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
            "        --method) COMPREPLY=($(compgen -W 'linear mle wls rhor linear,mle' -- "
            "\"$cur\")); return ;;\n"

@@ -12,6 +12,7 @@
 #include "io/qt_csv.h"
 #include "num/qt_bootstrap.h"
 #include "num/qt_design.h"
+#include "num/qt_detector.h"
 #include "num/qt_estimate.h"
 #include "plot_run.h"
 #include "qctl.h"
@@ -19,6 +20,7 @@
 struct recon {
     /* options */
     const char *file, *design, *design_file, *columns, *target_file, *outdir;
+    const char *detector_file; /* --detector */
     const char *target_profile; /* --target named a theory profile (num/qt_theory.h), not a file */
     size_t dim;
     bool local, json, bell, spectral, resume, live, hdf5;
@@ -38,11 +40,21 @@ struct recon {
     char *design_text;  /* custom: the file, for design.put */
     size_t design_len;
     struct qt_design *des; /* local runs, and custom designs (parsed for checks and the id) */
+    struct qt_detector *det; /* --live with a background: the model, for each line */
     double complex *target;
     size_t first, last;  /* 0-based inclusive column range */
     char input_sha256[65];
+    char detector_sha256[65]; /* --detector: the file's SHA-256 */
+    char detector_id[40];     /* a model other than the identity: its id (records) */
     char server[64];     /* daemon runs: the server's name and version */
 };
+
+/* ---- detector model (recon_detector.c) ---- */
+
+/* --detector: parses the file against the run's design; a model other than the identity makes
+ * the run's design its effective design (custom, rc->design_text for design.put) and
+ * subtracts the background from the selected columns. Returns 0 or -1 (printed). */
+int qctl_recon_detector(struct recon *rc);
 
 /* ---- output stage (recon_out.c) ---- */
 

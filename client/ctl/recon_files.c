@@ -112,6 +112,20 @@ char *qctl_options_json(const struct recon *rc)
         qt_jw_key(&w, "design_id");
         qt_jw_str(&w, rc->design_id);
     }
+    if (rc->detector_file) { /* only with --detector, so that older runs still --resume */
+        qt_jw_key(&w, "detector");
+        qt_jw_obj_begin(&w);
+        qt_jw_key(&w, "path");
+        qt_jw_str(&w, rc->detector_file);
+        qt_jw_key(&w, "sha256");
+        qt_jw_str(&w, rc->detector_sha256);
+        qt_jw_key(&w, "id");
+        if (rc->detector_id[0])
+            qt_jw_str(&w, rc->detector_id);
+        else
+            qt_jw_null(&w); /* the identity model: no detector */
+        qt_jw_obj_end(&w);
+    }
     qt_jw_key(&w, "dim");
     qt_jw_int(&w, (int64_t)rc->d);
     qt_jw_key(&w, "columns");

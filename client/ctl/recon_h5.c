@@ -176,6 +176,8 @@ static void root_attrs(struct h5w *w, json_t *run, const char *run_text)
     attr_str(w, root, "mode", json_string_value(json_object_get(run, "mode")));
     attr_str(w, root, "design", json_string_value(json_object_get(opts, "design")));
     attr_str(w, root, "design_id", json_string_value(json_object_get(opts, "design_id")));
+    attr_str(w, root, "detector",
+             json_string_value(json_object_get(json_object_get(opts, "detector"), "id")));
     attr_i64(w, root, "dim", json_object_get(opts, "dim"));
     attr_strv(w, root, "methods", json_object_get(opts, "methods"));
     attr_str(w, root, "version_qtomoctl", json_string_value(json_object_get(ver, "qtomoctl")));

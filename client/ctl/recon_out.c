@@ -273,7 +273,8 @@ int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_resul
 {
     struct recon *rc = o->rc;
     struct qt_record_meta meta = {sample, rc->first + sample + 1, rc->design_name,
-                                  rc->design_id[0] ? rc->design_id : NULL, NULL};
+                                  rc->design_id[0] ? rc->design_id : NULL,
+                                  rc->detector_id[0] ? rc->detector_id : NULL, NULL};
     char *buf = NULL;
     size_t len = 0;
     bool failed = false;

@@ -202,6 +202,10 @@ void qt_record_json(struct qt_jw *w, const struct qt_record_meta *meta, const st
         qt_jw_key(w, "design_id");
         qt_jw_str(w, meta->design_id);
     }
+    if (meta->detector) {
+        qt_jw_key(w, "detector");
+        qt_jw_str(w, meta->detector);
+    }
     qt_jw_key(w, "dim");
     qt_jw_int(w, (int64_t)res->d);
     qt_jw_key(w, "status");

@@ -14,11 +14,13 @@ struct qt_record_meta {
     size_t column;         /* 1-based column in the input file */
     const char *design;    /* design name */
     const char *design_id; /* cache id for custom designs, else NULL */
+    const char *detector;  /* id of the detector model (num/qt_detector.h), else NULL */
     const struct qt_uncertainty *unc; /* error bars of an ok result, or NULL */
 };
 
 /* Writes one JSON object (no newline):
- *   {"sample", "column", "method", "design"[, "design_id"], "dim", "status": "ok"|"error",
+ *   {"sample", "column", "method", "design"[, "design_id"][, "detector"], "dim",
+ *    "status": "ok"|"error",
  *    ok:    "rho": {"re": [[...]], "im": [[...]]} (row-major), "metrics": {...},
  *           "warnings": [...] (only when there are warnings),
  *           "spectral": {"dominant_eigenvalue", "amplitudes": [d], "phases_pi": [d],

@@ -2016,5 +2016,130 @@ class QtomoctlTest(unittest.TestCase):
         self.assertIn(b"no figures drawn", err)
         self.assertFalse(os.path.exists(os.path.join(out, "plots")))
 
+    # ---- detector models (--detector) ----
+
+    def test_detector_daemon_equals_local(self):
+        # A detector model makes the run's design its effective design (custom, uploaded by
+        # design.put): records through the daemon and --local are the same bytes and name the
+        # model; {} is no detector at all; bad files and unsupported combinations are refused
+        # with the field named; --resume refuses another detector file.
+        d = self.start()
+        k = 16
+        cross = [[0.98 if a == b else 0.02 / (k - 1) for b in range(k)] for a in range(k)]
+        det = {"efficiencies": [0.7 + 0.3 * ((5 * a) % 7) / 6 for a in range(k)],
+               "crosstalk": [cross], "setting_intensity": [1.1]}
+        dpath = self.path("det.json")
+        with open(dpath, "w") as f:
+            json.dump(det, f)
+        recs = self.daemon_equals_local(d, BELL4, 4, "--method", "linear,mle,rhor",
+                                        "--detector", dpath)
+        ids = {(r["design"], r["design_id"], r["detector"]) for r in recs}
+        self.assertEqual(len(ids), 1)
+        design, did, detid = ids.pop()
+        self.assertEqual(design, "custom")
+        self.assertRegex(did, r"^custom-[0-9a-f]{32}$")
+        self.assertRegex(detid, r"^det-[0-9a-f]{32}$")
+        self.assertTrue(all(r["status"] == "ok" for r in recs))
+        with open(self.path("bell_nopovm_d4.csv.daemon", "run.json")) as f:
+            opts = json.load(f)["options"]
+        self.assertEqual(opts["detector"], {"path": dpath, "sha256": sha256(dpath), "id": detid})
+        # Error bars resample the counts under the effective design, alike both ways.
+        boot = self.path("bell_boot.csv")
+        shutil.copyfile(BELL4, boot)
+        recs = self.daemon_equals_local(d, boot, 4, "--method", "linear,mle", "--detector",
+                                        dpath, "--bootstrap", "20", "--seed", "7")
+        self.assertTrue(all("metrics" in r["uncertainty"] for r in recs))
+        h5dir = self.path("det_h5")
+        p = local("reconstruct", BELL4, "--local", "-o", h5dir, "--hdf5", "--method", "linear",
+                  "--detector", dpath)
+        self.assertExit(p, 0, "--detector --hdf5")
+        with h5py.File(os.path.join(h5dir, "results.h5"), "r") as h:
+            self.assertEqual(h.attrs["detector"], detid)
+            self.assertEqual(h.attrs["design_id"], did)
+        # The model changes the estimate.
+        plain = local("reconstruct", BELL4, "--local", "--json", "--method", "linear")
+        self.assertExit(plain, 0, "without a detector")
+        self.assertNotEqual(json.loads(plain.stdout.splitlines()[0])["rho"], recs[0]["rho"])
+        # --resume with another detector file is refused and keeps the records.
+        out = self.path("bell_nopovm_d4.csv.local")
+        with open(os.path.join(out, "records.jsonl"), "rb") as f:
+            before = f.read()
+        det2 = dict(det, setting_intensity=[1.0])
+        d2 = self.path("det2.json")
+        with open(d2, "w") as f:
+            json.dump(det2, f)
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--method", "linear,mle,rhor",
+                  "--detector", d2, "--resume")
+        self.assertRefusedKeepsRecords(p, out, before, "another detector file")
+        # {} is the identity: records equal to those without a detector, for a custom design
+        # (the zero-group sample fails alike) and for a built-in one, daemon and --local.
+        empty = self.path("empty.json")
+        with open(empty, "w") as f:
+            f.write("{}")
+        cdes, cpath = self.path("pauli6.json"), self.path("pauli6.csv")
+        with open(cdes, "w") as f:
+            json.dump(PAULI6, f)
+        write_columns(cpath, pauli6_columns(8, int))
+        for args, code in (((cpath, "--design-file", cdes), 1), ((BELL4,), 0)):
+            for run in (lambda *a: ctl("-s", d.sock, *a), lambda *a: local(*a, "--local")):
+                a = run("reconstruct", *args, "--json", "--method", "linear,mle")
+                b = run("reconstruct", *args, "--json", "--method", "linear,mle",
+                        "--detector", empty)
+                self.assertExit(a, code, "without a detector")
+                self.assertExit(b, code, "--detector {}")
+                self.assertGreater(len(a.stdout), 0)
+                self.assertSameBytes(a.stdout, b.stdout, "--detector {} vs none")
+        # A background: linear only, subtracted before the estimate, daemon = --local.
+        bg = self.path("bg.json")
+        with open(bg, "w") as f:
+            json.dump({"background": [0.0] * 15 + [1e6], "efficiencies": det["efficiencies"]},
+                      f)
+        bell = self.path("bell_bg.csv")
+        shutil.copyfile(BELL4, bell)
+        recs = self.daemon_equals_local(d, bell, 4, "--method", "linear", "--detector", bg)
+        self.assertTrue(all("negative_input" in r.get("warnings", []) for r in recs))
+        # --live: the same model on every line (background subtracted per line), daemon =
+        # --local, and the same estimates as the file's up to the batched inversion's rounding.
+        data = ("\n".join(",".join(c) for c in read_columns(BELL4, str)) + "\n").encode()
+        live = ("reconstruct", "--live", "--json", "--design", "nopovm", "--dim", "4",
+                "--method", "linear", "--detector", bg)
+        a = ctl("-s", d.sock, *live, input=data)
+        b = local(*live, "--local", input=data)
+        self.assertExit(a, 0, "daemon --live --detector")
+        self.assertExit(b, 0, "--local --live --detector")
+        self.assertSameBytes(a.stdout, b.stdout, "--live --detector records")
+        lrecs = [json.loads(x) for x in a.stdout.splitlines()]
+        self.assertEqual(len(lrecs), len(recs))
+        for x, y in zip(lrecs, recs):
+            self.assertEqual((x["detector"], x["design_id"]), (y["detector"], y["design_id"]))
+            for rx, ry in zip(x["rho"]["re"] + x["rho"]["im"], y["rho"]["re"] + y["rho"]["im"]):
+                for u, v in zip(rx, ry):
+                    self.assertAlmostEqual(u, v, delta=1e-12)
+        p = local("reconstruct", "--live", "--local", "--detector", bg, input=data)
+        self.assertExit(p, 2, "--live --detector without --design")
+        self.assertIn(b"give --design and --dim", p.stderr)
+        p = local("reconstruct", BELL4, "--local", "--method", "linear,mle", "--detector", bg)
+        self.assertExit(p, 2, "background with mle")
+        self.assertIn(b"mle: a background needs the Poisson-background MLE (not built yet)",
+                      p.stderr)
+        # Bad files name the field and index.
+        for bad, msg in (({"efficiencies": [1] * 15 + [0]}, b"efficiencies[15] must be > 0"),
+                         ({"efficiencies": [1, 1]}, b"efficiencies has 2 values"),
+                         ({"background": [0] * 3 + [-1] + [0] * 12}, b"background[3]"),
+                         ({"crosstalk": [[[1, 0], [0, 1]]]}, b"crosstalk[0] is 2 x 2"),
+                         ({"setting_intensity": [1, 1]}, b"setting_intensity has 2 values"),
+                         ({"qubit_crosstalk": [[[1, 0], [0, 1]]]},
+                          b"qubit_crosstalk needs a pauli design"),
+                         ({"efficiency": [1]}, b"unknown key 'efficiency'")):
+            with open(self.path("bad.json"), "w") as f:
+                json.dump(bad, f)
+            p = ctl("-s", d.sock, "reconstruct", BELL4, "--detector", self.path("bad.json"))
+            self.assertExit(p, 2, "bad detector file %r" % bad)
+            self.assertIn(msg, p.stderr)
+        p = local("reconstruct", BELL4, "--local", "--method", "wls", "--detector", dpath)
+        self.assertExit(p, 2, "wls with unequal efficiencies")
+        self.assertIn(b"wls fits frequencies", p.stderr)
+        self.assertEqual(d.stop(), 0)
+
 if __name__ == "__main__":
     unittest.main()

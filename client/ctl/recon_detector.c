@@ -1,0 +1,163 @@
+/* qtomoctl reconstruct --detector F: the detector model of the run (io/qt_detectorfile.h).
+ * A model that is the identity ({} or only default values) leaves the run exactly as without
+ * it. Any other model replaces the design by its effective design, a custom design that both
+ * --local and the daemon (through design.put of its design file) build from the same text, so
+ * their records are the same bits; backgrounds are subtracted here, from the input (--live:
+ * from every line, by run_live), before the linear estimate (the only method that takes them so
+ * far). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/qt_designfile.h"
+#include "io/qt_detectorfile.h"
+#include "num/qt_detector.h"
+#include "qctl.h"
+#include "qctl_util.h"
+#include "recon.h"
+
+/* Every chosen method must be able to honour the model. */
+static int check_methods(const struct recon *rc, const struct qt_detector *det,
+                         const struct qt_design *eff)
+{
+    for (size_t k = 0; k < rc->n_methods; k++) {
+        struct qt_diag dg = {0};
+
+        if (qt_detector_check_method(det, eff, rc->method_list[k], &dg) < 0) {
+            qctl_err("detector file '%s': %s", rc->detector_file, dg.msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* beta subtracted from every value of the selected columns; corrected values below 0 are
+ * reported per sample by the estimate's negative_input warning. */
+static void subtract_background(struct recon *rc, const struct qt_detector *det)
+{
+    size_t rows = rc->tab.rows, neg = 0;
+
+    for (size_t col = rc->first; col <= rc->last; col++) {
+        double *y = rc->tab.v + rows * col;
+
+        if (!qt_table_col_empty(&rc->tab, col))
+            neg += qt_detector_subtract(det, y, y);
+    }
+    if (neg)
+        qctl_err("warning: detector file '%s': %zu background-corrected values are negative (their "
+                 "records warn negative_input)",
+                 rc->detector_file, neg);
+}
+
+static int base_design(struct recon *rc)
+{
+    struct qt_diag dg = {0};
+    int r;
+
+    if (rc->d > QT_DETECTOR_MAX_DIM) { /* before building a large design for nothing */
+        qctl_err("detector file '%s': detector models make a custom design, which needs d <= %d "
+                 "(this run has d = %zu)",
+                 rc->detector_file, QT_DETECTOR_MAX_DIM, rc->d);
+        return -1;
+    }
+    if (rc->des)
+        return 0;
+    if (rc->kind < 0 || !rc->d) {
+        qctl_err("--detector needs the design and its dimension before the data (with --live: "
+                 "give --design and --dim)");
+        return -1;
+    }
+    r = qt_design_new((enum qt_design_kind)rc->kind, rc->d, &rc->des, &dg);
+    if (r < 0)
+        qctl_err("%s", dg.msg[0] ? dg.msg : qt_strerror(r));
+    return r < 0 ? -1 : 0;
+}
+
+/* The effective design from its design file text, which becomes the run's design (and what
+ * design.put uploads). */
+static int effective(struct recon *rc, const struct qt_detector *det)
+{
+    struct qt_design *eff = NULL;
+    struct qt_diag dg = {0};
+    char *text = NULL;
+    size_t len = 0;
+    int r = qt_detectorfile_design_json(rc->des, det, &text, &len);
+
+    if (r >= 0)
+        r = qt_designfile_parse(text, len, &eff, &dg);
+    if (r == QT_ETOOBIG && !dg.msg[0])
+        (void)snprintf(dg.msg, sizeof(dg.msg),
+                       "%zu elements at d = %zu do not fit a design file (design.put) of at most "
+                       "%zu MiB; detector models support smaller designs for now",
+                       rc->des->m, rc->des->d, (size_t)(QT_DESIGNFILE_MAX_BYTES >> 20));
+    if (r < 0) {
+        qctl_err("detector file '%s': the effective design: %s", rc->detector_file,
+                 dg.msg[0] ? dg.msg : qt_strerror(r));
+        free(text);
+        return -1;
+    }
+    qt_design_free(rc->des);
+    free(rc->design_text);
+    rc->des = eff;
+    rc->design_text = text;
+    rc->design_len = len;
+    rc->kind = QT_DESIGN_CUSTOM;
+    (void)snprintf(rc->design_name, sizeof(rc->design_name), "custom");
+    (void)snprintf(rc->design_id, sizeof(rc->design_id), "%s", eff->id);
+    return 0;
+}
+
+int qctl_recon_detector(struct recon *rc)
+{
+    struct qt_detector *det = NULL;
+    struct qt_diag dg = {0};
+    char *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    if (!rc->detector_file)
+        return 0;
+    if (base_design(rc) < 0)
+        return -1;
+    r = qctl_read_file(rc->detector_file, QT_DETECTORFILE_MAX_BYTES, &buf, &len);
+    if (r < 0) {
+        qctl_err("cannot read detector file '%s': %s", rc->detector_file, qt_strerror(r));
+        return -1;
+    }
+    r = qt_detectorfile_parse(buf, len, rc->des, &det, &dg);
+    free(buf);
+    if (r < 0) {
+        qctl_err("detector file '%s': %s", rc->detector_file, dg.msg[0] ? dg.msg : qt_strerror(r));
+        return -1;
+    }
+    r = qctl_sha256_file(rc->detector_file, rc->detector_sha256);
+    if (r < 0) {
+        qctl_err("cannot read detector file '%s': %s", rc->detector_file, strerror(-r));
+        goto out;
+    }
+    if (det->identity) /* no detector: the base design, bit for bit */
+        goto out;
+    if (det->has_background && rc->boot.resamples) {
+        qctl_err("detector file '%s': error bars of background-corrected data are not "
+                 "supported yet (drop --bootstrap or the background)",
+                 rc->detector_file);
+        r = -1;
+        goto out;
+    }
+    r = effective(rc, det);
+    if (r >= 0)
+        r = check_methods(rc, det, rc->des);
+    if (r < 0)
+        goto out;
+    (void)snprintf(rc->detector_id, sizeof(rc->detector_id), "%s", det->id);
+    if (det->has_background && !rc->live)
+        subtract_background(rc, det);
+    if (det->has_background && rc->live) { /* run_live subtracts it from every line */
+        rc->det = det;
+        det = NULL;
+    }
+out:
+    qt_detector_free(det);
+    return r < 0 ? -1 : 0;
+}

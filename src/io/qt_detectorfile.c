@@ -1,0 +1,310 @@
+/* Detector files: structure checked here (key, index), the model by qt_detector_new. */
+#include "qt_detectorfile.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/qt_designfile.h"
+
+/* Bounds on counts read from the file before anything is allocated by them. */
+#define MAX_VALUES QT_DESIGN_MAX_OUTCOMES
+
+struct det_in {
+    double *eff, *bg, *tint, *cross, *qcross;
+    size_t *cross_k;
+};
+
+static void det_in_done(struct det_in *in)
+{
+    free(in->eff);
+    free(in->bg);
+    free(in->tint);
+    free(in->cross);
+    free(in->qcross);
+    free(in->cross_k);
+}
+
+/* A JSON array of numbers, at most MAX_VALUES. */
+static int read_numbers(json_t *root, const char *key, double **ret, size_t *ret_n,
+                        struct qt_diag *reterr)
+{
+    json_t *arr = json_object_get(root, key);
+    size_t n;
+
+    if (!arr)
+        return 0;
+    if (!json_is_array(arr))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "'%s' must be an array of numbers", key);
+    n = json_array_size(arr);
+    if (n == 0 || n > MAX_VALUES)
+        return qt_diag_set(reterr, QT_ESHAPE, 0, 0, "'%s' has %zu values (1 to %zu allowed)", key,
+                           n, (size_t)MAX_VALUES);
+    *ret = malloc(n * sizeof(double));
+    if (!*ret)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(arr, i);
+
+        if (!json_is_number(v))
+            return qt_diag_set(reterr, QT_EPARSE, 0, 0, "'%s[%zu]' must be a number", key, i);
+        (*ret)[i] = json_number_value(v);
+    }
+    *ret_n = n;
+    return 0;
+}
+
+/* Checks that matrix g of key is a square array of rows (k = fixed_k when non-zero) whose
+ * entries fit the budget of *total, and adds them to it. */
+static int matrix_shape(json_t *M, const char *key, size_t g, size_t fixed_k, size_t *ret_k,
+                        size_t *total, struct qt_diag *reterr)
+{
+    size_t k = json_is_array(M) ? json_array_size(M) : 0;
+
+    if (k == 0)
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "'%s[%zu]' must be a non-empty array of rows",
+                           key, g);
+    if (fixed_k && k != fixed_k)
+        return qt_diag_set(reterr, QT_ESHAPE, 0, 0, "'%s[%zu]' has %zu rows, expected %zu", key, g,
+                           k, fixed_k);
+    for (size_t i = 0; i < k; i++) {
+        json_t *row = json_array_get(M, i);
+
+        if (!json_is_array(row) || json_array_size(row) != k)
+            return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
+                               "'%s[%zu]' row %zu must be an array of %zu numbers (the matrix is "
+                               "square)",
+                               key, g, i, k);
+    }
+    if (k * k > QT_DETECTOR_MAX_CROSS - *total)
+        return qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "'%s' holds more than %zu entries", key,
+                           (size_t)QT_DETECTOR_MAX_CROSS);
+    *ret_k = k;
+    *total += k * k;
+    return 0;
+}
+
+/* The k x k entries of matrix g, row by row, into out. */
+static int matrix_values(json_t *M, const char *key, size_t g, size_t k, double *out,
+                         struct qt_diag *reterr)
+{
+    for (size_t i = 0; i < k; i++) {
+        json_t *row = json_array_get(M, i);
+
+        for (size_t j = 0; j < k; j++) {
+            json_t *v = json_array_get(row, j);
+
+            if (!json_is_number(v))
+                return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                                   "'%s[%zu]' entry (%zu, %zu) must be a number", key, g, i, j);
+            out[i * k + j] = json_number_value(v);
+        }
+    }
+    return 0;
+}
+
+/* A JSON array of square matrices (arrays of rows); fixed_k > 0 requires that size. Shapes are
+ * checked before anything is allocated for the values. */
+static int read_matrices(json_t *root, const char *key, size_t fixed_k, double **ret,
+                         size_t **ret_k, size_t *ret_n, struct qt_diag *reterr)
+{
+    json_t *arr = json_object_get(root, key);
+    size_t n, total = 0, off = 0;
+    int r = 0;
+
+    if (!arr)
+        return 0;
+    if (!json_is_array(arr))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "'%s' must be an array of square matrices",
+                           key);
+    n = json_array_size(arr);
+    if (n == 0 || n > MAX_VALUES)
+        return qt_diag_set(reterr, QT_ESHAPE, 0, 0, "'%s' has %zu matrices (1 to %zu allowed)", key,
+                           n, (size_t)MAX_VALUES);
+    *ret_k = malloc(n * sizeof(size_t));
+    if (!*ret_k)
+        return -ENOMEM;
+    for (size_t g = 0; g < n && r >= 0; g++)
+        r = matrix_shape(json_array_get(arr, g), key, g, fixed_k, *ret_k + g, &total, reterr);
+    if (r < 0)
+        return r;
+    *ret = malloc(total * sizeof(double));
+    if (!*ret)
+        return -ENOMEM;
+    for (size_t g = 0; g < n && r >= 0; g++) {
+        r = matrix_values(json_array_get(arr, g), key, g, (*ret_k)[g], *ret + off, reterr);
+        off += (*ret_k)[g] * (*ret_k)[g];
+    }
+    if (r >= 0)
+        *ret_n = n;
+    return r;
+}
+
+int qt_detectorfile_parse(const char *buf, size_t len, const struct qt_design *des,
+                          struct qt_detector **ret_det, struct qt_diag *reterr)
+{
+    static const char *const keys[] = {"efficiencies", "crosstalk",         "qubit_crosstalk",
+                                       "background",   "setting_intensity", NULL};
+    struct qt_detector_spec spec = {0};
+    struct det_in in = {0};
+    size_t *qk = NULL;
+    json_error_t jerr;
+    json_t *root;
+    int r = 0;
+
+    if (len > QT_DETECTORFILE_MAX_BYTES)
+        return qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "input has %zu bytes, the limit is %zu", len,
+                           QT_DETECTORFILE_MAX_BYTES);
+    root = json_loadb(buf && len ? buf : "", buf ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            return qt_diag_set(reterr, -ENOMEM, 0, 0, "out of memory while parsing JSON");
+        return qt_diag_set(reterr, QT_EPARSE, jerr.line > 0 ? (unsigned)jerr.line : 0,
+                           jerr.column > 0 ? (unsigned)jerr.column : 0, "invalid JSON: %s",
+                           jerr.text);
+    }
+    if (!json_is_object(root)) {
+        r = qt_diag_set(reterr, QT_EPARSE, 0, 0, "the top level must be a JSON object");
+        goto out;
+    }
+    for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t k;
+
+        for (k = 0; keys[k] && strcmp(key, keys[k]) != 0; k++)
+            ;
+        if (!keys[k]) {
+            r = qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                            "unknown key '%s' (expected efficiencies, crosstalk, "
+                            "qubit_crosstalk, background, setting_intensity)",
+                            key);
+            goto out;
+        }
+    }
+    r = read_numbers(root, "efficiencies", &in.eff, &spec.n_eff, reterr);
+    if (r >= 0)
+        r = read_numbers(root, "background", &in.bg, &spec.n_bg, reterr);
+    if (r >= 0)
+        r = read_numbers(root, "setting_intensity", &in.tint, &spec.n_int, reterr);
+    if (r >= 0)
+        r = read_matrices(root, "crosstalk", 0, &in.cross, &in.cross_k, &spec.n_cross, reterr);
+    if (r >= 0)
+        r = read_matrices(root, "qubit_crosstalk", 2, &in.qcross, &qk, &spec.n_qcross, reterr);
+    if (r < 0)
+        goto out;
+    spec.efficiencies = in.eff;
+    spec.background = in.bg;
+    spec.intensity = in.tint;
+    spec.crosstalk = in.cross;
+    spec.cross_k = in.cross_k;
+    spec.qubit_crosstalk = in.qcross;
+    r = qt_detector_new(&spec, des, ret_det, reterr);
+out:
+    free(qk);
+    det_in_done(&in);
+    json_decref(root);
+    return r;
+}
+
+/* A growing output buffer; oom once an allocation failed. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void sb_append(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = 2 * (b->cap + n + 64);
+        char *p = realloc(b->p, cap);
+
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(struct sbuf *b, const char *s)
+{
+    sb_append(b, s, strlen(s));
+}
+
+static void sb_double(struct sbuf *b, double x)
+{
+    char tmp[40];
+    int n = snprintf(tmp, sizeof(tmp), "%.17g", x);
+
+    if (n > 0)
+        sb_append(b, tmp, (size_t)n);
+}
+
+/* One part (real or imaginary) of every element, [m][d][d] rows. */
+static void write_part(struct sbuf *b, const double complex *E, size_t m, size_t d, bool imag)
+{
+    sb_puts(b, "[");
+    for (size_t a = 0; a < m; a++) {
+        sb_puts(b, a ? ",[" : "[");
+        for (size_t i = 0; i < d; i++) {
+            sb_puts(b, i ? ",[" : "[");
+            for (size_t j = 0; j < d; j++) {
+                double complex z = E[a * d * d + i * d + j];
+                double x = imag ? cimag(z) : creal(z);
+
+                if (j)
+                    sb_puts(b, ",");
+                sb_double(b, x);
+            }
+            sb_puts(b, "]");
+        }
+        sb_puts(b, "]");
+    }
+    sb_puts(b, "]");
+}
+
+int qt_detectorfile_design_json(const struct qt_design *des, const struct qt_detector *det,
+                                char **ret_text, size_t *ret_len)
+{
+    size_t d = des->d, m = des->m;
+    double complex *E;
+    struct sbuf b = {0};
+    char head[48];
+    int r;
+
+    /* Every number takes at least two bytes ("0,"): refuse what cannot fit a design file
+     * before computing it (qt_designfile_parse checks the exact length). */
+    if (d > QT_DETECTOR_MAX_DIM || m * d * d > QT_DESIGNFILE_MAX_BYTES / 4)
+        return QT_ETOOBIG;
+    E = malloc(m * d * d * sizeof(*E));
+    r = E ? qt_detector_elements(des, det, E) : -ENOMEM;
+
+    if (r >= 0) {
+        (void)snprintf(head, sizeof(head), "{\"dim\": %zu, \"elements\": {\"re\": ", d);
+        sb_puts(&b, head);
+        write_part(&b, E, m, d, false);
+        sb_puts(&b, ", \"im\": ");
+        write_part(&b, E, m, d, true);
+        sb_puts(&b, "}}\n");
+        r = b.oom ? -ENOMEM : 0;
+    }
+    free(E);
+    if (r < 0) {
+        free(b.p);
+        return r;
+    }
+    *ret_text = b.p;
+    *ret_len = b.len;
+    return 0;
+}
