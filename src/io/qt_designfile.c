@@ -14,6 +14,7 @@
 #include "base/qt_ws.h"
 #include "num/qt_lapack.h"
 #include "num/qt_theory.h"
+#include "qt_jsonfile.h"
 
 /* Largest dimension of a custom design (qt_design_new_custom enforces the same bound). */
 #define CUSTOM_MAX_DIM 64
@@ -40,14 +41,15 @@ struct dest {
 
 /* ---- shared helpers ---- */
 
-static int load(const char *buf, size_t len, json_t **ret_root, struct qt_diag *reterr)
+int qt_jsonfile_load_object(const char *buf, size_t len, size_t max, json_t **ret_root,
+                            struct qt_diag *reterr)
 {
     json_error_t jerr;
     json_t *root;
 
-    if (len > QT_DESIGNFILE_MAX_BYTES)
+    if (len > max)
         return qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "input has %zu bytes, the limit is %zu", len,
-                           QT_DESIGNFILE_MAX_BYTES);
+                           max);
     root = json_loadb(buf && len ? buf : "", buf ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         if (json_error_code(&jerr) == json_error_out_of_memory)
@@ -62,6 +64,11 @@ static int load(const char *buf, size_t len, json_t **ret_root, struct qt_diag *
     }
     *ret_root = root;
     return 0;
+}
+
+static int load(const char *buf, size_t len, json_t **ret_root, struct qt_diag *reterr)
+{
+    return qt_jsonfile_load_object(buf, len, QT_DESIGNFILE_MAX_BYTES, ret_root, reterr);
 }
 
 /* Rejects any key of obj not in the NULL-terminated list allowed. where names the object
@@ -491,20 +498,13 @@ static int read_amplitudes(json_t *amp, json_t *ph, size_t d, double complex *ps
 static int pure_rho(size_t d, double complex *psi, const char *name, double complex *rho,
                     struct qt_diag *reterr)
 {
-    double amax = 0.0, nrm = 0.0;
+    double amax = 0.0;
 
     for (size_t k = 0; k < d; k++)
         amax = fmax(amax, fmax(fabs(creal(psi[k])), fabs(cimag(psi[k]))));
-    if (!(amax > 0.0) || !isfinite(amax))
+    if (qt_ket_normalise(d, psi) < 0)
         return qt_diag_set(reterr, QT_ENOTPHYS, 0, 0, "'%s' is %s", name,
                            amax > 0.0 ? "not finite" : "the zero vector");
-    for (size_t k = 0; k < d; k++) {
-        psi[k] /= amax;
-        nrm += creal(psi[k] * conj(psi[k]));
-    }
-    nrm = sqrt(nrm);
-    for (size_t k = 0; k < d; k++)
-        psi[k] /= nrm;
     for (size_t j = 0; j < d; j++)
         for (size_t i = 0; i < d; i++)
             rho[i + d * j] = psi[i] * conj(psi[j]);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qt_jsonfile.h"
 #include "io/qt_designfile.h"
 
 /* Bounds on counts read from the file before anything is allocated by them. */
@@ -152,25 +153,11 @@ int qt_detectorfile_parse(const char *buf, size_t len, const struct qt_design *d
     struct qt_detector_spec spec = {0};
     struct det_in in = {0};
     size_t *qk = NULL;
-    json_error_t jerr;
     json_t *root;
-    int r = 0;
+    int r = qt_jsonfile_load_object(buf, len, QT_DETECTORFILE_MAX_BYTES, &root, reterr);
 
-    if (len > QT_DETECTORFILE_MAX_BYTES)
-        return qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "input has %zu bytes, the limit is %zu", len,
-                           QT_DETECTORFILE_MAX_BYTES);
-    root = json_loadb(buf && len ? buf : "", buf ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        if (json_error_code(&jerr) == json_error_out_of_memory)
-            return qt_diag_set(reterr, -ENOMEM, 0, 0, "out of memory while parsing JSON");
-        return qt_diag_set(reterr, QT_EPARSE, jerr.line > 0 ? (unsigned)jerr.line : 0,
-                           jerr.column > 0 ? (unsigned)jerr.column : 0, "invalid JSON: %s",
-                           jerr.text);
-    }
-    if (!json_is_object(root)) {
-        r = qt_diag_set(reterr, QT_EPARSE, 0, 0, "the top level must be a JSON object");
-        goto out;
-    }
+    if (r < 0)
+        return r;
     for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it)) {
         const char *key = json_object_iter_key(it);
         size_t k;

@@ -40,12 +40,17 @@ double complex qt_theory_coef(double c, double phi)
 
 int qt_theory_ket(size_t d, const double *c, const double *phi, double complex *psi)
 {
+    for (size_t k = 0; k < d; k++)
+        psi[k] = qt_theory_coef(c[k], phi[k]);
+    return qt_ket_normalise(d, psi);
+}
+
+int qt_ket_normalise(size_t d, double complex *psi)
+{
     double amax = 0.0, nrm = 0.0;
 
-    for (size_t k = 0; k < d; k++) {
-        psi[k] = qt_theory_coef(c[k], phi[k]);
+    for (size_t k = 0; k < d; k++)
         amax = fmax(amax, fmax(fabs(creal(psi[k])), fabs(cimag(psi[k]))));
-    }
     if (!(amax > 0.0) || !isfinite(amax))
         return QT_ENOTPHYS;
     for (size_t k = 0; k < d; k++) {

@@ -24,6 +24,10 @@ const struct qt_theory_profile *qt_theory_profile_find(const char *name);
  * that pi phi cannot overflow; otherwise the rounding is numpy's c * exp(1j * pi * phi). */
 double complex qt_theory_coef(double c, double phi);
 
+/* Normalises psi[0..d) to unit norm, scaled first so that no square overflows. Returns 0, or
+ * QT_ENOTPHYS when psi is zero or not finite. */
+QT_NODISCARD int qt_ket_normalise(size_t d, double complex *psi);
+
 /* psi[k] = qt_theory_coef(c[k], phi[k]) for k < d, then normalised (scaled first so that no
  * square overflows). Returns 0, or QT_ENOTPHYS when psi is zero or not finite. */
 QT_NODISCARD int qt_theory_ket(size_t d, const double *c, const double *phi, double complex *psi);
