@@ -424,8 +424,9 @@ int qt_detector_check_method(const struct qt_detector *det, const struct qt_desi
 {
     if (det->has_background && method != QT_METHOD_LINEAR)
         return qt_diag_set(reterr, QT_EMETHOD, 0, 0,
-                           "%s: a background needs the Poisson-background MLE (not built yet); "
-                           "use linear, or a detector file without \"background\"",
+                           "%s: a background needs the Poisson-background MLE, which detector "
+                           "runs do not reach yet; use linear, or a detector file without "
+                           "\"background\"",
                            qt_method_name(method));
     if (method == QT_METHOD_WLS && !det->identity && !eff->povm)
         return qt_diag_set(reterr, QT_EMETHOD, 0, 0,

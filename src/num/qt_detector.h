@@ -91,7 +91,7 @@ QT_NODISCARD int qt_detector_design(const struct qt_design *base, const struct q
 size_t qt_detector_subtract(const struct qt_detector *det, const double *y, double *out);
 
 /* Whether method can honour det on its effective design eff: a background needs a likelihood
- * not built yet (only linear, after qt_detector_subtract, takes it), and WLS fits frequencies to
+ * not wired in yet (only linear, after qt_detector_subtract, takes it), and WLS fits frequencies to
  * Tr(rho E~_a), which is right only when sum_a E~_a = I (eff->povm: equal efficiencies, any
  * crosstalk and drift). Returns 0 or QT_EMETHOD with the reason. */
 QT_NODISCARD int qt_detector_check_method(const struct qt_detector *det,

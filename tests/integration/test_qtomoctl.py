@@ -2120,7 +2120,7 @@ class QtomoctlTest(unittest.TestCase):
         self.assertIn(b"give --design and --dim", p.stderr)
         p = local("reconstruct", BELL4, "--local", "--method", "linear,mle", "--detector", bg)
         self.assertExit(p, 2, "background with mle")
-        self.assertIn(b"mle: a background needs the Poisson-background MLE (not built yet)",
+        self.assertIn(b"mle: a background needs the Poisson-background MLE, which detector runs do not reach yet",
                       p.stderr)
         # Bad files name the field and index.
         for bad, msg in (({"efficiencies": [1] * 15 + [0]}, b"efficiencies[15] must be > 0"),
