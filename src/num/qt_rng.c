@@ -142,8 +142,14 @@ void qt_rng_state(struct qt_rng *r, size_t d, size_t rank, double complex *rho)
     for (size_t k = 0; k < rank; k++) {
         double complex g[QT_DESIGN_MAX_DIM];
 
-        for (size_t i = 0; i < d; i++)
-            g[i] = qt_rng_normal(r) + I * qt_rng_normal(r);
+        for (size_t i = 0; i < d; i++) {
+            /* Two draws in a fixed order (the imaginary part first, as gcc happened to
+             * evaluate the former single expression): the order of evaluation of `a() + I * b()`
+             * is unspecified, and clang's differed, so the same seed gave another state. */
+            double im = qt_rng_normal(r), re = qt_rng_normal(r);
+
+            g[i] = re + I * im;
+        }
         for (size_t j = 0; j < d; j++)
             for (size_t i = 0; i < d; i++)
                 rho[i + d * j] += g[i] * conj(g[j]);
