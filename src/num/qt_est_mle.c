@@ -17,9 +17,7 @@ struct mle {
     const double *w; /* data weights normalised to sum 1 */
     double gap_tol;
     double gap;      /* certificate at the last check */
-    unsigned polish; /* checks since the certificate was first met */
-    unsigned idle;   /* consecutive polishing checks without halving the best gap */
-    double best;     /* best gap while polishing */
+    struct qt_polish polish;
 };
 
 static int mle_forward(void *ctx, struct qt_ws *ws, const double complex *X, double *q)
@@ -85,22 +83,9 @@ static bool mle_converged(void *ctx, struct qt_ws *ws, const double complex *rho
     (void)rho, (void)q, (void)F, (void)gnorm;
     if (certificate(ws, c->wh->ds, G, &c->gap) < 0)
         c->gap = INFINITY;
-    /* Once the gap is below gap_tol, more Newton steps take it further while they make
-     * progress, so the estimate is as good as the data allow (e.g. never less likely than the
-     * origin's long RrhoR runs): usually one step, or a few dozen when weights at rounding
-     * level (1e-17 where a probability is 0) put the optimum at q ~ 1e-17, where the trust
-     * region converges only linearly. Polishing stops at 1e-3 gap_tol, after 3 checks without
-     * halving the gap (rounding level reached), or after 30 checks. */
-    if (c->gap > c->gap_tol)
-        return false;
-    if (c->gap <= 1e-3 * c->gap_tol || ++c->polish > 30)
-        return true;
-    if (c->polish == 1 || c->gap <= 0.5 * c->best) {
-        c->best = c->gap;
-        c->idle = 0;
-        return false;
-    }
-    return ++c->idle >= 3;
+    /* Polished past gap_tol while that makes progress (e.g. never less likely than the
+     * origin's long RrhoR runs). */
+    return qt_polish_done(&c->polish, c->gap, c->gap_tol);
 }
 
 /* The certificate at the final sigma, recomputed so that it belongs to the state reported. */
@@ -145,7 +130,7 @@ int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, c
     double *w = qt_ws_alloc_n(ws, m, sizeof(double)), tot = 0.0, gap = INFINITY;
     double complex *s0 = qt_ws_alloc_n(ws, n * n, sizeof(*s0));
     double complex *sig = qt_ws_alloc_n(ws, n * n, sizeof(*sig));
-    struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, 0, 0, INFINITY};
+    struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, {0, 0, INFINITY}};
     struct qt_newton_problem pb = {n, m, &ctx, mle_forward, mle_adjoint, mle_phi, mle_converged};
     struct qt_newton_result nr;
     int r;

@@ -35,8 +35,7 @@ struct bgctx {
     double *lam;       /* ds */
     double gap_tol;
     double gap; /* per count, at the last check */
-    unsigned polish, idle;
-    double best;
+    struct qt_polish polish;
 };
 
 void qt_mlebg_opts_init(struct qt_mlebg_opts *o)
@@ -353,18 +352,7 @@ static bool bg_converged(void *ctx, struct qt_ws *ws, const double complex *rho,
     (void)rho, (void)F, (void)gnorm;
     if (gap_newton(c, ws, q, G, &c->gap) < 0)
         c->gap = INFINITY;
-    /* As qt_est_mle: once under gap_tol, keep going while the gap still halves, down to
-     * 1e-3 gap_tol, at most 30 checks. */
-    if (c->gap > c->gap_tol)
-        return false;
-    if (c->gap <= 1e-3 * c->gap_tol || ++c->polish > 30)
-        return true;
-    if (c->polish == 1 || c->gap <= 0.5 * c->best) {
-        c->best = c->gap;
-        c->idle = 0;
-        return false;
-    }
-    return ++c->idle >= 3;
+    return qt_polish_done(&c->polish, c->gap, c->gap_tol); /* as qt_est_mle */
 }
 
 /* rho = I/d, the answer for Y = 0 (sigma = 0). */
@@ -397,8 +385,8 @@ static int solve(const struct bgw *W, struct qt_ws *ws, const double *beta, cons
     double complex *om0 = qt_ws_alloc_n(ws, n * n, sizeof(*om0));
     double complex *om = qt_ws_alloc_n(ws, n * n, sizeof(*om));
     double complex *T = qt_ws_alloc_n(ws, d * ds, sizeof(*T));
-    struct bgctx c = {W,    n,    w,          bp,       NULL, NULL, NULL,
-                      NULL, NULL, o->gap_tol, INFINITY, 0,    0,    INFINITY};
+    struct bgctx c = {W,    n,    w,    bp,         NULL,     NULL,
+                      NULL, NULL, NULL, o->gap_tol, INFINITY, {0, 0, INFINITY}};
     struct qt_newton_problem pb = {n, m, &c, bg_forward, bg_adjoint, bg_phi, bg_converged};
     struct qt_newton_result nr;
     int r;

@@ -60,3 +60,29 @@ struct qt_newton_result {
 QT_NODISCARD int qt_newton_solve(const struct qt_newton_problem *pb, struct qt_ws *ws,
                                  const double complex *rho0, unsigned max_iterations,
                                  double complex *rho, struct qt_newton_result *ret);
+
+/* When to stop once the certificate is met (qt_est_mle, qt_mlebg): more Newton steps take the
+ * gap further while they make progress, so the estimate is as good as the data allow (usually
+ * one step, or a few dozen when weights at rounding level put the optimum at q ~ 1e-17, where
+ * the trust region converges only linearly). Polishing stops at 1e-3 tol, after 3 checks
+ * without halving the gap (rounding level reached), or after 30 checks. */
+struct qt_polish {
+    unsigned checks; /* since the certificate was first met */
+    unsigned idle;   /* consecutive checks without halving the best gap */
+    double best;     /* best gap while polishing */
+};
+
+/* At a check with certificate gap and goal tol: true when the solver should stop. */
+static inline bool qt_polish_done(struct qt_polish *p, double gap, double tol)
+{
+    if (gap > tol)
+        return false;
+    if (gap <= 1e-3 * tol || ++p->checks > 30)
+        return true;
+    if (p->checks == 1 || gap <= 0.5 * p->best) {
+        p->best = gap;
+        p->idle = 0;
+        return false;
+    }
+    return ++p->idle >= 3;
+}
