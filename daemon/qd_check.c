@@ -215,6 +215,12 @@ static int check_params(const struct qd_check_env *env, const struct qp_msg *msg
     case QP_M_DESIGN_PUT:
         r = qp_decode_design_put(msg->params, &text, &len, &dg);
         return r < 0 ? reject_err(rej, r, &dg) : 0;
+    case QP_M_DETECTOR_PUT: {
+        struct qp_detector_put dp;
+
+        r = qp_decode_detector_put(msg->params, env->max_dim, &dp, &dg);
+        return r < 0 ? reject_err(rej, r, &dg) : 0;
+    }
     case QP_M_CACHE_WARM:
         return check_warm(env, msg->params, rej);
     case QP_M_CACHE_EVICT:
@@ -259,7 +265,7 @@ static int check_keys(const msgpack_object *params, struct qd_reject *rej)
 static bool needs_workers(int m)
 {
     return m == QP_M_RECONSTRUCT || m == QP_M_SUBMIT || m == QP_M_DESIGN_PUT ||
-           m == QP_M_CACHE_WARM || m == QP_M_CACHE_VERIFY;
+           m == QP_M_DETECTOR_PUT || m == QP_M_CACHE_WARM || m == QP_M_CACHE_VERIFY;
 }
 
 static int check_hello(const struct qd_peer *peer, const struct qp_msg *msg, struct qd_req *req,

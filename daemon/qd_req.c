@@ -663,7 +663,7 @@ static void req_local(struct conn *c, const struct qd_req *req)
 
 static void req_hello(struct conn *c, const struct qd_req *req)
 {
-    static const char *const features[] = {"bootstrap", "spectral", NULL};
+    static const char *const features[] = {"bootstrap", "spectral", "detector", NULL};
     struct sup *s = c->s;
     struct qp_server_info si = {0};
     struct qp_writer w;
@@ -724,6 +724,7 @@ static void dispatch_request(struct conn *c, struct qd_req *req, uint32_t len)
         req_samples(c, req, len);
         break;
     case QP_M_DESIGN_PUT:
+    case QP_M_DETECTOR_PUT:
     case QP_M_CACHE_WARM:
     case QP_M_CACHE_VERIFY:
         req_task(c, req);

@@ -15,8 +15,10 @@
 #include "base/qt_ws.h"
 #include "cache/qt_cache.h"
 #include "io/qt_designfile.h"
+#include "io/qt_detectorfile.h"
 #include "num/qt_bootstrap.h"
 #include "num/qt_chunk.h"
+#include "num/qt_detector.h"
 #include "num/qt_tdbound.h"
 #include "num/qt_estimate.h"
 #include "qd.h"
@@ -463,6 +465,50 @@ static int do_design_put(struct worker *w, uint32_t id, const msgpack_object *pa
     return r < 0 ? r : flush_out(w);
 }
 
+/* detector.put: the model checked against its base design, its effective design (with the
+ * backgrounds) stored as a custom cache file; answer what to reconstruct against. */
+static int do_detector_put(struct worker *w, uint32_t id, const msgpack_object *params)
+{
+    struct qt_diag dg = {0};
+    struct qp_detector_put p;
+    struct qp_detector_put_result res = {0};
+    const struct qt_design *base = NULL;
+    struct qt_design *eff = NULL;
+    struct qt_detector *det = NULL;
+    struct qt_cache_map *map = NULL;
+    int kind = -1;
+    int r = qp_decode_detector_put(params, w->conf->max_dim, &p, &dg);
+
+    if (r == 0) {
+        kind = qt_design_kind_from_name(p.design);
+        r = get_map(w, kind, kind == QT_DESIGN_CUSTOM ? p.design_id : p.design, p.d, &base, &map,
+                    &dg);
+    }
+    if (r == 0)
+        r = qt_detectorfile_parse(p.text, p.len, base, &det, &dg);
+    if (r == 0 && !det->identity)
+        r = qt_detector_design(base, det, &eff, &dg);
+    if (r == 0 && eff)
+        r = qt_cache_ensure(w->cache, QT_DESIGN_CUSTOM, eff->d, eff, NULL, &dg);
+    if (r == 0) {
+        const struct qt_design *to = eff ? eff : base;
+
+        (void)snprintf(res.design, sizeof(res.design), "%s", to->name);
+        if (to->kind == QT_DESIGN_CUSTOM)
+            (void)snprintf(res.design_id, sizeof(res.design_id), "%s", to->id);
+        if (!det->identity)
+            (void)snprintf(res.detector, sizeof(res.detector), "%s", det->id);
+        res.d = to->d;
+        res.m = to->m;
+    }
+    qt_design_free(eff);
+    qt_detector_free(det);
+    if (r < 0)
+        return reply_error(w, id, r, &dg);
+    r = qp_pack_detector_put_result(&w->out, id, &res, UINT32_MAX);
+    return r < 0 ? r : flush_out(w);
+}
+
 static int do_warm(struct worker *w, uint32_t id, const msgpack_object *params)
 {
     struct qt_diag dg = {0};
@@ -561,6 +607,8 @@ static int dispatch(struct worker *w, const struct qp_msg *msg)
         return do_chunk(w, msg->id, msg->params);
     case QP_M_DESIGN_PUT:
         return do_design_put(w, msg->id, msg->params);
+    case QP_M_DETECTOR_PUT:
+        return do_detector_put(w, msg->id, msg->params);
     case QP_M_CACHE_WARM:
         return do_warm(w, msg->id, msg->params);
     case QP_M_CACHE_VERIFY:

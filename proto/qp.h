@@ -40,6 +40,8 @@ enum qp_dir { QP_C2S_REQUEST, QP_S2C_NOTIFY, QP_W2S_NOTIFY };
     X(STATS, "stats", QP_C2S_REQUEST, false, "status plus totals and per-worker detail")       \
     X(DESIGN_PUT, "design.put", QP_C2S_REQUEST, false,                                         \
       "upload a custom design; returns its content id")                                        \
+    X(DETECTOR_PUT, "detector.put", QP_C2S_REQUEST, false,                                     \
+      "upload a detector model for a design; returns its effective design's id")               \
     X(CACHE_LIST, "cache.list", QP_C2S_REQUEST, false, "list projector cache files")           \
     X(CACHE_WARM, "cache.warm", QP_C2S_REQUEST, false, "build cache files ahead of use")       \
     X(CACHE_EVICT, "cache.evict", QP_C2S_REQUEST, true, "remove an unmapped cache file")       \
@@ -389,6 +391,36 @@ QT_NODISCARD int qp_pack_id_result(struct qp_writer *w, uint32_t id, const char 
                                    uint32_t max_frame);
 QT_NODISCARD int qp_decode_id_result(const msgpack_object *result, char *buf, size_t len,
                                      struct qt_diag *reterr);
+
+/* detector.put: params {detector: detector-file JSON text, design: base design name, d,
+ * design_id: with design "custom"}; the decoder points into the message (valid until
+ * qp_msg_done) and checks the design name and the id's form. Result {design, design_id?, d, m,
+ * detector?}: the design to reconstruct against ("custom" and the effective design's id, or
+ * the base design itself when the model is the identity), and the model's id ("det-" + 32 hex
+ * digits; absent for the identity). */
+struct qp_detector_put {
+    const char *text;
+    size_t len;
+    char design[16];
+    char design_id[64]; /* "" unless design is "custom" */
+    size_t d;
+};
+struct qp_detector_put_result {
+    char design[16];
+    char design_id[64]; /* "" for a built-in base with the identity model */
+    char detector[40];  /* "" for the identity */
+    size_t d, m;
+};
+QT_NODISCARD int qp_pack_detector_put(struct qp_writer *w, uint32_t id,
+                                      const struct qp_detector_put *p, uint32_t max_frame);
+QT_NODISCARD int qp_decode_detector_put(const msgpack_object *params, size_t max_dim,
+                                        struct qp_detector_put *p, struct qt_diag *reterr);
+QT_NODISCARD int qp_pack_detector_put_result(struct qp_writer *w, uint32_t id,
+                                             const struct qp_detector_put_result *r,
+                                             uint32_t max_frame);
+QT_NODISCARD int qp_decode_detector_put_result(const msgpack_object *result,
+                                               struct qp_detector_put_result *r,
+                                               struct qt_diag *reterr);
 
 /* cache.list result {entries: [...]}; the decoder mallocs *ret. */
 struct qt_cache_entry;

@@ -1,12 +1,14 @@
 /* Error maps and the results of the administrative methods: cancel, status, stats, design.put,
  * cache.list, cache.warm, cache.evict, cache.verify, reload (SCHEMA.md §2, §4). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/qt_status.h"
 #include "cache/qt_cache.h"
 #include "io/qt_designfile.h"
+#include "io/qt_detectorfile.h"
 #include "num/qt_design_kind.h"
 #include "qp.h"
 
@@ -344,6 +346,142 @@ int qp_decode_design_put(const msgpack_object *params, const char **text, size_t
     *text = o->via.str.ptr;
     *len = o->via.str.size;
     return 0;
+}
+
+/* ---- detector.put ---- */
+
+int qp_pack_detector_put(struct qp_writer *w, uint32_t id, const struct qp_detector_put *p,
+                         uint32_t max_frame)
+{
+    bool custom = p->design_id[0] != 0;
+
+    qp_begin_request(w, id, QP_M_DETECTOR_PUT);
+    (void)msgpack_pack_map(&w->pk, 3u + custom);
+    qp_pack_key(&w->pk, "detector");
+    (void)msgpack_pack_str_with_body(&w->pk, p->text, p->len);
+    qp_pack_key(&w->pk, "design");
+    qp_pack_str(&w->pk, p->design);
+    qp_pack_key(&w->pk, "d");
+    (void)msgpack_pack_uint64(&w->pk, p->d);
+    if (custom) {
+        qp_pack_key(&w->pk, "design_id");
+        qp_pack_str(&w->pk, p->design_id);
+    }
+    return qp_frame_end(w, max_frame);
+}
+
+/* "custom-" followed by 32 lower-case hex digits (the content id of custom designs). */
+static bool custom_id_form(const char *id)
+{
+    if (strncmp(id, "custom-", 7) != 0 || strlen(id) != 7 + 32)
+        return false;
+    for (const char *c = id + 7; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return false;
+    return true;
+}
+
+int qp_decode_detector_put(const msgpack_object *params, size_t max_dim,
+                           struct qp_detector_put *p, struct qt_diag *reterr)
+{
+    const msgpack_object *o = qp_get(params, "detector");
+    uint64_t d = 0;
+    int kind, r;
+
+    memset(p, 0, sizeof(*p));
+    if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size == 0)
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                           "detector: missing or not a non-empty string");
+    if (o->via.str.size > QT_DETECTORFILE_MAX_BYTES)
+        return qt_diag_set(reterr, QT_ETOOBIG, 0, 0, "detector: longer than %zu bytes",
+                           QT_DETECTORFILE_MAX_BYTES);
+    p->text = o->via.str.ptr;
+    p->len = o->via.str.size;
+    r = qp_read_str(qp_get(params, "design"), "design", p->design, sizeof(p->design), reterr);
+    if (r == -ENOENT)
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "design: missing");
+    if (r < 0)
+        return r;
+    kind = qt_design_kind_from_name(p->design);
+    if (kind < 0)
+        return qt_diag_set(reterr, QT_EDESIGN, 0, 0, "design: unknown design \"%s\"", p->design);
+    r = qp_read_u64(qp_get(params, "d"), "d", max_dim, &d, reterr);
+    if (r == -ENOENT || (r == 0 && d < 2))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "d: missing or below 2 (at most %zu)",
+                           max_dim);
+    if (r < 0)
+        return r;
+    p->d = (size_t)d;
+    r = qp_read_str(qp_get(params, "design_id"), "design_id", p->design_id,
+                    sizeof(p->design_id), reterr);
+    if (r < 0 && r != -ENOENT)
+        return r;
+    if ((kind == QT_DESIGN_CUSTOM) != (r == 0))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                           "design_id: required with design \"custom\" and only with it");
+    if (r == 0 && !custom_id_form(p->design_id))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                           "design_id: not \"custom-\" and 32 lower-case hex digits");
+    return 0;
+}
+
+int qp_pack_detector_put_result(struct qp_writer *w, uint32_t id,
+                                const struct qp_detector_put_result *res, uint32_t max_frame)
+{
+    bool has_id = res->design_id[0] != 0, has_det = res->detector[0] != 0;
+
+    qp_begin_response(w, id);
+    (void)msgpack_pack_map(&w->pk, 3u + has_id + has_det);
+    qp_pack_key(&w->pk, "design");
+    qp_pack_str(&w->pk, res->design);
+    if (has_id) {
+        qp_pack_key(&w->pk, "design_id");
+        qp_pack_str(&w->pk, res->design_id);
+    }
+    qp_pack_key(&w->pk, "d");
+    (void)msgpack_pack_uint64(&w->pk, res->d);
+    qp_pack_key(&w->pk, "m");
+    (void)msgpack_pack_uint64(&w->pk, res->m);
+    if (has_det) {
+        qp_pack_key(&w->pk, "detector");
+        qp_pack_str(&w->pk, res->detector);
+    }
+    return qp_frame_end(w, max_frame);
+}
+
+int qp_decode_detector_put_result(const msgpack_object *result,
+                                  struct qp_detector_put_result *res, struct qt_diag *reterr)
+{
+    uint64_t v;
+    int r;
+
+    memset(res, 0, sizeof(*res));
+    r = qp_read_str(qp_get(result, "design"), "design", res->design, sizeof(res->design),
+                    reterr);
+    if (r < 0)
+        return r == -ENOENT ? qt_diag_set(reterr, QT_EPARSE, 0, 0, "design: missing") : r;
+    r = qp_read_str(qp_get(result, "design_id"), "design_id", res->design_id,
+                    sizeof(res->design_id), reterr);
+    if (r == -ENOENT)
+        r = 0;
+    if (r == 0)
+        r = qp_read_str(qp_get(result, "detector"), "detector", res->detector,
+                        sizeof(res->detector), reterr);
+    if (r == -ENOENT)
+        r = 0;
+    if (r == 0)
+        r = qp_read_u64(qp_get(result, "d"), "d", UINT32_MAX, &v, reterr);
+    if (r == 0)
+        res->d = (size_t)v;
+    if (r == 0)
+        r = qp_read_u64(qp_get(result, "m"), "m", UINT32_MAX, &v, reterr);
+    if (r == 0)
+        res->m = (size_t)v;
+    if (r == -ENOENT)
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "detector.put result: missing design, d or m");
+    if (r == 0 && !res->design[0])
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "detector.put result: empty design");
+    return r;
 }
 
 int qp_pack_id_result(struct qp_writer *w, uint32_t id, const char *design_id, uint32_t max_frame)

@@ -9,6 +9,7 @@
 
 #include "base/compiler.h"
 #include "io/qt_designfile.h"
+#include "io/qt_detectorfile.h"
 #include "io/qt_json.h"
 #include "qctl.h"
 #include "qtomo/client.h"
@@ -248,6 +249,72 @@ int qctl_cmd_design(int argc, char **argv, struct qctl_global *g)
     if (r < 0)
         return fail(&e, r);
     printf(g->json ? "{\"id\":\"%s\"}\n" : "%s\n", id);
+    return QCTL_EXIT_OK;
+}
+
+/* ---- detector put ---- */
+
+int qctl_cmd_detector(int argc, char **argv, struct qctl_global *g)
+{
+    const struct qctl_cmd *cmd = qctl_find_cmd("detector");
+    struct qtomo_detector_ref ref;
+    struct qtomo_error e;
+    qtomo_conn *c = NULL;
+    char *buf = NULL, *end;
+    const char *design_id;
+    size_t len = 0, d;
+    int r = begin(argc, argv, g, cmd, 4, 5, &c);
+
+    if (r)
+        return r < 0 ? QCTL_EXIT_OK : r;
+    if (strcmp(argv[optind], "put") != 0) {
+        qtomo_close(c);
+        qctl_err("detector: unknown action '%s' (put)", argv[optind]);
+        return QCTL_EXIT_USAGE;
+    }
+    errno = 0;
+    d = (size_t)strtoul(argv[optind + 3], &end, 10);
+    design_id = argc - optind == 5 ? argv[optind + 4] : NULL;
+    if (errno || *end || d < 2 || (strcmp(argv[optind + 2], "custom") == 0) != !!design_id) {
+        qtomo_close(c);
+        qctl_err("detector put: give FILE DESIGN D, an integer D >= 2, and the design id after D "
+                 "exactly when DESIGN is custom");
+        return QCTL_EXIT_USAGE;
+    }
+    r = qctl_read_file(argv[optind + 1], QT_DETECTORFILE_MAX_BYTES, &buf, &len);
+    if (r < 0) {
+        qtomo_close(c);
+        qctl_err("cannot read '%s': %s", argv[optind + 1], qt_strerror(r));
+        return QCTL_EXIT_USAGE;
+    }
+    r = qtomo_detector_put(c, buf, len, argv[optind + 2], d, design_id, &ref, &e);
+    free(buf);
+    qtomo_close(c);
+    if (r < 0)
+        return fail(&e, r);
+    if (g->json) {
+        struct qt_jw w;
+
+        qt_jw_init(&w);
+        qt_jw_obj_begin(&w);
+        qt_jw_key(&w, "design");
+        qt_jw_str(&w, ref.design);
+        if (ref.design_id[0]) {
+            qt_jw_key(&w, "design_id");
+            qt_jw_str(&w, ref.design_id);
+        }
+        kv_int(&w, "d", ref.d);
+        kv_int(&w, "m", ref.m);
+        if (ref.detector[0]) {
+            qt_jw_key(&w, "detector");
+            qt_jw_str(&w, ref.detector);
+        }
+        qt_jw_obj_end(&w);
+        emit_json(&w);
+    } else {
+        printf("design %s%s%s d %zu m %zu detector %s\n", ref.design, ref.design_id[0] ? " " : "",
+               ref.design_id, ref.d, ref.m, ref.detector[0] ? ref.detector : "(identity)");
+    }
     return QCTL_EXIT_OK;
 }
 

@@ -1078,8 +1078,6 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
         } else {
             r = live_design(rc, (size_t)m, &kind, &d, why, sizeof(why));
         }
-        if (r >= 0 && rc->det) /* live_design checked the length against the design */
-            (void)qt_detector_subtract(rc->det, v, v);
         if (r >= 0 && rc->boot.resamples && !rc->boot.shots)
             r = counts_check(v, (size_t)m, why, sizeof(why));
         if (r >= 0 && rc->local) {
@@ -1310,7 +1308,6 @@ out:
     qtomo_close(conn);
     qt_table_done(&rc.tab);
     qt_design_free(rc.des);
-    qt_detector_free(rc.det);
     free(rc.design_text);
     free(rc.target);
     return ret;

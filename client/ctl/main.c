@@ -51,6 +51,14 @@ static void usage_design(FILE *out)
                  "does this by itself).\n");
 }
 
+static void usage_detector(FILE *out)
+{
+    fprintf(out, "Usage: qtomoctl detector put FILE DESIGN D [DESIGN_ID]\n\nUpload a detector "
+                 "model (JSON, README \"Detectors\") for the base design DESIGN\nat dimension D "
+                 "(a custom base also needs its design id) and print the design\nto reconstruct "
+                 "against and the model's id (reconstruct --detector does this\nby itself).\n");
+}
+
 static void usage_ping(FILE *out)
 {
     fprintf(out, "Usage: qtomoctl ping\n\nConnect, shake hands and time one round trip.\n");
@@ -97,6 +105,8 @@ const struct qctl_cmd qctl_cmds[] = {
      qctl_cmd_cache, usage_cache, "list verify warm evict", true},
     {"design", "put FILE", "upload a custom design, print its id", qctl_cmd_design, usage_design,
      "put", true},
+    {"detector", "put FILE DESIGN D [ID]", "upload a detector model, print its design's id",
+     qctl_cmd_detector, usage_detector, "put", true},
     {"ping", "", "check that the daemon answers, and how fast", qctl_cmd_ping, usage_ping, "",
      true},
     {"reload", "", "re-read the daemon's configuration, roll its workers", qctl_cmd_reload,

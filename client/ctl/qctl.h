@@ -33,6 +33,7 @@ int qctl_cmd_stats(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_workers(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_cache(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_design(int argc, char **argv, struct qctl_global *g);
+int qctl_cmd_detector(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_ping(int argc, char **argv, struct qctl_global *g);
 int qctl_cmd_reload(int argc, char **argv, struct qctl_global *g);
 /* The analysis commands (cmd_analysis.c): no daemon needed. */

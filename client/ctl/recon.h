@@ -40,7 +40,6 @@ struct recon {
     char *design_text;  /* custom: the file, for design.put */
     size_t design_len;
     struct qt_design *des; /* local runs, and custom designs (parsed for checks and the id) */
-    struct qt_detector *det; /* --live with a background: the model, for each line */
     double complex *target;
     size_t first, last;  /* 0-based inclusive column range */
     char input_sha256[65];

@@ -2,9 +2,9 @@
  * A model that is the identity ({} or only default values) leaves the run exactly as without
  * it. Any other model replaces the design by its effective design, a custom design that both
  * --local and the daemon (through design.put of its design file) build from the same text, so
- * their records are the same bits; backgrounds are subtracted here, from the input (--live:
- * from every line, by run_live), before the linear estimate (the only method that takes them so
- * far). */
+ * their records are the same bits. Backgrounds are part of the effective design (its
+ * "background" key, and so its id): the estimators take them there (linear subtracts them, mle
+ * fits the Poisson likelihood with them), in the daemon's workers as in --local. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,24 +30,6 @@ static int check_methods(const struct recon *rc, const struct qt_detector *det,
         }
     }
     return 0;
-}
-
-/* beta subtracted from every value of the selected columns; corrected values below 0 are
- * reported per sample by the estimate's negative_input warning. */
-static void subtract_background(struct recon *rc, const struct qt_detector *det)
-{
-    size_t rows = rc->tab.rows, neg = 0;
-
-    for (size_t col = rc->first; col <= rc->last; col++) {
-        double *y = rc->tab.v + rows * col;
-
-        if (!qt_table_col_empty(&rc->tab, col))
-            neg += qt_detector_subtract(det, y, y);
-    }
-    if (neg)
-        qctl_err("warning: detector file '%s': %zu background-corrected values are negative (their "
-                 "records warn negative_input)",
-                 rc->detector_file, neg);
 }
 
 static int base_design(struct recon *rc)
@@ -138,25 +120,12 @@ int qctl_recon_detector(struct recon *rc)
     }
     if (det->identity) /* no detector: the base design, bit for bit */
         goto out;
-    if (det->has_background && rc->boot.resamples) {
-        qctl_err("detector file '%s': error bars of background-corrected data are not "
-                 "supported yet (drop --bootstrap or the background)",
-                 rc->detector_file);
-        r = -1;
-        goto out;
-    }
     r = effective(rc, det);
     if (r >= 0)
         r = check_methods(rc, det, rc->des);
     if (r < 0)
         goto out;
     (void)snprintf(rc->detector_id, sizeof(rc->detector_id), "%s", det->id);
-    if (det->has_background && !rc->live)
-        subtract_background(rc, det);
-    if (det->has_background && rc->live) { /* run_live subtracts it from every line */
-        rc->det = det;
-        det = NULL;
-    }
 out:
     qt_detector_free(det);
     return r < 0 ? -1 : 0;

@@ -348,6 +348,9 @@ int qtomo_connect(qtomo_conn **ret, const char *path, const char *client_name, i
         if (f->type == MSGPACK_OBJECT_STR && f->via.str.size == 9 &&
             memcmp(f->via.str.ptr, "bootstrap", 9) == 0)
             c->feat_bootstrap = true;
+        if (f->type == MSGPACK_OBJECT_STR && f->via.str.size == 8 &&
+            memcmp(f->via.str.ptr, "detector", 8) == 0)
+            c->feat_detector = true;
     }
     if (si.major != QP_VERSION_MAJOR) {
         r = qtc_fail(err, QTOMO_E_UNSUPPORTED_PROTOCOL,

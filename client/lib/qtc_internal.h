@@ -23,6 +23,7 @@ struct qtomo_conn {
     bool have_msg;
     char bye_reason[64];
     bool feat_bootstrap; /* the server computes error bars (hello features) */
+    bool feat_detector;  /* the server takes detector.put */
 };
 
 struct qtomo_job {

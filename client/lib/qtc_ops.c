@@ -64,6 +64,15 @@ int qtomo_job_set_custom(qtomo_job *j, const char *design_id, size_t d)
     return 0;
 }
 
+int qtomo_job_set_detector(qtomo_job *j, const struct qtomo_detector_ref *ref)
+{
+    if (!ref || !ref->design[0])
+        return -EINVAL;
+    if (strcmp(ref->design, "custom") == 0)
+        return qtomo_job_set_custom(j, ref->design_id, ref->d);
+    return qtomo_job_set_design(j, ref->design, ref->d);
+}
+
 int qtomo_job_set_methods(qtomo_job *j, const char *list)
 {
     bool m[_QT_METHOD_MAX] = {false};
@@ -868,6 +877,45 @@ int qtomo_design_put(qtomo_conn *c, const char *json, size_t len, char *id, size
     if (strlen(buf) >= id_len)
         return qtc_fail(err, -ENAMETOOLONG, "design id needs %zu bytes", strlen(buf) + 1);
     memcpy(id, buf, strlen(buf) + 1);
+    return 0;
+}
+
+int qtomo_detector_put(qtomo_conn *c, const char *json, size_t len, const char *design, size_t d,
+                       const char *design_id, struct qtomo_detector_ref *ref,
+                       struct qtomo_error *err)
+{
+    struct qt_diag dg = {0};
+    struct qp_detector_put p = {json, len, "", "", d};
+    struct qp_detector_put_result res;
+    uint32_t rid;
+    int r;
+
+    if (!json || !len || !design || !ref)
+        return qtc_fail(err, -EINVAL, "empty detector model or no design");
+    if (strlen(design) >= sizeof(p.design) ||
+        (design_id && strlen(design_id) >= sizeof(p.design_id)))
+        return qtc_fail(err, -EINVAL, "design name or id too long");
+    if (!c->feat_detector)
+        return qtc_fail(err, -ENOTSUP, "the server does not take detector models (its hello "
+                                       "lists no 'detector' feature)");
+    (void)snprintf(p.design, sizeof(p.design), "%s", design);
+    (void)snprintf(p.design_id, sizeof(p.design_id), "%s", design_id ? design_id : "");
+    rid = qtc_next_id(c);
+    r = qp_pack_detector_put(&c->w, rid, &p, c->max_frame);
+    if (r < 0)
+        return pack_failed(err, r, 0, c);
+    r = qtc_call(c, &c->w, rid, err);
+    if (r < 0)
+        return r;
+    r = qp_decode_detector_put_result(c->msg.result, &res, &dg);
+    if (r < 0)
+        return qtc_bad_result(c, err, "detector.put", r, &dg);
+    memset(ref, 0, sizeof(*ref));
+    (void)snprintf(ref->design, sizeof(ref->design), "%s", res.design);
+    (void)snprintf(ref->design_id, sizeof(ref->design_id), "%s", res.design_id);
+    (void)snprintf(ref->detector, sizeof(ref->detector), "%s", res.detector);
+    ref->d = res.d;
+    ref->m = res.m;
     return 0;
 }
 

@@ -598,6 +598,25 @@ class Client:
             json_text = json_text.decode("utf-8")
         return self._call("design.put", {"design": json_text})["id"]
 
+    def detector_put(self, json_text, design, dim, design_id=None):
+        """Upload a detector model (detector-file JSON text, README "Detectors") for the base
+        ``design`` at dimension ``dim`` (``design_id`` for a custom base). The server checks it
+        (errors name the field), keeps its effective design with the backgrounds, and answers
+        ``{design, design_id?, d, m, detector?}``: reconstruct with ``design`` and
+        ``design_id`` (``"custom"`` and the effective design's id, or the base design for the
+        identity model); ``detector`` is the model's id for records. QtomoError
+        INVALID_PARAMS, before anything is sent, when the server's hello lists no "detector"
+        feature."""
+        if isinstance(json_text, bytes):
+            json_text = json_text.decode("utf-8")
+        if "detector" not in ((self.server_info or {}).get("features") or ()):
+            raise QtomoError(INVALID_PARAMS, "detector: the server does not take detector "
+                             "models (its hello lists no 'detector' feature)")
+        params = {"detector": json_text, "design": design, "d": int(dim)}
+        if design_id is not None:
+            params["design_id"] = design_id
+        return self._call("detector.put", params)
+
     def cache_list(self):
         """``{entries: [{name, id, design, d, m, bytes, last_use_ns, mapped_by}, ...]}``."""
         return self._call("cache.list")

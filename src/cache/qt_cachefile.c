@@ -2,6 +2,7 @@
 #include "qt_cachefile.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,6 +63,7 @@ enum sect_id {
     S_WH_HW,
     S_WH_KETS,
     S_WH_ELEMS,
+    S_BACKGROUND,
     _S_MAX
 };
 
@@ -166,6 +168,9 @@ static uint64_t expected_bytes(enum sect_id id, uint64_t d, uint64_t m, uint64_t
     case S_WH_ELEMS:
         ok = mul(&b, ds) && mul(&b, ds) && mul(&b, m) && mul(&b, c16);
         break;
+    case S_BACKGROUND:
+        ok = mul(&b, m) && mul(&b, sizeof(double));
+        break;
     default:
         ok = false;
     }
@@ -192,6 +197,7 @@ static size_t collect(const struct qt_design *des, struct sect *s)
     ADD(S_H, des->H);
     ADD(S_SV, des->sv);
     ADD(S_PINV, des->pinv);
+    ADD(S_BACKGROUND, des->background);
     if (wh && !wh->trivial) {
         ADD(S_WH_B, wh->B);
         ADD(S_WH_HW, wh->hw);
@@ -434,6 +440,7 @@ int qt_cf_view(const void *buf, size_t len, struct qt_design *des, struct qt_whi
     des->sv = ptr[S_SV];
     des->pinv = ptr[S_PINV];
     des->pinv_cols = des->pinv ? get64(h, H_PINVCOLS) : 0;
+    des->background = ptr[S_BACKGROUND];
     /* Structural invariants the kernels index by. */
     if (des->group_len != 0 && des->group_len * des->n_groups != des->m)
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "group length does not divide m");
@@ -458,6 +465,11 @@ int qt_cf_view(const void *buf, size_t len, struct qt_design *des, struct qt_whi
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "element sections do not match rank-1");
     if (des->kind != QT_DESIGN_CUSTOM && des->kind != QT_DESIGN_PAULI && !des->rank1)
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "built-in design without kets");
+    if (des->background && (des->kind != QT_DESIGN_CUSTOM || des->n_groups != 1))
+        return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "background on a design with groups");
+    for (size_t a = 0; des->background && a < des->m; a++)
+        if (!(des->background[a] >= 0.0) || !isfinite(des->background[a]))
+            return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "background %zu out of range", a);
     for (size_t a = 0; a < des->m; a++)
         if (des->groups[a] >= des->n_groups ||
             (des->group_len != 0 && des->groups[a] != a / des->group_len))

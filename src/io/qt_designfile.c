@@ -182,7 +182,7 @@ struct design_in {
     struct qt_custom_spec spec;
     double complex *kets, *elems;
     int64_t *groups;
-    double *weights;
+    double *weights, *background;
 };
 
 static int read_dim(json_t *root, size_t *ret_d, struct qt_diag *reterr)
@@ -373,14 +373,38 @@ static int parse_weights(json_t *v, struct design_in *in, struct qt_diag *reterr
     return 0;
 }
 
-/* Everything but the physics: keys, dim, the one data block, groups, weights, name. */
+static int parse_background(json_t *v, struct design_in *in, struct qt_diag *reterr)
+{
+    size_t m = in->spec.m;
+    int r = per_element(v, "background", m, reterr);
+
+    if (r < 0)
+        return r;
+    in->background = malloc(m * sizeof(double));
+    if (!in->background)
+        return qt_diag_set(reterr, -ENOMEM, 0, 0, "out of memory for background");
+    for (size_t a = 0; a < m; a++) {
+        json_t *b = json_array_get(v, a);
+        double x = json_is_number(b) ? json_number_value(b) : NAN;
+
+        if (!(x >= 0.0) || !isfinite(x))
+            return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                               "'background[%zu]' must be a number >= 0", a);
+        in->background[a] = x;
+    }
+    in->spec.background = in->background;
+    return 0;
+}
+
+/* Everything but the physics: keys, dim, the one data block, groups, weights, background,
+ * name. */
 static int parse_design(json_t *root, struct design_in *in, struct qt_diag *reterr)
 {
-    static const char *const keys[] = {"dim",     "vectors", "elements", "groups",
-                                       "weights", "name",    NULL};
+    static const char *const keys[] = {"dim",  "vectors",    "elements", "groups", "weights",
+                                       "name", "background", NULL};
     json_t *vec = json_object_get(root, "vectors"), *el = json_object_get(root, "elements");
     json_t *groups = json_object_get(root, "groups"), *w = json_object_get(root, "weights");
-    json_t *name = json_object_get(root, "name");
+    json_t *name = json_object_get(root, "name"), *bg;
     int r;
 
     r = check_keys(root, keys, NULL, reterr);
@@ -398,6 +422,8 @@ static int parse_design(json_t *root, struct design_in *in, struct qt_diag *rete
         r = parse_groups(groups, in, reterr);
     if (r >= 0 && w)
         r = parse_weights(w, in, reterr);
+    if (r >= 0 && (bg = json_object_get(root, "background")))
+        r = parse_background(bg, in, reterr);
     return r;
 }
 
@@ -432,6 +458,7 @@ out:
     free(in.elems);
     free(in.groups);
     free(in.weights);
+    free(in.background);
     return r;
 }
 

@@ -6,7 +6,8 @@
  *   {"dim": d, "vectors": {"re": [[...] x m], "im": [[...] x m]}}   rows are kets (m x d), or
  *   {"dim": d, "elements": {"re": [m][d][d], "im": [m][d][d]}}     element a row-major,
  *   optional "groups": [m non-negative integers], "weights": [m positive numbers],
- *   "name": string (informational). "im" may be omitted (real design). Unknown keys are errors.
+ *   "background": [m numbers >= 0] (known background counts, in data units; all outcomes in one
+ *   group: what detector models write, num/qt_detector.h), "name": string (informational). "im" may be omitted (real design). Unknown keys are errors.
  *
  * Target file (any one of):
  *   {"ket": {"re": [d], "im": [d]}}                     normalised automatically

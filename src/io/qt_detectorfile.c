@@ -283,7 +283,17 @@ int qt_detectorfile_design_json(const struct qt_design *des, const struct qt_det
         write_part(&b, E, m, d, false);
         sb_puts(&b, ", \"im\": ");
         write_part(&b, E, m, d, true);
-        sb_puts(&b, "}}\n");
+        sb_puts(&b, "}");
+        if (det->has_background) {
+            sb_puts(&b, ", \"background\": [");
+            for (size_t a = 0; a < m; a++) {
+                if (a)
+                    sb_puts(&b, ",");
+                sb_double(&b, det->bg[a]);
+            }
+            sb_puts(&b, "]");
+        }
+        sb_puts(&b, "}\n");
         r = b.oom ? -ENOMEM : 0;
     }
     free(E);

@@ -25,6 +25,7 @@ struct design_own {
     double *sv;
     double *pinv;
     struct qt_whiten *whiten;
+    double *background;
 };
 
 /* Dense batch operators are kept only up to this size (bytes). */
@@ -73,6 +74,7 @@ void qt_design_free(struct qt_design *des)
         free(own->H);
         free(own->sv);
         free(own->pinv);
+        free(own->background);
         qt_whiten_done(own->whiten);
         free(own->whiten);
         free(own);
@@ -90,6 +92,7 @@ size_t qt_design_bytes(const struct qt_design *des)
     b += des->elems ? d * d * m * sizeof(double complex) : 0;
     b += des->H ? d * d * sizeof(double complex) : 0;
     b += des->sv ? QT_MIN(m, d * d) * sizeof(double) : 0;
+    b += des->background ? m * sizeof(double) : 0;
     if (des->whiten && !des->whiten->trivial) {
         size_t n = des->whiten->ds;
 
@@ -844,6 +847,38 @@ out:
     return r;
 }
 
+/* The known backgrounds, kept only when some is > 0. */
+static int custom_background(struct qt_design *des, const struct qt_custom_spec *spec,
+                             struct qt_diag *reterr)
+{
+    struct design_own *own = des->own;
+    bool any = false;
+
+    if (!spec->background)
+        return 0;
+    for (size_t a = 0; a < des->m; a++) {
+        double b = spec->background[a];
+
+        if (!isfinite(b) || b < 0.0)
+            return qt_diag_set(reterr, QT_EOPTION, 0, 0,
+                               "background of element %zu must be finite and >= 0, got %g", a, b);
+        any |= b > 0.0;
+    }
+    if (!any)
+        return 0;
+    if (des->n_groups != 1)
+        return qt_diag_set(reterr, QT_EOPTION, 0, 0,
+                           "a background needs all elements in one group (the Poisson model with "
+                           "one unknown intensity); this design has %zu groups",
+                           des->n_groups);
+    own->background = malloc(des->m * sizeof(double));
+    if (!own->background)
+        return -ENOMEM;
+    memcpy(own->background, spec->background, des->m * sizeof(double));
+    des->background = own->background;
+    return 0;
+}
+
 static void custom_id(struct qt_design *des)
 {
     size_t d = des->d, m = des->m;
@@ -859,6 +894,8 @@ static void custom_id(struct qt_design *des)
         (void)XXH3_128bits_update(st, des->kets, d * m * sizeof(double complex));
     else
         (void)XXH3_128bits_update(st, des->elems, d * d * m * sizeof(double complex));
+    if (des->background) /* absent from designs without one: their ids are unchanged */
+        (void)XXH3_128bits_update(st, des->background, m * sizeof(double));
     XXH128_hash_t h = XXH3_128bits_digest(st);
     XXH3_freeState(st);
     (void)snprintf(des->id, sizeof(des->id), "custom-%016llx%016llx", (unsigned long long)h.high64,
@@ -895,6 +932,8 @@ int qt_design_new_custom(const struct qt_custom_spec *spec, struct qt_design **r
     r = custom_fill(des, spec, &ws, reterr);
     if (r >= 0)
         r = custom_groups(des, spec, reterr);
+    if (r >= 0)
+        r = custom_background(des, spec, reterr);
     if (r >= 0)
         r = finish(des, &ws);
     if (r >= 0) {

@@ -65,6 +65,10 @@ struct qt_design {
                                      * (qt_whiten.h), used by the likelihood estimators */
     bool pinv_lower;                /* pinv has only the d(d+1)/2 lower-triangle rows of vec(rho),
                                      * packed column by column (QT_PINV_FRAME) */
+    const double *background;       /* m known background counts beta_a >= 0, some > 0, in the
+                                     * units of the data (custom designs built from a detector
+                                     * model, num/qt_detector.h), or NULL: none. The estimators
+                                     * then fit mu_a = I Tr(E_a rho) + beta_a (qt_estimate.h) */
 
     /* private */
     void *own;
@@ -72,13 +76,15 @@ struct qt_design {
 
 /* Validated contents of a custom design file, in memory (see qt_designfile for parsing).
  * Exactly one of kets (m x d, row a = k_a, row-major as in the file) and elems (m x d x d,
- * element a row-major) is non-NULL. groups and weights are optional (NULL). */
+ * element a row-major) is non-NULL. groups, weights and background are optional (NULL); a
+ * background of zeros is no background (the design and its id are those without it). */
 struct qt_custom_spec {
     size_t d, m;
     const double complex *kets;
     const double complex *elems;
     const int64_t *groups;
     const double *weights;
+    const double *background; /* m values >= 0, finite; needs a single group (see below) */
 };
 
 /* Builds a built-in design. For pauli, d = 2^n with 1 <= n <= 8.
@@ -88,8 +94,9 @@ QT_NODISCARD int qt_design_new(enum qt_design_kind kind, size_t d, struct qt_des
                                struct qt_diag *reterr);
 
 /* Validates and builds a custom design: shapes, finite values, Hermitian PSD elements, positive
- * weights, and informational completeness (rank of the measurement map = d^2). Errors name the
- * offending element. */
+ * weights, non-negative backgrounds (only with all outcomes in one group: the Poisson model
+ * with one unknown intensity), and informational completeness (rank of the measurement map =
+ * d^2). Errors name the offending element. */
 QT_NODISCARD int qt_design_new_custom(const struct qt_custom_spec *spec, struct qt_design **ret_des,
                                       struct qt_diag *reterr);
 

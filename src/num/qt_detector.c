@@ -400,7 +400,8 @@ int qt_detector_design(const struct qt_design *base, const struct qt_detector *d
         return -ENOMEM;
     r = qt_detector_elements(base, det, elems);
     if (r >= 0) {
-        struct qt_custom_spec spec = {d, m, NULL, elems, NULL, NULL};
+        struct qt_custom_spec spec = {d, m, NULL, elems, NULL, NULL,
+                                      det->has_background ? det->bg : NULL};
 
         r = qt_design_new_custom(&spec, ret, reterr);
     }
@@ -408,25 +409,14 @@ int qt_detector_design(const struct qt_design *base, const struct qt_detector *d
     return r;
 }
 
-size_t qt_detector_subtract(const struct qt_detector *det, const double *y, double *out)
-{
-    size_t neg = 0;
-
-    for (size_t a = 0; a < det->m; a++) {
-        out[a] = y[a] - det->bg[a];
-        neg += out[a] < 0.0;
-    }
-    return neg;
-}
-
 int qt_detector_check_method(const struct qt_detector *det, const struct qt_design *eff,
                              enum qt_method method, struct qt_diag *reterr)
 {
-    if (det->has_background && method != QT_METHOD_LINEAR)
+    if (det->has_background && method != QT_METHOD_LINEAR && method != QT_METHOD_MLE)
         return qt_diag_set(reterr, QT_EMETHOD, 0, 0,
-                           "%s: a background needs the Poisson-background MLE, which detector "
-                           "runs do not reach yet; use linear, or a detector file without "
-                           "\"background\"",
+                           "%s fits the multinomial without background counts and cannot honour "
+                           "\"background\"; use mle (the Poisson likelihood with the background) "
+                           "or linear (background subtracted)",
                            qt_method_name(method));
     if (method == QT_METHOD_WLS && !det->identity && !eff->povm)
         return qt_diag_set(reterr, QT_EMETHOD, 0, 0,

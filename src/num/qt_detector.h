@@ -5,7 +5,9 @@
  * normalisation group. With beta = 0 the Poisson likelihood of the counts with I unknown is the
  * multinomial over all outcomes with p_a = Tr(rho E~_a) / Tr(rho sum_b E~_b): exactly the model
  * every estimator fits to a custom design whose outcomes form one group (qt_sample normalises
- * per group; one group makes that the total). Outcome and group order are the base design's. */
+ * per group; one group makes that the total). With beta > 0 the effective design carries beta
+ * (qt_design.background) and mle maximises the Poisson likelihood itself (num/qt_est_mlebg.h).
+ * Outcome and group order are the base design's. */
 #pragma once
 
 #include <complex.h>
@@ -80,20 +82,16 @@ QT_NODISCARD int qt_detector_elements(const struct qt_design *des, const struct 
                                       double complex *elems);
 
 /* The effective design: a custom design of the elements above, all outcomes in one group (see
- * the top of this file). Its id is the content id of custom designs, so it changes with the
+ * the top of this file), with det's backgrounds (qt_design.background) when it has any. Its id is the content id of custom designs, so it changes with the
  * model. Returns 0, QT_EDIM (d > QT_DETECTOR_MAX_DIM) or a qt_design_new_custom error (an
  * effective element that is zero: QT_ENOTPSD naming it). */
 QT_NODISCARD int qt_detector_design(const struct qt_design *base, const struct qt_detector *det,
                                     struct qt_design **ret, struct qt_diag *reterr);
 
-/* y_a - beta_a for n = m values (the linear estimator's background correction); returns how
- * many corrected values are negative. */
-size_t qt_detector_subtract(const struct qt_detector *det, const double *y, double *out);
-
-/* Whether method can honour det on its effective design eff: a background needs a likelihood
- * not wired in yet (only linear, after qt_detector_subtract, takes it), and WLS fits frequencies to
- * Tr(rho E~_a), which is right only when sum_a E~_a = I (eff->povm: equal efficiencies, any
- * crosstalk and drift). Returns 0 or QT_EMETHOD with the reason. */
+/* Whether method can honour det on its effective design eff: a background is taken by linear
+ * (subtracted) and mle (the Poisson likelihood with it), not by wls and rhor; and WLS fits
+ * frequencies to Tr(rho E~_a), which is right only when sum_a E~_a = I (eff->povm: equal
+ * efficiencies, any crosstalk and drift). Returns 0 or QT_EMETHOD with the reason. */
 QT_NODISCARD int qt_detector_check_method(const struct qt_detector *det,
                                           const struct qt_design *eff, enum qt_method method,
                                           struct qt_diag *reterr);

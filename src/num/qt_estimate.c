@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "qt_est.h"
+#include "qt_est_mlebg.h"
 #include "qt_heevb.h"
 #include "qt_mat.h"
 #include "qt_metrics.h"
@@ -266,6 +267,147 @@ out:
     return r;
 }
 
+/* ---- designs with known backgrounds (des->background) ---- */
+
+/* The elements as the d^2 x m matrix qt_mlebg takes (the design's own when it stores them). */
+static const double complex *bg_elements(const struct qt_design *des, struct qt_ws *ws)
+{
+    size_t d = des->d, dd = d * d;
+    double complex *F;
+
+    if (des->elems)
+        return des->elems;
+    F = qt_ws_alloc_n(ws, dd * des->m, sizeof(*F));
+    if (!F || !des->kets)
+        return NULL;
+    for (size_t a = 0; a < des->m; a++) {
+        const double complex *k = des->kets + d * a;
+
+        for (size_t j = 0; j < d; j++)
+            for (size_t i = 0; i < d; i++)
+                F[dd * a + i + d * j] = k[i] * conj(k[j]);
+    }
+    return F;
+}
+
+/* The data metrics of the Poisson model mu_a = I Tr(E_a rho) + beta_a, replacing the
+ * multinomial ones qt_metrics_fill computed: chi2 = sum (y - mu)^2 / mu and the log-likelihood
+ * sum [y ln mu - mu] that the certificate bounds. */
+static int bg_data_metrics(const struct qt_design *des, struct qt_ws *ws, const double *y,
+                           double intensity, double loglik, struct qt_result *res)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    double *q = qt_ws_alloc_n(ws, des->m, sizeof(double)), chi2 = 0.0;
+    int r = q ? qt_design_forward(des, ws, res->rho, q) : -ENOMEM;
+
+    for (size_t a = 0; r >= 0 && a < des->m; a++) {
+        double mu = fmax(intensity * q[a] + des->background[a], 1e-300);
+
+        chi2 += (y[a] - mu) * (y[a] - mu) / mu;
+    }
+    if (r >= 0) {
+        QT_MT_SET(&res->mt, CHI2, chi2, chi2);
+        QT_MT_SET(&res->mt, LOG_LIKELIHOOD, log_likelihood, loglik);
+    }
+    qt_ws_release(ws, mark);
+    return r;
+}
+
+/* Maximum likelihood with the backgrounds (num/qt_est_mlebg.h): its certificate in
+ * log-likelihood units, reported like qt_est_mle's. */
+static int estimate_mlebg(const struct qt_design *des, struct qt_ws *ws, const double *y,
+                          size_t n, const struct qt_opts *opts, struct qt_result *res)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    size_t d = des->d;
+    double *f = qt_ws_alloc_n(ws, des->m, sizeof(double));
+    double complex *est = qt_ws_alloc_n(ws, d * d, sizeof(*est));
+    const double complex *F = bg_elements(des, ws);
+    struct qt_mlebg_opts o = {opts->mle.gap_tol, opts->mle.max_iterations};
+    struct qt_sample_info info;
+    double inten = 0.0, gap = INFINITY, ll = 0.0, tot = 0.0;
+    unsigned iters = 0;
+    int r;
+
+    if (!f || !est || !F) {
+        r = qt_result_fail(res, -ENOMEM, "out of memory");
+        goto out;
+    }
+    r = sample_check(des, y, n, opts, f, &info, res);
+    if (r >= 0 && info.negative)
+        r = check_nonnegative(y, des->m, QT_METHOD_MLE, res);
+    if (r < 0)
+        goto out;
+    r = qt_mlebg(d, des->m, F, des->background, y, &o, ws, est, &inten, &gap, &ll, &iters);
+    if (r == QT_EZEROGROUP) {
+        r = qt_result_fail(res, r, "the data are impossible under the detector model: an outcome "
+                                   "with counts has a zero effective element and no background");
+        goto out;
+    }
+    if (r < 0 && r != QT_ENOCONV) {
+        r = qt_result_fail(res, r, "maximum likelihood with background failed: %s",
+                           qt_strerror(r));
+        goto out;
+    }
+    bool conv = r == 0;
+    r = iterative_finish(des, ws, QT_METHOD_MLE, y, &info, est, opts, res);
+    if (r >= 0 && (opts->metrics & QT_MG_DATA))
+        r = bg_data_metrics(des, ws, y, inten, ll, res);
+    if (r < 0) {
+        r = qt_result_fail(res, r, "mle failed: %s", qt_strerror(r));
+        goto out;
+    }
+    for (size_t a = 0; a < des->m; a++)
+        tot += y[a];
+    QT_MT_SET(&res->mt, GAP, gap, gap);
+    QT_MT_SET(&res->mt, GAP_PER_COUNT, gap_per_count, tot > 0.0 ? gap / tot : 0.0);
+    QT_MT_SET(&res->mt, ITERATIONS, iterations, (int64_t)iters);
+    QT_MT_SET(&res->mt, CONVERGED, converged, conv);
+    QT_MT_SET(&res->mt, MESSAGE, message,
+              conv ? "converged: gap per count <= gap_tol (Poisson model with background)"
+                   : "stopped: gap per count is above gap_tol (Poisson model with background)");
+    if (!conv)
+        res->warnings |= QT_WARN_NOT_CONVERGED;
+out:
+    qt_ws_release(ws, mark);
+    return r;
+}
+
+/* y - beta into out (the linear estimator's background correction; negative corrected values
+ * give the negative_input warning). */
+static void bg_subtract(const struct qt_design *des, const double *y, size_t n, double *out)
+{
+    for (size_t a = 0; a < n; a++)
+        out[a] = a < des->m ? y[a] - des->background[a] : y[a];
+}
+
+static int estimate_with_background(const struct qt_design *des, struct qt_ws *ws,
+                                    enum qt_method method, const double *y, size_t n,
+                                    const struct qt_opts *opts, struct qt_result *res)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    double *yc;
+    int r;
+
+    switch (method) {
+    case QT_METHOD_LINEAR:
+        yc = qt_ws_alloc_n(ws, n ? n : 1, sizeof(double));
+        if (!yc)
+            return qt_result_fail(res, -ENOMEM, "out of memory");
+        bg_subtract(des, y, n, yc);
+        r = estimate_linear(des, ws, yc, n, opts, res);
+        qt_ws_release(ws, mark);
+        return r;
+    case QT_METHOD_MLE:
+        return estimate_mlebg(des, ws, y, n, opts, res);
+    default:
+        return qt_result_fail(res, QT_EMETHOD,
+                              "%s cannot take the design's background counts (it fits the "
+                              "multinomial without them); use mle or linear",
+                              qt_method_name(method));
+    }
+}
+
 int qt_estimate_from(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
                      const double *y, size_t n, const struct qt_opts *opts,
                      const double complex *start, struct qt_result *res)
@@ -274,6 +416,8 @@ int qt_estimate_from(const struct qt_design *des, struct qt_ws *ws, enum qt_meth
     if (res->cap < des->d)
         return qt_result_fail(res, -EINVAL, "result storage is too small for d = %zu", des->d);
     res->d = des->d;
+    if (des->background && method < _QT_METHOD_MAX)
+        return estimate_with_background(des, ws, method, y, n, opts, res);
     switch (method) {
     case QT_METHOD_LINEAR:
         return estimate_linear(des, ws, y, n, opts, res);
@@ -328,6 +472,18 @@ int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size
     if (!F || !raw || !V || !w || !ok || !col || !info) {
         r = -ENOMEM;
         goto out;
+    }
+    if (des->background) { /* the corrected values are the samples from here on */
+        double *Yc = qt_ws_alloc_n(ws, m * n1, sizeof(double));
+
+        if (!Yc) {
+            r = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++)
+            bg_subtract(des, Y + ldy * i, m, Yc + m * i);
+        Y = Yc;
+        ldy = m;
     }
     /* Validate and normalise every sample; the valid ones are packed into F. */
     for (size_t i = 0; i < n; i++) {

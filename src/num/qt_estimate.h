@@ -21,6 +21,11 @@
  * sample), or NULL to have it computed.
  * Sample problems (wrong length, non-finite or negative values, a group summing to zero) are
  * reported in res->err / res->errmsg and returned; the function never aborts on bad data.
+ * Designs with known backgrounds (des->background, from a detector model): linear inverts
+ * y - beta (negative corrected values warn negative_input); mle maximises the Poisson
+ * likelihood of mu_a = I Tr(E_a rho) + beta_a (num/qt_est_mlebg.h) and reports its certificate
+ * as gap (log-likelihood units), that model's log_likelihood sum [y ln mu - mu] and chi2, and
+ * ignores start; wls and rhor refuse them (QT_EMETHOD).
  * Returns 0 on success or the negative error also stored in res->err. */
 QT_NODISCARD int qt_estimate(const struct qt_design *des, struct qt_ws *ws, enum qt_method method,
                              const double *y, size_t n, const struct qt_opts *opts,
@@ -32,7 +37,7 @@ QT_NODISCARD int qt_estimate_from(const struct qt_design *des, struct qt_ws *ws,
 
 /* Linear inversion of n samples at once (one GEMM for the inversion). Y is des->m x n
  * column-major with leading dimension ldy; res[0..n) must be initialised for des->d. Per-sample
- * errors go to res[i]. Returns 0, or -ENOMEM when the batch itself could not run. */
+ * errors go to res[i]. Backgrounds are subtracted as in qt_estimate. Returns 0, or -ENOMEM when the batch itself could not run. */
 QT_NODISCARD int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size_t n,
                                           const double *Y, size_t ldy, const struct qt_opts *opts,
                                           struct qt_result *res);

@@ -60,6 +60,22 @@ bool qt_resample_is_counts(const double *y, size_t m)
     return true;
 }
 
+/* A design with known backgrounds: the parametric means are mu_a = s q_a + beta_a, with the
+ * signal scale s that gives the signal the observed total less the total background. */
+static void background_means(const struct qt_design *des, const double *y, double *q)
+{
+    double ysum = 0.0, bsum = 0.0, qsum = 0.0, s;
+
+    for (size_t a = 0; a < des->m; a++) {
+        ysum += y[a];
+        bsum += des->background[a];
+        qsum += q[a];
+    }
+    s = qsum > 0.0 ? fmax(ysum - bsum, 0.0) / qsum : 0.0;
+    for (size_t a = 0; a < des->m; a++)
+        q[a] = s * q[a] + des->background[a];
+}
+
 int qt_resample(const struct qt_design *des, struct qt_ws *ws, enum qt_resample_kind kind,
                 const double *y, const double complex *rho, struct qt_rng *r, double *out)
 {
@@ -88,6 +104,8 @@ int qt_resample(const struct qt_design *des, struct qt_ws *ws, enum qt_resample_
             goto out;
         for (size_t a = 0; a < m; a++)
             q[a] = q[a] > 0.0 && isfinite(q[a]) ? q[a] : 0.0;
+        if (des->background)
+            background_means(des, y, q);
     } else {
         memcpy(q, y, m * sizeof(double));
     }

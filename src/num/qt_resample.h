@@ -7,7 +7,9 @@
  *    the others get an independent Poisson draw of mean y_a per outcome.
  *  - parametric: the same, from the estimate's predicted probabilities q_a = Tr(E_a rho): per
  *    POVM group a multinomial of n_g over q_a / sum_{b in g} q_b; otherwise Poisson of mean
- *    q_a * (sum y) / (sum q) (the Poisson likelihood's fitted intensity).
+ *    q_a * (sum y) / (sum q) (the Poisson likelihood's fitted intensity). A design with known
+ *    backgrounds (des->background) first takes q_a -> s q_a + beta_a, s = max(sum y - sum beta,
+ *    0) / sum q: the signal gets the observed total less the background's.
  *
  * Counts must be whole numbers: data given as probabilities or powers cannot be resampled
  * without a count (the caller converts them with its --shots first). */

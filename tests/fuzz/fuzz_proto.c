@@ -65,6 +65,11 @@ static void decode_response(const struct qp_msg *msg)
     sink ^= qp_decode_status_result(msg->result, &st, &err);
     qp_status_done(&st);
     sink ^= qp_decode_id_result(msg->result, id, sizeof(id), &err);
+    {
+        struct qp_detector_put_result dr;
+
+        sink ^= qp_decode_detector_put_result(msg->result, &dr, &err);
+    }
     sink ^= qp_decode_cache_list_result(msg->result, &entries, &n, &err);
     free(entries);
     sink ^= qp_decode_verify_result(msg->result, &v, &dm, &n, &err);
@@ -111,6 +116,13 @@ static void decode_typed(const struct qp_msg *msg)
 
         if (qp_decode_design_put(msg->params, &text, &len, &err) == 0 && len)
             sink ^= text[0] + text[len - 1]; /* the text points into the message */
+        break;
+    }
+    case QP_M_DETECTOR_PUT: {
+        struct qp_detector_put dp;
+
+        if (qp_decode_detector_put(msg->params, 64, &dp, &err) == 0)
+            sink ^= dp.text[0] + dp.text[dp.len - 1] + dp.design[0]; /* into the message */
         break;
     }
     case QP_M_CACHE_WARM: {

@@ -682,6 +682,31 @@ static void check_custom(qtomo_conn *c, char *id_out)
         }
         qtomo_sample_free(s);
         s = NULL;
+        /* A detector model on that design: its effective design, with the background. */
+        static const char det[] = "{\"efficiencies\": [1, 0.8, 1, 0.8, 1, 0.8], "
+                                  "\"background\": [2, 0, 0, 3, 0, 0]}";
+        static const char bad_det[] = "{\"efficiencies\": [1]}";
+        struct qtomo_detector_ref ref;
+
+        clear_err(&e);
+        r = qtomo_detector_put(c, det, strlen(det), "custom", 2, id, &ref, &e);
+        CHECK(r == 0 && strcmp(ref.design, "custom") == 0 && ref.m == 6 && ref.d == 2 &&
+                  strncmp(ref.detector, "det-", 4) == 0 && strcmp(ref.design_id, id) != 0,
+              "detector_put", "returned %d (%s): design %s id %s detector %s m %zu", r, e.message,
+              ref.design, ref.design_id, ref.detector, ref.m);
+        CHECK(r != 0 || qtomo_job_set_detector(j, &ref) == 0, "set_detector", "refused");
+        clear_err(&e);
+        r = r == 0 ? qtomo_reconstruct(c, j, counts, 6, &s, &e) : r;
+        CHECK(r == 0 && s && qtomo_sample_status(s, 1, NULL) == 0 &&
+                  qtomo_sample_metric(s, 1, "gap", &x) == 0 && x <= 1e-8,
+              "reconstruct(detector)", "returned %d: %s", r, e.message);
+        qtomo_sample_free(s);
+        s = NULL;
+        clear_err(&e);
+        r = qtomo_detector_put(c, bad_det, strlen(bad_det), "custom", 2, id, &ref, &e);
+        CHECK(r == QTOMO_E_INVALID_PARAMS && strstr(e.message, "efficiencies"),
+              "detector_put(bad)", "returned %d, message '%s'", r, e.message);
+        (void)qtomo_job_set_custom(j, id, 2);
     }
     /* Invalid design texts: the server says what is wrong; the connection goes on. */
     clear_err(&e);

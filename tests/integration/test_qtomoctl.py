@@ -1020,7 +1020,7 @@ class QtomoctlTest(unittest.TestCase):
                  "submit": ("reconstruct", None),  # FILE
                  "cancel": ("reconstruct", None),  # SIGINT during a FILE run
                  "status": ("status", None), "stats": ("stats", None),
-                 "design.put": ("design", "put"),
+                 "design.put": ("design", "put"), "detector.put": ("detector", "put"),
                  "cache.list": ("cache", "list"), "cache.warm": ("cache", "warm"),
                  "cache.evict": ("cache", "evict"), "cache.verify": ("cache", "verify"),
                  "reload": ("reload", None)}
@@ -2040,6 +2040,13 @@ class QtomoctlTest(unittest.TestCase):
         self.assertRegex(did, r"^custom-[0-9a-f]{32}$")
         self.assertRegex(detid, r"^det-[0-9a-f]{32}$")
         self.assertTrue(all(r["status"] == "ok" for r in recs))
+        # detector put: the daemon builds the same effective design from the model alone.
+        p = ctl("-s", d.sock, "--json", "detector", "put", dpath, "nopovm", "4")
+        self.assertExit(p, 0, "detector put")
+        self.assertEqual(json.loads(p.stdout), {"design": "custom", "design_id": did, "d": 4,
+                                                "m": 16, "detector": detid})
+        p = ctl("-s", d.sock, "detector", "put", dpath, "custom", "4")
+        self.assertExit(p, 2, "detector put custom without its id")
         with open(self.path("bell_nopovm_d4.csv.daemon", "run.json")) as f:
             opts = json.load(f)["options"]
         self.assertEqual(opts["detector"], {"path": dpath, "sha256": sha256(dpath), "id": detid})
@@ -2089,7 +2096,35 @@ class QtomoctlTest(unittest.TestCase):
                 self.assertExit(b, code, "--detector {}")
                 self.assertGreater(len(a.stdout), 0)
                 self.assertSameBytes(a.stdout, b.stdout, "--detector {} vs none")
-        # A background: linear only, subtracted before the estimate, daemon = --local.
+        # A background travels with the effective design: linear subtracts it, mle fits the
+        # Poisson likelihood with it (certified), in the workers as in --local; error bars
+        # resample under it.
+        bgm = self.path("bgm.json")
+        with open(bgm, "w") as f:
+            json.dump({"background": [0.5 * (a % 3) for a in range(16)],
+                       "efficiencies": det["efficiencies"]}, f)
+        bell = self.path("bell_bgm.csv")
+        shutil.copyfile(BELL4, bell)
+        recs = self.daemon_equals_local(d, bell, 4, "--method", "linear,mle", "--detector", bgm)
+        mle = [r for r in recs if r["method"] == "mle"]
+        self.assertTrue(mle and all(r["status"] == "ok" and r["metrics"]["gap"] <= 1e-8
+                                    and r["metrics"]["converged"] for r in mle))
+        nobg = self.path("nobg.json")
+        with open(nobg, "w") as f:
+            json.dump({"efficiencies": det["efficiencies"]}, f)
+        p = local("reconstruct", BELL4, "--local", "--json", "--method", "mle", "--detector",
+                  nobg)
+        self.assertExit(p, 0, "the same model without its background")
+        self.assertNotEqual([json.loads(x)["rho"] for x in p.stdout.splitlines()],
+                            [r["rho"] for r in mle])
+        for how in ("data", "parametric"):
+            bootbg = self.path("bell_bgm_%s.csv" % how)
+            shutil.copyfile(BELL4, bootbg)
+            recs = self.daemon_equals_local(d, bootbg, 4, "--method", "linear,mle",
+                                            "--detector", bgm, "--bootstrap", "10", "--seed",
+                                            "3", "--resample", how)
+            self.assertTrue(all("metrics" in r["uncertainty"] for r in recs))
+        # A background larger than the counts: linear warns, daemon = --local.
         bg = self.path("bg.json")
         with open(bg, "w") as f:
             json.dump({"background": [0.0] * 15 + [1e6], "efficiencies": det["efficiencies"]},
@@ -2118,10 +2153,9 @@ class QtomoctlTest(unittest.TestCase):
         p = local("reconstruct", "--live", "--local", "--detector", bg, input=data)
         self.assertExit(p, 2, "--live --detector without --design")
         self.assertIn(b"give --design and --dim", p.stderr)
-        p = local("reconstruct", BELL4, "--local", "--method", "linear,mle", "--detector", bg)
-        self.assertExit(p, 2, "background with mle")
-        self.assertIn(b"mle: a background needs the Poisson-background MLE, which detector runs do not reach yet",
-                      p.stderr)
+        p = local("reconstruct", BELL4, "--local", "--method", "linear,rhor", "--detector", bg)
+        self.assertExit(p, 2, "background with rhor")
+        self.assertIn(b"rhor fits the multinomial without background counts", p.stderr)
         # Bad files name the field and index.
         for bad, msg in (({"efficiencies": [1] * 15 + [0]}, b"efficiencies[15] must be > 0"),
                          ({"efficiencies": [1, 1]}, b"efficiencies has 2 values"),

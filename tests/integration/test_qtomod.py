@@ -1099,6 +1099,74 @@ class QtomodTest(unittest.TestCase):
         self.assertNotIn("crash loop", d.logtext())
         self.assertEqual(d.stop(), 0)
 
+    def test_detector_put(self):
+        # detector.put: the daemon checks a detector model, keeps its effective design (with
+        # the backgrounds) and names it; results against it are --local's bit for bit, and
+        # bad models are refused with the field named.
+        d = self.start("--chunk", "4")
+        bell = os.path.join(EXAMPLES, "bell_nopovm_d4.csv")
+        model = {"efficiencies": [0.7 + 0.3 * ((5 * a) % 7) / 6 for a in range(16)],
+                 "background": [0.5 * (a % 3) for a in range(16)],
+                 "setting_intensity": [1.05]}
+        mpath = os.path.join(d.dir, "det.json")
+        with open(mpath, "w") as f:
+            json.dump(model, f)
+        methods = ["linear", "mle"]
+        recs = local_records(bell, "--design", "nopovm", "--method", ",".join(methods),
+                             "--detector", mpath)
+        cols = read_columns(bell, float)
+        with d.client() as c:
+            self.assertIn("detector", c.server_info["features"])
+            ref = c.detector_put(json.dumps(model), "nopovm", 4)
+            self.assertEqual((ref["design"], ref["d"], ref["m"]), ("custom", 4, 16))
+            self.assertEqual(ref["design_id"], recs[0]["design_id"])  # the file qtomoctl builds
+            self.assertEqual(ref["detector"], recs[0]["detector"])
+            got = dict(c.submit(cols, design="custom", design_id=ref["design_id"],
+                                methods=methods))
+            for r in recs:
+                res = got[r["sample"]][methods.index(r["method"])]
+                self.assertEqual(res["status"], r["status"], r)
+                for i, row in enumerate(r["rho"]["re"]):
+                    for j, re in enumerate(row):
+                        z = res["rho"][i][j]
+                        self.assertEqual((z.real, z.imag), (re, r["rho"]["im"][i][j]))
+                if r["method"] == "mle":
+                    self.assertLessEqual(res["metrics"]["gap"], 1e-8)
+                    self.assertEqual(res["metrics"]["gap"], r["metrics"]["gap"])
+            # wls and rhor cannot take a background: each sample fails, saying so.
+            r = c.reconstruct(cols[0], design="custom", design_id=ref["design_id"],
+                              methods=["linear", "rhor"])
+            self.assertEqual(r["results"][0]["status"], "ok")
+            self.assertEqual(r["results"][1]["status"], "error")
+            self.assertIn("background", r["results"][1]["error"]["message"])
+            # The identity is no detector: the base design itself.
+            self.assertEqual(c.detector_put("{}", "nopovm", 4),
+                             {"design": "nopovm", "d": 4, "m": 16})
+            # A custom base, by its design.put id.
+            did = c.design_put(json.dumps(PAULI6))
+            ref2 = c.detector_put('{"efficiencies": [1, 0.9, 1, 0.9, 1, 0.9]}', "custom", 2,
+                                  design_id=did)
+            self.assertEqual((ref2["design"], ref2["m"]), ("custom", 6))
+            self.assertNotEqual(ref2["design_id"], did)
+            # Refusals name what was wrong; the daemon goes on.
+            for args, code, what in (
+                    (('{"efficiencies": [1, 1, 1, 0]}', "nopovm", 4), q.INVALID_PARAMS,
+                     "efficiencies has 4 values"),
+                    (('{"background": [0, 0, -1' + ', 0' * 13 + ']}', "nopovm", 4),
+                     q.INVALID_PARAMS, "background[2]"),
+                    (('{"efficiency": []}', "mub", 3), q.INVALID_PARAMS, "efficiency"),
+                    (("{}", "nopovm", 4, "custom-" + "0" * 32), q.INVALID_PARAMS, "design_id"),
+                    (("{}", "custom", 2, "custom-" + "0" * 32), q.NOT_FOUND, ""),
+                    (("{}", "custom", 2, "custom-xyz"), q.INVALID_PARAMS, "design_id"),
+                    (("{}", "square", 4), q.INVALID_PARAMS, "square")):
+                with self.assertRaises(q.QtomoError) as e:
+                    c.detector_put(*args)
+                self.assertEqual(e.exception.code, code, args)
+                self.assertIn(what, e.exception.message, args)
+            st = c.stats()
+            self.assertEqual(st["totals"]["crashes"], 0)
+        self.assertEqual(d.stop(), 0)
+
     def test_design_put_custom(self):
         d = self.start("--chunk", "3")
         text = json.dumps(PAULI6)

@@ -59,6 +59,13 @@ int qt_reqgen_valid(enum qp_method m, struct qp_writer *w)
         return qp_pack_cancel(w, QT_REQGEN_ID, 3, UINT32_MAX);
     case QP_M_DESIGN_PUT:
         return qp_pack_design_put(w, QT_REQGEN_ID, design_json, strlen(design_json), UINT32_MAX);
+    case QP_M_DETECTOR_PUT: {
+        static const char det[] = "{\"efficiencies\": [1, 1, 1, 1, 0.9, 0.9, 0.9, 0.9, 1, 1, "
+                                  "1, 1, 1, 1, 1, 1]}";
+        struct qp_detector_put dp = {det, sizeof(det) - 1, "nopovm", "", 4};
+
+        return qp_pack_detector_put(w, QT_REQGEN_ID, &dp, UINT32_MAX);
+    }
     case QP_M_CACHE_WARM:
         return qp_pack_cache_warm(w, QT_REQGEN_ID, items, 2, UINT32_MAX);
     case QP_M_CACHE_EVICT:

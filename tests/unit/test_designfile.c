@@ -506,7 +506,7 @@ static void test_design_syntax_errors(void **state)
         {"{\"dim\": -3}", QT_EDIM, "'dim' must be an integer >= 2"},
         {"{\"dim\": 65}", QT_EDIM, "custom designs support dim <= 64"},
         {"{\"dim\": 2, \"vector\": []}", QT_EPARSE,
-         "unknown key 'vector' (expected dim, vectors, elements, groups, weights, name)"},
+         "unknown key 'vector' (expected dim, vectors, elements, groups, weights, name, background)"},
         {"{\"dim\": 2}", QT_EPARSE, "give exactly one of 'vectors' and 'elements'"},
         {"{\"dim\": 2, \"vectors\": {\"re\": [[1,0]]}, \"elements\": {\"re\": []}}", QT_EPARSE,
          "give exactly one of 'vectors' and 'elements'"},

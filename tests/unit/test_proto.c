@@ -1695,6 +1695,93 @@ static void test_roundtrip_design_put(void **state)
     qp_writer_done(&w);
 }
 
+static void pack_detector_put_map(struct qp_writer *w, uint32_t id, const char *const *kv,
+                                  size_t n)
+{
+    qp_begin_request(w, id, QP_M_DETECTOR_PUT);
+    (void)msgpack_pack_map(&w->pk, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        qp_pack_key(&w->pk, kv[2 * i]);
+        if (strcmp(kv[2 * i], "d") == 0)
+            (void)msgpack_pack_uint64(&w->pk, strtoull(kv[2 * i + 1], NULL, 10));
+        else
+            qp_pack_str(&w->pk, kv[2 * i + 1]);
+    }
+    assert_ok(qp_frame_end(w, MAXF));
+}
+
+static void test_detector_put(void **state)
+{
+    static const char text[] = "{\"efficiencies\": [1, 0.9]}";
+    struct qp_detector_put p = {text, strlen(text), "custom", GOLDEN_DESIGN_ID, 2}, out;
+    struct qp_detector_put_result res = {"custom", GOLDEN_DESIGN_ID, "det-0123", 2, 6}, back;
+    struct qp_writer w;
+    struct qp_msg msg;
+
+    (void)state;
+    qp_writer_init(&w);
+    assert_ok(qp_pack_detector_put(&w, 5, &p, MAXF));
+    decode_frame(&w, &msg);
+    assert_request(&msg, 5, QP_M_DETECTOR_PUT);
+    assert_ok(qp_decode_detector_put(msg.params, 64, &out, &diag));
+    assert_int_equal(out.len, strlen(text));
+    assert_true(out.text == get(msg.params, "detector")->via.str.ptr); /* not a copy */
+    assert_string_equal(out.design, "custom");
+    assert_string_equal(out.design_id, GOLDEN_DESIGN_ID);
+    assert_int_equal(out.d, 2);
+    qp_msg_done(&msg);
+    /* Refusals: each names its field. */
+    static const struct {
+        const char *kv[8];
+        size_t n;
+        const char *msg;
+    } bad[] = {
+        {{"design", "mub", "d", "3"}, 2, "detector: missing"},
+        {{"detector", "", "design", "mub", "d", "3"}, 3, "detector: missing"},
+        {{"detector", "{}", "d", "3"}, 2, "design: missing"},
+        {{"detector", "{}", "design", "square", "d", "3"}, 3, "unknown design"},
+        {{"detector", "{}", "design", "mub"}, 2, "d: missing"},
+        {{"detector", "{}", "design", "mub", "d", "1"}, 3, "d: missing or below 2"},
+        {{"detector", "{}", "design", "mub", "d", "65"}, 3, "d"},
+        {{"detector", "{}", "design", "custom", "d", "2"}, 3, "design_id: required"},
+        {{"detector", "{}", "design", "mub", "d", "3", "design_id", GOLDEN_DESIGN_ID},
+         4,
+         "design_id: required with design \"custom\" and only with it"},
+        {{"detector", "{}", "design", "custom", "d", "3", "design_id", "custom-00"},
+         4,
+         "32 lower-case hex"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        qp_writer_reset(&w);
+        pack_detector_put_map(&w, 6, bad[i].kv, bad[i].n);
+        decode_frame(&w, &msg);
+        memset(&diag, 0, sizeof(diag));
+        if (qp_decode_detector_put(msg.params, 64, &out, &diag) == 0)
+            fail_msg("case %zu accepted", i);
+        if (!strstr(diag.msg, bad[i].msg))
+            fail_msg("case %zu: '%s' lacks '%s'", i, diag.msg, bad[i].msg);
+        qp_msg_done(&msg);
+    }
+    /* The result, with and without its optional keys. */
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_detector_put_result(&w, 5, &res, MAXF));
+    decode_frame(&w, &msg);
+    assert_ok(qp_decode_detector_put_result(msg.result, &back, &diag));
+    assert_memory_equal(&back, &res, sizeof(res));
+    qp_msg_done(&msg);
+    res = (struct qp_detector_put_result){"mub", "", "", 3, 12};
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_detector_put_result(&w, 5, &res, MAXF));
+    decode_frame(&w, &msg);
+    assert_ok(qp_decode_detector_put_result(msg.result, &back, &diag));
+    assert_string_equal(back.design, "mub");
+    assert_string_equal(back.design_id, "");
+    assert_string_equal(back.detector, "");
+    assert_int_equal(back.m, 12);
+    qp_msg_done(&msg);
+    qp_writer_done(&w);
+}
+
 static void assert_entry_equal(const struct qt_cache_entry *a, const struct qt_cache_entry *b)
 {
     assert_string_equal(a->name, b->name);
@@ -3736,6 +3823,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_u64_and_cancel_result_rejections),
     cmocka_unit_test(test_status_rejections),
     cmocka_unit_test(test_design_put_rejections),
+    cmocka_unit_test(test_detector_put),
     cmocka_unit_test(test_cache_list_rejections),
     cmocka_unit_test(test_cache_warm_rejections),
     cmocka_unit_test(test_design_d_max_dim),

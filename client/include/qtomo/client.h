@@ -102,6 +102,10 @@ void qtomo_job_free(qtomo_job *j); /* NULL-safe */
 int qtomo_job_set_design(qtomo_job *j, const char *design, size_t d);
 /* A custom design uploaded with qtomo_design_put. */
 int qtomo_job_set_custom(qtomo_job *j, const char *design_id, size_t d);
+struct qtomo_detector_ref;
+/* The design a detector model was uploaded for (qtomo_detector_put): its effective design, or
+ * the base design itself when the model is the identity. */
+int qtomo_job_set_detector(qtomo_job *j, const struct qtomo_detector_ref *ref);
 /* Comma-separated list of linear, mle, wls, rhor. */
 int qtomo_job_set_methods(qtomo_job *j, const char *list);
 /* An estimator option by its name in proto/SCHEMA.md §8 ("tolerance", "mle-gap-tol", ...; flags
@@ -236,6 +240,24 @@ int qtomo_ping(qtomo_conn *c, double *rtt_ms, struct qtomo_error *err);
 /* Uploads a custom design (design-file JSON text) and writes its id ("custom-<32 hex>") to id. */
 int qtomo_design_put(qtomo_conn *c, const char *json, size_t len, char *id, size_t id_len,
                      struct qtomo_error *err);
+
+/* What to reconstruct against after qtomo_detector_put (pass it to qtomo_job_set_detector). */
+struct qtomo_detector_ref {
+    char design[16];    /* "custom" (the effective design), or the base design (identity model) */
+    char design_id[64]; /* with "custom": the design's id ("custom-<32 hex>") */
+    char detector[40];  /* the model's id "det-<32 hex>" for records; "" for the identity */
+    size_t d, m;        /* dimension and outcomes */
+};
+
+/* Uploads a detector model (detector-file JSON text, README "Detectors") for the base design
+ * (design "nopovm", "mub", "sic", "pauli" or "custom" with the design_id of qtomo_design_put,
+ * else design_id NULL; d its dimension). The server checks the model (errors name the field),
+ * builds its effective design with the backgrounds and keeps it in its projector cache; ref
+ * says what to reconstruct against. -ENOTSUP when the server's hello lists no "detector"
+ * feature. */
+int qtomo_detector_put(qtomo_conn *c, const char *json, size_t len, const char *design, size_t d,
+                       const char *design_id, struct qtomo_detector_ref *ref,
+                       struct qtomo_error *err);
 
 struct qtomo_cache_entry {
     char name[96];   /* file name */
