@@ -18,6 +18,8 @@
 struct det_in {
     double *eff, *bg, *tint, *cross, *qcross;
     size_t *cross_k;
+    double *acc_time, *acc_singles, *acc; /* "accidentals": T_g, S_ai, A_a (m) */
+    size_t *acc_fold;
 };
 
 static void det_in_done(struct det_in *in)
@@ -28,6 +30,10 @@ static void det_in_done(struct det_in *in)
     free(in->cross);
     free(in->qcross);
     free(in->cross_k);
+    free(in->acc_time);
+    free(in->acc_singles);
+    free(in->acc);
+    free(in->acc_fold);
 }
 
 /* A JSON array of numbers, at most MAX_VALUES. */
@@ -145,11 +151,167 @@ static int read_matrices(json_t *root, const char *key, size_t fixed_k, double *
     return r;
 }
 
+/* "accidentals.time": one number (every group) or an array of numbers. */
+static int read_acc_time(json_t *v, struct det_in *in, struct qt_accidentals_spec *acc,
+                         struct qt_diag *reterr)
+{
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+
+    if (!json_is_number(v) && !json_is_array(v))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                           "'accidentals.time' must be a number or an array of numbers "
+                           "(seconds)");
+    if (n == 0 || n > MAX_VALUES)
+        return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
+                           "'accidentals.time' has %zu values (1 to %zu allowed)", n,
+                           (size_t)MAX_VALUES);
+    in->acc_time = malloc(n * sizeof(double));
+    if (!in->acc_time)
+        return -ENOMEM;
+    for (size_t g = 0; g < n; g++) {
+        json_t *x = json_is_array(v) ? json_array_get(v, g) : v;
+
+        if (!json_is_number(x))
+            return qt_diag_set(reterr, QT_EPARSE, 0, 0, "'accidentals.time[%zu]' must be a number",
+                               g);
+        in->acc_time[g] = json_number_value(x);
+    }
+    acc->time = in->acc_time;
+    acc->n_time = n;
+    return 0;
+}
+
+/* "accidentals.singles": an array of arrays of numbers, shapes checked before the values are
+ * allocated (their lengths are checked against the design by qt_detector_accidentals). */
+static int read_acc_singles(json_t *v, struct det_in *in, struct qt_accidentals_spec *acc,
+                            struct qt_diag *reterr)
+{
+    size_t n = json_is_array(v) ? json_array_size(v) : 0, total = 0, off = 0;
+
+    if (!json_is_array(v))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                           "'accidentals.singles' must be an array of arrays (the singles "
+                           "counts of each outcome's detectors)");
+    if (n == 0 || n > MAX_VALUES)
+        return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
+                           "'accidentals.singles' has %zu arrays (1 to %zu allowed)", n,
+                           (size_t)MAX_VALUES);
+    in->acc_fold = malloc(n * sizeof(size_t));
+    if (!in->acc_fold)
+        return -ENOMEM;
+    for (size_t a = 0; a < n; a++) {
+        json_t *row = json_array_get(v, a);
+
+        if (!json_is_array(row))
+            return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                               "'accidentals.singles[%zu]' must be an array of numbers", a);
+        in->acc_fold[a] = json_array_size(row);
+        total += in->acc_fold[a];
+    }
+    in->acc_singles = malloc((total ? total : 1) * sizeof(double));
+    if (!in->acc_singles)
+        return -ENOMEM;
+    for (size_t a = 0; a < n; a++) {
+        json_t *row = json_array_get(v, a);
+
+        for (size_t i = 0; i < in->acc_fold[a]; i++) {
+            json_t *x = json_array_get(row, i);
+
+            if (!json_is_number(x))
+                return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                                   "'accidentals.singles[%zu][%zu]' must be a number", a, i);
+            in->acc_singles[off++] = json_number_value(x);
+        }
+    }
+    acc->singles = in->acc_singles;
+    acc->fold = in->acc_fold;
+    acc->n_outcomes = n;
+    return 0;
+}
+
+/* The "accidentals" object: its keys, then its values. */
+static int read_acc_object(json_t *obj, struct det_in *in, struct qt_accidentals_spec *acc,
+                           struct qt_diag *reterr)
+{
+    static const char *const keys[] = {"window", "time", "singles", NULL};
+    json_t *v[3];
+    int r;
+
+    if (!json_is_object(obj))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                           "'accidentals' must be an object {\"window\", \"time\", "
+                           "\"singles\"}");
+    for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t k;
+
+        for (k = 0; keys[k] && strcmp(key, keys[k]) != 0; k++)
+            ;
+        if (!keys[k])
+            return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                               "unknown key 'accidentals.%s' (expected window, time, singles)",
+                               key);
+    }
+    for (size_t k = 0; k < 3; k++) {
+        v[k] = json_object_get(obj, keys[k]);
+        if (!v[k])
+            return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                               "'accidentals' needs '%s' (window: the coincidence window, "
+                               "time: the counting time, both in seconds; singles: the singles "
+                               "counts of each outcome's detectors)",
+                               keys[k]);
+    }
+    if (!json_is_number(v[0]))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                           "'accidentals.window' must be a number (seconds)");
+    acc->window = json_number_value(v[0]);
+    r = read_acc_time(v[1], in, acc, reterr);
+    if (r >= 0)
+        r = read_acc_singles(v[2], in, acc, reterr);
+    return r;
+}
+
+/* Accidentals from singles (qt_detector_accidentals) added to the background: they become it
+ * when the file has none; else they are added to every entry that is a valid background
+ * (>= 0) when "background" has m values, and anything else is left for qt_detector_new to
+ * refuse with the value as written. Designs beyond QT_DETECTOR_MAX_DIM are left to it too. */
+static int read_accidentals(json_t *root, const struct qt_design *des, struct det_in *in,
+                            struct qt_detector_spec *spec, struct qt_diag *reterr)
+{
+    json_t *obj = json_object_get(root, "accidentals");
+    struct qt_accidentals_spec acc = {0};
+    size_t m = des->m;
+    int r;
+
+    if (!obj)
+        return 0;
+    r = read_acc_object(obj, in, &acc, reterr);
+    if (r < 0 || des->d > QT_DETECTOR_MAX_DIM)
+        return r;
+    in->acc = malloc(m * sizeof(double));
+    if (!in->acc)
+        return -ENOMEM;
+    r = qt_detector_accidentals(&acc, des, in->acc, reterr);
+    if (r < 0)
+        return r;
+    if (!in->bg) {
+        in->bg = in->acc;
+        in->acc = NULL;
+        spec->n_bg = m;
+    } else if (spec->n_bg == m) {
+        for (size_t a = 0; a < m; a++)
+            if (in->bg[a] >= 0.0)
+                in->bg[a] += in->acc[a];
+    }
+    return 0;
+}
+
 int qt_detectorfile_parse(const char *buf, size_t len, const struct qt_design *des,
                           struct qt_detector **ret_det, struct qt_diag *reterr)
 {
-    static const char *const keys[] = {"efficiencies", "crosstalk",         "qubit_crosstalk",
-                                       "background",   "setting_intensity", NULL};
+    static const char *const keys[] = {
+        "efficiencies",      "crosstalk", "qubit_crosstalk", "background", "accidentals",
+        "setting_intensity", NULL};
     struct qt_detector_spec spec = {0};
     struct det_in in = {0};
     size_t *qk = NULL;
@@ -167,7 +329,7 @@ int qt_detectorfile_parse(const char *buf, size_t len, const struct qt_design *d
         if (!keys[k]) {
             r = qt_diag_set(reterr, QT_EPARSE, 0, 0,
                             "unknown key '%s' (expected efficiencies, crosstalk, "
-                            "qubit_crosstalk, background, setting_intensity)",
+                            "qubit_crosstalk, background, accidentals, setting_intensity)",
                             key);
             goto out;
         }
@@ -175,6 +337,8 @@ int qt_detectorfile_parse(const char *buf, size_t len, const struct qt_design *d
     r = read_numbers(root, "efficiencies", &in.eff, &spec.n_eff, reterr);
     if (r >= 0)
         r = read_numbers(root, "background", &in.bg, &spec.n_bg, reterr);
+    if (r >= 0)
+        r = read_accidentals(root, des, &in, &spec, reterr);
     if (r >= 0)
         r = read_numbers(root, "setting_intensity", &in.tint, &spec.n_int, reterr);
     if (r >= 0)

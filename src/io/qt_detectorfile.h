@@ -6,6 +6,11 @@
  *                                               to 1, entries >= 0)
  *   "qubit_crosstalk": [one 2 x 2 matrix per qubit]  pauli designs, instead of "crosstalk"
  *   "background": [m numbers >= 0]              beta, in the units of the data
+ *   "accidentals": {"window": tau, "time": T or [one T_g per group],
+ *                   "singles": [one array of n >= 2 singles counts per outcome]}
+ *                                               accidentals S_1 ... S_n tau^(n-1) / T_g^(n-1)
+ *                                               (qt_detector_accidentals; seconds), added to
+ *                                               "background" when both are given
  *   "setting_intensity": [one number > 0 per group]  t_g (default 1)
  * Unknown keys are errors; every error names the field and index. No file I/O. */
 #pragma once

@@ -400,13 +400,109 @@ int qt_detector_design(const struct qt_design *base, const struct qt_detector *d
         return -ENOMEM;
     r = qt_detector_elements(base, det, elems);
     if (r >= 0) {
-        struct qt_custom_spec spec = {d, m, NULL, elems, NULL, NULL,
-                                      det->has_background ? det->bg : NULL};
+        struct qt_custom_spec spec = {
+            d, m, NULL, elems, NULL, NULL, det->has_background ? det->bg : NULL};
 
         r = qt_design_new_custom(&spec, ret, reterr);
     }
     free(elems);
     return r;
+}
+
+double qt_detector_accidental(const double *singles, size_t n, double window, double time)
+{
+    double r = window / time, A = n ? singles[0] : 0.0;
+
+    /* S_1 (S_2 tau / T) ... (S_n tau / T): no intermediate tau^(n-1) to underflow. */
+    for (size_t i = 1; i < n; i++)
+        A *= singles[i] * r;
+    return A;
+}
+
+/* The window and the counting times: finite, > 0, window < T_g, one time or one per group. */
+static int check_accidental_times(const struct qt_accidentals_spec *spec, size_t G,
+                                  struct qt_diag *reterr)
+{
+    double tau = spec->window;
+
+    if (!isfinite(tau))
+        return qt_diag_set(reterr, QT_ENONFINITE, 0, 0,
+                           "accidentals.window is not a finite number");
+    if (!(tau > 0.0))
+        return qt_diag_set(reterr, QT_EOPTION, 0, 0,
+                           "accidentals.window must be > 0 (seconds), got %g", tau);
+    if (spec->n_time != 1 && spec->n_time != G)
+        return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
+                           "accidentals.time has %zu values, the design has %zu groups "
+                           "(settings); give one number, or one per group",
+                           spec->n_time, G);
+    for (size_t g = 0; g < spec->n_time; g++) {
+        double T = spec->time[g];
+
+        if (!isfinite(T))
+            return qt_diag_set(reterr, QT_ENONFINITE, 0, 0,
+                               "accidentals.time[%zu] is not a finite number", g);
+        if (!(T > 0.0))
+            return qt_diag_set(reterr, QT_EOPTION, 0, 0,
+                               "accidentals.time[%zu] must be > 0 (seconds), got %g", g, T);
+        /* A window as long as the counting time is a unit slip (ns given as s). */
+        if (!(tau < T))
+            return qt_diag_set(reterr, QT_EOPTION, 0, 0,
+                               "accidentals.window (%g s) is not shorter than "
+                               "accidentals.time[%zu] (%g s); both are in seconds",
+                               tau, g, T);
+    }
+    return 0;
+}
+
+/* Outcome a's singles: 2..QT_DETECTOR_MAX_FOLD counts, each finite and >= 0. */
+static int check_singles(size_t a, const double *S, size_t n, struct qt_diag *reterr)
+{
+    if (n < 2 || n > QT_DETECTOR_MAX_FOLD)
+        return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
+                           "accidentals.singles[%zu] has %zu values; a coincidence of n "
+                           "detectors needs their n singles counts, n = 2 to %d",
+                           a, n, QT_DETECTOR_MAX_FOLD);
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(S[i]))
+            return qt_diag_set(reterr, QT_ENONFINITE, 0, 0,
+                               "accidentals.singles[%zu][%zu] is not a finite number", a, i);
+        if (!(S[i] >= 0.0))
+            return qt_diag_set(reterr, QT_EOPTION, 0, 0,
+                               "accidentals.singles[%zu][%zu] must be >= 0, got %g", a, i, S[i]);
+    }
+    return 0;
+}
+
+int qt_detector_accidentals(const struct qt_accidentals_spec *spec, const struct qt_design *des,
+                            double *acc, struct qt_diag *reterr)
+{
+    size_t m = des->m, off = 0;
+    int r = check_accidental_times(spec, des->n_groups, reterr);
+
+    if (r < 0)
+        return r;
+    if (spec->n_outcomes != m)
+        return qt_diag_set(reterr, QT_ESHAPE, 0, 0,
+                           "accidentals.singles has %zu arrays, the design has %zu outcomes",
+                           spec->n_outcomes, m);
+    for (size_t a = 0; a < m; a++) {
+        size_t n = spec->fold[a];
+        const double *S = spec->singles + off;
+        double T = spec->time[spec->n_time == 1 ? 0 : des->groups[a]];
+
+        r = check_singles(a, S, n, reterr);
+        if (r < 0)
+            return r;
+        acc[a] = qt_detector_accidental(S, n, spec->window, T);
+        if (!isfinite(acc[a]))
+            return qt_diag_set(reterr, QT_ENONFINITE, 0, 0,
+                               "accidentals.singles[%zu] give accidentals that are not a finite "
+                               "number (overflow)",
+                               a);
+        off += n;
+    }
+    return 0;
 }
 
 int qt_detector_check_method(const struct qt_detector *det, const struct qt_design *eff,

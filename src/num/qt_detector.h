@@ -82,11 +82,44 @@ QT_NODISCARD int qt_detector_elements(const struct qt_design *des, const struct 
                                       double complex *elems);
 
 /* The effective design: a custom design of the elements above, all outcomes in one group (see
- * the top of this file), with det's backgrounds (qt_design.background) when it has any. Its id is the content id of custom designs, so it changes with the
- * model. Returns 0, QT_EDIM (d > QT_DETECTOR_MAX_DIM) or a qt_design_new_custom error (an
- * effective element that is zero: QT_ENOTPSD naming it). */
+ * the top of this file), with det's backgrounds (qt_design.background) when it has any. Its
+ * id is the content id of custom designs, so it changes with the model. Returns 0, QT_EDIM
+ * (d > QT_DETECTOR_MAX_DIM) or a qt_design_new_custom error (an effective element that is zero:
+ * QT_ENOTPSD naming it). */
 QT_NODISCARD int qt_detector_design(const struct qt_design *base, const struct qt_detector *det,
                                     struct qt_design **ret, struct qt_diag *reterr);
+
+/* Most detectors in one coincidence outcome for accidentals from singles (a coincidence of n
+ * photons needs d >= 2^n, and d <= QT_DETECTOR_MAX_DIM). */
+#define QT_DETECTOR_MAX_FOLD 16
+
+/* Accidental coincidences computed from singles, as optical labs do, one n-fold coincidence
+ * outcome per design outcome a (in group g):
+ *   A_a = S_a1 S_a2 ... S_an tau^(n-1) / T_g^(n-1)          (n = 2: A = S_1 S_2 tau / T)
+ * S_ai: the singles counts of the n detectors of outcome a during its setting; T_g: that
+ * setting's counting time; tau: the full width of the coincidence window (both in seconds).
+ * This is the accidental correction of the Kwiat group's tomography package
+ * (KwiatLab/Quantum-Tomography: TomoClass.filter_data, prod(singles) (window / t)^(n-1);
+ * "Supplementary Information/Accidentals.rmd", A = S_0 S_1 W / T), i.e. uncorrelated Poisson
+ * singles rates R_i = S_i / T in windows of width tau: rate tau^(n-1) prod R_i, times T. */
+struct qt_accidentals_spec {
+    double window;      /* tau > 0, seconds, shorter than every T_g */
+    const double *time; /* T_g > 0, seconds: n_time = 1 (every group) or one per group */
+    size_t n_time;
+    const double *singles; /* outcome after outcome, fold[a] values each, all >= 0 */
+    const size_t *fold;    /* n_outcomes values: n of each outcome, 2..QT_DETECTOR_MAX_FOLD */
+    size_t n_outcomes;
+};
+
+/* A for one outcome: n singles counts, window tau and counting time T; no checks. */
+double qt_detector_accidental(const double *singles, size_t n, double window, double time);
+
+/* The accidentals A_a of every outcome of des into acc (m values). Checks spec against des;
+ * errors (QT_ESHAPE, QT_EOPTION, QT_ENONFINITE) name the field and index, as
+ * "accidentals.singles[5][1] must be >= 0, got -3". */
+QT_NODISCARD int qt_detector_accidentals(const struct qt_accidentals_spec *spec,
+                                         const struct qt_design *des, double *acc,
+                                         struct qt_diag *reterr);
 
 /* Whether method can honour det on its effective design eff: a background is taken by linear
  * (subtracted) and mle (the Poisson likelihood with it), not by wls and rhor; and WLS fits

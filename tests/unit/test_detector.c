@@ -312,8 +312,9 @@ static void test_background_design(void **state)
     double y[20], yc[20];
 
     (void)state;
-    (void)snprintf(json, sizeof(json), "%s, \"background\": [5,5,5,5,0,0,0,0,0,0,0,0,0,0,0,0,0,"
-                                       "0,0,2.5]}",
+    (void)snprintf(json, sizeof(json),
+                   "%s, \"background\": [5,5,5,5,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+                   "0,0,2.5]}",
                    eff_only);
     struct qt_detector *det = parse(des, json);
     (void)snprintf(json, sizeof(json), "%s}", eff_only);
@@ -367,6 +368,213 @@ static void test_background_design(void **state)
     qt_design_free(eff);
     qt_detector_free(det0);
     qt_detector_free(det);
+    qt_design_free(des);
+}
+
+/* ---- accidentals from singles ---- */
+
+/* The formula by hand: A = S_1 S_2 tau / T, and tau^(n-1) prod S / T^(n-1) for n-fold. */
+static void test_accidental_formula(void **state)
+{
+    static const double two[2] = {1e5, 2e5}, three[3] = {2e5, 3e5, 4e5}, dark[2] = {0, 5e5};
+
+    (void)state;
+    qt_assert_close(qt_detector_accidental(two, 2, 2e-9, 10), 4.0, 1e-15, 0); /* 2e10 x 2e-10 */
+    qt_assert_close(qt_detector_accidental(two, 2, 2e-9, 20), 2.0, 1e-15, 0);
+    /* 2.4e16 x (5e-9 / 2)^2 = 2.4e16 x 6.25e-18 */
+    qt_assert_close(qt_detector_accidental(three, 3, 5e-9, 2), 0.15, 1e-15, 0);
+    qt_assert_close(qt_detector_accidental(dark, 2, 1e-9, 1), 0.0, 0, 0);
+}
+
+/* A detector file for pauli d = 4 (36 outcomes, 9 settings of 4 two-detector coincidences):
+ * every outcome's singles are (1e5, 2e5) except outcome bad_a's, written as bad_row; window,
+ * time and any extra top-level keys as given. */
+static const char *acc_file(char *buf, size_t cap, const char *window, const char *time,
+                            size_t n_rows, size_t bad_a, const char *bad_row, const char *extra)
+{
+    size_t len = (size_t)snprintf(buf, cap,
+                                  "{%s\"accidentals\": {\"window\": %s, \"time\": %s, "
+                                  "\"singles\": [",
+                                  extra, window, time);
+
+    for (size_t a = 0; a < n_rows && len < cap; a++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", a ? ", " : "",
+                                a == bad_a && bad_row ? bad_row : "[1e5, 2e5]");
+    if (len < cap)
+        (void)snprintf(buf + len, cap - len, "]}}");
+    return buf;
+}
+
+static void test_accidentals(void **state)
+{
+    static const char times[] = "[10, 20, 10, 10, 10, 10, 10, 10, 5]";
+    struct qt_design *des = builtin(QT_DESIGN_PAULI, 4);
+    char buf[4096], bg[1024];
+    size_t len = 0;
+
+    (void)state;
+    assert_int_equal(des->m, 36);
+    assert_int_equal(des->groups[4], 1);
+    assert_int_equal(des->groups[35], 8);
+    /* One time for every setting: 1e5 x 2e5 x 2e-9 / 10 = 4 counts everywhere. */
+    struct qt_detector *one =
+        parse(des, acc_file(buf, sizeof(buf), "2e-9", "10", 36, 99, NULL, ""));
+    for (size_t a = 0; a < 36; a++)
+        qt_assert_close(one->bg[a], 4.0, 1e-15, 0);
+    assert_true(one->has_background);
+    /* One time per setting: setting 1 counted 20 s (2 counts), setting 8 5 s (8 counts). */
+    struct qt_detector *per =
+        parse(des, acc_file(buf, sizeof(buf), "2e-9", times, 36, 99, NULL, ""));
+    qt_assert_close(per->bg[0], 4.0, 1e-15, 0);
+    qt_assert_close(per->bg[4], 2.0, 1e-15, 0);
+    qt_assert_close(per->bg[7], 2.0, 1e-15, 0);
+    qt_assert_close(per->bg[8], 4.0, 1e-15, 0);
+    qt_assert_close(per->bg[35], 8.0, 1e-15, 0);
+    /* Outcome 3 with a dark detector has no accidentals. */
+    struct qt_detector *dark =
+        parse(des, acc_file(buf, sizeof(buf), "2e-9", "10", 36, 3, "[0, 2e5]", ""));
+    qt_assert_close(dark->bg[3], 0.0, 0, 0);
+    qt_assert_close(dark->bg[2], 4.0, 1e-15, 0);
+    /* Added to "background": 1.5 + 4 (setting 0), 1.5 + 2 (setting 1). */
+    len = (size_t)snprintf(bg, sizeof(bg), "\"background\": [");
+    for (size_t a = 0; a < 36; a++)
+        len += (size_t)snprintf(bg + len, sizeof(bg) - len, "%s1.5", a ? ", " : "");
+    (void)snprintf(bg + len, sizeof(bg) - len, "], ");
+    struct qt_detector *sum =
+        parse(des, acc_file(buf, sizeof(buf), "2e-9", times, 36, 99, NULL, bg));
+    qt_assert_close(sum->bg[0], 5.5, 1e-15, 0);
+    qt_assert_close(sum->bg[4], 3.5, 1e-15, 0);
+    qt_assert_close(sum->bg[35], 9.5, 1e-15, 0);
+    /* The same model written as a plain background has the same id. */
+    len = (size_t)snprintf(bg, sizeof(bg), "{\"background\": [");
+    for (size_t a = 0; a < 36; a++)
+        len += (size_t)snprintf(bg + len, sizeof(bg) - len, "%s%.17g", a ? ", " : "", sum->bg[a]);
+    (void)snprintf(bg + len, sizeof(bg) - len, "]}");
+    struct qt_detector *plain = parse(des, bg);
+    assert_string_equal(plain->id, sum->id);
+    assert_string_not_equal(plain->id, per->id);
+    qt_detector_free(one);
+    qt_detector_free(per);
+    qt_detector_free(dark);
+    qt_detector_free(sum);
+    qt_detector_free(plain);
+    qt_design_free(des);
+}
+
+struct bad_acc {
+    const char *window, *time;
+    size_t n_rows, bad_a; /* rows of singles; the one written as bad_row */
+    const char *bad_row, *extra;
+    int code;
+    const char *msg;
+};
+
+static void test_accidentals_errors(void **state)
+{
+    static const char bg_neg[] = "\"background\": [0,0,0,0,0,-1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+                                 "0,0,0,0,0,0,0,0,0,0,0,0,0], ";
+    static const struct bad_acc cases[] = {
+        {"\"2ns\"", "1", 36, 99, NULL, "", QT_EPARSE, "'accidentals.window' must be a number"},
+        {"0", "1", 36, 99, NULL, "", QT_EOPTION, "accidentals.window must be > 0 (seconds), got 0"},
+        {"-1e-9", "1", 36, 99, NULL, "", QT_EOPTION,
+         "accidentals.window must be > 0 (seconds), got -1e-09"},
+        {"2", "1", 36, 99, NULL, "", QT_EOPTION,
+         "accidentals.window (2 s) is not shorter than accidentals.time[0] (1 s)"},
+        {"1e-9", "\"1s\"", 36, 99, NULL, "", QT_EPARSE,
+         "'accidentals.time' must be a number or an array"},
+        {"1e-9", "[]", 36, 99, NULL, "", QT_ESHAPE, "'accidentals.time' has 0 values"},
+        {"1e-9", "[1, 1, 1, 1]", 36, 99, NULL, "", QT_ESHAPE,
+         "accidentals.time has 4 values, the design has 9 groups"},
+        {"1e-9", "[1, 1, 0, 1, 1, 1, 1, 1, 1]", 36, 99, NULL, "", QT_EOPTION,
+         "accidentals.time[2] must be > 0 (seconds), got 0"},
+        {"1e-9", "[1, \"a\", 1, 1, 1, 1, 1, 1, 1]", 36, 99, NULL, "", QT_EPARSE,
+         "'accidentals.time[1]' must be a number"},
+        {"1e-9", "1", 0, 99, NULL, "", QT_ESHAPE, "'accidentals.singles' has 0 arrays"},
+        {"1e-9", "1", 35, 99, NULL, "", QT_ESHAPE,
+         "accidentals.singles has 35 arrays, the design has 36 outcomes"},
+        {"1e-9", "1", 36, 5, "7", "", QT_EPARSE,
+         "'accidentals.singles[5]' must be an array of numbers"},
+        {"1e-9", "1", 36, 5, "[1, \"x\"]", "", QT_EPARSE,
+         "'accidentals.singles[5][1]' must be a number"},
+        {"1e-9", "1", 36, 5, "[1e5, -3]", "", QT_EOPTION,
+         "accidentals.singles[5][1] must be >= 0, got -3"},
+        {"1e-9", "1", 36, 5, "[1e5]", "", QT_ESHAPE, "accidentals.singles[5] has 1 values"},
+        {"1e-9", "1", 36, 0, "[]", "", QT_ESHAPE, "accidentals.singles[0] has 0 values"},
+        {"1e-9", "1", 36, 35, "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]", "", QT_ESHAPE,
+         "accidentals.singles[35] has 17 values; a coincidence of n detectors needs their n "
+         "singles counts, n = 2 to 16"},
+        {"1e-9", "1", 36, 5, "[1e300, 1e300]", "", QT_ENONFINITE,
+         "accidentals.singles[5] give accidentals that are not a finite number"},
+        /* The background is checked as written, not after the accidentals are added. */
+        {"1e-9", "1", 36, 99, NULL, bg_neg, QT_EOPTION, "background[5] must be >= 0, got -1"},
+        {"1e-9", "1", 36, 99, NULL, "\"background\": [0], ", QT_ESHAPE, "background has 1 values"},
+    };
+
+    static const struct {
+        const char *json;
+        int code;
+        const char *msg;
+    } raw[] = {
+        {"{\"accidentals\": 1}", QT_EPARSE, "'accidentals' must be an object"},
+        {"{\"accidentals\": {\"window\": 1e-9, \"time\": 1, \"singles\": [[1, 1]], \"dead\": 0}}",
+         QT_EPARSE, "unknown key 'accidentals.dead' (expected window, time, singles)"},
+        {"{\"accidentals\": {\"time\": 1, \"singles\": [[1, 1]]}}", QT_EPARSE,
+         "'accidentals' needs 'window'"},
+        {"{\"accidentals\": {\"window\": 1e-9, \"singles\": [[1, 1]]}}", QT_EPARSE,
+         "'accidentals' needs 'time'"},
+        {"{\"accidentals\": {\"window\": 1e-9, \"time\": 1}}", QT_EPARSE,
+         "'accidentals' needs 'singles'"},
+        {"{\"accidentals\": {\"window\": 1e-9, \"time\": 1, \"singles\": {}}}", QT_EPARSE,
+         "'accidentals.singles' must be an array of arrays"},
+        {"{\"accidental\": {}}", QT_EPARSE, "unknown key 'accidental' (expected efficiencies"},
+    };
+    struct qt_design *des = builtin(QT_DESIGN_PAULI, 4);
+    char buf[4096];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]) + sizeof(raw) / sizeof(raw[0]); i++) {
+        size_t nc = sizeof(cases) / sizeof(cases[0]);
+        const struct bad_acc *c = i < nc ? &cases[i] : NULL;
+        const char *json = c ? acc_file(buf, sizeof(buf), c->window, c->time, c->n_rows, c->bad_a,
+                                        c->bad_row, c->extra)
+                             : raw[i - nc].json;
+        int code = c ? c->code : raw[i - nc].code;
+        const char *msg = c ? c->msg : raw[i - nc].msg;
+        struct qt_detector *det = NULL;
+
+        memset(&diag, 0, sizeof(diag));
+        int r = qt_detectorfile_parse(json, strlen(json), des, &det, &diag);
+        if (r != code || !strstr(diag.msg, msg))
+            fail_msg("case %zu %s: got %d '%s', expected %d '%s'", i, json, r, diag.msg, code, msg);
+        assert_null(det);
+    }
+    qt_design_free(des);
+}
+
+/* Values JSON cannot hold, through the model's own check. */
+static void test_accidentals_nonfinite(void **state)
+{
+    struct qt_design *des = builtin(QT_DESIGN_MUB, 2); /* 6 outcomes, 3 groups */
+    double S[12], T[3] = {1, 1, 1}, acc[6];
+    size_t fold[6] = {2, 2, 2, 2, 2, 2};
+    struct qt_accidentals_spec spec = {1e-9, T, 3, S, fold, 6};
+
+    (void)state;
+    for (size_t i = 0; i < 12; i++)
+        S[i] = 1e4;
+    assert_ok(qt_detector_accidentals(&spec, des, acc, &diag));
+    qt_assert_close(acc[5], 0.1, 1e-15, 0); /* 1e8 x 1e-9 / 1 */
+    spec.window = NAN;
+    assert_err(qt_detector_accidentals(&spec, des, acc, &diag), QT_ENONFINITE);
+    assert_non_null(strstr(diag.msg, "accidentals.window is not a finite number"));
+    spec.window = 1e-9;
+    T[1] = INFINITY;
+    assert_err(qt_detector_accidentals(&spec, des, acc, &diag), QT_ENONFINITE);
+    assert_non_null(strstr(diag.msg, "accidentals.time[1] is not a finite number"));
+    T[1] = 1;
+    S[9] = NAN;
+    assert_err(qt_detector_accidentals(&spec, des, acc, &diag), QT_ENONFINITE);
+    assert_non_null(strstr(diag.msg, "accidentals.singles[4][1] is not a finite number"));
     qt_design_free(des);
 }
 
@@ -621,6 +829,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_qubit_crosstalk),
     cmocka_unit_test(test_elements),
     cmocka_unit_test(test_background_design),
+    cmocka_unit_test(test_accidental_formula),
+    cmocka_unit_test(test_accidentals),
+    cmocka_unit_test(test_accidentals_errors),
+    cmocka_unit_test(test_accidentals_nonfinite),
     cmocka_unit_test(test_base_groups_would_bias),
     cmocka_unit_test(test_simulation_pauli),
     cmocka_unit_test(test_simulation_mub),
