@@ -763,6 +763,48 @@ static int run_local(struct recon *rc, struct qctl_out *out, size_t start)
 /* ---- through the daemon ---- */
 
 /* What the uploaded custom design is, for messages. */
+/* A detector run through the daemon: the base design (a custom one by design.put) and the model
+ * by detector.put; the server's effective design must be ours (the same id). Returns 0 or an
+ * exit code (printed). */
+static int put_detector(qtomo_conn *c, const struct recon *rc, qtomo_job *j)
+{
+    struct qtomo_detector_ref ref;
+    struct qtomo_error err;
+    char id[64];
+    int r;
+
+    if (rc->base_id[0]) {
+        r = qtomo_design_put(c, rc->design_text, rc->design_len, id, sizeof(id), &err);
+        if (r < 0) {
+            qctl_err("design.put of '%s': %s", rc->design_file, err.message);
+            return qctl_exit_for(r);
+        }
+        if (strcmp(id, rc->base_id) != 0) {
+            qctl_err("the server's id of '%s' is %s, ours %s: client and server disagree",
+                     rc->design_file, id, rc->base_id);
+            return QCTL_EXIT_SERVER;
+        }
+    }
+    r = qtomo_detector_put(c, rc->detector_text, rc->detector_len, rc->base_name, rc->d,
+                           rc->base_id[0] ? rc->base_id : NULL, &ref, &err);
+    if (r < 0) {
+        qctl_err("detector.put of '%s': %s", rc->detector_file, err.message);
+        return qctl_exit_for(r);
+    }
+    if (strcmp(ref.design_id, rc->design_id) != 0) {
+        qctl_err("the server's effective design of '%s' is %s, ours %s: client and server "
+                 "disagree",
+                 rc->detector_file, ref.design_id, rc->design_id);
+        return QCTL_EXIT_SERVER;
+    }
+    r = qtomo_job_set_detector(j, &ref);
+    if (r < 0) {
+        qctl_err("cannot set up the job: %s", qtomo_strerror(r));
+        return QCTL_EXIT_USAGE;
+    }
+    return 0;
+}
+
 static const char *design_label(const struct recon *rc)
 {
     if (rc->detector_id[0])
@@ -790,7 +832,13 @@ static int make_job(struct recon *rc, qtomo_conn *c, qtomo_job **ret)
     pj->opts.bell = rc->bell;
     pj->opts.spectral = rc->spectral;
     pj->boot = rc->boot;
-    if (rc->kind == QT_DESIGN_CUSTOM) {
+    if (rc->detector_text) {
+        r = put_detector(c, rc, j);
+        if (r != 0) {
+            qtomo_job_free(j);
+            return r;
+        }
+    } else if (rc->kind == QT_DESIGN_CUSTOM) {
         char id[64];
 
         r = qtomo_design_put(c, rc->design_text, rc->design_len, id, sizeof(id), &err);
@@ -1309,6 +1357,7 @@ out:
     qt_table_done(&rc.tab);
     qt_design_free(rc.des);
     free(rc.design_text);
+    free(rc.detector_text);
     free(rc.target);
     return ret;
 }

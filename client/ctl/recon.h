@@ -45,14 +45,18 @@ struct recon {
     char input_sha256[65];
     char detector_sha256[65]; /* --detector: the file's SHA-256 */
     char detector_id[40];     /* a model other than the identity: its id (records) */
+    char *detector_text;      /* ... and the file, for detector.put (daemon runs) */
+    size_t detector_len;
+    char base_name[16];       /* ... and the design it was checked against */
+    char base_id[64];         /* (custom: its id; rc->design_text stays its file) */
     char server[64];     /* daemon runs: the server's name and version */
 };
 
 /* ---- detector model (recon_detector.c) ---- */
 
 /* --detector: parses the file against the run's design; a model other than the identity makes
- * the run's design its effective design (custom, rc->design_text for design.put) and
- * subtracts the background from the selected columns. Returns 0 or -1 (printed). */
+ * the run's design its effective design (custom; the daemon builds the same one from the file
+ * by detector.put). Returns 0 or -1 (printed). */
 int qctl_recon_detector(struct recon *rc);
 
 /* ---- output stage (recon_out.c) ---- */

@@ -1,10 +1,10 @@
 /* qtomoctl reconstruct --detector F: the detector model of the run (io/qt_detectorfile.h).
  * A model that is the identity ({} or only default values) leaves the run exactly as without
- * it. Any other model replaces the design by its effective design, a custom design that both
- * --local and the daemon (through design.put of its design file) build from the same text, so
- * their records are the same bits. Backgrounds are part of the effective design (its
- * "background" key, and so its id): the estimators take them there (linear subtracts them, mle
- * fits the Poisson likelihood with them), in the daemon's workers as in --local. */
+ * it. Any other model replaces the design by its effective design, a custom design that
+ * --local builds here and the daemon builds from the same file (detector.put), with the same
+ * id, structure and arithmetic, so their records are the same bits. Backgrounds are part of
+ * the effective design (and of its id): the estimators take them there (linear subtracts them,
+ * mle fits the Poisson likelihood with them), in the daemon's workers as in --local. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,34 +56,26 @@ static int base_design(struct recon *rc)
     return r < 0 ? -1 : 0;
 }
 
-/* The effective design from its design file text, which becomes the run's design (and what
- * design.put uploads). */
-static int effective(struct recon *rc, const struct qt_detector *det)
+/* The effective design, which becomes the run's design; the base design's name, id and file
+ * stay for detector.put. */
+static int effective(struct recon *rc, const struct qt_detector *det, char *text, size_t len)
 {
     struct qt_design *eff = NULL;
     struct qt_diag dg = {0};
-    char *text = NULL;
-    size_t len = 0;
-    int r = qt_detectorfile_design_json(rc->des, det, &text, &len);
+    int r = qt_detector_design(rc->des, det, &eff, &dg);
 
-    if (r >= 0)
-        r = qt_designfile_parse(text, len, &eff, &dg);
-    if (r == QT_ETOOBIG && !dg.msg[0])
-        (void)snprintf(dg.msg, sizeof(dg.msg),
-                       "%zu elements at d = %zu do not fit a design file (design.put) of at most "
-                       "%zu MiB; detector models support smaller designs for now",
-                       rc->des->m, rc->des->d, (size_t)(QT_DESIGNFILE_MAX_BYTES >> 20));
     if (r < 0) {
         qctl_err("detector file '%s': the effective design: %s", rc->detector_file,
                  dg.msg[0] ? dg.msg : qt_strerror(r));
-        free(text);
         return -1;
     }
+    (void)snprintf(rc->base_name, sizeof(rc->base_name), "%s", rc->des->name);
+    (void)snprintf(rc->base_id, sizeof(rc->base_id), "%s",
+                   rc->des->kind == QT_DESIGN_CUSTOM ? rc->des->id : "");
     qt_design_free(rc->des);
-    free(rc->design_text);
     rc->des = eff;
-    rc->design_text = text;
-    rc->design_len = len;
+    rc->detector_text = text;
+    rc->detector_len = len;
     rc->kind = QT_DESIGN_CUSTOM;
     (void)snprintf(rc->design_name, sizeof(rc->design_name), "custom");
     (void)snprintf(rc->design_id, sizeof(rc->design_id), "%s", eff->id);
@@ -108,8 +100,8 @@ int qctl_recon_detector(struct recon *rc)
         return -1;
     }
     r = qt_detectorfile_parse(buf, len, rc->des, &det, &dg);
-    free(buf);
     if (r < 0) {
+        free(buf);
         qctl_err("detector file '%s': %s", rc->detector_file, dg.msg[0] ? dg.msg : qt_strerror(r));
         return -1;
     }
@@ -120,13 +112,16 @@ int qctl_recon_detector(struct recon *rc)
     }
     if (det->identity) /* no detector: the base design, bit for bit */
         goto out;
-    r = effective(rc, det);
+    r = effective(rc, det, buf, len);
+    if (r >= 0)
+        buf = NULL; /* rc->detector_text */
     if (r >= 0)
         r = check_methods(rc, det, rc->des);
     if (r < 0)
         goto out;
     (void)snprintf(rc->detector_id, sizeof(rc->detector_id), "%s", det->id);
 out:
+    free(buf);
     qt_detector_free(det);
     return r < 0 ? -1 : 0;
 }

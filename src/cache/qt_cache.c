@@ -37,6 +37,7 @@ struct qt_cache_map {
     char name[96];
     struct qt_design des;
     struct qt_whiten wh;
+    struct qt_design mix; /* des->mix_base, when the design has a mixing structure */
 };
 
 struct qt_cache {
@@ -408,10 +409,10 @@ static int check_entry(struct qt_cache *c, const char *name, bool full, enum qt_
     }
     r = map_checked(fd, name, st, full, &base, fault, NULL, reterr);
     if (r == 0) {
-        struct qt_design des;
+        struct qt_design des, mix;
         struct qt_whiten wh;
 
-        r = qt_cf_view(base, (size_t)st->st_size, &des, &wh, reterr);
+        r = qt_cf_view(base, (size_t)st->st_size, &des, &wh, &mix, reterr);
         if (r < 0)
             *fault = QT_CF_CORRUPT;
         unmap_range(base, (size_t)st->st_size);
@@ -741,7 +742,7 @@ int qt_cache_map(struct qt_cache *c, const char *id, size_t d, struct qt_cache_m
         mp->len = (size_t)st.st_size;
         mp->mtim = st.st_mtim;
         mp->ctim = st.st_ctim;
-        r = qt_cf_view(mp->base, mp->len, &mp->des, &mp->wh, reterr);
+        r = qt_cf_view(mp->base, mp->len, &mp->des, &mp->wh, &mp->mix, reterr);
         if (r < 0) {
             fault = QT_CF_CORRUPT;
             unmap_range(mp->base, mp->len);

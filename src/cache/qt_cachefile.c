@@ -41,6 +41,8 @@ enum {
     H_WH_VALID = 232,
     H_NSECT = 236,
     H_SECT = 240, /* QT_CF_MAX_SECTIONS x 32 bytes: id, elem size, offset, bytes, xxh3 */
+    H_MIX_KIND = 752, /* 0, or 1 + the base design kind of a mixing structure */
+    H_MIX_K = 760,    /* its group length */
 };
 
 enum {
@@ -64,6 +66,8 @@ enum sect_id {
     S_WH_KETS,
     S_WH_ELEMS,
     S_BACKGROUND,
+    S_MIX,
+    S_MIX_KETS,
     _S_MAX
 };
 
@@ -128,7 +132,7 @@ static bool mul(uint64_t *acc, uint64_t f)
 /* The byte size every section must have, from the header's scalars (0 when the product
  * overflows: no real section has that size). */
 static uint64_t expected_bytes(enum sect_id id, uint64_t d, uint64_t m, uint64_t ng, uint64_t ds,
-                               uint64_t pinv_cols, bool lower)
+                               uint64_t pinv_cols, bool lower, uint64_t mixk)
 {
     const uint64_t c16 = sizeof(double complex);
     uint64_t b = 1;
@@ -171,6 +175,12 @@ static uint64_t expected_bytes(enum sect_id id, uint64_t d, uint64_t m, uint64_t
     case S_BACKGROUND:
         ok = mul(&b, m) && mul(&b, sizeof(double));
         break;
+    case S_MIX:
+        ok = mixk && mul(&b, m) && mul(&b, mixk) && mul(&b, sizeof(double));
+        break;
+    case S_MIX_KETS:
+        ok = mul(&b, d) && mul(&b, m) && mul(&b, c16);
+        break;
     default:
         ok = false;
     }
@@ -182,13 +192,14 @@ static size_t collect(const struct qt_design *des, struct sect *s)
     const struct qt_whiten *wh = des->whiten;
     bool lower = des->pinv_lower;
     uint64_t d = des->d, m = des->m, ng = des->n_groups, ds = wh ? wh->ds : 0;
+    uint64_t mixk = des->mix_base ? des->mix_base->group_len : 0;
     size_t n = 0;
 
 #define ADD(ID, PTR)                                                                             \
     do {                                                                                         \
         if (PTR)                                                                                 \
             s[n++] =                                                                             \
-                (struct sect){ID, PTR, expected_bytes(ID, d, m, ng, ds, des->pinv_cols, lower)}; \
+                (struct sect){ID, PTR, expected_bytes(ID, d, m, ng, ds, des->pinv_cols, lower, mixk)}; \
     } while (0)
     ADD(S_GROUPS, des->groups);
     ADD(S_GROUP_SCALE, des->group_scale);
@@ -198,6 +209,10 @@ static size_t collect(const struct qt_design *des, struct sect *s)
     ADD(S_SV, des->sv);
     ADD(S_PINV, des->pinv);
     ADD(S_BACKGROUND, des->background);
+    if (des->mix_base) {
+        ADD(S_MIX, des->mix);
+        ADD(S_MIX_KETS, des->mix_base->kets);
+    }
     if (wh && !wh->trivial) {
         ADD(S_WH_B, wh->B);
         ADD(S_WH_HW, wh->hw);
@@ -291,6 +306,10 @@ int qt_cf_write(int fd, const struct qt_design *des)
         put32(h, H_WH_VALID, wh->sum_valid);
     }
     put32(h, H_FLAGS, flags);
+    if (des->mix_base) {
+        put32(h, H_MIX_KIND, 1u + (uint32_t)des->mix_base->kind);
+        put64(h, H_MIX_K, des->mix_base->group_len);
+    }
     (void)snprintf((char *)h + H_ID, 64, "%s", des->id);
     put32(h, H_NSECT, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
@@ -320,8 +339,8 @@ enum qt_cf_fault qt_cf_check(const void *buf, size_t buflen, uint64_t file_len, 
 {
     size_t len = buflen;
     const uint8_t *h = buf;
-    uint64_t d, m, ng, ds, pc, fsize, end = QT_CF_HEADER_SIZE;
-    uint32_t kind, flags, n;
+    uint64_t d, m, ng, ds, pc, fsize, end = QT_CF_HEADER_SIZE, mixk;
+    uint32_t kind, flags, n, mixkind;
     bool seen[_S_MAX] = {false};
 
     if (len < 8 || memcmp(h, QT_CF_MAGIC, sizeof(QT_CF_MAGIC)) != 0) {
@@ -367,6 +386,16 @@ enum qt_cf_fault qt_cf_check(const void *buf, size_t buflen, uint64_t file_len, 
     flags = get32(h, H_FLAGS);
     ds = (flags & F_WHITEN) && !(flags & F_WH_TRIVIAL) ? get64(h, H_WH_DS) : 0;
     n = get32(h, H_NSECT);
+    mixkind = get32(h, H_MIX_KIND);
+    mixk = mixkind ? get64(h, H_MIX_K) : 0;
+    /* A mixing structure: a custom design over a pauli or mub base of the same size, whose
+     * groups (the mixing blocks) are d outcomes each. */
+    if (mixkind && (kind != QT_DESIGN_CUSTOM ||
+                    (mixkind != 1u + QT_DESIGN_PAULI && mixkind != 1u + QT_DESIGN_MUB) ||
+                    mixk != d || d > QT_DESIGN_MAX_DIM ||
+                    qt_design_outcomes((enum qt_design_kind)(mixkind - 1), d) != m))
+        return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "mixing structure out of range"),
+               QT_CF_CORRUPT;
     if (kind >= _QT_DESIGN_KIND_MAX || d < 2 || d > QT_DESIGN_MAX_DIM || m < 1 ||
         m > QT_DESIGN_MAX_OUTCOMES || ng < 1 || ng > m || ds > d || pc > m ||
         get32(h, H_PINVKIND) > QT_PINV_DENSE || n > QT_CF_MAX_SECTIONS ||
@@ -378,7 +407,8 @@ enum qt_cf_fault qt_cf_check(const void *buf, size_t buflen, uint64_t file_len, 
         uint64_t off = get64(h, e + 8), bytes = get64(h, e + 16);
 
         if (id == 0 || id >= _S_MAX || seen[id] || off % QT_CF_ALIGN != 0 || off < end ||
-            bytes != expected_bytes((enum sect_id)id, d, m, ng, ds, pc, flags & F_PINV_LOWER) ||
+            bytes != expected_bytes((enum sect_id)id, d, m, ng, ds, pc, flags & F_PINV_LOWER,
+                                    mixk) ||
             bytes > fsize - off)
             return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "section %u: bad id, offset or size", i),
                    QT_CF_CORRUPT;
@@ -391,6 +421,10 @@ enum qt_cf_fault qt_cf_check(const void *buf, size_t buflen, uint64_t file_len, 
     if (!seen[S_GROUPS] || !seen[S_H] || !seen[S_SV] ||
         (!seen[S_KETS] && !seen[S_ELEMS] && kind != QT_DESIGN_PAULI))
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "required sections missing"), QT_CF_CORRUPT;
+    if (seen[S_MIX] != (mixkind != 0) ||
+        seen[S_MIX_KETS] != (mixkind == 1u + QT_DESIGN_MUB))
+        return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "mixing sections do not match the header"),
+               QT_CF_CORRUPT;
     if (info) {
         info->kind = (enum qt_design_kind)kind;
         info->d = d;
@@ -405,7 +439,7 @@ enum qt_cf_fault qt_cf_check(const void *buf, size_t buflen, uint64_t file_len, 
 }
 
 int qt_cf_view(const void *buf, size_t len, struct qt_design *des, struct qt_whiten *wh,
-               struct qt_diag *reterr)
+               struct qt_design *mix, struct qt_diag *reterr)
 {
     const uint8_t *h = buf;
     uint32_t flags = get32(h, H_FLAGS), n = get32(h, H_NSECT);
@@ -441,6 +475,23 @@ int qt_cf_view(const void *buf, size_t len, struct qt_design *des, struct qt_whi
     des->pinv = ptr[S_PINV];
     des->pinv_cols = des->pinv ? get64(h, H_PINVCOLS) : 0;
     des->background = ptr[S_BACKGROUND];
+    if (get32(h, H_MIX_KIND)) { /* checked by qt_cf_check */
+        memset(mix, 0, sizeof(*mix));
+        mix->kind = (enum qt_design_kind)(get32(h, H_MIX_KIND) - 1);
+        mix->pinv_kind = mix->kind == QT_DESIGN_PAULI ? QT_PINV_PAULI : QT_PINV_FRAME;
+        mix->d = des->d;
+        mix->m = des->m;
+        mix->group_len = des->d;
+        mix->n_groups = des->m / des->d;
+        while (mix->kind == QT_DESIGN_PAULI && ((size_t)1 << mix->n_qubits) < des->d)
+            mix->n_qubits++;
+        mix->rank1 = mix->povm = true;
+        mix->kets = ptr[S_MIX_KETS];
+        (void)snprintf(mix->name, sizeof(mix->name), "%s", qt_design_kind_name(mix->kind));
+        (void)snprintf(mix->id, sizeof(mix->id), "%s", mix->name);
+        des->mix_base = mix;
+        des->mix = ptr[S_MIX];
+    }
     /* Structural invariants the kernels index by. */
     if (des->group_len != 0 && des->group_len * des->n_groups != des->m)
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "group length does not divide m");

@@ -54,7 +54,9 @@ enum qt_cf_fault qt_cf_check(const void *buf, size_t buflen, uint64_t file_len, 
                              struct qt_cf_info *info, struct qt_diag *reterr);
 
 /* Builds a design view over a checked image (qt_cf_check passed): des and wh point into buf,
+ * and so does mix, the map-only base view of a mixing structure (qt_design.mix_base), when the
+ * file has one (des->mix_base then points to mix),
  * which must stay mapped while they are used. Also checks the group ids (an out-of-range id
  * would index out of bounds later). Returns 0 or QT_ECHECKSUM. */
 QT_NODISCARD int qt_cf_view(const void *buf, size_t len, struct qt_design *des,
-                            struct qt_whiten *wh, struct qt_diag *reterr);
+                            struct qt_whiten *wh, struct qt_design *mix, struct qt_diag *reterr);

@@ -31,12 +31,3 @@
  * QT_ESHAPE / QT_EOPTION / QT_ENONFINITE / QT_ETOOBIG / -ENOMEM with a message in reterr. */
 QT_NODISCARD int qt_detectorfile_parse(const char *buf, size_t len, const struct qt_design *des,
                                        struct qt_detector **ret_det, struct qt_diag *reterr);
-
-/* The effective design of des under det as a design file ({"dim", "elements": {"re", "im"},
- * "background"?}: the backgrounds travel with the design, and are part of its id), numbers
- * printed to round-trip exactly), for design.put; parsing it with qt_designfile_parse
- * gives the design qt_detector_design builds. *ret_text is malloc'd (NUL-terminated, length in
- * *ret_len). Returns 0 or -ENOMEM. */
-QT_NODISCARD int qt_detectorfile_design_json(const struct qt_design *des,
-                                             const struct qt_detector *det, char **ret_text,
-                                             size_t *ret_len);

@@ -26,6 +26,9 @@ struct design_own {
     double *pinv;
     struct qt_whiten *whiten;
     double *background;
+    struct qt_design *mix_base; /* a map-only view (no own) */
+    double complex *mix_kets;
+    double *mix;
 };
 
 /* Dense batch operators are kept only up to this size (bytes). */
@@ -75,6 +78,9 @@ void qt_design_free(struct qt_design *des)
         free(own->sv);
         free(own->pinv);
         free(own->background);
+        free(own->mix_base);
+        free(own->mix_kets);
+        free(own->mix);
         qt_whiten_done(own->whiten);
         free(own->whiten);
         free(own);
@@ -93,6 +99,9 @@ size_t qt_design_bytes(const struct qt_design *des)
     b += des->H ? d * d * sizeof(double complex) : 0;
     b += des->sv ? QT_MIN(m, d * d) * sizeof(double) : 0;
     b += des->background ? m * sizeof(double) : 0;
+    if (des->mix_base)
+        b += m * des->mix_base->group_len * sizeof(double) +
+             (des->mix_base->kets ? d * m * sizeof(double complex) : 0);
     if (des->whiten && !des->whiten->trivial) {
         size_t n = des->whiten->ds;
 
@@ -879,6 +888,53 @@ static int custom_background(struct qt_design *des, const struct qt_custom_spec 
     return 0;
 }
 
+/* The structure of an effective design (qt_design.mix_base): a map-only copy of the base. */
+static int custom_mix(struct qt_design *des, const struct qt_custom_spec *spec,
+                      struct qt_diag *reterr)
+{
+    struct design_own *own = des->own;
+    const struct qt_design *b = spec->mix_base;
+    struct qt_design *v;
+    size_t k;
+
+    if (!b)
+        return 0;
+    k = b->group_len;
+    if ((b->kind != QT_DESIGN_PAULI && b->kind != QT_DESIGN_MUB) || !k || b->m != des->m ||
+        b->d != des->d || !spec->mix || (b->kind != QT_DESIGN_PAULI && !b->kets))
+        return qt_diag_set(reterr, QT_EDESIGN, 0, 0,
+                           "a mixing structure needs a pauli or mub base of the same size");
+    v = calloc(1, sizeof(*v));
+    own->mix = malloc(des->m * k * sizeof(double));
+    if (!v || !own->mix) {
+        free(v);
+        return -ENOMEM;
+    }
+    own->mix_base = v;
+    memcpy(own->mix, spec->mix, des->m * k * sizeof(double));
+    if (b->kets) {
+        own->mix_kets = malloc(des->d * des->m * sizeof(double complex));
+        if (!own->mix_kets)
+            return -ENOMEM;
+        memcpy(own->mix_kets, b->kets, des->d * des->m * sizeof(double complex));
+    }
+    v->kind = b->kind;
+    v->pinv_kind = b->pinv_kind;
+    v->d = b->d;
+    v->m = b->m;
+    v->n_groups = b->n_groups;
+    v->group_len = k;
+    v->n_qubits = b->n_qubits;
+    v->rank1 = true;
+    v->povm = b->povm;
+    v->kets = own->mix_kets;
+    (void)snprintf(v->name, sizeof(v->name), "%s", b->name);
+    (void)snprintf(v->id, sizeof(v->id), "%s", b->id);
+    des->mix_base = v;
+    des->mix = own->mix;
+    return 0;
+}
+
 static void custom_id(struct qt_design *des)
 {
     size_t d = des->d, m = des->m;
@@ -896,6 +952,12 @@ static void custom_id(struct qt_design *des)
         (void)XXH3_128bits_update(st, des->elems, d * d * m * sizeof(double complex));
     if (des->background) /* absent from designs without one: their ids are unchanged */
         (void)XXH3_128bits_update(st, des->background, m * sizeof(double));
+    if (des->mix_base) { /* the structure changes the rounding, so it is part of the id */
+        uint64_t mh[3] = {0x6d6978 /* "mix" */, des->mix_base->kind, des->mix_base->group_len};
+
+        (void)XXH3_128bits_update(st, mh, sizeof(mh));
+        (void)XXH3_128bits_update(st, des->mix, m * des->mix_base->group_len * sizeof(double));
+    }
     XXH128_hash_t h = XXH3_128bits_digest(st);
     XXH3_freeState(st);
     (void)snprintf(des->id, sizeof(des->id), "custom-%016llx%016llx", (unsigned long long)h.high64,
@@ -947,6 +1009,8 @@ int qt_design_new_custom(const struct qt_custom_spec *spec, struct qt_design **r
                             "informationally complete",
                             ic, d * d);
     }
+    if (r >= 0)
+        r = custom_mix(des, spec, reterr); /* after finish: the dense parts come from elements */
     if (r >= 0)
         custom_id(des);
     qt_ws_done(&ws);

@@ -69,6 +69,16 @@ struct qt_design {
                                      * units of the data (custom designs built from a detector
                                      * model, num/qt_detector.h), or NULL: none. The estimators
                                      * then fit mu_a = I Tr(E_a rho) + beta_a (qt_estimate.h) */
+    const struct qt_design *mix_base; /* custom designs made by a detector model from a pauli
+                                       * or mub design (num/qt_detector.h): the measurement
+                                       * map and its adjoint are applied as the base design's own
+                                       * fast map followed by a mixing within each of its
+                                       * groups, q = M q_base, instead of through the elements
+                                       * (the same numbers up to rounding). NULL otherwise. The
+                                       * base is a map-only view: kind, d, m, n_groups,
+                                       * group_len, n_qubits and kets */
+    const double *mix; /* with mix_base: its n_groups blocks of k x k (k = its group_len),
+                        * column-major, block g mapping the base's outcomes g k .. g k + k - 1 */
 
     /* private */
     void *own;
@@ -85,6 +95,10 @@ struct qt_custom_spec {
     const int64_t *groups;
     const double *weights;
     const double *background; /* m values >= 0, finite; needs a single group (see below) */
+    const struct qt_design *mix_base; /* optional: the structure of qt_design.mix_base; the
+                                       * elements must equal it (not checked: detector models
+                                       * build both); it enters the id */
+    const double *mix;
 };
 
 /* Builds a built-in design. For pauli, d = 2^n with 1 <= n <= 8.

@@ -115,9 +115,63 @@ int qt_kets_adjoint(size_t d, size_t m, const double complex *kets, struct qt_ws
     return 0;
 }
 
+/* Designs with a mixing structure (qt_design.mix_base): the base map, then q = M q_base within
+ * each base group (forward), or w_base = M^T w (adjoint), then the base adjoint. */
+static int mixed_forward(const struct qt_design *des, struct qt_ws *ws, const double complex *rho,
+                         double *q)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    const struct qt_design *b = des->mix_base;
+    size_t k = b->group_len, m = des->m;
+    double *qb = qt_ws_alloc_n(ws, m, sizeof(double));
+    int r = qb ? qt_design_forward(b, ws, rho, qb) : -ENOMEM;
+
+    for (size_t g = 0; r >= 0 && g < m / k; g++) {
+        const double *M = des->mix + g * k * k, *x = qb + g * k;
+
+        for (size_t a = 0; a < k; a++) {
+            double acc = 0.0;
+
+            for (size_t c = 0; c < k; c++)
+                acc += M[a + k * c] * x[c];
+            q[g * k + a] = acc;
+        }
+    }
+    qt_ws_release(ws, mark);
+    return r;
+}
+
+static int mixed_adjoint(const struct qt_design *des, struct qt_ws *ws, const double *w,
+                         double complex *out)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    const struct qt_design *b = des->mix_base;
+    size_t k = b->group_len, m = des->m;
+    double *wb = qt_ws_alloc_n(ws, m, sizeof(double));
+    int r = wb ? 0 : -ENOMEM;
+
+    for (size_t g = 0; r >= 0 && g < m / k; g++) {
+        const double *M = des->mix + g * k * k, *x = w + g * k;
+
+        for (size_t c = 0; c < k; c++) {
+            double acc = 0.0;
+
+            for (size_t a = 0; a < k; a++)
+                acc += M[a + k * c] * x[a];
+            wb[g * k + c] = acc;
+        }
+    }
+    if (r >= 0)
+        r = qt_design_adjoint(b, ws, wb, out);
+    qt_ws_release(ws, mark);
+    return r;
+}
+
 int qt_design_forward(const struct qt_design *des, struct qt_ws *ws, const double complex *rho,
                       double *q)
 {
+    if (des->mix_base)
+        return mixed_forward(des, ws, rho, q);
     if (des->kind == QT_DESIGN_NOPOVM) {
         nopovm_forward(des->d, rho, q);
         return 0;
@@ -156,6 +210,8 @@ void qt_elems_adjoint(size_t d, size_t m, const double complex *elems, const dou
 int qt_design_adjoint(const struct qt_design *des, struct qt_ws *ws, const double *w,
                       double complex *out)
 {
+    if (des->mix_base)
+        return mixed_adjoint(des, ws, w, out);
     if (des->kind == QT_DESIGN_NOPOVM) {
         nopovm_adjoint(des->d, w, out);
         return 0;

@@ -323,8 +323,18 @@ static int base_element(const struct qt_design *des, struct qt_ws *ws, size_t b,
     return r;
 }
 
+/* The elements, and the constant they were scaled by (for the mixing blocks). */
+static int build_elements(const struct qt_design *des, const struct qt_detector *det,
+                          double complex *elems, double *ret_scale);
+
 int qt_detector_elements(const struct qt_design *des, const struct qt_detector *det,
                          double complex *elems)
+{
+    return build_elements(des, det, elems, NULL);
+}
+
+static int build_elements(const struct qt_design *des, const struct qt_detector *det,
+                          double complex *elems, double *ret_scale)
 {
     struct qt_ws ws = QT_WS_INIT;
     size_t d = des->d, dd = d * d, m = des->m;
@@ -374,6 +384,8 @@ int qt_detector_elements(const struct qt_design *des, const struct qt_detector *
         z[0] = z[0] * ((double)d / tr) + 0.0;
         z[1] = z[1] * ((double)d / tr) + 0.0;
     }
+    if (ret_scale)
+        *ret_scale = (double)d / tr;
     qt_ws_done(&ws);
     free(w);
     free(E);
@@ -385,6 +397,7 @@ int qt_detector_design(const struct qt_design *base, const struct qt_detector *d
 {
     size_t d = base->d, m = base->m;
     double complex *elems;
+    double *mix = NULL, scale = 1.0;
     int r;
 
     if (det->m != m || det->n_groups != base->n_groups)
@@ -398,13 +411,37 @@ int qt_detector_design(const struct qt_design *base, const struct qt_detector *d
     elems = malloc(m * d * d * sizeof(*elems));
     if (!elems)
         return -ENOMEM;
-    r = qt_detector_elements(base, det, elems);
+    r = build_elements(base, det, elems, &scale);
+    if (r >= 0 && (base->kind == QT_DESIGN_PAULI || base->kind == QT_DESIGN_MUB) &&
+        base->group_len) {
+        /* The structure: per base group, M = scale t_g C diag(eta), column-major (pauli and
+         * mub, whose groups are small; sic is one group of d^2, where M would cost as much as
+         * the elements). */
+        size_t k = base->group_len;
+
+        mix = malloc(m * k * sizeof(double));
+        if (!mix)
+            r = -ENOMEM;
+        for (size_t g = 0; r >= 0 && g < m / k; g++) {
+            const double *C = det->cross + det->goff[g];
+
+            for (size_t lb = 0; lb < k; lb++)
+                for (size_t la = 0; la < k; la++)
+                    mix[g * k * k + la + k * lb] =
+                        det->intensity[g] * C[la + k * lb] * det->eff[g * k + lb] * scale;
+        }
+    }
     if (r >= 0) {
-        struct qt_custom_spec spec = {
-            d, m, NULL, elems, NULL, NULL, det->has_background ? det->bg : NULL};
+        struct qt_custom_spec spec = {.d = d,
+                                      .m = m,
+                                      .elems = elems,
+                                      .background = det->has_background ? det->bg : NULL,
+                                      .mix_base = mix ? base : NULL,
+                                      .mix = mix};
 
         r = qt_design_new_custom(&spec, ret, reterr);
     }
+    free(mix);
     free(elems);
     return r;
 }

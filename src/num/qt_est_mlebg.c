@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "base/qt_err.h"
+#include "qt_design.h"
 #include "qt_lapack.h"
 #include "qt_mat.h"
 #include "qt_newton.h"
@@ -21,7 +23,8 @@
 struct bgw {
     size_t d, ds, m;
     double complex *B;  /* d x ds, U_S diag(h_S)^(-1/2) */
-    double complex *Fw; /* ds^2 x m, column a = vec(B^H F_a B) */
+    double complex *Fw; /* ds^2 x m, column a = vec(B^H F_a B); NULL with map */
+    const struct qt_design *map; /* qt_mlebg_opts.map: the solver's maps through it */
 };
 
 /* The solver's context: per-count data and scratch for the maps. */
@@ -32,6 +35,7 @@ struct bgctx {
     const double *bp; /* beta / Y */
     double complex *x, *z, *tmp;
     double complex *T; /* ds x ds */
+    double complex *Xd, *Td; /* d x d and d x ds (with map) */
     double *lam;       /* ds */
     double gap_tol;
     double gap; /* per count, at the last check */
@@ -42,6 +46,7 @@ void qt_mlebg_opts_init(struct qt_mlebg_opts *o)
 {
     o->gap_tol = 1e-10;
     o->max_iter = 500;
+    o->map = NULL;
 }
 
 /* -EDOM for non-finite or negative data, QT_EZEROGROUP for impossible data; *Y = sum y. */
@@ -97,9 +102,9 @@ static int whiten(struct qt_ws *ws, size_t d, size_t m, const double complex *F,
             ds++;
     W->d = d, W->ds = ds, W->m = m;
     W->B = qt_ws_alloc_n(ws, d * ds, sizeof(*W->B));
-    W->Fw = qt_ws_alloc_n(ws, ds * ds * m, sizeof(*W->Fw));
+    W->Fw = W->map ? NULL : qt_ws_alloc_n(ws, ds * ds * m, sizeof(*W->Fw));
     T = qt_ws_alloc_n(ws, d * ds, sizeof(*T));
-    if (!W->B || !W->Fw || !T)
+    if (!W->B || (!W->map && !W->Fw) || !T)
         return -ENOMEM;
     for (size_t k = 0; k < ds; k++) { /* the ds largest eigenvalues are the last columns */
         size_t col = d - ds + k;
@@ -108,7 +113,7 @@ static int whiten(struct qt_ws *ws, size_t d, size_t m, const double complex *F,
         for (size_t i = 0; i < d; i++)
             W->B[i + d * k] = s * H[i + d * col];
     }
-    for (size_t a = 0; a < m; a++) {
+    for (size_t a = 0; !W->map && a < m; a++) {
         double complex *Fa = W->Fw + ds * ds * a;
 
         qt_zgemm('N', 'N', d, ds, d, 1.0, F + dd * a, d, W->B, d, 0.0, T, d);
@@ -205,6 +210,7 @@ int qt_mlebg_gap(size_t d, size_t m, const double complex *F, const double *beta
 
     if (r == QT_EZEROGROUP) /* every sigma has mu_a = 0 < y_a: L = -infinity everywhere */
         r = 0;
+    W.map = NULL;
     if (r >= 0)
         r = whiten(ws, d, m, F, &W);
     if (r >= 0)
@@ -260,14 +266,48 @@ out:
 
 /* --- The solver's maps over omega (n x n, n = ds + 1): q_a = TRACE_CAP Tr(F~_a omega_top). */
 
+/* Through the design's own maps (qt_mlebg_opts.map): Tr(B^H F_a B x) = Tr(F_a B x B^H), and
+ * sum_a v_a B^H F_a B = B^H (sum_a v_a F_a) B. */
+static int map_forward(struct bgctx *c, struct qt_ws *ws, double *q)
+{
+    const struct bgw *W = c->W;
+    size_t d = W->d, ds = W->ds;
+    int r;
+
+    qt_zgemm('N', 'N', d, ds, ds, 1.0, W->B, d, c->x, ds, 0.0, c->Td, d);
+    qt_zgemm('N', 'C', d, d, ds, 1.0, c->Td, d, W->B, d, 0.0, c->Xd, d);
+    r = qt_design_forward(W->map, ws, c->Xd, q);
+    for (size_t a = 0; r >= 0 && a < W->m; a++)
+        q[a] *= TRACE_CAP;
+    return r;
+}
+
+static int map_adjoint(struct bgctx *c, struct qt_ws *ws, const double *v)
+{
+    const struct bgw *W = c->W;
+    size_t d = W->d, ds = W->ds;
+    double *u = (double *)c->z; /* m doubles fit in m complex */
+    int r;
+
+    for (size_t a = 0; a < W->m; a++)
+        u[a] = TRACE_CAP * v[a];
+    r = qt_design_adjoint(W->map, ws, u, c->Xd);
+    if (r < 0)
+        return r;
+    qt_zgemm('N', 'N', d, ds, d, 1.0, c->Xd, d, W->B, d, 0.0, c->Td, d);
+    qt_zgemm('C', 'N', ds, ds, d, 1.0, W->B, d, c->Td, d, 0.0, c->tmp, ds);
+    return 0;
+}
+
 static int bg_forward(void *ctx, struct qt_ws *ws, const double complex *X, double *q)
 {
     struct bgctx *c = ctx;
     size_t ds = c->W->ds, n = c->n;
 
-    (void)ws;
     for (size_t j = 0; j < ds; j++)
         memcpy(c->x + ds * j, X + n * j, ds * sizeof(*X));
+    if (c->W->map)
+        return map_forward(c, ws, q);
     qt_zgemv('C', ds * ds, c->W->m, 1.0, c->W->Fw, ds * ds, c->x, 0.0, c->z);
     for (size_t a = 0; a < c->W->m; a++)
         q[a] = TRACE_CAP * creal(c->z[a]);
@@ -279,10 +319,16 @@ static int bg_adjoint(void *ctx, struct qt_ws *ws, const double *v, double compl
     struct bgctx *c = ctx;
     size_t ds = c->W->ds, n = c->n;
 
-    (void)ws;
-    for (size_t a = 0; a < c->W->m; a++)
-        c->z[a] = TRACE_CAP * v[a];
-    qt_zgemv('N', ds * ds, c->W->m, 1.0, c->W->Fw, ds * ds, c->z, 0.0, c->tmp);
+    if (c->W->map) {
+        int r = map_adjoint(c, ws, v);
+
+        if (r < 0)
+            return r;
+    } else {
+        for (size_t a = 0; a < c->W->m; a++)
+            c->z[a] = TRACE_CAP * v[a];
+        qt_zgemv('N', ds * ds, c->W->m, 1.0, c->W->Fw, ds * ds, c->z, 0.0, c->tmp);
+    }
     memset(out, 0, n * n * sizeof(*out));
     for (size_t j = 0; j < ds; j++)
         for (size_t i = 0; i < ds; i++)
@@ -385,8 +431,13 @@ static int solve(const struct bgw *W, struct qt_ws *ws, const double *beta, cons
     double complex *om0 = qt_ws_alloc_n(ws, n * n, sizeof(*om0));
     double complex *om = qt_ws_alloc_n(ws, n * n, sizeof(*om));
     double complex *T = qt_ws_alloc_n(ws, d * ds, sizeof(*T));
-    struct bgctx c = {W,    n,    w,    bp,         NULL,     NULL,
-                      NULL, NULL, NULL, o->gap_tol, INFINITY, {0, 0, INFINITY}};
+    struct bgctx c = {.W = W,
+                      .n = n,
+                      .w = w,
+                      .bp = bp,
+                      .gap_tol = o->gap_tol,
+                      .gap = INFINITY,
+                      .polish = {0, 0, INFINITY}};
     struct qt_newton_problem pb = {n, m, &c, bg_forward, bg_adjoint, bg_phi, bg_converged};
     struct qt_newton_result nr;
     int r;
@@ -396,7 +447,10 @@ static int solve(const struct bgw *W, struct qt_ws *ws, const double *beta, cons
     c.T = qt_ws_alloc_n(ws, ds * ds, sizeof(*c.T));
     c.z = qt_ws_alloc_n(ws, m, sizeof(*c.z));
     c.lam = qt_ws_alloc_n(ws, ds, sizeof(double));
-    if (!w || !bp || !om0 || !om || !T || !c.x || !c.tmp || !c.T || !c.z || !c.lam)
+    c.Xd = qt_ws_alloc_n(ws, d * d, sizeof(*c.Xd));
+    c.Td = qt_ws_alloc_n(ws, d * ds, sizeof(*c.Td));
+    if (!w || !bp || !om0 || !om || !T || !c.x || !c.tmp || !c.T || !c.z || !c.lam || !c.Xd ||
+        !c.Td)
         return -ENOMEM;
     for (size_t a = 0; a < m; a++) {
         w[a] = y[a] / Y;
@@ -601,6 +655,34 @@ out:
     return ret < 0 ? ret : 0;
 }
 
+/* Below this certificate (log-likelihood units) the estimate is not polished. */
+#define POLISH_SKIP 1e-10
+
+/* The point as reported: rho = sigma / Tr sigma (I/d when sigma = 0: the backgrounds explain
+ * the data), intensity Tr sigma, and the certificate of intensity * rho (rounding apart from
+ * sigma), which sigma becomes. */
+static int report(const struct bgw *W, struct qt_ws *ws, const double complex *F,
+                  const double *beta, const double *y, double Y, double complex *sigma,
+                  double complex *rho, double *ret_tr, double *g, double *ll)
+{
+    size_t d = W->d;
+    double tr = 0.0;
+
+    for (size_t i = 0; i < d; i++)
+        tr += creal(sigma[i + d * i]);
+    if (!(tr > 0.0)) {
+        tr = 0.0;
+        maximally_mixed(d, rho);
+    } else {
+        for (size_t i = 0; i < d * d; i++)
+            rho[i] = sigma[i] / tr;
+    }
+    for (size_t i = 0; i < d * d; i++)
+        sigma[i] = tr * rho[i];
+    *ret_tr = tr;
+    return gap_at(W, ws, F, beta, y, Y, sigma, g, ll);
+}
+
 int qt_mlebg(size_t d, size_t m, const double complex *F, const double *beta, const double *y,
              const struct qt_mlebg_opts *o, struct qt_ws *ws, double complex *rho,
              double *intensity, double *gap, double *loglik, unsigned *iters)
@@ -611,6 +693,7 @@ int qt_mlebg(size_t d, size_t m, const double complex *F, const double *beta, co
     double Y, g = 0.0, ll = 0.0, tr = 0.0;
     unsigned it = 0;
     double complex *sigma;
+    bool skipped;
     int r = validate(d, m, F, beta, y, &Y);
 
     if (!o) {
@@ -619,6 +702,7 @@ int qt_mlebg(size_t d, size_t m, const double complex *F, const double *beta, co
     }
     if (r < 0)
         goto out;
+    W.map = o->map && o->map->d == d && o->map->m == m ? o->map : NULL;
     r = whiten(ws, d, m, F, &W);
     if (r < 0)
         goto out;
@@ -638,23 +722,19 @@ int qt_mlebg(size_t d, size_t m, const double complex *F, const double *beta, co
         r = refine_scale(ws, d, m, F, beta, y, sigma);
     if (r >= 0)
         r = gap_at(&W, ws, F, beta, y, Y, sigma, &g, &ll);
-    if (r >= 0)
+    /* Polishing removes a rounding-level gap; a certificate already below POLISH_SKIP
+     * (log-likelihood units) is left alone, which saves its O(m d^4) Hessians, unless the point
+     * as reported (rounded once more) has lost that. */
+    skipped = g <= POLISH_SKIP;
+    if (r >= 0 && !skipped)
         r = polish(&W, ws, F, beta, y, Y, sigma, &g, &ll);
-    if (r < 0)
-        goto out;
-    for (size_t i = 0; i < d; i++)
-        tr += creal(sigma[i + d * i]);
-    if (!(tr > 0.0)) { /* the backgrounds explain the data: sigma^ = 0 */
-        tr = 0.0;
-        maximally_mixed(d, rho);
-    } else {
-        for (size_t i = 0; i < d * d; i++)
-            rho[i] = sigma[i] / tr;
+    if (r >= 0)
+        r = report(&W, ws, F, beta, y, Y, sigma, rho, &tr, &g, &ll);
+    if (r >= 0 && skipped && !(g <= 10 * POLISH_SKIP)) {
+        r = polish(&W, ws, F, beta, y, Y, sigma, &g, &ll);
+        if (r >= 0)
+            r = report(&W, ws, F, beta, y, Y, sigma, rho, &tr, &g, &ll);
     }
-    /* The certificate of the point as reported, intensity * rho (rounding apart from sigma). */
-    for (size_t i = 0; i < d * d; i++)
-        sigma[i] = tr * rho[i];
-    r = gap_at(&W, ws, F, beta, y, Y, sigma, &g, &ll);
     if (r < 0)
         goto out;
     r = g <= o->gap_tol * Y ? 0 : QT_ENOCONV;

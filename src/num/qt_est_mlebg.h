@@ -71,9 +71,16 @@
 #include "base/compiler.h"
 #include "base/qt_ws.h"
 
+struct qt_design;
+
 struct qt_mlebg_opts {
     double gap_tol;    /* stop when gap / Y <= gap_tol (per count); 1e-10 */
     unsigned max_iter; /* Newton iterations; 500 */
+    /* Optional (NULL): a design whose elements are F (d and m must match; the caller vouches for
+     * the rest). The solver then applies the whitened maps through qt_design_forward/adjoint
+     * (B^H and B around them) instead of forming B^H F_a B: the fast maps of structured
+     * designs (qt_design.mix_base). The certificate and polishing still use F. */
+    const struct qt_design *map;
 };
 
 /* Defaults above. */

@@ -323,7 +323,8 @@ static int estimate_mlebg(const struct qt_design *des, struct qt_ws *ws, const d
     double *f = qt_ws_alloc_n(ws, des->m, sizeof(double));
     double complex *est = qt_ws_alloc_n(ws, d * d, sizeof(*est));
     const double complex *F = bg_elements(des, ws);
-    struct qt_mlebg_opts o = {opts->mle.gap_tol, opts->mle.max_iterations};
+    struct qt_mlebg_opts o = {opts->mle.gap_tol, opts->mle.max_iterations,
+                              des->mix_base ? des : NULL};
     struct qt_sample_info info;
     double inten = 0.0, gap = INFINITY, ll = 0.0, tot = 0.0;
     unsigned iters = 0;

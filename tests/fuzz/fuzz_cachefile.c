@@ -17,6 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct qt_design des;
     struct qt_whiten wh;
+    struct qt_design mix;
     struct qt_cf_info info;
     /* Mapped files are page-aligned; copy into an aligned buffer of exactly size bytes. */
     void *buf = aligned_alloc(64, (size + 63) / 64 * 64 + 64);
@@ -38,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (qt_cf_check(buf, size < QT_CF_HEADER_SIZE ? size : QT_CF_HEADER_SIZE, size, false, &info,
                     NULL) == QT_CF_OK &&
-        qt_cf_view(buf, size, &des, &wh, NULL) == 0 && des.d <= 8) {
+        qt_cf_view(buf, size, &des, &wh, &mix, NULL) == 0 && des.d <= 8) {
         struct qt_ws ws = QT_WS_INIT;
         size_t d = des.d;
         double complex *rho = calloc(d * d, sizeof(*rho));

@@ -11,6 +11,8 @@
 #include "io/qt_designfile.h"
 #include "io/qt_detectorfile.h"
 #include "num/qt_detector.h"
+#include "num/qt_design.h"
+#include "base/qt_ws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -38,24 +40,41 @@ static void check_model(const struct qt_detector *det)
         abort();
 }
 
+/* The effective design's map (structured for pauli and mub bases) is that of its elements. */
 static void check_effective(const struct qt_design *des, const struct qt_detector *det)
 {
-    struct qt_design *eff = NULL, *back = NULL;
+    struct qt_design *eff = NULL, *dense = NULL;
+    struct qt_ws ws = QT_WS_INIT;
     struct qt_diag err;
-    char *text = NULL;
-    size_t len = 0;
+    size_t d = des->d, m = des->m;
+    double complex *E = malloc(m * d * d * sizeof(*E)), rho[16 * 16] = {0};
+    double *q = malloc(2 * m * sizeof(double)), scale = 0.0;
 
+    if (!E || !q)
+        abort();
     if (qt_detector_design(des, det, &eff, &err) != 0)
-        return; /* refused with a reason (e.g. an effective element that is zero) */
-    if (eff->n_groups != 1 || eff->m != des->m || eff->d != des->d)
+        goto out; /* refused with a reason (e.g. an effective element that is zero) */
+    if (eff->n_groups != 1 || eff->m != des->m || eff->d != des->d ||
+        (eff->mix_base != NULL) != (des->kind == QT_DESIGN_PAULI || des->kind == QT_DESIGN_MUB))
         abort();
-    if (qt_detectorfile_design_json(des, det, &text, &len) != 0)
+    struct qt_custom_spec spec = {.d = d, .m = m, .elems = E};
+    if (qt_detector_elements(des, det, E) != 0 || qt_design_new_custom(&spec, &dense, &err) != 0)
         abort();
-    if (qt_designfile_parse(text, len, &back, &err) != 0 || strcmp(back->id, eff->id) != 0)
+    for (size_t i = 0; i < d; i++)
+        rho[i + d * i] = 1.0 / (double)d;
+    if (qt_design_forward(eff, &ws, rho, q) != 0 || qt_design_forward(dense, &ws, rho, q + m) != 0)
         abort();
-    free(text);
-    qt_design_free(back);
+    for (size_t a = 0; a < m; a++)
+        scale = fmax(scale, fabs(q[m + a]));
+    for (size_t a = 0; a < m; a++)
+        if (!(fabs(q[a] - q[m + a]) <= 1e-12 * scale))
+            abort();
+out:
+    qt_design_free(dense);
     qt_design_free(eff);
+    qt_ws_done(&ws);
+    free(E);
+    free(q);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -22,6 +22,7 @@
 #include "qt_rmrf.h"
 #include "cache/qt_cache.h"
 #include "num/qt_design.h"
+#include "num/qt_detector.h"
 #include "num/qt_estimate.h"
 #include "num/qt_rng.h"
 #include "qt_test.h"
@@ -474,6 +475,73 @@ static void test_round_trip_custom(void **state)
     assert_int_equal(mapped_by(c, name), 0);
     qt_cache_close(c);
     qt_design_free(custom);
+    qt_design_free(base);
+    drop_tmpdir(dir);
+}
+
+/* An effective design with a mixing structure and backgrounds (a detector model on pauli
+ * d = 4): the file keeps the structure, so the mapped design computes exactly what the one in
+ * memory does (the same bits: that is what makes the daemon's records --local's). */
+static void test_round_trip_mixed(void **state)
+{
+    struct qt_design *base = fresh_design(QT_DESIGN_PAULI, 4), *eff = NULL;
+    struct qt_detector *det = NULL;
+    double eta[36], bg[36], tint[9];
+    char *dir = make_tmpdir();
+    struct qt_cache_map *map = NULL;
+    struct qt_cache *c;
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_opts o;
+    struct qt_result a, b;
+    double complex rho[16];
+    double y[36], qa[36], qb[36];
+    struct qt_rng rng;
+
+    (void)state;
+    for (size_t k = 0; k < 36; k++) {
+        eta[k] = 0.75 + 0.01 * (double)(k % 7);
+        bg[k] = k % 5 == 0 ? 3.0 : 0.0;
+    }
+    for (size_t g = 0; g < 9; g++)
+        tint[g] = 0.95 + 0.01 * (double)g;
+    struct qt_detector_spec spec = {.efficiencies = eta, .n_eff = 36, .background = bg,
+                                    .n_bg = 36, .intensity = tint, .n_int = 9};
+    assert_ok(qt_detector_new(&spec, base, &det, &diag));
+    assert_ok(qt_detector_design(base, det, &eff, &diag));
+    assert_non_null(eff->mix_base);
+    assert_non_null(eff->background);
+    c = open_cache(dir, 0, NULL);
+    assert_ok(qt_cache_ensure(c, QT_DESIGN_CUSTOM, 4, eff, NULL, &diag));
+    assert_ok(qt_cache_verify(c, eff->id, 4, &diag));
+    assert_ok(qt_cache_map(c, eff->id, 4, &map, &diag));
+    const struct qt_design *mp = qt_cache_map_design(map);
+    assert_non_null(mp->mix_base);
+    assert_int_equal(mp->mix_base->kind, QT_DESIGN_PAULI);
+    assert_int_equal(mp->mix_base->n_qubits, 2);
+    assert_memory_equal(mp->mix, eff->mix, 36 * 4 * sizeof(double));
+    assert_memory_equal(mp->background, eff->background, 36 * sizeof(double));
+    qt_rng_seed(&rng, 3);
+    qt_rng_state(&rng, 4, 2, rho);
+    assert_ok(qt_design_forward(eff, &ws, rho, qa));
+    assert_ok(qt_design_forward(mp, &ws, rho, qb));
+    assert_memory_equal(qa, qb, sizeof(qa));
+    for (size_t k = 0; k < 36; k++)
+        y[k] = floor(1000.0 * qa[k]) + bg[k];
+    qt_opts_init(&o);
+    assert_ok(qt_result_init(&a, 4));
+    assert_ok(qt_result_init(&b, 4));
+    for (int meth = QT_METHOD_LINEAR; meth <= QT_METHOD_MLE; meth++) {
+        assert_ok(qt_estimate(eff, &ws, (enum qt_method)meth, y, 36, &o, &a));
+        assert_ok(qt_estimate(mp, &ws, (enum qt_method)meth, y, 36, &o, &b));
+        assert_memory_equal(a.rho, b.rho, 16 * sizeof(double complex));
+    }
+    qt_result_done(&a);
+    qt_result_done(&b);
+    qt_cache_unmap(map);
+    qt_cache_close(c);
+    qt_ws_done(&ws);
+    qt_design_free(eff);
+    qt_detector_free(det);
     qt_design_free(base);
     drop_tmpdir(dir);
 }
@@ -1214,6 +1282,7 @@ static void test_warm(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_round_trip_custom),
+    cmocka_unit_test(test_round_trip_mixed),
     cmocka_unit_test(test_corrupt_truncated),   cmocka_unit_test(test_corrupt_header_byte),
     cmocka_unit_test(test_corrupt_foreign),     cmocka_unit_test(test_corrupt_old_version),
     cmocka_unit_test(test_corrupt_section),     cmocka_unit_test(test_get_on_corrupt),

@@ -240,7 +240,7 @@ static struct qt_design *custom_from(const struct qt_design *src)
 {
     size_t d = src->d, m = src->m;
     double complex *kets = malloc(d * m * sizeof(*kets));
-    struct qt_custom_spec spec = {d, m, kets, NULL, NULL, NULL, NULL};
+    struct qt_custom_spec spec = {d, m, kets, NULL, NULL, NULL, NULL, NULL, NULL};
     struct qt_design *des = NULL;
     struct qt_diag dg = {0};
 
@@ -430,7 +430,7 @@ static void test_custom_errors(void **state)
 {
     double complex kets[4 * 2] = {1, 0, 0, 1, 1, 0, 0, 1}; /* |0>,|1>,|0>,|1> */
     double complex elems[4 * 4] = {1, 0, 0, 0, 0, 0, 0, 1, 0.5, 0.5, 0.5, 0.5, 1, 0, 0, -1};
-    struct qt_custom_spec spec = {2, 4, kets, NULL, NULL, NULL, NULL};
+    struct qt_custom_spec spec = {2, 4, kets, NULL, NULL, NULL, NULL, NULL, NULL};
     struct qt_design *des = NULL;
     struct qt_diag dg = {0};
 

@@ -237,19 +237,54 @@ static void random_model(struct qt_rng *r, const struct qt_design *des, struct m
                                          des->n_groups, NULL,          0};
 }
 
-/* The effective design's probabilities are t_g sum_b C_ab eta_b Tr(rho E_b), for the design
- * built directly and for the one parsed from its design file (same id). */
+/* An effective design on a pauli or mub base applies the base's map and mixes each group: the
+ * same map, forward and adjoint, as the dense design of its elements (another id: the
+ * structure changes the rounding, so it is part of the content). */
+static void check_structure(const struct qt_design *des, const struct qt_detector *det,
+                            const struct qt_design *eff)
+{
+    size_t d = des->d, m = des->m;
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_design *dense = NULL;
+    double complex *E = malloc(m * d * d * sizeof(*E)), rho[16], A[16], B[16];
+    double q[64], qd[64], w[64];
+    struct qt_rng r;
+
+    assert_non_null(E);
+    assert_non_null(eff->mix_base);
+    assert_int_equal(eff->mix_base->kind, des->kind);
+    assert_ok(qt_detector_elements(des, det, E));
+    struct qt_custom_spec spec = {.d = d, .m = m, .elems = E};
+    assert_ok(qt_design_new_custom(&spec, &dense, &diag));
+    assert_null(dense->mix_base);
+    assert_string_not_equal(dense->id, eff->id);
+    qt_rng_seed(&r, 5);
+    qt_rng_state(&r, d, 2, rho);
+    assert_ok(qt_design_forward(eff, &ws, rho, q));
+    assert_ok(qt_design_forward(dense, &ws, rho, qd));
+    for (size_t a = 0; a < m; a++) {
+        qt_assert_close(q[a], qd[a], 1e-14, 1e-13);
+        w[a] = qt_rng_uniform(&r) - 0.5;
+    }
+    assert_ok(qt_design_adjoint(eff, &ws, w, A));
+    assert_ok(qt_design_adjoint(dense, &ws, w, B));
+    for (size_t i = 0; i < d * d; i++)
+        qt_assert_close(cabs(A[i] - B[i]), 0.0, 0, 1e-13);
+    qt_design_free(dense);
+    qt_ws_done(&ws);
+    free(E);
+}
+
+/* The effective design's probabilities are t_g sum_b C_ab eta_b Tr(rho E_b). */
 static void check_elements(enum qt_design_kind kind, uint64_t seed)
 {
-    struct qt_design *des = builtin(kind, 4), *eff = NULL, *eff2 = NULL;
+    struct qt_design *des = builtin(kind, 4), *eff = NULL;
     struct qt_detector *det = NULL;
     struct qt_ws ws = QT_WS_INIT;
     struct qt_rng r;
     struct model md;
     double complex rho[16];
     double q[64], qe[64];
-    char *text = NULL;
-    size_t len = 0;
 
     qt_rng_seed(&r, seed);
     random_model(&r, des, &md, false);
@@ -278,12 +313,8 @@ static void check_elements(enum qt_design_kind kind, uint64_t seed)
             want += md.cross[off + la * k + lb] * md.eff[g * k + lb] * q[g * k + lb];
         qt_assert_close(qe[a] * scale, md.tint[g] * want, 1e-12, 1e-15);
     }
-    assert_ok(qt_detectorfile_design_json(des, det, &text, &len));
-    assert_int_equal(strlen(text), len);
-    assert_ok(qt_designfile_parse(text, len, &eff2, &diag));
-    assert_string_equal(eff2->id, eff->id);
-    free(text);
-    qt_design_free(eff2);
+    /* The structure (base map, then the mixing of each group) is the map of the elements. */
+    check_structure(des, det, eff);
     qt_design_free(eff);
     qt_detector_free(det);
     qt_design_free(des);
@@ -297,15 +328,14 @@ static void test_elements(void **state)
     check_elements(QT_DESIGN_MUB, 12);
 }
 
-/* A background travels with the effective design (its values, its id, its design file) and
+/* A background travels with the effective design (its values, its id) and
  * the estimators take it there: linear subtracts it, wls and rhor refuse it. */
 static void test_background_design(void **state)
 {
     static const char *eff_only = "{\"efficiencies\": [1,1,1,1,0.9,0.9,0.9,0.9,0.8,0.8,0.8,0.8,"
                                   "1,1,1,1,1,1,1,0.95]";
     struct qt_design *des = builtin(QT_DESIGN_MUB, 4), *eff = NULL, *eff0 = NULL, *back = NULL;
-    char json[512], *text = NULL;
-    size_t len = 0;
+    char json[512];
     struct qt_ws ws = QT_WS_INIT;
     struct qt_result r1, r0;
     struct qt_opts o;
@@ -328,11 +358,32 @@ static void test_background_design(void **state)
     assert_string_not_equal(eff->id, eff0->id);
     qt_assert_close(eff->background[0], 5.0, 0, 0);
     qt_assert_close(eff->background[19], 2.5, 0, 0);
-    /* Its design file carries it: the same design, the same id. */
-    assert_ok(qt_detectorfile_design_json(des, det, &text, &len));
-    assert_ok(qt_designfile_parse(text, len, &back, &diag));
-    assert_string_equal(back->id, eff->id);
-    assert_non_null(back->background);
+    /* A design file carries a background too (one group only). */
+    {
+        static const char file[] =
+            "{\"dim\": 2, \"vectors\": {\"re\": [[1, 0], [0, 1], [0.6, 0.8], [0.8, -0.6], "
+            "[0.6, 0], [0, 1]], \"im\": [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0.8], [0, 0]]}, "
+            "\"background\": [0, 1.5, 0, 0, 0, 0]}";
+        static const char zero[] =
+            "{\"dim\": 2, \"vectors\": {\"re\": [[1, 0], [0, 1], [0.6, 0.8], [0.8, -0.6], "
+            "[0.6, 0], [0, 1]], \"im\": [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0.8], [0, 0]]}, "
+            "\"background\": [0, 0, 0, 0, 0, 0]}";
+        static const char grouped[] =
+            "{\"dim\": 2, \"vectors\": {\"re\": [[1, 0], [0, 1], [0.6, 0.8], [0.8, -0.6], "
+            "[0.6, 0], [0, 1]], \"im\": [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0.8], [0, 0]]}, "
+            "\"groups\": [0, 0, 1, 1, 2, 2], \"background\": [0, 1.5, 0, 0, 0, 0]}";
+        struct qt_design *z = NULL;
+
+        assert_ok(qt_designfile_parse(file, strlen(file), &back, &diag));
+        assert_non_null(back->background);
+        qt_assert_close(back->background[1], 1.5, 0, 0);
+        assert_ok(qt_designfile_parse(zero, strlen(zero), &z, &diag));
+        assert_null(z->background); /* zeros are no background: the id without one */
+        assert_string_not_equal(z->id, back->id);
+        qt_design_free(z);
+        assert_err(qt_designfile_parse(grouped, strlen(grouped), &z, &diag), QT_EOPTION);
+        assert_non_null(strstr(diag.msg, "one group"));
+    }
     /* linear on (y, beta) is linear on y - beta without it. */
     qt_opts_init(&o);
     assert_ok(qt_result_init(&r1, 4));
@@ -362,7 +413,6 @@ static void test_background_design(void **state)
     qt_result_done(&r1);
     qt_result_done(&r0);
     qt_ws_done(&ws);
-    free(text);
     qt_design_free(back);
     qt_design_free(eff0);
     qt_design_free(eff);
@@ -788,7 +838,7 @@ static void test_base_groups_would_bias(void **state)
     assert_ok(qt_detector_elements(des, det, elems));
     for (size_t a = 0; a < 20; a++)
         groups[a] = des->groups[a];
-    struct qt_custom_spec spec = {4, 20, NULL, elems, groups, NULL, NULL};
+    struct qt_custom_spec spec = {4, 20, NULL, elems, groups, NULL, NULL, NULL, NULL};
     assert_ok(qt_design_new_custom(&spec, &grouped, &diag));
     test_state(&r, rho);
     assert_ok(qt_design_forward(eff, &ws, rho, q)); /* exact expected counts */

@@ -171,7 +171,7 @@ static void test_agrees_with_mle(void **state)
             for (size_t i = 0; i < d; i++)
                 for (size_t j = 0; j < d; j++)
                     el[dd * a + d * i + j] = e.F[i + d * j + dd * a];
-        struct qt_custom_spec spec = {d, e.m, NULL, el, NULL, NULL, NULL};
+        struct qt_custom_spec spec = {d, e.m, NULL, el, NULL, NULL, NULL, NULL, NULL};
         struct qt_design *des = NULL;
         struct qt_result res;
         struct qt_opts opts;

@@ -33,7 +33,7 @@ static struct qt_design *make_custom(void)
     static const int64_t groups[8] = {0, 0, 0, 1, 1, 2, 2, 2};
     static const double weights[8] = {0.5, 0.5, 1.0, 1.0, 1.0, 2.0 / 3, 2.0 / 3, 2.0 / 3};
     double complex kets[16] = {1, 0, 1, 0, 0, 1};
-    struct qt_custom_spec spec = {2, 8, kets, NULL, groups, weights, NULL};
+    struct qt_custom_spec spec = {2, 8, kets, NULL, groups, weights, NULL, NULL, NULL};
     struct qt_design *des = NULL;
     struct qt_diag dg = {0};
 
