@@ -323,7 +323,7 @@ static int matrix_rho(json_t *re, json_t *im, size_t d, double complex *rho, dou
     for (size_t i = 0; i < d * d; i++)
         rho[i] /= tr;
     if (qt_target_check(d, rho, &dg) < 0) {
-        (void)snprintf(err, errlen, "not a density matrix: %s", dg.msg);
+        (void)snprintf(err, errlen, "not a density matrix: %.200s", dg.msg);
         return -1;
     }
     return 0;
