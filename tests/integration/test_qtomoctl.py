@@ -1096,7 +1096,8 @@ class QtomoctlTest(unittest.TestCase):
             return set(r.stdout.split())
 
         self.assertTrue(set(cmds) <= complete(""), complete(""))
-        self.assertEqual(complete("ca"), {"cache"})
+        self.assertEqual(complete("ca"), {"cache", "calibrate"})
+        self.assertEqual(complete("calibrate", "--st"), {"--states"})
         self.assertEqual(complete("-s", "x.sock", "cache", ""),
                          {"list", "verify", "warm", "evict"})
         self.assertEqual(complete("design", ""), {"put"})
