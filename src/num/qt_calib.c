@@ -23,6 +23,8 @@
 struct fit {
     const struct qt_calib_input *in;
     size_t m, J, G, nK, n_lit;
+    unsigned nq;       /* qubit mode: the qubits (K = 2 x 2 per qubit at K + 4q), else 0 */
+    size_t n_gauge;    /* exact degeneracies: nq in qubit mode, else 1 */
     size_t *grp, *loc; /* m: group and local index of each outcome */
     double *p;         /* m x J: p_jb (0 for dark runs) */
     size_t n_th;       /* nK + m + J: the parameter vector theta = [K | beta | I] */
@@ -56,6 +58,10 @@ void qt_calib_free(struct qt_calib *cal)
     free(cal->intensity);
     free(cal->mu);
     free(cal->resid);
+    free(cal->qeff);
+    free(cal->qeff_se);
+    free(cal->qcross);
+    free(cal->qcross_se);
     free(cal);
 }
 
@@ -106,7 +112,7 @@ static int layout(struct fit *f)
     }
     for (size_t a = 0; a < m; a++)
         c->gidx[c->gpos[f->grp[a]] + f->loc[a]] = a;
-    f->nK = c->goff[G];
+    f->nK = f->nq ? 4 * (size_t)f->nq : c->goff[G];
     return 0;
 }
 
@@ -226,6 +232,23 @@ static int check_rank(const struct fit *f, struct qt_diag *reterr)
     return r;
 }
 
+/* Qubit mode: entry (al, bl) of a setting's K = (x)_q K_q, leaving out qubit skip (>= nq: none);
+ * bit q of a local index is (i >> (nq - 1 - q)) & 1 (qubit 0 most significant). */
+static double kron_entry(const struct fit *f, size_t al, size_t bl, unsigned skip)
+{
+    double x = 1.0;
+
+    for (unsigned q = 0; q < f->nq; q++)
+        if (q != skip)
+            x *= f->K[4 * q + ((al >> (f->nq - 1 - q)) & 1) + 2 * ((bl >> (f->nq - 1 - q)) & 1)];
+    return x;
+}
+
+static unsigned bit_of(const struct fit *f, size_t i, unsigned q)
+{
+    return (unsigned)((i >> (f->nq - 1 - q)) & 1);
+}
+
 /* s = K p_j per group, mu = I_j s + beta, w = y / mu. */
 static void expect(struct fit *f)
 {
@@ -242,8 +265,12 @@ static void expect(struct fit *f)
             const size_t *idx = c->gidx + c->gpos[g];
             double acc = 0.0;
 
-            for (size_t b = 0; b < k; b++)
-                acc += Kg[al + k * b] * p[idx[b]];
+            if (f->nq)
+                for (size_t b = 0; b < k; b++)
+                    acc += kron_entry(f, al, b, f->nq) * p[idx[b]];
+            else
+                for (size_t b = 0; b < k; b++)
+                    acc += Kg[al + k * b] * p[idx[b]];
             s[a] = acc;
         }
         for (size_t a = 0; a < m; a++) {
@@ -268,7 +295,10 @@ static void init(struct fit *f)
     size_t m = f->m, J = f->J;
     double eps = 0.05;
 
-    for (size_t g = 0; g < f->G; g++) {
+    for (unsigned q = 0; q < f->nq; q++)
+        for (size_t i = 0; i < 4; i++)
+            f->K[4 * q + i] = (i == 0 || i == 3 ? 1.0 - eps : 0.0) + eps / 2.0;
+    for (size_t g = 0; g < f->G && !f->nq; g++) {
         size_t k = c->gk[g];
         double *Kg = f->K + c->goff[g];
 
@@ -300,6 +330,62 @@ static void init(struct fit *f)
     }
 }
 
+/* Qubit mode, after expect(): the E-step's expected counts of true bit beta registered as alpha
+ * per qubit, Z_q[alpha, beta] = sum w_ja T_jab over a_q = alpha, b_q = beta (T_jab = I_j p_jb
+ * K_ab), then each K_q in closed form given the others (ECM): Z_q / D_q[beta], D_q[beta] =
+ * sum_j sum_{b_q = beta} I_j p_jb prod_{q' != q} s_q'[b_q'] with the latest column sums s. */
+static double em_qubits(struct fit *f, double *Z)
+{
+    const struct qt_calib *c = f->cal;
+    size_t m = f->m, J = f->J, nq = f->nq;
+    double step = 0.0;
+
+    memset(Z, 0, 4 * nq * sizeof(double));
+    for (size_t j = 0; j < J; j++)
+        for (size_t a = 0; a < m; a++) {
+            size_t g = f->grp[a], k = c->gk[g], al = f->loc[a];
+            const size_t *idx = c->gidx + c->gpos[g];
+            double w = f->w[a + m * j];
+
+            if (w == 0.0 || is_dark(f, j))
+                continue;
+            for (size_t b = 0; b < k; b++) {
+                double t = w * f->inten[j] * f->p[idx[b] + m * j] * kron_entry(f, al, b, f->nq);
+
+                for (unsigned q = 0; q < nq; q++)
+                    Z[4 * q + bit_of(f, al, q) + 2 * bit_of(f, b, q)] += t;
+            }
+        }
+    for (unsigned q = 0; q < nq; q++) {
+        double D[2] = {0.0, 0.0};
+
+        for (size_t j = 0; j < J; j++)
+            for (size_t b = 0; b < m; b++) {
+                size_t bl = f->loc[b];
+                double x = f->inten[j] * f->p[b + m * j];
+
+                if (x == 0.0)
+                    continue;
+                for (unsigned q2 = 0; q2 < nq; q2++)
+                    if (q2 != q) {
+                        const double *K2 = f->K + 4 * q2;
+                        unsigned bb = bit_of(f, bl, q2);
+
+                        x *= K2[2 * bb] + K2[1 + 2 * bb];
+                    }
+                D[bit_of(f, bl, q)] += x;
+            }
+        for (size_t i = 0; i < 4; i++) {
+            double old = f->K[4 * q + i], den = D[i / 2];
+
+            f->K[4 * q + i] = Z[4 * q + i] / den;
+            f->N[4 * q + i] = den;
+            step = fmax(step, moved(old, f->K[4 * q + i], den));
+        }
+    }
+    return step;
+}
+
 /* One EM iteration: K and beta with I fixed, then I. Returns the largest move. */
 static double em_step(struct fit *f)
 {
@@ -308,7 +394,9 @@ static double em_step(struct fit *f)
     double step = 0.0;
 
     expect(f);
-    for (size_t g = 0; g < f->G; g++) {
+    if (f->nq)
+        step = em_qubits(f, f->den); /* den: m >= 4 nq scratch values in qubit mode */
+    for (size_t g = 0; g < f->G && !f->nq; g++) {
         size_t k = c->gk[g];
         const size_t *idx = c->gidx + c->gpos[g];
         double *Kg = f->K + c->goff[g];
@@ -464,11 +552,24 @@ static void fisher_build(const struct fit *f, struct fisher *fi, size_t *idx, do
             const size_t *gi = c->gidx + c->gpos[g];
             double mu = f->mu[a + m * j];
 
-            if (!is_dark(f, j)) {
+            if (!is_dark(f, j) && f->nq) {
+                /* d mu / d K_q[a_q, beta] = sum_{b_q = beta} I_j p_jb prod_{q' != q} K_q' */
+                for (unsigned q = 0; q < f->nq; q++) {
+                    idx[n] = 4 * q + bit_of(f, al, q);
+                    idx[n + 1] = idx[n] + 2;
+                    v[n] = v[n + 1] = 0.0;
+                    for (size_t b = 0; b < k; b++)
+                        v[n + bit_of(f, b, q)] +=
+                            f->inten[j] * f->p[gi[b] + m * j] * kron_entry(f, al, b, q);
+                    n += 2;
+                }
+            } else if (!is_dark(f, j)) {
                 for (size_t b = 0; b < k; b++) {
                     idx[n] = c->goff[g] + al + k * b;
                     v[n++] = f->inten[j] * f->p[gi[b] + m * j];
                 }
+            }
+            if (!is_dark(f, j)) {
                 idx[n] = fi->i_I[j];
                 v[n++] = f->s[a + m * j];
             }
@@ -486,7 +587,10 @@ static void param_name(const struct fit *f, const struct fisher *fi, size_t p, c
 {
     const struct qt_calib *c = f->cal;
 
-    if (p < f->nK) {
+    if (p < f->nK && f->nq) {
+        (void)snprintf(buf, len, "qubit %zu's response to bit %zu at bit %zu", p / 4, p % 4 / 2,
+                       p % 2);
+    } else if (p < f->nK) {
         size_t g = 0;
 
         while (c->goff[g + 1] <= p)
@@ -525,21 +629,28 @@ static int fisher_invert(const struct fit *f, struct fisher *fi, struct qt_diag 
             goto out;
         }
     }
-    for (size_t p = 0; p < f->nK; p++)
-        u[p] = f->K[p];
-    for (size_t j = 0; j < f->J; j++)
-        if (!is_dark(f, j))
-            u[fi->i_I[j]] = -f->inten[j];
-    for (size_t p = 0; p < n; p++) {
-        u[p] *= sqrt(fi->D[p]);
-        un += u[p] * u[p];
-    }
-    un = sqrt(un);
     for (size_t q = 0; q < n; q++) {
         for (size_t p = 0; p < n; p++)
-            fi->F[p + n * q] =
-                fi->F[p + n * q] / sqrt(fi->D[p] * fi->D[q]) + u[p] * u[q] / (un * un);
+            fi->F[p + n * q] /= sqrt(fi->D[p] * fi->D[q]);
         X[q + n * q] = 1.0;
+    }
+    /* Each degeneracy (all of K, or qubit e's K_e, against the intensities), scaled to unit
+     * length, added as u u^T: the covariance of every invariant quantity is unchanged. */
+    for (size_t e = 0; e < f->n_gauge; e++) {
+        memset(u, 0, n * sizeof(double));
+        un = 0.0;
+        for (size_t p = f->nq ? 4 * e : 0; p < (f->nq ? 4 * e + 4 : f->nK); p++)
+            u[p] = f->K[p];
+        for (size_t j = 0; j < f->J; j++)
+            if (!is_dark(f, j))
+                u[fi->i_I[j]] = -f->inten[j];
+        for (size_t p = 0; p < n; p++) {
+            u[p] *= sqrt(fi->D[p]);
+            un += u[p] * u[p];
+        }
+        for (size_t q = 0; q < n; q++)
+            for (size_t p = 0; p < n; p++)
+                fi->F[p + n * q] += u[p] * u[q] / un;
     }
     r = qt_dposv(n, n, fi->F, n, X, n);
     if (r == QT_ETOOBIG)
@@ -659,6 +770,83 @@ static void goodness(const struct fit *f)
     c->dof = (long)mJ - (long)c->n_params;
 }
 
+/* Qubit mode: eta_q, C_q and their errors, and the per-outcome and per-group products. */
+static void report_qubits(const struct fit *f, const struct fisher *fi, size_t *idx, double *v)
+{
+    struct qt_calib *c = f->cal;
+    unsigned nq = f->nq;
+    double sq[2 * QT_DESIGN_MAX_QUBITS], scale = 1.0;
+    size_t rq[QT_DESIGN_MAX_QUBITS], refl = 0;
+
+    for (unsigned q = 0; q < nq; q++) {
+        const double *K = f->K + 4 * q;
+
+        for (size_t b = 0; b < 2; b++)
+            sq[2 * q + b] = K[2 * b] + K[1 + 2 * b];
+        rq[q] = sq[2 * q + 1] > sq[2 * q] ? 1 : 0;
+        scale *= sq[2 * q + rq[q]];
+        refl = 2 * refl + rq[q];
+        for (size_t b = 0; b < 2; b++) {
+            size_t n = 0;
+
+            c->qeff[2 * q + b] = sq[2 * q + b] / sq[2 * q + rq[q]];
+            for (size_t a = 0; a < 2; a++) {
+                c->qcross[4 * q + a + 2 * b] = K[a + 2 * b] / sq[2 * q + b];
+                for (size_t a2 = 0; a2 < 2; a2++) {
+                    idx[a2] = 4 * q + a2 + 2 * b;
+                    v[a2] = ((a2 == a) - c->qcross[4 * q + a + 2 * b]) / sq[2 * q + b];
+                }
+                c->qcross_se[4 * q + a + 2 * b] = se_of(fi, idx, v, 2);
+            }
+            if (b == rq[q])
+                continue;
+            for (size_t a = 0; a < 2; a++) {
+                idx[n] = 4 * q + a + 2 * b;
+                v[n++] = 1.0 / sq[2 * q + rq[q]];
+                idx[n] = 4 * q + a + 2 * rq[q];
+                v[n++] = -sq[2 * q + b] / (sq[2 * q + rq[q]] * sq[2 * q + rq[q]]);
+            }
+            c->qeff_se[2 * q + b] = se_of(fi, idx, v, n);
+        }
+    }
+    for (size_t a = 0; a < f->m; a++) {
+        size_t al = f->loc[a], n = 0;
+        double eta = 1.0;
+
+        for (unsigned q = 0; q < nq; q++)
+            eta *= c->qeff[2 * q + bit_of(f, al, q)];
+        c->eff[a] = eta;
+        for (unsigned q = 0; q < nq; q++)
+            for (size_t b = 0; b < 2; b++)
+                for (size_t a2 = 0; a2 < 2; a2++) {
+                    idx[n] = 4 * q + a2 + 2 * b;
+                    v[n++] = eta * ((b == bit_of(f, al, q)) / sq[2 * q + b] -
+                                    (b == rq[q]) / sq[2 * q + rq[q]]);
+                }
+        c->eff_se[a] = se_of(fi, idx, v, n);
+    }
+    for (size_t g = 0; g < f->G; g++) {
+        size_t k = c->gk[g];
+
+        for (size_t bl = 0; bl < k; bl++)
+            for (size_t al = 0; al < k; al++) {
+                double x = 1.0;
+
+                for (unsigned q = 0; q < nq; q++)
+                    x *= c->qcross[4 * q + bit_of(f, al, q) + 2 * bit_of(f, bl, q)];
+                c->cross[c->goff[g] + al + k * bl] = x;
+            }
+    }
+    c->ref = c->gidx[c->gpos[0] + refl];
+    for (size_t a = 0; a < f->m; a++) {
+        c->bg[a] = f->in->background ? f->bg[a] : 0.0;
+        c->bg_se[a] =
+            f->in->background ? sqrt(fmax(fi->F[(fi->i_bg + a) * (fi->n + 1)], 0.0)) : 0.0;
+    }
+    for (size_t j = 0; j < f->J; j++)
+        c->intensity[j] = is_dark(f, j) ? 0.0 : f->inten[j] * scale;
+}
+
 static int alloc_all(struct fit *f)
 {
     struct qt_calib *c = f->cal;
@@ -682,8 +870,17 @@ static int alloc_all(struct fit *f)
     f->den = calloc(m, sizeof(double));
     c->eff = calloc(m, sizeof(double));
     c->eff_se = calloc(m, sizeof(double));
-    c->cross = calloc(nK, sizeof(double));
-    c->cross_se = calloc(nK, sizeof(double));
+    c->cross = calloc(c->goff[f->G], sizeof(double));
+    c->cross_se = calloc(c->goff[f->G], sizeof(double));
+    if (f->nq) {
+        c->n_qubits = f->nq;
+        c->qeff = calloc(2 * f->nq, sizeof(double));
+        c->qeff_se = calloc(2 * f->nq, sizeof(double));
+        c->qcross = calloc(4 * f->nq, sizeof(double));
+        c->qcross_se = calloc(4 * f->nq, sizeof(double));
+        if (!c->qeff || !c->qeff_se || !c->qcross || !c->qcross_se)
+            return -ENOMEM;
+    }
     c->bg = calloc(m, sizeof(double));
     c->bg_se = calloc(m, sizeof(double));
     c->intensity = calloc(J, sizeof(double));
@@ -699,7 +896,7 @@ static int alloc_all(struct fit *f)
 static int errors(struct fit *f, struct qt_diag *reterr)
 {
     struct qt_calib *c = f->cal;
-    size_t kmax = 0, n = c->n_params + 1;
+    size_t kmax = 4 * (size_t)f->nq, n = c->n_params + f->n_gauge;
     struct fisher fi = {n, NULL, NULL, f->nK, NULL};
     size_t *idx = NULL;
     double *v = NULL;
@@ -721,7 +918,9 @@ static int errors(struct fit *f, struct qt_diag *reterr)
             fi.i_I[j] = next++;
     fisher_build(f, &fi, idx, v);
     r = fisher_invert(f, &fi, reterr);
-    if (r == 0)
+    if (r == 0 && f->nq)
+        report_qubits(f, &fi, idx, v);
+    else if (r == 0)
         report(f, &fi, idx, v);
 out:
     free(fi.F);
@@ -753,6 +952,16 @@ int qt_calib_fit(const struct qt_calib_input *in, struct qt_calib **ret, struct 
     f.cal->n_groups = f.G;
     f.cal->n_runs = f.J;
     f.cal->background = in->background;
+    f.n_gauge = 1;
+    if (in->qubit) {
+        if (in->des->kind != QT_DESIGN_PAULI) {
+            r = qt_diag_set(reterr, QT_EDESIGN, 0, 0,
+                            "the per-qubit model needs the pauli design, not %s", in->des->name);
+            goto out;
+        }
+        f.nq = in->des->n_qubits;
+        f.n_gauge = f.nq;
+    }
     r = layout(&f);
     if (r < 0)
         goto out;
@@ -771,11 +980,11 @@ int qt_calib_fit(const struct qt_calib_input *in, struct qt_calib **ret, struct 
     if (r < 0)
         goto out;
     r = probs(&f, reterr);
-    if (r >= 0)
+    if (r >= 0 && !f.nq)
         r = check_rank(&f, reterr);
     if (r < 0)
         goto out;
-    f.cal->n_params = f.nK + (in->background ? f.m : 0) + f.n_lit - 1;
+    f.cal->n_params = f.nK + (in->background ? f.m : 0) + f.n_lit - f.n_gauge;
     init(&f);
     it = squarem(&f, tol, max_iter);
     if (!it) {

@@ -25,7 +25,14 @@
  * rows, because sum_{b in g} p_jb is the same for every state when the group is a POVM); and
  * the whole Fisher information must be non-singular apart from the scale (e.g. k runs that
  * each light one outcome of a single group leave each column's scale confounded with the run's
- * intensity): QT_ENOTIC otherwise, with the reason. */
+ * intensity): QT_ENOTIC otherwise, with the reason.
+ *
+ * Qubit mode (pauli designs, in.qubit): one detector pair per qubit, the same for every
+ * setting, K_g = K_0 (x) K_1 (x) ... (x) K_{n-1} (qubit 0 leftmost, the pauli outcome order) with
+ * K_q = C_q diag(eta_q) a non-negative 2 x 2 matrix: 4n numbers instead of 3^n 4^n. Fitted by
+ * ECM (one E-step, then each K_q in closed form given the others), under the same SQUAREM; its
+ * degeneracies are the n scales (K_q -> c_q K_q, I -> I / prod c_q), all projected out. The
+ * per-group rank check does not apply (far fewer parameters); the Fisher check does. */
 #pragma once
 
 #include <complex.h>
@@ -56,6 +63,7 @@ struct qt_calib_input {
     bool background;            /* fit beta (needs a dark run) */
     double tol;                 /* 0: QT_CALIB_TOL */
     unsigned max_iter;          /* 0: QT_CALIB_MAX_ITER */
+    bool qubit;                 /* qubit mode (pauli only) */
 };
 
 /* The fit. Group layout as in struct qt_detector: group g's outcomes are gidx[gpos[g] ..
@@ -77,10 +85,17 @@ struct qt_calib {
     size_t n_params;          /* free parameters (the - 1 included) */
     unsigned n_iter;
     bool background;
+    /* qubit mode: n qubits (0 otherwise), per qubit eta_q (2 values, max 1), C_q (2 x 2
+     * column-major) and their errors. eff and cross above are then the products (the outcome
+     * efficiencies prod_q eta_q[bit q], with errors; the Kronecker products of the C_q, whose
+     * cross_se are 0: not computed). */
+    unsigned n_qubits;
+    double *qeff, *qeff_se;     /* 2n */
+    double *qcross, *qcross_se; /* 4n */
 };
 
-/* Fits the model to in. Returns 0 and sets *ret (free with qt_calib_free), or: QT_ESHAPE (no
- * runs, too many parameters for QT_CALIB_MAX_PARAMS: QT_ETOOBIG), QT_ENONFINITE / QT_ENEGATIVE
+/* Fits the model to in. Returns 0 and sets *ret (free with qt_calib_free), or: QT_EDESIGN (qubit
+ * mode for a design other than pauli), QT_ESHAPE (no runs, too many parameters for QT_CALIB_MAX_PARAMS: QT_ETOOBIG), QT_ENONFINITE / QT_ENEGATIVE
  * (a count, naming run and outcome), QT_ENOTPHYS (a state's trace is not 1, naming the run),
  * QT_EOPTION (background without a dark run, a dark run without background, only dark runs),
  * QT_ENOTIC (a group or the whole model not identifiable, named), QT_ENOCONV (max_iter reached),

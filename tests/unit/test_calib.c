@@ -55,6 +55,8 @@ struct sim {
     bool *dark;
     double *y, *eff, *cross, *bg, *inten;
     size_t *goff, *loc, *gk;
+    unsigned nq;            /* > 0: the truth is per qubit (pauli) and so is the fit */
+    double qeff[8], qcross[16];
 };
 
 static void sim_free(struct sim *s)
@@ -112,6 +114,41 @@ static void sim_new(struct sim *s, enum qt_design_kind kind, size_t d, size_t J,
     }
 }
 
+/* Per-qubit truth: eta_q in [0.7, 1], C_q with up to 5 % crosstalk; outcome efficiencies and
+ * setting crosstalk are their products (qubit 0 the most significant bit). */
+static void qubit_truth(struct sim *s, struct qt_rng *r)
+{
+    unsigned n = s->nq;
+    size_t k = (size_t)1 << n;
+
+    for (unsigned q = 0; q < n; q++) {
+        for (size_t b = 0; b < 2; b++) {
+            double x = 0.05 * (0.2 + 0.8 * qt_rng_uniform(r));
+
+            s->qeff[2 * q + b] = 0.7 + 0.3 * qt_rng_uniform(r);
+            s->qcross[4 * q + (1 - b) + 2 * b] = x;
+            s->qcross[4 * q + b + 2 * b] = 1.0 - x;
+        }
+    }
+    for (size_t a = 0; a < s->des->m; a++) {
+        size_t al = s->loc[a];
+
+        s->eff[a] = 1.0;
+        for (unsigned q = 0; q < n; q++)
+            s->eff[a] *= s->qeff[2 * q + ((al >> (n - 1 - q)) & 1)];
+    }
+    for (size_t g = 0; g < s->des->n_groups; g++)
+        for (size_t bl = 0; bl < k; bl++)
+            for (size_t al = 0; al < k; al++) {
+                double x = 1.0;
+
+                for (unsigned q = 0; q < n; q++)
+                    x *= s->qcross[4 * q + ((al >> (n - 1 - q)) & 1) +
+                                   2 * ((bl >> (n - 1 - q)) & 1)];
+                s->cross[s->goff[g] + al + k * bl] = x;
+            }
+}
+
 /* Truth: eta in [0.7, 1], up to 5 % crosstalk per column, background in [5, 50] (bg), run
  * intensities around n_light; then Poisson counts. */
 static void sim_draw(struct sim *s, uint64_t seed, double n_light, bool bg, bool random_states)
@@ -141,6 +178,8 @@ static void sim_draw(struct sim *s, uint64_t seed, double n_light, bool bg, bool
             C[b + k * b] = 1.0 - off;
         }
     }
+    if (s->nq)
+        qubit_truth(s, &r);
     for (size_t j = 0; j < s->J; j++) {
         s->inten[j] = s->dark[j] ? 0.0 : n_light * (0.8 + 0.4 * qt_rng_uniform(&r));
         if (random_states)
@@ -160,13 +199,14 @@ static void sim_draw(struct sim *s, uint64_t seed, double n_light, bool bg, bool
             s->y[a + m * j] = poisson(&r, mu);
         }
     }
+    (void)G;
     qt_ws_done(&ws);
     free(p);
 }
 
 static struct qt_calib *sim_fit(const struct sim *s, bool bg)
 {
-    struct qt_calib_input in = {s->des, s->J, s->rho, s->dark, s->y, bg, 0.0, 0};
+    struct qt_calib_input in = {s->des, s->J, s->rho, s->dark, s->y, bg, 0.0, 0, s->nq > 0};
     struct qt_calib *cal = NULL;
 
     assert_ok(qt_calib_fit(&in, &cal, &diag));
@@ -179,6 +219,29 @@ static double zscores(const struct sim *s, const struct qt_calib *cal, double *z
 {
     size_t m = s->des->m, ref = cal->ref;
     double zmax = 0.0;
+
+    if (s->nq) {
+        assert_int_equal(cal->n_qubits, s->nq);
+        for (unsigned q = 0; q < s->nq; q++) {
+            size_t rq = cal->qeff[2 * q] == 1.0 ? 0 : 1;
+
+            assert_true(cal->qeff[2 * q + rq] == 1.0);
+            z[(*n)++] = (cal->qeff[2 * q + 1 - rq] -
+                         s->qeff[2 * q + 1 - rq] / s->qeff[2 * q + rq]) /
+                        cal->qeff_se[2 * q + 1 - rq];
+            z[(*n)++] = (cal->qcross[4 * q + 1] - s->qcross[4 * q + 1]) / cal->qcross_se[4 * q + 1];
+            z[(*n)++] = (cal->qcross[4 * q + 2] - s->qcross[4 * q + 2]) / cal->qcross_se[4 * q + 2];
+        }
+        for (size_t a = 0; a < m; a++) {
+            if (a != ref && cal->eff_se[a] > 0.0)
+                z[(*n)++] = (cal->eff[a] - s->eff[a] / s->eff[ref]) / cal->eff_se[a];
+            if (cal->background)
+                z[(*n)++] = (cal->bg[a] - s->bg[a]) / cal->bg_se[a];
+        }
+        for (size_t i = 0; i < *n; i++)
+            zmax = fmax(zmax, fabs(z[i]));
+        return zmax;
+    }
 
     for (size_t a = 0; a < m; a++) {
         if (a != ref) {
@@ -225,9 +288,9 @@ static const char *const one_qubit[] = {"0", "1", "+", "-", "r", "l"};
 
 /* ---- recovery ---- */
 
-static void check_one(enum qt_design_kind kind, size_t d, size_t J, const char *const *states,
-                      size_t nq, bool bg, bool random_states, size_t seeds, double n_light,
-                      const char *label)
+static void check_one_q(enum qt_design_kind kind, size_t d, size_t J, const char *const *states,
+                        size_t nq, bool bg, bool random_states, size_t seeds, double n_light,
+                        const char *label, bool qubit)
 {
     size_t cap = 4096, n = 0;
     double *z = calloc(cap * seeds, sizeof(double)), zmax = 0.0, chi2 = 0.0;
@@ -239,6 +302,7 @@ static void check_one(enum qt_design_kind kind, size_t d, size_t J, const char *
         struct qt_calib *cal;
 
         sim_new(&s, kind, d, J, states, nq);
+        s.nq = qubit ? (unsigned)nq : 0;
         sim_draw(&s, 1000 + sd, n_light, bg, random_states);
         cal = sim_fit(&s, bg);
         zmax = fmax(zmax, zscores(&s, cal, z, &n));
@@ -265,6 +329,13 @@ static void check_one(enum qt_design_kind kind, size_t d, size_t J, const char *
         assert_true(sp > 0.7 && sp < 1.4);
     assert_true(fabs(chi2 / (double)dof - 1.0) < 0.5);
     free(z);
+}
+
+static void check_one(enum qt_design_kind kind, size_t d, size_t J, const char *const *states,
+                      size_t nq, bool bg, bool random_states, size_t seeds, double n_light,
+                      const char *label)
+{
+    check_one_q(kind, d, J, states, nq, bg, random_states, seeds, n_light, label, false);
 }
 
 static void test_pauli1_errors_calibrated(void **state)
@@ -297,6 +368,38 @@ static void test_pauli2(void **state)
     check_one(QT_DESIGN_PAULI, 4, 36, st, 2, false, false, 3, 1e5, "pauli 2 qubits");
 }
 
+/* Qubit mode: one 2 x 2 model per qubit, fitted from the 36 product states, and from only 8
+ * (0 1 + r on each qubit, paired), far fewer than the per-setting model could use. */
+static void test_pauli2_qubit_mode(void **state)
+{
+    static const char L[] = "01+-rl";
+    static const char *const few[] = {"00", "11", "++", "rr", "0+", "1r", "+1", "r0"};
+    char buf[36][3];
+    const char *st[36];
+
+    (void)state;
+    for (size_t i = 0; i < 36; i++) {
+        buf[i][0] = L[i / 6];
+        buf[i][1] = L[i % 6];
+        buf[i][2] = 0;
+        st[i] = buf[i];
+    }
+    check_one_q(QT_DESIGN_PAULI, 4, 36, st, 2, false, false, 10, 1e5, "pauli 2 qubits, qubit mode",
+                true);
+    check_one_q(QT_DESIGN_PAULI, 4, 8, few, 2, false, false, 30, 1e5,
+                "pauli 2 qubits, qubit mode, 8 states", true);
+}
+
+static void test_pauli3_qubit_mode_background(void **state)
+{
+    static const char *const st[] = {"000", "111", "+++", "rrr", "0+r", "1-l", "+r0", "l01",
+                                     NULL};
+
+    (void)state;
+    check_one_q(QT_DESIGN_PAULI, 8, 9, st, 3, true, false, 5, 1e5,
+                "pauli 3 qubits, qubit mode + background", true);
+}
+
 static void test_nopovm_random_states(void **state)
 {
     (void)state;
@@ -313,7 +416,7 @@ static void test_mub3_random_states(void **state)
 
 static int fit_err(struct sim *s, bool bg)
 {
-    struct qt_calib_input in = {s->des, s->J, s->rho, s->dark, s->y, bg, 0.0, 0};
+    struct qt_calib_input in = {s->des, s->J, s->rho, s->dark, s->y, bg, 0.0, 0, s->nq > 0};
     struct qt_calib *cal = NULL;
     int r = qt_calib_fit(&in, &cal, &diag);
 
@@ -381,7 +484,7 @@ static void test_bad_inputs(void **state)
     assert_non_null(strstr(diag.msg, "every run is dark"));
     sim_free(&s);
 
-    struct qt_calib_input none = {NULL, 0, NULL, NULL, NULL, false, 0.0, 0};
+    struct qt_calib_input none = {NULL, 0, NULL, NULL, NULL, false, 0.0, 0, false};
     struct qt_calib *cal = NULL;
 
     assert_err(qt_calib_fit(&none, &cal, &diag), QT_ESHAPE);
@@ -397,7 +500,7 @@ static void test_no_convergence(void **state)
     (void)state;
     sim_new(&s, QT_DESIGN_PAULI, 2, 6, one_qubit, 1);
     sim_draw(&s, 7, 1e5, false, false);
-    in = (struct qt_calib_input){s.des, s.J, s.rho, s.dark, s.y, false, 1e-12, 3};
+    in = (struct qt_calib_input){s.des, s.J, s.rho, s.dark, s.y, false, 1e-12, 3, false};
     assert_err(qt_calib_fit(&in, &cal, &diag), QT_ENOCONV);
     assert_non_null(strstr(diag.msg, "did not converge in 3 iterations"));
     sim_free(&s);
@@ -446,6 +549,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_pauli1_errors_calibrated),
     cmocka_unit_test(test_pauli1_background),
     cmocka_unit_test(test_pauli2),
+    cmocka_unit_test(test_pauli2_qubit_mode),
+    cmocka_unit_test(test_pauli3_qubit_mode_background),
     cmocka_unit_test(test_nopovm_random_states),
     cmocka_unit_test(test_mub3_random_states),
     cmocka_unit_test(test_unidentifiable_group),
