@@ -33,14 +33,14 @@
 struct cal_opts {
     const char *counts, *states, *design, *design_file, *out;
     size_t dim;
-    bool background;
+    bool background, qubit;
 };
 
 void qctl_calibrate_usage(FILE *out)
 {
     fprintf(out,
             "Usage: qtomoctl calibrate COUNTS --states STATES [--design D] [--dim d]\n"
-            "       [--design-file F] [--background] [-o DETECTOR.json]\n\n"
+            "       [--design-file F] [--background] [--qubit] [-o DETECTOR.json]\n\n"
             "Fits detector efficiencies eta and crosstalk C (and with --background the dark\n"
             "counts beta) to counts measured on known states, by Poisson maximum likelihood\n"
             "with a free intensity per run, and writes them as a detector file for\n"
@@ -56,6 +56,8 @@ void qctl_calibrate_usage(FILE *out)
             "  --design-file F      a custom design instead\n"
             "  --dim d              the dimension (default: from the rows)\n"
             "  --background         also fit a background per outcome (needs a dark run)\n"
+            "  --qubit              pauli: one 2 x 2 efficiency/crosstalk model per qubit, the\n"
+            "                       same in every setting (written as qubit_crosstalk)\n"
             "  -o, --output F       write the detector file F and the fit report F.fit.json\n"
             "                       (errors, Pearson residuals, chi^2, log-likelihood)\n\n"
             "Every group's outcome probabilities over the known states must have full rank (a\n"
@@ -69,6 +71,7 @@ static int parse_args(int argc, char **argv, struct cal_opts *o)
         {"states", required_argument, NULL, 's'},  {"design", required_argument, NULL, 'D'},
         {"design-file", required_argument, NULL, 'F'}, {"dim", required_argument, NULL, 'd'},
         {"background", no_argument, NULL, 'b'},    {"output", required_argument, NULL, 'o'},
+        {"qubit", no_argument, NULL, 'Q'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     int opt;
@@ -97,6 +100,9 @@ static int parse_args(int argc, char **argv, struct cal_opts *o)
         }
         case 'b':
             o->background = true;
+            break;
+        case 'Q':
+            o->qubit = true;
             break;
         case 'o':
             o->out = optarg;
@@ -464,11 +470,33 @@ static void jw_groups(struct qt_jw *w, const char *key, const struct qt_calib *c
     qt_jw_arr_end(w);
 }
 
+/* Qubit mode: the n 2 x 2 matrices (column-major in cal) as arrays of rows. */
+static void jw_qubits(struct qt_jw *w, const char *key, const struct qt_calib *cal,
+                      const double *M)
+{
+    qt_jw_key(w, key);
+    qt_jw_arr_begin(w);
+    for (unsigned q = 0; q < cal->n_qubits; q++) {
+        qt_jw_arr_begin(w);
+        for (size_t a = 0; a < 2; a++) {
+            qt_jw_arr_begin(w);
+            for (size_t b = 0; b < 2; b++)
+                qt_jw_num(w, M[4 * q + a + 2 * b]);
+            qt_jw_arr_end(w);
+        }
+        qt_jw_arr_end(w);
+    }
+    qt_jw_arr_end(w);
+}
+
 static void detector_json(struct qt_jw *w, const struct qt_calib *cal)
 {
     qt_jw_obj_begin(w);
     jw_vec(w, "efficiencies", cal->eff, cal->m);
-    jw_groups(w, "crosstalk", cal, cal->cross);
+    if (cal->n_qubits)
+        jw_qubits(w, "qubit_crosstalk", cal, cal->qcross);
+    else
+        jw_groups(w, "crosstalk", cal, cal->cross);
     if (cal->background)
         jw_vec(w, "background", cal->bg, cal->m);
     qt_jw_obj_end(w);
@@ -491,15 +519,25 @@ static void fit_json(struct qt_jw *w, const struct qt_calib *cal, const struct c
     qt_jw_key(w, "runs");
     qt_jw_int(w, (int64_t)cal->n_runs);
     qt_jw_key(w, "method");
-    qt_jw_str(w, "poisson maximum likelihood (EM + SQUAREM), free intensity per run");
+    qt_jw_str(w, cal->n_qubits ? "poisson maximum likelihood (ECM + SQUAREM), one 2 x 2 model "
+                                 "per qubit, free intensity per run"
+                               : "poisson maximum likelihood (EM + SQUAREM), free intensity per "
+                                 "run");
     qt_jw_key(w, "errors");
     qt_jw_str(w, "inverse Fisher information at the fit");
     qt_jw_key(w, "reference_outcome");
     qt_jw_int(w, (int64_t)cal->ref);
     jw_vec(w, "efficiencies", cal->eff, cal->m);
     jw_vec(w, "efficiencies_se", cal->eff_se, cal->m);
-    jw_groups(w, "crosstalk", cal, cal->cross);
-    jw_groups(w, "crosstalk_se", cal, cal->cross_se);
+    if (cal->n_qubits) {
+        jw_vec(w, "qubit_efficiencies", cal->qeff, 2 * (size_t)cal->n_qubits);
+        jw_vec(w, "qubit_efficiencies_se", cal->qeff_se, 2 * (size_t)cal->n_qubits);
+        jw_qubits(w, "qubit_crosstalk", cal, cal->qcross);
+        jw_qubits(w, "qubit_crosstalk_se", cal, cal->qcross_se);
+    } else {
+        jw_groups(w, "crosstalk", cal, cal->cross);
+        jw_groups(w, "crosstalk_se", cal, cal->cross_se);
+    }
     if (cal->background) {
         jw_vec(w, "background", cal->bg, cal->m);
         jw_vec(w, "background_se", cal->bg_se, cal->m);
@@ -554,6 +592,26 @@ static int write_file(const char *path, const char *data, size_t len)
     return r;
 }
 
+/* Qubit mode: one line per qubit. */
+static void summary_qubits(const struct qt_calib *cal)
+{
+    printf("%-6s %-22s %-22s %-22s %-22s\n", "qubit", "eta(0)", "eta(1)", "C(1<-0)", "C(0<-1)");
+    for (unsigned q = 0; q < cal->n_qubits; q++) {
+        char e[2][32], x[2][32];
+
+        for (size_t b = 0; b < 2; b++) {
+            if (cal->qeff_se[2 * q + b] > 0.0)
+                (void)snprintf(e[b], sizeof(e[b]), "%.6f +- %.6f", cal->qeff[2 * q + b],
+                               cal->qeff_se[2 * q + b]);
+            else
+                (void)snprintf(e[b], sizeof(e[b]), "%.6f (ref)", cal->qeff[2 * q + b]);
+            (void)snprintf(x[b], sizeof(x[b]), "%.6f +- %.6f", cal->qcross[4 * q + 1 + b],
+                           cal->qcross_se[4 * q + 1 + b]);
+        }
+        printf("%-6u %-22s %-22s %-22s %-22s\n", q, e[0], e[1], x[0], x[1]);
+    }
+}
+
 static void summary(const struct qt_calib *cal, const struct qt_design *des)
 {
     size_t worst_a = 0, worst_b = 0, worst_g = 0, rj = 0, ra = 0;
@@ -563,6 +621,10 @@ static void summary(const struct qt_calib *cal, const struct qt_design *des)
            "%.2f/%ld = %.3f, log-likelihood %.2f, %u iterations\n",
            cal->m, cal->n_groups, cal->n_runs, des->name, des->d, cal->chi2, cal->dof,
            cal->dof > 0 ? cal->chi2 / (double)cal->dof : NAN, cal->loglik, cal->n_iter);
+    if (cal->n_qubits) {
+        summary_qubits(cal);
+        goto residuals;
+    }
     printf("%-8s %-10s %-10s", "outcome", "eta", "+-");
     if (cal->background)
         printf(" %-10s %-10s", "background", "+-");
@@ -597,6 +659,7 @@ static void summary(const struct qt_calib *cal, const struct qt_design *des)
         printf("largest crosstalk: %.6f +- %.6f (a count of outcome %zu registered at %zu, "
                "group %zu)\n",
                worst, worst_se, worst_b, worst_a, worst_g);
+residuals:
     for (size_t j = 0; j < cal->n_runs; j++)
         for (size_t a = 0; a < cal->m; a++)
             if (fabs(cal->resid[a + cal->m * j]) > rmax) {
@@ -629,7 +692,8 @@ int qctl_cmd_calibrate(int argc, char **argv, struct qctl_global *g)
         load_states(&o, des->d, tab.cols, &rho, &dark) < 0)
         goto out;
     {
-        struct qt_calib_input in = {des, tab.cols, rho, dark, tab.v, o.background, 0.0, 0};
+        struct qt_calib_input in = {des,          tab.cols, rho, dark, tab.v,
+                                    o.background, 0.0,      0,   o.qubit};
 
         r = qt_calib_fit(&in, &cal, &dg);
     }

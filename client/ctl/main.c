@@ -88,7 +88,7 @@ const struct qctl_cmd qctl_cmds[] = {
     {"calibrate", "COUNTS --states F [options]",
      "fit detector efficiencies and crosstalk to counts on known states (detector file)",
      qctl_cmd_calibrate, qctl_calibrate_usage,
-     "--states --design --design-file --dim --background -o --output --help", false},
+     "--states --design --design-file --dim --background --qubit -o --output --help", false},
     {"plot", "DIR [--plots SEL]", "draw a run's figures and DIR/report.html from its records",
      qctl_cmd_plot, qctl_plot_usage, "--plots --help", false},
     {"status", "", "daemon uptime, queues, workers, cache use", qctl_cmd_status, usage_status, "",

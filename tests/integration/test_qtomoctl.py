@@ -2092,6 +2092,29 @@ class QtomoctlTest(unittest.TestCase):
         self.assertEqual(len(recs), 6)
         self.assertTrue(all(r["status"] == "ok" and r["detector"].startswith("det-")
                             for r in recs))
+        # --qubit: one 2 x 2 model per qubit (the truth here), written as qubit_crosstalk.
+        detq = self.path("detq.json")
+        p = local("calibrate", csv, "--design", "pauli", "--states", spath, "--qubit", "-o", detq)
+        self.assertExit(p, 0, "calibrate --qubit")
+        self.assertIn(b"qubit  eta(0)", p.stdout)
+        with open(detq) as f:
+            model = json.load(f)
+        self.assertEqual(sorted(model), ["efficiencies", "qubit_crosstalk"])
+        for q in range(2):
+            for a in range(2):
+                for b in range(2):
+                    self.assertAlmostEqual(model["qubit_crosstalk"][q][a][b], cross[q][a][b],
+                                           delta=1e-4)
+        for a in range(36):
+            self.assertAlmostEqual(model["efficiencies"][a], true_eff[a % 4] / max(true_eff),
+                                   delta=1e-4)
+        with open(detq + ".fit.json") as f:
+            fit = json.load(f)
+        self.assertEqual(len(fit["qubit_efficiencies_se"]), 4)
+        self.assertEqual(fit["dof"], 36 * 36 - (8 + 36 - 2))
+        p = local("reconstruct", os.path.join(EXAMPLES, "pauli_2q.csv"), "--local", "--design",
+                  "pauli", "--detector", detq)
+        self.assertExit(p, 0, "reconstruct --detector with the per-qubit model")
         # A background needs a dark column; the fitted one is the truth, and linear takes it.
         csv_bg, _, _ = self.calib_csv(states, dark=1, bg=40.0, name="calib_bg.csv")
         sbg = self.path("states_bg.json")

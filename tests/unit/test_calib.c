@@ -488,6 +488,13 @@ static void test_bad_inputs(void **state)
     struct qt_calib *cal = NULL;
 
     assert_err(qt_calib_fit(&none, &cal, &diag), QT_ESHAPE);
+
+    sim_new(&s, QT_DESIGN_MUB, 2, 6, one_qubit, 1);
+    sim_draw(&s, 7, 1e4, false, false);
+    s.nq = 1;
+    assert_err(fit_err(&s, false), QT_EDESIGN);
+    assert_non_null(strstr(diag.msg, "the per-qubit model needs the pauli design, not mub"));
+    sim_free(&s);
 }
 
 /* The iteration cap is honoured. */
