@@ -38,41 +38,46 @@ struct cal_opts {
 
 void qctl_calibrate_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: qtomoctl calibrate COUNTS --states STATES [--design D] [--dim d]\n"
-            "       [--design-file F] [--background] [--qubit] [-o DETECTOR.json]\n\n"
-            "Fits detector efficiencies eta and crosstalk C (and with --background the dark\n"
-            "counts beta) to counts measured on known states, by Poisson maximum likelihood\n"
-            "with a free intensity per run, and writes them as a detector file for\n"
-            "'reconstruct --detector'. No daemon.\n\n"
-            "  COUNTS               CSV/TXT as for reconstruct: rows = outcomes in design order,\n"
-            "                       one column per calibration run\n"
-            "  --states F           JSON list with one known state per column: a ket (array of\n"
-            "                       d reals, or {\"re\": [...], \"im\": [...]}), a density matrix\n"
-            "                       ({\"re\": [[rows]], \"im\": [[rows]]}), for d = 2^n a string of\n"
-            "                       n qubit letters 0 1 + - r l (qubit 0 leftmost, as in pauli),\n"
-            "                       or \"dark\" (source blocked; needs --background)\n"
-            "  --design NAME        nopovm | mub | sic | pauli (default: inferred from the rows)\n"
-            "  --design-file F      a custom design instead\n"
-            "  --dim d              the dimension (default: from the rows)\n"
-            "  --background         also fit a background per outcome (needs a dark run)\n"
-            "  --qubit              pauli: one 2 x 2 efficiency/crosstalk model per qubit, the\n"
-            "                       same in every setting (written as qubit_crosstalk)\n"
-            "  -o, --output F       write the detector file F and the fit report F.fit.json\n"
-            "                       (errors, Pearson residuals, chi^2, log-likelihood)\n\n"
-            "Every group's outcome probabilities over the known states must have full rank (a\n"
-            "group lit in only one proportion cannot tell crosstalk from efficiency); such a\n"
-            "group is refused by name. Standard errors come from the Fisher information.\n");
+    fprintf(
+        out,
+        "Usage: qtomoctl calibrate COUNTS --states STATES [--design D] [--dim d]\n"
+        "       [--design-file F] [--background] [--qubit] [-o DETECTOR.json]\n\n"
+        "Fits detector efficiencies eta and crosstalk C (and with --background the dark\n"
+        "counts beta) to counts measured on known states, by Poisson maximum likelihood\n"
+        "with a free intensity per run, and writes them as a detector file for\n"
+        "'reconstruct --detector'. No daemon.\n\n"
+        "  COUNTS               CSV/TXT as for reconstruct: rows = outcomes in design order,\n"
+        "                       one column per calibration run\n"
+        "  --states F           JSON list with one known state per column: a ket (array of\n"
+        "                       d reals, or {\"re\": [...], \"im\": [...]}), a density matrix\n"
+        "                       ({\"re\": [[rows]], \"im\": [[rows]]}), for d = 2^n a string of\n"
+        "                       n qubit letters 0 1 + - r l (qubit 0 leftmost, as in pauli),\n"
+        "                       or \"dark\" (source blocked; needs --background)\n"
+        "  --design NAME        nopovm | mub | sic | pauli (default: inferred from the rows)\n"
+        "  --design-file F      a custom design instead\n"
+        "  --dim d              the dimension (default: from the rows)\n"
+        "  --background         also fit a background per outcome (needs a dark run)\n"
+        "  --qubit              pauli: one 2 x 2 efficiency/crosstalk model per qubit, the\n"
+        "                       same in every setting (written as qubit_crosstalk)\n"
+        "  -o, --output F       write the detector file F and the fit report F.fit.json\n"
+        "                       (errors, Pearson residuals, chi^2, log-likelihood)\n\n"
+        "Every group's outcome probabilities over the known states must have full rank (a\n"
+        "group lit in only one proportion cannot tell crosstalk from efficiency); such a\n"
+        "group is refused by name. Standard errors come from the Fisher information.\n");
 }
 
 static int parse_args(int argc, char **argv, struct cal_opts *o)
 {
     static const struct option opts[] = {
-        {"states", required_argument, NULL, 's'},  {"design", required_argument, NULL, 'D'},
-        {"design-file", required_argument, NULL, 'F'}, {"dim", required_argument, NULL, 'd'},
-        {"background", no_argument, NULL, 'b'},    {"output", required_argument, NULL, 'o'},
+        {"states", required_argument, NULL, 's'},
+        {"design", required_argument, NULL, 'D'},
+        {"design-file", required_argument, NULL, 'F'},
+        {"dim", required_argument, NULL, 'd'},
+        {"background", no_argument, NULL, 'b'},
+        {"output", required_argument, NULL, 'o'},
         {"qubit", no_argument, NULL, 'Q'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int opt;
 
@@ -142,8 +147,7 @@ static int load_counts(const struct cal_opts *o, struct qt_table *tab)
     r = qt_csv_parse(buf, len, NULL, tab, &dg);
     free(buf);
     if (r < 0) {
-        qctl_err(dg.line ? "'%s' %s" : "'%s': %s", o->counts,
-                 dg.msg[0] ? dg.msg : qt_strerror(r));
+        qctl_err(dg.line ? "'%s' %s" : "'%s': %s", o->counts, dg.msg[0] ? dg.msg : qt_strerror(r));
         return -1;
     }
     for (size_t c = 0; c < tab->cols; c++)
@@ -242,13 +246,26 @@ static bool qubit_ket(char c, double complex v[2])
     const double h = 1.0 / sqrt(2.0);
 
     switch (c) {
-    case '0': v[0] = 1.0, v[1] = 0.0; return true;
-    case '1': v[0] = 0.0, v[1] = 1.0; return true;
-    case '+': v[0] = h, v[1] = h; return true;
-    case '-': v[0] = h, v[1] = -h; return true;
-    case 'r': v[0] = h, v[1] = I * h; return true;
-    case 'l': v[0] = h, v[1] = -I * h; return true;
-    default: return false;
+    case '0':
+        v[0] = 1.0, v[1] = 0.0;
+        return true;
+    case '1':
+        v[0] = 0.0, v[1] = 1.0;
+        return true;
+    case '+':
+        v[0] = h, v[1] = h;
+        return true;
+    case '-':
+        v[0] = h, v[1] = -h;
+        return true;
+    case 'r':
+        v[0] = h, v[1] = I * h;
+        return true;
+    case 'l':
+        v[0] = h, v[1] = -I * h;
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -258,8 +275,8 @@ static int letters_ket(const char *s, size_t d, double complex *psi, char *err, 
     unsigned n = qt_design_qubits(d);
 
     if (!n) {
-        (void)snprintf(err, errlen, "'%s': qubit letters need d = 2^n, the design has d = %zu",
-                       s, d);
+        (void)snprintf(err, errlen, "'%s': qubit letters need d = 2^n, the design has d = %zu", s,
+                       d);
         return -1;
     }
     if (strlen(s) != n) {
@@ -360,11 +377,11 @@ static int parse_state(json_t *st, size_t d, double complex *rho, bool *dark, do
         const char *key;
         json_t *val;
 
-        json_object_foreach(st, key, val)
-            if (strcmp(key, "re") != 0 && strcmp(key, "im") != 0) {
-                (void)snprintf(err, errlen, "unknown key '%s' (re, im)", key);
-                return -1;
-            }
+        json_object_foreach(st, key, val) if (strcmp(key, "re") != 0 && strcmp(key, "im") != 0)
+        {
+            (void)snprintf(err, errlen, "unknown key '%s' (re, im)", key);
+            return -1;
+        }
         if (!json_is_array(re) || (im && !json_is_array(im))) {
             (void)snprintf(err, errlen, "needs \"re\" (and optionally \"im\") arrays");
             return -1;
@@ -450,8 +467,7 @@ static void jw_vec(struct qt_jw *w, const char *key, const double *v, size_t n)
 }
 
 /* Per group k x k matrices (column-major in cal) as arrays of rows. */
-static void jw_groups(struct qt_jw *w, const char *key, const struct qt_calib *cal,
-                      const double *M)
+static void jw_groups(struct qt_jw *w, const char *key, const struct qt_calib *cal, const double *M)
 {
     qt_jw_key(w, key);
     qt_jw_arr_begin(w);
@@ -471,8 +487,7 @@ static void jw_groups(struct qt_jw *w, const char *key, const struct qt_calib *c
 }
 
 /* Qubit mode: the n 2 x 2 matrices (column-major in cal) as arrays of rows. */
-static void jw_qubits(struct qt_jw *w, const char *key, const struct qt_calib *cal,
-                      const double *M)
+static void jw_qubits(struct qt_jw *w, const char *key, const struct qt_calib *cal, const double *M)
 {
     qt_jw_key(w, key);
     qt_jw_arr_begin(w);
@@ -692,8 +707,7 @@ int qctl_cmd_calibrate(int argc, char **argv, struct qctl_global *g)
         load_states(&o, des->d, tab.cols, &rho, &dark) < 0)
         goto out;
     {
-        struct qt_calib_input in = {des,          tab.cols, rho, dark, tab.v,
-                                    o.background, 0.0,      0,   o.qubit};
+        struct qt_calib_input in = {des, tab.cols, rho, dark, tab.v, o.background, 0.0, 0, o.qubit};
 
         r = qt_calib_fit(&in, &cal, &dg);
     }

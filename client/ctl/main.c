@@ -284,8 +284,8 @@ static void gen_completion(void)
            "    cur=${COMP_WORDS[COMP_CWORD]}\n"
            "    prev=${COMP_WORDS[COMP_CWORD-1]}\n"
            "    case $prev in\n"
-           "        -s|--socket|--design-file|--detector|--target|-o|--output-dir|--output|--states) "
-           "COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
+           "        -s|--socket|--design-file|--detector|--target|-o|--output-dir|--output|"
+           "--states) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
            "        --method) COMPREPLY=($(compgen -W 'linear mle wls rhor linear,mle' -- "
            "\"$cur\")); return ;;\n"
            "        --design) COMPREPLY=($(compgen -W 'nopovm mub sic pauli custom' -- "
@@ -320,8 +320,9 @@ static void gen_completion(void)
             for (const struct qctl_cmd *h = qctl_cmds; h->name; h++)
                 printf(" %s", h->name);
         /* Commands whose arguments are files or directories. */
-        bool files = strcmp(c->name, "reconstruct") == 0 || c->run == qctl_cmd_calibrate || c->run == qctl_cmd_fidelity ||
-                     c->run == qctl_cmd_summarize || c->run == qctl_cmd_bell;
+        bool files = strcmp(c->name, "reconstruct") == 0 || c->run == qctl_cmd_calibrate ||
+                     c->run == qctl_cmd_fidelity || c->run == qctl_cmd_summarize ||
+                     c->run == qctl_cmd_bell;
 
         printf("' -- \"$cur\"))%s ;;\n",
                files ? "; [[ $cur != -* ]] && COMPREPLY+=($(compgen -f -- \"$cur\"))" : "");

@@ -158,7 +158,9 @@ static void gen_calib(struct buf *b, struct qt_ws *ws)
         char c = calib_states[j][0];
 
         v[0] = c == '0' ? 1.0 : c == '1' ? 0.0 : h;
-        v[1] = c == '0' ? 0.0 : c == '1' ? 1.0 : c == '+' ? h : c == '-' ? -h : c == 'r' ? I * h : -I * h;
+        v[1] = c == '0' ? 0.0 : c == '1' ? 1.0 : c == '+' ? h : c == '-' ? -h : 0.0;
+        if (c == 'r' || c == 'l')
+            v[1] = (c == 'r' ? I : -I) * h;
         for (size_t q = 0; q < 2; q++)
             for (size_t r = 0; r < 2; r++)
                 rho[r + 2 * q] = v[r] * conj(v[q]);
@@ -224,9 +226,11 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         void (*gen)(struct buf *, struct qt_ws *);
-    } files[] = {
-        {"bell_nopovm_d4.csv", gen_bell}, {"mub_d3.csv", gen_mub}, {"pauli_2q.csv", gen_pauli},
-        {"calib_pauli_1q.csv", gen_calib}, {"calib_states_1q.json", gen_calib_states}};
+    } files[] = {{"bell_nopovm_d4.csv", gen_bell},
+                 {"mub_d3.csv", gen_mub},
+                 {"pauli_2q.csv", gen_pauli},
+                 {"calib_pauli_1q.csv", gen_calib},
+                 {"calib_states_1q.json", gen_calib_states}};
     struct qt_ws ws = QT_WS_INIT;
     int check = argc == 3 && strcmp(argv[1], "--check") == 0, bad = 0;
     const char *dir = argv[argc - 1];

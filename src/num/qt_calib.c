@@ -2,9 +2,9 @@
 #include "qt_calib.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,21 +23,21 @@
 struct fit {
     const struct qt_calib_input *in;
     size_t m, J, G, nK, n_lit;
-    unsigned nq;       /* qubit mode: the qubits (K = 2 x 2 per qubit at K + 4q), else 0 */
-    size_t n_gauge;    /* exact degeneracies: nq in qubit mode, else 1 */
-    size_t *grp, *loc; /* m: group and local index of each outcome */
-    double *p;         /* m x J: p_jb (0 for dark runs) */
-    size_t n_th;       /* nK + m + J: the parameter vector theta = [K | beta | I] */
-    double *th;        /* theta; K, bg and inten point into it */
-    double *K;         /* nK: per group k x k column-major */
-    double *bg;        /* m */
-    double *inten;     /* J */
-    double *N;         /* n_th: each parameter's regressor sum (the counts it drives per unit) */
+    unsigned nq;          /* qubit mode: the qubits (K = 2 x 2 per qubit at K + 4q), else 0 */
+    size_t n_gauge;       /* exact degeneracies: nq in qubit mode, else 1 */
+    size_t *grp, *loc;    /* m: group and local index of each outcome */
+    double *p;            /* m x J: p_jb (0 for dark runs) */
+    size_t n_th;          /* nK + m + J: the parameter vector theta = [K | beta | I] */
+    double *th;           /* theta; K, bg and inten point into it */
+    double *K;            /* nK: per group k x k column-major */
+    double *bg;           /* m */
+    double *inten;        /* J */
+    double *N;            /* n_th: each parameter's regressor sum (the counts it drives per unit) */
     double *t0, *t1, *t2; /* n_th: SQUAREM's iterates */
-    double *s;         /* m x J: (K_g p_j)_a */
-    double *mu;        /* m x J */
-    double *w;         /* m x J: y / mu */
-    double *den;       /* m: sum_j I_j p_jb */
+    double *s;            /* m x J: (K_g p_j)_a */
+    double *mu;           /* m x J */
+    double *w;            /* m x J: y / mu */
+    double *den;          /* m: sum_j I_j p_jb */
     struct qt_calib *cal;
 };
 
@@ -134,8 +134,9 @@ static int check_counts(const struct fit *f, struct qt_diag *reterr)
         }
     }
     if (n_dark == f->J)
-        return qt_diag_set(reterr, QT_EOPTION, 0, 0, "every run is dark: no run shows the "
-                                                     "detectors light");
+        return qt_diag_set(reterr, QT_EOPTION, 0, 0,
+                           "every run is dark: no run shows the "
+                           "detectors light");
     if (f->in->background && !n_dark)
         return qt_diag_set(reterr, QT_EOPTION, 0, 0,
                            "fitting a background needs a dark run (source blocked): without "
@@ -225,8 +226,7 @@ static int check_rank(const struct fit *f, struct qt_diag *reterr)
                             "group %zu (outcomes %zu..%zu) is not identifiable: its outcome "
                             "probabilities over the %zu known states have rank %zu, it needs %zu "
                             "(add states that light its outcomes in independent proportions)",
-                            g, c->gidx[c->gpos[g]], c->gidx[c->gpos[g + 1] - 1], f->n_lit, rank,
-                            k);
+                            g, c->gidx[c->gpos[g]], c->gidx[c->gpos[g + 1] - 1], f->n_lit, rank, k);
     }
     free(Q);
     return r;
@@ -528,10 +528,10 @@ static unsigned squarem(struct fit *f, double tol, unsigned max_iter)
 
 struct fisher {
     size_t n;
-    double *F;    /* n x n, then the gauge-fixed inverse (covariance) */
-    double *D;    /* n: diagonal of F (scaling) */
-    size_t i_bg;  /* first beta index */
-    size_t *i_I;  /* J: intensity index (lit runs) */
+    double *F;   /* n x n, then the gauge-fixed inverse (covariance) */
+    double *D;   /* n: diagonal of F (scaling) */
+    size_t i_bg; /* first beta index */
+    size_t *i_I; /* J: intensity index (lit runs) */
 };
 
 static void fisher_add(struct fisher *fi, const size_t *idx, const double *v, size_t n, double wt)
@@ -745,7 +745,8 @@ static void report(const struct fit *f, const struct fisher *fi, size_t *idx, do
     }
     for (size_t a = 0; a < m; a++) {
         c->bg[a] = f->in->background ? f->bg[a] : 0.0;
-        c->bg_se[a] = f->in->background ? sqrt(fmax(fi->F[(fi->i_bg + a) * (fi->n + 1)], 0.0)) : 0.0;
+        c->bg_se[a] =
+            f->in->background ? sqrt(fmax(fi->F[(fi->i_bg + a) * (fi->n + 1)], 0.0)) : 0.0;
     }
     for (size_t j = 0; j < f->J; j++)
         c->intensity[j] = is_dark(f, j) ? 0.0 : f->inten[j] * sb[ref];
@@ -886,9 +887,8 @@ static int alloc_all(struct fit *f)
     c->intensity = calloc(J, sizeof(double));
     c->mu = calloc(m * J, sizeof(double));
     c->resid = calloc(m * J, sizeof(double));
-    if (!f->p || !f->s || !f->mu || !f->w || !f->den || !c->eff ||
-        !c->eff_se || !c->cross || !c->cross_se || !c->bg || !c->bg_se || !c->intensity ||
-        !c->mu || !c->resid)
+    if (!f->p || !f->s || !f->mu || !f->w || !f->den || !c->eff || !c->eff_se || !c->cross ||
+        !c->cross_se || !c->bg || !c->bg_se || !c->intensity || !c->mu || !c->resid)
         return -ENOMEM;
     return 0;
 }
@@ -988,8 +988,8 @@ int qt_calib_fit(const struct qt_calib_input *in, struct qt_calib **ret, struct 
     init(&f);
     it = squarem(&f, tol, max_iter);
     if (!it) {
-        r = qt_diag_set(reterr, QT_ENOCONV, 0, 0,
-                        "the fit did not converge in %u iterations", max_iter);
+        r = qt_diag_set(reterr, QT_ENOCONV, 0, 0, "the fit did not converge in %u iterations",
+                        max_iter);
         goto out;
     }
     f.cal->n_iter = it;

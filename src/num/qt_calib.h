@@ -56,14 +56,14 @@
 
 struct qt_calib_input {
     const struct qt_design *des;
-    size_t n_runs;              /* J >= 1 */
-    const double complex *rho;  /* J states, d x d column-major each, at rho[j d^2] (Hermitian) */
-    const bool *dark;           /* J flags (NULL: none): run j had no light; its rho is ignored */
-    const double *y;            /* m x J counts, column-major: y[a + m j], finite, >= 0 */
-    bool background;            /* fit beta (needs a dark run) */
-    double tol;                 /* 0: QT_CALIB_TOL */
-    unsigned max_iter;          /* 0: QT_CALIB_MAX_ITER */
-    bool qubit;                 /* qubit mode (pauli only) */
+    size_t n_runs;             /* J >= 1 */
+    const double complex *rho; /* J states, d x d column-major each, at rho[j d^2] (Hermitian) */
+    const bool *dark;          /* J flags (NULL: none): run j had no light; its rho is ignored */
+    const double *y;           /* m x J counts, column-major: y[a + m j], finite, >= 0 */
+    bool background;           /* fit beta (needs a dark run) */
+    double tol;                /* 0: QT_CALIB_TOL */
+    unsigned max_iter;         /* 0: QT_CALIB_MAX_ITER */
+    bool qubit;                /* qubit mode (pauli only) */
 };
 
 /* The fit. Group layout as in struct qt_detector: group g's outcomes are gidx[gpos[g] ..
@@ -95,11 +95,12 @@ struct qt_calib {
 };
 
 /* Fits the model to in. Returns 0 and sets *ret (free with qt_calib_free), or: QT_EDESIGN (qubit
- * mode for a design other than pauli), QT_ESHAPE (no runs, too many parameters for QT_CALIB_MAX_PARAMS: QT_ETOOBIG), QT_ENONFINITE / QT_ENEGATIVE
- * (a count, naming run and outcome), QT_ENOTPHYS (a state's trace is not 1, naming the run),
- * QT_EOPTION (background without a dark run, a dark run without background, only dark runs),
- * QT_ENOTIC (a group or the whole model not identifiable, named), QT_ENOCONV (max_iter reached),
- * -ENOMEM. Messages in reterr name the run (0-based), outcome and group. */
+ * mode for a design other than pauli), QT_ESHAPE (no runs, too many parameters for
+ * QT_CALIB_MAX_PARAMS: QT_ETOOBIG), QT_ENONFINITE / QT_ENEGATIVE (a count, naming run and outcome),
+ * QT_ENOTPHYS (a state's trace is not 1, naming the run), QT_EOPTION (background without a dark
+ * run, a dark run without background, only dark runs), QT_ENOTIC (a group or the whole model not
+ * identifiable, named), QT_ENOCONV (max_iter reached), -ENOMEM. Messages in reterr name the run
+ * (0-based), outcome and group. */
 QT_NODISCARD int qt_calib_fit(const struct qt_calib_input *in, struct qt_calib **ret,
                               struct qt_diag *reterr);
 

@@ -19,12 +19,30 @@ static void qubit_ket(char c, double complex v[2])
     double h = 1.0 / sqrt(2.0);
 
     switch (c) {
-    case '0': v[0] = 1.0; v[1] = 0.0; break;
-    case '1': v[0] = 0.0; v[1] = 1.0; break;
-    case '+': v[0] = h; v[1] = h; break;
-    case '-': v[0] = h; v[1] = -h; break;
-    case 'r': v[0] = h; v[1] = I * h; break;
-    default: v[0] = h; v[1] = -I * h; break;
+    case '0':
+        v[0] = 1.0;
+        v[1] = 0.0;
+        break;
+    case '1':
+        v[0] = 0.0;
+        v[1] = 1.0;
+        break;
+    case '+':
+        v[0] = h;
+        v[1] = h;
+        break;
+    case '-':
+        v[0] = h;
+        v[1] = -h;
+        break;
+    case 'r':
+        v[0] = h;
+        v[1] = I * h;
+        break;
+    default:
+        v[0] = h;
+        v[1] = -I * h;
+        break;
     }
 }
 
@@ -55,7 +73,7 @@ struct sim {
     bool *dark;
     double *y, *eff, *cross, *bg, *inten;
     size_t *goff, *loc, *gk;
-    unsigned nq;            /* > 0: the truth is per qubit (pauli) and so is the fit */
+    unsigned nq; /* > 0: the truth is per qubit (pauli) and so is the fit */
     double qeff[8], qcross[16];
 };
 
@@ -226,9 +244,9 @@ static double zscores(const struct sim *s, const struct qt_calib *cal, double *z
             size_t rq = cal->qeff[2 * q] == 1.0 ? 0 : 1;
 
             assert_true(cal->qeff[2 * q + rq] == 1.0);
-            z[(*n)++] = (cal->qeff[2 * q + 1 - rq] -
-                         s->qeff[2 * q + 1 - rq] / s->qeff[2 * q + rq]) /
-                        cal->qeff_se[2 * q + 1 - rq];
+            z[(*n)++] =
+                (cal->qeff[2 * q + 1 - rq] - s->qeff[2 * q + 1 - rq] / s->qeff[2 * q + rq]) /
+                cal->qeff_se[2 * q + 1 - rq];
             z[(*n)++] = (cal->qcross[4 * q + 1] - s->qcross[4 * q + 1]) / cal->qcross_se[4 * q + 1];
             z[(*n)++] = (cal->qcross[4 * q + 2] - s->qcross[4 * q + 2]) / cal->qcross_se[4 * q + 2];
         }
@@ -392,8 +410,7 @@ static void test_pauli2_qubit_mode(void **state)
 
 static void test_pauli3_qubit_mode_background(void **state)
 {
-    static const char *const st[] = {"000", "111", "+++", "rrr", "0+r", "1-l", "+r0", "l01",
-                                     NULL};
+    static const char *const st[] = {"000", "111", "+++", "rrr", "0+r", "1-l", "+r0", "l01", NULL};
 
     (void)state;
     check_one_q(QT_DESIGN_PAULI, 8, 9, st, 3, true, false, 5, 1e5,
