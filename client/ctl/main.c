@@ -93,6 +93,10 @@ const struct qctl_cmd qctl_cmds[] = {
      "--method --physical --target --bell --spectral --json --bootstrap --resample --seed "
      "--confidence --shots --plots --help",
      true},
+    {"calibrate", "COUNTS --states F [options]",
+     "fit detector efficiencies and crosstalk to counts on known states (detector file)",
+     qctl_cmd_calibrate, qctl_calibrate_usage,
+     "--states --design --design-file --dim --background --qubit -o --output --help", false},
     {"plot", "DIR [--plots SEL]", "draw a run's figures and DIR/report.html from its records",
      qctl_cmd_plot, qctl_plot_usage, "--plots --help", false},
     {"status", "", "daemon uptime, queues, workers, cache use", qctl_cmd_status, usage_status, "",
@@ -290,8 +294,8 @@ static void gen_completion(void)
            "    cur=${COMP_WORDS[COMP_CWORD]}\n"
            "    prev=${COMP_WORDS[COMP_CWORD-1]}\n"
            "    case $prev in\n"
-           "        -s|--socket|--design-file|--detector|--target|-o|--output-dir) "
-           "COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
+           "        -s|--socket|--design-file|--detector|--target|-o|--output-dir|--output|"
+           "--states) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
            "        --method) COMPREPLY=($(compgen -W 'linear mle wls rhor linear,mle' -- "
            "\"$cur\")); return ;;\n"
            "        --design) COMPREPLY=($(compgen -W 'nopovm mub sic pauli custom' -- "
@@ -326,8 +330,9 @@ static void gen_completion(void)
             for (const struct qctl_cmd *h = qctl_cmds; h->name; h++)
                 printf(" %s", h->name);
         /* Commands whose arguments are files or directories. */
-        bool files = strcmp(c->name, "reconstruct") == 0 || c->run == qctl_cmd_fidelity ||
-                     c->run == qctl_cmd_summarize || c->run == qctl_cmd_bell;
+        bool files = strcmp(c->name, "reconstruct") == 0 || c->run == qctl_cmd_calibrate ||
+                     c->run == qctl_cmd_fidelity || c->run == qctl_cmd_summarize ||
+                     c->run == qctl_cmd_bell;
 
         printf("' -- \"$cur\"))%s ;;\n",
                files ? "; [[ $cur != -* ]] && COMPREPLY+=($(compgen -f -- \"$cur\"))" : "");

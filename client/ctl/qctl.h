@@ -43,5 +43,8 @@ int qctl_cmd_summarize(int argc, char **argv, struct qctl_global *g);
 void qctl_summarize_usage(FILE *out);
 int qctl_cmd_bell(int argc, char **argv, struct qctl_global *g);
 void qctl_bell_usage(FILE *out);
+/* qtomoctl calibrate (cmd_calibrate.c): no daemon. */
+int qctl_cmd_calibrate(int argc, char **argv, struct qctl_global *g);
+void qctl_calibrate_usage(FILE *out);
 int qctl_cmd_plot(int argc, char **argv, struct qctl_global *g);
 void qctl_plot_usage(FILE *out);

@@ -1096,7 +1096,8 @@ class QtomoctlTest(unittest.TestCase):
             return set(r.stdout.split())
 
         self.assertTrue(set(cmds) <= complete(""), complete(""))
-        self.assertEqual(complete("ca"), {"cache"})
+        self.assertEqual(complete("ca"), {"cache", "calibrate"})
+        self.assertEqual(complete("calibrate", "--st"), {"--states"})
         self.assertEqual(complete("-s", "x.sock", "cache", ""),
                          {"list", "verify", "warm", "evict"})
         self.assertEqual(complete("design", ""), {"put"})
@@ -2015,6 +2016,146 @@ class QtomoctlTest(unittest.TestCase):
         _, err = p.communicate(timeout=120)
         self.assertIn(b"no figures drawn", err)
         self.assertFalse(os.path.exists(os.path.join(out, "plots")))
+
+    # ---- calibration (qtomoctl calibrate) ----
+
+    def calib_csv(self, states, dark=0, bg=0.0, name="calib.csv"):
+        """Expected counts (rounded) of a 2-qubit pauli calibration: per-qubit efficiencies and
+        2 x 2 crosstalk, 1e5 photons per run, a background bg and `dark` dark columns."""
+        eta = [(0.92, 0.81), (0.97, 0.88)]
+        cross = [((0.98, 0.03), (0.02, 0.97)), ((0.99, 0.04), (0.01, 0.96))]
+        eig = {0: "+-", 1: "rl", 2: "01"}  # the pauli bases X, Y, Z: bit 0, bit 1
+
+        def prob(letter, basis, bit):
+            e = eig[basis]
+            return (1.0 if letter == e[bit] else 0.0) if letter in e else 0.5
+
+        cols = []
+        for j, st in enumerate(states):
+            col = []
+            for setting in range(9):
+                bases = (setting // 3, setting % 3)
+                for a in range(4):
+                    bits_a = (a >> 1, a & 1)
+                    mu = 0.0
+                    for b in range(4):
+                        bits_b = (b >> 1, b & 1)
+                        t = 1e5 * (1 + 0.01 * (j % 5))
+                        for q in range(2):
+                            t *= cross[q][bits_a[q]][bits_b[q]] * eta[q][bits_b[q]] * \
+                                prob(st[q], bases[q], bits_b[q])
+                        mu += t
+                    col.append(str(round(mu + bg)))
+            cols.append(col)
+        for _ in range(dark):
+            cols.append([str(round(bg))] * 36)
+        path = self.path(name)
+        write_columns(path, cols)
+        return path, eta, cross
+
+    def test_calibrate_then_reconstruct(self):
+        # calibrate fits the model the counts were made with (exact expected counts, so to
+        # rounding), writes a detector file that reconstruct --detector takes and the fit's
+        # report beside it; bad inputs are refused naming the state, column or group.
+        states = [a + b for a in "01+-rl" for b in "01+-rl"]
+        spath = self.path("states.json")
+        with open(spath, "w") as f:
+            json.dump(states, f)
+        csv, eta, cross = self.calib_csv(states)
+        det = self.path("det.json")
+        p = local("calibrate", csv, "--design", "pauli", "--states", spath, "-o", det)
+        self.assertExit(p, 0, "calibrate")
+        self.assertIn(b"chi2/dof", p.stdout)
+        self.assertIn(b"largest crosstalk", p.stdout)
+        with open(det) as f:
+            model = json.load(f)
+        self.assertEqual(sorted(model), ["crosstalk", "efficiencies"])
+        with open(det + ".fit.json") as f:
+            fit = json.load(f)
+        for key in ("efficiencies_se", "crosstalk_se", "chi2", "dof", "loglik",
+                    "pearson_residuals", "intensity"):
+            self.assertIn(key, fit)
+        self.assertEqual(len(fit["pearson_residuals"]), 36)
+        self.assertEqual(fit["dof"], 36 * 36 - (9 * 16 + 36 - 1))
+        true_eff = [eta[0][a >> 1] * eta[1][a & 1] for a in range(4)]
+        for g in range(9):
+            for a in range(4):
+                want = true_eff[a] / max(true_eff)
+                self.assertAlmostEqual(model["efficiencies"][4 * g + a], want, delta=2e-4)
+                for b in range(4):
+                    c = cross[0][a >> 1][b >> 1] * cross[1][a & 1][b & 1]
+                    self.assertAlmostEqual(model["crosstalk"][g][a][b], c, delta=2e-4)
+        p = local("reconstruct", os.path.join(EXAMPLES, "pauli_2q.csv"), "--local", "--design",
+                  "pauli", "--detector", det, "--json")
+        self.assertExit(p, 0, "reconstruct --detector with the calibrated model")
+        recs = [json.loads(x) for x in p.stdout.splitlines()]
+        self.assertEqual(len(recs), 6)
+        self.assertTrue(all(r["status"] == "ok" and r["detector"].startswith("det-")
+                            for r in recs))
+        # --qubit: one 2 x 2 model per qubit (the truth here), written as qubit_crosstalk.
+        detq = self.path("detq.json")
+        p = local("calibrate", csv, "--design", "pauli", "--states", spath, "--qubit", "-o", detq)
+        self.assertExit(p, 0, "calibrate --qubit")
+        self.assertIn(b"qubit  eta(0)", p.stdout)
+        with open(detq) as f:
+            model = json.load(f)
+        self.assertEqual(sorted(model), ["efficiencies", "qubit_crosstalk"])
+        for q in range(2):
+            for a in range(2):
+                for b in range(2):
+                    self.assertAlmostEqual(model["qubit_crosstalk"][q][a][b], cross[q][a][b],
+                                           delta=1e-4)
+        for a in range(36):
+            self.assertAlmostEqual(model["efficiencies"][a], true_eff[a % 4] / max(true_eff),
+                                   delta=1e-4)
+        with open(detq + ".fit.json") as f:
+            fit = json.load(f)
+        self.assertEqual(len(fit["qubit_efficiencies_se"]), 4)
+        self.assertEqual(fit["dof"], 36 * 36 - (8 + 36 - 2))
+        p = local("reconstruct", os.path.join(EXAMPLES, "pauli_2q.csv"), "--local", "--design",
+                  "pauli", "--detector", detq)
+        self.assertExit(p, 0, "reconstruct --detector with the per-qubit model")
+        # A background needs a dark column; the fitted one is the truth, and linear takes it.
+        csv_bg, _, _ = self.calib_csv(states, dark=1, bg=40.0, name="calib_bg.csv")
+        sbg = self.path("states_bg.json")
+        with open(sbg, "w") as f:
+            json.dump(states + ["dark"], f)
+        detbg = self.path("detbg.json")
+        p = local("calibrate", csv_bg, "--design", "pauli", "--states", sbg, "--background",
+                  "-o", detbg)
+        self.assertExit(p, 0, "calibrate --background")
+        with open(detbg) as f:
+            model = json.load(f)
+        for x in model["background"]:
+            self.assertAlmostEqual(x, 40.0, delta=0.5)
+        p = local("reconstruct", os.path.join(EXAMPLES, "pauli_2q.csv"), "--local", "--design",
+                  "pauli", "--method", "linear", "--detector", detbg)
+        self.assertExit(p, 0, "reconstruct --detector with a calibrated background")
+        p = local("calibrate", csv_bg, "--design", "pauli", "--states", spath)
+        self.assertExit(p, 2, "37 columns, 36 states")
+        self.assertIn(b"gives 36 states but", p.stderr)
+        self.assertIn(b"has 37 columns", p.stderr)
+        p = local("calibrate", csv, "--design", "pauli", "--states", sbg)
+        self.assertExit(p, 2, "dark run without --background")
+        self.assertIn(b"has 36 columns", p.stderr)
+        # Computational-basis states only: the X and Y settings see every state in one
+        # proportion.
+        zonly = self.path("zonly.json")
+        with open(zonly, "w") as f:
+            json.dump(["00", "01", "10", "11"], f)
+        csv_z, _, _ = self.calib_csv(["00", "01", "10", "11"], name="calib_z.csv")
+        p = local("calibrate", csv_z, "--design", "pauli", "--states", zonly)
+        self.assertExit(p, 2, "unidentifiable groups")
+        self.assertIn(b"group 0 (outcomes 0..3) is not identifiable", p.stderr)
+        for bad, msg in (([[1, 1, 0, 0]] + states[1:], b"state 0 (column 1): the ket is not "
+                                                       b"normalised (squared norm 2)"),
+                         (["0"] + states[1:], b"state 0 (column 1): '0' needs 2 qubit letters"),
+                         ([[1, 0]] + states[1:], b"state 0 (column 1): needs 4 numbers")):
+            with open(self.path("bad.json"), "w") as f:
+                json.dump(bad, f)
+            p = local("calibrate", csv, "--design", "pauli", "--states", self.path("bad.json"))
+            self.assertExit(p, 2, msg.decode())
+            self.assertIn(msg, p.stderr)
 
     # ---- detector models (--detector) ----
 
