@@ -481,6 +481,12 @@ int qp_decode_detector_put_result(const msgpack_object *result,
         return qt_diag_set(reterr, QT_EPARSE, 0, 0, "detector.put result: missing design, d or m");
     if (r == 0 && !res->design[0])
         return qt_diag_set(reterr, QT_EPARSE, 0, 0, "detector.put result: empty design");
+    if (r == 0 && (strcmp(res->design, "custom") == 0) != (res->design_id[0] != 0))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                           "detector.put result: design_id goes with design \"custom\" only");
+    if (r == 0 && res->design_id[0] && !custom_id_form(res->design_id))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0,
+                           "detector.put result: design_id is not \"custom-\" and 32 hex digits");
     return r;
 }
 

@@ -275,7 +275,8 @@ int qctl_cmd_detector(int argc, char **argv, struct qctl_global *g)
     errno = 0;
     d = (size_t)strtoul(argv[optind + 3], &end, 10);
     design_id = argc - optind == 5 ? argv[optind + 4] : NULL;
-    if (errno || *end || d < 2 || (strcmp(argv[optind + 2], "custom") == 0) != !!design_id) {
+    if (errno || *end || d < 2 || argv[optind + 3][0] == '-' ||
+        (strcmp(argv[optind + 2], "custom") == 0) != !!design_id) {
         qtomo_close(c);
         qctl_err("detector put: give FILE DESIGN D, an integer D >= 2, and the design id after D "
                  "exactly when DESIGN is custom");

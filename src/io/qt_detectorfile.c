@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -299,9 +300,16 @@ static int read_accidentals(json_t *root, const struct qt_design *des, struct de
         in->acc = NULL;
         spec->n_bg = m;
     } else if (spec->n_bg == m) {
-        for (size_t a = 0; a < m; a++)
-            if (in->bg[a] >= 0.0)
-                in->bg[a] += in->acc[a];
+        for (size_t a = 0; a < m; a++) {
+            if (!(in->bg[a] >= 0.0))
+                continue; /* refused with its own value by qt_detector_new */
+            if (!isfinite(in->bg[a] + in->acc[a]))
+                return qt_diag_set(reterr, QT_ENONFINITE, 0, 0,
+                                   "background[%zu] + the accidentals of outcome %zu (%g + %g) "
+                                   "is not a finite number",
+                                   a, a, in->bg[a], in->acc[a]);
+            in->bg[a] += in->acc[a];
+        }
     }
     return 0;
 }

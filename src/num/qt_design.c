@@ -657,7 +657,6 @@ int qt_design_new(enum qt_design_kind kind, size_t d, struct qt_design **ret_des
 /* ---- custom designs ---- */
 
 #define CUSTOM_MAX_DIM   64
-#define CUSTOM_MAX_BYTES ((size_t)512 << 20)
 /* Largest magnitude of a weighted element entry. Squares and sums of squares of entries must stay
  * far from DBL_MAX: LAPACK's SVD iterates without end on a matrix whose norms overflow (a fuzzer
  * found a vector entry of 4.4e153). A ket enters its element squared, so its bound is the root. */
@@ -964,6 +963,12 @@ static void custom_id(struct qt_design *des)
                    (unsigned long long)h.low64);
 }
 
+bool qt_design_custom_fits(size_t d, size_t m)
+{
+    return d <= CUSTOM_MAX_DIM && m <= QT_DESIGN_MAX_OUTCOMES &&
+           m * d * d <= QT_DESIGN_CUSTOM_MAX_MD2;
+}
+
 int qt_design_new_custom(const struct qt_custom_spec *spec, struct qt_design **ret_des,
                          struct qt_diag *reterr)
 {
@@ -983,7 +988,7 @@ int qt_design_new_custom(const struct qt_custom_spec *spec, struct qt_design **r
                            "%zu elements cannot be informationally complete in dimension %zu "
                            "(need at least d^2 = %zu)",
                            m, d, d * d);
-    if (m > QT_DESIGN_MAX_OUTCOMES || m * d * d > CUSTOM_MAX_BYTES / 16 / 3)
+    if (!qt_design_custom_fits(d, m))
         return qt_diag_set(reterr, QT_ETOOBIG, 0, 0,
                            "custom design with %zu elements at d = %zu "
                            "is too large",

@@ -114,6 +114,15 @@ QT_NODISCARD int qt_design_new(enum qt_design_kind kind, size_t d, struct qt_des
 QT_NODISCARD int qt_design_new_custom(const struct qt_custom_spec *spec, struct qt_design **ret_des,
                                       struct qt_diag *reterr);
 
+/* Largest m d^2 of a custom design (its elements, whitened elements and dense inverse then
+ * take at most 512 MiB). */
+#define QT_DESIGN_CUSTOM_MAX_MD2 (((size_t)512 << 20) / 16 / 3)
+
+/* Whether a custom design of m elements in dimension d is within the size limits of
+ * qt_design_new_custom (which also needs 2 <= d <= 64 and m >= d^2): callers that are about to
+ * build the elements check it first. */
+bool qt_design_custom_fits(size_t d, size_t m);
+
 /* NULL-safe. */
 void qt_design_free(struct qt_design *des);
 

@@ -397,7 +397,7 @@ int qt_detector_design(const struct qt_design *base, const struct qt_detector *d
 {
     size_t d = base->d, m = base->m;
     double complex *elems;
-    double *mix = NULL, scale = 1.0;
+    double *mix = NULL, *bg = NULL, scale = 1.0;
     int r;
 
     if (det->m != m || det->n_groups != base->n_groups)
@@ -408,6 +408,11 @@ int qt_detector_design(const struct qt_design *base, const struct qt_detector *d
                            "a detector model makes a custom design, and custom designs need "
                            "d <= %d (got d = %zu)",
                            QT_DETECTOR_MAX_DIM, d);
+    if (!qt_design_custom_fits(d, m))
+        return qt_diag_set(reterr, QT_ETOOBIG, 0, 0,
+                           "a detector model makes a custom design of its %zu elements at d = %zu, "
+                           "which is too large (custom designs keep m d^2 <= %zu)",
+                           m, d, QT_DESIGN_CUSTOM_MAX_MD2);
     elems = malloc(m * d * d * sizeof(*elems));
     if (!elems)
         return -ENOMEM;
@@ -431,16 +436,28 @@ int qt_detector_design(const struct qt_design *base, const struct qt_detector *d
                         det->intensity[g] * C[la + k * lb] * det->eff[g * k + lb] * scale;
         }
     }
+    /* The backgrounds: the model's, plus those the base design already had (a custom design
+     * file's "background"). */
+    if (r >= 0 && base->background) {
+        bg = malloc(m * sizeof(double));
+        if (!bg)
+            r = -ENOMEM;
+        for (size_t a = 0; r >= 0 && a < m; a++)
+            bg[a] = det->bg[a] + base->background[a];
+    }
     if (r >= 0) {
         struct qt_custom_spec spec = {.d = d,
                                       .m = m,
                                       .elems = elems,
-                                      .background = det->has_background ? det->bg : NULL,
+                                      .background = bg            ? bg
+                                                    : det->has_background ? det->bg
+                                                                          : NULL,
                                       .mix_base = mix ? base : NULL,
                                       .mix = mix};
 
         r = qt_design_new_custom(&spec, ret, reterr);
     }
+    free(bg);
     free(mix);
     free(elems);
     return r;
@@ -545,7 +562,8 @@ int qt_detector_accidentals(const struct qt_accidentals_spec *spec, const struct
 int qt_detector_check_method(const struct qt_detector *det, const struct qt_design *eff,
                              enum qt_method method, struct qt_diag *reterr)
 {
-    if (det->has_background && method != QT_METHOD_LINEAR && method != QT_METHOD_MLE)
+    if ((det->has_background || eff->background) && method != QT_METHOD_LINEAR &&
+        method != QT_METHOD_MLE)
         return qt_diag_set(reterr, QT_EMETHOD, 0, 0,
                            "%s fits the multinomial without background counts and cannot honour "
                            "\"background\"; use mle (the Poisson likelihood with the background) "

@@ -82,9 +82,10 @@ QT_NODISCARD int qt_detector_elements(const struct qt_design *des, const struct 
                                       double complex *elems);
 
 /* The effective design: a custom design of the elements above, all outcomes in one group (see
- * the top of this file), with det's backgrounds (qt_design.background) when it has any. Its
- * id is the content id of custom designs, so it changes with the model. Returns 0, QT_EDIM
- * (d > QT_DETECTOR_MAX_DIM) or a qt_design_new_custom error (an effective element that is zero:
+ * the top of this file), with det's backgrounds plus base's own (qt_design.background), if any.
+ * Its id is the content id of custom designs, so it changes with the model. Returns 0, QT_EDIM
+ * (d > QT_DETECTOR_MAX_DIM), QT_ETOOBIG (qt_design_custom_fits refuses d and m: checked before
+ * anything is built) or a qt_design_new_custom error (an effective element that is zero:
  * QT_ENOTPSD naming it). */
 QT_NODISCARD int qt_detector_design(const struct qt_design *base, const struct qt_detector *det,
                                     struct qt_design **ret, struct qt_diag *reterr);

@@ -26,9 +26,11 @@
  * of a density matrix of that rank, and the argument is applied to that matrix. */
 #define TAU_SLACK 1e-12
 
+/* The bound assumes multinomial counts with E f_a = Tr(E_a rho) per group: a design with known
+ * backgrounds (Poisson counts of I q + beta, estimated from y - beta) is outside it. */
 static int check_design(const struct qt_design *des)
 {
-    if (!des->povm || des->pinv_kind == QT_PINV_NOPOVM || des->d < 2 || des->d > QT_TDB_MAX_DIM ||
+    if (des->background || !des->povm || des->pinv_kind == QT_PINV_NOPOVM || des->d < 2 || des->d > QT_TDB_MAX_DIM ||
         des->rank != des->d * des->d || !des->group_scale)
         return -ENOTSUP;
     for (size_t g = 0; g < des->n_groups; g++)

@@ -74,7 +74,8 @@
  * and custom designs of that kind). nopovm, whose counts are independent Poisson with a
  * design-wide normalisation, makes L a ratio estimator whose mean is not rho; it is refused
  * (-ENOTSUP) rather than bounded loosely, as are custom designs whose groups sum to c_g I with
- * c_g != 1 (then E L != rho).
+ * c_g != 1 (then E L != rho) and designs with known backgrounds (qt_design.background: Poisson
+ * counts of I q + beta, estimated from y - beta).
  *
  * This is the numerics only: reporting it as uncertainty.trace_distance_bound of linear results
  * (records, wire, daemon) is not built on it yet.

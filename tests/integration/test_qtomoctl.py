@@ -2265,6 +2265,26 @@ class QtomoctlTest(unittest.TestCase):
                                             "--detector", bgm, "--bootstrap", "10", "--seed",
                                             "3", "--resample", how)
             self.assertTrue(all("metrics" in r["uncertainty"] for r in recs))
+        # Structured effective designs (pauli and mub bases keep their own maps, then mix each
+        # group): the daemon's cache file keeps the structure, so its records are --local's.
+        for name, design, m, k, groups in (("pauli_2q.csv", "pauli", 36, 4, 9),
+                                           ("mub_d3.csv", "mub", 12, 3, 4)):
+            model = {"efficiencies": [0.75 + 0.25 * ((3 * a) % 5) / 4 for a in range(m)],
+                     "crosstalk": [[[0.97 if i == j else 0.03 / (k - 1) for j in range(k)]
+                                    for i in range(k)]] * groups,
+                     "background": [0.3 * (a % 4) for a in range(m)],
+                     "setting_intensity": [0.95 + 0.01 * g for g in range(groups)]}
+            mpath = self.path("model_%s.json" % design)
+            with open(mpath, "w") as f:
+                json.dump(model, f)
+            copy = self.path("structured_" + name)
+            shutil.copyfile(os.path.join(EXAMPLES, name), copy)
+            recs = self.daemon_equals_local(d, copy, 3, "--design", design, "--method",
+                                            "linear,mle", "--detector", mpath, "--bootstrap", "8",
+                                            "--seed", "5", "--resample", "parametric")
+            mle = [r for r in recs if r["method"] == "mle"]
+            self.assertTrue(all(r["status"] == "ok" and r["metrics"]["gap"] <= 1e-8
+                                for r in mle), design)
         # A background larger than the counts: linear warns, daemon = --local.
         bg = self.path("bg.json")
         with open(bg, "w") as f:

@@ -377,6 +377,25 @@ static void test_background_design(void **state)
         assert_ok(qt_designfile_parse(file, strlen(file), &back, &diag));
         assert_non_null(back->background);
         qt_assert_close(back->background[1], 1.5, 0, 0);
+        /* A model on a base with its own background: the effective design has both. */
+        {
+            struct qt_detector *d2 = parse(back, "{\"efficiencies\": [1, 1, 1, 1, 1, 0.9], "
+                                                 "\"background\": [2, 0, 0, 0, 0, 0]}");
+            struct qt_detector *d3 = parse(back, "{\"efficiencies\": [1, 1, 1, 1, 1, 0.9]}");
+            struct qt_design *e2 = NULL, *e3 = NULL;
+
+            assert_ok(qt_detector_design(back, d2, &e2, &diag));
+            assert_ok(qt_detector_design(back, d3, &e3, &diag));
+            qt_assert_close(e2->background[0], 2.0, 0, 0);
+            qt_assert_close(e2->background[1], 1.5, 0, 0);
+            assert_non_null(e3->background); /* the base's alone */
+            qt_assert_close(e3->background[1], 1.5, 0, 0);
+            assert_err(qt_detector_check_method(d3, e3, QT_METHOD_RHOR, &diag), QT_EMETHOD);
+            qt_design_free(e2);
+            qt_design_free(e3);
+            qt_detector_free(d2);
+            qt_detector_free(d3);
+        }
         assert_ok(qt_designfile_parse(zero, strlen(zero), &z, &diag));
         assert_null(z->background); /* zeros are no background: the id without one */
         assert_string_not_equal(z->id, back->id);
@@ -521,6 +540,8 @@ struct bad_acc {
 
 static void test_accidentals_errors(void **state)
 {
+    static const char bg_huge[] = "\"background\": [1.7e308,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+                                  "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0], ";
     static const char bg_neg[] = "\"background\": [0,0,0,0,0,-1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
                                  "0,0,0,0,0,0,0,0,0,0,0,0,0], ";
     static const struct bad_acc cases[] = {
@@ -558,6 +579,9 @@ static void test_accidentals_errors(void **state)
         /* The background is checked as written, not after the accidentals are added. */
         {"1e-9", "1", 36, 99, NULL, bg_neg, QT_EOPTION, "background[5] must be >= 0, got -1"},
         {"1e-9", "1", 36, 99, NULL, "\"background\": [0], ", QT_ESHAPE, "background has 1 values"},
+        /* Both finite, their sum is not: named as the sum. */
+        {"1e-9", "1", 36, 0, "[1e154, 1e163]", bg_huge, QT_ENONFINITE,
+         "background[0] + the accidentals of outcome 0 (1.7e+308 + 1e+308) is not a finite number"},
     };
 
     static const struct {

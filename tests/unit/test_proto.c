@@ -1779,6 +1779,19 @@ static void test_detector_put(void **state)
     assert_string_equal(back.detector, "");
     assert_int_equal(back.m, 12);
     qp_msg_done(&msg);
+    /* "custom" without its id, or an id without "custom", is refused. */
+    res = (struct qp_detector_put_result){"custom", "", "det-1", 3, 12};
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_detector_put_result(&w, 5, &res, MAXF));
+    decode_frame(&w, &msg);
+    assert_err(qp_decode_detector_put_result(msg.result, &back, &diag), QT_EPARSE);
+    qp_msg_done(&msg);
+    res = (struct qp_detector_put_result){"mub", GOLDEN_DESIGN_ID, "", 3, 12};
+    qp_writer_reset(&w);
+    assert_ok(qp_pack_detector_put_result(&w, 5, &res, MAXF));
+    decode_frame(&w, &msg);
+    assert_err(qp_decode_detector_put_result(msg.result, &back, &diag), QT_EPARSE);
+    qp_msg_done(&msg);
     qp_writer_done(&w);
 }
 

@@ -353,6 +353,30 @@ static void test_refusals(void **state)
     y[0] = 100.0;
     assert_int_equal(qt_td_bound(mub, &ws, y, &opts, NULL, 0.95, &b), 0);
     assert_true(b > 0.0 && b <= 1.0);
+    /* Known backgrounds (a POVM of one group otherwise supported): refused, not bounded from
+     * counts that are not multinomial in rho. */
+    {
+        double complex kets[12] = {1, 0, 0, 1};
+        static const double w[6] = {1.0 / 3, 1.0 / 3, 1.0 / 3, 1.0 / 3, 1.0 / 3, 1.0 / 3};
+        static const double bg[6] = {0, 0, 0, 0, 0, 50};
+        struct qt_custom_spec spec = {.d = 2, .m = 6, .kets = kets, .weights = w};
+        struct qt_design *plain = NULL, *withbg = NULL;
+
+        for (size_t k = 0; k < 2; k++) { /* |+>, |->, |+i>, |-i> */
+            kets[4 + 2 * k] = M_SQRT1_2;
+            kets[5 + 2 * k] = k ? -M_SQRT1_2 : M_SQRT1_2;
+            kets[8 + 2 * k] = M_SQRT1_2;
+            kets[9 + 2 * k] = k ? -I * M_SQRT1_2 : I * M_SQRT1_2;
+        }
+        assert_int_equal(qt_design_new_custom(&spec, &plain, NULL), 0);
+        spec.background = bg;
+        assert_int_equal(qt_design_new_custom(&spec, &withbg, NULL), 0);
+        assert_true(plain->povm && withbg->povm && withbg->background);
+        assert_int_equal(qt_td_bound(plain, &ws, y, &opts, NULL, 0.95, &b), 0);
+        assert_int_equal(qt_td_bound(withbg, &ws, y, &opts, NULL, 0.95, &b), -ENOTSUP);
+        qt_design_free(plain);
+        qt_design_free(withbg);
+    }
     qt_design_free(mub);
     qt_design_free(nopovm);
     qt_design_free(big);
