@@ -360,14 +360,156 @@ static void csv_value(FILE *f, json_t *v)
     }
 }
 
+/* ---- records without what summary.csv never reads ---- */
+
+/* Most of a record is the density matrix and a few vectors; summary.csv reads none of them, and
+ * parsing them dominated `reconstruct -o` (issue 19). So each line goes to jansson without the
+ * members named here, at any depth: none of these names is a key summary.csv reads, so the
+ * table comes out the same. The scan below only finds where values end; jansson still parses
+ * (and validates) what is left, and a line the scan does not understand goes whole. */
+static bool unread_key(const char *k, size_t n)
+{
+    static const char *const extra[] = {"rho", "rho_std", "amplitudes", "phases_pi"};
+
+    for (size_t i = 0; i < QT_ARRAY_SIZE(extra); i++)
+        if (strlen(extra[i]) == n && memcmp(extra[i], k, n) == 0)
+            return true;
+    for (int i = 0; i < _QT_MT_MAX; i++)
+        if (qt_metric_descs[i].type == QT_MTYPE_F64V && strlen(qt_metric_descs[i].name) == n &&
+            memcmp(qt_metric_descs[i].name, k, n) == 0)
+            return true;
+    return false;
+}
+
+static const char *skip_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* p at '"': past the closing quote, or NULL. */
+static const char *skip_string(const char *p, const char *e)
+{
+    for (p++; p < e; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    return NULL;
+}
+
+/* Past the value at p (no leading white space), or NULL. Nesting is only counted; jansson
+ * checks the rest. */
+static const char *skip_value(const char *p, const char *e)
+{
+    int depth = 0;
+
+    do {
+        if (p >= e)
+            return NULL;
+        if (*p == '"') {
+            if (!(p = skip_string(p, e)))
+                return NULL;
+            continue;
+        }
+        if (*p == '{' || *p == '[') {
+            depth++;
+        } else if (*p == '}' || *p == ']') {
+            if (--depth < 0)
+                return NULL;
+        } else if (depth == 0) {
+            while (p < e && !strchr(",]} \t\n\r", *p))
+                p++; /* a number, true, false or null */
+            return p;
+        }
+        p++;
+    } while (depth > 0);
+    return p;
+}
+
+/* Copies the object at *pp to *oo without the unread members. False when the text is not an
+ * object as expected. */
+static bool copy_pruned(const char **pp, const char *e, char **oo, int depth)
+{
+    const char *p = *pp;
+    char *o = *oo;
+    bool first = true;
+
+    if (depth > 16 || p >= e || *p != '{')
+        return false;
+    *o++ = '{';
+    p = skip_ws(p + 1, e);
+    if (p < e && *p == '}')
+        p++;
+    else
+        for (;;) {
+            const char *k = p, *kend, *v;
+
+            if (p >= e || *p != '"' || !(kend = skip_string(p, e)))
+                return false;
+            p = skip_ws(kend, e);
+            if (p >= e || *p != ':')
+                return false;
+            v = p = skip_ws(p + 1, e);
+            if (unread_key(k + 1, (size_t)(kend - k - 2))) {
+                if (!(p = skip_value(p, e)))
+                    return false;
+            } else {
+                if (!first)
+                    *o++ = ',';
+                first = false;
+                memcpy(o, k, (size_t)(kend - k));
+                o += kend - k;
+                *o++ = ':';
+                if (p < e && *p == '{') {
+                    if (!copy_pruned(&p, e, &o, depth + 1))
+                        return false;
+                } else {
+                    if (!(p = skip_value(v, e)))
+                        return false;
+                    memcpy(o, v, (size_t)(p - v));
+                    o += p - v;
+                }
+            }
+            p = skip_ws(p, e);
+            if (p < e && *p == ',') {
+                p = skip_ws(p + 1, e);
+                continue;
+            }
+            if (p < e && *p == '}') {
+                p++;
+                break;
+            }
+            return false;
+        }
+    *o++ = '}';
+    *pp = p;
+    *oo = o;
+    return true;
+}
+
+/* Parses one line of records.jsonl, without the unread members when the line is an object
+ * the scan understands; out has room for n bytes. */
+static json_t *load_record(const char *line, size_t n, char *out)
+{
+    const char *p = skip_ws(line, line + n), *e = line + n;
+    char *o = out;
+
+    if (copy_pruned(&p, e, &o, 0) && skip_ws(p, e) == e)
+        return json_loadb(out, (size_t)(o - out), 0, NULL);
+    return json_loadb(line, n, 0, NULL);
+}
+
 int qctl_write_summary(const char *dir)
 {
     /* Columns that appear in some record, in a fixed order: the origin's (filtered to those
      * present, as it does), bell_* in qt_metric_descs order, then design and the rest. */
     bool present[_QT_MT_MAX] = {false}, upresent[_QT_MT_MAX] = {false}, any_unc = false,
          any_tdb = false, any_spec = false;
-    char path[4096], *line = NULL, *buf = NULL;
-    size_t cap = 0, len = 0;
+    char path[4096], *line = NULL, *buf = NULL, *pruned = NULL;
+    size_t cap = 0, len = 0, pcap = 0;
     json_t **recs = NULL;
     size_t n = 0, ncap = 0;
     ssize_t k;
@@ -381,7 +523,19 @@ int qctl_write_summary(const char *dir)
         return -errno;
     }
     while ((k = getline(&line, &cap, in)) > 0) {
-        json_t *rec = json_loadb(line, (size_t)k, 0, NULL), *mt;
+        json_t *rec, *mt;
+
+        if ((size_t)k > pcap) {
+            char *np = realloc(pruned, (size_t)k);
+
+            if (!np) {
+                r = -ENOMEM;
+                goto out;
+            }
+            pruned = np;
+            pcap = (size_t)k;
+        }
+        rec = load_record(line, (size_t)k, pruned);
 
         if (!rec)
             continue;
@@ -527,6 +681,7 @@ out:
     free(recs);
     free(buf);
     free(line);
+    free(pruned);
     (void)fclose(in);
     return r;
 }
