@@ -332,30 +332,73 @@ static bool is_origin_col(const char *name)
     return strncmp(name, "bell_", 5) == 0;
 }
 
-static void csv_value(FILE *f, json_t *v)
+/* A growable byte buffer; the first allocation failure sticks (err). */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool err;
+};
+
+static char *sb_room(struct sbuf *b, size_t n)
+{
+    if (b->err)
+        return NULL;
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *np;
+
+        while (cap - b->len < n)
+            cap *= 2;
+        if (!(np = realloc(b->p, cap))) {
+            b->err = true;
+            return NULL;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    return b->p + b->len;
+}
+
+static void sb_put(struct sbuf *b, const void *s, size_t n)
+{
+    char *o = sb_room(b, n);
+
+    if (o) {
+        memcpy(o, s, n);
+        b->len += n;
+    }
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+
+static void csv_value(struct sbuf *b, json_t *v)
 {
     char buf[40];
 
     if (json_is_integer(v)) {
-        fprintf(f, "%lld", (long long)json_integer_value(v));
+        int n = snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+
+        sb_put(b, buf, (size_t)n);
     } else if (json_is_real(v)) {
-        (void)qt_fmt_double(json_real_value(v), buf, sizeof(buf));
-        fputs(buf, f);
+        sb_put(b, buf, qt_fmt_double(json_real_value(v), buf, sizeof(buf)));
     } else if (json_is_boolean(v)) {
-        fputs(json_is_true(v) ? "True" : "False", f); /* pandas writes Python bools so */
+        sb_str(b, json_is_true(v) ? "True" : "False"); /* pandas writes Python bools so */
     } else if (json_is_string(v)) {
         const char *s = json_string_value(v);
 
         if (strpbrk(s, ",\"\n\r")) {
-            fputc('"', f);
+            sb_put(b, "\"", 1);
             for (; *s; s++) {
                 if (*s == '"')
-                    fputc('"', f);
-                fputc(*s, f);
+                    sb_put(b, "\"", 1);
+                sb_put(b, s, 1);
             }
-            fputc('"', f);
+            sb_put(b, "\"", 1);
         } else {
-            fputs(s, f);
+            sb_str(b, s);
         }
     }
 }
@@ -420,7 +463,8 @@ static const char *skip_value(const char *p, const char *e)
             if (--depth < 0)
                 return NULL;
         } else if (depth == 0) {
-            while (p < e && !strchr(",]} \t\n\r", *p))
+            while (p < e && *p != ',' && *p != ']' && *p != '}' && *p != ' ' && *p != '\t' &&
+                   *p != '\n' && *p != '\r')
                 p++; /* a number, true, false or null */
             return p;
         }
@@ -502,18 +546,203 @@ static json_t *load_record(const char *line, size_t n, char *out)
     return json_loadb(line, n, 0, NULL);
 }
 
+/* Every column summary.csv can have; a run's table has those that some record fills. */
+enum {
+    COL_SAMPLE,
+    COL_METHOD,
+    COL_DESIGN,
+    COL_DESIGN_ID,
+    COL_COLUMN,
+    COL_DIM,
+    COL_SPECTRAL,
+    COL_STATUS,
+    COL_ERROR_CODE,
+    COL_ERROR,
+    COL_TDB,
+    COL_FAILED_RESAMPLES,
+    COL_UNC_WARNINGS,
+    COL_UNC_ERROR,
+    COL_METRIC,                      /* + metric id */
+    COL_UNC = COL_METRIC + _QT_MT_MAX, /* + 3 * metric id + (std, lo, hi) */
+    N_COLS = COL_UNC + 3 * _QT_MT_MAX
+};
+
+static const char *const fixed_col_names[COL_METRIC] = {
+    "sample", "method", "design", "design_id", "column", "dim",
+    "spectral_dominant_eigenvalue", "record_status", "error_code", "error",
+    "trace_distance_bound", "failed_resamples", "uncertainty_warnings", "uncertainty_error"};
+
+/* One cell in the row store: its column and length, then its text. */
+struct cell_hdr {
+    uint32_t col, len;
+};
+
+/* Appends the cell col = csv text of v to the row store, unless it is empty. */
+static void put_cell(struct sbuf *b, uint32_t col, json_t *v)
+{
+    struct cell_hdr h = {col, 0};
+    size_t at = b->len;
+
+    sb_put(b, &h, sizeof(h));
+    csv_value(b, v);
+    if (b->err)
+        return;
+    if (b->len == at + sizeof(h)) {
+        b->len = at;
+        return;
+    }
+    h.len = (uint32_t)(b->len - at - sizeof(h));
+    memcpy(b->p + at, &h, sizeof(h));
+}
+
+/* The uncertainty warnings, space-separated, as one cell. */
+static void put_warnings_cell(struct sbuf *b, json_t *wa)
+{
+    struct cell_hdr h = {COL_UNC_WARNINGS, 0};
+    size_t at = b->len, wi;
+    json_t *x;
+
+    sb_put(b, &h, sizeof(h));
+    json_array_foreach(wa, wi, x) {
+        if (wi)
+            sb_put(b, " ", 1);
+        csv_value(b, x);
+    }
+    if (b->err)
+        return;
+    if (b->len == at + sizeof(h)) {
+        b->len = at;
+        return;
+    }
+    h.len = (uint32_t)(b->len - at - sizeof(h));
+    memcpy(b->p + at, &h, sizeof(h));
+}
+
+/* Stores the cells of one record (every column it fills) and marks the columns it fills. */
+static void store_row(struct sbuf *rows, json_t *rec, bool *filled)
+{
+    static const struct {
+        uint32_t col;
+        const char *key;
+    } top[] = {{COL_SAMPLE, "sample"}, {COL_METHOD, "method"},       {COL_DESIGN, "design"},
+               {COL_DESIGN_ID, "design_id"}, {COL_COLUMN, "column"}, {COL_DIM, "dim"},
+               {COL_STATUS, "status"}};
+    json_t *mt = json_object_get(rec, "metrics"), *e = json_object_get(rec, "error");
+    json_t *u = json_object_get(rec, "uncertainty"), *um = json_object_get(u, "metrics");
+    json_t *spec = json_object_get(rec, "spectral");
+    struct cell_hdr end = {N_COLS, 0};
+
+    for (size_t c = 0; c < QT_ARRAY_SIZE(top); c++)
+        put_cell(rows, top[c].col, json_object_get(rec, top[c].key));
+    for (int i = 0; i < _QT_MT_MAX; i++) {
+        json_t *v;
+
+        if (qt_metric_descs[i].type == QT_MTYPE_F64V)
+            continue;
+        v = json_object_get(mt, qt_metric_descs[i].name);
+        filled[COL_METRIC + i] |= v != NULL;
+        put_cell(rows, (uint32_t)(COL_METRIC + i), v);
+    }
+    if (spec) {
+        filled[COL_SPECTRAL] = true;
+        put_cell(rows, COL_SPECTRAL, json_object_get(spec, "dominant_eigenvalue"));
+    }
+    put_cell(rows, COL_ERROR_CODE, json_object_get(e, "code"));
+    put_cell(rows, COL_ERROR, json_object_get(e, "message"));
+    if (!u)
+        goto done;
+    filled[COL_FAILED_RESAMPLES] = true;
+    for (int i = 0; i < _QT_MT_MAX; i++) {
+        json_t *st;
+
+        if (qt_metric_descs[i].type != QT_MTYPE_F64 ||
+            !(st = json_object_get(um, qt_metric_descs[i].name)))
+            continue;
+        filled[COL_UNC + 3 * i] = true;
+        put_cell(rows, (uint32_t)(COL_UNC + 3 * i), json_object_get(st, "std"));
+        put_cell(rows, (uint32_t)(COL_UNC + 3 * i + 1), json_object_get(st, "lo"));
+        put_cell(rows, (uint32_t)(COL_UNC + 3 * i + 2), json_object_get(st, "hi"));
+    }
+    if (json_object_get(u, "trace_distance_bound")) {
+        filled[COL_TDB] = true;
+        put_cell(rows, COL_TDB, json_object_get(u, "trace_distance_bound"));
+    }
+    put_cell(rows, COL_FAILED_RESAMPLES, json_object_get(u, "failed_resamples"));
+    put_warnings_cell(rows, json_object_get(u, "warnings"));
+    put_cell(rows, COL_UNC_ERROR, json_object_get(json_object_get(u, "error"), "message"));
+done:
+    sb_put(rows, &end, sizeof(end));
+}
+
+/* The columns of the table in order: the origin's (filtered to those some record fills, as
+ * it does), bell_* in qt_metric_descs order, then design and the rest. Returns the count. */
+static size_t table_cols(const bool *filled, uint32_t *cols)
+{
+    size_t n = 0;
+
+    cols[n++] = COL_SAMPLE;
+    cols[n++] = COL_METHOD;
+    for (size_t c = 0; c < QT_ARRAY_SIZE(origin_cols); c++)
+        for (int i = 0; i < _QT_MT_MAX; i++)
+            if (filled[COL_METRIC + i] && strcmp(qt_metric_descs[i].name, origin_cols[c]) == 0)
+                cols[n++] = (uint32_t)(COL_METRIC + i);
+    for (int i = 0; i < _QT_MT_MAX; i++)
+        if (filled[COL_METRIC + i] && strncmp(qt_metric_descs[i].name, "bell_", 5) == 0)
+            cols[n++] = (uint32_t)(COL_METRIC + i);
+    cols[n++] = COL_DESIGN;
+    cols[n++] = COL_DESIGN_ID;
+    cols[n++] = COL_COLUMN;
+    cols[n++] = COL_DIM;
+    for (int i = 0; i < _QT_MT_MAX; i++)
+        if (filled[COL_METRIC + i] && !is_origin_col(qt_metric_descs[i].name))
+            cols[n++] = (uint32_t)(COL_METRIC + i);
+    if (filled[COL_SPECTRAL]) /* --spectral: its scalar part; the vectors stay in the records */
+        cols[n++] = COL_SPECTRAL;
+    cols[n++] = COL_STATUS;
+    cols[n++] = COL_ERROR_CODE;
+    cols[n++] = COL_ERROR;
+    /* --bootstrap: <metric>_std, _lo, _hi after the existing columns */
+    for (int i = 0; i < _QT_MT_MAX; i++)
+        if (filled[COL_UNC + 3 * i])
+            for (uint32_t q = 0; q < 3; q++)
+                cols[n++] = (uint32_t)(COL_UNC + 3 * i) + q;
+    if (filled[COL_TDB])
+        cols[n++] = COL_TDB;
+    if (filled[COL_FAILED_RESAMPLES]) {
+        cols[n++] = COL_FAILED_RESAMPLES;
+        cols[n++] = COL_UNC_WARNINGS;
+        cols[n++] = COL_UNC_ERROR;
+    }
+    return n;
+}
+
+static void put_col_name(struct sbuf *b, uint32_t col)
+{
+    static const char *const q[] = {"_std", "_lo", "_hi"};
+
+    if (col < COL_METRIC) {
+        sb_str(b, fixed_col_names[col]);
+    } else if (col < COL_UNC) {
+        sb_str(b, qt_metric_descs[col - COL_METRIC].name);
+    } else {
+        sb_str(b, qt_metric_descs[(col - COL_UNC) / 3].name);
+        sb_str(b, q[(col - COL_UNC) % 3]);
+    }
+}
+
 int qctl_write_summary(const char *dir)
 {
-    /* Columns that appear in some record, in a fixed order: the origin's (filtered to those
-     * present, as it does), bell_* in qt_metric_descs order, then design and the rest. */
-    bool present[_QT_MT_MAX] = {false}, upresent[_QT_MT_MAX] = {false}, any_unc = false,
-         any_tdb = false, any_spec = false;
-    char path[4096], *line = NULL, *buf = NULL, *pruned = NULL;
-    size_t cap = 0, len = 0, pcap = 0;
-    json_t **recs = NULL;
-    size_t n = 0, ncap = 0;
+    /* One pass over the records stores each row's cells and which columns some record fills;
+     * the table is laid out from the stored rows once the columns are known. */
+    bool filled[N_COLS] = {false};
+    uint32_t cols[N_COLS];
+    const char *cell[N_COLS] = {NULL};
+    uint32_t cell_len[N_COLS] = {0};
+    char path[4096], *line = NULL, *pruned = NULL;
+    size_t cap = 0, pcap = 0, ncols;
+    struct sbuf rows = {0}, out = {0};
     ssize_t k;
-    FILE *in, *out;
+    FILE *in;
     int r = 0;
 
     (void)snprintf(path, sizeof(path), "%s/records.jsonl", dir);
@@ -522,164 +751,65 @@ int qctl_write_summary(const char *dir)
         qctl_err("cannot read '%s': %s", path, strerror(errno));
         return -errno;
     }
-    while ((k = getline(&line, &cap, in)) > 0) {
-        json_t *rec, *mt;
+    while ((k = getline(&line, &cap, in)) > 0 && !rows.err) {
+        json_t *rec;
 
         if ((size_t)k > pcap) {
             char *np = realloc(pruned, (size_t)k);
 
             if (!np) {
-                r = -ENOMEM;
-                goto out;
+                rows.err = true;
+                break;
             }
             pruned = np;
             pcap = (size_t)k;
         }
         rec = load_record(line, (size_t)k, pruned);
-
         if (!rec)
             continue;
-        if (n == ncap) {
-            json_t **nr = realloc(recs, (ncap = ncap ? 2 * ncap : 256) * sizeof(*recs));
-
-            if (!nr) {
-                json_decref(rec);
-                r = -ENOMEM;
-                goto out;
-            }
-            recs = nr;
-        }
-        recs[n++] = rec;
-        mt = json_object_get(rec, "metrics");
-        for (int i = 0; i < _QT_MT_MAX; i++)
-            if (qt_metric_descs[i].type != QT_MTYPE_F64V &&
-                json_object_get(mt, qt_metric_descs[i].name))
-                present[i] = true;
-        json_t *u = json_object_get(rec, "uncertainty");
-        json_t *um = json_object_get(u, "metrics");
-
-        any_unc |= u != NULL;
-        any_spec |= json_object_get(rec, "spectral") != NULL;
-        any_tdb |= json_object_get(u, "trace_distance_bound") != NULL;
-        for (int i = 0; i < _QT_MT_MAX; i++)
-            if (qt_metric_descs[i].type == QT_MTYPE_F64 &&
-                json_object_get(um, qt_metric_descs[i].name))
-                upresent[i] = true;
+        store_row(&rows, rec, filled);
+        json_decref(rec);
     }
-    out = open_memstream(&buf, &len);
-    if (!out) {
+    ncols = table_cols(filled, cols);
+    for (size_t c = 0; c < ncols; c++) {
+        if (c)
+            sb_put(&out, ",", 1);
+        put_col_name(&out, cols[c]);
+    }
+    sb_put(&out, "\n", 1);
+    for (size_t at = 0; at < rows.len && !rows.err && !out.err;) {
+        struct cell_hdr h;
+        uint32_t set[N_COLS];
+        size_t nset = 0;
+
+        for (;;) {
+            memcpy(&h, rows.p + at, sizeof(h));
+            at += sizeof(h);
+            if (h.col == N_COLS)
+                break;
+            cell[h.col] = rows.p + at;
+            cell_len[h.col] = h.len;
+            set[nset++] = h.col;
+            at += h.len;
+        }
+        for (size_t c = 0; c < ncols; c++) {
+            if (c)
+                sb_put(&out, ",", 1);
+            if (cell[cols[c]])
+                sb_put(&out, cell[cols[c]], cell_len[cols[c]]);
+        }
+        sb_put(&out, "\n", 1);
+        for (size_t i = 0; i < nset; i++)
+            cell[set[i]] = NULL;
+    }
+    if (rows.err || out.err)
         r = -ENOMEM;
-        goto out;
-    }
-    fputs("sample,method", out);
-    for (size_t c = 0; c < QT_ARRAY_SIZE(origin_cols); c++)
-        for (int i = 0; i < _QT_MT_MAX; i++)
-            if (present[i] && strcmp(qt_metric_descs[i].name, origin_cols[c]) == 0)
-                fprintf(out, ",%s", origin_cols[c]);
-    for (int i = 0; i < _QT_MT_MAX; i++)
-        if (present[i] && strncmp(qt_metric_descs[i].name, "bell_", 5) == 0)
-            fprintf(out, ",%s", qt_metric_descs[i].name);
-    fputs(",design,design_id,column,dim", out);
-    for (int i = 0; i < _QT_MT_MAX; i++)
-        if (present[i] && !is_origin_col(qt_metric_descs[i].name))
-            fprintf(out, ",%s", qt_metric_descs[i].name);
-    if (any_spec) /* --spectral: its scalar part; the vectors stay in the records */
-        fputs(",spectral_dominant_eigenvalue", out);
-    fputs(",record_status,error_code,error", out);
-    /* --bootstrap: <metric>_std, _lo, _hi after the existing columns */
-    for (int i = 0; i < _QT_MT_MAX; i++)
-        if (upresent[i])
-            fprintf(out, ",%s_std,%s_lo,%s_hi", qt_metric_descs[i].name, qt_metric_descs[i].name,
-                    qt_metric_descs[i].name);
-    if (any_tdb)
-        fputs(",trace_distance_bound", out);
-    if (any_unc)
-        fputs(",failed_resamples,uncertainty_warnings,uncertainty_error", out);
-    fputc('\n', out);
-    for (size_t j = 0; j < n; j++) {
-        json_t *rec = recs[j], *mt = json_object_get(rec, "metrics"), *e;
-
-        csv_value(out, json_object_get(rec, "sample"));
-        fputc(',', out);
-        csv_value(out, json_object_get(rec, "method"));
-        for (size_t c = 0; c < QT_ARRAY_SIZE(origin_cols); c++)
-            for (int i = 0; i < _QT_MT_MAX; i++)
-                if (present[i] && strcmp(qt_metric_descs[i].name, origin_cols[c]) == 0) {
-                    fputc(',', out);
-                    csv_value(out, json_object_get(mt, origin_cols[c]));
-                }
-        for (int i = 0; i < _QT_MT_MAX; i++)
-            if (present[i] && strncmp(qt_metric_descs[i].name, "bell_", 5) == 0) {
-                fputc(',', out);
-                csv_value(out, json_object_get(mt, qt_metric_descs[i].name));
-            }
-        static const char *const mid[] = {"design", "design_id", "column", "dim"};
-        for (size_t c = 0; c < QT_ARRAY_SIZE(mid); c++) {
-            fputc(',', out);
-            csv_value(out, json_object_get(rec, mid[c]));
-        }
-        for (int i = 0; i < _QT_MT_MAX; i++)
-            if (present[i] && !is_origin_col(qt_metric_descs[i].name)) {
-                fputc(',', out);
-                csv_value(out, json_object_get(mt, qt_metric_descs[i].name));
-            }
-        if (any_spec) {
-            fputc(',', out);
-            csv_value(out,
-                      json_object_get(json_object_get(rec, "spectral"), "dominant_eigenvalue"));
-        }
-        e = json_object_get(rec, "error");
-        fputc(',', out);
-        csv_value(out, json_object_get(rec, "status"));
-        fputc(',', out);
-        csv_value(out, json_object_get(e, "code"));
-        fputc(',', out);
-        csv_value(out, json_object_get(e, "message"));
-        json_t *u = json_object_get(rec, "uncertainty"), *um = json_object_get(u, "metrics");
-
-        for (int i = 0; i < _QT_MT_MAX; i++) {
-            json_t *st = json_object_get(um, qt_metric_descs[i].name);
-
-            if (!upresent[i])
-                continue;
-            for (int q = 0; q < 3; q++) {
-                fputc(',', out);
-                csv_value(out, json_object_get(st, q == 0 ? "std" : q == 1 ? "lo" : "hi"));
-            }
-        }
-        if (any_tdb) {
-            fputc(',', out);
-            csv_value(out, json_object_get(u, "trace_distance_bound"));
-        }
-        if (any_unc) {
-            json_t *wa = json_object_get(u, "warnings"), *x;
-            size_t wi;
-
-            fputc(',', out);
-            csv_value(out, json_object_get(u, "failed_resamples"));
-            fputc(',', out);
-            json_array_foreach(wa, wi, x) {
-                if (wi)
-                    fputc(' ', out);
-                csv_value(out, x);
-            }
-            fputc(',', out);
-            csv_value(out, json_object_get(json_object_get(u, "error"), "message"));
-        }
-        fputc('\n', out);
-    }
-    if (fclose(out) != 0 || !buf) {
-        r = -ENOMEM;
-        goto out;
-    }
-    r = qctl_write_atomic(dir, "summary.csv", buf, len);
-out:
+    else
+        r = qctl_write_atomic(dir, "summary.csv", out.p, out.len);
     if (r == -ENOMEM)
         qctl_err("out of memory writing summary.csv");
-    for (size_t j = 0; j < n; j++)
-        json_decref(recs[j]);
-    free(recs);
-    free(buf);
+    free(rows.p);
+    free(out.p);
     free(line);
     free(pruned);
     (void)fclose(in);
