@@ -346,9 +346,9 @@ static void test_fmt_edges(void **state)
         check_fmt_both(9007199254740992.0 + 2.0 * k, &fails);
         check_fmt_both(1e16 + 2.0 * k, &fails);
     }
-    for (int k = 1; k <= 100000; k++) /* k / 10^5 and k * 10^-9: short decimals, both layouts */
+    for (size_t k = 1; k <= fmt_count(100000); k++) /* short decimals, both layouts */
         check_fmt_both((double)k / 100000.0, &fails);
-    for (int k = 1; k <= 10000; k++)
+    for (size_t k = 1; k <= fmt_count(10000); k++)
         check_fmt_both((double)k * 1e-9, &fails);
     for (uint64_t k = 1; k <= 2000; k++) { /* the smallest subnormals, the largest finite */
         double x, y;
