@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/qt_err.h"
 #include "base/qt_status.h"
 #include "io/qt_json.h"
 #include "recon.h"
