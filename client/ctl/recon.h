@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "io/qt_csv.h"
+#include "io/qt_record.h"
 #include "num/qt_bootstrap.h"
 #include "num/qt_design.h"
 #include "num/qt_detector.h"
@@ -91,7 +92,28 @@ int qctl_sha256_file(const char *path, char hex[65]);
  * truncates what follows them (an interrupted run's partial lines). Checks run.json's input
  * hash and options against this run. Returns 0 or an exit code (printed). */
 int qctl_resume_scan(const struct recon *rc, const char *options_json, size_t *ret_done);
-/* Writes DIR/summary.csv from DIR/records.jsonl (temp + rename). */
+/* ---- summary.csv (recon_summary.c) ---- */
+
+/* A growable byte buffer; the first allocation failure sticks (err). Zero-initialise. */
+struct qctl_buf {
+    char *p;
+    size_t len, cap;
+    bool err;
+};
+void qctl_buf_put(struct qctl_buf *b, const void *s, size_t n);
+void qctl_buf_free(struct qctl_buf *b);
+
+/* Appends to rows the summary.csv row of one record: res with meta, whose qt_record_json text
+ * is json (len bytes). The row comes from res itself, or from parsing json when a string in
+ * it is not plain ASCII; either way it is the row qctl_summary_load makes of that text. */
+void qctl_summary_row(struct qctl_buf *rows, const struct qt_record_meta *meta,
+                      const struct qt_result *res, const char *json, size_t len);
+/* Appends the rows of the records in DIR/records.jsonl (lines that are not records are left
+ * out). Returns 0 or a negative error (printed). */
+int qctl_summary_load(struct qctl_buf *rows, const char *dir);
+/* Writes DIR/summary.csv (temp + rename) from rows: the columns that some row fills. */
+int qctl_summary_write(const char *dir, const struct qctl_buf *rows);
+/* Writes DIR/summary.csv from DIR/records.jsonl (load, then write). */
 int qctl_write_summary(const char *dir);
 
 /* ---- HDF5 results (recon_h5.c) ---- */

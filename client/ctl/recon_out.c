@@ -21,7 +21,9 @@ struct qctl_out {
     char **slot;           /* [n - start]: formatted records of a sample not yet written */
     size_t *slot_len;
     double (*slot_pur)[_QT_METHOD_MAX]; /* purities of a waiting sample (NaN: none) */
+    struct qctl_buf *slot_rows;         /* -o: summary.csv rows of a waiting sample */
     FILE *records;         /* DIR/records.jsonl, or NULL */
+    struct qctl_buf sum_rows; /* -o: summary.csv rows of the records in the file, in order */
     struct qt_jw jw;
     /* counts */
     size_t samples_ok, samples_failed;
@@ -154,7 +156,8 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
 
     if (!o || !(o->slot = calloc(nslots, sizeof(char *))) ||
         !(o->slot_len = calloc(nslots, sizeof(size_t))) ||
-        !(o->slot_pur = calloc(nslots, sizeof(*o->slot_pur)))) {
+        !(o->slot_pur = calloc(nslots, sizeof(*o->slot_pur))) ||
+        (rc->outdir && !(o->slot_rows = calloc(nslots, sizeof(*o->slot_rows))))) {
         qctl_err("out of memory");
         qctl_out_free(o);
         return QCTL_EXIT_FAILED;
@@ -179,6 +182,11 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
             qctl_err("cannot write '%s': %s", path, strerror(errno));
             if (fd >= 0)
                 (void)close(fd);
+            qctl_out_free(o);
+            return QCTL_EXIT_FAILED;
+        }
+        /* summary.csv's rows: those of the records --resume kept, then this run's as written */
+        if (start > 0 && qctl_summary_load(&o->sum_rows, rc->outdir) < 0) {
             qctl_out_free(o);
             return QCTL_EXIT_FAILED;
         }
@@ -245,6 +253,12 @@ static int flush_ready(struct qctl_out *o)
 
         free(o->slot[k]);
         o->slot[k] = NULL;
+        if (o->slot_rows && r == 0) {
+            qctl_buf_put(&o->sum_rows, o->slot_rows[k].p, o->slot_rows[k].len);
+            o->sum_rows.err |= o->slot_rows[k].err;
+        }
+        if (o->slot_rows)
+            qctl_buf_free(&o->slot_rows[k]);
         /* Sums in sample order: the same means whatever order results arrived in. */
         for (int m = 0; m < _QT_METHOD_MAX; m++)
             if (!isnan(o->slot_pur[k][m]))
@@ -314,11 +328,16 @@ int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_resul
             if (o->jw.err == 0) {
                 fwrite(o->jw.buf, 1, o->jw.len, f);
                 fputc('\n', f);
+                if (o->slot_rows)
+                    qctl_summary_row(&o->slot_rows[sample - o->start], &meta, r, o->jw.buf,
+                                     o->jw.len);
             }
         }
     }
     if (fclose(f) != 0 || !buf) {
         free(buf);
+        if (o->slot_rows)
+            qctl_buf_free(&o->slot_rows[sample - o->start]);
         qctl_err("out of memory");
         return -ENOMEM;
     }
@@ -451,7 +470,11 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
             qctl_err("cannot write records: %s", strerror(errno));
             o->write_err = -errno;
         }
-        if (qctl_write_summary(rc->outdir) < 0)
+        /* From the rows kept as records were written; when writing failed, the file may hold
+         * other records than those rows: read it back instead. */
+        if ((o->write_err == 0 && !o->sum_rows.err
+                 ? qctl_summary_write(rc->outdir, &o->sum_rows)
+                 : qctl_write_summary(rc->outdir)) < 0)
             o->write_err = -EIO;
         write_run_json(o, complete, elapsed_ms);
         /* After run.json, whose content it carries. A results.h5 of an earlier --hdf5 run is
@@ -507,6 +530,11 @@ void qctl_out_free(struct qctl_out *o)
     if (o->slot && !o->rc->live)
         for (size_t i = 0; i < o->n - o->start; i++)
             free(o->slot[i]);
+    if (o->slot_rows)
+        for (size_t i = 0; i < o->n - o->start + 1; i++)
+            qctl_buf_free(&o->slot_rows[i]);
+    free(o->slot_rows);
+    qctl_buf_free(&o->sum_rows);
     free(o->slot);
     free(o->slot_len);
     free(o->slot_pur);

@@ -211,6 +211,39 @@ class QtomoctlTest(unittest.TestCase):
         write_columns(path, read_columns(BELL4, str) * reps)
         return path
 
+    # ---- summary.csv ----
+
+    def test_summary_from_results_equals_from_records(self):
+        # A run builds summary.csv from its results as it writes the records; --resume with
+        # nothing left to do rebuilds it from records.jsonl alone. Both must give the same
+        # bytes: failed samples, every method, --bell, --spectral, error bars, a target.
+        cols = read_columns(BELL4, str) * 3
+        cols[1] = [""] * len(cols[1])                   # an empty column
+        cols[4] = ["0"] * len(cols[4])                  # a group summing to zero
+        cols[7] = cols[7][:-1] + [""]                   # a missing value
+        bad = self.path("bad.csv")
+        write_columns(bad, cols)
+        good = self.big_input(3, "good.csv")
+        runs = [(bad, "--method", "linear,mle,wls,rhor", "--bell", "--spectral"),
+                (good, "--method", "linear,mle", "--bootstrap", "8", "--seed", "5", "--target",
+                 os.path.join(EXAMPLES, "phi_plus.json"), "--spectral")]
+        for k, (path, *opts) in enumerate(runs):
+            out = self.path("run%d" % k)
+            p = local("reconstruct", path, "--local", "-o", out, *opts)
+            self.assertIn(p.returncode, (0, 1), p.stderr.decode(errors="replace")[-2000:])
+            summary = os.path.join(out, "summary.csv")
+            with open(summary, "rb") as f:
+                first = f.read()
+            os.unlink(summary)
+            p = local("reconstruct", path, "--local", "-o", out, "--resume", *opts)
+            self.assertIn(p.returncode, (0, 1), p.stderr.decode(errors="replace")[-2000:])
+            with open(summary, "rb") as f:
+                again = f.read()
+            if first != again:
+                self.fail("run %d: summary.csv from results and from records differ; %s"
+                          % (k, first_difference(first, again)))
+            self.assertEqual(first.count(b"\n"), count_lines(os.path.join(out, "records.jsonl")) + 1)
+
     # ---- error bars (--bootstrap) ----
 
     def test_bootstrap_daemon_equals_local_any_worker_count(self):

@@ -1,6 +1,8 @@
 /* Unit tests for the JSON writer: Python repr() float formatting, round-trips, string escaping,
  * structure, comma placement and misuse detection. */
 #include <errno.h>
+#include <float.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <locale.h>
 #include <math.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "io/qt_json.h"
+#include "qt_fmt_ref.h"
 #include "qt_test.h"
 
 /* Expected strings were produced with /usr/bin/python3 -c 'print(repr(x))' (Python 3.11); the
@@ -76,6 +79,13 @@ static const struct {
     {0x0.012688b70e62bp-1022, "1e-310"},
     {0x1.8000000000000p+3, "12.0"},
     {0x1.7e43c8800759cp+996, "1e+300"},
+    /* Powers of two whose lower neighbour is half as far as the upper one: a 16-digit string
+     * on the far side reads back as x, so 17 digits are not the shortest (the old formatter
+     * tried only the correctly rounded 16 digits and wrote 17). */
+    {0x1.0000000000000p-24, "5.960464477539063e-08"},
+    {0x1.0000000000000p+89, "6.189700196426902e+26"},
+    {0x1.0000000000000p-1017, "7.120236347223045e-307"},
+    {0x1.0000000000000p+122, "5.316911983139664e+36"},
 };
 
 static void test_repr_table(void **state)
@@ -157,6 +167,240 @@ static void test_shortest_small_decimals(void **state)
             want[strlen(want) - 1] = '\0';
         assert_string_equal(out, want);
     }
+}
+
+/* ---- shortest round-trip digits against the old formatter (issue 19) ---- */
+
+/* The random sweeps below are scaled down where each number costs far more: under valgrind
+ * (QTOMO_TEST_QUICK) and under AddressSanitizer. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FMT_SCALE_DIV 8
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FMT_SCALE_DIV 8
+#endif
+#endif
+#ifndef FMT_SCALE_DIV
+#define FMT_SCALE_DIV 1
+#endif
+
+static size_t fmt_count(size_t n)
+{
+    n /= FMT_SCALE_DIV;
+    return qt_test_quick() ? n / 100 : n;
+}
+
+/* The significant digits of a formatted number as an integer and their count, and the decimal
+ * exponent of the last one: s = m * 10^e. */
+static int sig_digits(const char *s, uint64_t *ret_m, int *ret_e)
+{
+    uint64_t m = 0;
+    int n = 0, e = 0, frac = 0;
+    bool dot = false, lead = true;
+
+    for (; *s && *s != 'e'; s++) {
+        if (*s == '-')
+            continue;
+        if (*s == '.') {
+            dot = true;
+            continue;
+        }
+        if (dot)
+            frac++;
+        if (lead && *s == '0')
+            continue;
+        lead = false;
+        m = m * 10 + (uint64_t)(*s - '0');
+        n++;
+    }
+    if (*s == 'e')
+        e = atoi(s + 1);
+    e -= frac;
+    while (n > 1 && m % 10 == 0) { /* "100.0" has one significant digit */
+        m /= 10;
+        e++;
+        n--;
+    }
+    *ret_m = m;
+    *ret_e = e;
+    return n;
+}
+
+static bool reads_back(uint64_t m, int e, double x)
+{
+    char buf[48];
+    double y;
+
+    (void)snprintf(buf, sizeof(buf), "%" PRIu64 "e%d", m, e);
+    y = strtod(buf, NULL);
+    return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+/* True when no decimal with fewer than n significant digits reads back as x > 0. It is enough
+ * to try n - 1 digits (a shorter string is one of them with zeros appended), and of those only
+ * the two that bracket x: the decimals that read back as x form an interval around x. */
+static bool no_shorter(double x, int n)
+{
+    char buf[48];
+    uint64_t m;
+    int e, p = n - 1;
+    double y;
+
+    if (p < 1)
+        return true;
+    (void)snprintf(buf, sizeof(buf), "%.*e", p - 1, x);
+    y = strtod(buf, NULL);
+    if (y == x)
+        return false;
+    (void)sig_digits(buf, &m, &e);
+    while (m < 1000000000000000000u && e > -400 && (int)snprintf(NULL, 0, "%" PRIu64, m) < p) {
+        m *= 10; /* back to p digits: sig_digits dropped trailing zeros */
+        e--;
+    }
+    if (y > x)
+        return !reads_back(m - 1, e, x);
+    return !reads_back(m + 1, e, x);
+}
+
+static bool is_pow2(double x)
+{
+    uint64_t bits;
+
+    memcpy(&bits, &x, sizeof(bits));
+    return (bits & ((UINT64_C(1) << 52) - 1)) == 0 && (bits & (UINT64_C(0x7ff) << 52)) != 0;
+}
+
+/* Checks one finite x: it reads back bitwise, its digit count is minimal, and the text is the
+ * old formatter's byte for byte (when with_ref), except at powers of two, where the new one
+ * may be shorter (see repr_table). Returns false after printing what failed. */
+static bool check_fmt(double x, bool with_ref)
+{
+    char out[48], ref[48];
+    uint64_t m;
+    int e, n;
+    double y;
+
+    (void)qt_fmt_double(x, out, sizeof(out));
+    y = strtod(out, NULL);
+    if (memcmp(&x, &y, sizeof(x)) != 0) {
+        print_error("%a formatted as '%s' reads back as %a\n", x, out, y);
+        return false;
+    }
+    if (x == 0.0)
+        return strcmp(out, signbit(x) ? "-0.0" : "0.0") == 0;
+    n = sig_digits(out, &m, &e);
+    if (!no_shorter(fabs(x), n)) {
+        print_error("%a formatted as '%s': a shorter string reads back\n", x, out);
+        return false;
+    }
+    if (!with_ref)
+        return true;
+    (void)qt_fmt_double_ref(x, ref, sizeof(ref));
+    if (strcmp(out, ref) == 0)
+        return true;
+    if (is_pow2(fabs(x)) && strlen(out) < strlen(ref))
+        return true;
+    print_error("%a formatted as '%s', the old formatter wrote '%s'\n", x, out, ref);
+    return false;
+}
+
+static void check_fmt_both(double x, size_t *fails)
+{
+    *fails += !check_fmt(x, true);
+    *fails += !check_fmt(-x, true);
+}
+
+static void test_fmt_edges(void **state)
+{
+    static const double named[] = {
+        0.0, 0x0.0000000000001p-1022, 0x0.0000000000002p-1022, 0x0.0000000000003p-1022,
+        0x0.fffffffffffffp-1022, 0x0.8000000000000p-1022, DBL_MIN, DBL_MAX, DBL_EPSILON, 0.1,
+        0.2, 0.3, 0.1 + 0.2, 1.0 / 3.0, 2.0 / 3.0, 1e16, 1e-5, 1e-4, 1e15, 1e22, 1e23, 5e-324,
+        9007199254740992.0, 9007199254740993.0, 123456.789, 0.9209560068248741,
+    };
+    size_t fails = 0;
+    char buf[32];
+
+    (void)state;
+    for (size_t i = 0; i < QT_ARRAY_SIZE(named); i++)
+        for (int k = -3; k <= 3; k++) { /* the number and its neighbours */
+            double x = named[i];
+
+            for (int j = 0; j < (k < 0 ? -k : k); j++)
+                x = nextafter(x, k < 0 ? 0.0 : INFINITY);
+            if (isfinite(x))
+                check_fmt_both(x, &fails);
+        }
+    for (int k = -1074; k <= 1023; k++) /* every power of two */
+        check_fmt_both(ldexp(1.0, k), &fails);
+    for (int k = -323; k <= 308; k++) { /* every power of ten and its neighbours */
+        double x;
+
+        (void)snprintf(buf, sizeof(buf), "1e%d", k);
+        x = strtod(buf, NULL);
+        check_fmt_both(x, &fails);
+        check_fmt_both(nextafter(x, 0.0), &fails);
+        check_fmt_both(nextafter(x, INFINITY), &fails);
+    }
+    for (int k = -1000; k <= 1000; k++) { /* integers around 2^53, and around 1e16 */
+        check_fmt_both(9007199254740992.0 + 2.0 * k, &fails);
+        check_fmt_both(1e16 + 2.0 * k, &fails);
+    }
+    for (size_t k = 1; k <= fmt_count(100000); k++) /* short decimals, both layouts */
+        check_fmt_both((double)k / 100000.0, &fails);
+    for (size_t k = 1; k <= fmt_count(10000); k++)
+        check_fmt_both((double)k * 1e-9, &fails);
+    for (uint64_t k = 1; k <= 2000; k++) { /* the smallest subnormals, the largest finite */
+        double x, y;
+        uint64_t top = UINT64_C(0x7fefffffffffffff) - k;
+
+        memcpy(&x, &k, sizeof(x));
+        memcpy(&y, &top, sizeof(y));
+        check_fmt_both(x, &fails);
+        check_fmt_both(y, &fails);
+    }
+    assert_int_equal(fails, 0);
+}
+
+/* >= 1,000,000 random finite bit patterns (every exponent), reading back and minimal; every
+ * fourth also byte for byte against the old formatter, which costs ~3 us a number. */
+static void test_fmt_random_bits(void **state)
+{
+    uint64_t s = 0x19f0;
+    size_t tested = 0, fails = 0, want = fmt_count(1000000);
+
+    (void)state;
+    while (tested < want && fails < 10) {
+        uint64_t bits = lcg_next(&s) ^ (lcg_next(&s) >> 32);
+        double x;
+
+        memcpy(&x, &bits, sizeof(x));
+        if (!isfinite(x))
+            continue;
+        fails += !check_fmt(x, tested % 4 == 0);
+        tested++;
+    }
+    assert_int_equal(fails, 0);
+    assert_true(tested >= want);
+}
+
+/* Record-like numbers: uniform in (-1, 1) with all 53 bits random and scaled by 10^-6..10^3,
+ * mostly in the fixed layout; all against the old formatter. */
+static void test_fmt_random_records(void **state)
+{
+    uint64_t s = 0x7ec0;
+    size_t fails = 0, want = fmt_count(200000);
+
+    (void)state;
+    for (size_t i = 0; i < want && fails < 10; i++) {
+        uint64_t r = lcg_next(&s);
+        double x = (double)(r >> 11) * 0x1p-53 * (r & 1 ? -1.0 : 1.0);
+        static const double scale[] = {1e-6, 1e-3, 0.1, 1.0, 1.0, 1.0, 10.0, 1e3};
+
+        x *= scale[(lcg_next(&s) >> 40) % QT_ARRAY_SIZE(scale)];
+        fails += !check_fmt(x, true);
+    }
+    assert_int_equal(fails, 0);
 }
 
 /* The decimal point is '.' whatever LC_NUMERIC says; skipped when no such locale exists. */
@@ -502,6 +746,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_repr_special),
     cmocka_unit_test(test_roundtrip_random),
     cmocka_unit_test(test_shortest_small_decimals),
+    cmocka_unit_test(test_fmt_edges),
+    cmocka_unit_test(test_fmt_random_bits),
+    cmocka_unit_test(test_fmt_random_records),
     cmocka_unit_test(test_locale_independent),
     cmocka_unit_test(test_escape),
     cmocka_unit_test(test_escape_invalid_utf8),
