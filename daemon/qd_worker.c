@@ -240,10 +240,12 @@ static void test_start_delay(void)
 #endif
 
 /* One w.result frame for the sample with absolute index idx: its results array as msgpack
- * bytes and how many of its maps are errors; a unit of resamples adds its rows. */
+ * bytes and how many of its maps are errors; a unit of resamples adds its rows. Written at once
+ * (the supervisor charges a crash to the first sample it has no answer for), except when last:
+ * then the item's response follows in the same write, with nothing computed in between. */
 static int send_result(struct worker *w, uint64_t idx, double us, const struct qt_result *const *res,
                        size_t n_res, const enum qt_method *meth, size_t d, int err,
-                       const char *msg, const struct qp_boot_rows *boot)
+                       const char *msg, const struct qp_boot_rows *boot, bool last)
 {
     struct qp_w_result wr = {
         .index = idx, .us = us, .failed = (uint32_t)n_res, .boot = boot, .n_boot = n_res};
@@ -265,7 +267,7 @@ static int send_result(struct worker *w, uint64_t idx, double us, const struct q
     wr.len = sb.size;
     r = qp_pack_w_result(&w->out, &wr);
     msgpack_sbuffer_destroy(&sb);
-    if (r < 0)
+    if (r < 0 || last)
         return r;
     return flush_out(w);
 }
@@ -275,6 +277,7 @@ struct chunk_ctx {
     struct worker *w;
     struct qt_cache_map *map; /* computed from */
     uint64_t first_index;
+    size_t n; /* samples in the item */
     bool called; /* a sample reached us: the estimator's own errors are behind */
     /* a unit of resamples (part.set): the sample's values and the request */
     const struct qt_design *des;
@@ -345,7 +348,7 @@ static int boot_unit(struct chunk_ctx *cc, const struct qt_result *const *res, s
         if (qt_cache_map_changed(cc->map))
             cache_changed_exit(qt_cache_map_name(cc->map));
         r = send_result(cc->w, cc->first_index, us + elapsed_us(&t0), res, n_res, NULL, 0, 0,
-                        NULL, rows);
+                        NULL, rows, true);
     }
     for (size_t k = 0; k < _QT_METHOD_MAX; k++)
         free(buf[k]);
@@ -363,7 +366,8 @@ static int chunk_result(size_t i, const struct qt_result *const *res, size_t n_r
         cache_changed_exit(qt_cache_map_name(cc->map));
     if (cc->job->part.set)
         return boot_unit(cc, res, n_res, us);
-    return send_result(cc->w, cc->first_index + i, us, res, n_res, NULL, 0, 0, NULL, NULL);
+    return send_result(cc->w, cc->first_index + i, us, res, n_res, NULL, 0, 0, NULL, NULL,
+                       i + 1 == cc->n);
 }
 
 /* A chunk: the params of a submit (qp_pack_job) with first_index = absolute index. */
@@ -408,7 +412,7 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
         for (size_t i = 0; i < j.n; i++)
             test_hooks(j.values + j.m * i);
     if (err == 0) {
-        struct chunk_ctx cc = {w, map, j.first_index, false, des, &j, j.values};
+        struct chunk_ctx cc = {w, map, j.first_index, j.n, false, des, &j, j.values};
 
         r = qt_chunk_estimate(des, &w->ws, j.values, j.m, j.n, &j.opts, meth, nm, chunk_result,
                               &cc);
@@ -418,7 +422,7 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
     /* A chunk that could not run gets an error result for every sample. */
     for (size_t i = 0; err && i < j.n; i++) {
         r = send_result(w, j.first_index + i, 0.0, NULL, nm, meth, d, err,
-                        dg.msg[0] ? dg.msg : qt_strerror(err), NULL);
+                        dg.msg[0] ? dg.msg : qt_strerror(err), NULL, i + 1 == j.n);
         if (r < 0)
             break;
     }
