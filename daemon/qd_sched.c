@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/compiler.h"
 #include "base/qt_err.h"
 #include "qd.h"
 
@@ -291,6 +292,7 @@ static void start_item(struct qd_sched *s, struct qd_sw *w, struct qd_chunk *ch,
     w->state = QD_W_BUSY;
     w->cur = ch;
     w->cur_done = 0;
+    w->cur_computed = 0;
     w->t_dispatch = now;
     w->deadline = now + item_timeout(s, job);
     w->timed_out = false;
@@ -494,7 +496,7 @@ void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int status, int t
 {
     struct qd_chunk *ch = w->cur;
     struct qd_job *job;
-    size_t head;
+    size_t head, done;
     bool known;
 
     unlink_worker(s, w);
@@ -515,12 +517,15 @@ void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int status, int t
                         w->pid);
         goto out;
     }
-    /* The worker answers an item's samples in order, each right after its own estimate, but
-     * first runs the linear estimate of all of them: before the first answer of a several-sample
-     * item nobody knows which sample was running, so none is charged. */
-    head = ch->c0 + w->cur_done;
-    known = ch->n == 1 || w->cur_done > 0;
-    for (size_t col = head; col < ch->c0 + ch->n; col++) {
+    /* The worker answers an item's samples in order, after their own estimates (several in one
+     * write), but first runs the linear estimate of all of them: before the first sample of a
+     * several-sample item was computed nobody knows which sample was running, so none is
+     * charged. Its progress word (cur_computed) says how many it computed: the first of the
+     * others was running; those computed but not answered are queued again, uncharged. */
+    done = QT_MAX(w->cur_done, QT_MIN(w->cur_computed, ch->n));
+    head = ch->c0 + done;
+    known = ch->n == 1 || done > 0;
+    for (size_t col = ch->c0 + w->cur_done; col < ch->c0 + ch->n; col++) {
         if (!qd_sched_pending(job, col))
             continue;
         if (col != head || (!known && !w->timed_out)) { /* queued again, uncharged */

@@ -63,6 +63,7 @@ struct qd_sw {
     int pid;
     struct qd_chunk *cur; /* the running item */
     size_t cur_done;      /* its samples answered so far */
+    size_t cur_computed;  /* of its samples, computed (answered or not) when it died, if known */
     uint64_t t_dispatch, deadline, kill_at;
     bool timed_out; /* killed (or being killed) for a deadline */
     uint64_t items; /* samples answered, for recycling */
