@@ -168,6 +168,7 @@ int qd_sched_admit(struct qd_sched *s, struct qd_job *job)
     if (!job->state)
         return -ENOMEM;
     job->next_col = job->done = job->failed = 0;
+    job->batch_us = job->batch_n = 0;
     job->refs = 0; /* queued items and running ones refer to it; the batch list does not */
     job->finished = job->in_batch = false;
     if (job->interactive) {
@@ -234,6 +235,23 @@ static uint32_t item_timeout(const struct qd_sched *s, const struct qd_job *job)
     return s->lim.item_timeout_ms;
 }
 
+/* Samples per batch item: the chunk, or more while an item of them takes at most chunk_grow_us
+ * of a worker's time at the submit's measured rate (its first items are chunks): the relay's
+ * cost per item (a frame each way, a wake-up of the worker) then matters less for fast samples,
+ * and a live sample still waits at most about max(a chunk, chunk_grow_us). */
+static size_t batch_item_size(const struct qd_sched *s, const struct qd_job *job)
+{
+    uint64_t per, grow;
+
+    if (job->unit)
+        return job->unit;
+    if (!s->lim.chunk_grow_us || job->batch_n < s->lim.chunk)
+        return s->lim.chunk;
+    per = job->batch_us / job->batch_n;
+    grow = per ? s->lim.chunk_grow_us / per : QD_MAX_CHUNK;
+    return (size_t)QT_MAX((uint64_t)s->lim.chunk, QT_MIN(grow, (uint64_t)QD_MAX_CHUNK));
+}
+
 /* Cuts the next item of a submit, preferring one whose cache file w has mapped; submits take
  * turns. */
 static struct qd_chunk *cut_batch(struct qd_sched *s, const struct qd_sw *w)
@@ -255,8 +273,8 @@ static struct qd_chunk *cut_batch(struct qd_sched *s, const struct qd_sw *w)
     if (!pick)
         return NULL;
     n = pick->n - pick->next_col;
-    if (n > (pick->unit ? pick->unit : s->lim.chunk))
-        n = pick->unit ? pick->unit : s->lim.chunk;
+    if (n > batch_item_size(s, pick))
+        n = batch_item_size(s, pick);
     ch = chunk_new(pick, pick->next_col, n);
     if (!ch)
         return NULL;
@@ -419,6 +437,10 @@ int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now, uint64_
         return -EPROTO;
     w->cur = NULL;
     busy_us = busy_us ? busy_us : 1; /* an item takes time, even under the clock's step */
+    if (ch->batch && !ch->job->unit) {
+        ch->job->batch_us += busy_us;
+        ch->job->batch_n += ch->n;
+    }
     if (ch->batch)
         s->us_batch += busy_us;
     else

@@ -93,13 +93,18 @@ static void f_release(void *ud, struct qd_job *job)
     tj(job)->released = true;
 }
 
-static void setup_share(uint32_t chunk, uint64_t max_queue, uint32_t share)
+static void setup_grow(uint32_t chunk, uint64_t max_queue, uint32_t share, uint32_t grow_us)
 {
     struct qd_sched_ops ops = {NULL, f_start, f_fail, f_kill, f_paused, f_release};
-    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue, share};
+    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue, share, grow_us};
 
     memset(&F, 0, sizeof(F));
     qd_sched_init(&F.s, &ops, &lim);
+}
+
+static void setup_share(uint32_t chunk, uint64_t max_queue, uint32_t share)
+{
+    setup_grow(chunk, max_queue, share, 0);
 }
 
 static void setup(uint32_t chunk, uint64_t max_queue)
@@ -214,6 +219,50 @@ static void test_interactive_before_batch(void **state)
     assert_int_equal(F.s.inflight, 0);
     assert_int_equal(F.s.tot.items, 21);
     assert_int_equal(F.s.tot.errors, 0);
+    finish_all();
+}
+
+/* chunk-grow-us: a submit's first items are chunks; once a chunk's worth of samples was
+ * measured, items of fast samples grow to what takes at most chunk_grow_us (up to
+ * QD_MAX_CHUNK), never below the chunk; slow samples keep the chunk. */
+static void test_items_of_fast_samples_grow(void **state)
+{
+    struct tjob a, b;
+    struct qd_sw w;
+
+    (void)state;
+    setup_grow(4, 100000, 20, 1000);
+    job_init(&a, false, 200, "fast");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.starts[F.nstart - 1].n, 4);
+    /* 4 samples in 40 us of worker time: 10 us each, 1000 us hold 100, at most 64 */
+    answer(&w, 4, 0);
+    assert_int_equal(qd_sched_item_end(&F.s, &w, 0, 40), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.starts[F.nstart - 1].n, QD_MAX_CHUNK);
+    answer(&w, QD_MAX_CHUNK, 0);
+    assert_int_equal(qd_sched_item_end(&F.s, &w, 0, 68 * 25 - 40), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 0); /* 68 samples in 1700 us: 25 us each, 40 per item */
+    assert_int_equal(F.starts[F.nstart - 1].n, 40);
+    while (qd_sched_item_job(&w)) {
+        assert_int_equal(finish_item(&w, 1), QD_AFTER_IDLE);
+        qd_sched_dispatch(&F.s, 1);
+    }
+    assert_exactly_once(&a);
+    job_init(&b, false, 20, "slow"); /* 1 ms per sample: chunks */
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    qd_sched_dispatch(&F.s, 2);
+    answer(&w, 4, 2);
+    assert_int_equal(qd_sched_item_end(&F.s, &w, 2, 4000), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 2);
+    assert_int_equal(F.starts[F.nstart - 1].n, 4);
+    while (qd_sched_item_job(&w)) {
+        assert_int_equal(finish_item(&w, 3), QD_AFTER_IDLE);
+        qd_sched_dispatch(&F.s, 3);
+    }
+    assert_exactly_once(&b);
     finish_all();
 }
 
@@ -832,6 +881,7 @@ static void test_batch_share_under_interactive_load(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_interactive_before_batch),
     cmocka_unit_test(test_round_robin_and_affinity),
+    cmocka_unit_test(test_items_of_fast_samples_grow),
     cmocka_unit_test(test_out_of_order_sample_is_a_protocol_error),
     cmocka_unit_test(test_death_charges_only_the_running_sample),
     cmocka_unit_test(test_death_before_any_answer_charges_nobody),
