@@ -92,8 +92,8 @@ int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, siz
         }
         r = qp_pack_chunk(&wr, w->item_id = ++s->task_serial,
                           (const uint8_t *)j->values_le + j->m * col * sizeof(double), j->m, n, c0,
-                          jb->fields.data, jb->fields.size, jb->nfields,
-                          part.set ? &part : NULL, UINT32_MAX);
+                          jb->fields.data, jb->fields.size, jb->nfields, part.set ? &part : NULL,
+                          UINT32_MAX);
     }
     if (r == 0)
         r = worker_send(w, &wr);

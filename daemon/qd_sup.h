@@ -70,7 +70,7 @@ struct worker {
     uint64_t rss_checked_ms; /* maybe_recycle last read its RSS */
     uint64_t t_start_ns;     /* its item was sent (uv_hrtime) */
     uint32_t item_id;        /* the id its item was sent with */
-    uint64_t *progress; /* its progress word (QD_PROGRESS), NULL: none */
+    uint64_t *progress;      /* its progress word (QD_PROGRESS), NULL: none */
 };
 
 struct conn {

@@ -20,8 +20,8 @@
 #include "num/qt_bootstrap.h"
 #include "num/qt_chunk.h"
 #include "num/qt_detector.h"
-#include "num/qt_tdbound.h"
 #include "num/qt_estimate.h"
+#include "num/qt_tdbound.h"
 #include "qd.h"
 #include "qd_log.h"
 #include "qp.h"
@@ -43,8 +43,8 @@ struct worker {
     struct qp_writer out;
     struct qp_framer fr; /* the channel from the supervisor */
     struct qt_ws ws;
-    uint64_t *progress; /* shared with the supervisor (QD_PROGRESS), NULL: none */
-    struct timespec t_flush;     /* the last write of w.result frames */
+    uint64_t *progress;      /* shared with the supervisor (QD_PROGRESS), NULL: none */
+    struct timespec t_flush; /* the last write of w.result frames */
 };
 
 static double elapsed_us(const struct timespec *t0)
@@ -257,9 +257,10 @@ static void test_start_delay(void)
  * crash is charged to it), at most QD_FLUSH_US apart and 64 KB; the last waits for the item's
  * response, with nothing computed in between. Without the progress word each is written at
  * once (the supervisor charges a crash to the first sample it has no answer for). */
-static int send_result(struct worker *w, uint64_t idx, double us, const struct qt_result *const *res,
-                       size_t n_res, const enum qt_method *meth, size_t d, int err,
-                       const char *msg, const struct qp_boot_rows *boot, bool last)
+static int send_result(struct worker *w, uint64_t idx, double us,
+                       const struct qt_result *const *res, size_t n_res, const enum qt_method *meth,
+                       size_t d, int err, const char *msg, const struct qp_boot_rows *boot,
+                       bool last)
 {
     struct qp_w_result wr = {
         .index = idx, .us = us, .failed = (uint32_t)n_res, .boot = boot, .n_boot = n_res};
@@ -356,8 +357,8 @@ static int boot_unit(struct chunk_ctx *cc, const struct qt_result *const *res, s
     if (r == 0) {
         if (qt_cache_map_changed(cc->map))
             cache_changed_exit(qt_cache_map_name(cc->map));
-        r = send_result(cc->w, cc->first_index, us + elapsed_us(&t0), res, n_res, NULL, 0, 0,
-                        NULL, rows, true);
+        r = send_result(cc->w, cc->first_index, us + elapsed_us(&t0), res, n_res, NULL, 0, 0, NULL,
+                        rows, true);
     }
     for (size_t k = 0; k < _QT_METHOD_MAX; k++)
         free(buf[k]);
@@ -675,13 +676,13 @@ int qd_worker_main(const struct qd_conf *conf)
         qd_err("worker: cache %s: %s", conf->cache_dir, dg.msg);
         return QD_EXIT_INIT;
     }
-    {   /* the supervisor's memfd, nothing else that fd 4 might be */
+    { /* the supervisor's memfd, nothing else that fd 4 might be */
         char link[64] = "";
         ssize_t k = readlink("/proc/self/fd/4", link, sizeof(link) - 1);
 
         if (k > 0 && strncmp(link, "/memfd:qtomod-progress", 22) == 0) {
-            void *p = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED,
-                           QD_PROGRESS_FD, 0);
+            void *p =
+                mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, QD_PROGRESS_FD, 0);
 
             w.progress = p == MAP_FAILED ? NULL : p;
             (void)close(QD_PROGRESS_FD);
