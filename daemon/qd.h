@@ -1,9 +1,19 @@
 /* qtomod internals shared by the supervisor, the workers and main. */
 #pragma once
 
+#include <stdint.h>
+
 #include "qd_conf.h"
 
-#define QD_CHANNEL_FD 3  /* a worker's end of its socketpair with the supervisor */
+/* fd 3: a worker's end of its socketpair with the supervisor; fd 4: its progress word, a memfd
+ * shared with the supervisor (qd_worker.c checks /proc/self/fd/4). */
+#define QD_CHANNEL_FD  3
+#define QD_PROGRESS_FD 4
+/* A worker writes its w.result frames of one item together, at most QD_FLUSH_US apart (and at
+ * the item's end); the progress word tells the supervisor which sample was running when it
+ * died: QD_PROGRESS(item id, samples of the item computed so far). */
+#define QD_FLUSH_US           2000.0
+#define QD_PROGRESS(id, done) ((uint64_t)(id) << 32 | (uint32_t)(done))
 #define QD_MAX_CHUNK  64 /* samples per work item, at most */
 
 /* The channel's messages are in proto's method table (SCHEMA.md §4 `w.ready`, `w.result`). */

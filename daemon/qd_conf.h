@@ -32,6 +32,9 @@
     X("max-queue", U, max_queue, "100000", 1, 1u << 30,                                            \
       "samples waiting in all queues before requests get BUSY")                                    \
     X("chunk", U, chunk, "8", 1, 64, "samples per work item sent to a worker")                     \
+    X("chunk-grow-us", U, chunk_grow_us, "500", 0, 100000,                                         \
+      "batch items of fast samples grow past chunk samples (up to 64) while one takes at most "    \
+      "this many microseconds of a worker's time (measured per submit); 0: never")                 \
     X("batch-share-pct", U, batch_share_pct, "20", 0, 100,                                         \
       "worker time batches get while interactive work also waits (0: interactive first)")          \
     X("item-timeout-ms", U, item_timeout_ms, "60000", 10, 86400000,                                \

@@ -37,9 +37,10 @@ static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
 
 struct wreq {
     uv_write_t req;
-    char *data;
-    size_t len;
     struct sup *s;
+    size_t len;
+    unsigned n;
+    uv_buf_t bufs[]; /* the frames, each its own allocation */
 };
 
 static void flow_update(struct conn *c, uint64_t now);
@@ -189,7 +190,8 @@ static void on_write(uv_write_t *req, int status)
             conn_update_reading(c);
         }
     }
-    free(w->data);
+    for (unsigned i = 0; i < w->n; i++)
+        free(w->bufs[i].base);
     free(w);
     if (!c || c->closing)
         return;
@@ -199,43 +201,108 @@ static void on_write(uv_write_t *req, int status)
         flow_update_all(s, c->wrote_ms);
 }
 
-void qd_conn_send(struct conn *c, struct qp_writer *w)
+/* Hands a connection's coalesced frames to the socket in one write (libuv writes them at once
+ * when the socket takes them); output that cannot go any more (a failed write) is dropped. */
+static void conn_flush(struct conn *c)
 {
-    struct wreq *wr;
-    size_t spare;
-    uv_buf_t b;
+    struct sup *s = c->s;
+    struct wreq *wr = NULL;
+    unsigned n = c->n_pend;
 
-    if (c->closing || c->write_failed || w->sb.size == 0) {
-        qp_writer_reset(w);
+    if (n == 0)
         return;
-    }
-    wr = malloc(sizeof(*wr));
-    if (!wr) {
-        qp_writer_reset(w);
-        return;
-    }
-    wr->len = w->sb.size;
-    wr->s = c->s;
-    spare = w->sb.alloc - w->sb.size;
-    wr->data = msgpack_sbuffer_release(&w->sb);
-    w->start = 0;
-    if (spare > 1024) { /* an sbuffer grows in 8 KB steps: keep only what is used */
-        char *fit = realloc(wr->data, wr->len);
-
-        wr->data = fit ? fit : wr->data;
-    }
-    b = uv_buf_init(wr->data, (unsigned)wr->len);
-    wr->req.data = c;
-    if (uv_write(&wr->req, (uv_stream_t *)&c->h, &b, 1, on_write) < 0) {
-        free(wr->data);
+    if (!c->closing && !c->write_failed)
+        wr = malloc(sizeof(*wr) + n * sizeof(uv_buf_t));
+    if (wr) {
+        wr->s = s;
+        wr->len = c->pend_len;
+        wr->n = n;
+        memcpy(wr->bufs, c->pend, n * sizeof(uv_buf_t));
+        wr->req.data = c;
+        if (uv_write(&wr->req, (uv_stream_t *)&c->h, wr->bufs, n, on_write) == 0) {
+            c->n_pend = 0;
+            c->pend_len = 0;
+            return;
+        }
         free(wr);
         c->write_failed = true;
         conn_update_reading(c);
+    }
+    s->write_bytes -= c->pend_len;
+    c->out_bytes -= c->pend_len;
+    s->freed_bytes += c->pend_len;
+    for (unsigned i = 0; i < n; i++)
+        free(c->pend[i].base);
+    c->n_pend = 0;
+    c->pend_len = 0;
+}
+
+/* Before the loop polls: every connection's output of this iteration, one write each. */
+static void on_flush(uv_prepare_t *h)
+{
+    struct sup *s = h->data;
+
+    while (s->pend) {
+        struct conn *c = s->pend;
+
+        s->pend = c->pend_next;
+        c->pend_next = NULL;
+        c->pend_queued = false;
+        conn_flush(c);
+    }
+    uv_prepare_stop(h);
+}
+
+static void pend_unlink(struct conn *c)
+{
+    if (!c->pend_queued)
+        return;
+    for (struct conn **p = &c->s->pend; *p; p = &(*p)->pend_next)
+        if (*p == c) {
+            *p = c->pend_next;
+            break;
+        }
+    c->pend_next = NULL;
+    c->pend_queued = false;
+}
+
+/* Queues a frame on a connection. Frames sent during one loop iteration leave together, in
+ * order, before the loop polls again (or as soon as QD_COALESCE_FRAMES or QD_COALESCE_MAX bytes
+ * wait): one write and one wake-up of the reader for many results. The bytes count as queued
+ * output (flow control) from here on. */
+void qd_conn_send(struct conn *c, struct qp_writer *w)
+{
+    struct sup *s = c->s;
+    size_t len = w->sb.size, spare;
+    char *data;
+
+    if (c->closing || c->write_failed || len == 0) {
+        qp_writer_reset(w);
         return;
     }
-    c->s->write_bytes += wr->len;
-    c->out_bytes += wr->len;
-    flow_update(c, qd_now_ms(c->s));
+    spare = w->sb.alloc - len;
+    data = msgpack_sbuffer_release(&w->sb);
+    w->start = 0;
+    if (!data)
+        return;
+    if (spare > 1024) { /* an sbuffer grows in 8 KB steps: keep only what is used */
+        char *fit = realloc(data, len);
+
+        data = fit ? fit : data;
+    }
+    c->pend[c->n_pend++] = uv_buf_init(data, (unsigned)len);
+    c->pend_len += len;
+    s->write_bytes += len;
+    c->out_bytes += len;
+    if (c->n_pend == QD_COALESCE_FRAMES || c->pend_len >= QD_COALESCE_MAX) {
+        conn_flush(c);
+    } else if (!c->pend_queued) {
+        c->pend_queued = true;
+        c->pend_next = s->pend;
+        s->pend = c;
+        uv_prepare_start(&s->flush_prep, on_flush);
+    }
+    flow_update(c, qd_now_ms(s));
 }
 
 void qd_conn_send_error(struct conn *c, uint32_t id, int code, const char *msg, int64_t retry)
@@ -284,9 +351,14 @@ void qd_conn_close(struct conn *c)
 
     if (c->closing)
         return;
-    c->closing = true;
     if (c->blocked_since)
         s->n_blocked--;
+    pend_unlink(c);
+    conn_flush(c); /* a bye goes out before the close (uv_close cancels queued writes) */
+    c->closing = true;
+    /* Its queued output is dropped: the allocator would keep the memory (with frames coalesced
+     * into one write, the heap's top is rarely free by itself). */
+    s->trim_due |= c->out_bytes >= QD_TRIM_CLOSED;
     if (c->resume_queued)
         for (struct conn **p = &s->resume; *p; p = &(*p)->resume_next)
             if (*p == c) {
@@ -309,9 +381,10 @@ void qd_conn_tick(struct sup *s, uint64_t now)
 {
     /* Give the memory of a burst of output back to the system once it is written (or dropped
      * with its connection): the allocator keeps freed memory otherwise. */
-    if (s->freed_bytes > QD_TRIM_BYTES && s->write_bytes < QD_TRIM_BYTES / 8) {
+    if ((s->freed_bytes > QD_TRIM_BYTES || s->trim_due) && s->write_bytes < QD_TRIM_BYTES / 8) {
         (void)malloc_trim(0);
         s->freed_bytes = 0;
+        s->trim_due = false;
     }
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
@@ -438,6 +511,8 @@ void qd_conn_init(struct sup *s)
 {
     uv_idle_init(s->loop, &s->resume_idle);
     s->resume_idle.data = s;
+    uv_prepare_init(s->loop, &s->flush_prep);
+    s->flush_prep.data = s;
 }
 
 /* ---- accepting ---- */

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memfd_create */
 /* The worker pool: workers are spawned by fork+exec (posix_spawn) of our own binary
  * (`qtomod --worker`) with a socketpair on fd 3, and reaped on SIGCHLD; their frames are read here
  * and their exits reported to the scheduler. What a worker may be given and what becomes of its
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,10 +90,10 @@ int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, siz
             part.sample = j->first_index + col;
             n = 1;
         }
-        r = qp_pack_chunk(&wr, ++s->task_serial,
+        r = qp_pack_chunk(&wr, w->item_id = ++s->task_serial,
                           (const uint8_t *)j->values_le + j->m * col * sizeof(double), j->m, n, c0,
-                          jb->fields.data, jb->fields.size, jb->nfields,
-                          part.set ? &part : NULL, UINT32_MAX);
+                          jb->fields.data, jb->fields.size, jb->nfields, part.set ? &part : NULL,
+                          UINT32_MAX);
     }
     if (r == 0)
         r = worker_send(w, &wr);
@@ -119,6 +121,8 @@ void qd_pool_kill(void *ud, struct qd_sw *sw, int sig)
 static void worker_free(struct worker *w)
 {
     qp_framer_done(&w->fr);
+    if (w->progress)
+        (void)munmap(w->progress, sizeof(uint64_t));
     free(w);
 }
 
@@ -247,6 +251,12 @@ static void on_worker_exit(struct worker *w, int64_t status, int term_signal)
     log_exit(w, was, status, term_signal);
     if (was == QD_W_STARTING && start_failure(w, status, term_signal))
         note_start_failure(s, qd_now_ms(s));
+    if (w->progress) { /* how far its item got, written by the worker before it died */
+        uint64_t p = __atomic_load_n(w->progress, __ATOMIC_ACQUIRE);
+
+        if (p >> 32 == w->item_id)
+            w->sw.cur_computed = (uint32_t)p;
+    }
     qd_sched_worker_exit(&s->sched, &w->sw, (int)status, term_signal);
     worker_remove(w);
     if (s->exit_code) /* crash loop: end the requests, stop the other workers, then the loop */
@@ -481,6 +491,33 @@ void qd_pool_init(struct sup *s)
     uv_signal_start(&s->sig_chld, on_sigchld, SIGCHLD);
 }
 
+/* A worker's progress word: a shared page (memfd, given to the worker as QD_PROGRESS_FD),
+ * mapped here; *fd: the memfd (> QD_PROGRESS_FD), or -1 with NULL when there is none (the
+ * worker then answers every sample on its own). */
+static uint64_t *progress_map(int *fd)
+{
+    void *p;
+    int f = memfd_create("qtomod-progress", MFD_CLOEXEC);
+
+    *fd = -1;
+    if (f >= 0 && f <= QD_PROGRESS_FD) { /* not where a dup2 would replace it, nor onto itself */
+        int g = fcntl(f, F_DUPFD_CLOEXEC, QD_PROGRESS_FD + 1);
+
+        close(f);
+        f = g;
+    }
+    if (f < 0)
+        return NULL;
+    if (ftruncate(f, (off_t)sizeof(uint64_t)) < 0 ||
+        (p = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, f, 0)) ==
+            MAP_FAILED) {
+        close(f);
+        return NULL;
+    }
+    *fd = f;
+    return p;
+}
+
 /* fork+exec without fork's cost: posix_spawn (vfork-like in glibc) does not copy the
  * supervisor's page tables, which took 10-15 ms of the loop per worker once the supervisor
  * held hundreds of MB of requests (uv_spawn forks). The worker gets /dev/null on stdin, our
@@ -492,7 +529,7 @@ static int spawn_worker(struct sup *s, struct worker *w, char **env)
     posix_spawnattr_t at;
     sigset_t none, all;
     struct wargs a;
-    int sv[2], r;
+    int sv[2], r, mfd = -1;
     pid_t pid;
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -509,6 +546,7 @@ static int spawn_worker(struct sup *s, struct worker *w, char **env)
         close(sv[1]);
         sv[1] = fd;
     }
+    w->progress = progress_map(&mfd);
     worker_args(s, &a);
     sigemptyset(&none);
     sigfillset(&all);
@@ -516,6 +554,8 @@ static int spawn_worker(struct sup *s, struct worker *w, char **env)
     posix_spawnattr_init(&at);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, sv[1], QD_CHANNEL_FD);
+    if (mfd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, mfd, QD_PROGRESS_FD);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -523,6 +563,8 @@ static int spawn_worker(struct sup *s, struct worker *w, char **env)
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     close(sv[1]);
+    if (mfd >= 0)
+        close(mfd);
     if (r < 0) {
         close(sv[0]);
         return r;

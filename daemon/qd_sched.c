@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/compiler.h"
 #include "base/qt_err.h"
 #include "qd.h"
 
@@ -167,6 +168,7 @@ int qd_sched_admit(struct qd_sched *s, struct qd_job *job)
     if (!job->state)
         return -ENOMEM;
     job->next_col = job->done = job->failed = 0;
+    job->batch_us = job->batch_n = 0;
     job->refs = 0; /* queued items and running ones refer to it; the batch list does not */
     job->finished = job->in_batch = false;
     if (job->interactive) {
@@ -233,6 +235,23 @@ static uint32_t item_timeout(const struct qd_sched *s, const struct qd_job *job)
     return s->lim.item_timeout_ms;
 }
 
+/* Samples per batch item: the chunk, or more while an item of them takes at most chunk_grow_us
+ * of a worker's time at the submit's measured rate (its first items are chunks): the relay's
+ * cost per item (a frame each way, a wake-up of the worker) then matters less for fast samples,
+ * and a live sample still waits at most about max(a chunk, chunk_grow_us). */
+static size_t batch_item_size(const struct qd_sched *s, const struct qd_job *job)
+{
+    uint64_t per, grow;
+
+    if (job->unit)
+        return job->unit;
+    if (!s->lim.chunk_grow_us || job->batch_n < s->lim.chunk)
+        return s->lim.chunk;
+    per = job->batch_us / job->batch_n;
+    grow = per ? s->lim.chunk_grow_us / per : QD_MAX_CHUNK;
+    return (size_t)QT_MAX((uint64_t)s->lim.chunk, QT_MIN(grow, (uint64_t)QD_MAX_CHUNK));
+}
+
 /* Cuts the next item of a submit, preferring one whose cache file w has mapped; submits take
  * turns. */
 static struct qd_chunk *cut_batch(struct qd_sched *s, const struct qd_sw *w)
@@ -254,8 +273,8 @@ static struct qd_chunk *cut_batch(struct qd_sched *s, const struct qd_sw *w)
     if (!pick)
         return NULL;
     n = pick->n - pick->next_col;
-    if (n > (pick->unit ? pick->unit : s->lim.chunk))
-        n = pick->unit ? pick->unit : s->lim.chunk;
+    if (n > batch_item_size(s, pick))
+        n = batch_item_size(s, pick);
     ch = chunk_new(pick, pick->next_col, n);
     if (!ch)
         return NULL;
@@ -291,6 +310,7 @@ static void start_item(struct qd_sched *s, struct qd_sw *w, struct qd_chunk *ch,
     w->state = QD_W_BUSY;
     w->cur = ch;
     w->cur_done = 0;
+    w->cur_computed = 0;
     w->t_dispatch = now;
     w->deadline = now + item_timeout(s, job);
     w->timed_out = false;
@@ -417,6 +437,10 @@ int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now, uint64_
         return -EPROTO;
     w->cur = NULL;
     busy_us = busy_us ? busy_us : 1; /* an item takes time, even under the clock's step */
+    if (ch->batch && !ch->job->unit) {
+        ch->job->batch_us += busy_us;
+        ch->job->batch_n += ch->n;
+    }
     if (ch->batch)
         s->us_batch += busy_us;
     else
@@ -494,7 +518,7 @@ void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int status, int t
 {
     struct qd_chunk *ch = w->cur;
     struct qd_job *job;
-    size_t head;
+    size_t head, done;
     bool known;
 
     unlink_worker(s, w);
@@ -515,12 +539,15 @@ void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int status, int t
                         w->pid);
         goto out;
     }
-    /* The worker answers an item's samples in order, each right after its own estimate, but
-     * first runs the linear estimate of all of them: before the first answer of a several-sample
-     * item nobody knows which sample was running, so none is charged. */
-    head = ch->c0 + w->cur_done;
-    known = ch->n == 1 || w->cur_done > 0;
-    for (size_t col = head; col < ch->c0 + ch->n; col++) {
+    /* The worker answers an item's samples in order, after their own estimates (several in one
+     * write), but first runs the linear estimate of all of them: before the first sample of a
+     * several-sample item was computed nobody knows which sample was running, so none is
+     * charged. Its progress word (cur_computed) says how many it computed: the first of the
+     * others was running; those computed but not answered are queued again, uncharged. */
+    done = QT_MAX(w->cur_done, QT_MIN(w->cur_computed, ch->n));
+    head = ch->c0 + done;
+    known = ch->n == 1 || done > 0;
+    for (size_t col = ch->c0 + w->cur_done; col < ch->c0 + ch->n; col++) {
         if (!qd_sched_pending(job, col))
             continue;
         if (col != head || (!known && !w->timed_out)) { /* queued again, uncharged */

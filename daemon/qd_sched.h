@@ -47,6 +47,7 @@ struct qd_job {
     /* scheduler */
     size_t next_col; /* submits: next column to cut */
     size_t done, failed;
+    uint64_t batch_us, batch_n; /* its finished batch items: worker time (us) and samples */
     uint8_t *state; /* per sample: QD_SAMPLE_CRASHES, QD_SAMPLE_KILLS, QD_SAMPLE_DELIVERED */
     unsigned refs;  /* items queued or running, and the scheduler's own loops */
     bool admitted, finished, in_batch;
@@ -63,6 +64,7 @@ struct qd_sw {
     int pid;
     struct qd_chunk *cur; /* the running item */
     size_t cur_done;      /* its samples answered so far */
+    size_t cur_computed;  /* of its samples, computed (answered or not) when it died, if known */
     uint64_t t_dispatch, deadline, kill_at;
     bool timed_out; /* killed (or being killed) for a deadline */
     uint64_t items; /* samples answered, for recycling */
@@ -93,6 +95,7 @@ struct qd_sched_limits {
     uint32_t kill_grace_ms;   /* SIGABRT to SIGKILL */
     uint64_t max_queue;       /* samples waiting before admit says -EBUSY */
     uint32_t batch_share_pct; /* worker time batches get while interactive work also waits */
+    uint32_t chunk_grow_us;   /* batch items grow past chunk while they take at most this; 0: no */
 };
 
 struct qd_sched_totals {

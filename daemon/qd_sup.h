@@ -25,6 +25,9 @@
 #define QD_READ_MAX         (64u << 10) /* bytes one read of a connection or channel copies */
 #define QD_TAKE_FRAME_BYTES (1u << 20)  /* a request frame this large is kept, not copied */
 #define QD_TRIM_BYTES       (16u << 20) /* freed output that is worth a malloc_trim */
+#define QD_TRIM_CLOSED      (1u << 20)  /* so is the output a closing connection leaves, from */
+#define QD_COALESCE_MAX     (64u << 10) /* output bytes coalesced into one write, about */
+#define QD_COALESCE_FRAMES  64u         /* frames coalesced into one write, at most */
 
 struct sup;
 struct conn;
@@ -66,6 +69,8 @@ struct worker {
     uint64_t max_jobs, generation;
     uint64_t rss_checked_ms; /* maybe_recycle last read its RSS */
     uint64_t t_start_ns;     /* its item was sent (uv_hrtime) */
+    uint32_t item_id;        /* the id its item was sent with */
+    uint64_t *progress;      /* its progress word (QD_PROGRESS), NULL: none */
 };
 
 struct conn {
@@ -96,6 +101,13 @@ struct conn {
     const uint8_t *held_body;
     uint32_t held_len;
     struct conn *resume_next; /* in sup's resume list */
+    /* Frames of this loop iteration not yet handed to the socket (counted in out_bytes): many
+     * results leave in one write (writev), flushed before the loop polls again. */
+    uv_buf_t pend[QD_COALESCE_FRAMES];
+    unsigned n_pend;
+    size_t pend_len;
+    bool pend_queued;
+    struct conn *pend_next; /* in sup's pend list */
 };
 
 struct sup {
@@ -130,8 +142,11 @@ struct sup {
     struct conn *in_wait, **in_wait_tail; /* connections waiting for a reservation, in order */
     struct conn *resume;                  /* connections with a held frame that may go on */
     uv_idle_t resume_idle;                /* handles them outside the write callbacks */
+    struct conn *pend;                    /* connections with output to flush */
+    uv_prepare_t flush_prep;              /* flushes it, once per loop iteration */
     unsigned n_in_waiting;
     uint64_t freed_bytes; /* output freed since the last malloc_trim */
+    bool trim_due;        /* a connection closed with a backlog of output: trim once it is gone */
 };
 
 /* qd_sup.c */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,8 +20,8 @@
 #include "num/qt_bootstrap.h"
 #include "num/qt_chunk.h"
 #include "num/qt_detector.h"
-#include "num/qt_tdbound.h"
 #include "num/qt_estimate.h"
+#include "num/qt_tdbound.h"
 #include "qd.h"
 #include "qd_log.h"
 #include "qp.h"
@@ -42,7 +43,17 @@ struct worker {
     struct qp_writer out;
     struct qp_framer fr; /* the channel from the supervisor */
     struct qt_ws ws;
+    uint64_t *progress;      /* shared with the supervisor (QD_PROGRESS), NULL: none */
+    struct timespec t_flush; /* the last write of w.result frames */
 };
+
+static double elapsed_us(const struct timespec *t0)
+{
+    struct timespec t;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e6 + (double)(t.tv_nsec - t0->tv_nsec) / 1e3;
+}
 
 static int write_all(const void *p, size_t n)
 {
@@ -66,6 +77,7 @@ static int flush_out(struct worker *w)
     int r = write_all(w->out.sb.data, w->out.sb.size);
 
     qp_writer_reset(&w->out);
+    (void)clock_gettime(CLOCK_MONOTONIC, &w->t_flush);
     return r;
 }
 
@@ -240,10 +252,15 @@ static void test_start_delay(void)
 #endif
 
 /* One w.result frame for the sample with absolute index idx: its results array as msgpack
- * bytes and how many of its maps are errors; a unit of resamples adds its rows. */
-static int send_result(struct worker *w, uint64_t idx, double us, const struct qt_result *const *res,
-                       size_t n_res, const enum qt_method *meth, size_t d, int err,
-                       const char *msg, const struct qp_boot_rows *boot)
+ * bytes and how many of its maps are errors; a unit of resamples adds its rows. Frames wait
+ * to be written together while the progress word tells the supervisor which sample runs (a
+ * crash is charged to it), at most QD_FLUSH_US apart and 64 KB; the last waits for the item's
+ * response, with nothing computed in between. Without the progress word each is written at
+ * once (the supervisor charges a crash to the first sample it has no answer for). */
+static int send_result(struct worker *w, uint64_t idx, double us,
+                       const struct qt_result *const *res, size_t n_res, const enum qt_method *meth,
+                       size_t d, int err, const char *msg, const struct qp_boot_rows *boot,
+                       bool last)
 {
     struct qp_w_result wr = {
         .index = idx, .us = us, .failed = (uint32_t)n_res, .boot = boot, .n_boot = n_res};
@@ -265,8 +282,10 @@ static int send_result(struct worker *w, uint64_t idx, double us, const struct q
     wr.len = sb.size;
     r = qp_pack_w_result(&w->out, &wr);
     msgpack_sbuffer_destroy(&sb);
-    if (r < 0)
+    if (r < 0 || last)
         return r;
+    if (w->progress && w->out.sb.size < (64u << 10) && elapsed_us(&w->t_flush) < QD_FLUSH_US)
+        return 0;
     return flush_out(w);
 }
 
@@ -275,20 +294,14 @@ struct chunk_ctx {
     struct worker *w;
     struct qt_cache_map *map; /* computed from */
     uint64_t first_index;
+    size_t n;    /* samples in the item */
+    uint32_t id; /* the item's request id */
     bool called; /* a sample reached us: the estimator's own errors are behind */
     /* a unit of resamples (part.set): the sample's values and the request */
     const struct qt_design *des;
     const struct qp_job *job;
     const double *y;
 };
-
-static double elapsed_us(const struct timespec *t0)
-{
-    struct timespec t;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) * 1e6 + (double)(t.tv_nsec - t0->tv_nsec) / 1e3;
-}
 
 /* A unit of resamples of the sample whose point estimates are res: rows for each method whose
  * estimate succeeded, [k0, k0 + n) of the request's N, streams keyed by the sample's absolute
@@ -344,8 +357,8 @@ static int boot_unit(struct chunk_ctx *cc, const struct qt_result *const *res, s
     if (r == 0) {
         if (qt_cache_map_changed(cc->map))
             cache_changed_exit(qt_cache_map_name(cc->map));
-        r = send_result(cc->w, cc->first_index, us + elapsed_us(&t0), res, n_res, NULL, 0, 0,
-                        NULL, rows);
+        r = send_result(cc->w, cc->first_index, us + elapsed_us(&t0), res, n_res, NULL, 0, 0, NULL,
+                        rows, true);
     }
     for (size_t k = 0; k < _QT_METHOD_MAX; k++)
         free(buf[k]);
@@ -353,17 +366,27 @@ static int boot_unit(struct chunk_ctx *cc, const struct qt_result *const *res, s
     return r;
 }
 
+static void set_progress(struct worker *w, uint32_t id, size_t done)
+{
+    if (w->progress)
+        __atomic_store_n(w->progress, QD_PROGRESS(id, done), __ATOMIC_RELEASE);
+}
+
 static int chunk_result(size_t i, const struct qt_result *const *res, size_t n_res, double us,
                         void *userdata)
 {
     struct chunk_ctx *cc = userdata;
+    int r;
 
     cc->called = true;
     if (qt_cache_map_changed(cc->map))
         cache_changed_exit(qt_cache_map_name(cc->map));
     if (cc->job->part.set)
         return boot_unit(cc, res, n_res, us);
-    return send_result(cc->w, cc->first_index + i, us, res, n_res, NULL, 0, 0, NULL, NULL);
+    r = send_result(cc->w, cc->first_index + i, us, res, n_res, NULL, 0, 0, NULL, NULL,
+                    i + 1 == cc->n);
+    set_progress(cc->w, cc->id, i + 1); /* sample i + 1 runs now */
+    return r;
 }
 
 /* A chunk: the params of a submit (qp_pack_job) with first_index = absolute index. */
@@ -408,8 +431,10 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
         for (size_t i = 0; i < j.n; i++)
             test_hooks(j.values + j.m * i);
     if (err == 0) {
-        struct chunk_ctx cc = {w, map, j.first_index, false, des, &j, j.values};
+        struct chunk_ctx cc = {w, map, j.first_index, j.n, id, false, des, &j, j.values};
 
+        set_progress(w, id, 0);
+        (void)clock_gettime(CLOCK_MONOTONIC, &w->t_flush);
         r = qt_chunk_estimate(des, &w->ws, j.values, j.m, j.n, &j.opts, meth, nm, chunk_result,
                               &cc);
         if (r < 0 && !cc.called)
@@ -418,7 +443,7 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
     /* A chunk that could not run gets an error result for every sample. */
     for (size_t i = 0; err && i < j.n; i++) {
         r = send_result(w, j.first_index + i, 0.0, NULL, nm, meth, d, err,
-                        dg.msg[0] ? dg.msg : qt_strerror(err), NULL);
+                        dg.msg[0] ? dg.msg : qt_strerror(err), NULL, i + 1 == j.n);
         if (r < 0)
             break;
     }
@@ -651,6 +676,18 @@ int qd_worker_main(const struct qd_conf *conf)
         qd_err("worker: cache %s: %s", conf->cache_dir, dg.msg);
         return QD_EXIT_INIT;
     }
+    { /* the supervisor's memfd, nothing else that fd 4 might be */
+        char link[64] = "";
+        ssize_t k = readlink("/proc/self/fd/4", link, sizeof(link) - 1);
+
+        if (k > 0 && strncmp(link, "/memfd:qtomod-progress", 22) == 0) {
+            void *p =
+                mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, QD_PROGRESS_FD, 0);
+
+            w.progress = p == MAP_FAILED ? NULL : p;
+            (void)close(QD_PROGRESS_FD);
+        }
+    }
     qp_writer_init(&w.out);
     test_start_delay();
     if (qp_pack_w_ready(&w.out) < 0 || flush_out(&w) < 0) {
@@ -687,5 +724,7 @@ out:
     qp_writer_done(&w.out);
     qt_ws_done(&w.ws);
     qp_framer_done(&w.fr);
+    if (w.progress)
+        (void)munmap(w.progress, sizeof(uint64_t));
     return r < 0 ? QD_EXIT_FAILURE : 0;
 }

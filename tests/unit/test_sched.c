@@ -93,13 +93,18 @@ static void f_release(void *ud, struct qd_job *job)
     tj(job)->released = true;
 }
 
-static void setup_share(uint32_t chunk, uint64_t max_queue, uint32_t share)
+static void setup_grow(uint32_t chunk, uint64_t max_queue, uint32_t share, uint32_t grow_us)
 {
     struct qd_sched_ops ops = {NULL, f_start, f_fail, f_kill, f_paused, f_release};
-    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue, share};
+    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue, share, grow_us};
 
     memset(&F, 0, sizeof(F));
     qd_sched_init(&F.s, &ops, &lim);
+}
+
+static void setup_share(uint32_t chunk, uint64_t max_queue, uint32_t share)
+{
+    setup_grow(chunk, max_queue, share, 0);
 }
 
 static void setup(uint32_t chunk, uint64_t max_queue)
@@ -217,6 +222,50 @@ static void test_interactive_before_batch(void **state)
     finish_all();
 }
 
+/* chunk-grow-us: a submit's first items are chunks; once a chunk's worth of samples was
+ * measured, items of fast samples grow to what takes at most chunk_grow_us (up to
+ * QD_MAX_CHUNK), never below the chunk; slow samples keep the chunk. */
+static void test_items_of_fast_samples_grow(void **state)
+{
+    struct tjob a, b;
+    struct qd_sw w;
+
+    (void)state;
+    setup_grow(4, 100000, 20, 1000);
+    job_init(&a, false, 200, "fast");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.starts[F.nstart - 1].n, 4);
+    /* 4 samples in 40 us of worker time: 10 us each, 1000 us hold 100, at most 64 */
+    answer(&w, 4, 0);
+    assert_int_equal(qd_sched_item_end(&F.s, &w, 0, 40), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.starts[F.nstart - 1].n, QD_MAX_CHUNK);
+    answer(&w, QD_MAX_CHUNK, 0);
+    assert_int_equal(qd_sched_item_end(&F.s, &w, 0, 68 * 25 - 40), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 0); /* 68 samples in 1700 us: 25 us each, 40 per item */
+    assert_int_equal(F.starts[F.nstart - 1].n, 40);
+    while (qd_sched_item_job(&w)) {
+        assert_int_equal(finish_item(&w, 1), QD_AFTER_IDLE);
+        qd_sched_dispatch(&F.s, 1);
+    }
+    assert_exactly_once(&a);
+    job_init(&b, false, 20, "slow"); /* 1 ms per sample: chunks */
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    qd_sched_dispatch(&F.s, 2);
+    answer(&w, 4, 2);
+    assert_int_equal(qd_sched_item_end(&F.s, &w, 2, 4000), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 2);
+    assert_int_equal(F.starts[F.nstart - 1].n, 4);
+    while (qd_sched_item_job(&w)) {
+        assert_int_equal(finish_item(&w, 3), QD_AFTER_IDLE);
+        qd_sched_dispatch(&F.s, 3);
+    }
+    assert_exactly_once(&b);
+    finish_all();
+}
+
 static void test_round_robin_and_affinity(void **state)
 {
     struct tjob a, b;
@@ -294,6 +343,83 @@ static void test_death_charges_only_the_running_sample(void **state)
     }
     assert_exactly_once(&a);
     assert_int_equal(F.s.tot.errors, 0);
+    finish_all();
+}
+
+/* Results written together: the worker computed samples 0-2 of 5 and answered only 0 when it
+ * died; its progress word (cur_computed = 3) says 3 was running: 3 is charged, 1 and 2 (lost
+ * with the worker's buffer) and 4 are queued again, uncharged. */
+static void test_death_charges_the_sample_the_progress_word_names(void **state)
+{
+    struct tjob a;
+    struct qd_sw w, w2;
+
+    (void)state;
+    setup(5, 1000);
+    job_init(&a, false, 5, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    answer(&w, 1, 1);
+    w.cur_computed = 3;
+    qd_sched_worker_exit(&F.s, &w, 0, SIGSEGV);
+    assert_int_equal(F.s.tot.crashes, 1);
+    for (size_t i = 1; i < 5; i++)
+        assert_int_equal(a.sj.state[i] & QD_SAMPLE_CRASHES, i == 3);
+    assert_int_equal(F.s.queued, 4);
+    worker_up(&w2, 2);
+    for (int k = 0; k < 4; k++) {
+        qd_sched_dispatch(&F.s, 2);
+        assert_int_equal(F.starts[F.nstart - 1].n, 1);
+        assert_int_equal(finish_item(&w2, 3), QD_AFTER_IDLE);
+    }
+    assert_exactly_once(&a);
+    assert_int_equal(F.s.tot.errors, 0);
+    finish_all();
+}
+
+/* The same at a deadline: the sample the progress word names fails with the timeout, the
+ * computed but unanswered one before it is retried; a progress word past the item (all
+ * computed, died writing) charges nobody. */
+static void test_deadline_and_progress_word(void **state)
+{
+    struct tjob a, b;
+    struct qd_sw w, w2, w3;
+
+    (void)state;
+    setup(3, 1000);
+    job_init(&a, false, 3, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    qd_sched_tick(&F.s, 1005);
+    assert_int_equal(F.kills[0].sig, SIGABRT);
+    w.cur_computed = 1;
+    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
+    assert_int_equal(a.errs[1], QT_EDEADLINE);
+    assert_int_equal(a.sj.state[0] & 0x7f, 0);
+    assert_int_equal(a.sj.state[2] & 0x7f, 0);
+    worker_up(&w2, 2);
+    for (int k = 0; k < 2; k++) {
+        qd_sched_dispatch(&F.s, 1100);
+        assert_int_equal(finish_item(&w2, 1101), QD_AFTER_IDLE);
+    }
+    assert_exactly_once(&a);
+    assert_int_equal(F.s.tot.timeouts, 1);
+    job_init(&b, false, 3, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    qd_sched_dispatch(&F.s, 1200);
+    w2.cur_computed = 3;
+    qd_sched_worker_exit(&F.s, &w2, 0, SIGSEGV);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(b.sj.state[i] & (QD_SAMPLE_CRASHES | QD_SAMPLE_KILLS), 0);
+    assert_int_equal(F.s.queued, 3);
+    worker_up(&w3, 3);
+    for (int k = 0; k < 3; k++) {
+        qd_sched_dispatch(&F.s, 1300);
+        assert_int_equal(finish_item(&w3, 1301), QD_AFTER_IDLE);
+    }
+    assert_exactly_once(&b);
     finish_all();
 }
 
@@ -755,9 +881,12 @@ static void test_batch_share_under_interactive_load(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_interactive_before_batch),
     cmocka_unit_test(test_round_robin_and_affinity),
+    cmocka_unit_test(test_items_of_fast_samples_grow),
     cmocka_unit_test(test_out_of_order_sample_is_a_protocol_error),
     cmocka_unit_test(test_death_charges_only_the_running_sample),
     cmocka_unit_test(test_death_before_any_answer_charges_nobody),
+    cmocka_unit_test(test_death_charges_the_sample_the_progress_word_names),
+    cmocka_unit_test(test_deadline_and_progress_word),
     cmocka_unit_test(test_poison_fails_alone_after_two_crashes),
     cmocka_unit_test(test_kills_from_outside_are_not_crashes),
     cmocka_unit_test(test_cache_changed_is_not_a_crash),
