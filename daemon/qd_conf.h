@@ -24,6 +24,12 @@
     X("cache-budget-mb", U, cache_budget_mb, "0", 0, 1u << 30,                                     \
       "cache size limit in MiB; 0: a quarter of physical memory")                                  \
     X("workers", U, workers, "0", 0, 256, "worker processes; 0: one per online CPU")               \
+    X("interactive-workers", U, interactive_workers, "0", 0, 16,                                   \
+      "extra workers for interactive work only (reconstruct, tasks): a live sample never waits "    \
+      "for a batch item")                                                                          \
+    X("batch-nice", U, batch_nice, "10", 0, 19,                                                    \
+      "with interactive workers: the nice value of the other workers, so the kernel runs a live "   \
+      "sample first")                                                                              \
     X("max-frame", U, max_frame, "67108864", 4096, 1u << 30, "largest frame body in bytes")        \
     X("max-dim", U, max_dim, "64", 2, 256, "largest dimension d accepted")                         \
     X("max-batch", U, max_batch, "1000000", 1, 1u << 30, "samples per submit")                     \

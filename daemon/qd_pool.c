@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -261,8 +262,8 @@ static void on_worker_exit(struct worker *w, int64_t status, int term_signal)
     worker_remove(w);
     if (s->exit_code) /* crash loop: end the requests, stop the other workers, then the loop */
         qd_sup_stop_now(s);
-    if (!s->stopping && !s->exit_code && qd_sched_live_workers(&s->sched) < s->conf.workers)
-        qd_pool_spawn(s);
+    if (!s->stopping && !s->exit_code)
+        qd_pool_fill(s);
     if (s->stopping && !s->workers)
         uv_stop(s->loop);
     qd_sched_dispatch(&s->sched, qd_now_ms(s));
@@ -304,7 +305,7 @@ static void maybe_recycle(struct worker *w)
         qd_info("worker %d recycled after %llu samples", w->pid, (unsigned long long)w->sw.items);
         s->recycled++;
         qd_pool_retire(w);
-        qd_pool_spawn(s);
+        qd_pool_spawn(s, w->sw.reserved);
     }
 }
 
@@ -578,7 +579,27 @@ static int spawn_worker(struct sup *s, struct worker *w, char **env)
     return r;
 }
 
-void qd_pool_spawn(struct sup *s)
+/* A batch worker runs at batch-nice when there are interactive workers, so that the kernel
+ * runs an interactive item first on a machine whose cores batches keep busy. Best effort. */
+static void batch_priority(struct sup *s, const struct worker *w, bool reserved)
+{
+    if (reserved || !s->conf.interactive_workers || !s->conf.batch_nice)
+        return;
+    if (setpriority(PRIO_PROCESS, (id_t)w->pid, (int)s->conf.batch_nice) < 0)
+        qd_warn("worker %d: cannot set nice %u: %s", w->pid, s->conf.batch_nice, strerror(errno));
+}
+
+void qd_pool_fill(struct sup *s)
+{
+    unsigned live = qd_sched_live_workers(&s->sched), res = qd_sched_live_reserved(&s->sched);
+
+    for (unsigned i = live - res; i < s->conf.workers; i++)
+        qd_pool_spawn(s, false);
+    for (unsigned i = res; i < s->conf.interactive_workers; i++)
+        qd_pool_spawn(s, true);
+}
+
+void qd_pool_spawn(struct sup *s, bool reserved)
 {
     struct worker *w = calloc(1, sizeof(*w));
     char **env = worker_env();
@@ -614,6 +635,9 @@ void qd_pool_spawn(struct sup *s)
     w->next = s->workers;
     s->workers = w;
     qd_sched_worker_add(&s->sched, &w->sw, w->pid);
+    w->sw.reserved = reserved;
+    batch_priority(s, w, reserved);
     uv_read_start((uv_stream_t *)&w->chan, worker_alloc, worker_read);
-    qd_debug("worker %d spawned (generation %llu)", w->pid, (unsigned long long)w->generation);
+    qd_debug("worker %d spawned (generation %llu%s)", w->pid, (unsigned long long)w->generation,
+             reserved ? ", interactive" : "");
 }

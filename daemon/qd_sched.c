@@ -354,10 +354,21 @@ void qd_sched_dispatch(struct qd_sched *s, uint64_t now)
 {
     if (s->stopping)
         return;
+    /* Interactive items go to reserved workers first, which take nothing else, so that batch
+     * workers stay on batches and a live sample never waits for a batch item. */
+    for (struct qd_sw *w = s->workers; w && s->iq_head; w = w->next) {
+        struct qd_chunk *ch;
+
+        if (!w->reserved || w->state != QD_W_IDLE)
+            continue;
+        ch = pop(&s->iq_head, &s->iq_tail);
+        q_sub(s, ch->n);
+        start_item(s, w, ch, now);
+    }
     for (struct qd_sw *w = s->workers; w; w = w->next) {
         struct qd_chunk *ch = NULL;
 
-        if (w->state != QD_W_IDLE)
+        if (w->state != QD_W_IDLE || w->reserved)
             continue;
         if (batch_due(s))
             ch = cut_batch(s, w);
@@ -606,5 +617,15 @@ uint64_t qd_sched_queued_interactive(const struct qd_sched *s)
 
     for (const struct qd_chunk *ch = s->iq_head; ch; ch = ch->next)
         n += ch->n;
+    return n;
+}
+
+unsigned qd_sched_live_reserved(const struct qd_sched *s)
+{
+    unsigned n = 0;
+
+    for (const struct qd_sw *w = s->workers; w; w = w->next)
+        n += w->reserved &&
+             (w->state == QD_W_STARTING || w->state == QD_W_IDLE || w->state == QD_W_BUSY);
     return n;
 }

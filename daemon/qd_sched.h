@@ -68,6 +68,7 @@ struct qd_sw {
     uint64_t t_dispatch, deadline, kill_at;
     bool timed_out; /* killed (or being killed) for a deadline */
     uint64_t items; /* samples answered, for recycling */
+    bool reserved;  /* an interactive worker: never given batch items or retries */
     char key[QD_SCHED_KEY_LEN];
     struct qd_sw *next;
 };
@@ -178,6 +179,8 @@ void qd_sched_stop(struct qd_sched *s, uint64_t now, uint32_t grace_ms);
 /* Counts for status: workers not retiring, killing or exiting; samples in the interactive
  * queue. */
 unsigned qd_sched_live_workers(const struct qd_sched *s);
+/* Of those, the reserved (interactive) ones. */
+unsigned qd_sched_live_reserved(const struct qd_sched *s);
 
 /* SIGKILL, SIGTERM, SIGINT, SIGHUP: signals a process gets from elsewhere (an operator, the OOM
  * killer, a stop), not from a fault of its own. */

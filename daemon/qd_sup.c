@@ -77,7 +77,8 @@ static void on_watchdog(uv_timer_t *t)
 /* READY=1 once the first full pool is ready. */
 void qd_sup_ready_check(struct sup *s)
 {
-    if (s->ready_sent || qd_sched_live_workers(&s->sched) != s->conf.workers)
+    if (s->ready_sent ||
+        qd_sched_live_workers(&s->sched) != s->conf.workers + s->conf.interactive_workers)
         return;
     for (const struct qd_sw *w = s->sched.workers; w; w = w->next)
         if (w->state == QD_W_STARTING)
@@ -251,9 +252,11 @@ int qd_sup_reload(struct sup *s, char *err, size_t errlen)
         if (w->generation < s->generation)
             qd_pool_retire(w);
     for (unsigned i = 0; i < s->conf.workers; i++)
-        qd_pool_spawn(s);
-    qd_notice("reloaded: generation %llu, %u workers", (unsigned long long)s->generation,
-              s->conf.workers);
+        qd_pool_spawn(s, false);
+    for (unsigned i = 0; i < s->conf.interactive_workers; i++)
+        qd_pool_spawn(s, true);
+    qd_notice("reloaded: generation %llu, %u workers (+%u interactive)",
+              (unsigned long long)s->generation, s->conf.workers, s->conf.interactive_workers);
     (void)sd_notify(0, "READY=1");
     s->status_line[0] = '\0';
     qd_sup_notify_status(s);
@@ -413,8 +416,7 @@ int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, cha
     start_events(&s);
     qd_pool_init(&s);
     qd_conn_init(&s);
-    for (unsigned i = 0; i < s.conf.workers; i++)
-        qd_pool_spawn(&s);
+    qd_pool_fill(&s);
     uv_run(s.loop, UV_RUN_DEFAULT);
     /* Stopped: close what is left and let the close callbacks run. */
     if (s.listening && !s.activated)

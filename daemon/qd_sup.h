@@ -192,7 +192,10 @@ void qd_req_tick(struct conn *c, uint64_t now);
 /* qd_pool.c */
 /* Starts reaping workers (SIGCHLD): workers are spawned with posix_spawn, not uv_spawn. */
 void qd_pool_init(struct sup *s);
-void qd_pool_spawn(struct sup *s);
+void qd_pool_spawn(struct sup *s, bool reserved);
+/* Spawns workers until there are conf.workers batch and conf.interactive_workers interactive
+ * ones alive. */
+void qd_pool_fill(struct sup *s);
 void qd_pool_retire(struct worker *w);
 void qd_pool_close_channels(struct sup *s);
 int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, size_t n);

@@ -1167,6 +1167,49 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(st["totals"]["crashes"], 0)
         self.assertEqual(d.stop(), 0)
 
+    def test_interactive_worker(self):
+        # interactive-workers: an extra worker that takes only interactive work, at normal
+        # priority, while batch workers run at batch-nice. Live samples sent while a batch keeps
+        # the batch worker busy are all served by the interactive worker.
+        d = self.start("--interactive-workers", "1", "--batch-nice", "7", workers=1)
+
+        def nice(pid):
+            with open("/proc/%d/stat" % pid) as f:
+                return int(f.read().rsplit(")", 1)[1].split()[16])
+
+        with d.client() as c:
+            self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
+            pids = [w["pid"] for w in c.stats()["workers"]]
+            by_nice = {nice(p): p for p in pids}
+            self.assertEqual(sorted(by_nice), [0, 7])
+            live, batch = by_nice[0], by_nice[7]
+        cols = [[100.0 + ((a * 7 + k) % 13) for a in range(256)] for k in range(300)]
+        done = {}
+
+        def run_batch():
+            with d.client() as c:
+                done.update(dict(c.submit(cols, design="nopovm", dim=16,
+                                          methods=["linear", "mle"])))
+
+        t = threading.Thread(target=run_batch)
+        t.start()
+        with d.client() as c:
+            self.assertTrue(wait_until(lambda: any(
+                w["pid"] == batch and w["state"] == "busy" for w in c.stats()["workers"])))
+            for k in range(5):
+                r = c.reconstruct([100.0 + k + a for a in range(16)], design="nopovm", dim=4,
+                                  methods=["linear"])
+                self.assertEqual(r["results"][0]["status"], "ok")
+            jobs = {w["pid"]: w["jobs"] for w in c.stats()["workers"]}
+            self.assertEqual(jobs[live], 5)
+        t.join()
+        self.assertEqual(sorted(done), list(range(300)))
+        self.assertTrue(all(r[1]["status"] == "ok" for r in done.values()))
+        with d.client() as c:
+            jobs = {w["pid"]: w["jobs"] for w in c.stats()["workers"]}
+            self.assertEqual((jobs[live], jobs[batch]), (5, 300))
+        self.assertEqual(d.stop(), 0)
+
     def test_design_put_custom(self):
         d = self.start("--chunk", "3")
         text = json.dumps(PAULI6)

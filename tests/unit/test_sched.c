@@ -266,6 +266,54 @@ static void test_items_of_fast_samples_grow(void **state)
     finish_all();
 }
 
+/* A reserved (interactive) worker takes interactive items, ahead of idle batch workers, and
+ * nothing else: batch items and retries wait for batch workers even while it is idle. */
+static void test_reserved_worker_is_interactive_only(void **state)
+{
+    struct tjob sub, rec1, rec2;
+    struct qd_sw b, r;
+
+    (void)state;
+    setup(8, 1000);
+    job_init(&sub, false, 16, "pauli-d16");
+    job_init(&rec1, true, 1, "nopovm-d4");
+    job_init(&rec2, true, 1, "nopovm-d4");
+    worker_up(&r, 20);
+    r.reserved = true;
+    assert_int_equal(qd_sched_live_reserved(&F.s), 1);
+    assert_int_equal(qd_sched_admit(&F.s, &sub.sj), 0);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nstart, 0); /* the batch does not go to the reserved worker */
+    assert_int_equal(r.state, QD_W_IDLE);
+    worker_up(&b, 10);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nstart, 1);
+    assert_ptr_equal(F.starts[0].w, &b);
+    assert_ptr_equal(F.starts[0].job, &sub.sj);
+    /* A live sample while the batch worker is busy: the reserved worker, at once. */
+    assert_int_equal(qd_sched_admit(&F.s, &rec1.sj), 0);
+    qd_sched_dispatch(&F.s, 1);
+    assert_int_equal(F.nstart, 2);
+    assert_ptr_equal(F.starts[1].w, &r);
+    assert_ptr_equal(F.starts[1].job, &rec1.sj);
+    assert_int_equal(finish_item(&r, 2), QD_AFTER_IDLE);
+    /* With both idle, a live sample still goes to the reserved worker, the batch to b. */
+    assert_int_equal(finish_item(&b, 3), QD_AFTER_IDLE);
+    assert_int_equal(qd_sched_admit(&F.s, &rec2.sj), 0);
+    qd_sched_dispatch(&F.s, 4);
+    assert_ptr_equal(last_start(&r)->job, &rec2.sj);
+    assert_ptr_equal(last_start(&b)->job, &sub.sj);
+    assert_int_equal(finish_item(&r, 5), QD_AFTER_IDLE);
+    assert_int_equal(finish_item(&b, 5), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 6);
+    assert_int_equal(r.state, QD_W_IDLE); /* nothing interactive left: it waits */
+    assert_int_equal(b.state, QD_W_IDLE);
+    assert_exactly_once(&rec1);
+    assert_exactly_once(&rec2);
+    assert_exactly_once(&sub);
+    finish_all();
+}
+
 static void test_round_robin_and_affinity(void **state)
 {
     struct tjob a, b;
@@ -880,6 +928,7 @@ static void test_batch_share_under_interactive_load(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_interactive_before_batch),
+    cmocka_unit_test(test_reserved_worker_is_interactive_only),
     cmocka_unit_test(test_round_robin_and_affinity),
     cmocka_unit_test(test_items_of_fast_samples_grow),
     cmocka_unit_test(test_out_of_order_sample_is_a_protocol_error),
