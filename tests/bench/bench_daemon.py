@@ -454,7 +454,7 @@ def bench_latency(args, env, data, cases):
 def bench_batches(args, env, data, cases, workers):
     """{case: {"frames": rate, "client": rate, "daemon_elapsed_rate": rate}} for one repeat."""
     out = {}
-    with Daemon(args.qtomod, workers, env) as dmn:
+    with Daemon(args.qtomod, workers, env, args.daemon_args.split()) as dmn:
         warm_daemon(dmn, data, args.chunk)
         with dmn.client() as c:
             for design, d, methods, n in cases:
@@ -635,7 +635,7 @@ def bench_live(args, env, data, loads, workers):
     ldesign, ld, lmethods = LIVE_CASE
     lcols = data[(ldesign, ld)]
     chunk = args.chunk
-    with Daemon(args.qtomod, workers, env) as dmn:
+    with Daemon(args.qtomod, workers, env, args.daemon_args.split()) as dmn:
         warm_daemon(dmn, data, args.chunk)
         with dmn.client() as c:
             base = []
@@ -742,6 +742,8 @@ def parse_args(argv):
     ap.add_argument("--inner-seconds", type=float, default=1.0, help="see --inner-runs [1.0]")
     ap.add_argument("--workers", default="1,2", help="(b, d) worker counts [1,2]")
     ap.add_argument("--live-n", type=int, default=100, help="(d) live calls per load [100]")
+    ap.add_argument("--daemon-args", default="",
+                    help="(b, d) more qtomod options, e.g. \"--interactive-workers 1\" []")
     ap.add_argument("--no-client-decode", action="store_true",
                     help="(b) skip the second pass through qtomo_client.submit")
     ap.add_argument("--no-local-env", action="store_true",
