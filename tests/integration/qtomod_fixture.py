@@ -179,10 +179,18 @@ class Daemon:
         self.log = open(os.path.join(self.dir, "log"), "w+")
         self.proc = subprocess.Popen(cmd, env=e, stderr=self.log, stdout=self.log)
         if activate:
+            # The socket's file appears at bind(), a moment before listen(): until then a
+            # connect is refused. Exec happens on the first accepted connect.
             end = time.time() + 10
-            while not os.path.exists(self.sock) and time.time() < end:
-                time.sleep(0.02)
-            socket.socket(socket.AF_UNIX).connect(self.sock)  # exec happens on first connect
+            while True:
+                try:
+                    with socket.socket(socket.AF_UNIX) as s:
+                        s.connect(self.sock)
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    if time.time() > end:
+                        raise
+                    time.sleep(0.02)
         if not self.notify.wait_for_text("READY=1", ready_timeout):
             raise AssertionError("qtomod did not get ready (no READY=1); log:\n" +
                                  self.logtext())
