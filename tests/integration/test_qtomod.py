@@ -566,8 +566,12 @@ class QtomodTest(unittest.TestCase):
         all output passes max-output-mb; a client that reads is served all along. Queued output
         stays within the limit plus what stopped connections' running items still send."""
         high_kb, total_mb = 256, 1
+        # Items of exactly 4 samples (chunk-grow-us 0), so that what a stopped connection's
+        # running item still sends is bounded by the slack below; grown items (up to 64 fast
+        # samples) scale that term by their size.
         d = self.start("--write-high-water-kb", str(high_kb), "--max-output-mb", str(total_mb),
-                       "--chunk", "4", "--idle-write-timeout-ms", "600000")
+                       "--chunk", "4", "--chunk-grow-us", "0", "--idle-write-timeout-ms",
+                       "600000")
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv"))
         socks = []
 
