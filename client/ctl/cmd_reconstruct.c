@@ -676,19 +676,20 @@ static int boot_sample(const struct recon *rc, const struct qt_design *des, stru
 }
 
 struct local_ctx {
-    struct recon *rc;
-    struct qctl_out *out;
-    struct qt_result *empty; /* scratch records of an empty column, one per method */
-    size_t c0, n;            /* the chunk's columns */
-    struct timespec t0;      /* when the chunk started */
-    double lin_ms;           /* the chunk's batched linear inversion, per sample */
-    int werr;                /* the output's error */
-    struct qt_ws *ws;
-    struct qt_uncertainty *unc; /* --bootstrap: one per method */
+    const struct recon *rc;
+    struct qctl_chunk_run *cr;
+    const double *Y;         /* the chunk's values, rows x n */
+    const bool *empty;       /* [n]: the column is empty (NULL: none is) */
+    size_t s0, n;            /* the chunk's samples */
+    struct timespec t0;      /* when the estimate call started */
+    double lin_ms;           /* the call's batched linear inversion, per sample */
+    int werr;                /* the sink's error */
+    qctl_sample_sink sink;
+    void *sink_ud;
 };
 
-/* Hands one sample's records to the output. Its time is its own iterative estimates plus its
- * share of the chunk's linear batch: everything before the first sample's own estimates. */
+/* Hands one sample's records to the sink. Its time is its own iterative estimates plus its
+ * share of the call's linear batch: everything before the first sample's own estimates. */
 static int local_sample(size_t i, const struct qt_result *const *res, size_t n_res, double us,
                         void *userdata)
 {
@@ -696,67 +697,111 @@ static int local_sample(size_t i, const struct qt_result *const *res, size_t n_r
     const struct qt_result *rec[_QT_METHOD_MAX];
     const struct qt_uncertainty *up[_QT_METHOD_MAX] = {NULL};
     const struct recon *rc = lc->rc;
-    size_t col = lc->c0 + i;
-    bool empty = qt_table_col_empty(&rc->tab, col);
+    size_t sample = lc->s0 + i;
+    bool empty = lc->empty && lc->empty[i];
 
     if (i == 0)
         lc->lin_ms = (since_ms(&lc->t0) - us / 1e3) / (double)lc->n;
     for (size_t k = 0; k < n_res; k++) {
         rec[k] = res[k];
         if (empty) {
-            empty_column(&lc->empty[k], res[k]->method, col);
-            rec[k] = &lc->empty[k];
+            empty_column(&lc->cr->empty[k], res[k]->method, rc->first + sample);
+            rec[k] = &lc->cr->empty[k];
         }
     }
     if (rc->boot.resamples && !empty &&
-        boot_sample(rc, rc->des, lc->ws, rc->tab.v + rc->tab.rows * col, col - rc->first, res,
-                    n_res, lc->unc, up) < 0)
+        boot_sample(rc, rc->des, &lc->cr->ws, lc->Y + rc->des->m * i, sample, res, n_res,
+                    lc->cr->unc, up) < 0)
         return -ENOMEM;
-    lc->werr = qctl_out_sample_unc(lc->out, col - rc->first, rec, up, n_res,
-                                   lc->lin_ms + us / 1e3);
+    lc->werr = lc->sink(lc->sink_ud, sample, rec, up, n_res, lc->lin_ms + us / 1e3);
     return lc->werr;
 }
 
-/* Runs the columns [c0, c0 + n) and hands each sample's records to the output. The linear
- * estimates are computed for the whole chunk at once (also when only the iterative methods
- * were asked for: they start from them). */
-static int run_chunk(struct recon *rc, struct qctl_out *out, struct qt_ws *ws,
-                     struct qt_result *empty, struct qt_uncertainty *unc, size_t c0, size_t n)
+int qctl_chunk_run_init(struct qctl_chunk_run *cr, size_t d)
+{
+    *cr = (struct qctl_chunk_run){.ws = QT_WS_INIT};
+    for (size_t k = 0; k < _QT_METHOD_MAX; k++)
+        if (qt_result_init(&cr->empty[k], d) < 0) {
+            qctl_err("out of memory");
+            qctl_chunk_run_done(cr);
+            return -1;
+        }
+    return 0;
+}
+
+void qctl_chunk_run_done(struct qctl_chunk_run *cr)
+{
+    for (size_t k = 0; k < _QT_METHOD_MAX; k++) {
+        qt_result_done(&cr->empty[k]); /* accepts unused ones */
+        qt_uncertainty_done(&cr->unc[k]);
+    }
+    qt_ws_done(&cr->ws);
+}
+
+/* The linear estimates are computed for the whole call at once (also when only the iterative
+ * methods were asked for: they start from them). With error bars each sample is estimated
+ * alone, as the daemon's workers do, so that the point estimates the resamples start from are
+ * the same bits. */
+int qctl_recon_chunk(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y,
+                     size_t s0, size_t n, const bool *empty, qctl_sample_sink sink, void *ud)
+{
+    size_t step = rc->boot.resamples ? 1 : n, m = rc->des->m;
+
+    for (size_t i = 0; i < n && !interrupted; i += step) {
+        struct local_ctx lc = {rc,   cr,      Y + m * i, empty ? empty + i : NULL, s0 + i, step,
+                               {0, 0}, 0.0, 0, sink,      ud};
+        int r;
+
+        (void)clock_gettime(CLOCK_MONOTONIC, &lc.t0);
+        r = qt_chunk_estimate(rc->des, &cr->ws, lc.Y, m, step, &rc->opts, rc->method_list,
+                              rc->n_methods, local_sample, &lc);
+        if (r < 0 && lc.werr == 0)
+            qctl_err("%s", qt_strerror(r)); /* the sink reported its own errors */
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+bool qctl_recon_interrupted(void)
+{
+    return interrupted;
+}
+
+static int out_sink(void *ud, size_t sample, const struct qt_result *const *res,
+                    const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+{
+    return qctl_out_sample_unc(ud, sample, res, unc, n_res, ms);
+}
+
+/* Runs the columns of samples [s0, s0 + n) in this process into the output. */
+int qctl_recon_local_chunk(const struct recon *rc, struct qctl_chunk_run *cr,
+                           struct qctl_out *out, size_t s0, size_t n)
 {
     const struct qt_table *t = &rc->tab;
-    struct local_ctx lc = {rc, out, empty, c0, n, {0, 0}, 0.0, 0, ws, unc};
-    int r;
+    bool empty[CHUNK];
+    int r = 0;
 
-    (void)clock_gettime(CLOCK_MONOTONIC, &lc.t0);
-    r = qt_chunk_estimate(rc->des, ws, t->v + t->rows * c0, t->rows, n, &rc->opts, rc->method_list,
-                          rc->n_methods, local_sample, &lc);
-    if (r < 0 && lc.werr == 0)
-        qctl_err("%s", qt_strerror(r)); /* the output reported its own errors */
-    return r < 0 ? -1 : 0;
+    for (size_t i = 0; i < n && r == 0; i += CHUNK) {
+        size_t k = QT_MIN(CHUNK, n - i), c0 = rc->first + s0 + i;
+
+        for (size_t j = 0; j < k; j++)
+            empty[j] = qt_table_col_empty(t, c0 + j);
+        r = qctl_recon_chunk(rc, cr, t->v + t->rows * c0, s0 + i, k, empty, out_sink, out);
+    }
+    return r;
 }
 
 static int run_local(struct recon *rc, struct qctl_out *out, size_t start)
 {
-    struct qt_ws ws = QT_WS_INIT;
-    struct qt_result empty[_QT_METHOD_MAX] = {{0}}; /* qt_result_done accepts unused ones */
-    struct qt_uncertainty unc[_QT_METHOD_MAX] = {{0}};
-    /* With error bars each sample is estimated alone, as the daemon's workers do, so that the
-     * point estimates the resamples start from are the same bits. */
-    size_t chunk = rc->boot.resamples ? 1 : CHUNK;
-    int ret = 0;
+    struct qctl_chunk_run cr;
+    size_t n = rc->last - rc->first + 1;
+    int ret;
 
-    for (size_t k = 0; k < _QT_METHOD_MAX && ret == 0; k++)
-        if (qt_result_init(&empty[k], rc->des->d) < 0) {
-            qctl_err("out of memory");
-            ret = -1;
-        }
-    for (size_t c0 = rc->first + start; c0 <= rc->last && !interrupted && ret == 0; c0 += chunk)
-        ret = run_chunk(rc, out, &ws, empty, unc, c0, QT_MIN(chunk, rc->last + 1 - c0));
-    for (size_t k = 0; k < _QT_METHOD_MAX; k++) {
-        qt_result_done(&empty[k]);
-        qt_uncertainty_done(&unc[k]);
-    }
-    qt_ws_done(&ws);
+    if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
+        return -1;
+    ret = qctl_recon_local_chunk(rc, &cr, out, start, n - start);
+    qctl_chunk_run_done(&cr);
     return ret;
 }
 
@@ -1259,7 +1304,42 @@ static int prepare_outdir(struct recon *rc, size_t *start)
     return r;
 }
 
-int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
+int qctl_recon_parse(int argc, char **argv, struct recon *rc, bool json)
+{
+    int r;
+
+    qt_opts_init(&rc->opts);
+    rc->methods[QT_METHOD_LINEAR] = rc->methods[QT_METHOD_MLE] = true;
+    rc->json = json;
+    r = parse_args(argc, argv, rc);
+    if (r != 0)
+        return r;
+    for (int m = 0; m < _QT_METHOD_MAX; m++)
+        if (rc->methods[m])
+            rc->method_list[rc->n_methods++] = (enum qt_method)m;
+    rc->opts.bell = rc->bell;
+    rc->opts.spectral = rc->spectral;
+    return 0;
+}
+
+int qctl_recon_prepare_design(struct recon *rc, size_t rows)
+{
+    if (resolve_design(rc, rows) < 0 || load_target(rc) < 0)
+        return -1;
+    return qctl_recon_detector(rc) < 0 ? -1 : 0;
+}
+
+void qctl_recon_done(struct recon *rc)
+{
+    qt_table_done(&rc->tab);
+    qt_design_free(rc->des);
+    free(rc->design_text);
+    free(rc->detector_text);
+    free(rc->target);
+}
+
+int qctl_reconstruct_run(int argc, char **argv, struct qctl_global *g,
+                         const struct qctl_recon_runner *runner)
 {
     struct recon rc = {0};
     struct qctl_out *out = NULL;
@@ -1270,24 +1350,25 @@ int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
     bool complete = false;
     int r, ret = QCTL_EXIT_USAGE;
 
-    qt_opts_init(&rc.opts);
-    rc.methods[QT_METHOD_LINEAR] = rc.methods[QT_METHOD_MLE] = true;
-    rc.json = g->json;
-    r = parse_args(argc, argv, &rc);
+    r = qctl_recon_parse(argc, argv, &rc, g->json);
     if (r != 0)
         return r > 0 ? QCTL_EXIT_OK : QCTL_EXIT_USAGE;
-    for (int m = 0; m < _QT_METHOD_MAX; m++)
-        if (rc.methods[m])
-            rc.method_list[rc.n_methods++] = (enum qt_method)m;
-    rc.opts.bell = rc.bell;
-    rc.opts.spectral = rc.spectral;
-    if (rc.local)
+    if (runner) {
+        if (rc.live || rc.local) {
+            qctl_err(rc.live ? "--live is interactive (qtomoctl reconstruct --live); %s runs "
+                               "batches from a FILE"
+                             : "%s always computes in its own processes; drop --local",
+                     qctl_progname);
+            return QCTL_EXIT_USAGE;
+        }
+        rc.local = true; /* the design is built here; records as --local's */
+        rc.mode = runner->mode;
+    }
+    if (rc.local && !runner)
         qctl_blas_env(g);
     if (!rc.live && load_input(&rc) < 0)
         goto out;
-    if (resolve_design(&rc, rc.live ? 0 : rc.tab.rows) < 0 || load_target(&rc) < 0)
-        goto out;
-    if (qctl_recon_detector(&rc) < 0)
+    if (qctl_recon_prepare_design(&rc, rc.live ? 0 : rc.tab.rows) < 0)
         goto out;
     if (choose_seed(&rc) < 0 || (!rc.live && table_counts_check(&rc) < 0))
         goto out;
@@ -1330,6 +1411,10 @@ int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
     if (rc.live) {
         ret = run_live(&rc, conn, job, out);
         complete = ret == 0 && !interrupted;
+    } else if (runner) {
+        /* also with nothing left to do: the runner's other processes wait for word */
+        ret = runner->run(&rc, out, start, runner->ud) < 0 ? QCTL_EXIT_FAILED : 0;
+        complete = ret == 0 && !interrupted;
     } else if (start >= n) {
         complete = true;
     } else if (rc.local) {
@@ -1354,10 +1439,11 @@ out:
     qctl_out_free(out);
     qtomo_job_free(job);
     qtomo_close(conn);
-    qt_table_done(&rc.tab);
-    qt_design_free(rc.des);
-    free(rc.design_text);
-    free(rc.detector_text);
-    free(rc.target);
+    qctl_recon_done(&rc);
     return ret;
+}
+
+int qctl_cmd_reconstruct(int argc, char **argv, struct qctl_global *g)
+{
+    return qctl_reconstruct_run(argc, argv, g, NULL);
 }

@@ -11,11 +11,13 @@
 #include "num/qt_lapack.h"
 #include "qtomo/client.h"
 
+const char *qctl_progname = "qtomoctl";
+
 void qctl_err(const char *fmt, ...)
 {
     va_list ap;
 
-    fputs("qtomoctl: ", stderr);
+    fprintf(stderr, "%s: ", qctl_progname);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);

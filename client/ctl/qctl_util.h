@@ -24,6 +24,8 @@ struct qctl_global {
     char **argv0;       /* the original argv, for re-executing with a tuned environment */
 };
 
+/* The program's name in messages: "qtomoctl", or "qtomo-mpi" (set by its main). */
+extern const char *qctl_progname;
 void qctl_err(const char *fmt, ...) QT_PRINTF(1, 2); /* "qtomoctl: ..." on stderr */
 /* Progress notes on stderr, shown with -v only. */
 void qctl_info(const struct qctl_global *g, const char *fmt, ...) QT_PRINTF(2, 3);

@@ -9,12 +9,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/qt_ws.h"
 #include "io/qt_csv.h"
 #include "io/qt_record.h"
 #include "num/qt_bootstrap.h"
 #include "num/qt_design.h"
 #include "num/qt_detector.h"
 #include "num/qt_estimate.h"
+#include "num/qt_uncert.h"
 #include "plot_run.h"
 #include "qctl.h"
 
@@ -51,7 +53,65 @@ struct recon {
     char base_name[16];       /* ... and the design it was checked against */
     char base_id[64];         /* (custom: its id; rc->design_text stays its file) */
     char server[64];     /* daemon runs: the server's name and version */
+    const char *mode;    /* run.json's "mode" when not "local" or "daemon" (qtomo-mpi: "mpi") */
 };
+
+/* ---- the command's stages (cmd_reconstruct.c), shared with qtomo-mpi (client/mpi) ---- */
+
+/* Parses `reconstruct`'s arguments into rc (zeroed by the caller): the options, the default
+ * methods, the method list. json: the global --json. Returns 0, 1 when --help was printed, or
+ * -1 (printed). */
+int qctl_recon_parse(int argc, char **argv, struct recon *rc, bool json);
+/* Resolves the design for an input of `rows` rows (rc->local: built here), the --target and
+ * the --detector. Returns 0 or -1 (printed). */
+int qctl_recon_prepare_design(struct recon *rc, size_t rows);
+/* Frees what parsing, reading and preparing allocated. */
+void qctl_recon_done(struct recon *rc);
+
+struct qctl_out;
+
+/* Who computes a batch other than the daemon or --local: qtomo-mpi's ranks. run computes the
+ * samples [start, n) of the selection into out (through qctl_out_sample_unc, in any order);
+ * it is called also when nothing is left to do. Returns 0 or -1 (printed). */
+struct qctl_recon_runner {
+    const char *mode; /* run.json's "mode" */
+    int (*run)(struct recon *rc, struct qctl_out *out, size_t start, void *ud);
+    void *ud;
+};
+/* The whole command: parse, read, resolve, prepare -o DIR (--resume), compute, finish the
+ * outputs. runner NULL: qtomoctl reconstruct (the daemon, --local or --live); otherwise the
+ * batch runs through runner (--local and --live are refused; the design is built here, as
+ * for --local). Returns the exit code. */
+int qctl_reconstruct_run(int argc, char **argv, struct qctl_global *g,
+                         const struct qctl_recon_runner *runner);
+/* SIGINT or SIGTERM arrived during the batch. */
+bool qctl_recon_interrupted(void);
+
+/* One sample's records, wherever they go: the output stage, or a message (qtomo-mpi). sample:
+ * 0-based in the selection; unc[k] for res[k] or NULL; ms: its compute time. Returns 0 or a
+ * negative error, which stops the chunk (the sink printed why). */
+typedef int (*qctl_sample_sink)(void *ud, size_t sample, const struct qt_result *const *res,
+                                const struct qt_uncertainty *const *unc, size_t n_res, double ms);
+
+/* The scratch of in-process estimation: workspace, records of empty columns, error bars. */
+struct qctl_chunk_run {
+    struct qt_ws ws;
+    struct qt_result empty[_QT_METHOD_MAX];
+    struct qt_uncertainty unc[_QT_METHOD_MAX];
+};
+/* For designs of dimension d. Returns 0 or -1 (printed). */
+int qctl_chunk_run_init(struct qctl_chunk_run *cr, size_t d);
+void qctl_chunk_run_done(struct qctl_chunk_run *cr);
+/* Estimates the samples [s0, s0 + n) of the selection, whose values are Y (rc->des->m x n,
+ * column-major), exactly as --local does (qt_chunk_estimate; with --bootstrap each sample
+ * alone, then its error bars), and hands each sample's records to sink in order. empty[i]:
+ * the sample's column is empty (its records say so; NULL: none is). Stops early when
+ * interrupted. Returns 0 or -1 (printed). */
+int qctl_recon_chunk(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y,
+                     size_t s0, size_t n, const bool *empty, qctl_sample_sink sink, void *ud);
+/* The same for the samples [s0, s0 + n) of rc->tab, into the output stage. */
+int qctl_recon_local_chunk(const struct recon *rc, struct qctl_chunk_run *cr,
+                           struct qctl_out *out, size_t s0, size_t n);
 
 /* ---- detector model (recon_detector.c) ---- */
 
@@ -61,8 +121,6 @@ struct recon {
 int qctl_recon_detector(struct recon *rc);
 
 /* ---- output stage (recon_out.c) ---- */
-
-struct qctl_out;
 
 /* Opens the output stage for samples [start, n) of the selection: records to stdout (a table,
  * or JSON lines with --json) or, with -o, to DIR/records.jsonl (appending after `start`

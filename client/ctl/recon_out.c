@@ -382,7 +382,7 @@ static void write_run_json(struct qctl_out *o, bool complete, double elapsed_ms)
     qt_jw_key(w, "input_sha256");
     qt_jw_str(w, rc->input_sha256);
     qt_jw_key(w, "mode");
-    qt_jw_str(w, rc->local ? "local" : "daemon");
+    qt_jw_str(w, rc->mode ? rc->mode : rc->local ? "local" : "daemon");
     qt_jw_key(w, "versions");
     qt_jw_obj_begin(w);
     qt_jw_key(w, "qtomoctl");
