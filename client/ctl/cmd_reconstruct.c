@@ -29,7 +29,6 @@
 #include "recon.h"
 
 #define INPUT_MAX ((size_t)1 << 30)
-#define CHUNK     64 /* samples per batched call */
 #define LIVE_MAX  (1u << 20) /* values per --live line */
 
 void qctl_reconstruct_usage(FILE *out)
@@ -738,22 +737,24 @@ void qctl_chunk_run_done(struct qctl_chunk_run *cr)
     qt_ws_done(&cr->ws);
 }
 
-/* The linear estimates are computed for the whole call at once (also when only the iterative
- * methods were asked for: they start from them). With error bars each sample is estimated
- * alone, as the daemon's workers do, so that the point estimates the resamples start from are
- * the same bits. */
+/* The linear estimates are computed QCTL_LOCAL_CHUNK samples at a time (also when only the
+ * iterative methods were asked for: they start from them); the batch's size can change the
+ * last bits of a GEMM's columns, so the batches start where --local's do. With error bars each
+ * sample is estimated alone, as the daemon's workers do, so that the point estimates the
+ * resamples start from are the same bits. */
 int qctl_recon_chunk(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y,
                      size_t s0, size_t n, const bool *empty, qctl_sample_sink sink, void *ud)
 {
-    size_t step = rc->boot.resamples ? 1 : n, m = rc->des->m;
+    size_t step = rc->boot.resamples ? 1 : QCTL_LOCAL_CHUNK, m = rc->des->m;
 
     for (size_t i = 0; i < n && !interrupted; i += step) {
-        struct local_ctx lc = {rc,   cr,      Y + m * i, empty ? empty + i : NULL, s0 + i, step,
-                               {0, 0}, 0.0, 0, sink,      ud};
+        size_t k = QT_MIN(step, n - i);
+        struct local_ctx lc = {rc,     cr,  Y + m * i, empty ? empty + i : NULL, s0 + i, k,
+                               {0, 0}, 0.0, 0,         sink,                     ud};
         int r;
 
         (void)clock_gettime(CLOCK_MONOTONIC, &lc.t0);
-        r = qt_chunk_estimate(rc->des, &cr->ws, lc.Y, m, step, &rc->opts, rc->method_list,
+        r = qt_chunk_estimate(rc->des, &cr->ws, lc.Y, m, k, &rc->opts, rc->method_list,
                               rc->n_methods, local_sample, &lc);
         if (r < 0 && lc.werr == 0)
             qctl_err("%s", qt_strerror(r)); /* the sink reported its own errors */
@@ -779,11 +780,11 @@ int qctl_recon_local_chunk(const struct recon *rc, struct qctl_chunk_run *cr,
                            struct qctl_out *out, size_t s0, size_t n)
 {
     const struct qt_table *t = &rc->tab;
-    bool empty[CHUNK];
+    bool empty[QCTL_LOCAL_CHUNK];
     int r = 0;
 
-    for (size_t i = 0; i < n && r == 0; i += CHUNK) {
-        size_t k = QT_MIN(CHUNK, n - i), c0 = rc->first + s0 + i;
+    for (size_t i = 0; i < n && r == 0; i += QCTL_LOCAL_CHUNK) {
+        size_t k = QT_MIN(QCTL_LOCAL_CHUNK, n - i), c0 = rc->first + s0 + i;
 
         for (size_t j = 0; j < k; j++)
             empty[j] = qt_table_col_empty(t, c0 + j);

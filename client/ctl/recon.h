@@ -93,6 +93,11 @@ bool qctl_recon_interrupted(void);
 typedef int (*qctl_sample_sink)(void *ud, size_t sample, const struct qt_result *const *res,
                                 const struct qt_uncertainty *const *unc, size_t n_res, double ms);
 
+/* Samples per batched linear inversion in process. A batch's size can change the last bits of
+ * its GEMM, so whoever splits a run (qtomo-mpi) starts its chunks at multiples of it from the
+ * run's first sample, as --local does. */
+#define QCTL_LOCAL_CHUNK 64
+
 /* The scratch of in-process estimation: workspace, records of empty columns, error bars. */
 struct qctl_chunk_run {
     struct qt_ws ws;
@@ -103,8 +108,9 @@ struct qctl_chunk_run {
 int qctl_chunk_run_init(struct qctl_chunk_run *cr, size_t d);
 void qctl_chunk_run_done(struct qctl_chunk_run *cr);
 /* Estimates the samples [s0, s0 + n) of the selection, whose values are Y (rc->des->m x n,
- * column-major), exactly as --local does (qt_chunk_estimate; with --bootstrap each sample
- * alone, then its error bars), and hands each sample's records to sink in order. empty[i]:
+ * column-major), exactly as --local does (qt_chunk_estimate on batches of QCTL_LOCAL_CHUNK
+ * from s0; with --bootstrap each sample alone, then its error bars), and hands each sample's
+ * records to sink in order. empty[i]:
  * the sample's column is empty (its records say so; NULL: none is). Stops early when
  * interrupted. Returns 0 or -1 (printed). */
 int qctl_recon_chunk(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y,

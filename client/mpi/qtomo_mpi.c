@@ -1,0 +1,696 @@
+/* qtomo-mpi: qtomoctl reconstruct over MPI ranks, for clusters (README "Clusters").
+ *
+ *   mpirun -n R qtomo-mpi reconstruct FILE -o DIR [options of qtomoctl reconstruct]
+ *
+ * Rank 0 runs qtomoctl's reconstruct command itself (cmd_reconstruct.c: options, input,
+ * --resume, the output writers) with a runner that hands chunks of samples out to the ranks
+ * (self-scheduling) and writes their records in sample order. Every rank estimates exactly as
+ * qtomoctl --local does (qctl_recon_chunk), so the files are the same bytes. Results travel as
+ * msgpack result and uncertainty maps (proto/, the daemon's encoding: doubles bit for bit).
+ *
+ * Messages (MPI_BYTE, rank 0 <-> rank r):
+ *   TAG_READY  r -> 0  int32: 0 when the rank resolved the run, else it failed (printed)
+ *   TAG_WORK   0 -> r  u64 s0, n, m; n bytes "column empty" (padded to 8); m x n doubles
+ *   TAG_RESULT r -> 0  msgpack [seconds, [[sample, ms, [result maps], [unc maps | nil] | nil]...]]
+ *   TAG_STOP   0 -> r  nothing more to do */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <mpi.h>
+#include <msgpack.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "qp.h"
+#include "recon.h"
+
+enum { TAG_READY = 1, TAG_WORK, TAG_RESULT, TAG_STOP };
+
+#define QUEUE_DEPTH  2      /* chunks a rank holds: one it computes, one waiting */
+#define CHUNK_MAX    4096   /* samples */
+#define CHUNK_TARGET 0.25   /* seconds of work per chunk */
+
+/* What rank 0 tells the others before the batch: go (1), or exit quietly (0). */
+struct hdr {
+    uint64_t go, rows, seed, has_seed;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: mpirun -n R qtomo-mpi [-q|-v] reconstruct FILE -o DIR [options]\n"
+            "       qtomo-mpi --help | --version\n\n"
+            "Reconstruct every sample of FILE over R MPI ranks: the batch of\n"
+            "`qtomoctl reconstruct --local`, with the same options and byte-identical\n"
+            "records.jsonl, summary.csv and results.h5 (run.json says \"mode\": \"mpi\").\n"
+            "Rank 0 reads FILE, writes every output and hands chunks of samples to the\n"
+            "ranks as they ask for more (it computes too); a chunk is sized to about\n"
+            "0.25 s of work from the measured time per sample, in whole batches of 64\n"
+            "samples as --local computes them (with --bootstrap, single samples), and\n"
+            "shrinks near the end.\n"
+            "Each rank builds the design in memory and runs OpenBLAS on one thread.\n\n"
+            "A rank that dies ends the job (MPI's default): run the same command with\n"
+            "--resume to finish it. --live, --local and the daemon options (-s, --timeout)\n"
+            "do not apply.\n\n"
+            "  -q, --quiet    no summary on stderr\n"
+            "  -v, --verbose  progress notes, and rank 0's dispatch statistics at the end\n"
+            "  --json         one JSON record per line on stdout (without -o)\n\n");
+    qctl_reconstruct_usage(out);
+    fprintf(out, "\nSlurm: packaging/slurm/qtomo-mpi.sbatch (installed under\n"
+                 "/usr/share/doc/qtomo-mpi/examples).\n\n"
+                 "Exit status: 0 every sample succeeded, 1 some failed, 2 bad invocation or\n"
+                 "input; mpirun's own status when a rank was killed.\n");
+}
+
+/* ---- the ranks that compute (rank > 0) ---- */
+
+struct work {
+    uint64_t s0, n, m;
+    bool *empty;
+    double *Y;
+};
+
+static int work_decode(const char *buf, size_t len, struct work *w)
+{
+    uint64_t h[3];
+    size_t pad;
+
+    if (len < sizeof(h))
+        return -EPROTO;
+    memcpy(h, buf, sizeof(h));
+    w->s0 = h[0], w->n = h[1], w->m = h[2];
+    pad = (w->n + 7) / 8 * 8;
+    if (w->n == 0 || w->n > CHUNK_MAX || len != sizeof(h) + pad + w->n * w->m * sizeof(double))
+        return -EPROTO;
+    w->empty = malloc(w->n * sizeof(bool));
+    w->Y = malloc(w->n * w->m * sizeof(double));
+    if (!w->empty || !w->Y)
+        return -ENOMEM;
+    for (size_t i = 0; i < w->n; i++)
+        w->empty[i] = buf[sizeof(h) + i] != 0;
+    memcpy(w->Y, buf + sizeof(h) + pad, w->n * w->m * sizeof(double));
+    return 0;
+}
+
+static void work_free(struct work *w)
+{
+    free(w->empty);
+    free(w->Y);
+}
+
+/* Receives one message from rank 0 (blocking or not). Returns its tag, 0 when none waits
+ * (nonblocking), with the bytes in *buf (malloc'd). */
+static int recv_any(int src, bool block, char **buf, int *len)
+{
+    MPI_Status st;
+    int flag = 1;
+
+    if (block)
+        MPI_Probe(src, MPI_ANY_TAG, MPI_COMM_WORLD, &st);
+    else
+        MPI_Iprobe(src, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+    if (!flag)
+        return 0;
+    MPI_Get_count(&st, MPI_BYTE, len);
+    *buf = malloc(*len ? (size_t)*len : 1);
+    if (!*buf) {
+        qctl_err("out of memory receiving %d bytes from rank %d", *len, st.MPI_SOURCE);
+        MPI_Abort(MPI_COMM_WORLD, QCTL_EXIT_FAILED);
+    }
+    MPI_Recv(*buf, *len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    return st.MPI_TAG | (st.MPI_SOURCE << 8);
+}
+
+static int pack_sink(void *ud, size_t sample, const struct qt_result *const *res,
+                     const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+{
+    msgpack_packer *pk = ud;
+    bool any = false;
+
+    for (size_t k = 0; k < n_res; k++)
+        any |= unc[k] != NULL;
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint64(pk, sample);
+    msgpack_pack_double(pk, ms);
+    qp_pack_results(pk, res, n_res);
+    if (!any) {
+        msgpack_pack_nil(pk);
+        return 0;
+    }
+    msgpack_pack_array(pk, n_res);
+    for (size_t k = 0; k < n_res; k++) {
+        if (unc[k])
+            qp_pack_uncertainty(pk, unc[k]);
+        else
+            msgpack_pack_nil(pk);
+    }
+    return 0;
+}
+
+/* Holds at most QUEUE_DEPTH chunks: computes one while the next waits in MPI's buffers. */
+static int compute_rank(struct recon *rc)
+{
+    struct qctl_chunk_run cr;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    struct work q[QUEUE_DEPTH + 1];
+    size_t nq = 0;
+    bool stop = false;
+    int ret = 0;
+
+    if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
+        return -1;
+    msgpack_sbuffer_init(&sb);
+    for (;;) {
+        char *buf = NULL;
+        int len = 0, t;
+
+        /* Take what rank 0 sent; wait only when there is nothing to compute. */
+        while (!stop && (t = recv_any(0, nq == 0, &buf, &len)) != 0) {
+            if ((t & 0xff) == TAG_STOP) {
+                stop = true;
+            } else if ((t & 0xff) != TAG_WORK || nq == QUEUE_DEPTH ||
+                       work_decode(buf, (size_t)len, &q[nq]) < 0) {
+                qctl_err("rank 0 sent a malformed or unexpected message (tag %d, %d bytes)",
+                         t & 0xff, len);
+                MPI_Abort(MPI_COMM_WORLD, QCTL_EXIT_FAILED);
+            } else {
+                nq++;
+            }
+            free(buf);
+            buf = NULL;
+        }
+        if (nq == 0)
+            break; /* stopped, nothing left */
+        double t0 = now_s();
+        msgpack_sbuffer_clear(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 2);
+        /* the chunk's seconds come first: packed after the records, patched in below */
+        msgpack_pack_double(&pk, 0.0);
+        msgpack_pack_array(&pk, q[0].n);
+        if (qctl_recon_chunk(rc, &cr, q[0].Y, q[0].s0, q[0].n, q[0].empty, pack_sink, &pk) < 0 ||
+            sb.data == NULL) {
+            qctl_err("cannot compute samples %llu-%llu (see above): ending the job",
+                     (unsigned long long)q[0].s0 + 1, (unsigned long long)(q[0].s0 + q[0].n));
+            MPI_Abort(MPI_COMM_WORLD, QCTL_EXIT_FAILED);
+        }
+        {
+            /* [2-array][0xcb f64 big-endian] */
+            double secs = now_s() - t0;
+            uint64_t bits;
+
+            memcpy(&bits, &secs, sizeof(bits));
+            for (int b = 0; b < 8; b++)
+                sb.data[2 + b] = (char)(bits >> (56 - 8 * b));
+        }
+        MPI_Send(sb.data, (int)sb.size, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD);
+        work_free(&q[0]);
+        memmove(q, q + 1, --nq * sizeof(q[0]));
+    }
+    msgpack_sbuffer_destroy(&sb);
+    qctl_chunk_run_done(&cr);
+    return ret;
+}
+
+static int rank_main(int argc, char **argv, bool json)
+{
+    struct recon rc = {0};
+    struct hdr h;
+    int32_t status = 0;
+    int ret = 0;
+
+    MPI_Bcast(&h, sizeof(h), MPI_BYTE, 0, MPI_COMM_WORLD);
+    if (!h.go)
+        return 0; /* rank 0 said why */
+    if (qctl_recon_parse(argc, argv, &rc, json) != 0) {
+        status = -1;
+    } else {
+        rc.local = true;
+        rc.boot.seed = h.seed;
+        rc.boot.has_seed = h.has_seed != 0;
+        if (qctl_recon_prepare_design(&rc, (size_t)h.rows) < 0 || !rc.des)
+            status = -1;
+    }
+    MPI_Send(&status, sizeof(status), MPI_BYTE, 0, TAG_READY, MPI_COMM_WORLD);
+    if (status == 0)
+        ret = compute_rank(&rc);
+    if (status != 0) {
+        /* rank 0 ends the job on hearing it; wait for that */
+        char *buf;
+        int len;
+
+        for (;;) {
+            (void)recv_any(0, true, &buf, &len);
+            free(buf);
+        }
+    }
+    qctl_recon_done(&rc);
+    return ret < 0 ? QCTL_EXIT_FAILED : 0;
+}
+
+/* ---- rank 0 ---- */
+
+struct pending_send {
+    MPI_Request req;
+    char *buf;
+};
+
+struct root {
+    const struct qctl_global *g;
+    struct recon *rc;
+    struct qctl_out *out;
+    int nranks;
+    bool started; /* the header went out */
+    size_t next, n;       /* next sample to hand out, the selection's size */
+    int *queued;          /* [rank]: chunks handed out and not yet back */
+    bool *ready;          /* [rank]: sent TAG_READY */
+    int not_ready;
+    struct pending_send *ps;
+    size_t nps, cps;
+    double sec_per_sample; /* measured; 0 = not yet */
+    int err;
+    struct qt_result res[_QT_METHOD_MAX];
+    struct qt_uncertainty unc[_QT_METHOD_MAX];
+    /* statistics (-v) */
+    size_t chunks, samples_remote, samples_root;
+    uint64_t bytes_work, bytes_result;
+    double t_write, t_dispatch;
+};
+
+/* The next chunk: about CHUNK_TARGET seconds of work at the measured rate, at most half a share
+ * of what is left per rank (so that near the end no rank waits on a long chunk), in whole
+ * batches of QCTL_LOCAL_CHUNK (--local's; with --bootstrap, samples). */
+static size_t chunk_size(const struct root *ro)
+{
+    size_t unit = ro->rc->boot.resamples ? 1 : QCTL_LOCAL_CHUNK;
+    size_t left = ro->n - ro->next, units = (left + unit - 1) / unit, k, tail;
+
+    if (ro->sec_per_sample <= 0.0)
+        k = 1; /* the first chunks measure */
+    else
+        k = (size_t)fmin((double)(CHUNK_MAX / unit),
+                         fmax(1.0, CHUNK_TARGET / (ro->sec_per_sample * (double)unit)));
+    tail = (units + 2 * (size_t)ro->nranks - 1) / (2 * (size_t)ro->nranks);
+    k = QT_MIN(k, QT_MAX(tail, (size_t)1));
+    return QT_MIN(k * unit, left);
+}
+
+static void root_abort(struct root *ro, int code)
+{
+    (void)ro;
+    fflush(NULL);
+    MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+static void send_work(struct root *ro, int rank)
+{
+    const struct qt_table *t = &ro->rc->tab;
+    size_t k = chunk_size(ro), m = t->rows, pad = (k + 7) / 8 * 8;
+    size_t len = 3 * sizeof(uint64_t) + pad + k * m * sizeof(double);
+    uint64_t h[3] = {ro->next, k, m};
+    size_t c0 = ro->rc->first + ro->next;
+    char *buf = calloc(1, len);
+
+    if (!buf || (ro->nps == ro->cps && !(ro->ps = realloc(ro->ps, (ro->cps = ro->cps * 2 + 8) *
+                                                                       sizeof(*ro->ps))))) {
+        qctl_err("out of memory handing out samples");
+        root_abort(ro, QCTL_EXIT_FAILED);
+    }
+    memcpy(buf, h, sizeof(h));
+    for (size_t i = 0; i < k; i++)
+        buf[sizeof(h) + i] = (char)qt_table_col_empty(t, c0 + i);
+    memcpy(buf + sizeof(h) + pad, t->v + m * c0, k * m * sizeof(double));
+    ro->ps[ro->nps].buf = buf;
+    MPI_Isend(buf, (int)len, MPI_BYTE, rank, TAG_WORK, MPI_COMM_WORLD, &ro->ps[ro->nps].req);
+    ro->nps++;
+    ro->next += k;
+    ro->queued[rank]++;
+    ro->chunks++;
+    ro->bytes_work += len;
+}
+
+/* Frees the buffers of the sends that completed. */
+static void reap_sends(struct root *ro)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < ro->nps; i++) {
+        int done = 0;
+
+        MPI_Test(&ro->ps[i].req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            free(ro->ps[i].buf);
+        else
+            ro->ps[j++] = ro->ps[i];
+    }
+    ro->nps = j;
+}
+
+static void top_up(struct root *ro, int rank)
+{
+    while (!ro->err && !qctl_recon_interrupted() && ro->ready[rank] &&
+           ro->queued[rank] < QUEUE_DEPTH && ro->next < ro->n)
+        send_work(ro, rank);
+}
+
+static void note_time(struct root *ro, double secs, size_t n)
+{
+    double s = secs / (double)(n ? n : 1);
+
+    ro->sec_per_sample = ro->sec_per_sample > 0.0 ? 0.7 * ro->sec_per_sample + 0.3 * s : s;
+}
+
+static int write_sample(struct root *ro, size_t sample, const struct qt_result *const *res,
+                        const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+{
+    double t0 = now_s();
+    int r = qctl_out_sample_unc(ro->out, sample, res, unc, n_res, ms);
+
+    ro->t_write += now_s() - t0;
+    if (r < 0)
+        ro->err = r;
+    return r;
+}
+
+/* One rank's chunk of records: decodes and writes them. */
+static void take_results(struct root *ro, int src, const char *buf, size_t len)
+{
+    const struct recon *rc = ro->rc;
+    msgpack_unpacked up;
+    const msgpack_object *o, *a;
+    struct qt_diag dg = {0};
+    size_t off = 0;
+    int r = QT_EPARSE;
+
+    msgpack_unpacked_init(&up);
+    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS)
+        goto bad;
+    o = &up.data;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+        o->via.array.ptr[0].type != MSGPACK_OBJECT_FLOAT64 ||
+        o->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY)
+        goto bad;
+    a = &o->via.array.ptr[1];
+    note_time(ro, o->via.array.ptr[0].via.f64, a->via.array.size);
+    for (uint32_t i = 0; i < a->via.array.size; i++) {
+        const msgpack_object *s = &a->via.array.ptr[i], *rs, *us;
+        const struct qt_result *rp[_QT_METHOD_MAX];
+        const struct qt_uncertainty *uptr[_QT_METHOD_MAX] = {NULL};
+        uint64_t sample;
+
+        r = QT_EPARSE;
+        if (s->type != MSGPACK_OBJECT_ARRAY || s->via.array.size != 4 ||
+            s->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            s->via.array.ptr[1].type != MSGPACK_OBJECT_FLOAT64)
+            goto bad;
+        sample = s->via.array.ptr[0].via.u64;
+        rs = &s->via.array.ptr[2];
+        us = &s->via.array.ptr[3];
+        if (sample >= ro->n || rs->type != MSGPACK_OBJECT_ARRAY ||
+            rs->via.array.size != rc->n_methods ||
+            (us->type != MSGPACK_OBJECT_NIL &&
+             (us->type != MSGPACK_OBJECT_ARRAY || us->via.array.size != rc->n_methods)))
+            goto bad;
+        for (uint32_t k = 0; k < rs->via.array.size; k++) {
+            r = qp_decode_result_map(&rs->via.array.ptr[k], rc->d, &ro->res[k], &dg);
+            if (r < 0)
+                goto bad;
+            rp[k] = &ro->res[k];
+            qt_uncertainty_done(&ro->unc[k]);
+            if (us->type == MSGPACK_OBJECT_NIL ||
+                us->via.array.ptr[k].type == MSGPACK_OBJECT_NIL)
+                continue;
+            r = qp_decode_uncertainty(&us->via.array.ptr[k], rc->d, &ro->unc[k], &dg);
+            if (r < 0)
+                goto bad;
+            uptr[k] = &ro->unc[k];
+        }
+        if (write_sample(ro, sample, rp, uptr, rc->n_methods, s->via.array.ptr[1].via.f64) < 0)
+            break;
+        ro->samples_remote++;
+    }
+    msgpack_unpacked_destroy(&up);
+    return;
+bad:
+    msgpack_unpacked_destroy(&up);
+    qctl_err("rank %d sent undecodable results (%zu bytes): %s", src, len,
+             dg.msg[0] ? dg.msg : qt_strerror(r));
+    root_abort(ro, QCTL_EXIT_FAILED);
+}
+
+/* Handles what the ranks sent: readiness and results, each answered with more work. With
+ * block, waits for one message first. */
+static void serve(struct root *ro, bool block)
+{
+    char *buf;
+    int len, t;
+
+    while ((t = recv_any(MPI_ANY_SOURCE, block, &buf, &len)) != 0) {
+        double t0 = now_s(), tw = ro->t_write;
+        int src = t >> 8;
+
+        block = false;
+        ro->bytes_result += (uint64_t)len;
+        if ((t & 0xff) == TAG_READY && len == sizeof(int32_t) && !ro->ready[src]) {
+            int32_t st;
+
+            memcpy(&st, buf, sizeof(st));
+            if (st != 0) {
+                qctl_err("rank %d could not set up the run (its message is above): ending the "
+                         "job",
+                         src);
+                root_abort(ro, QCTL_EXIT_USAGE);
+            }
+            ro->ready[src] = true;
+            ro->not_ready--;
+            ro->bytes_result -= (uint64_t)len;
+        } else if ((t & 0xff) == TAG_RESULT && ro->queued[src] > 0) {
+            take_results(ro, src, buf, (size_t)len);
+            ro->queued[src]--;
+        } else {
+            qctl_err("rank %d sent an unexpected message (tag %d, %d bytes)", src, t & 0xff,
+                     len);
+            root_abort(ro, QCTL_EXIT_FAILED);
+        }
+        free(buf);
+        top_up(ro, src);
+        reap_sends(ro);
+        ro->t_dispatch += now_s() - t0 - (ro->t_write - tw);
+    }
+}
+
+static bool ranks_busy(const struct root *ro)
+{
+    if (ro->not_ready)
+        return true;
+    for (int r = 1; r < ro->nranks; r++)
+        if (ro->queued[r])
+            return true;
+    return false;
+}
+
+/* Rank 0's own samples: written at once, and the other ranks served between them. */
+static int root_sink(void *ud, size_t sample, const struct qt_result *const *res,
+                     const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+{
+    struct root *ro = ud;
+    int r = write_sample(ro, sample, res, unc, n_res, ms);
+
+    ro->samples_root++;
+    if (r == 0 && ro->nranks > 1)
+        serve(ro, false);
+    return r;
+}
+
+/* Samples [s0, s0 + k) on rank 0 itself. */
+static int root_chunk(struct root *ro, struct qctl_chunk_run *cr, size_t s0, size_t k)
+{
+    const struct qt_table *t = &ro->rc->tab;
+    size_t c0 = ro->rc->first + s0;
+    bool *empty = malloc(k * sizeof(bool));
+    int r;
+
+    if (!empty) {
+        qctl_err("out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < k; i++)
+        empty[i] = qt_table_col_empty(t, c0 + i);
+    r = qctl_recon_chunk(ro->rc, cr, t->v + t->rows * c0, s0, k, empty, root_sink, ro);
+    free(empty);
+    return r;
+}
+
+static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *ud)
+{
+    struct root *ro = ud;
+    struct qctl_chunk_run cr;
+    struct hdr h = {1, rc->tab.rows, rc->boot.seed, rc->boot.has_seed};
+    double t_all = now_s();
+    int ret = 0;
+
+    ro->rc = rc;
+    ro->out = out;
+    ro->started = true;
+    MPI_Bcast(&h, sizeof(h), MPI_BYTE, 0, MPI_COMM_WORLD);
+    ro->n = rc->last - rc->first + 1;
+    ro->next = start;
+    ro->not_ready = ro->nranks - 1;
+    if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
+        root_abort(ro, QCTL_EXIT_FAILED);
+    for (size_t k = 0; k < _QT_METHOD_MAX; k++)
+        if (qt_result_init(&ro->res[k], rc->d) < 0) {
+            qctl_err("out of memory");
+            root_abort(ro, QCTL_EXIT_FAILED);
+        }
+    for (;;) {
+        if (ro->nranks > 1)
+            serve(ro, false);
+        if (ro->err || qctl_recon_interrupted()) {
+            ret = -1;
+            if (!ranks_busy(ro) || ro->not_ready)
+                break;
+            serve(ro, true); /* what is under way still reaches the files */
+        } else if (ro->next < ro->n) {
+            size_t k = chunk_size(ro), s0 = ro->next;
+            double t0 = now_s();
+
+            ro->next += k;
+            if (root_chunk(ro, &cr, s0, k) < 0 && !ro->err)
+                ro->err = -EIO;
+            note_time(ro, now_s() - t0, k);
+        } else if (ranks_busy(ro)) {
+            serve(ro, true);
+        } else {
+            break;
+        }
+    }
+    for (int r = 1; r < ro->nranks; r++)
+        MPI_Send(NULL, 0, MPI_BYTE, r, TAG_STOP, MPI_COMM_WORLD);
+    for (size_t i = 0; i < ro->nps; i++) {
+        MPI_Wait(&ro->ps[i].req, MPI_STATUS_IGNORE);
+        free(ro->ps[i].buf);
+    }
+    ro->nps = 0;
+    t_all = now_s() - t_all;
+    qctl_info(ro->g,
+              "qtomo-mpi: %d ranks, %zu chunks to other ranks (%zu samples), %zu samples on "
+              "rank 0; %.3f s; rank 0 wrote for %.3f s, dispatched for %.3f s; %.0f bytes of "
+              "work and %.0f bytes of results per remote sample",
+              ro->nranks, ro->chunks, ro->samples_remote, ro->samples_root, t_all, ro->t_write,
+              ro->t_dispatch,
+              ro->samples_remote ? (double)ro->bytes_work / (double)ro->samples_remote : 0.0,
+              ro->samples_remote ? (double)ro->bytes_result / (double)ro->samples_remote : 0.0);
+    qctl_chunk_run_done(&cr);
+    for (size_t k = 0; k < _QT_METHOD_MAX; k++) {
+        qt_result_done(&ro->res[k]);
+        qt_uncertainty_done(&ro->unc[k]);
+    }
+    return ret;
+}
+
+/* ---- main ---- */
+
+/* The options before "reconstruct". Returns the index of the command, or -1 (printed) with
+ * *code the exit code. */
+static int parse_global(int argc, char **argv, struct qctl_global *g, int *code)
+{
+    int i;
+
+    *code = QCTL_EXIT_USAGE;
+    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+
+        if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            g->verbosity = -1;
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            g->verbosity = 1;
+        } else if (strcmp(a, "--json") == 0) {
+            g->json = true;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            *code = QCTL_EXIT_OK;
+            return -2;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("qtomo-mpi %s\n", QTOMO_VERSION);
+            *code = QCTL_EXIT_OK;
+            return -1;
+        } else if (strcmp(a, "-s") == 0 || strncmp(a, "--socket", 8) == 0 ||
+                   strncmp(a, "--timeout", 9) == 0) {
+            qctl_err("%s: qtomo-mpi talks to no daemon (its ranks compute); drop it", a);
+            return -1;
+        } else {
+            qctl_err("unknown option '%s' (qtomo-mpi [-q|-v] reconstruct FILE -o DIR ...)", a);
+            return -1;
+        }
+    }
+    if (i >= argc) {
+        qctl_err("no command: qtomo-mpi [-q|-v] reconstruct FILE -o DIR [options]");
+        return -1;
+    }
+    if (strcmp(argv[i], "reconstruct") != 0) {
+        qctl_err("unknown command '%s': qtomo-mpi runs 'reconstruct' only", argv[i]);
+        return -1;
+    }
+    return i;
+}
+
+int main(int argc, char **argv)
+{
+    struct qctl_global g = {.argv0 = argv};
+    struct root ro = {.g = &g};
+    struct qctl_recon_runner runner = {"mpi", root_run, &ro};
+    int rank = 0, code = 0, cmd;
+
+    qctl_progname = "qtomo-mpi";
+    cmd = parse_global(argc, argv, &g, &code);
+    /* Before MPI_Init: one BLAS thread per rank; it may re-execute this program with
+     * OPENBLAS_CORETYPE set, which only a process that has not joined the job may do. */
+    if (cmd >= 0)
+        qctl_blas_env(&g);
+    if (cmd < 0 && getenv("OMPI_COMM_WORLD_RANK") && strcmp(getenv("OMPI_COMM_WORLD_RANK"), "0"))
+        return code; /* every rank parsed the same words; rank 0 says what was wrong */
+    if (cmd == -2) {
+        usage(stdout);
+        return code;
+    }
+    if (cmd < 0)
+        return code;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ro.nranks);
+    if (rank != 0) {
+        code = rank_main(argc - cmd, argv + cmd, g.json);
+        MPI_Finalize();
+        return code;
+    }
+    ro.queued = calloc((size_t)ro.nranks, sizeof(int));
+    ro.ready = calloc((size_t)ro.nranks, sizeof(bool));
+    if (!ro.queued || !ro.ready) {
+        qctl_err("out of memory");
+        MPI_Abort(MPI_COMM_WORLD, QCTL_EXIT_FAILED);
+    }
+    code = qctl_reconstruct_run(argc - cmd, argv + cmd, &g, &runner);
+    if (!ro.started) {
+        struct hdr h = {0, 0, 0, 0}; /* --help, or it could not start (printed) */
+
+        MPI_Bcast(&h, sizeof(h), MPI_BYTE, 0, MPI_COMM_WORLD);
+    }
+    free(ro.queued);
+    free(ro.ready);
+    free(ro.ps);
+    MPI_Finalize();
+    return code;
+}
