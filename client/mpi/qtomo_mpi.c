@@ -51,10 +51,11 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: mpirun -n R qtomo-mpi [-q|-v] reconstruct FILE -o DIR [options]\n"
-            "       qtomo-mpi --help | --version\n\n"
+            "       qtomo-mpi --help | --version | --gen-man\n\n"
             "Reconstruct every sample of FILE over R MPI ranks: the batch of\n"
-            "`qtomoctl reconstruct --local`, with the same options and byte-identical\n"
-            "records.jsonl, summary.csv and results.h5 (run.json says \"mode\": \"mpi\").\n"
+            "`qtomoctl reconstruct --local`, with the same options and the same bytes\n"
+            "in records.jsonl and summary.csv, the same data in results.h5 (run.json\n"
+            "says \"mode\": \"mpi\").\n"
             "Rank 0 reads FILE, writes every output and hands chunks of samples to the\n"
             "ranks as they ask for more (it computes too); a chunk is sized to about\n"
             "0.25 s of work from the measured time per sample, in whole batches of 64\n"
@@ -66,12 +67,44 @@ static void usage(FILE *out)
             "do not apply.\n\n"
             "  -q, --quiet    no summary on stderr\n"
             "  -v, --verbose  progress notes, and rank 0's dispatch statistics at the end\n"
-            "  --json         one JSON record per line on stdout (without -o)\n\n");
+            "  --json         one JSON record per line on stdout (without -o)\n\n"
+            "The options of qtomoctl reconstruct follow (--local and --live excepted).\n\n");
     qctl_reconstruct_usage(out);
     fprintf(out, "\nSlurm: packaging/slurm/qtomo-mpi.sbatch (installed under\n"
                  "/usr/share/doc/qtomo-mpi/examples).\n\n"
                  "Exit status: 0 every sample succeeded, 1 some failed, 2 bad invocation or\n"
                  "input; mpirun's own status when a rank was killed.\n");
+}
+
+/* qtomo-mpi(1): the usage as a man page (the build installs it). */
+static void gen_man(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    printf(".TH QTOMO-MPI 1 \"\" \"qtomo %s\" \"User Commands\"\n"
+           ".SH NAME\nqtomo-mpi \\- quantum state reconstruction of a batch over MPI ranks\n"
+           ".SH SYNOPSIS\n.B mpirun \\-n \\fIR\\fR qtomo-mpi\n[\\fB\\-q\\fR|\\fB\\-v\\fR] "
+           "\\fBreconstruct\\fR \\fIFILE\\fR \\fB\\-o\\fR \\fIDIR\\fR [\\fIOPTIONS\\fR]\n"
+           ".SH DESCRIPTION\n.nf\n",
+           QTOMO_VERSION);
+    if (!f)
+        return;
+    usage(f);
+    fclose(f);
+    for (char *p = buf; p && *p; p++) {
+        if (*p == '\\')
+            fputs("\\e", stdout);
+        else if ((*p == '.' || *p == '\'') && (p == buf || p[-1] == '\n'))
+            printf("\\&%c", *p);
+        else if (*p == '-')
+            fputs("\\-", stdout);
+        else
+            putchar(*p);
+    }
+    printf(".fi\n.SH SEE ALSO\n\\fBqtomoctl\\fR(1), \\fBmpirun\\fR(1), \\fBsbatch\\fR(1)\n");
+    free(buf);
 }
 
 /* ---- the ranks that compute (rank > 0) ---- */
@@ -623,6 +656,10 @@ static int parse_global(int argc, char **argv, struct qctl_global *g, int *code)
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             *code = QCTL_EXIT_OK;
             return -2;
+        } else if (strcmp(a, "--gen-man") == 0) {
+            gen_man();
+            *code = QCTL_EXIT_OK;
+            return -1;
         } else if (strcmp(a, "--version") == 0) {
             printf("qtomo-mpi %s\n", QTOMO_VERSION);
             *code = QCTL_EXIT_OK;

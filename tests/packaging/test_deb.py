@@ -27,7 +27,7 @@ from test_units import NotifyListener  # noqa: E402
 SRC = os.environ.get("QTOMO_SRC", os.path.normpath(os.path.join(HERE, "..", "..")))
 DEB_DIR = os.environ.get("QTOMO_DEB_DIR", os.path.join(SRC, "build", "deb"))
 EXAMPLE = os.path.join(SRC, "client", "examples", "data", "mub_d3.csv")
-PACKAGES = ["qtomod", "qtomoctl", "libqtomo-client0", "libqtomo-client-dev",
+PACKAGES = ["qtomod", "qtomoctl", "qtomo-mpi", "libqtomo-client0", "libqtomo-client-dev",
             "python3-qtomo-client"]
 
 
@@ -67,6 +67,10 @@ EXPECTED = {
         "usr/bin/qtomoctl",
         "usr/share/bash-completion/completions/qtomoctl",
         "usr/share/man/man1/qtomoctl.1.gz",
+    },
+    "qtomo-mpi": {
+        "usr/bin/qtomo-mpi",
+        "usr/share/man/man1/qtomo-mpi.1.gz",
     },
     "libqtomo-client0": {
         "usr/lib/%s/libqtomo-client.so.%s" % (MA, UPSTREAM),
