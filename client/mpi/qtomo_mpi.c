@@ -392,11 +392,19 @@ static void reap_sends(struct root *ro)
     ro->nps = j;
 }
 
+/* Keeps a rank's queue full: two chunks, or one near the end, where a waiting chunk could be
+ * one that another rank would have finished sooner. */
 static void top_up(struct root *ro, int rank)
 {
-    while (!ro->err && !qctl_recon_interrupted() && ro->ready[rank] &&
-           ro->queued[rank] < QUEUE_DEPTH && ro->next < ro->n)
+    size_t unit = ro->rc->boot.resamples ? 1 : QCTL_LOCAL_CHUNK;
+
+    while (!ro->err && !qctl_recon_interrupted() && ro->ready[rank] && ro->next < ro->n) {
+        bool tail = ro->n - ro->next <= 2 * (size_t)ro->nranks * unit;
+
+        if (ro->queued[rank] >= (tail ? 1 : QUEUE_DEPTH))
+            break;
         send_work(ro, rank);
+    }
 }
 
 static void note_time(struct root *ro, double secs, size_t n)

@@ -29,10 +29,13 @@ PAULI2 = os.path.join(EXAMPLES, "pauli_2q.csv")
 
 # One BLAS thread for --local as for the ranks (qtomo-mpi sets it itself); OpenMPI may run as
 # root in containers only when told; sanitizer builds: OpenMPI's own allocations are not ours.
-ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
-           OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+MPI_ENV = dict(ENV, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
 if os.environ.get("QTOMO_SANITIZE"):
-    ENV["ASAN_OPTIONS"] = "detect_leaks=0"
+    # For the ranks only: OpenMPI's libraries keep allocations until exit.
+    MPI_ENV["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS", ""),
+                                                     "detect_leaks=0"]))
 
 # Fields of run.json that say when and how a run went, not what it computed.
 VARYING = ("started", "finished", "elapsed_ms", "mode")
@@ -89,7 +92,7 @@ class QtomoMpiTest(unittest.TestCase):
         return os.path.join(self.tmp, *names)
 
     def mpi(self, ranks, *args, timeout=600):
-        return subprocess.run(mpi_cmd(ranks, *args), capture_output=True, env=ENV,
+        return subprocess.run(mpi_cmd(ranks, *args), capture_output=True, env=MPI_ENV,
                               timeout=timeout)
 
     def local(self, *args, timeout=600):
@@ -218,8 +221,8 @@ class QtomoMpiTest(unittest.TestCase):
 
     def start_job(self, ranks, path, out, opts):
         return subprocess.Popen(mpi_cmd(ranks, "reconstruct", path, "-o", out, *opts),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV,
-                                start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=MPI_ENV, start_new_session=True)
 
     @staticmethod
     def session(p):
