@@ -192,12 +192,16 @@ static int pack_sink(void *ud, size_t sample, const struct qt_result *const *res
     return 0;
 }
 
-/* Holds at most QUEUE_DEPTH chunks: computes one while the next waits in MPI's buffers. */
+/* Holds at most QUEUE_DEPTH chunks: computes one while the next waits in MPI's buffers. The
+ * results go out without waiting for rank 0 to take them (two buffers in turn): rank 0 reads
+ * them between its own samples. */
 static int compute_rank(struct recon *rc)
 {
     struct qctl_chunk_run cr;
-    msgpack_sbuffer sb;
+    msgpack_sbuffer sbs[2];
+    MPI_Request sreq[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     msgpack_packer pk;
+    int cur = 0;
     struct work q[QUEUE_DEPTH + 1];
     size_t nq = 0;
     bool stop = false;
@@ -205,8 +209,10 @@ static int compute_rank(struct recon *rc)
 
     if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
         return -1;
-    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_init(&sbs[0]);
+    msgpack_sbuffer_init(&sbs[1]);
     for (;;) {
+        msgpack_sbuffer *sb = &sbs[cur];
         char *buf = NULL;
         int len = 0, t;
 
@@ -228,14 +234,15 @@ static int compute_rank(struct recon *rc)
         if (nq == 0)
             break; /* stopped, nothing left */
         double t0 = now_s();
-        msgpack_sbuffer_clear(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        MPI_Wait(&sreq[cur], MPI_STATUS_IGNORE); /* this buffer's last send */
+        msgpack_sbuffer_clear(sb);
+        msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
         msgpack_pack_array(&pk, 2);
         /* the chunk's seconds come first: packed after the records, patched in below */
         msgpack_pack_double(&pk, 0.0);
         msgpack_pack_array(&pk, q[0].n);
         if (qctl_recon_chunk(rc, &cr, q[0].Y, q[0].s0, q[0].n, q[0].empty, pack_sink, &pk) < 0 ||
-            sb.data == NULL) {
+            sb->data == NULL) {
             qctl_err("cannot compute samples %llu-%llu (see above): ending the job",
                      (unsigned long long)q[0].s0 + 1, (unsigned long long)(q[0].s0 + q[0].n));
             MPI_Abort(MPI_COMM_WORLD, QCTL_EXIT_FAILED);
@@ -247,13 +254,16 @@ static int compute_rank(struct recon *rc)
 
             memcpy(&bits, &secs, sizeof(bits));
             for (int b = 0; b < 8; b++)
-                sb.data[2 + b] = (char)(bits >> (56 - 8 * b));
+                sb->data[2 + b] = (char)(bits >> (56 - 8 * b));
         }
-        MPI_Send(sb.data, (int)sb.size, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD);
+        MPI_Isend(sb->data, (int)sb->size, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD, &sreq[cur]);
+        cur ^= 1;
         work_free(&q[0]);
         memmove(q, q + 1, --nq * sizeof(q[0]));
     }
-    msgpack_sbuffer_destroy(&sb);
+    MPI_Waitall(2, sreq, MPI_STATUSES_IGNORE);
+    msgpack_sbuffer_destroy(&sbs[0]);
+    msgpack_sbuffer_destroy(&sbs[1]);
     qctl_chunk_run_done(&cr);
     return ret;
 }
@@ -341,9 +351,9 @@ static size_t chunk_size(const struct root *ro)
     return QT_MIN(k * unit, left);
 }
 
-static void root_abort(struct root *ro, int code)
+/* Ends the whole job (every rank) with code. */
+static void abort_job(int code)
 {
-    (void)ro;
     fflush(NULL);
     MPI_Abort(MPI_COMM_WORLD, code);
 }
@@ -360,7 +370,7 @@ static void send_work(struct root *ro, int rank)
     if (!buf || (ro->nps == ro->cps && !(ro->ps = realloc(ro->ps, (ro->cps = ro->cps * 2 + 8) *
                                                                        sizeof(*ro->ps))))) {
         qctl_err("out of memory handing out samples");
-        root_abort(ro, QCTL_EXIT_FAILED);
+        abort_job(QCTL_EXIT_FAILED);
     }
     memcpy(buf, h, sizeof(h));
     for (size_t i = 0; i < k; i++)
@@ -489,7 +499,7 @@ bad:
     msgpack_unpacked_destroy(&up);
     qctl_err("rank %d sent undecodable results (%zu bytes): %s", src, len,
              dg.msg[0] ? dg.msg : qt_strerror(r));
-    root_abort(ro, QCTL_EXIT_FAILED);
+    abort_job(QCTL_EXIT_FAILED);
 }
 
 /* Handles what the ranks sent: readiness and results, each answered with more work. With
@@ -513,7 +523,7 @@ static void serve(struct root *ro, bool block)
                 qctl_err("rank %d could not set up the run (its message is above): ending the "
                          "job",
                          src);
-                root_abort(ro, QCTL_EXIT_USAGE);
+                abort_job(QCTL_EXIT_USAGE);
             }
             ro->ready[src] = true;
             ro->not_ready--;
@@ -524,7 +534,7 @@ static void serve(struct root *ro, bool block)
         } else {
             qctl_err("rank %d sent an unexpected message (tag %d, %d bytes)", src, t & 0xff,
                      len);
-            root_abort(ro, QCTL_EXIT_FAILED);
+            abort_job(QCTL_EXIT_FAILED);
         }
         free(buf);
         top_up(ro, src);
@@ -591,11 +601,11 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
     ro->next = start;
     ro->not_ready = ro->nranks - 1;
     if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
-        root_abort(ro, QCTL_EXIT_FAILED);
+        abort_job(QCTL_EXIT_FAILED);
     for (size_t k = 0; k < _QT_METHOD_MAX; k++)
         if (qt_result_init(&ro->res[k], rc->d) < 0) {
             qctl_err("out of memory");
-            root_abort(ro, QCTL_EXIT_FAILED);
+            abort_job(QCTL_EXIT_FAILED);
         }
     for (;;) {
         if (ro->nranks > 1)
