@@ -30,9 +30,9 @@
 
 enum { TAG_READY = 1, TAG_WORK, TAG_RESULT, TAG_STOP };
 
-#define QUEUE_DEPTH  2      /* chunks a rank holds: one it computes, one waiting */
-#define CHUNK_MAX    4096   /* samples */
-#define CHUNK_TARGET 0.25   /* seconds of work per chunk */
+#define QUEUE_DEPTH  2    /* chunks a rank holds: one it computes, one waiting */
+#define CHUNK_MAX    4096 /* samples */
+#define CHUNK_TARGET 0.25 /* seconds of work per chunk */
 
 /* What rank 0 tells the others before the batch: go (1), or exit quietly (0). */
 struct hdr {
@@ -49,26 +49,25 @@ static double now_s(void)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: mpirun -n R qtomo-mpi [-q|-v] reconstruct FILE -o DIR [options]\n"
-            "       qtomo-mpi --help | --version | --gen-man\n\n"
-            "Reconstruct every sample of FILE over R MPI ranks: the batch of\n"
-            "`qtomoctl reconstruct --local`, with the same options and the same bytes\n"
-            "in records.jsonl and summary.csv, the same data in results.h5 (run.json\n"
-            "says \"mode\": \"mpi\").\n"
-            "Rank 0 reads FILE, writes every output and hands chunks of samples to the\n"
-            "ranks as they ask for more (it computes too); a chunk is sized to about\n"
-            "0.25 s of work from the measured time per sample, in whole batches of 64\n"
-            "samples as --local computes them (with --bootstrap, single samples), and\n"
-            "shrinks near the end.\n"
-            "Each rank builds the design in memory and runs OpenBLAS on one thread.\n\n"
-            "A rank that dies ends the job (MPI's default): run the same command with\n"
-            "--resume to finish it. --live, --local and the daemon options (-s, --timeout)\n"
-            "do not apply.\n\n"
-            "  -q, --quiet    no summary on stderr\n"
-            "  -v, --verbose  progress notes, and rank 0's dispatch statistics at the end\n"
-            "  --json         one JSON record per line on stdout (without -o)\n\n"
-            "The options of qtomoctl reconstruct follow (--local and --live excepted).\n\n");
+    fprintf(out, "Usage: mpirun -n R qtomo-mpi [-q|-v] reconstruct FILE -o DIR [options]\n"
+                 "       qtomo-mpi --help | --version | --gen-man\n\n"
+                 "Reconstruct every sample of FILE over R MPI ranks: the batch of\n"
+                 "`qtomoctl reconstruct --local`, with the same options and the same bytes\n"
+                 "in records.jsonl and summary.csv, the same data in results.h5 (run.json\n"
+                 "says \"mode\": \"mpi\").\n"
+                 "Rank 0 reads FILE, writes every output and hands chunks of samples to the\n"
+                 "ranks as they ask for more (it computes too); a chunk is sized to about\n"
+                 "0.25 s of work from the measured time per sample, in whole batches of 64\n"
+                 "samples as --local computes them (with --bootstrap, single samples), and\n"
+                 "shrinks near the end.\n"
+                 "Each rank builds the design in memory and runs OpenBLAS on one thread.\n\n"
+                 "A rank that dies ends the job (MPI's default): run the same command with\n"
+                 "--resume to finish it. --live, --local and the daemon options (-s, --timeout)\n"
+                 "do not apply.\n\n"
+                 "  -q, --quiet    no summary on stderr\n"
+                 "  -v, --verbose  progress notes, and rank 0's dispatch statistics at the end\n"
+                 "  --json         one JSON record per line on stdout (without -o)\n\n"
+                 "The options of qtomoctl reconstruct follow (--local and --live excepted).\n\n");
     qctl_reconstruct_usage(out);
     fprintf(out, "\nSlurm: packaging/slurm/qtomo-mpi.sbatch (installed under\n"
                  "/usr/share/doc/qtomo-mpi/examples).\n\n"
@@ -316,10 +315,10 @@ struct root {
     struct recon *rc;
     struct qctl_out *out;
     int nranks;
-    bool started; /* the header went out */
-    size_t next, n;       /* next sample to hand out, the selection's size */
-    int *queued;          /* [rank]: chunks handed out and not yet back */
-    bool *ready;          /* [rank]: sent TAG_READY */
+    bool started;   /* the header went out */
+    size_t next, n; /* next sample to hand out, the selection's size */
+    int *queued;    /* [rank]: chunks handed out and not yet back */
+    bool *ready;    /* [rank]: sent TAG_READY */
     int not_ready;
     struct pending_send *ps;
     size_t nps, cps;
@@ -367,8 +366,8 @@ static void send_work(struct root *ro, int rank)
     size_t c0 = ro->rc->first + ro->next;
     char *buf = calloc(1, len);
 
-    if (!buf || (ro->nps == ro->cps && !(ro->ps = realloc(ro->ps, (ro->cps = ro->cps * 2 + 8) *
-                                                                       sizeof(*ro->ps))))) {
+    if (!buf || (ro->nps == ro->cps &&
+                 !(ro->ps = realloc(ro->ps, (ro->cps = ro->cps * 2 + 8) * sizeof(*ro->ps))))) {
         qctl_err("out of memory handing out samples");
         abort_job(QCTL_EXIT_FAILED);
     }
@@ -481,8 +480,7 @@ static void take_results(struct root *ro, int src, const char *buf, size_t len)
                 goto bad;
             rp[k] = &ro->res[k];
             qt_uncertainty_done(&ro->unc[k]);
-            if (us->type == MSGPACK_OBJECT_NIL ||
-                us->via.array.ptr[k].type == MSGPACK_OBJECT_NIL)
+            if (us->type == MSGPACK_OBJECT_NIL || us->via.array.ptr[k].type == MSGPACK_OBJECT_NIL)
                 continue;
             r = qp_decode_uncertainty(&us->via.array.ptr[k], rc->d, &ro->unc[k], &dg);
             if (r < 0)
@@ -532,8 +530,7 @@ static void serve(struct root *ro, bool block)
             take_results(ro, src, buf, (size_t)len);
             ro->queued[src]--;
         } else {
-            qctl_err("rank %d sent an unexpected message (tag %d, %d bytes)", src, t & 0xff,
-                     len);
+            qctl_err("rank %d sent an unexpected message (tag %d, %d bytes)", src, t & 0xff, len);
             abort_job(QCTL_EXIT_FAILED);
         }
         free(buf);
@@ -543,10 +540,9 @@ static void serve(struct root *ro, bool block)
     }
 }
 
-static bool ranks_busy(const struct root *ro)
+/* Some rank holds chunks whose results have not come back. */
+static bool chunks_out(const struct root *ro)
 {
-    if (ro->not_ready)
-        return true;
     for (int r = 1; r < ro->nranks; r++)
         if (ro->queued[r])
             return true;
@@ -612,8 +608,8 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
             serve(ro, false);
         if (ro->err || qctl_recon_interrupted()) {
             ret = -1;
-            if (!ranks_busy(ro) || ro->not_ready)
-                break;
+            if (!chunks_out(ro))
+                break;       /* a rank not yet ready takes the stop when it is */
             serve(ro, true); /* what is under way still reaches the files */
         } else if (ro->next < ro->n) {
             size_t k = chunk_size(ro), s0 = ro->next;
@@ -623,7 +619,7 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
             if (root_chunk(ro, &cr, s0, k) < 0 && !ro->err)
                 ro->err = -EIO;
             note_time(ro, now_s() - t0, k);
-        } else if (ranks_busy(ro)) {
+        } else if (ro->not_ready || chunks_out(ro)) {
             serve(ro, true);
         } else {
             break;

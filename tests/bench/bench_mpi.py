@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -81,9 +82,12 @@ def run_mpi(a, ranks, path, out, opts):
     shutil.rmtree(out, ignore_errors=True)
     cmd = [a.mpirun, "--oversubscribe", "--bind-to", "none", "-n", str(ranks), a.qtomo_mpi,
            "-v", "reconstruct", path, "-o", out] + opts
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=a.timeout)
     wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if p.returncode != 0:
         sys.exit("bench_mpi: %s: exit %d\n%s" % (" ".join(cmd), p.returncode, p.stderr[-3000:]))
     m = STATS.search(p.stderr)
@@ -92,7 +96,7 @@ def run_mpi(a, ranks, path, out, opts):
     with open(os.path.join(out, "run.json")) as f:
         run = json.load(f)
     g = [float(x) for x in m.groups()]
-    return {"wall_s": wall, "elapsed_s": run["elapsed_ms"] / 1e3, "ranks": int(g[0]),
+    return {"wall_s": wall, "cpu_s": cpu, "load1": os.getloadavg()[0], "elapsed_s": run["elapsed_ms"] / 1e3, "ranks": int(g[0]),
             "chunks": int(g[1]), "remote": int(g[2]), "root": int(g[3]), "write_s": g[5],
             "dispatch_s": g[6], "work_b": g[7], "result_b": g[8],
             "records": run["counts"]["samples_this_run"] * len(run["options"]["methods"])}
@@ -153,6 +157,11 @@ def main():
               % (m2["elapsed_s"], m2["wall_s"], m2["root"], m2["remote"]))
         print("    parallel efficiency T1/(2 T2): %.1f %% (batch), %.1f %% (wall, with MPI "
               "start-up)" % (100 * eff, 100 * effw))
+        print("    CPU seconds of the job (mpirun and every rank): %.2f with 1 rank, %.2f with 2 "
+              "(ratio %.1f %%: the work the second rank adds, waiting included)"
+              % (m1["cpu_s"], m2["cpu_s"], 100 * m1["cpu_s"] / m2["cpu_s"]))
+        print("    load average (1 min) after the runs: %.2f / %.2f on %d CPUs (other work on "
+              "the machine shows here)" % (m1["load1"], m2["load1"], os.cpu_count()))
         print("    bytes per sample: work %.0f, results %.0f" % (m2["work_b"], m2["result_b"]))
         # (b) rank 0's rates on cheap samples
         d4 = os.path.join(tmp, "d4.csv")
