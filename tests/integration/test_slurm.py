@@ -2,11 +2,13 @@
 slurm-wlm 22.05 with munge) is started in a temporary directory (its own munge key and socket,
 slurm.conf, spool, state and logs; SlurmctldPort and SlurmdPort free ports, the node at
 127.0.0.1), the script is submitted with `sbatch --wait --ntasks 2`, and the files it writes are
-compared with `qtomoctl reconstruct --local`'s as in test_qtomo_mpi.py. The daemons are stopped
-(scancel, then SIGTERM, then SIGKILL) whatever happens. Skips unless run as root with munged,
-slurmctld, slurmd, sbatch and Slurm's PMIx plugin installed (apt-get install slurmctld slurmd
-slurm-client munge). Run by ctest with QTOMO_MPI, QTOMOCTL, QTOMO_SRC in the environment; every
-wait is for an event (sinfo, squeue, files), with generous time limits."""
+compared with `qtomoctl reconstruct --local`'s as in test_qtomo_mpi.py; a job cancelled half way
+(scancel) and submitted again with --resume writes an uninterrupted run's files; a bad invocation
+fails the job. The daemons are stopped (scancel, then SIGTERM, then SIGKILL) whatever happens.
+Skips unless run as root with munged, slurmctld, slurmd, sbatch and Slurm's PMIx plugin
+installed (apt-get install slurmctld slurmd slurm-client munge). Run by ctest with QTOMO_MPI,
+QTOMOCTL, QTOMO_SRC in the environment; every wait is for an event (sinfo, squeue, files), with
+generous time limits."""
 import os
 import random
 import shutil
@@ -22,7 +24,8 @@ from test_qtomo_mpi import ENV, MPI_ENV, QTOMO_MPI
 
 SBATCH_SCRIPT = os.path.join(SRC, "packaging", "slurm", "qtomo-mpi.sbatch")
 BELL4 = os.path.join(EXAMPLES, "bell_nopovm_d4.csv")
-DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scancel", "srun")
+DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scancel",
+           "srun")
 
 
 SBIN_PATH = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
@@ -206,8 +209,7 @@ class SlurmTest(unittest.TestCase):
     def path(self, *names):
         return os.path.join(self.tmp, *names)
 
-    def sbatch(self, ntasks, *args, timeout=600):
-        """The script through sbatch --wait; its job's output file's text."""
+    def job_env(self):
         env = dict(MPI_ENV, SLURM_CONF=self.cluster.path("slurm.conf"),
                    PATH=os.path.dirname(os.path.abspath(QTOMO_MPI)) + ":" +
                    os.environ.get("PATH", "/usr/bin:/bin"))
@@ -215,36 +217,101 @@ class SlurmTest(unittest.TestCase):
         for k in [k for k in env if k.startswith(("SLURM_", "SBATCH_"))]:
             if k != "SLURM_CONF":
                 del env[k]
-        out = self.path("job-%j.out")
-        p = subprocess.run(["sbatch", "--wait", "--parsable", "--ntasks", str(ntasks),
-                            "--output", out, SBATCH_SCRIPT] + [str(a) for a in args],
-                           capture_output=True, env=env, cwd=self.tmp, timeout=timeout)
-        job = p.stdout.decode().strip().split(";")[0]
+        return env
+
+    def submit(self, ntasks, *args, wait=True, timeout=600):
+        argv = ["sbatch", "--parsable", "--ntasks", str(ntasks), "--output",
+                self.path("job-%j.out"), SBATCH_SCRIPT] + [str(a) for a in args]
+        if wait:
+            argv.insert(1, "--wait")
+        p = subprocess.run(argv, capture_output=True, env=self.job_env(), cwd=self.tmp,
+                           timeout=timeout)
+        return p, p.stdout.decode().strip().split(";")[0]
+
+    def job_output(self, job):
         try:
             with open(self.path("job-%s.out" % job), errors="replace") as f:
-                text = f.read()
+                return f.read()
         except OSError:
-            text = ""
-        return p, job, text
+            return ""
+
+    def sbatch(self, ntasks, *args, timeout=600):
+        """The script through sbatch --wait; its job's output file's text."""
+        p, job = self.submit(ntasks, *args, timeout=timeout)
+        return p, job, self.job_output(job)
+
+    @staticmethod
+    def ranks(job):
+        """The live qtomo-mpi processes of a job (other tests' runs may be going on)."""
+        found = []
+        for pid in subprocess.run(["pgrep", "-f", QTOMO_MPI], capture_output=True,
+                                  text=True).stdout.split():
+            try:
+                with open("/proc/%s/environ" % pid, "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if ("SLURM_JOB_ID=%s" % job).encode() in env:
+                found.append(int(pid))
+        return found
+
+    def local(self, path, out, opts):
+        p = subprocess.run([QTOMOCTL, "reconstruct", path, "--local", "-o", out] + opts,
+                           capture_output=True, env=ENV, timeout=600)
+        self.assertExit(p, 0, "--local")
+
+    def assertJobOk(self, p, text):
+        self.assertEqual(p.returncode, 0, "sbatch --wait: exit %d\n%s\njob output:\n%s\n%s"
+                         % (p.returncode, p.stderr.decode(errors="replace"), text[-3000:],
+                            self.cluster.logs()))
 
     def test_sbatch_equals_local(self):
         path = self.path("big.csv")
         write_columns(path, read_columns(BELL4, str) * 100)  # 400 samples
         opts = ["--method", "linear,mle"]
         ref = self.path("local")
-        p = subprocess.run([QTOMOCTL, "reconstruct", path, "--local", "-o", ref] + opts,
-                           capture_output=True, env=ENV, timeout=600)
-        self.assertExit(p, 0, "--local")
+        self.local(path, ref, opts)
         out = self.path("out")
         p, job, text = self.sbatch(2, path, out, *opts)
-        self.assertEqual(p.returncode, 0, "sbatch --wait: exit %d\n%s\njob output:\n%s\n%s"
-                         % (p.returncode, p.stderr.decode(errors="replace"), text[-3000:],
-                            self.cluster.logs()))
+        self.assertJobOk(p, text)
         # One run of two ranks, not two runs of one: a single summary in the job's output.
         self.assertEqual(text.count("sample(s):"), 1, text[-3000:])
         self.assertIn("400 sample(s): 400 ok", text)
         self.assertSameFiles(out, ref, "sbatch --ntasks 2")
         self.assertFalse(os.path.exists("/tmp/%s" % job), "the job's scratch dir is left")
+
+    def test_scancel_then_resume_is_identical(self):
+        # The script's documented recovery: the job ends half way (scancel here), the same
+        # script submitted again with --resume writes an uninterrupted run's files.
+        path = self.path("big.csv")
+        write_columns(path, read_columns(BELL4, str) * 500)  # 2000 samples
+        opts = ["--method", "linear,mle,rhor"]
+        ref = self.path("local")
+        self.local(path, ref, opts)
+        out = self.path("out")
+        p, job = self.submit(2, path, out, *opts, wait=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rec = os.path.join(out, "records.jsonl")
+        running = lambda: bool(self.cluster.run("squeue", "-h", "-j", job).stdout.strip())
+        self.assertTrue(wait_until(lambda: mpitest.count_lines(rec) >= 300 or not running(),
+                                   300, 0.05), "no records after 300 s")
+        self.assertTrue(running(), "the job ended before it could be cancelled:\n"
+                        + self.job_output(job))
+        self.assertTrue(self.ranks(job), "no qtomo-mpi process with SLURM_JOB_ID=" + job)
+        self.assertEqual(self.cluster.run("scancel", job).returncode, 0)
+        self.assertTrue(wait_until(lambda: not running() and not self.ranks(job), 120, 0.1),
+                        "the cancelled job's ranks still run: %r" % self.ranks(job))
+        self.assertLess(mpitest.count_lines(rec), 2000 * 3, "cancelled, yet every record is there")
+        self.assertFalse(os.path.exists(os.path.join(out, "summary.csv")))
+        p, job, text = self.sbatch(2, path, out, *opts, "--resume")
+        self.assertJobOk(p, text)
+        self.assertIn("(resumed)", text)
+        for f in ("records.jsonl", "summary.csv"):
+            with open(os.path.join(out, f), "rb") as x, open(os.path.join(ref, f), "rb") as y:
+                xa, yb = x.read(), y.read()
+            if xa != yb:
+                self.fail("%s after --resume differs from an uninterrupted run's: %s"
+                          % (f, mpitest.first_difference(xa, yb)))
 
     def test_sbatch_bad_invocation_fails_the_job(self):
         p, _, text = self.sbatch(2, self.path("missing.csv"), self.path("out"))
