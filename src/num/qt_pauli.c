@@ -161,30 +161,27 @@ static void mode_products(unsigned n, size_t S, size_t bin, size_t bout, mode_ke
     }
 }
 
-/* Position in the interleaved tensor of each outcome (idx_v, m entries) and of each density
- * matrix entry (idx_r, d^2 entries, column-major). */
-static int make_index(unsigned n, struct qt_ws *ws, size_t **ret_v, size_t **ret_r)
+/* Position in the interleaved tensor of outcome o of setting st, os[st] + oo[o], and of density
+ * matrix entry (r, c), orr[r] + oc[c]. Kept as four short tables (3^n + 3d entries) rather than
+ * one entry per outcome, which was 8 bytes per outcome to build and stream on every call. */
+struct pauli_index {
+    size_t *os, *oo, *orr, *oc;
+};
+
+static int make_index(unsigned n, struct qt_ws *ws, struct pauli_index *ix)
 {
     size_t d = (size_t)1 << n, NS = upow(3, n);
-    size_t *os = qt_ws_alloc_n(ws, NS, sizeof(size_t)), *oo = qt_ws_alloc_n(ws, d, sizeof(size_t));
-    size_t *orr = qt_ws_alloc_n(ws, d, sizeof(size_t)), *oc = qt_ws_alloc_n(ws, d, sizeof(size_t));
-    size_t *iv = qt_ws_alloc_n(ws, NS * d, sizeof(size_t));
-    size_t *ir = qt_ws_alloc_n(ws, d * d, sizeof(size_t));
 
-    if (!os || !oo || !orr || !oc || !iv || !ir)
+    ix->os = qt_ws_alloc_n(ws, NS, sizeof(size_t));
+    ix->oo = qt_ws_alloc_n(ws, d, sizeof(size_t));
+    ix->orr = qt_ws_alloc_n(ws, d, sizeof(size_t));
+    ix->oc = qt_ws_alloc_n(ws, d, sizeof(size_t));
+    if (!ix->os || !ix->oo || !ix->orr || !ix->oc)
         return -ENOMEM;
-    offsets(n, 3, 6, 2, os); /* local index 2s + o in radix 6 */
-    offsets(n, 2, 6, 1, oo);
-    offsets(n, 2, 4, 2, orr); /* local index 2i + j in radix 4 */
-    offsets(n, 2, 4, 1, oc);
-    for (size_t st = 0; st < NS; st++)
-        for (size_t o = 0; o < d; o++)
-            iv[st * d + o] = os[st] + oo[o];
-    for (size_t c = 0; c < d; c++)
-        for (size_t r = 0; r < d; r++)
-            ir[r + d * c] = orr[r] + oc[c];
-    *ret_v = iv;
-    *ret_r = ir;
+    offsets(n, 3, 6, 2, ix->os); /* local index 2s + o in radix 6 */
+    offsets(n, 2, 6, 1, ix->oo);
+    offsets(n, 2, 4, 2, ix->orr); /* local index 2i + j in radix 4 */
+    offsets(n, 2, 4, 1, ix->oc);
     return 0;
 }
 
@@ -203,40 +200,51 @@ static int run(enum pauli_map map, unsigned n, struct qt_ws *ws, size_t S,
                       qt_ws_alloc_n(ws, big, sizeof(double))};
     struct split b = {qt_ws_alloc_n(ws, big, sizeof(double)),
                       qt_ws_alloc_n(ws, big, sizeof(double))};
-    size_t *iv, *ir;
+    struct pauli_index ix;
+    size_t NS = m / d;
     int r = 0;
 
-    if (!a.re || !a.im || !b.re || !b.im || make_index(n, ws, &iv, &ir) < 0) {
+    if (!a.re || !a.im || !b.re || !b.im || make_index(n, ws, &ix) < 0) {
         r = -ENOMEM;
         goto out;
     }
+    /* Entry (r, c) is e = r + d c; outcome k = st d + o. Blocks of PERM_BLOCK rows (outcomes)
+     * within one column (setting). */
     if (map == MAP_FORWARD) {
-        for (size_t e0 = 0; e0 < dd; e0 += PERM_BLOCK)
-            for (size_t t = 0; t < S; t++)
-                for (size_t e = e0; e < QT_MIN(e0 + PERM_BLOCK, dd); e++) {
-                    double complex z = rho_in[e + dd * t];
+        for (size_t c = 0; c < d; c++)
+            for (size_t r0 = 0; r0 < d; r0 += PERM_BLOCK)
+                for (size_t t = 0; t < S; t++)
+                    for (size_t i = r0; i < QT_MIN(r0 + PERM_BLOCK, d); i++) {
+                        double complex z = rho_in[i + d * c + dd * t];
+                        size_t x = (ix.orr[i] + ix.oc[c]) * S + t;
 
-                    a.re[ir[e] * S + t] = creal(z);
-                    a.im[ir[e] * S + t] = cimag(z);
-                }
+                        a.re[x] = creal(z);
+                        a.im[x] = cimag(z);
+                    }
         mode_products(n, S, 4, 6, kernel_forward, kernel_forward, &a, &b);
-        for (size_t a0 = 0; a0 < m; a0 += PERM_BLOCK)
-            for (size_t t = 0; t < S; t++)
-                for (size_t k = a0; k < QT_MIN(a0 + PERM_BLOCK, m); k++)
-                    vec_out[k + ldv * t] = a.re[iv[k] * S + t];
+        for (size_t st = 0; st < NS; st++)
+            for (size_t o0 = 0; o0 < d; o0 += PERM_BLOCK)
+                for (size_t t = 0; t < S; t++)
+                    for (size_t o = o0; o < QT_MIN(o0 + PERM_BLOCK, d); o++)
+                        vec_out[st * d + o + ldv * t] = a.re[(ix.os[st] + ix.oo[o]) * S + t];
     } else {
-        for (size_t a0 = 0; a0 < m; a0 += PERM_BLOCK)
-            for (size_t t = 0; t < S; t++)
-                for (size_t k = a0; k < QT_MIN(a0 + PERM_BLOCK, m); k++)
-                    a.re[iv[k] * S + t] = vec_in[k + ldv * t];
+        for (size_t st = 0; st < NS; st++)
+            for (size_t o0 = 0; o0 < d; o0 += PERM_BLOCK)
+                for (size_t t = 0; t < S; t++)
+                    for (size_t o = o0; o < QT_MIN(o0 + PERM_BLOCK, d); o++)
+                        a.re[(ix.os[st] + ix.oo[o]) * S + t] = vec_in[st * d + o + ldv * t];
         if (map == MAP_DUAL)
             mode_products(n, S, 6, 4, kernel_dual_real, kernel_dual, &a, &b);
         else
             mode_products(n, S, 6, 4, kernel_adjoint_real, kernel_adjoint, &a, &b);
-        for (size_t e0 = 0; e0 < dd; e0 += PERM_BLOCK)
-            for (size_t t = 0; t < S; t++)
-                for (size_t e = e0; e < QT_MIN(e0 + PERM_BLOCK, dd); e++)
-                    rho_out[e + dd * t] = a.re[ir[e] * S + t] + I * a.im[ir[e] * S + t];
+        for (size_t c = 0; c < d; c++)
+            for (size_t r0 = 0; r0 < d; r0 += PERM_BLOCK)
+                for (size_t t = 0; t < S; t++)
+                    for (size_t i = r0; i < QT_MIN(r0 + PERM_BLOCK, d); i++) {
+                        size_t x = (ix.orr[i] + ix.oc[c]) * S + t;
+
+                        rho_out[i + d * c + dd * t] = a.re[x] + I * a.im[x];
+                    }
     }
 out:
     qt_ws_release(ws, mark);

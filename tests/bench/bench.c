@@ -4,6 +4,7 @@
  * likelihood at d = 2..64 and pauli 1..8 qubits. Both print the OpenBLAS kernels in effect. */
 #include <complex.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,7 +202,7 @@ static size_t pct_index(size_t n, double p)
 }
 
 static int time_mle(struct qt_rng *rng, const struct qt_design *des, struct qt_ws *ws, size_t n,
-                    size_t rank, uint64_t counts, struct mle_row *row)
+                    size_t rank, uint64_t counts, bool verbose, struct mle_row *row)
 {
     size_t d = des->d;
     double *y = malloc(des->m * sizeof(double));
@@ -228,6 +229,12 @@ static int time_mle(struct qt_rng *rng, const struct qt_design *des, struct qt_w
             continue;
         }
         it[i] = (long)res.mt.iterations;
+        if (verbose) {
+            printf("  sample %zu: %.3f s, %ld iterations, %ld evaluations, gap per count %.2e%s\n",
+                   i, t[i], it[i], (long)res.mt.n_evaluations, res.mt.gap_per_count,
+                   res.mt.converged ? "" : " (not converged)");
+            fflush(stdout);
+        }
         if (res.mt.converged && res.mt.gap_per_count <= opts.mle.gap_tol)
             row->certified++;
         if (res.mt.gap_per_count > row->gap_max)
@@ -256,9 +263,11 @@ static size_t mle_samples(size_t d)
     return d <= 4 ? 400 : d <= 8 ? 200 : d <= 16 ? 60 : d <= 32 ? 12 : 4;
 }
 
-/* `qtomo-bench mle [design [d]]`: nopovm and mub at d = 2..64, pauli 1..8 qubits. Counts:
- * 1000 per group (mub basis, pauli setting); nopovm, one group, 1000 d in all. */
-static int bench_mle(const char *only_design, size_t only_d)
+/* `qtomo-bench mle [design [d [pure|mixed [n [seed]]]]]`: nopovm and mub at d = 2..64, pauli
+ * 1..8 qubits. Counts: 1000 per group (mub basis, pauli setting); nopovm, one group, 1000 d in
+ * all. Naming the state runs only that kind, n samples from the seed, each printed. */
+static int bench_mle(const char *only_design, size_t only_d, const char *only_state,
+                     size_t only_n, uint64_t seed)
 {
     static const struct {
         enum qt_design_kind kind;
@@ -271,7 +280,7 @@ static int bench_mle(const char *only_design, size_t only_d)
     struct qt_ws ws = QT_WS_INIT;
     struct qt_rng rng;
 
-    qt_rng_seed(&rng, 2026);
+    qt_rng_seed(&rng, seed);
     printf("mle (linear start + certified Newton), per sample, default gap_tol; counts: 1000 per "
            "group (nopovm: 1000 d)\n");
     printf("%-7s %4s %-5s %4s | %-10s %-10s | %5s %5s | %9s %9s\n", "design", "d", "state", "n",
@@ -288,12 +297,16 @@ static int bench_mle(const char *only_design, size_t only_d)
             if (qt_design_new(plan[k].kind, d, &des, NULL) < 0)
                 return 1;
             for (int mixed = 0; mixed <= 1; mixed++) {
-                size_t n = mle_samples(d);
+                size_t n = only_n ? only_n : mle_samples(d);
+
+                if (only_state && strcmp(only_state, mixed ? "mixed" : "pure") != 0)
+                    continue;
                 uint64_t counts = plan[k].kind == QT_DESIGN_NOPOVM ? 1000 * d : 1000;
                 struct mle_row row;
                 char a[32], b[32];
 
-                if (time_mle(&rng, des, &ws, n, mixed ? d : 1, counts, &row) < 0)
+                if (time_mle(&rng, des, &ws, n, mixed ? d : 1, counts, only_state != NULL,
+                             &row) < 0)
                     return 1;
                 printf("%-7s %4zu %-5s %4zu | %-10s %-10s | %5ld %5ld | %4zu/%-4zu %9.1e\n",
                        des->name, d, mixed ? "mixed" : "pure", n, fmt_time(row.t_med, a, sizeof(a)),
@@ -319,7 +332,10 @@ int main(int argc, char **argv)
         return bench_linear() || bench_large();
     if (argc >= 2 && strcmp(argv[1], "mle") == 0)
         return bench_mle(argc >= 3 ? argv[2] : NULL,
-                         argc >= 4 ? (size_t)strtoul(argv[3], NULL, 10) : 0);
-    fprintf(stderr, "usage: qtomo-bench linear | mle [design [d]]\n");
+                         argc >= 4 ? (size_t)strtoul(argv[3], NULL, 10) : 0,
+                         argc >= 5 ? argv[4] : NULL,
+                         argc >= 6 ? (size_t)strtoul(argv[5], NULL, 10) : 0,
+                         argc >= 7 ? strtoull(argv[6], NULL, 10) : 2026);
+    fprintf(stderr, "usage: qtomo-bench linear | mle [design [d [pure|mixed [n [seed]]]]]\n");
     return 2;
 }
