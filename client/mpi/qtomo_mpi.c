@@ -9,7 +9,9 @@
  * msgpack result and uncertainty maps (proto/, the daemon's encoding: doubles bit for bit).
  *
  * Messages (MPI_BYTE, rank 0 <-> rank r):
- *   TAG_READY  r -> 0  int32: 0 when the rank resolved the run, else it failed (printed)
+ * Before them rank 0 broadcasts struct hdr: the run's size and seed and what it resolved
+ * (struct run_digest); a rank that resolves anything else ends the job (MPI_Abort).
+ *   TAG_READY  r -> 0  int32 0: the rank resolved the run as rank 0 did
  *   TAG_WORK   0 -> r  u64 s0, n, m; n bytes "column empty" (padded to 8); m x n doubles
  *   TAG_RESULT r -> 0  msgpack [seconds, [[sample, ms, [result maps], [unc maps | nil] | nil]...]]
  *   TAG_STOP   0 -> r  nothing more to do */
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "qp.h"
 #include "recon.h"
@@ -34,9 +37,22 @@ enum { TAG_READY = 1, TAG_WORK, TAG_RESULT, TAG_STOP };
 #define CHUNK_MAX    4096 /* samples */
 #define CHUNK_TARGET 0.25 /* seconds of work per chunk */
 
+/* What a rank resolved from its own copies of the files and its own binary: rank 0 sends its
+ * own, every rank compares, so that a node with a different target, design or detector file,
+ * or another version of qtomo-mpi, cannot change records without a word. */
+struct run_digest {
+    char version[32];
+    uint64_t args[2]; /* XXH3-128 of the reconstruct arguments */
+    char design_id[64];
+    uint64_t d, m;
+    char detector_id[40];
+    uint64_t target[2]; /* XXH3-128 of the d x d target, or 0 */
+};
+
 /* What rank 0 tells the others before the batch: go (1), or exit quietly (0). */
 struct hdr {
     uint64_t go, rows, seed, has_seed;
+    struct run_digest dig;
 };
 
 static double now_s(void)
@@ -106,6 +122,84 @@ static void gen_man(void)
     free(buf);
 }
 
+/* Ends the whole job (every rank) with code. */
+static void abort_job(int code)
+{
+    fflush(NULL);
+    MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+static void hash128(const void *p, size_t len, uint64_t out[2])
+{
+    XXH128_hash_t h = XXH3_128bits(p, len);
+
+    out[0] = h.low64, out[1] = h.high64;
+}
+
+static void run_digest(const struct recon *rc, int argc, char **argv, struct run_digest *dg)
+{
+    XXH3_state_t *st = XXH3_createState();
+    XXH128_hash_t h = {0, 0};
+
+    memset(dg, 0, sizeof(*dg));
+    (void)snprintf(dg->version, sizeof(dg->version), "%s", QTOMO_VERSION);
+    if (st) {
+        (void)XXH3_128bits_reset(st);
+        for (int i = 0; i < argc; i++)
+            (void)XXH3_128bits_update(st, argv[i], strlen(argv[i]) + 1);
+        h = XXH3_128bits_digest(st);
+        XXH3_freeState(st);
+    }
+    dg->args[0] = h.low64, dg->args[1] = h.high64;
+    (void)snprintf(dg->design_id, sizeof(dg->design_id), "%s", rc->des->id);
+    dg->d = rc->des->d;
+    dg->m = rc->des->m;
+    (void)snprintf(dg->detector_id, sizeof(dg->detector_id), "%s", rc->detector_id);
+    if (rc->target)
+        hash128(rc->target, rc->d * rc->d * sizeof(double complex), dg->target);
+}
+
+/* Whether a rank resolved the run as rank 0 did (root); if not, prints what differs. */
+static bool digest_same(int rank, const struct run_digest *root, const struct run_digest *mine)
+{
+    if (strncmp(root->version, mine->version, sizeof(root->version)) != 0) {
+        qctl_err("rank %d runs qtomo-mpi %.*s but rank 0 runs %.*s: install one version on "
+                 "every node",
+                 rank, (int)sizeof(mine->version), mine->version, (int)sizeof(root->version),
+                 root->version);
+        return false;
+    }
+    if (memcmp(root->args, mine->args, sizeof(root->args)) != 0) {
+        qctl_err("rank %d was started with other arguments than rank 0", rank);
+        return false;
+    }
+    if (strncmp(root->design_id, mine->design_id, sizeof(root->design_id)) != 0 ||
+        root->d != mine->d || root->m != mine->m) {
+        qctl_err("rank %d resolved the design as %.*s (d = %llu, %llu outcomes) but rank 0 as "
+                 "%.*s (d = %llu, %llu outcomes): the design or detector file differs between "
+                 "nodes",
+                 rank, (int)sizeof(mine->design_id), mine->design_id, (unsigned long long)mine->d,
+                 (unsigned long long)mine->m, (int)sizeof(root->design_id), root->design_id,
+                 (unsigned long long)root->d, (unsigned long long)root->m);
+        return false;
+    }
+    if (strncmp(root->detector_id, mine->detector_id, sizeof(root->detector_id)) != 0) {
+        qctl_err("rank %d read another detector model than rank 0 (%.*s, rank 0 %.*s): the "
+                 "--detector file differs between nodes",
+                 rank, (int)sizeof(mine->detector_id),
+                 mine->detector_id[0] ? mine->detector_id : "none", (int)sizeof(root->detector_id),
+                 root->detector_id[0] ? root->detector_id : "none");
+        return false;
+    }
+    if (memcmp(root->target, mine->target, sizeof(root->target)) != 0) {
+        qctl_err("rank %d read another target state than rank 0: the --target file differs "
+                 "between nodes",
+                 rank);
+        return false;
+    }
+    return true;
+}
+
 /* ---- the ranks that compute (rank > 0) ---- */
 
 struct work {
@@ -114,7 +208,8 @@ struct work {
     double *Y;
 };
 
-static int work_decode(const char *buf, size_t len, struct work *w)
+/* A TAG_WORK message of the run whose design has m outcomes. */
+static int work_decode(const char *buf, size_t len, size_t m, struct work *w)
 {
     uint64_t h[3];
     size_t pad;
@@ -123,8 +218,11 @@ static int work_decode(const char *buf, size_t len, struct work *w)
         return -EPROTO;
     memcpy(h, buf, sizeof(h));
     w->s0 = h[0], w->n = h[1], w->m = h[2];
+    /* n and m are bounded before their product is formed */
+    if (w->n == 0 || w->n > CHUNK_MAX || w->m != m || m > SIZE_MAX / sizeof(double) / CHUNK_MAX)
+        return -EPROTO;
     pad = (w->n + 7) / 8 * 8;
-    if (w->n == 0 || w->n > CHUNK_MAX || len != sizeof(h) + pad + w->n * w->m * sizeof(double))
+    if (len != sizeof(h) + pad + w->n * w->m * sizeof(double))
         return -EPROTO;
     w->empty = malloc(w->n * sizeof(bool));
     w->Y = malloc(w->n * w->m * sizeof(double));
@@ -220,7 +318,7 @@ static int compute_rank(struct recon *rc)
             if ((t & 0xff) == TAG_STOP) {
                 stop = true;
             } else if ((t & 0xff) != TAG_WORK || nq == QUEUE_DEPTH ||
-                       work_decode(buf, (size_t)len, &q[nq]) < 0) {
+                       work_decode(buf, (size_t)len, rc->des->m, &q[nq]) < 0) {
                 qctl_err("rank 0 sent a malformed or unexpected message (tag %d, %d bytes)",
                          t & 0xff, len);
                 MPI_Abort(MPI_COMM_WORLD, QCTL_EXIT_FAILED);
@@ -267,10 +365,13 @@ static int compute_rank(struct recon *rc)
     return ret;
 }
 
-static int rank_main(int argc, char **argv, bool json)
+/* A rank that cannot resolve the run as rank 0 did ends the job at once (MPI_Abort): rank 0
+ * may by then be waiting for ranks, or have stopped handing out work. */
+static int rank_main(int argc, char **argv, bool json, int rank)
 {
     struct recon rc = {0};
     struct hdr h;
+    struct run_digest mine;
     int32_t status = 0;
     int ret = 0;
 
@@ -286,19 +387,18 @@ static int rank_main(int argc, char **argv, bool json)
         if (qctl_recon_prepare_design(&rc, (size_t)h.rows) < 0 || !rc.des)
             status = -1;
     }
-    MPI_Send(&status, sizeof(status), MPI_BYTE, 0, TAG_READY, MPI_COMM_WORLD);
-    if (status == 0)
-        ret = compute_rank(&rc);
-    if (status != 0) {
-        /* rank 0 ends the job on hearing it; wait for that */
-        char *buf;
-        int len;
-
-        for (;;) {
-            (void)recv_any(0, true, &buf, &len);
-            free(buf);
-        }
+    if (status == 0) {
+        run_digest(&rc, argc, argv, &mine);
+        if (!digest_same(rank, &h.dig, &mine))
+            status = -1;
     }
+    if (status != 0) {
+        qctl_err("rank %d could not set up the run as rank 0 did (see above): ending the job",
+                 rank);
+        abort_job(QCTL_EXIT_USAGE);
+    }
+    MPI_Send(&status, sizeof(status), MPI_BYTE, 0, TAG_READY, MPI_COMM_WORLD);
+    ret = compute_rank(&rc);
     qctl_recon_done(&rc);
     return ret < 0 ? QCTL_EXIT_FAILED : 0;
 }
@@ -314,6 +414,8 @@ struct root {
     const struct qctl_global *g;
     struct recon *rc;
     struct qctl_out *out;
+    int argc; /* the reconstruct command's words (run_digest) */
+    char **argv;
     int nranks;
     bool started;   /* the header went out */
     size_t next, n; /* next sample to hand out, the selection's size */
@@ -348,13 +450,6 @@ static size_t chunk_size(const struct root *ro)
     tail = (units + 2 * (size_t)ro->nranks - 1) / (2 * (size_t)ro->nranks);
     k = QT_MIN(k, QT_MAX(tail, (size_t)1));
     return QT_MIN(k * unit, left);
-}
-
-/* Ends the whole job (every rank) with code. */
-static void abort_job(int code)
-{
-    fflush(NULL);
-    MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 static void send_work(struct root *ro, int rank)
@@ -585,13 +680,15 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
 {
     struct root *ro = ud;
     struct qctl_chunk_run cr;
-    struct hdr h = {1, rc->tab.rows, rc->boot.seed, rc->boot.has_seed};
+    struct hdr h = {
+        .go = 1, .rows = rc->tab.rows, .seed = rc->boot.seed, .has_seed = rc->boot.has_seed};
     double t_all = now_s();
     int ret = 0;
 
     ro->rc = rc;
     ro->out = out;
     ro->started = true;
+    run_digest(rc, ro->argc, ro->argv, &h.dig);
     MPI_Bcast(&h, sizeof(h), MPI_BYTE, 0, MPI_COMM_WORLD);
     ro->n = rc->last - rc->first + 1;
     ro->next = start;
@@ -723,7 +820,7 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ro.nranks);
     if (rank != 0) {
-        code = rank_main(argc - cmd, argv + cmd, g.json);
+        code = rank_main(argc - cmd, argv + cmd, g.json, rank);
         MPI_Finalize();
         return code;
     }
@@ -733,9 +830,11 @@ int main(int argc, char **argv)
         qctl_err("out of memory");
         MPI_Abort(MPI_COMM_WORLD, QCTL_EXIT_FAILED);
     }
+    ro.argc = argc - cmd;
+    ro.argv = argv + cmd;
     code = qctl_reconstruct_run(argc - cmd, argv + cmd, &g, &runner);
     if (!ro.started) {
-        struct hdr h = {0, 0, 0, 0}; /* --help, or it could not start (printed) */
+        struct hdr h = {0}; /* --help, or it could not start (printed) */
 
         MPI_Bcast(&h, sizeof(h), MPI_BYTE, 0, MPI_COMM_WORLD);
     }

@@ -311,6 +311,71 @@ class QtomoMpiTest(unittest.TestCase):
                         "ranks of the ended job still run: %r" % self.session(p))
         self.resume_and_compare(2, path, out, ref, opts, 4000 * 3)
 
+    # ---- ranks that do not see what rank 0 sees ----
+
+    def split_job(self, setup, path, out, *opts):
+        """Rank 0 in directory a, ranks 1 and 2 in b (MPMD): relative file names in opts name
+        each node's own copy, as on a cluster whose nodes do not share a file system. setup
+        (dir, rank0) fills each directory."""
+        dirs = [self.path("node-a"), self.path("node-b")]
+        for i, d in enumerate(dirs):
+            os.makedirs(d)
+            setup(d, i == 0)
+        args = ["reconstruct", path, "-o", out] + list(opts)
+        cmd = ([MPIEXEC, "--oversubscribe", "-n", "1", "--wdir", dirs[0], QTOMO_MPI] + args +
+               [":", "-n", "2", "--wdir", dirs[1], QTOMO_MPI] + args)
+        return subprocess.run(cmd, capture_output=True, env=MPI_ENV, timeout=600)
+
+    def assertJobRefused(self, p, out, why):
+        self.assertNotEqual(p.returncode, 0, p.stderr.decode(errors="replace")[-3000:])
+        self.assertIn(why, p.stderr)
+        # Rank 0 may have computed its first chunk; when MPI's SIGTERM reached it in time it
+        # closed the files as an interrupted run: never as a complete one.
+        if os.path.exists(os.path.join(out, "run.json")):
+            with open(os.path.join(out, "run.json")) as f:
+                self.assertIs(json.load(f)["complete"], False)
+
+    def test_other_target_on_a_rank_ends_job(self):
+        # The reviewer's case: another copy of the --target file changed 192 of 320 records.
+        def setup(d, rank0):
+            if rank0:
+                shutil.copy(os.path.join(EXAMPLES, "phi_plus.json"), os.path.join(d, "t.json"))
+            else:  # psi minus
+                with open(os.path.join(d, "t.json"), "w") as f:
+                    json.dump({"ket": {"re": [0, 0.7071067811865476, -0.7071067811865476, 0],
+                                       "im": [0, 0, 0, 0]}}, f)
+        out = self.path("out")
+        p = self.split_job(setup, self.big_input(80), out, "--method", "linear",
+                           "--target", "t.json")
+        self.assertJobRefused(p, out, b"--target file differs between nodes")
+
+    def test_other_design_file_on_a_rank_ends_job(self):
+        # The same design, its X basis written in the other order on the other node.
+        def setup(d, rank0):
+            mine = json.loads(json.dumps(PAULI6))
+            if not rank0:
+                for part in ("re", "im"):
+                    v = mine["vectors"][part]
+                    v[2], v[3] = v[3], v[2]
+            with open(os.path.join(d, "des.json"), "w") as f:
+                json.dump(mine, f)
+        path = self.path("pauli6.csv")
+        write_columns(path, pauli6_columns(70, int))
+        out = self.path("out")
+        p = self.split_job(setup, path, out, "--design-file", "des.json")
+        self.assertJobRefused(p, out, b"design or detector file differs between nodes")
+
+    def test_rank_that_cannot_set_up_ends_job(self):
+        # Rank 0 reads the target, the others find none: the job ends at once, with the reason,
+        # whatever rank 0 is doing (before, a rank 0 that stopped early waited for them forever).
+        def setup(d, rank0):
+            if rank0:
+                shutil.copy(os.path.join(EXAMPLES, "phi_plus.json"), os.path.join(d, "t.json"))
+        out = self.path("out")
+        p = self.split_job(setup, self.big_input(80), out, "--target", "t.json")
+        self.assertJobRefused(p, out, b"t.json")
+        self.assertIn(b"could not set up the run", p.stderr)
+
     # ---- what it refuses ----
 
     def test_refused_options(self):
