@@ -129,7 +129,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(REPO, "build", "release"))
     ap.add_argument("--mpirun", default=shutil.which("mpirun") or "mpirun")
     ap.add_argument("--samples", type=int, default=1024, help="d = 16 samples (a)")
-    ap.add_argument("--cheap-samples", type=int, default=100000, help="d = 4 samples (b)")
+    ap.add_argument("--cheap-samples", type=int, default=100000,
+                    help="d = 4 samples (b); 0 leaves (b) out")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--json", help="write every raw number here")
@@ -164,6 +165,8 @@ def main():
               "the machine shows here)" % (m1["load1"], m2["load1"], os.cpu_count()))
         print("    bytes per sample: work %.0f, results %.0f" % (m2["work_b"], m2["result_b"]))
         # (b) rank 0's rates on cheap samples
+        if a.cheap_samples <= 0:
+            return
         d4 = os.path.join(tmp, "d4.csv")
         base = nopovm_counts(4, 64, 3)
         write_columns(d4, (base * (a.cheap_samples // 64 + 1))[:a.cheap_samples])
@@ -183,11 +186,11 @@ def main():
                      m["records"] / m["write_s"] if m["write_s"] else 0, m["write_s"],
                      m["chunks"] / m["dispatch_s"] if m["dispatch_s"] else 0, m["chunks"],
                      m["dispatch_s"], m["work_b"], m["result_b"]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(raw, f, indent=1)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
