@@ -79,17 +79,27 @@ int qt_chunk_estimate(const struct qt_design *des, struct qt_ws *ws, const doubl
                       size_t n, const struct qt_opts *opts, const enum qt_method *methods,
                       size_t n_methods, qt_chunk_cb cb, void *userdata)
 {
+    return qt_chunk_estimate_part(des, ws, Y, m, n, 0, n, opts, methods, n_methods, cb, userdata);
+}
+
+int qt_chunk_estimate_part(const struct qt_design *des, struct qt_ws *ws, const double *Y, size_t m,
+                           size_t n, size_t lo, size_t hi, const struct qt_opts *opts,
+                           const enum qt_method *methods, size_t n_methods, qt_chunk_cb cb,
+                           void *userdata)
+{
     struct chunk_recs c = {0};
     int r;
 
     if (m != des->m)
         return QT_ESAMPLELEN;
-    if (n == 0)
+    if (lo > hi || hi > n)
+        return -EINVAL;
+    if (lo == hi)
         return 0;
     r = recs_init(&c, des->d, n, methods, n_methods);
     if (r == 0 && qt_estimate_linear_batch(des, ws, n, Y, m, opts, c.lin) < 0)
         r = -ENOMEM;
-    for (size_t i = 0; r == 0 && i < n; i++) {
+    for (size_t i = lo; r == 0 && i < hi; i++) {
         double t0 = now_us();
 
         one_sample(des, ws, Y + m * i, opts, methods, &c.lin[i], &c);

@@ -38,3 +38,12 @@ QT_NODISCARD int qt_chunk_estimate(const struct qt_design *des, struct qt_ws *ws
                                    size_t m, size_t n, const struct qt_opts *opts,
                                    const enum qt_method *methods, size_t n_methods, qt_chunk_cb cb,
                                    void *userdata);
+/* The same for the samples [lo, hi) of the chunk only: the linear batch still runs over all n
+ * columns, so each of these samples gets the bits it gets in the whole chunk (a GEMM's column
+ * can depend on the batch's size), and the iterative estimates run for these alone. cb sees
+ * indices lo..hi-1. -EINVAL when lo > hi or hi > n; nothing happens when lo == hi. For whoever
+ * splits an expensive chunk between processes (qtomo-mpi). */
+QT_NODISCARD int qt_chunk_estimate_part(const struct qt_design *des, struct qt_ws *ws,
+                                        const double *Y, size_t m, size_t n, size_t lo, size_t hi,
+                                        const struct qt_opts *opts, const enum qt_method *methods,
+                                        size_t n_methods, qt_chunk_cb cb, void *userdata);

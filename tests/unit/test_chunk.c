@@ -227,11 +227,101 @@ static void test_own_errors_first(void **state)
     qt_ws_done(&ws);
 }
 
+/* What a part saw: each sample's rho bits and iterations, by index. */
+struct bits {
+    size_t n, d, calls, first, last;
+    double complex *rho; /* n x 2 methods of d x d */
+    int64_t *iters;
+};
+
+static int keep_bits(size_t i, const struct qt_result *const *res, size_t n_res, double us,
+                     void *userdata)
+{
+    struct bits *b = userdata;
+
+    (void)us;
+    assert_true(i < b->n);
+    assert_int_equal(n_res, 2);
+    if (b->calls++ == 0)
+        b->first = i;
+    b->last = i;
+    for (size_t k = 0; k < n_res; k++) {
+        assert_int_equal(res[k]->err, 0);
+        memcpy(b->rho + (i * 2 + k) * b->d * b->d, res[k]->rho,
+               b->d * b->d * sizeof(double complex));
+        b->iters[i * 2 + k] = res[k]->mt.n_iterations;
+    }
+    return 0;
+}
+
+/* qt_chunk_estimate_part: samples [lo, hi) of a chunk get the very bits they get in the whole
+ * chunk (the linear batch runs over every column: qtomo-mpi's split chunks depend on it), the
+ * callback sees lo..hi-1 only, and bad ranges are refused before any callback. */
+static void test_part_same_bits(void **state)
+{
+    static const enum qt_method meth[] = {QT_METHOD_LINEAR, QT_METHOD_MLE};
+
+    static const size_t cuts[][2] = {{0, 5}, {5, 17}, {17, 63}, {63, 64}, {0, 64}};
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_design *des = NULL;
+    struct qt_opts opts;
+    size_t n = 64;
+
+    (void)state;
+    qt_opts_init(&opts);
+    assert_int_equal(qt_design_new(QT_DESIGN_MUB, 5, &des, NULL), 0);
+    double *Y = make_samples(des, &ws, 17, n);
+    Y[des->m * 3 + 1] = 7.0; /* make_samples put a NaN there: every sample succeeds here */
+    size_t sz = n * 2 * des->d * des->d;
+    struct bits whole = {
+        n, des->d, 0, 0, 0, calloc(sz, sizeof(double complex)), calloc(n * 2, sizeof(int64_t))};
+    struct bits part = {
+        n, des->d, 0, 0, 0, calloc(sz, sizeof(double complex)), calloc(n * 2, sizeof(int64_t))};
+
+    assert_non_null(whole.rho);
+    assert_non_null(part.rho);
+    assert_int_equal(qt_chunk_estimate(des, &ws, Y, des->m, n, &opts, meth, 2, keep_bits, &whole),
+                     0);
+    assert_int_equal(whole.calls, n);
+    for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+        size_t lo = cuts[c][0], hi = cuts[c][1], blk = 2 * des->d * des->d;
+
+        part.calls = 0;
+        assert_int_equal(qt_chunk_estimate_part(des, &ws, Y, des->m, n, lo, hi, &opts, meth, 2,
+                                                keep_bits, &part),
+                         0);
+        assert_int_equal(part.calls, hi - lo);
+        assert_int_equal(part.first, lo);
+        assert_int_equal(part.last, hi - 1);
+        /* identical bits are the requirement here, not closeness */
+        assert_memory_equal(part.rho + lo * blk, whole.rho + lo * blk,
+                            (hi - lo) * blk * sizeof(double complex));
+        assert_memory_equal(part.iters + 2 * lo, whole.iters + 2 * lo,
+                            (hi - lo) * 2 * sizeof(int64_t));
+    }
+    part.calls = 0;
+    assert_int_equal(
+        qt_chunk_estimate_part(des, &ws, Y, des->m, n, 9, 9, &opts, meth, 2, keep_bits, &part), 0);
+    assert_int_equal(
+        qt_chunk_estimate_part(des, &ws, Y, des->m, n, 10, 9, &opts, meth, 2, keep_bits, &part),
+        -EINVAL);
+    assert_int_equal(
+        qt_chunk_estimate_part(des, &ws, Y, des->m, n, 0, n + 1, &opts, meth, 2, keep_bits, &part),
+        -EINVAL);
+    assert_int_equal(part.calls, 0);
+    free(whole.rho);
+    free(whole.iters);
+    free(part.rho);
+    free(part.iters);
+    free(Y);
+    qt_design_free(des);
+    qt_ws_done(&ws);
+}
+
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_matches_per_sample),
-    cmocka_unit_test(test_indices_in_order),
-    cmocka_unit_test(test_callback_error_stops),
-    cmocka_unit_test(test_own_errors_first),
+    cmocka_unit_test(test_matches_per_sample),   cmocka_unit_test(test_indices_in_order),
+    cmocka_unit_test(test_callback_error_stops), cmocka_unit_test(test_own_errors_first),
+    cmocka_unit_test(test_part_same_bits),
 };
 
 QT_TEST_MAIN(tests)
