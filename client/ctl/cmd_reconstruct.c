@@ -6,12 +6,12 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "estopts.h"
 #include "io/qt_csv.h"
@@ -137,8 +137,8 @@ static int parse_boot(int which, const char *arg, struct qt_boot_req *b, int *ot
             v = strtoull(arg, &end, 10);
         if (arg[0] == '-' || errno || !end || *end || end == arg || v < lo[which] ||
             v > hi[which]) {
-            qctl_err("%s needs a whole number in [%llu, %llu], got '%s'", names[which],
-                     lo[which], hi[which], arg);
+            qctl_err("%s needs a whole number in [%llu, %llu], got '%s'", names[which], lo[which],
+                     hi[which], arg);
             return -1;
         }
         if (which == 0)
@@ -462,7 +462,8 @@ static int resolve_design(struct recon *rc, size_t rows)
         }
         if (load_json_file("design file", rc->design_file, &rc->design_text, &rc->design_len) < 0)
             return -1;
-        r = qt_designfile_parse(rc->design_text, rc->design_len, &rc->des, &dg);
+        r = qt_designfile_parse(rc->design_text, rc->design_len, &rc->des_own, &dg);
+        rc->des = rc->des_own;
         if (r < 0) {
             qctl_err("design file '%s': %s", rc->design_file, dg.msg[0] ? dg.msg : qt_strerror(r));
             return -1;
@@ -496,21 +497,49 @@ static int resolve_design(struct recon *rc, size_t rows)
     if (rc->dim && d && rc->dim != d) {
         qctl_err("--dim %zu does not match '%s': %zu rows mean d = %zu for design '%s'", rc->dim,
                  rc->file, rows, d,
-                 kind == QT_DESIGN_CUSTOM ? "custom" : qt_design_kind_name((enum qt_design_kind)kind));
+                 kind == QT_DESIGN_CUSTOM ? "custom"
+                                          : qt_design_kind_name((enum qt_design_kind)kind));
         return -1;
     }
     rc->kind = kind;
     rc->d = d;
     (void)snprintf(rc->design_name, sizeof(rc->design_name), "%s",
                    kind < 0 ? "" : qt_design_kind_name((enum qt_design_kind)kind));
-    if (rc->local && !rc->des && kind >= 0 && d) {
-        r = qt_design_new((enum qt_design_kind)kind, d, &rc->des, &dg);
+    if (rc->local && !rc->des && kind >= 0 && d)
+        return qctl_recon_build_design(rc, (enum qt_design_kind)kind, d);
+    return 0;
+}
+
+int qctl_recon_build_design(struct recon *rc, enum qt_design_kind kind, size_t d)
+{
+    struct qt_diag dg = {0};
+    int r;
+
+    if (rc->cache) {
+        r = qt_cache_get(rc->cache, kind, d, &rc->des_map, &dg);
         if (r < 0) {
-            qctl_err("%s", dg.msg[0] ? dg.msg : qt_strerror(r));
+            qctl_err("projector cache: %s", dg.msg[0] ? dg.msg : qt_strerror(r));
             return -1;
         }
+        rc->des = qt_cache_map_design(rc->des_map);
+        return 0;
+    }
+    r = qt_design_new(kind, d, &rc->des_own, &dg);
+    rc->des = rc->des_own;
+    if (r < 0) {
+        qctl_err("%s", dg.msg[0] ? dg.msg : qt_strerror(r));
+        return -1;
     }
     return 0;
+}
+
+void qctl_recon_drop_design(struct recon *rc)
+{
+    qt_cache_unmap(rc->des_map);
+    qt_design_free(rc->des_own);
+    rc->des_map = NULL;
+    rc->des_own = NULL;
+    rc->des = NULL;
 }
 
 /* --target NAME where NAME is no file but a theory profile: the file {"profile": NAME}. */
@@ -633,8 +662,7 @@ static int table_counts_check(const struct recon *rc)
  * estimate failed). The stream of resample k is keyed by (seed, sample, k), as the daemon's. */
 static int boot_sample(const struct recon *rc, const struct qt_design *des, struct qt_ws *ws,
                        const double *y, size_t sample, const struct qt_result *const *res,
-                       size_t n_res, struct qt_uncertainty *unc,
-                       const struct qt_uncertainty **uptr)
+                       size_t n_res, struct qt_uncertainty *unc, const struct qt_uncertainty **uptr)
 {
     double *z = malloc(des->m * sizeof(double));
     char msg[160] = "";
@@ -661,9 +689,10 @@ static int boot_sample(const struct recon *rc, const struct qt_design *des, stru
                                               rc->boot.confidence, &unc[k].td_bound) == 0;
         if (r < 0) {
             qt_boot_fail(&unc[k], &rc->boot, rc->boot.seed, r,
-                         msg[0] ? msg : r == QT_ENOCONV ? "fewer than two resamples could be "
-                                                          "estimated"
-                                                        : qt_strerror(r));
+                         msg[0]            ? msg
+                         : r == QT_ENOCONV ? "fewer than two resamples could be "
+                                             "estimated"
+                                           : qt_strerror(r));
             continue;
         }
         unc[k].shots = rc->boot.shots;
@@ -677,12 +706,13 @@ static int boot_sample(const struct recon *rc, const struct qt_design *des, stru
 struct local_ctx {
     const struct recon *rc;
     struct qctl_chunk_run *cr;
-    const double *Y;         /* the chunk's values, rows x n */
-    const bool *empty;       /* [n]: the column is empty (NULL: none is) */
-    size_t s0, n;            /* the chunk's samples */
-    struct timespec t0;      /* when the estimate call started */
-    double lin_ms;           /* the call's batched linear inversion, per sample */
-    int werr;                /* the sink's error */
+    const double *Y;    /* the chunk's values, rows x n */
+    const bool *empty;  /* [n]: the column is empty (NULL: none is) */
+    size_t s0, n;       /* the chunk's samples */
+    size_t lo;          /* the first of them reported (qctl_recon_chunk_part) */
+    struct timespec t0; /* when the estimate call started */
+    double lin_ms;      /* the call's batched linear inversion, per sample */
+    int werr;           /* the sink's error */
     qctl_sample_sink sink;
     void *sink_ud;
 };
@@ -699,7 +729,7 @@ static int local_sample(size_t i, const struct qt_result *const *res, size_t n_r
     size_t sample = lc->s0 + i;
     bool empty = lc->empty && lc->empty[i];
 
-    if (i == 0)
+    if (i == lc->lo)
         lc->lin_ms = (since_ms(&lc->t0) - us / 1e3) / (double)lc->n;
     for (size_t k = 0; k < n_res; k++) {
         rec[k] = res[k];
@@ -742,20 +772,29 @@ void qctl_chunk_run_done(struct qctl_chunk_run *cr)
  * last bits of a GEMM's columns, so the batches start where --local's do. With error bars each
  * sample is estimated alone, as the daemon's workers do, so that the point estimates the
  * resamples start from are the same bits. */
-int qctl_recon_chunk(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y,
-                     size_t s0, size_t n, const bool *empty, qctl_sample_sink sink, void *ud)
+int qctl_recon_chunk(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y, size_t s0,
+                     size_t n, const bool *empty, qctl_sample_sink sink, void *ud)
+{
+    return qctl_recon_chunk_part(rc, cr, Y, s0, n, 0, n, empty, sink, ud);
+}
+
+int qctl_recon_chunk_part(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y,
+                          size_t s0, size_t n, size_t lo, size_t hi, const bool *empty,
+                          qctl_sample_sink sink, void *ud)
 {
     size_t step = rc->boot.resamples ? 1 : QCTL_LOCAL_CHUNK, m = rc->des->m;
 
     for (size_t i = 0; i < n && !interrupted; i += step) {
-        size_t k = QT_MIN(step, n - i);
-        struct local_ctx lc = {rc,     cr,  Y + m * i, empty ? empty + i : NULL, s0 + i, k,
-                               {0, 0}, 0.0, 0,         sink,                     ud};
+        size_t k = QT_MIN(step, n - i), a = QT_MAX(lo, i) - i, b = QT_MIN(hi, i + k);
+        struct local_ctx lc = {
+            rc, cr, Y + m * i, empty ? empty + i : NULL, s0 + i, k, a, {0, 0}, 0.0, 0, sink, ud};
         int r;
 
+        if (b <= i + a)
+            continue; /* none of this batch's samples is asked for */
         (void)clock_gettime(CLOCK_MONOTONIC, &lc.t0);
-        r = qt_chunk_estimate(rc->des, &cr->ws, lc.Y, m, k, &rc->opts, rc->method_list,
-                              rc->n_methods, local_sample, &lc);
+        r = qt_chunk_estimate_part(rc->des, &cr->ws, lc.Y, m, k, a, b - i, &rc->opts,
+                                   rc->method_list, rc->n_methods, local_sample, &lc);
         if (r < 0 && lc.werr == 0)
             qctl_err("%s", qt_strerror(r)); /* the sink reported its own errors */
         if (r < 0)
@@ -776,8 +815,8 @@ static int out_sink(void *ud, size_t sample, const struct qt_result *const *res,
 }
 
 /* Runs the columns of samples [s0, s0 + n) in this process into the output. */
-int qctl_recon_local_chunk(const struct recon *rc, struct qctl_chunk_run *cr,
-                           struct qctl_out *out, size_t s0, size_t n)
+int qctl_recon_local_chunk(const struct recon *rc, struct qctl_chunk_run *cr, struct qctl_out *out,
+                           size_t s0, size_t n)
 {
     const struct qt_table *t = &rc->tab;
     bool empty[QCTL_LOCAL_CHUNK];
@@ -977,8 +1016,8 @@ static int run_daemon(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl
             goto out;
         }
     qtomo_job_set_progress(j, 250);
-    r = qtomo_submit(c, j, rc->tab.v + rc->tab.rows * (rc->first + start), rc->tab.rows, n,
-                     start, &cb, &tot, &err);
+    r = qtomo_submit(c, j, rc->tab.v + rc->tab.rows * (rc->first + start), rc->tab.rows, n, start,
+                     &cb, &tot, &err);
     if (r == QTOMO_E_CANCELLED && (interrupted || bc.err)) {
         ret = bc.err ? QCTL_EXIT_FAILED : 0;
     } else if (r < 0) {
@@ -1026,8 +1065,8 @@ static long parse_line(char *line, double *v, size_t max, size_t *bad)
 }
 
 /* Error records for every requested method of a sample that could not run. */
-static int live_fail(struct recon *rc, struct qctl_out *out, struct qt_result *tmp,
-                     size_t sample, int err, const char *msg)
+static int live_fail(struct recon *rc, struct qctl_out *out, struct qt_result *tmp, size_t sample,
+                     int err, const char *msg)
 {
     const struct qt_result *res[_QT_METHOD_MAX];
     size_t k = 0;
@@ -1046,8 +1085,7 @@ static int live_fail(struct recon *rc, struct qctl_out *out, struct qt_result *t
 
 /* The design of a --live sample of m values: the run's, or inferred from m. Sets the record's
  * design name. Returns 0 or QT_ESAMPLELEN with a message. */
-static int live_design(struct recon *rc, size_t m, int *kind, size_t *d, char *msg,
-                       size_t msglen)
+static int live_design(struct recon *rc, size_t m, int *kind, size_t *d, char *msg, size_t msglen)
 {
     struct qt_diag dg = {0};
 
@@ -1071,7 +1109,7 @@ static int live_design(struct recon *rc, size_t m, int *kind, size_t *d, char *m
         return QT_ESAMPLELEN;
     }
     (void)snprintf(rc->design_name, sizeof(rc->design_name), "%s",
-                   qt_design_kind_name((enum qt_design_kind)*kind));
+                   qt_design_kind_name((enum qt_design_kind) * kind));
     return 0;
 }
 
@@ -1113,7 +1151,7 @@ static int live_local(struct recon *rc, struct live_ctx *lc, struct qt_ws *ws,
     int r;
 
     if (kind == QT_DESIGN_CUSTOM) {
-        *des = rc->des;
+        *des = rc->des_own; /* custom designs are parsed, never mapped */
     } else if (!*des || (int)(*des)->kind != kind || (*des)->d != d) {
         if (*des != rc->des)
             qt_design_free(*des);
@@ -1196,9 +1234,10 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
                 r = qtomo_reconstruct(c, j, v, (size_t)m, &s, &err);
                 if (r != QTOMO_E_BUSY || tries == 50 || interrupted)
                     break;
-                (void)nanosleep(&(struct timespec){0, (err.retry_after_ms > 0
-                                                           ? err.retry_after_ms : 100) * 1000000L},
-                                NULL);
+                (void)nanosleep(
+                    &(struct timespec){0, (err.retry_after_ms > 0 ? err.retry_after_ms : 100) *
+                                              1000000L},
+                    NULL);
             }
             if (r == -EINVAL || r == QTOMO_E_INVALID_PARAMS || r == QTOMO_E_INVALID_SAMPLE ||
                 r == QTOMO_E_TOO_LARGE) {
@@ -1333,7 +1372,7 @@ int qctl_recon_prepare_design(struct recon *rc, size_t rows)
 void qctl_recon_done(struct recon *rc)
 {
     qt_table_done(&rc->tab);
-    qt_design_free(rc->des);
+    qctl_recon_drop_design(rc);
     free(rc->design_text);
     free(rc->detector_text);
     free(rc->target);
@@ -1364,6 +1403,7 @@ int qctl_reconstruct_run(int argc, char **argv, struct qctl_global *g,
         }
         rc.local = true; /* the design is built here; records as --local's */
         rc.mode = runner->mode;
+        rc.cache = runner->cache;
     }
     if (rc.local && !runner)
         qctl_blas_env(g);

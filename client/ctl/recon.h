@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "base/qt_ws.h"
+#include "cache/qt_cache.h"
 #include "io/qt_csv.h"
 #include "io/qt_record.h"
 #include "num/qt_bootstrap.h"
@@ -23,7 +24,7 @@
 struct recon {
     /* options */
     const char *file, *design, *design_file, *columns, *target_file, *outdir;
-    const char *detector_file; /* --detector */
+    const char *detector_file;  /* --detector */
     const char *target_profile; /* --target named a theory profile (num/qt_theory.h), not a file */
     size_t dim;
     bool local, json, bell, spectral, resume, live, hdf5;
@@ -36,24 +37,28 @@ struct recon {
     struct plot_sel plot_sel;
     /* resolved */
     struct qt_table tab;
-    int kind;           /* enum qt_design_kind */
-    size_t d;           /* 0 in --live when the design is inferred per sample */
+    int kind; /* enum qt_design_kind */
+    size_t d; /* 0 in --live when the design is inferred per sample */
     char design_name[16];
     char design_id[64]; /* custom designs */
     char *design_text;  /* custom: the file, for design.put */
     size_t design_len;
-    struct qt_design *des; /* local runs, and custom designs (parsed for checks and the id) */
+    const struct qt_design *des; /* local runs, and custom designs (parsed for checks and the id):
+                                  * des_own, or in des_map */
+    struct qt_design *des_own;
     double complex *target;
-    size_t first, last;  /* 0-based inclusive column range */
+    size_t first, last; /* 0-based inclusive column range */
     char input_sha256[65];
     char detector_sha256[65]; /* --detector: the file's SHA-256 */
     char detector_id[40];     /* a model other than the identity: its id (records) */
     char *detector_text;      /* ... and the file, for detector.put (daemon runs) */
     size_t detector_len;
-    char base_name[16];       /* ... and the design it was checked against */
-    char base_id[64];         /* (custom: its id; rc->design_text stays its file) */
-    char server[64];     /* daemon runs: the server's name and version */
-    const char *mode;    /* run.json's "mode" when not "local" or "daemon" (qtomo-mpi: "mpi") */
+    char base_name[16];     /* ... and the design it was checked against */
+    char base_id[64];       /* (custom: its id; rc->design_text stays its file) */
+    char server[64];        /* daemon runs: the server's name and version */
+    const char *mode;       /* run.json's "mode" when not "local" or "daemon" (qtomo-mpi: "mpi") */
+    struct qt_cache *cache; /* qtomo-mpi: built-in designs come mapped from this cache */
+    struct qt_cache_map *des_map; /* des lies in this mapping (des_own is NULL) */
 };
 
 /* ---- the command's stages (cmd_reconstruct.c), shared with qtomo-mpi (client/mpi) ---- */
@@ -67,6 +72,12 @@ int qctl_recon_parse(int argc, char **argv, struct recon *rc, bool json);
 int qctl_recon_prepare_design(struct recon *rc, size_t rows);
 /* Frees what parsing, reading and preparing allocated. */
 void qctl_recon_done(struct recon *rc);
+/* The built-in design (kind, d) as rc->des: mapped from rc->cache when there is one (built
+ * there once per cache directory, under its lock), else built in memory. Returns 0 or -1
+ * (printed). */
+int qctl_recon_build_design(struct recon *rc, enum qt_design_kind kind, size_t d);
+/* Frees or unmaps rc->des. */
+void qctl_recon_drop_design(struct recon *rc);
 
 struct qctl_out;
 
@@ -77,7 +88,9 @@ struct qctl_recon_runner {
     const char *mode; /* run.json's "mode" */
     int (*run)(struct recon *rc, struct qctl_out *out, size_t start, void *ud);
     void *ud;
+    struct qt_cache *cache; /* built-in designs from this projector cache, or NULL */
 };
+
 /* The whole command: parse, read, resolve, prepare -o DIR (--resume), compute, finish the
  * outputs. runner NULL: qtomoctl reconstruct (the daemon, --local or --live); otherwise the
  * batch runs through runner (--local and --live are refused; the design is built here, as
@@ -104,6 +117,7 @@ struct qctl_chunk_run {
     struct qt_result empty[_QT_METHOD_MAX];
     struct qt_uncertainty unc[_QT_METHOD_MAX];
 };
+
 /* For designs of dimension d. Returns 0 or -1 (printed). */
 int qctl_chunk_run_init(struct qctl_chunk_run *cr, size_t d);
 void qctl_chunk_run_done(struct qctl_chunk_run *cr);
@@ -113,11 +127,17 @@ void qctl_chunk_run_done(struct qctl_chunk_run *cr);
  * records to sink in order. empty[i]:
  * the sample's column is empty (its records say so; NULL: none is). Stops early when
  * interrupted. Returns 0 or -1 (printed). */
-int qctl_recon_chunk(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y,
-                     size_t s0, size_t n, const bool *empty, qctl_sample_sink sink, void *ud);
+int qctl_recon_chunk(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y, size_t s0,
+                     size_t n, const bool *empty, qctl_sample_sink sink, void *ud);
+/* The same, but only the samples s0 + [lo, hi) reach the sink: each with the bits it gets in
+ * the whole chunk (the linear batches still run over all of Y's columns). For splitting a
+ * batch of expensive samples between ranks. */
+int qctl_recon_chunk_part(const struct recon *rc, struct qctl_chunk_run *cr, const double *Y,
+                          size_t s0, size_t n, size_t lo, size_t hi, const bool *empty,
+                          qctl_sample_sink sink, void *ud);
 /* The same for the samples [s0, s0 + n) of rc->tab, into the output stage. */
-int qctl_recon_local_chunk(const struct recon *rc, struct qctl_chunk_run *cr,
-                           struct qctl_out *out, size_t s0, size_t n);
+int qctl_recon_local_chunk(const struct recon *rc, struct qctl_chunk_run *cr, struct qctl_out *out,
+                           size_t s0, size_t n);
 
 /* ---- detector model (recon_detector.c) ---- */
 
@@ -132,8 +152,8 @@ int qctl_recon_detector(struct recon *rc);
  * or JSON lines with --json) or, with -o, to DIR/records.jsonl (appending after `start`
  * samples kept by --resume). Records are written in sample order whatever order they arrive
  * in. Returns 0 or an exit code (the error was printed). */
-int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_global *g,
-                  size_t n, size_t start);
+int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_global *g, size_t n,
+                  size_t start);
 /* One sample's results (n_res records, in method order); ms: its compute time (< 0 unknown).
  * Returns 0 or -errno when an output file cannot be written (printed). */
 int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
@@ -156,6 +176,7 @@ int qctl_sha256_file(const char *path, char hex[65]);
  * truncates what follows them (an interrupted run's partial lines). Checks run.json's input
  * hash and options against this run. Returns 0 or an exit code (printed). */
 int qctl_resume_scan(const struct recon *rc, const char *options_json, size_t *ret_done);
+
 /* ---- summary.csv (recon_summary.c) ---- */
 
 /* A growable byte buffer; the first allocation failure sticks (err). Zero-initialise. */
@@ -164,6 +185,7 @@ struct qctl_buf {
     size_t len, cap;
     bool err;
 };
+
 void qctl_buf_put(struct qctl_buf *b, const void *s, size_t n);
 void qctl_buf_free(struct qctl_buf *b);
 

@@ -34,9 +34,6 @@ static int check_methods(const struct recon *rc, const struct qt_detector *det,
 
 static int base_design(struct recon *rc)
 {
-    struct qt_diag dg = {0};
-    int r;
-
     if (rc->d > QT_DETECTOR_MAX_DIM) { /* before building a large design for nothing */
         qctl_err("detector file '%s': detector models make a custom design, which needs d <= %d "
                  "(this run has d = %zu)",
@@ -50,10 +47,7 @@ static int base_design(struct recon *rc)
                  "give --design and --dim)");
         return -1;
     }
-    r = qt_design_new((enum qt_design_kind)rc->kind, rc->d, &rc->des, &dg);
-    if (r < 0)
-        qctl_err("%s", dg.msg[0] ? dg.msg : qt_strerror(r));
-    return r < 0 ? -1 : 0;
+    return qctl_recon_build_design(rc, (enum qt_design_kind)rc->kind, rc->d);
 }
 
 /* The effective design, which becomes the run's design; the base design's name, id and file
@@ -72,8 +66,8 @@ static int effective(struct recon *rc, const struct qt_detector *det, char *text
     (void)snprintf(rc->base_name, sizeof(rc->base_name), "%s", rc->des->name);
     (void)snprintf(rc->base_id, sizeof(rc->base_id), "%s",
                    rc->des->kind == QT_DESIGN_CUSTOM ? rc->des->id : "");
-    qt_design_free(rc->des);
-    rc->des = eff;
+    qctl_recon_drop_design(rc);
+    rc->des = rc->des_own = eff;
     rc->detector_text = text;
     rc->detector_len = len;
     rc->kind = QT_DESIGN_CUSTOM;

@@ -12,7 +12,8 @@
  * Before them rank 0 broadcasts struct hdr: the run's size and seed and what it resolved
  * (struct run_digest); a rank that resolves anything else ends the job (MPI_Abort).
  *   TAG_READY  r -> 0  int32 0: the rank resolved the run as rank 0 did
- *   TAG_WORK   0 -> r  u64 s0, n, m; n bytes "column empty" (padded to 8); m x n doubles
+ *   TAG_WORK   0 -> r  u64 s0, n, m, lo, hi; n bytes "column empty" (padded to 8); m x n
+ *                      doubles: the samples s0 + [lo, hi) of the batch s0 + [0, n)
  *   TAG_RESULT r -> 0  msgpack [seconds, [[sample, ms, [result maps], [unc maps | nil] | nil]...]]
  *   TAG_STOP   0 -> r  nothing more to do */
 #define _GNU_SOURCE
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "qp.h"
@@ -76,12 +78,17 @@ static void usage(FILE *out)
                  "0.25 s of work from the measured time per sample, in whole batches of 64\n"
                  "samples as --local computes them (with --bootstrap, single samples), and\n"
                  "shrinks near the end.\n"
-                 "Each rank builds the design in memory and runs OpenBLAS on one thread.\n\n"
+                 "Each rank runs OpenBLAS on one thread and maps a built-in design from the\n"
+                 "projector cache of its node (built once per node, under the cache's lock;\n"
+                 "custom and detector designs are built in memory by every rank).\n\n"
                  "A rank that dies ends the job (MPI's default): run the same command with\n"
                  "--resume to finish it. --live, --local and the daemon options (-s, --timeout)\n"
                  "do not apply.\n\n"
                  "  -q, --quiet    no summary on stderr\n"
                  "  -v, --verbose  progress notes, and rank 0's dispatch statistics at the end\n"
+                 "  --cache-dir DIR  the projector cache (default: $TMPDIR/qtomo-mpi-cache-UID,\n"
+                 "                 /tmp without TMPDIR): a directory local to each node\n"
+                 "  --no-cache     every rank builds the design in memory\n"
                  "  --json         one JSON record per line on stdout (without -o)\n\n"
                  "The options of qtomoctl reconstruct follow (--local and --live excepted).\n\n");
     qctl_reconstruct_usage(out);
@@ -200,10 +207,67 @@ static bool digest_same(int rank, const struct run_digest *root, const struct ru
     return true;
 }
 
+/* ---- the projector cache ---- */
+
+/* The projector cache's default directory: node-local scratch ($TMPDIR, which Slurm sites
+ * point at a node's local disk, else /tmp), one per user. */
+static const char *default_cache_dir(char *buf, size_t len)
+{
+    const char *tmp = getenv("TMPDIR");
+
+    (void)snprintf(buf, len, "%s/qtomo-mpi-cache-%u", tmp && *tmp == '/' ? tmp : "/tmp",
+                   (unsigned)getuid());
+    return buf;
+}
+
+static void on_cache_event(void *ud, const struct qt_cache_event *ev)
+{
+    const struct qctl_global *g = ud;
+
+    if (ev->kind == QT_CACHE_QUARANTINED)
+        qctl_err("projector cache: %s was damaged (%s); moved aside to %s and built again",
+                 ev->name, ev->reason, ev->path);
+    else if (ev->kind == QT_CACHE_BUILT)
+        qctl_info(g, "projector cache: built %s (%llu bytes) in %.2f s", ev->name,
+                  (unsigned long long)ev->bytes, ev->seconds);
+}
+
+/* Opens the cache in dir (NULL: none). A cache that cannot be opened is not fatal: the rank
+ * builds its designs in memory, as --no-cache, and says so. */
+static struct qt_cache *open_cache(struct qctl_global *g, const char *dir)
+{
+    struct qt_cache_config cfg = {.on_event = on_cache_event, .userdata = g};
+    struct qt_cache *c = NULL;
+    struct qt_diag dg = {0};
+    int r;
+
+    if (!dir)
+        return NULL;
+    r = qt_cache_open(dir, &cfg, &c, &dg);
+    if (r < 0) {
+        qctl_err("projector cache '%s': %s; building designs in memory", dir,
+                 dg.msg[0] ? dg.msg : qt_strerror(r));
+        return NULL;
+    }
+    return c;
+}
+
+/* After computing from a mapped design: the mapping still holds what was verified (a cache
+ * file truncated or rewritten under it may have given wrong numbers: nothing of them leaves). */
+static void check_mapping(const struct recon *rc, int rank)
+{
+    if (rc->des_map && qt_cache_map_changed(rc->des_map)) {
+        qctl_err("rank %d: projector cache file %s changed while in use; ending the job (run it "
+                 "again with --resume)",
+                 rank, qt_cache_map_name(rc->des_map));
+        abort_job(QCTL_EXIT_FAILED);
+    }
+}
+
 /* ---- the ranks that compute (rank > 0) ---- */
 
 struct work {
-    uint64_t s0, n, m;
+    uint64_t s0, n, m, lo, hi; /* the samples s0 + [lo, hi) of the columns s0 + [0, n) */
     bool *empty;
     double *Y;
 };
@@ -211,15 +275,16 @@ struct work {
 /* A TAG_WORK message of the run whose design has m outcomes. */
 static int work_decode(const char *buf, size_t len, size_t m, struct work *w)
 {
-    uint64_t h[3];
+    uint64_t h[5];
     size_t pad;
 
     if (len < sizeof(h))
         return -EPROTO;
     memcpy(h, buf, sizeof(h));
-    w->s0 = h[0], w->n = h[1], w->m = h[2];
+    w->s0 = h[0], w->n = h[1], w->m = h[2], w->lo = h[3], w->hi = h[4];
     /* n and m are bounded before their product is formed */
-    if (w->n == 0 || w->n > CHUNK_MAX || w->m != m || m > SIZE_MAX / sizeof(double) / CHUNK_MAX)
+    if (w->n == 0 || w->n > CHUNK_MAX || w->m != m || m > SIZE_MAX / sizeof(double) / CHUNK_MAX ||
+        w->lo >= w->hi || w->hi > w->n)
         return -EPROTO;
     pad = (w->n + 7) / 8 * 8;
     if (len != sizeof(h) + pad + w->n * w->m * sizeof(double))
@@ -292,7 +357,7 @@ static int pack_sink(void *ud, size_t sample, const struct qt_result *const *res
 /* Holds at most QUEUE_DEPTH chunks: computes one while the next waits in MPI's buffers. The
  * results go out without waiting for rank 0 to take them (two buffers in turn): rank 0 reads
  * them between its own samples. */
-static int compute_rank(struct recon *rc)
+static int compute_rank(struct recon *rc, int rank)
 {
     struct qctl_chunk_run cr;
     msgpack_sbuffer sbs[2];
@@ -337,13 +402,16 @@ static int compute_rank(struct recon *rc)
         msgpack_pack_array(&pk, 2);
         /* the chunk's seconds come first: packed after the records, patched in below */
         msgpack_pack_double(&pk, 0.0);
-        msgpack_pack_array(&pk, q[0].n);
-        if (qctl_recon_chunk(rc, &cr, q[0].Y, q[0].s0, q[0].n, q[0].empty, pack_sink, &pk) < 0 ||
+        msgpack_pack_array(&pk, q[0].hi - q[0].lo);
+        if (qctl_recon_chunk_part(rc, &cr, q[0].Y, q[0].s0, q[0].n, q[0].lo, q[0].hi, q[0].empty,
+                                  pack_sink, &pk) < 0 ||
             sb->data == NULL) {
             qctl_err("cannot compute samples %llu-%llu (see above): ending the job",
-                     (unsigned long long)q[0].s0 + 1, (unsigned long long)(q[0].s0 + q[0].n));
+                     (unsigned long long)(q[0].s0 + q[0].lo + 1),
+                     (unsigned long long)(q[0].s0 + q[0].hi));
             MPI_Abort(MPI_COMM_WORLD, QCTL_EXIT_FAILED);
         }
+        check_mapping(rc, rank);
         {
             /* [2-array][0xcb f64 big-endian] */
             double secs = now_s() - t0;
@@ -367,7 +435,7 @@ static int compute_rank(struct recon *rc)
 
 /* A rank that cannot resolve the run as rank 0 did ends the job at once (MPI_Abort): rank 0
  * may by then be waiting for ranks, or have stopped handing out work. */
-static int rank_main(int argc, char **argv, bool json, int rank)
+static int rank_main(int argc, char **argv, bool json, int rank, struct qt_cache *cache)
 {
     struct recon rc = {0};
     struct hdr h;
@@ -382,6 +450,7 @@ static int rank_main(int argc, char **argv, bool json, int rank)
         status = -1;
     } else {
         rc.local = true;
+        rc.cache = cache;
         rc.boot.seed = h.seed;
         rc.boot.has_seed = h.has_seed != 0;
         if (qctl_recon_prepare_design(&rc, (size_t)h.rows) < 0 || !rc.des)
@@ -398,7 +467,7 @@ static int rank_main(int argc, char **argv, bool json, int rank)
         abort_job(QCTL_EXIT_USAGE);
     }
     MPI_Send(&status, sizeof(status), MPI_BYTE, 0, TAG_READY, MPI_COMM_WORLD);
-    ret = compute_rank(&rc);
+    ret = compute_rank(&rc, rank);
     qctl_recon_done(&rc);
     return ret < 0 ? QCTL_EXIT_FAILED : 0;
 }
@@ -418,6 +487,7 @@ struct root {
     char **argv;
     int nranks;
     bool started;   /* the header went out */
+    size_t start;   /* the first sample of this run (--resume: where it goes on) */
     size_t next, n; /* next sample to hand out, the selection's size */
     int *queued;    /* [rank]: chunks handed out and not yet back */
     bool *ready;    /* [rank]: sent TAG_READY */
@@ -434,31 +504,50 @@ struct root {
     double t_write, t_dispatch;
 };
 
-/* The next chunk: about CHUNK_TARGET seconds of work at the measured rate, at most half a share
- * of what is left per rank (so that near the end no rank waits on a long chunk), in whole
- * batches of QCTL_LOCAL_CHUNK (--local's; with --bootstrap, samples). */
-static size_t chunk_size(const struct root *ro)
+/* A chunk: the samples s0 + [lo, hi) of the columns s0 + [0, n). */
+struct span {
+    size_t s0, n, lo, hi;
+};
+
+/* The next chunk, from ro->next: about CHUNK_TARGET seconds of work at the measured rate, at
+ * most half a share of what is left per rank (so that near the end no rank waits on a long
+ * chunk). --local inverts batches of QCTL_LOCAL_CHUNK samples from the run's start (with
+ * --bootstrap, single samples), and a batch's size can change a column's last bits; so a chunk
+ * is either whole batches, or part of one batch: then its columns are the whole batch's (the
+ * linear inversion runs over all of them) and only the part is estimated and reported. Parts
+ * are what lets expensive samples (seconds each) be spread over ranks to the last one. */
+static struct span next_span(const struct root *ro)
 {
     size_t unit = ro->rc->boot.resamples ? 1 : QCTL_LOCAL_CHUNK;
-    size_t left = ro->n - ro->next, units = (left + unit - 1) / unit, k, tail;
+    size_t left = ro->n - ro->next, off = (ro->next - ro->start) % unit, k, tail;
+    struct span sp;
 
     if (ro->sec_per_sample <= 0.0)
-        k = 1; /* the first chunks measure */
+        k = QT_MIN(unit, (size_t)8); /* the first chunks measure: small, the time is unknown */
     else
-        k = (size_t)fmin((double)(CHUNK_MAX / unit),
-                         fmax(1.0, CHUNK_TARGET / (ro->sec_per_sample * (double)unit)));
-    tail = (units + 2 * (size_t)ro->nranks - 1) / (2 * (size_t)ro->nranks);
+        k = (size_t)fmin((double)CHUNK_MAX, fmax(1.0, CHUNK_TARGET / ro->sec_per_sample));
+    tail = (left + 2 * (size_t)ro->nranks - 1) / (2 * (size_t)ro->nranks);
     k = QT_MIN(k, QT_MAX(tail, (size_t)1));
-    return QT_MIN(k * unit, left);
+    if (off == 0 && k >= unit) {
+        k = QT_MIN(k / unit * unit, left);
+        sp = (struct span){ro->next, k, 0, k};
+    } else {
+        sp.s0 = ro->next - off;
+        sp.n = QT_MIN(unit, ro->n - sp.s0);
+        sp.lo = off;
+        sp.hi = QT_MIN(off + k, sp.n);
+    }
+    return sp;
 }
 
 static void send_work(struct root *ro, int rank)
 {
     const struct qt_table *t = &ro->rc->tab;
-    size_t k = chunk_size(ro), m = t->rows, pad = (k + 7) / 8 * 8;
-    size_t len = 3 * sizeof(uint64_t) + pad + k * m * sizeof(double);
-    uint64_t h[3] = {ro->next, k, m};
-    size_t c0 = ro->rc->first + ro->next;
+    struct span sp = next_span(ro);
+    size_t k = sp.n, m = t->rows, pad = (k + 7) / 8 * 8;
+    uint64_t h[5] = {sp.s0, k, m, sp.lo, sp.hi};
+    size_t len = sizeof(h) + pad + k * m * sizeof(double);
+    size_t c0 = ro->rc->first + sp.s0;
     char *buf = calloc(1, len);
 
     if (!buf || (ro->nps == ro->cps &&
@@ -473,7 +562,7 @@ static void send_work(struct root *ro, int rank)
     ro->ps[ro->nps].buf = buf;
     MPI_Isend(buf, (int)len, MPI_BYTE, rank, TAG_WORK, MPI_COMM_WORLD, &ro->ps[ro->nps].req);
     ro->nps++;
-    ro->next += k;
+    ro->next = sp.s0 + sp.hi;
     ro->queued[rank]++;
     ro->chunks++;
     ro->bytes_work += len;
@@ -649,7 +738,10 @@ static int root_sink(void *ud, size_t sample, const struct qt_result *const *res
                      const struct qt_uncertainty *const *unc, size_t n_res, double ms)
 {
     struct root *ro = ud;
-    int r = write_sample(ro, sample, res, unc, n_res, ms);
+    int r;
+
+    check_mapping(ro->rc, 0); /* one fstat: computed from what was verified */
+    r = write_sample(ro, sample, res, unc, n_res, ms);
 
     ro->samples_root++;
     if (r == 0 && ro->nranks > 1)
@@ -657,11 +749,11 @@ static int root_sink(void *ud, size_t sample, const struct qt_result *const *res
     return r;
 }
 
-/* Samples [s0, s0 + k) on rank 0 itself. */
-static int root_chunk(struct root *ro, struct qctl_chunk_run *cr, size_t s0, size_t k)
+/* A chunk on rank 0 itself. */
+static int root_chunk(struct root *ro, struct qctl_chunk_run *cr, struct span sp)
 {
     const struct qt_table *t = &ro->rc->tab;
-    size_t c0 = ro->rc->first + s0;
+    size_t c0 = ro->rc->first + sp.s0, k = sp.n;
     bool *empty = malloc(k * sizeof(bool));
     int r;
 
@@ -671,7 +763,8 @@ static int root_chunk(struct root *ro, struct qctl_chunk_run *cr, size_t s0, siz
     }
     for (size_t i = 0; i < k; i++)
         empty[i] = qt_table_col_empty(t, c0 + i);
-    r = qctl_recon_chunk(ro->rc, cr, t->v + t->rows * c0, s0, k, empty, root_sink, ro);
+    r = qctl_recon_chunk_part(ro->rc, cr, t->v + t->rows * c0, sp.s0, k, sp.lo, sp.hi, empty,
+                              root_sink, ro);
     free(empty);
     return r;
 }
@@ -691,7 +784,7 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
     run_digest(rc, ro->argc, ro->argv, &h.dig);
     MPI_Bcast(&h, sizeof(h), MPI_BYTE, 0, MPI_COMM_WORLD);
     ro->n = rc->last - rc->first + 1;
-    ro->next = start;
+    ro->start = ro->next = start;
     ro->not_ready = ro->nranks - 1;
     if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
         abort_job(QCTL_EXIT_FAILED);
@@ -709,13 +802,13 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
                 break;       /* a rank not yet ready takes the stop when it is */
             serve(ro, true); /* what is under way still reaches the files */
         } else if (ro->next < ro->n) {
-            size_t k = chunk_size(ro), s0 = ro->next;
+            struct span sp = next_span(ro);
             double t0 = now_s();
 
-            ro->next += k;
-            if (root_chunk(ro, &cr, s0, k) < 0 && !ro->err)
+            ro->next = sp.s0 + sp.hi;
+            if (root_chunk(ro, &cr, sp) < 0 && !ro->err)
                 ro->err = -EIO;
-            note_time(ro, now_s() - t0, k);
+            note_time(ro, now_s() - t0, sp.hi - sp.lo);
         } else if (ro->not_ready || chunks_out(ro)) {
             serve(ro, true);
         } else {
@@ -750,7 +843,8 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
 
 /* The options before "reconstruct". Returns the index of the command, or -1 (printed) with
  * *code the exit code. */
-static int parse_global(int argc, char **argv, struct qctl_global *g, int *code)
+static int parse_global(int argc, char **argv, struct qctl_global *g, const char **cache_dir,
+                        int *code)
 {
     int i;
 
@@ -764,6 +858,14 @@ static int parse_global(int argc, char **argv, struct qctl_global *g, int *code)
             g->verbosity = 1;
         } else if (strcmp(a, "--json") == 0) {
             g->json = true;
+        } else if (strcmp(a, "--no-cache") == 0) {
+            *cache_dir = NULL;
+        } else if (strcmp(a, "--cache-dir") == 0 || strncmp(a, "--cache-dir=", 12) == 0) {
+            *cache_dir = a[11] == '=' ? a + 12 : i + 1 < argc ? argv[++i] : NULL;
+            if (!*cache_dir || !**cache_dir) {
+                qctl_err("--cache-dir needs a directory");
+                return -1;
+            }
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             *code = QCTL_EXIT_OK;
             return -2;
@@ -799,11 +901,13 @@ int main(int argc, char **argv)
 {
     struct qctl_global g = {.argv0 = argv};
     struct root ro = {.g = &g};
-    struct qctl_recon_runner runner = {"mpi", root_run, &ro};
+    struct qctl_recon_runner runner = {"mpi", root_run, &ro, NULL};
+    char dirbuf[4096];
+    const char *cache_dir = default_cache_dir(dirbuf, sizeof(dirbuf));
     int rank = 0, code = 0, cmd;
 
     qctl_progname = "qtomo-mpi";
-    cmd = parse_global(argc, argv, &g, &code);
+    cmd = parse_global(argc, argv, &g, &cache_dir, &code);
     /* Before MPI_Init: one BLAS thread per rank; it may re-execute this program with
      * OPENBLAS_CORETYPE set, which only a process that has not joined the job may do. */
     if (cmd >= 0)
@@ -819,8 +923,10 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ro.nranks);
+    runner.cache = open_cache(&g, cache_dir);
     if (rank != 0) {
-        code = rank_main(argc - cmd, argv + cmd, g.json, rank);
+        code = rank_main(argc - cmd, argv + cmd, g.json, rank, runner.cache);
+        qt_cache_close(runner.cache);
         MPI_Finalize();
         return code;
     }
@@ -841,6 +947,7 @@ int main(int argc, char **argv)
     free(ro.queued);
     free(ro.ready);
     free(ro.ps);
+    qt_cache_close(runner.cache);
     MPI_Finalize();
     return code;
 }

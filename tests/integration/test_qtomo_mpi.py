@@ -5,7 +5,9 @@ how it ran); the whole job killed with SIGKILL and then --resume; a rank killed 
 samples; refused options. Run by ctest with QTOMO_MPI, QTOMOCTL, QTOMO_SRC and MPIEXEC in the
 environment; every test skips when mpirun is missing. Ranks are oversubscribed (the machine may
 have fewer cores than ranks) and every wait is for an event, with generous time limits."""
+import atexit
 import json
+import re
 import os
 import shutil
 import signal
@@ -31,6 +33,9 @@ PAULI2 = os.path.join(EXAMPLES, "pauli_2q.csv")
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1")
 MPI_ENV = dict(ENV, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")
+# The default projector cache ($TMPDIR/qtomo-mpi-cache-UID) in one directory for this run.
+MPI_ENV["TMPDIR"] = tempfile.mkdtemp(prefix="qtomo-mpi-tmp-")
+atexit.register(shutil.rmtree, MPI_ENV["TMPDIR"], True)
 if os.environ.get("QTOMO_SANITIZE"):
     # For the ranks only: OpenMPI's libraries keep allocations until exit.
     MPI_ENV["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS", ""),
@@ -162,6 +167,21 @@ class QtomoMpiTest(unittest.TestCase):
         cols = read_columns(MUB3, str)
         write_columns(path, cols * (700 // len(cols) + 1))
         self.equals_local(path, ["--method", "linear,mle"])
+
+    def test_parts_of_one_batch_equal_local(self):
+        # Fewer samples than one batch of --local per rank: the ranks get parts of batches
+        # (each inverts the whole batch, estimates its part), mub's last bits included.
+        path = self.path("mub100.csv")
+        cols = read_columns(MUB3, str)
+        write_columns(path, (cols * (100 // len(cols) + 1))[:100])
+        self.equals_local(path, ["--method", "linear,mle,rhor"], ranks=(4,))
+        p = self.mpi(4, "-v", "reconstruct", path, "-o", self.path("v"), "--method",
+                     "linear,mle,rhor")
+        self.assertExit(p, 0, "-v")
+        # 100 samples cannot go out as whole batches to 4 ranks: more chunks than batches
+        m = re.search(rb"(\d+) chunks to other ranks", p.stderr)
+        self.assertIsNotNone(m, p.stderr[-2000:])
+        self.assertGreater(int(m.group(1)), 2, p.stderr[-2000:])
 
     def test_bootstrap_equals_local(self):
         self.equals_local(self.big_input(10), ["--method", "linear,mle", "--bootstrap", "30",
@@ -309,6 +329,51 @@ class QtomoMpiTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: not self.session(p), 60),
                         "ranks of the ended job still run: %r" % self.session(p))
         self.resume_and_compare(2, path, out, ref, opts, 4000 * 3)
+
+    # ---- the projector cache ----
+
+    def test_cache_built_once_then_mapped_damage_rebuilt(self):
+        cache = self.path("cache")
+        opts = ["--method", "linear,mle"]
+        path = self.big_input(100)
+        ref = self.path("ref")
+        self.assertExit(self.local("reconstruct", path, "--local", "-o", ref, *opts), 0, "--local")
+        runs = []
+        for i in range(3):
+            out = self.path("out%d" % i)
+            if i == 2:  # damage inside the file's data: found when mapped, moved aside, rebuilt
+                f = os.path.join(cache, "nopovm-d4.qtpc")
+                size = os.path.getsize(f)
+                os.chmod(f, 0o640)
+                with open(f, "r+b") as fh:
+                    fh.seek(size * 2 // 3)
+                    b = fh.read(1)
+                    fh.seek(size * 2 // 3)
+                    fh.write(bytes([b[0] ^ 0x10]))
+            p = self.mpi(4, "-v", "--cache-dir", cache, "reconstruct", path, "-o", out, *opts)
+            self.assertExit(p, 0, "run %d" % i)
+            self.assertSameFiles(out, ref, "run %d with the cache" % i)
+            runs.append(p.stderr.decode(errors="replace"))
+        # four ranks, one node: one of them built it, the others waited and mapped it
+        self.assertEqual(runs[0].count("projector cache: built nopovm-d4.qtpc"), 1, runs[0])
+        self.assertNotIn("projector cache: built", runs[1])
+        self.assertIn("nopovm-d4.qtpc was damaged", runs[2])
+        self.assertEqual(runs[2].count("projector cache: built nopovm-d4.qtpc"), 1, runs[2])
+        self.assertEqual(sorted(f for f in os.listdir(cache) if f.endswith(".qtpc")),
+                         ["nopovm-d4.qtpc"])
+
+    def test_without_cache(self):
+        # --no-cache, and a cache directory that cannot be made: designs built in memory.
+        opts = ["--method", "linear,mle"]
+        ref = self.path("ref")
+        self.assertExit(self.local("reconstruct", BELL4, "--local", "-o", ref, *opts), 0, "local")
+        for g in (["--no-cache"], ["--cache-dir", "/proc/qtomo-no-such-dir"]):
+            out = self.path("out" + g[0])
+            p = self.mpi(2, *g, "reconstruct", BELL4, "-o", out, *opts)
+            self.assertExit(p, 0, " ".join(g))
+            self.assertSameFiles(out, ref, " ".join(g))
+            if len(g) == 2:
+                self.assertIn(b"building designs in memory", p.stderr)
 
     # ---- ranks that do not see what rank 0 sees ----
 

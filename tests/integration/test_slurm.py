@@ -214,6 +214,7 @@ class SlurmTest(unittest.TestCase):
                    PATH=os.path.dirname(os.path.abspath(QTOMO_MPI)) + ":" +
                    os.environ.get("PATH", "/usr/bin:/bin"))
         env.pop("TMPDIR", None)  # the script's own node-local scratch directory
+        env["QTOMO_CACHE_DIR"] = self.path("cache")  # the node's projector cache
         for k in [k for k in env if k.startswith(("SLURM_", "SBATCH_"))]:
             if k != "SLURM_CONF":
                 del env[k]
@@ -279,6 +280,9 @@ class SlurmTest(unittest.TestCase):
         self.assertIn("400 sample(s): 400 ok", text)
         self.assertSameFiles(out, ref, "sbatch --ntasks 2")
         self.assertFalse(os.path.exists("/tmp/%s" % job), "the job's scratch dir is left")
+        # the projectors came from the node's cache, which outlives the job
+        self.assertTrue(os.path.exists(self.path("cache", "nopovm-d4.qtpc")),
+                        os.listdir(self.tmp))
 
     def test_scancel_then_resume_is_identical(self):
         # The script's documented recovery: the job ends half way (scancel here), the same
