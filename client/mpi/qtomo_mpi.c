@@ -479,6 +479,11 @@ struct pending_send {
     char *buf;
 };
 
+/* A chunk: the samples s0 + [lo, hi) of the columns s0 + [0, n). */
+struct span {
+    size_t s0, n, lo, hi;
+};
+
 struct root {
     const struct qctl_global *g;
     struct recon *rc;
@@ -486,11 +491,12 @@ struct root {
     int argc; /* the reconstruct command's words (run_digest) */
     char **argv;
     int nranks;
-    bool started;   /* the header went out */
-    size_t start;   /* the first sample of this run (--resume: where it goes on) */
-    size_t next, n; /* next sample to hand out, the selection's size */
-    int *queued;    /* [rank]: chunks handed out and not yet back */
-    bool *ready;    /* [rank]: sent TAG_READY */
+    bool started;      /* the header went out */
+    size_t start;      /* the first sample of this run (--resume: where it goes on) */
+    size_t next, n;    /* next sample to hand out, the selection's size */
+    int *queued;       /* [rank]: chunks handed out and not yet back */
+    struct span *owed; /* [rank * QUEUE_DEPTH + i]: those chunks, oldest first */
+    bool *ready;       /* [rank]: sent TAG_READY */
     int not_ready;
     struct pending_send *ps;
     size_t nps, cps;
@@ -502,11 +508,6 @@ struct root {
     size_t chunks, samples_remote, samples_root;
     uint64_t bytes_work, bytes_result;
     double t_write, t_dispatch;
-};
-
-/* A chunk: the samples s0 + [lo, hi) of the columns s0 + [0, n). */
-struct span {
-    size_t s0, n, lo, hi;
 };
 
 /* The next chunk, from ro->next: about CHUNK_TARGET seconds of work at the measured rate, at
@@ -563,6 +564,7 @@ static void send_work(struct root *ro, int rank)
     MPI_Isend(buf, (int)len, MPI_BYTE, rank, TAG_WORK, MPI_COMM_WORLD, &ro->ps[ro->nps].req);
     ro->nps++;
     ro->next = sp.s0 + sp.hi;
+    ro->owed[(size_t)rank * QUEUE_DEPTH + (size_t)ro->queued[rank]] = sp;
     ro->queued[rank]++;
     ro->chunks++;
     ro->bytes_work += len;
@@ -626,6 +628,7 @@ static void take_results(struct root *ro, int src, const char *buf, size_t len)
     msgpack_unpacked up;
     const msgpack_object *o, *a;
     struct qt_diag dg = {0};
+    struct span sp;
     size_t off = 0;
     int r = QT_EPARSE;
 
@@ -638,6 +641,13 @@ static void take_results(struct root *ro, int src, const char *buf, size_t len)
         o->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY)
         goto bad;
     a = &o->via.array.ptr[1];
+    /* the records of the oldest chunk this rank holds, every sample once and in order */
+    sp = ro->owed[(size_t)src * QUEUE_DEPTH];
+    if (a->via.array.size != sp.hi - sp.lo) {
+        (void)snprintf(dg.msg, sizeof(dg.msg), "%u records for a chunk of %zu samples",
+                       a->via.array.size, sp.hi - sp.lo);
+        goto bad;
+    }
     note_time(ro, o->via.array.ptr[0].via.f64, a->via.array.size);
     for (uint32_t i = 0; i < a->via.array.size; i++) {
         const msgpack_object *s = &a->via.array.ptr[i], *rs, *us;
@@ -651,6 +661,11 @@ static void take_results(struct root *ro, int src, const char *buf, size_t len)
             s->via.array.ptr[1].type != MSGPACK_OBJECT_FLOAT64)
             goto bad;
         sample = s->via.array.ptr[0].via.u64;
+        if (sample != sp.s0 + sp.lo + i) {
+            (void)snprintf(dg.msg, sizeof(dg.msg), "record %u is of sample %llu, not %zu", i,
+                           (unsigned long long)sample + 1, sp.s0 + sp.lo + i + 1);
+            goto bad;
+        }
         rs = &s->via.array.ptr[2];
         us = &s->via.array.ptr[3];
         if (sample >= ro->n || rs->type != MSGPACK_OBJECT_ARRAY ||
@@ -711,8 +726,11 @@ static void serve(struct root *ro, bool block)
             ro->not_ready--;
             ro->bytes_result -= (uint64_t)len;
         } else if ((t & 0xff) == TAG_RESULT && ro->queued[src] > 0) {
+            struct span *ow = ro->owed + (size_t)src * QUEUE_DEPTH;
+
             take_results(ro, src, buf, (size_t)len);
             ro->queued[src]--;
+            memmove(ow, ow + 1, (size_t)ro->queued[src] * sizeof(*ow));
         } else {
             qctl_err("rank %d sent an unexpected message (tag %d, %d bytes)", src, t & 0xff, len);
             abort_job(QCTL_EXIT_FAILED);
@@ -841,6 +859,22 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
 
 /* ---- main ---- */
 
+/* Before MPI_Init: whether this process is the job's first task (rank 0), from what mpirun
+ * (OpenMPI), srun (Slurm) or a PMIx/PMI launcher put in the environment; true when none did. */
+static bool first_task(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID",
+                                       "PMI_RANK"};
+
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        const char *v = getenv(vars[i]);
+
+        if (v && *v)
+            return strcmp(v, "0") == 0;
+    }
+    return true;
+}
+
 /* The options before "reconstruct". Returns the index of the command, or -1 (printed) with
  * *code the exit code. */
 static int parse_global(int argc, char **argv, struct qctl_global *g, const char **cache_dir,
@@ -912,7 +946,7 @@ int main(int argc, char **argv)
      * OPENBLAS_CORETYPE set, which only a process that has not joined the job may do. */
     if (cmd >= 0)
         qctl_blas_env(&g);
-    if (cmd < 0 && getenv("OMPI_COMM_WORLD_RANK") && strcmp(getenv("OMPI_COMM_WORLD_RANK"), "0"))
+    if (cmd < 0 && !first_task())
         return code; /* every rank parsed the same words; rank 0 says what was wrong */
     if (cmd == -2) {
         usage(stdout);
@@ -931,8 +965,9 @@ int main(int argc, char **argv)
         return code;
     }
     ro.queued = calloc((size_t)ro.nranks, sizeof(int));
+    ro.owed = calloc((size_t)ro.nranks * QUEUE_DEPTH, sizeof(struct span));
     ro.ready = calloc((size_t)ro.nranks, sizeof(bool));
-    if (!ro.queued || !ro.ready) {
+    if (!ro.queued || !ro.owed || !ro.ready) {
         qctl_err("out of memory");
         MPI_Abort(MPI_COMM_WORLD, QCTL_EXIT_FAILED);
     }
@@ -945,6 +980,7 @@ int main(int argc, char **argv)
         MPI_Bcast(&h, sizeof(h), MPI_BYTE, 0, MPI_COMM_WORLD);
     }
     free(ro.queued);
+    free(ro.owed);
     free(ro.ready);
     free(ro.ps);
     qt_cache_close(runner.cache);
