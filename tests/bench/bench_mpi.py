@@ -124,6 +124,32 @@ def median_runs(a, ranks, path, opts, tmp, ref):
     return runs, {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+def model(t, w, u, s, rb, sizes=(1e5, 1e6), ranks=(2, 16, 64, 256, 1024)):
+    """Parallel efficiency at R ranks from measured inputs (README "Clusters"):
+    t  seconds per sample on one rank; w rank 0's output time per sample (all its records);
+    u rank 0's dispatch time per remote sample (receiving, decoding, answering with work);
+    s the job's start-up (MPI launch, design); rb result bytes per sample.
+    Rank 0 serves a fraction f = (R w + (R - 1) u) / (t + w) of its time and computes with the
+    rest: throughput (R - f) / t while f <= 1, i.e. up to R_sat = (t + w + u) / (w + u); beyond,
+    rank 0 only serves: 1 / (w + u) samples/s whatever R. The end of the run costs about one
+    sample's time (chunks shrink to single samples), the start s."""
+    r_sat = (t + w + u) / (w + u)
+    print("    model: t = %.2f ms/sample, rank 0 writes %.1f us and dispatches %.1f us per sample, "
+          "start-up %.2f s; rank 0 saturates at R_sat = %.0f ranks (%.0f samples/s, %.0f MB/s "
+          "of results into rank 0)" % (1e3 * t, 1e6 * w, 1e6 * u, s, r_sat, 1 / (w + u),
+                                       rb / (w + u) / 1e6))
+    for n in sizes:
+        row = []
+        for r in ranks:
+            f = (r * w + (r - 1) * u) / (t + w)
+            rate = (r - f) / t if f <= 1 else 1 / (w + u)
+            ideal = r / t
+            T = n / rate + t + s
+            row.append("R=%d %.0f%%" % (r, 100 * (n / ideal) / T))
+        print("    model efficiency, %.0e samples: %s" % (n, ", ".join(row)))
+    return r_sat
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(REPO, "build", "release"))
@@ -164,6 +190,14 @@ def main():
         print("    load average (1 min) after the runs: %.2f / %.2f on %d CPUs (other work on "
               "the machine shows here)" % (m1["load1"], m2["load1"], os.cpu_count()))
         print("    bytes per sample: work %.0f, results %.0f" % (m2["work_b"], m2["result_b"]))
+        # rank 0's costs per sample in the 2-rank runs: writing (all its records), dispatching
+        # (per remote sample); the per-sample time from 1 rank; start-up from wall - batch
+        t = m1["elapsed_s"] / a.samples
+        w = m2["write_s"] / a.samples
+        u = m2["dispatch_s"] / max(m2["remote"], 1)
+        s = m2["wall_s"] - m2["elapsed_s"]
+        raw["model_d16"] = {"t": t, "w": w, "u": u, "s": s, "rb": m2["result_b"],
+                            "r_sat": model(t, w, u, s, m2["result_b"])}
         # (b) rank 0's rates on cheap samples
         if a.cheap_samples <= 0:
             return
