@@ -161,6 +161,34 @@ int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *c
 /* The same with error bars: unc[k] for res[k], or NULL. */
 int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
                         const struct qt_uncertainty *const *unc, size_t n_res, double ms);
+
+/* A growable byte buffer (recon_summary.c); the first allocation failure sticks (err).
+ * Zero-initialise. */
+struct qctl_buf {
+    char *p;
+    size_t len, cap;
+    bool err;
+};
+
+/* One sample's records as the output stage files them: formatted where they were computed (a
+ * qtomo-mpi rank), so that rank 0 only files the text in order. */
+struct qctl_fmt {
+    char *text; /* the records.jsonl lines, or the table's rows (malloc'd) */
+    size_t len;
+    struct qctl_buf rows;       /* -o DIR: the summary.csv rows */
+    double pur[_QT_METHOD_MAX]; /* purity of each method's record (NaN: none, or it failed) */
+    uint32_t ok, failed;        /* bit m: method m's record succeeded / failed */
+};
+
+/* Formats the records (as qctl_out_sample_unc does) with jw as scratch: JSON lines, or table
+ * rows when there is neither -o nor --json. Returns 0 or -ENOMEM (printed). */
+int qctl_out_format(const struct recon *rc, struct qt_jw *jw, size_t sample,
+                    const struct qt_result *const *res, const struct qt_uncertainty *const *unc,
+                    size_t n_res, struct qctl_fmt *f);
+/* Files a formatted sample (its buffers are taken: f is left empty). The same as
+ * qctl_out_sample_unc otherwise. */
+int qctl_out_put(struct qctl_out *o, size_t sample, struct qctl_fmt *f, double ms);
+void qctl_fmt_free(struct qctl_fmt *f);
 /* Progress from the daemon (done of total samples in this run). */
 void qctl_out_progress(struct qctl_out *o, uint64_t done, uint64_t total);
 /* Finishes: flushes and syncs records, writes summary.csv and run.json (temp + rename), prints
@@ -178,13 +206,6 @@ int qctl_sha256_file(const char *path, char hex[65]);
 int qctl_resume_scan(const struct recon *rc, const char *options_json, size_t *ret_done);
 
 /* ---- summary.csv (recon_summary.c) ---- */
-
-/* A growable byte buffer; the first allocation failure sticks (err). Zero-initialise. */
-struct qctl_buf {
-    char *p;
-    size_t len, cap;
-    bool err;
-};
 
 void qctl_buf_put(struct qctl_buf *b, const void *s, size_t n);
 void qctl_buf_free(struct qctl_buf *b);

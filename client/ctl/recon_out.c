@@ -22,7 +22,7 @@ struct qctl_out {
     size_t *slot_len;
     double (*slot_pur)[_QT_METHOD_MAX]; /* purities of a waiting sample (NaN: none) */
     struct qctl_buf *slot_rows;         /* -o: summary.csv rows of a waiting sample */
-    FILE *records;         /* DIR/records.jsonl, or NULL */
+    FILE *records;                      /* DIR/records.jsonl, or NULL */
     struct qctl_buf sum_rows; /* -o: summary.csv rows of the records in the file, in order */
     struct qt_jw jw;
     /* counts */
@@ -145,8 +145,8 @@ static bool to_stdout_table(const struct qctl_out *o)
     return !o->rc->outdir && !o->rc->json;
 }
 
-int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_global *g,
-                  size_t n, size_t start)
+int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_global *g, size_t n,
+                  size_t start)
 {
     struct qctl_out *o = calloc(1, sizeof(*o));
 
@@ -282,66 +282,91 @@ int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *c
     return qctl_out_sample_unc(o, sample, res, NULL, n_res, ms);
 }
 
-int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
-                        const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+int qctl_out_format(const struct recon *rc, struct qt_jw *jw, size_t sample,
+                    const struct qt_result *const *res, const struct qt_uncertainty *const *unc,
+                    size_t n_res, struct qctl_fmt *fm)
 {
-    struct recon *rc = o->rc;
-    struct qt_record_meta meta = {sample, rc->first + sample + 1, rc->design_name,
+    struct qt_record_meta meta = {sample,
+                                  rc->first + sample + 1,
+                                  rc->design_name,
                                   rc->design_id[0] ? rc->design_id : NULL,
-                                  rc->detector_id[0] ? rc->detector_id : NULL, NULL};
-    char *buf = NULL;
-    size_t len = 0;
-    bool failed = false;
+                                  rc->detector_id[0] ? rc->detector_id : NULL,
+                                  NULL};
+    bool table = !rc->outdir && !rc->json;
     FILE *f;
 
-    if (rc->live) {
+    *fm = (struct qctl_fmt){0};
+    if (rc->live)
         meta.column = sample + 1; /* the input line */
-    } else if (sample < o->start || sample >= o->n || o->slot[sample - o->start]) {
-        return 0; /* not ours, or a duplicate: never written twice */
-    }
-    f = open_memstream(&buf, &len);
+    f = open_memstream(&fm->text, &fm->len);
     if (!f) {
         qctl_err("out of memory");
         return -ENOMEM;
     }
-    double pur[_QT_METHOD_MAX];
-
     for (int m = 0; m < _QT_METHOD_MAX; m++)
-        pur[m] = NAN;
+        fm->pur[m] = NAN;
     for (size_t i = 0; i < n_res; i++) {
         const struct qt_result *r = res[i];
         int m = (int)r->method;
 
         meta.unc = unc && !r->err ? unc[i] : NULL;
-        failed |= r->err != 0;
         if (r->err) {
-            o->rec_failed[m]++;
+            fm->failed |= 1u << m;
         } else {
-            o->rec_ok[m]++;
-            pur[m] = r->mt.purity;
+            fm->ok |= 1u << m;
+            fm->pur[m] = r->mt.purity;
         }
-        if (to_stdout_table(o)) {
+        if (table) {
             print_row(f, rc, &meta, r);
         } else {
-            qt_jw_reset(&o->jw);
-            qt_record_json(&o->jw, &meta, r);
-            if (o->jw.err == 0) {
-                fwrite(o->jw.buf, 1, o->jw.len, f);
+            qt_jw_reset(jw);
+            qt_record_json(jw, &meta, r);
+            if (jw->err == 0) {
+                fwrite(jw->buf, 1, jw->len, f);
                 fputc('\n', f);
-                if (o->slot_rows)
-                    qctl_summary_row(&o->slot_rows[sample - o->start], &meta, r, o->jw.buf,
-                                     o->jw.len);
+                if (rc->outdir)
+                    qctl_summary_row(&fm->rows, &meta, r, jw->buf, jw->len);
             }
         }
     }
-    if (fclose(f) != 0 || !buf) {
-        free(buf);
-        if (o->slot_rows)
-            qctl_buf_free(&o->slot_rows[sample - o->start]);
+    if (fclose(f) != 0 || !fm->text) {
+        qctl_fmt_free(fm);
         qctl_err("out of memory");
         return -ENOMEM;
     }
-    if (failed)
+    return 0;
+}
+
+void qctl_fmt_free(struct qctl_fmt *f)
+{
+    free(f->text);
+    qctl_buf_free(&f->rows);
+    *f = (struct qctl_fmt){0};
+}
+
+int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
+                        const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+{
+    struct qctl_fmt f;
+    int r;
+
+    if (!o->rc->live && (sample < o->start || sample >= o->n || o->slot[sample - o->start]))
+        return 0; /* not ours, or a duplicate: never written twice */
+    r = qctl_out_format(o->rc, &o->jw, sample, res, unc, n_res, &f);
+    return r < 0 ? r : qctl_out_put(o, sample, &f, ms);
+}
+
+int qctl_out_put(struct qctl_out *o, size_t sample, struct qctl_fmt *f, double ms)
+{
+    if (!o->rc->live && (sample < o->start || sample >= o->n || o->slot[sample - o->start])) {
+        qctl_fmt_free(f);
+        return 0; /* not ours, or a duplicate: never written twice */
+    }
+    for (int m = 0; m < _QT_METHOD_MAX; m++) {
+        o->rec_ok[m] += (f->ok >> m) & 1u;
+        o->rec_failed[m] += (f->failed >> m) & 1u;
+    }
+    if (f->failed)
         o->samples_failed++;
     else
         o->samples_ok++;
@@ -350,20 +375,27 @@ int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_resul
         o->slowest = sample;
     }
     o->received++;
-    if (rc->live) {
-        int r = write_out(o, buf, len);
+    if (o->rc->live) {
+        int r = write_out(o, f->text, f->len);
 
         for (int m = 0; m < _QT_METHOD_MAX; m++)
-            if (!isnan(pur[m]))
-                o->purity_sum[m] += pur[m];
-        free(buf);
+            if (!isnan(f->pur[m]))
+                o->purity_sum[m] += f->pur[m];
+        qctl_fmt_free(f);
         if (r == 0 && fflush(stdout) != 0)
             r = -errno;
         return r;
     }
-    o->slot[sample - o->start] = buf;
-    o->slot_len[sample - o->start] = len;
-    memcpy(o->slot_pur[sample - o->start], pur, sizeof(pur));
+    size_t k = sample - o->start;
+
+    o->slot[k] = f->text;
+    o->slot_len[k] = f->len;
+    memcpy(o->slot_pur[k], f->pur, sizeof(f->pur));
+    if (o->slot_rows)
+        o->slot_rows[k] = f->rows;
+    else
+        qctl_buf_free(&f->rows);
+    *f = (struct qctl_fmt){0};
     draw_bar(o, false);
     return flush_ready(o);
 }
@@ -472,9 +504,8 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
         }
         /* From the rows kept as records were written; when writing failed, the file may hold
          * other records than those rows: read it back instead. */
-        if ((o->write_err == 0 && !o->sum_rows.err
-                 ? qctl_summary_write(rc->outdir, &o->sum_rows)
-                 : qctl_write_summary(rc->outdir)) < 0)
+        if ((o->write_err == 0 && !o->sum_rows.err ? qctl_summary_write(rc->outdir, &o->sum_rows)
+                                                   : qctl_write_summary(rc->outdir)) < 0)
             o->write_err = -EIO;
         write_run_json(o, complete, elapsed_ms);
         /* After run.json, whose content it carries. A results.h5 of an earlier --hdf5 run is
@@ -489,8 +520,7 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
     summary = o->g->verbosity >= 0 && (rc->outdir || isatty(STDERR_FILENO) || o->g->verbosity > 0);
     if (summary) {
         fprintf(stderr, "%zu sample(s)%s: %zu ok, %zu failed, in %.2f s\n", done,
-                o->start ? " (resumed)" : "", o->samples_ok, o->samples_failed,
-                elapsed_ms / 1e3);
+                o->start ? " (resumed)" : "", o->samples_ok, o->samples_failed, elapsed_ms / 1e3);
         for (int m = 0; m < _QT_METHOD_MAX; m++) {
             if (!rc->methods[m])
                 continue;
@@ -510,8 +540,8 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
                     rc->hdf5 ? rc->outdir : "", rc->hdf5 ? "/results.h5" : "");
     }
     if (!complete && rc->outdir)
-        qctl_err("interrupted after %zu of %zu samples; run again with --resume to finish",
-                 o->next, o->n);
+        qctl_err("interrupted after %zu of %zu samples; run again with --resume to finish", o->next,
+                 o->n);
     if (o->write_err)
         return QCTL_EXIT_FAILED;
     if (fails) {

@@ -14,7 +14,8 @@
  *   TAG_READY  r -> 0  int32 0: the rank resolved the run as rank 0 did
  *   TAG_WORK   0 -> r  u64 s0, n, m, lo, hi; n bytes "column empty" (padded to 8); m x n
  *                      doubles: the samples s0 + [lo, hi) of the batch s0 + [0, n)
- *   TAG_RESULT r -> 0  msgpack [seconds, [[sample, ms, [result maps], [unc maps | nil] | nil]...]]
+ *   TAG_RESULT r -> 0  msgpack [seconds, [[sample, ms, ok bits, failed bits, bin purities,
+ *                      bin records text, bin summary.csv rows]...]]: the records formatted
  *   TAG_STOP   0 -> r  nothing more to do */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -54,6 +55,7 @@ struct run_digest {
 /* What rank 0 tells the others before the batch: go (1), or exit quietly (0). */
 struct hdr {
     uint64_t go, rows, seed, has_seed;
+    uint64_t first; /* the selection's first column (records name their column) */
     struct run_digest dig;
 };
 
@@ -328,29 +330,41 @@ static int recv_any(int src, bool block, char **buf, int *len)
     return st.MPI_TAG | (st.MPI_SOURCE << 8);
 }
 
+/* The ranks format their records (the output stage's text: records.jsonl lines, summary.csv
+ * rows) so that rank 0 only files them in order: formatting is most of the cost of writing a
+ * record (README "Clusters", the efficiency model). */
+struct pack_ctx {
+    msgpack_packer pk;
+    const struct recon *rc;
+    struct qt_jw jw;
+};
+
+static void pack_bin(msgpack_packer *pk, const void *p, size_t len)
+{
+    msgpack_pack_bin(pk, len);
+    msgpack_pack_bin_body(pk, p, len);
+}
+
+/* [sample, ms, ok bits, failed bits, bin purities (_QT_METHOD_MAX doubles), bin text,
+ *  bin summary rows] */
 static int pack_sink(void *ud, size_t sample, const struct qt_result *const *res,
                      const struct qt_uncertainty *const *unc, size_t n_res, double ms)
 {
-    msgpack_packer *pk = ud;
-    bool any = false;
+    struct pack_ctx *pc = ud;
+    struct qctl_fmt f;
+    int r = qctl_out_format(pc->rc, &pc->jw, sample, res, unc, n_res, &f);
 
-    for (size_t k = 0; k < n_res; k++)
-        any |= unc[k] != NULL;
-    msgpack_pack_array(pk, 4);
-    msgpack_pack_uint64(pk, sample);
-    msgpack_pack_double(pk, ms);
-    qp_pack_results(pk, res, n_res);
-    if (!any) {
-        msgpack_pack_nil(pk);
-        return 0;
-    }
-    msgpack_pack_array(pk, n_res);
-    for (size_t k = 0; k < n_res; k++) {
-        if (unc[k])
-            qp_pack_uncertainty(pk, unc[k]);
-        else
-            msgpack_pack_nil(pk);
-    }
+    if (r < 0)
+        return r;
+    msgpack_pack_array(&pc->pk, 7);
+    msgpack_pack_uint64(&pc->pk, sample);
+    msgpack_pack_double(&pc->pk, ms);
+    msgpack_pack_uint32(&pc->pk, f.ok);
+    msgpack_pack_uint32(&pc->pk, f.failed);
+    pack_bin(&pc->pk, f.pur, sizeof(f.pur)); /* the same machine type on every rank */
+    pack_bin(&pc->pk, f.text, f.len);
+    pack_bin(&pc->pk, f.rows.p, f.rows.len);
+    qctl_fmt_free(&f);
     return 0;
 }
 
@@ -362,7 +376,7 @@ static int compute_rank(struct recon *rc, int rank)
     struct qctl_chunk_run cr;
     msgpack_sbuffer sbs[2];
     MPI_Request sreq[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-    msgpack_packer pk;
+    struct pack_ctx pc = {.rc = rc};
     int cur = 0;
     struct work q[QUEUE_DEPTH + 1];
     size_t nq = 0;
@@ -371,6 +385,7 @@ static int compute_rank(struct recon *rc, int rank)
 
     if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
         return -1;
+    qt_jw_init(&pc.jw);
     msgpack_sbuffer_init(&sbs[0]);
     msgpack_sbuffer_init(&sbs[1]);
     for (;;) {
@@ -398,13 +413,13 @@ static int compute_rank(struct recon *rc, int rank)
         double t0 = now_s();
         MPI_Wait(&sreq[cur], MPI_STATUS_IGNORE); /* this buffer's last send */
         msgpack_sbuffer_clear(sb);
-        msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, 2);
+        msgpack_packer_init(&pc.pk, sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pc.pk, 2);
         /* the chunk's seconds come first: packed after the records, patched in below */
-        msgpack_pack_double(&pk, 0.0);
-        msgpack_pack_array(&pk, q[0].hi - q[0].lo);
+        msgpack_pack_double(&pc.pk, 0.0);
+        msgpack_pack_array(&pc.pk, q[0].hi - q[0].lo);
         if (qctl_recon_chunk_part(rc, &cr, q[0].Y, q[0].s0, q[0].n, q[0].lo, q[0].hi, q[0].empty,
-                                  pack_sink, &pk) < 0 ||
+                                  pack_sink, &pc) < 0 ||
             sb->data == NULL) {
             qctl_err("cannot compute samples %llu-%llu (see above): ending the job",
                      (unsigned long long)(q[0].s0 + q[0].lo + 1),
@@ -427,6 +442,7 @@ static int compute_rank(struct recon *rc, int rank)
         memmove(q, q + 1, --nq * sizeof(q[0]));
     }
     MPI_Waitall(2, sreq, MPI_STATUSES_IGNORE);
+    qt_jw_done(&pc.jw);
     msgpack_sbuffer_destroy(&sbs[0]);
     msgpack_sbuffer_destroy(&sbs[1]);
     qctl_chunk_run_done(&cr);
@@ -451,6 +467,7 @@ static int rank_main(int argc, char **argv, bool json, int rank, struct qt_cache
     } else {
         rc.local = true;
         rc.cache = cache;
+        rc.first = (size_t)h.first;
         rc.boot.seed = h.seed;
         rc.boot.has_seed = h.has_seed != 0;
         if (qctl_recon_prepare_design(&rc, (size_t)h.rows) < 0 || !rc.des)
@@ -502,8 +519,6 @@ struct root {
     size_t nps, cps;
     double sec_per_sample; /* measured; 0 = not yet */
     int err;
-    struct qt_result res[_QT_METHOD_MAX];
-    struct qt_uncertainty unc[_QT_METHOD_MAX];
     /* statistics (-v) */
     size_t chunks, samples_remote, samples_root;
     uint64_t bytes_work, bytes_result;
@@ -621,10 +636,9 @@ static int write_sample(struct root *ro, size_t sample, const struct qt_result *
     return r;
 }
 
-/* One rank's chunk of records: decodes and writes them. */
+/* One rank's chunk of formatted records: checks and files them. */
 static void take_results(struct root *ro, int src, const char *buf, size_t len)
 {
-    const struct recon *rc = ro->rc;
     msgpack_unpacked up;
     const msgpack_object *o, *a;
     struct qt_diag dg = {0};
@@ -650,44 +664,46 @@ static void take_results(struct root *ro, int src, const char *buf, size_t len)
     }
     note_time(ro, o->via.array.ptr[0].via.f64, a->via.array.size);
     for (uint32_t i = 0; i < a->via.array.size; i++) {
-        const msgpack_object *s = &a->via.array.ptr[i], *rs, *us;
-        const struct qt_result *rp[_QT_METHOD_MAX];
-        const struct qt_uncertainty *uptr[_QT_METHOD_MAX] = {NULL};
+        const msgpack_object *s = &a->via.array.ptr[i], *e;
+        struct qctl_fmt f = {0};
         uint64_t sample;
+        double t0;
 
-        r = QT_EPARSE;
-        if (s->type != MSGPACK_OBJECT_ARRAY || s->via.array.size != 4 ||
-            s->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-            s->via.array.ptr[1].type != MSGPACK_OBJECT_FLOAT64)
+        if (s->type != MSGPACK_OBJECT_ARRAY || s->via.array.size != 7)
             goto bad;
-        sample = s->via.array.ptr[0].via.u64;
+        e = s->via.array.ptr;
+        if (e[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || e[1].type != MSGPACK_OBJECT_FLOAT64 ||
+            e[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            e[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || e[4].type != MSGPACK_OBJECT_BIN ||
+            e[5].type != MSGPACK_OBJECT_BIN || e[6].type != MSGPACK_OBJECT_BIN ||
+            e[4].via.bin.size != sizeof(f.pur) || e[2].via.u64 >> _QT_METHOD_MAX ||
+            e[3].via.u64 >> _QT_METHOD_MAX || e[5].via.bin.size == 0)
+            goto bad;
+        sample = e[0].via.u64;
         if (sample != sp.s0 + sp.lo + i) {
             (void)snprintf(dg.msg, sizeof(dg.msg), "record %u is of sample %llu, not %zu", i,
                            (unsigned long long)sample + 1, sp.s0 + sp.lo + i + 1);
             goto bad;
         }
-        rs = &s->via.array.ptr[2];
-        us = &s->via.array.ptr[3];
-        if (sample >= ro->n || rs->type != MSGPACK_OBJECT_ARRAY ||
-            rs->via.array.size != rc->n_methods ||
-            (us->type != MSGPACK_OBJECT_NIL &&
-             (us->type != MSGPACK_OBJECT_ARRAY || us->via.array.size != rc->n_methods)))
-            goto bad;
-        for (uint32_t k = 0; k < rs->via.array.size; k++) {
-            r = qp_decode_result_map(&rs->via.array.ptr[k], rc->d, &ro->res[k], &dg);
-            if (r < 0)
-                goto bad;
-            rp[k] = &ro->res[k];
-            qt_uncertainty_done(&ro->unc[k]);
-            if (us->type == MSGPACK_OBJECT_NIL || us->via.array.ptr[k].type == MSGPACK_OBJECT_NIL)
-                continue;
-            r = qp_decode_uncertainty(&us->via.array.ptr[k], rc->d, &ro->unc[k], &dg);
-            if (r < 0)
-                goto bad;
-            uptr[k] = &ro->unc[k];
+        t0 = now_s();
+        f.ok = (uint32_t)e[2].via.u64;
+        f.failed = (uint32_t)e[3].via.u64;
+        memcpy(f.pur, e[4].via.bin.ptr, sizeof(f.pur));
+        f.len = e[5].via.bin.size;
+        f.text = malloc(f.len);
+        if (f.text)
+            memcpy(f.text, e[5].via.bin.ptr, f.len);
+        qctl_buf_put(&f.rows, e[6].via.bin.ptr, e[6].via.bin.size);
+        if (!f.text || f.rows.err) {
+            qctl_err("out of memory");
+            abort_job(QCTL_EXIT_FAILED);
         }
-        if (write_sample(ro, sample, rp, uptr, rc->n_methods, s->via.array.ptr[1].via.f64) < 0)
+        r = qctl_out_put(ro->out, sample, &f, e[1].via.f64);
+        ro->t_write += now_s() - t0;
+        if (r < 0) {
+            ro->err = r;
             break;
+        }
         ro->samples_remote++;
     }
     msgpack_unpacked_destroy(&up);
@@ -791,8 +807,11 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
 {
     struct root *ro = ud;
     struct qctl_chunk_run cr;
-    struct hdr h = {
-        .go = 1, .rows = rc->tab.rows, .seed = rc->boot.seed, .has_seed = rc->boot.has_seed};
+    struct hdr h = {.go = 1,
+                    .rows = rc->tab.rows,
+                    .seed = rc->boot.seed,
+                    .has_seed = rc->boot.has_seed,
+                    .first = rc->first};
     double t_all = now_s();
     int ret = 0;
 
@@ -806,11 +825,6 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
     ro->not_ready = ro->nranks - 1;
     if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
         abort_job(QCTL_EXIT_FAILED);
-    for (size_t k = 0; k < _QT_METHOD_MAX; k++)
-        if (qt_result_init(&ro->res[k], rc->d) < 0) {
-            qctl_err("out of memory");
-            abort_job(QCTL_EXIT_FAILED);
-        }
     for (;;) {
         if (ro->nranks > 1)
             serve(ro, false);
@@ -850,10 +864,6 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
               ro->samples_remote ? (double)ro->bytes_work / (double)ro->samples_remote : 0.0,
               ro->samples_remote ? (double)ro->bytes_result / (double)ro->samples_remote : 0.0);
     qctl_chunk_run_done(&cr);
-    for (size_t k = 0; k < _QT_METHOD_MAX; k++) {
-        qt_result_done(&ro->res[k]);
-        qt_uncertainty_done(&ro->unc[k]);
-    }
     return ret;
 }
 

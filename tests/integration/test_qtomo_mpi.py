@@ -168,6 +168,19 @@ class QtomoMpiTest(unittest.TestCase):
         write_columns(path, cols * (700 // len(cols) + 1))
         self.equals_local(path, ["--method", "linear,mle"])
 
+    def test_stdout_and_columns_equal_local(self):
+        # Without -o the ranks format JSON lines (--json) or the table as --local prints them;
+        # --columns: records name their input column.
+        path = self.big_input(50)
+        for g in (["--json"], []):
+            opts = ["--method", "linear,mle", "--columns", "7:170"]
+            ref = self.local(*g, "reconstruct", path, "--local", *opts)
+            self.assertExit(ref, 0, "--local " + " ".join(g))
+            p = self.mpi(3, *g, "reconstruct", path, *opts)
+            self.assertExit(p, 0, "3 ranks " + " ".join(g))
+            self.assertEqual(p.stdout, ref.stdout, first_difference(p.stdout, ref.stdout))
+            self.assertGreater(p.stdout.count(b"\n"), 327)
+
     def test_parts_of_one_batch_equal_local(self):
         # Fewer samples than one batch of --local per rank: the ranks get parts of batches
         # (each inverts the whole batch, estimates its part), mub's last bits included.
