@@ -523,6 +523,7 @@ struct root {
     size_t chunks, samples_remote, samples_root;
     uint64_t bytes_work, bytes_result;
     double t_write, t_dispatch;
+    double t_file; /* the part of t_write spent filing other ranks' formatted records */
 };
 
 /* The next chunk, from ro->next: about CHUNK_TARGET seconds of work at the measured rate, at
@@ -700,6 +701,7 @@ static void take_results(struct root *ro, int src, const char *buf, size_t len)
         }
         r = qctl_out_put(ro->out, sample, &f, e[1].via.f64);
         ro->t_write += now_s() - t0;
+        ro->t_file += now_s() - t0;
         if (r < 0) {
             ro->err = r;
             break;
@@ -858,11 +860,13 @@ static int root_run(struct recon *rc, struct qctl_out *out, size_t start, void *
     qctl_info(ro->g,
               "qtomo-mpi: %d ranks, %zu chunks to other ranks (%zu samples), %zu samples on "
               "rank 0; %.3f s; rank 0 wrote for %.3f s, dispatched for %.3f s; %.0f bytes of "
-              "work and %.0f bytes of results per remote sample",
+              "work and %.0f bytes of results per remote sample; filed other ranks' records "
+              "for %.3f s",
               ro->nranks, ro->chunks, ro->samples_remote, ro->samples_root, t_all, ro->t_write,
               ro->t_dispatch,
               ro->samples_remote ? (double)ro->bytes_work / (double)ro->samples_remote : 0.0,
-              ro->samples_remote ? (double)ro->bytes_result / (double)ro->samples_remote : 0.0);
+              ro->samples_remote ? (double)ro->bytes_result / (double)ro->samples_remote : 0.0,
+              ro->t_file);
     qctl_chunk_run_done(&cr);
     return ret;
 }

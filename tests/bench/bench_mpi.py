@@ -42,7 +42,7 @@ from qtomod_fixture import write_columns  # noqa: E402
 STATS = re.compile(r"qtomo-mpi: (\d+) ranks, (\d+) chunks to other ranks \((\d+) samples\), "
                    r"(\d+) samples on rank 0; ([\d.]+) s; rank 0 wrote for ([\d.]+) s, "
                    r"dispatched for ([\d.]+) s; (\d+) bytes of work and (\d+) bytes of results "
-                   r"per remote sample")
+                   r"per remote sample; filed other ranks' records for ([\d.]+) s")
 
 
 def nopovm_counts(d, n, seed):
@@ -98,7 +98,7 @@ def run_mpi(a, ranks, path, out, opts):
     g = [float(x) for x in m.groups()]
     return {"wall_s": wall, "cpu_s": cpu, "load1": os.getloadavg()[0], "elapsed_s": run["elapsed_ms"] / 1e3, "ranks": int(g[0]),
             "chunks": int(g[1]), "remote": int(g[2]), "root": int(g[3]), "write_s": g[5],
-            "dispatch_s": g[6], "work_b": g[7], "result_b": g[8],
+            "dispatch_s": g[6], "work_b": g[7], "result_b": g[8], "file_s": g[9],
             "records": run["counts"]["samples_this_run"] * len(run["options"]["methods"])}
 
 
@@ -124,25 +124,28 @@ def median_runs(a, ranks, path, opts, tmp, ref):
     return runs, {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
-def model(t, w, u, s, rb, sizes=(1e5, 1e6), ranks=(2, 16, 64, 256, 1024)):
+def model(t, w0, w, u, s, rb, sizes=(1e5, 1e6), ranks=(2, 16, 64, 256, 1024)):
     """Parallel efficiency at R ranks from measured inputs (README "Clusters"):
-    t  seconds per sample on one rank; w rank 0's output time per sample (all its records);
-    u rank 0's dispatch time per remote sample (receiving, decoding, answering with work);
-    s the job's start-up (MPI launch, design); rb result bytes per sample.
-    Rank 0 serves a fraction f = (R w + (R - 1) u) / (t + w) of its time and computes with the
-    rest: throughput (R - f) / t while f <= 1, i.e. up to R_sat = (t + w + u) / (w + u); beyond,
-    rank 0 only serves: 1 / (w + u) samples/s whatever R. The end of the run costs about one
-    sample's time (chunks shrink to single samples), the start s."""
-    r_sat = (t + w + u) / (w + u)
-    print("    model: t = %.2f ms/sample, rank 0 writes %.1f us and dispatches %.1f us per sample, "
-          "start-up %.2f s; rank 0 saturates at R_sat = %.0f ranks (%.0f samples/s, %.0f MB/s "
-          "of results into rank 0)" % (1e3 * t, 1e6 * w, 1e6 * u, s, r_sat, 1 / (w + u),
-                                       rb / (w + u) / 1e6))
+    t  seconds per sample on one rank; w0 rank 0's time to format and file one of its own
+    samples; w its time to file one formatted by another rank; u its dispatch time per remote
+    sample (receiving, decoding, answering with work); s the job's start-up (MPI launch,
+    design); rb result bytes per sample.
+    The other ranks deliver (R - 1) / t samples/s; serving them takes rank 0 the fraction
+    f = (R - 1)(w + u) / t of its time, and it computes at (1 - f) / (t + w0) with the rest.
+    That holds up to R_sat = 1 + t / (w + u), where f = 1; beyond, rank 0 only serves:
+    1 / (w + u) samples/s whatever R. The end of the run costs about one sample's time (chunks
+    shrink to single samples), the start s."""
+    c = w + u
+    r_sat = 1 + t / c
+    print("    model: t = %.2f ms/sample; rank 0 per sample: %.1f us formatting and filing its "
+          "own, %.1f us filing and %.1f us dispatching another rank's; start-up %.2f s; rank 0 "
+          "saturates at R_sat = %.0f ranks (%.0f samples/s, %.0f MB/s of results into rank 0)"
+          % (1e3 * t, 1e6 * w0, 1e6 * w, 1e6 * u, s, r_sat, 1 / c, rb / c / 1e6))
     for n in sizes:
         row = []
         for r in ranks:
-            f = (r * w + (r - 1) * u) / (t + w)
-            rate = (r - f) / t if f <= 1 else 1 / (w + u)
+            f = (r - 1) * c / t
+            rate = (r - 1) / t + (1 - f) / (t + w0) if f <= 1 else 1 / c
             ideal = r / t
             T = n / rate + t + s
             row.append("R=%d %.0f%%" % (r, 100 * (n / ideal) / T))
@@ -193,11 +196,12 @@ def main():
         # rank 0's costs per sample in the 2-rank runs: writing (all its records), dispatching
         # (per remote sample); the per-sample time from 1 rank; start-up from wall - batch
         t = m1["elapsed_s"] / a.samples
-        w = m2["write_s"] / a.samples
+        w = m2["file_s"] / max(m2["remote"], 1)
+        w0 = (m2["write_s"] - m2["file_s"]) / max(m2["root"], 1)
         u = m2["dispatch_s"] / max(m2["remote"], 1)
         s = m2["wall_s"] - m2["elapsed_s"]
-        raw["model_d16"] = {"t": t, "w": w, "u": u, "s": s, "rb": m2["result_b"],
-                            "r_sat": model(t, w, u, s, m2["result_b"])}
+        raw["model_d16"] = {"t": t, "w0": w0, "w": w, "u": u, "s": s, "rb": m2["result_b"],
+                            "r_sat": model(t, w0, w, u, s, m2["result_b"])}
         # (b) rank 0's rates on cheap samples
         if a.cheap_samples <= 0:
             return
