@@ -7,7 +7,6 @@ environment; every test skips when mpirun is missing. Ranks are oversubscribed (
 have fewer cores than ranks) and every wait is for an event, with generous time limits."""
 import atexit
 import json
-import re
 import os
 import shutil
 import signal
@@ -187,14 +186,9 @@ class QtomoMpiTest(unittest.TestCase):
         path = self.path("mub100.csv")
         cols = read_columns(MUB3, str)
         write_columns(path, (cols * (100 // len(cols) + 1))[:100])
-        self.equals_local(path, ["--method", "linear,mle,rhor"], ranks=(4,))
-        p = self.mpi(4, "-v", "reconstruct", path, "-o", self.path("v"), "--method",
-                     "linear,mle,rhor")
-        self.assertExit(p, 0, "-v")
-        # 100 samples cannot go out as whole batches to 4 ranks: more chunks than batches
-        m = re.search(rb"(\d+) chunks to other ranks", p.stderr)
-        self.assertIsNotNone(m, p.stderr[-2000:])
-        self.assertGreater(int(m.group(1)), 2, p.stderr[-2000:])
+        # (How many chunks the other ranks get depends on when they start: rank 0 computes
+        # parts too, so the parts are exercised even when it does everything.)
+        self.equals_local(path, ["--method", "linear,mle,rhor"], ranks=(2, 4))
 
     def test_bootstrap_equals_local(self):
         self.equals_local(self.big_input(10), ["--method", "linear,mle", "--bootstrap", "30",
