@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <msgpack.h>
@@ -357,6 +358,11 @@ static int pack_sink(void *ud, size_t sample, const struct qt_result *const *res
 
     if (r < 0)
         return r;
+    if (f.rows.err) { /* rank 0 could not tell rows were lost: fail the chunk instead */
+        qctl_fmt_free(&f);
+        qctl_err("out of memory formatting summary rows");
+        return -ENOMEM;
+    }
     msgpack_pack_array(&pc->pk, 7);
     msgpack_pack_uint64(&pc->pk, sample);
     msgpack_pack_double(&pc->pk, ms);
@@ -546,6 +552,8 @@ static struct span next_span(const struct root *ro)
         k = (size_t)fmin((double)CHUNK_MAX, fmax(1.0, CHUNK_TARGET / ro->sec_per_sample));
     tail = (left + 2 * (size_t)ro->nranks - 1) / (2 * (size_t)ro->nranks);
     k = QT_MIN(k, QT_MAX(tail, (size_t)1));
+    /* one MPI message counts bytes in an int: whole batches only while they fit in half */
+    k = QT_MIN(k, QT_MAX(unit, (size_t)(INT_MAX / 2) / (ro->rc->tab.rows * sizeof(double))));
     if (off == 0 && k >= unit) {
         k = QT_MIN(k / unit * unit, left);
         sp = (struct span){ro->next, k, 0, k};
@@ -566,7 +574,7 @@ static void send_work(struct root *ro, int rank)
     uint64_t h[5] = {sp.s0, k, m, sp.lo, sp.hi};
     size_t len = sizeof(h) + pad + k * m * sizeof(double);
     size_t c0 = ro->rc->first + sp.s0;
-    char *buf = calloc(1, len);
+    char *buf = len <= INT_MAX ? calloc(1, len) : NULL;
 
     if (!buf || (ro->nps == ro->cps &&
                  !(ro->ps = realloc(ro->ps, (ro->cps = ro->cps * 2 + 8) * sizeof(*ro->ps))))) {
@@ -649,7 +657,7 @@ static void take_results(struct root *ro, int src, const char *buf, size_t len)
     int r = QT_EPARSE;
 
     msgpack_unpacked_init(&up);
-    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS)
+    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len)
         goto bad;
     o = &up.data;
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
