@@ -10,8 +10,9 @@
 struct qt_ws_block;
 
 struct qt_ws {
-    struct qt_ws_block *head; /* private: newest block first */
-    size_t peak;              /* read-only: largest total size ever in use, in bytes */
+    struct qt_ws_block *head;  /* private: newest block first */
+    size_t peak;               /* read-only: largest total size ever in use, in bytes */
+    struct qt_ws_block *spare; /* private: the largest block released, kept for reuse */
 };
 
 struct qt_ws_mark {
@@ -20,9 +21,9 @@ struct qt_ws_mark {
     size_t total;
 };
 
-#define QT_WS_INIT \
-    {              \
-        NULL, 0    \
+#define QT_WS_INIT    \
+    {                 \
+        NULL, 0, NULL \
     }
 
 /* Returns 64-byte aligned, uninitialised memory valid until the arena is released past it or
