@@ -14,7 +14,7 @@
 struct mle {
     const struct qt_design *des;
     const struct qt_whiten *wh;
-    const double *w; /* data weights normalised to sum 1 */
+    const double *w; /* data weights normalised to sum 1, in the design's native order */
     double gap_tol;
     double gap;      /* certificate at the last check */
     struct qt_polish polish;
@@ -24,14 +24,14 @@ static int mle_forward(void *ctx, struct qt_ws *ws, const double complex *X, dou
 {
     struct mle *c = ctx;
 
-    return qt_whiten_forward(c->wh, c->des, ws, X, q);
+    return qt_whiten_forward_native(c->wh, c->des, ws, X, q);
 }
 
 static int mle_adjoint(void *ctx, struct qt_ws *ws, const double *v, double complex *out)
 {
     struct mle *c = ctx;
 
-    return qt_whiten_adjoint(c->wh, c->des, ws, v, out);
+    return qt_whiten_adjoint_native(c->wh, c->des, ws, v, out);
 }
 
 /* phi_a = -w_a ln q_a: the negative log-likelihood per count. Outcomes never observed do not
@@ -127,7 +127,8 @@ int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, c
     struct qt_ws_mark mark = qt_ws_mark(ws);
     const struct qt_whiten *wh = des->whiten;
     size_t n = wh->ds, m = des->m;
-    double *w = qt_ws_alloc_n(ws, m, sizeof(double)), tot = 0.0, gap = INFINITY;
+    double *w0 = qt_ws_alloc_n(ws, m, sizeof(double)), tot = 0.0, gap = INFINITY;
+    double *w = qt_ws_alloc_n(ws, m, sizeof(double));
     double complex *s0 = qt_ws_alloc_n(ws, n * n, sizeof(*s0));
     double complex *sig = qt_ws_alloc_n(ws, n * n, sizeof(*sig));
     struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, {0, 0, INFINITY}};
@@ -136,15 +137,18 @@ int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, c
     int r;
 
     (void)f;
-    if (!w || !s0 || !sig) {
+    if (!w0 || !w || !s0 || !sig) {
         r = qt_result_fail(res, -ENOMEM, "out of memory");
         goto out;
     }
     for (size_t a = 0; a < m; a++)
         tot += y[a];
     for (size_t a = 0; a < m; a++)
-        w[a] = y[a] / tot;
-    r = qt_whiten_from_rho(wh, ws, start, s0);
+        w0[a] = y[a] / tot;
+    /* The solver only sums over outcomes, so it works in the maps' native order. */
+    r = qt_whiten_to_native(wh, des, ws, w0, w);
+    if (r >= 0)
+        r = qt_whiten_from_rho(wh, ws, start, s0);
     if (r >= 0)
         r = qt_newton_solve(&pb, ws, s0, opts->mle.max_iterations, sig, &nr);
     if (r >= 0)

@@ -3,6 +3,7 @@
 #include "qt_pauli.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -142,18 +143,21 @@ struct split {
 };
 
 /* n mode products on S samples at once (sample index innermost): in has modes of size bin, out
- * of size bout (6 -> 4 or 4 -> 6), one kernel call per block of transformed modes. The result
- * ends in *a. */
+ * of size bout (6 -> 4 or 4 -> 6), one kernel call per block of transformed modes. The first
+ * product reads its real parts from in0 instead of a->re when in0 is not NULL. The result ends
+ * in *a: the original *a's buffers when n is even, *b's when it is odd. */
 static void mode_products(unsigned n, size_t S, size_t bin, size_t bout, mode_kernel_fn first,
-                          mode_kernel_fn kernel, struct split *a, struct split *b)
+                          mode_kernel_fn kernel, const double *in0, struct split *a,
+                          struct split *b)
 {
     for (unsigned k = 0; k < n; k++) {
         size_t outer = upow(bout, k), inner = upow(bin, n - 1 - k) * S;
+        const double *src = k == 0 && in0 ? in0 : a->re;
 
         for (size_t o = 0; o < outer; o++) {
             size_t ii = o * bin * inner, oo = o * bout * inner;
 
-            (k == 0 ? first : kernel)(inner, a->re + ii, a->im + ii, b->re + oo, b->im + oo);
+            (k == 0 ? first : kernel)(inner, src + ii, a->im + ii, b->re + oo, b->im + oo);
         }
         struct split t = *a;
         *a = *b;
@@ -190,15 +194,18 @@ static int make_index(unsigned n, struct qt_ws *ws, struct pauli_index *ix)
 #define PERM_BLOCK 8
 
 /* Outcome vectors (S of them, leading dimension ldv) to and from density matrices. */
-static int run(enum pauli_map map, unsigned n, struct qt_ws *ws, size_t S,
-               const double complex *rho_in, const double *vec_in, size_t ldv,
+static int run(enum pauli_map map, bool native, double scale, unsigned n, struct qt_ws *ws,
+               size_t S, const double complex *rho_in, const double *vec_in, size_t ldv,
                double complex *rho_out, double *vec_out)
 {
     struct qt_ws_mark mark = qt_ws_mark(ws);
     size_t d = (size_t)1 << n, dd = d * d, m = upow(6, n), big = m * S;
-    struct split a = {qt_ws_alloc_n(ws, big, sizeof(double)),
+    /* A native forward map works in vec_out itself: its real parts are the buffer the result
+     * ends in (see mode_products). */
+    bool direct = native && map == MAP_FORWARD;
+    struct split a = {direct && n % 2 == 0 ? vec_out : qt_ws_alloc_n(ws, big, sizeof(double)),
                       qt_ws_alloc_n(ws, big, sizeof(double))};
-    struct split b = {qt_ws_alloc_n(ws, big, sizeof(double)),
+    struct split b = {direct && n % 2 == 1 ? vec_out : qt_ws_alloc_n(ws, big, sizeof(double)),
                       qt_ws_alloc_n(ws, big, sizeof(double))};
     struct pauli_index ix;
     size_t NS = m / d;
@@ -218,32 +225,36 @@ static int run(enum pauli_map map, unsigned n, struct qt_ws *ws, size_t S,
                         double complex z = rho_in[i + d * c + dd * t];
                         size_t x = (ix.orr[i] + ix.oc[c]) * S + t;
 
-                        a.re[x] = creal(z);
-                        a.im[x] = cimag(z);
+                        a.re[x] = scale * creal(z);
+                        a.im[x] = scale * cimag(z);
                     }
-        mode_products(n, S, 4, 6, kernel_forward, kernel_forward, &a, &b);
-        for (size_t st = 0; st < NS; st++)
-            for (size_t o0 = 0; o0 < d; o0 += PERM_BLOCK)
-                for (size_t t = 0; t < S; t++)
-                    for (size_t o = o0; o < QT_MIN(o0 + PERM_BLOCK, d); o++)
-                        vec_out[st * d + o + ldv * t] = a.re[(ix.os[st] + ix.oo[o]) * S + t];
+        mode_products(n, S, 4, 6, kernel_forward, kernel_forward, NULL, &a, &b);
+        if (!native) /* else S == 1, and the tensor is vec_out in native order */
+            for (size_t st = 0; st < NS; st++)
+                for (size_t o0 = 0; o0 < d; o0 += PERM_BLOCK)
+                    for (size_t t = 0; t < S; t++)
+                        for (size_t o = o0; o < QT_MIN(o0 + PERM_BLOCK, d); o++)
+                            vec_out[st * d + o + ldv * t] = a.re[(ix.os[st] + ix.oo[o]) * S + t];
     } else {
-        for (size_t st = 0; st < NS; st++)
-            for (size_t o0 = 0; o0 < d; o0 += PERM_BLOCK)
-                for (size_t t = 0; t < S; t++)
-                    for (size_t o = o0; o < QT_MIN(o0 + PERM_BLOCK, d); o++)
-                        a.re[(ix.os[st] + ix.oo[o]) * S + t] = vec_in[st * d + o + ldv * t];
+        if (!native) /* else S == 1, and the first product reads vec_in itself */
+            for (size_t st = 0; st < NS; st++)
+                for (size_t o0 = 0; o0 < d; o0 += PERM_BLOCK)
+                    for (size_t t = 0; t < S; t++)
+                        for (size_t o = o0; o < QT_MIN(o0 + PERM_BLOCK, d); o++)
+                            a.re[(ix.os[st] + ix.oo[o]) * S + t] = vec_in[st * d + o + ldv * t];
         if (map == MAP_DUAL)
-            mode_products(n, S, 6, 4, kernel_dual_real, kernel_dual, &a, &b);
+            mode_products(n, S, 6, 4, kernel_dual_real, kernel_dual, native ? vec_in : NULL, &a,
+                          &b);
         else
-            mode_products(n, S, 6, 4, kernel_adjoint_real, kernel_adjoint, &a, &b);
+            mode_products(n, S, 6, 4, kernel_adjoint_real, kernel_adjoint,
+                          native ? vec_in : NULL, &a, &b);
         for (size_t c = 0; c < d; c++)
             for (size_t r0 = 0; r0 < d; r0 += PERM_BLOCK)
                 for (size_t t = 0; t < S; t++)
                     for (size_t i = r0; i < QT_MIN(r0 + PERM_BLOCK, d); i++) {
                         size_t x = (ix.orr[i] + ix.oc[c]) * S + t;
 
-                        rho_out[i + d * c + dd * t] = a.re[x] + I * a.im[x];
+                        rho_out[i + d * c + dd * t] = scale * (a.re[x] + I * a.im[x]);
                     }
     }
 out:
@@ -253,17 +264,44 @@ out:
 
 int qt_pauli_forward(unsigned n, struct qt_ws *ws, const double complex *rho, double *q)
 {
-    return run(MAP_FORWARD, n, ws, 1, rho, NULL, 0, NULL, q);
+    return run(MAP_FORWARD, false, 1.0, n, ws, 1, rho, NULL, 0, NULL, q);
 }
 
 int qt_pauli_adjoint(unsigned n, struct qt_ws *ws, const double *w, double complex *out)
 {
-    return run(MAP_ADJOINT, n, ws, 1, NULL, w, 0, out, NULL);
+    return run(MAP_ADJOINT, false, 1.0, n, ws, 1, NULL, w, 0, out, NULL);
 }
 
 int qt_pauli_dual(unsigned n, struct qt_ws *ws, const double *f, double complex *rho)
 {
-    return run(MAP_DUAL, n, ws, 1, NULL, f, 0, rho, NULL);
+    return run(MAP_DUAL, false, 1.0, n, ws, 1, NULL, f, 0, rho, NULL);
+}
+
+int qt_pauli_forward_native(unsigned n, struct qt_ws *ws, const double complex *rho, double scale,
+                            double *q)
+{
+    return run(MAP_FORWARD, true, scale, n, ws, 1, rho, NULL, 0, NULL, q);
+}
+
+int qt_pauli_adjoint_native(unsigned n, struct qt_ws *ws, const double *w, double scale,
+                            double complex *out)
+{
+    return run(MAP_ADJOINT, true, scale, n, ws, 1, NULL, w, 0, out, NULL);
+}
+
+int qt_pauli_to_native(unsigned n, struct qt_ws *ws, const double *v, double *out)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    size_t d = (size_t)1 << n, NS = upow(3, n);
+    struct pauli_index ix;
+    int r = make_index(n, ws, &ix);
+
+    if (r == 0)
+        for (size_t st = 0; st < NS; st++)
+            for (size_t o = 0; o < d; o++)
+                out[ix.os[st] + ix.oo[o]] = v[st * d + o];
+    qt_ws_release(ws, mark);
+    return r;
 }
 
 int qt_pauli_dual_batch(unsigned n, struct qt_ws *ws, size_t S, const double *F, size_t ldf,
@@ -278,7 +316,7 @@ int qt_pauli_dual_batch(unsigned n, struct qt_ws *ws, size_t S, const double *F,
         chunk = 32;
     for (size_t t0 = 0; t0 < S; t0 += chunk) {
         size_t k = QT_MIN(chunk, S - t0);
-        int r = run(MAP_DUAL, n, ws, k, NULL, F + ldf * t0, ldf, rho + dd * t0, NULL);
+        int r = run(MAP_DUAL, false, 1.0, n, ws, k, NULL, F + ldf * t0, ldf, rho + dd * t0, NULL);
 
         if (r < 0)
             return r;

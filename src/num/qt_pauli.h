@@ -23,6 +23,16 @@ QT_NODISCARD int qt_pauli_forward(unsigned n, struct qt_ws *ws, const double com
 QT_NODISCARD int qt_pauli_adjoint(unsigned n, struct qt_ws *ws, const double *w,
                                   double complex *out);
 
+/* The forward and adjoint maps times `scale`, with the outcome vector in the kernels' native
+ * order (the interleaved tensor's: outcome o of setting s at sum_k (2 s_k + o_k) 6^(n-1-k)),
+ * which saves the permutation and a pass over m entries on each call; solvers that only sum
+ * over outcomes permute their data once with qt_pauli_to_native. Return 0 or -ENOMEM. */
+QT_NODISCARD int qt_pauli_forward_native(unsigned n, struct qt_ws *ws, const double complex *rho,
+                                         double scale, double *q);
+QT_NODISCARD int qt_pauli_adjoint_native(unsigned n, struct qt_ws *ws, const double *w,
+                                         double scale, double complex *out);
+QT_NODISCARD int qt_pauli_to_native(unsigned n, struct qt_ws *ws, const double *v, double *out);
+
 /* rho = sum_a f_a D_a with the dual frame D_{s,o} = (x)_k (I/6 + (-1)^o_k sigma_{s_k} / 2):
  * the minimum-norm least-squares inverse of the Pauli measurement map. Returns 0 or -ENOMEM. */
 QT_NODISCARD int qt_pauli_dual(unsigned n, struct qt_ws *ws, const double *f, double complex *rho);

@@ -4,11 +4,13 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "qt_lapack.h"
 #include "qt_mat.h"
+#include "qt_pauli.h"
 
 void qt_whiten_done(struct qt_whiten *wh)
 {
@@ -249,6 +251,37 @@ int qt_whiten_adjoint(const struct qt_whiten *wh, const struct qt_design *des, s
     for (size_t t = 0; r >= 0 && t < wh->d * wh->d; t++)
         out[t] /= wh->C;
     return r;
+}
+
+static bool pauli_native(const struct qt_whiten *wh, const struct qt_design *des)
+{
+    return wh->trivial && des->kind == QT_DESIGN_PAULI && !des->mix_base;
+}
+
+int qt_whiten_forward_native(const struct qt_whiten *wh, const struct qt_design *des,
+                             struct qt_ws *ws, const double complex *sigma, double *q)
+{
+    if (!pauli_native(wh, des))
+        return qt_whiten_forward(wh, des, ws, sigma, q);
+    return qt_pauli_forward_native(des->n_qubits, ws, sigma, 1.0 / wh->C, q);
+}
+
+int qt_whiten_adjoint_native(const struct qt_whiten *wh, const struct qt_design *des,
+                             struct qt_ws *ws, const double *c, double complex *out)
+{
+    if (!pauli_native(wh, des))
+        return qt_whiten_adjoint(wh, des, ws, c, out);
+    return qt_pauli_adjoint_native(des->n_qubits, ws, c, 1.0 / wh->C, out);
+}
+
+int qt_whiten_to_native(const struct qt_whiten *wh, const struct qt_design *des, struct qt_ws *ws,
+                        const double *v, double *out)
+{
+    if (!pauli_native(wh, des)) {
+        memcpy(out, v, wh->m * sizeof(double));
+        return 0;
+    }
+    return qt_pauli_to_native(des->n_qubits, ws, v, out);
 }
 
 static void normalise_trace(size_t n, double complex *X, double eps)

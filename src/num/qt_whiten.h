@@ -49,6 +49,18 @@ QT_NODISCARD int qt_whiten_forward(const struct qt_whiten *wh, const struct qt_d
 QT_NODISCARD int qt_whiten_adjoint(const struct qt_whiten *wh, const struct qt_design *des,
                                    struct qt_ws *ws, const double *c, double complex *out);
 
+/* The same two maps with outcome vectors in the design's native order, which a solver that only
+ * sums over outcomes may use instead: plain pauli designs (trivial whitening, no mixing
+ * structure) then skip a permutation of m entries on each call; for every other design the
+ * native order is the design's order. qt_whiten_to_native puts a design-order vector v into
+ * native order (out must not alias v). Return 0 or -ENOMEM. */
+QT_NODISCARD int qt_whiten_forward_native(const struct qt_whiten *wh, const struct qt_design *des,
+                                          struct qt_ws *ws, const double complex *sigma, double *q);
+QT_NODISCARD int qt_whiten_adjoint_native(const struct qt_whiten *wh, const struct qt_design *des,
+                                          struct qt_ws *ws, const double *c, double complex *out);
+QT_NODISCARD int qt_whiten_to_native(const struct qt_whiten *wh, const struct qt_design *des,
+                                     struct qt_ws *ws, const double *v, double *out);
+
 /* rho = B sigma B^H / max(Tr(B sigma B^H), eps) (d x d), Hermitised. */
 QT_NODISCARD int qt_whiten_to_rho(const struct qt_whiten *wh, struct qt_ws *ws,
                                   const double complex *sigma, double eps, double complex *rho);

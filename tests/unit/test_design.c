@@ -8,6 +8,7 @@
 
 #include "num/qt_design.h"
 #include "num/qt_rng.h"
+#include "num/qt_whiten.h"
 #include "qt_test.h"
 
 static struct qt_design *make(enum qt_design_kind kind, size_t d)
@@ -236,6 +237,70 @@ static void test_pauli_layout(void **state)
     qt_ws_done(&ws);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* The whitened maps in native order (what the MLE uses) equal the design-order maps with the
+ * outcome vector moved by qt_whiten_to_native, which moves every entry exactly once: pauli
+ * 1-6 qubits (a permutation of the tensor's order), and designs whose native order is theirs. */
+static void test_native_order(void **state)
+{
+    static const struct {
+        enum qt_design_kind kind;
+        size_t d;
+    } cases[] = {{QT_DESIGN_PAULI, 2},  {QT_DESIGN_PAULI, 4},  {QT_DESIGN_PAULI, 8},
+                 {QT_DESIGN_PAULI, 16}, {QT_DESIGN_PAULI, 32}, {QT_DESIGN_PAULI, 64},
+                 {QT_DESIGN_NOPOVM, 3}, {QT_DESIGN_MUB, 4}};
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_rng rng;
+
+    (void)state;
+    qt_rng_seed(&rng, 11);
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct qt_design *des = make(cases[k].kind, cases[k].d);
+        const struct qt_whiten *wh = des->whiten;
+        size_t n = wh->ds, m = des->m;
+        double complex *sig = malloc(n * n * sizeof(*sig)), *o1 = malloc(n * n * sizeof(*o1));
+        double complex *o2 = malloc(n * n * sizeof(*o2));
+        double *q = malloc(m * sizeof(double)), *qn = malloc(m * sizeof(double));
+        double *moved = malloc(m * sizeof(double)), *w = malloc(m * sizeof(double));
+        double *wn = malloc(m * sizeof(double)), qmax = 0.0;
+
+        assert_non_null(wh);
+        random_herm(&rng, n, sig);
+        assert_int_equal(qt_whiten_forward(wh, des, &ws, sig, q), 0);
+        assert_int_equal(qt_whiten_forward_native(wh, des, &ws, sig, qn), 0);
+        assert_int_equal(qt_whiten_to_native(wh, des, &ws, q, moved), 0);
+        for (size_t a = 0; a < m; a++)
+            qmax = fmax(qmax, fabs(q[a]));
+        for (size_t a = 0; a < m; a++)
+            qt_assert_close(qn[a], moved[a], 0, 1e-14 * qmax);
+        for (size_t a = 0; a < m; a++)
+            w[a] = qt_rng_normal(&rng);
+        assert_int_equal(qt_whiten_to_native(wh, des, &ws, w, wn), 0);
+        assert_int_equal(qt_whiten_adjoint(wh, des, &ws, w, o1), 0);
+        assert_int_equal(qt_whiten_adjoint_native(wh, des, &ws, wn, o2), 0);
+        assert_true(qt_frob_diff(n, o1, o2) < 1e-12 * (double)m);
+        qsort(w, m, sizeof(double), cmp_double); /* a permutation: the same multiset */
+        qsort(wn, m, sizeof(double), cmp_double);
+        assert_memory_equal(w, wn, m * sizeof(double));
+        free(sig);
+        free(o1);
+        free(o2);
+        free(q);
+        free(qn);
+        free(moved);
+        free(w);
+        free(wn);
+        qt_design_free(des);
+    }
+    qt_ws_done(&ws);
+}
+
 static struct qt_design *custom_from(const struct qt_design *src)
 {
     size_t d = src->d, m = src->m;
@@ -451,6 +516,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_mub_complete),
     cmocka_unit_test(test_mub_large),
     cmocka_unit_test(test_pauli_layout),
+    cmocka_unit_test(test_native_order),
     cmocka_unit_test(test_closed_form_sv),
     cmocka_unit_test(test_map_identities),
     cmocka_unit_test(test_batch_inverse),
