@@ -484,6 +484,7 @@ static void req_samples(struct conn *c, struct qd_req *req, uint32_t len)
     jb->sj.kind = QD_JOB_SAMPLES;
     jb->sj.interactive = jb->req.method == QP_M_RECONSTRUCT;
     jb->sj.n = jb->req.job.n;
+    jb->sj.dim = jb->req.job.d;
     jb->sj.timeout_ms = jb->req.job.timeout_ms;
     if (jb->req.job.boot.resamples && boot_setup(c, jb) < 0) {
         job_end(jb);

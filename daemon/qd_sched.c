@@ -226,13 +226,25 @@ bool qd_sched_delivered(struct qd_sched *s, struct qd_job *job, size_t col, bool
     return true;
 }
 
-static uint32_t item_timeout(const struct qd_sched *s, const struct qd_job *job)
+uint64_t qd_sched_item_timeout(const struct qd_sched_limits *lim, const struct qd_job *job)
 {
+    uint64_t t = lim->item_timeout_ms;
+
     if (job->kind == QD_JOB_TASK)
-        return s->lim.task_timeout_ms;
-    if (job->timeout_ms && job->timeout_ms < s->lim.item_timeout_ms)
+        return lim->task_timeout_ms;
+    if (job->dim > QD_SCHED_BIG_DIM) {
+        uint64_t k = QT_MIN((uint64_t)job->dim, (uint64_t)4096) / QD_SCHED_BIG_DIM; /* no overflow */
+
+        t *= k * k * k;
+    }
+    if (job->timeout_ms && job->timeout_ms < t)
         return job->timeout_ms;
-    return s->lim.item_timeout_ms;
+    return t;
+}
+
+static uint64_t item_timeout(const struct qd_sched *s, const struct qd_job *job)
+{
+    return qd_sched_item_timeout(&s->lim, job);
 }
 
 /* Samples per batch item: the chunk, or more while an item of them takes at most chunk_grow_us
@@ -241,15 +253,15 @@ static uint32_t item_timeout(const struct qd_sched *s, const struct qd_job *job)
  * and a live sample still waits at most about max(a chunk, chunk_grow_us). */
 static size_t batch_item_size(const struct qd_sched *s, const struct qd_job *job)
 {
-    uint64_t per, grow;
+    uint64_t per, grow, base = job->dim >= QD_SCHED_BIG_DIM ? 1 : s->lim.chunk;
 
     if (job->unit)
         return job->unit;
-    if (!s->lim.chunk_grow_us || job->batch_n < s->lim.chunk)
-        return s->lim.chunk;
+    if (!s->lim.chunk_grow_us || job->batch_n < base)
+        return (size_t)base;
     per = job->batch_us / job->batch_n;
     grow = per ? s->lim.chunk_grow_us / per : QD_MAX_CHUNK;
-    return (size_t)QT_MAX((uint64_t)s->lim.chunk, QT_MIN(grow, (uint64_t)QD_MAX_CHUNK));
+    return (size_t)QT_MAX(base, QT_MIN(grow, (uint64_t)QD_MAX_CHUNK));
 }
 
 /* Cuts the next item of a submit, preferring one whose cache file w has mapped; submits take

@@ -41,6 +41,7 @@ struct qd_job {
     bool interactive;    /* reconstruct and tasks: whole, ahead of batches; submits: cut lazily */
     size_t n;            /* samples (tasks: 1) */
     uint32_t timeout_ms; /* per item, 0: the scheduler's default */
+    size_t dim;          /* d of the samples (0: unknown): large ones are cut and timed apart */
     uint32_t unit;       /* samples per item, 0: whole (interactive) or the batch chunk; error
                             bars send each unit of resamples alone (1) */
     char key[QD_SCHED_KEY_LEN]; /* cache file ("<design>-d<d>"): workers keep it mapped */
@@ -88,6 +89,18 @@ struct qd_sched_ops {
     /* The job is finished and nothing refers to it any more: the caller may free it. */
     void (*release)(void *ud, struct qd_job *job);
 };
+
+/* Samples of d >= QD_SCHED_BIG_DIM are cut one per batch item until the submit's rate is known
+ * (a chunk of 8 such samples could take minutes on one worker while the others idle), and the
+ * default deadline of their items grows as (d / QD_SCHED_BIG_DIM)^3, as the estimators' cost
+ * does: 8x at d = 256, 64x at d = 512. */
+#define QD_SCHED_BIG_DIM 128
+
+struct qd_sched_limits;
+
+/* The deadline of one item of the job, in ms: the job's timeout_ms when it asks for less than
+ * the default, else the default (item_timeout_ms, scaled for large d; tasks: task_timeout_ms). */
+uint64_t qd_sched_item_timeout(const struct qd_sched_limits *lim, const struct qd_job *job);
 
 struct qd_sched_limits {
     uint32_t chunk;           /* samples per batch item */

@@ -266,6 +266,77 @@ static void test_items_of_fast_samples_grow(void **state)
     finish_all();
 }
 
+/* Large samples (d >= QD_SCHED_BIG_DIM): one per item until the rate is known, so every worker
+ * gets one; slow ones stay single, and fast ones (linear at d = 256) grow as any others. Their
+ * items' default deadline grows as (d / 128)^3. */
+static void test_large_samples_single_items_and_longer_deadlines(void **state)
+{
+    struct tjob big, fast;
+    struct qd_sw w1, w2;
+
+    (void)state;
+    setup_grow(8, 100000, 20, 1000);
+    job_init(&big, false, 3, "pauli-d256");
+    big.sj.dim = 256;
+    assert_int_equal(qd_sched_admit(&F.s, &big.sj), 0);
+    worker_up(&w1, 1);
+    worker_up(&w2, 2);
+    qd_sched_dispatch(&F.s, 100);
+    assert_int_equal(F.nstart, 2);
+    assert_int_equal(F.starts[0].n, 1);
+    assert_int_equal(F.starts[1].n, 1);
+    assert_int_equal(w1.deadline, 100 + 8 * 1000); /* item_timeout_ms 1000, times (256/128)^3 */
+    /* 20 s per sample: the next item is one sample too */
+    answer(&w1, 1, 20100);
+    assert_int_equal(qd_sched_item_end(&F.s, &w1, 20100, 20000000), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 20100);
+    assert_int_equal(last_start(&w1)->n, 1);
+    assert_int_equal(finish_item(&w1, 40000), QD_AFTER_IDLE);
+    assert_int_equal(finish_item(&w2, 40000), QD_AFTER_IDLE);
+    assert_exactly_once(&big);
+    job_init(&fast, false, 100, "pauli-d256");
+    fast.sj.dim = 256;
+    assert_int_equal(qd_sched_admit(&F.s, &fast.sj), 0);
+    qd_sched_dispatch(&F.s, 50000);
+    assert_int_equal(last_start(&w1)->n, 1);
+    answer(&w1, 1, 50000); /* 10 us: 1000 us hold 100, at most QD_MAX_CHUNK */
+    assert_int_equal(qd_sched_item_end(&F.s, &w1, 50000, 10), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 50000);
+    assert_int_equal(last_start(&w1)->n, QD_MAX_CHUNK);
+    while (qd_sched_item_job(&w1) || qd_sched_item_job(&w2)) {
+        if (qd_sched_item_job(&w1))
+            assert_int_equal(finish_item(&w1, 50001), QD_AFTER_IDLE);
+        if (qd_sched_item_job(&w2))
+            assert_int_equal(finish_item(&w2, 50001), QD_AFTER_IDLE);
+        qd_sched_dispatch(&F.s, 50001);
+    }
+    assert_exactly_once(&fast);
+    finish_all();
+}
+
+static void test_item_timeout_scales_with_d(void **state)
+{
+    struct qd_sched_limits lim = {8, 60000, 5000, 200, 1000, 20, 0};
+    struct qd_job job = {.kind = QD_JOB_SAMPLES};
+
+    (void)state;
+    assert_int_equal(qd_sched_item_timeout(&lim, &job), 60000); /* d unknown */
+    job.dim = 64;
+    assert_int_equal(qd_sched_item_timeout(&lim, &job), 60000);
+    job.dim = 128;
+    assert_int_equal(qd_sched_item_timeout(&lim, &job), 60000);
+    job.dim = 256;
+    assert_int_equal(qd_sched_item_timeout(&lim, &job), 8 * 60000);
+    job.dim = 512;
+    assert_int_equal(qd_sched_item_timeout(&lim, &job), 64 * 60000);
+    job.timeout_ms = 100000; /* asked for less than the scaled default */
+    assert_int_equal(qd_sched_item_timeout(&lim, &job), 100000);
+    job.dim = 64; /* ... and more than the default of small samples */
+    assert_int_equal(qd_sched_item_timeout(&lim, &job), 60000);
+    job.kind = QD_JOB_TASK;
+    assert_int_equal(qd_sched_item_timeout(&lim, &job), 5000);
+}
+
 /* A reserved (interactive) worker takes interactive items, ahead of idle batch workers, and
  * nothing else: batch items and retries wait for batch workers even while it is idle. */
 static void test_reserved_worker_is_interactive_only(void **state)
@@ -935,6 +1006,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_death_charges_only_the_running_sample),
     cmocka_unit_test(test_death_before_any_answer_charges_nobody),
     cmocka_unit_test(test_death_charges_the_sample_the_progress_word_names),
+    cmocka_unit_test(test_large_samples_single_items_and_longer_deadlines),
+    cmocka_unit_test(test_item_timeout_scales_with_d),
     cmocka_unit_test(test_deadline_and_progress_word),
     cmocka_unit_test(test_poison_fails_alone_after_two_crashes),
     cmocka_unit_test(test_kills_from_outside_are_not_crashes),
