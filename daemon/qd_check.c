@@ -10,6 +10,7 @@
 
 #include "base/qt_status.h"
 #include "num/qt_design.h"
+#include "num/qt_estimate.h"
 #include "num/qt_resample.h"
 #include "qd_boot.h"
 
@@ -121,6 +122,17 @@ static int check_boot(const struct qp_job *j, size_t nm, struct qd_reject *rej)
     return 0;
 }
 
+uint64_t qd_check_sample_bytes(size_t d, size_t m, const bool methods[_QT_METHOD_MAX])
+{
+    double need = (double)QD_WORKER_BASE_BYTES + 3.0 * 8.0 * (double)m +
+                  1.5 * (double)qt_estimate_ws_bound(d, m, methods);
+
+    for (int k = 0; k < _QT_METHOD_MAX; k++)
+        if (methods[k])
+            need += 4.0 * 16.0 * (double)d * (double)d;
+    return need >= 0x1p64 ? UINT64_MAX : (uint64_t)need;
+}
+
 static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, struct qd_req *req,
                      struct qd_reject *rej)
 {
@@ -157,6 +169,16 @@ static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, s
     for (int m = 0; m < _QT_METHOD_MAX; m++)
         if (j->methods[m])
             req->meth[req->nm++] = (enum qt_method)m;
+    if (env->max_sample_bytes) {
+        uint64_t need = qd_check_sample_bytes(j->d, j->m, j->methods);
+
+        if (need > env->max_sample_bytes)
+            return reject(rej, QT_ST_TOO_LARGE, -1,
+                          "values: one sample of %zu values at d = %zu is predicted to need "
+                          "%llu MB in a worker, above its limit of %llu MB (worker-max-rss-mb)",
+                          j->m, j->d, (unsigned long long)((need + (1u << 20) - 1) >> 20),
+                          (unsigned long long)(env->max_sample_bytes >> 20));
+    }
     if (j->part.set)
         return reject(rej, QT_ST_INVALID_PARAMS, -1, "boot_part: internal to qtomod's workers");
     return j->boot.resamples ? check_boot(j, req->nm, rej) : 0;
@@ -185,7 +207,7 @@ static int check_design_d(const struct qp_msg *msg, struct qd_req *req, bool req
                           struct qd_reject *rej)
 {
     struct qt_diag dg = {0};
-    int r = qp_decode_design_d(msg->params, QT_DESIGN_MAX_DIM, req->design, sizeof(req->design),
+    int r = qp_decode_design_d(msg->params, QT_DESIGN_MAX_D, req->design, sizeof(req->design),
                                &req->d, &dg);
 
     if (r < 0)

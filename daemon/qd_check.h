@@ -23,7 +23,18 @@ struct qd_check_env {
      * 0 with *ret_d, -ENOENT when there is none, another negative error on failure. */
     int (*find_custom)(void *ud, const char *id, size_t d, size_t m, size_t *ret_d);
     void *ud;
+    /* The most memory one sample may be predicted to need in a worker (qd_check_sample_bytes),
+     * 0: no limit. */
+    uint64_t max_sample_bytes;
 };
+
+/* What a worker is predicted to hold while it estimates one sample of m values in dimension d
+ * with these methods (bytes): the process itself (QD_WORKER_BASE_BYTES), three copies of the
+ * values (the frame, the decoded sample, a resample), 1.5x the estimators' workspace bound
+ * (qt_estimate_ws_bound; the arena can hold a spare block while it grows on a first sample)
+ * and four d x d complex matrices per method for the results. Saturates at UINT64_MAX. */
+#define QD_WORKER_BASE_BYTES ((uint64_t)64 << 20)
+uint64_t qd_check_sample_bytes(size_t d, size_t m, const bool methods[_QT_METHOD_MAX]);
 
 /* What the checks need to know of the connection. */
 struct qd_peer {

@@ -1,10 +1,13 @@
 #include "qd_conf.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "num/qt_design_kind.h"
 
 enum kind { K_S, K_U, K_O };
 
@@ -180,6 +183,32 @@ int qd_conf_finish(struct qd_conf *c, char *err, size_t errlen)
         return -EINVAL;
     }
     return 0;
+}
+
+int qd_conf_frame_advice(const struct qd_conf *c, char *buf, size_t len)
+{
+    static const enum qt_design_kind kinds[] = {QT_DESIGN_NOPOVM, QT_DESIGN_MUB, QT_DESIGN_PAULI};
+    size_t best_m = 0, best_d = 0;
+    enum qt_design_kind best_k = QT_DESIGN_NOPOVM;
+
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        for (size_t d = 2; d <= c->max_dim && d <= QT_DESIGN_MAX_D; d++) {
+            size_t m = qt_design_outcomes(kinds[k], d);
+
+            if (m > best_m) {
+                best_m = m;
+                best_d = d;
+                best_k = kinds[k];
+            }
+        }
+    uint64_t need = 8 * (uint64_t)best_m + (64u << 10);
+    if (need <= c->max_frame)
+        return 0;
+    snprintf(buf, len,
+             "max-frame %u cannot hold one %s sample at d = %zu (%zu values): it needs at least "
+             "%llu; such samples will be refused",
+             c->max_frame, qt_design_kind_name(best_k), best_d, best_m, (unsigned long long)need);
+    return 1;
 }
 
 void qd_conf_dump(const struct qd_conf *c, FILE *out)

@@ -31,7 +31,7 @@
       "with interactive workers: the nice value of the other workers, so the kernel runs a live "   \
       "sample first")                                                                              \
     X("max-frame", U, max_frame, "67108864", 4096, 1u << 30, "largest frame body in bytes")        \
-    X("max-dim", U, max_dim, "64", 2, 256, "largest dimension d accepted")                         \
+    X("max-dim", U, max_dim, "64", 2, 512, "largest dimension d accepted")                         \
     X("max-batch", U, max_batch, "1000000", 1, 1u << 30, "samples per submit")                     \
     X("max-inflight", U, max_inflight, "64", 1, 65536, "requests in flight per connection")        \
     X("max-connections", U, max_connections, "256", 1, 65536, "client connections at once")        \
@@ -44,7 +44,7 @@
     X("batch-share-pct", U, batch_share_pct, "20", 0, 100,                                         \
       "worker time batches get while interactive work also waits (0: interactive first)")          \
     X("item-timeout-ms", U, item_timeout_ms, "60000", 10, 86400000,                                \
-      "default deadline of one work item (a request may ask for less)")                            \
+      "default deadline of one work item, times (d/128)^3 above d = 128 (a request may ask less)") \
     X("max-item-ms", U, max_item_ms, "600000", 10, 86400000, "longest deadline a request may ask") \
     X("kill-grace-ms", U, kill_grace_ms, "2000", 10, 60000,                                        \
       "between SIGABRT and SIGKILL of a worker past its deadline")                                 \
@@ -53,7 +53,8 @@
     X("worker-max-jobs", U, worker_max_jobs, "10000", 0, 1u << 30,                                 \
       "recycle a worker after this many samples (+ up to 10% jitter); 0: never")                   \
     X("worker-max-rss-mb", U, worker_max_rss_mb, "2048", 0, 1u << 20,                              \
-      "recycle a worker whose resident memory exceeds this; 0: never")                             \
+      "recycle a worker whose resident memory exceeds this, and refuse samples predicted to need " \
+      "more; 0: never")                                                                            \
     X("write-high-water-kb", U, write_high_kb, "8192", 64, 1u << 20,                               \
       "stop reading a connection and pause its batches while this much output is queued")          \
     X("max-input-mb", U, max_input_mb, "1024", 0, 1u << 20,                                        \
@@ -92,6 +93,12 @@ bool qd_conf_known(const char *key);
 /* Applies every --key VALUE of argv (the command line overrides the file); with strict,
  * unknown arguments are reported on stderr. Returns 0 or -EINVAL. */
 QT_NODISCARD int qd_conf_apply_args(struct qd_conf *c, int argc, char **argv, bool strict);
+/* Whether max-frame holds one sample of the largest built-in design max-dim accepts (its values
+ * and 64 KiB for the rest of the request): 0 when it does, else 1 with a message naming the
+ * design and the max-frame it needs (qtomod logs it as a warning; such samples are refused by
+ * the client or the framer with a clear error). */
+int qd_conf_frame_advice(const struct qd_conf *c, char *buf, size_t len);
+
 /* Defaults, then the file (path, or the default path when it exists), then argv's --key VALUE
  * overrides, then the machine-dependent defaults. */
 QT_NODISCARD int qd_conf_build(struct qd_conf *c, const char *path, int argc, char **argv,

@@ -220,6 +220,7 @@ int qd_sup_reload(struct sup *s, char *err, size_t errlen)
 {
     struct qd_conf nc;
     struct qd_sched_limits lim;
+    char advice[256];
     int r;
 
     if (s->draining || s->stopping) {
@@ -257,6 +258,8 @@ int qd_sup_reload(struct sup *s, char *err, size_t errlen)
         qd_pool_spawn(s, true);
     qd_notice("reloaded: generation %llu, %u workers (+%u interactive)",
               (unsigned long long)s->generation, s->conf.workers, s->conf.interactive_workers);
+    if (qd_conf_frame_advice(&s->conf, advice, sizeof(advice)))
+        qd_warn("%s", advice);
     (void)sd_notify(0, "READY=1");
     s->status_line[0] = '\0';
     qd_sup_notify_status(s);
@@ -343,9 +346,13 @@ static void log_start(const struct sup *s)
     const char *ct = getenv("OPENBLAS_CORETYPE");
     const char *adv = ct ? NULL : qt_blas_coretype_advice();
 
+    char advice[256];
+
     qd_notice("qtomod %s starting: %u workers, OpenBLAS kernels %s%s", QTOMO_VERSION,
               s->conf.workers, ct ? ct : adv ? adv : "as detected",
               ct ? " (OPENBLAS_CORETYPE)" : adv ? " (chosen for this CPU)" : "");
+    if (qd_conf_frame_advice(&s->conf, advice, sizeof(advice)))
+        qd_warn("%s", advice);
 }
 
 /* Signals, the tick and the watchdog. */

@@ -572,7 +572,7 @@ static int do_verify(struct worker *w, uint32_t id, const msgpack_object *params
     size_t n = 0, nd = 0, checked = 0;
     char design[64];
     size_t d;
-    int r = qp_decode_design_d(params, QT_DESIGN_MAX_DIM, design, sizeof(design), &d, &dg);
+    int r = qp_decode_design_d(params, QT_DESIGN_MAX_D, design, sizeof(design), &d, &dg);
 
     if (r == 0 && (design[0] != 0) != (d != 0))
         r = qt_diag_set(&dg, QT_EPARSE, 0, 0, "design and d: give both or neither");

@@ -585,7 +585,7 @@ int qp_decode_cache_list_result(const msgpack_object *result, struct qt_cache_en
             r = qp_read_str(qp_get(o, "design"), "design", e[i].design, sizeof(e[i].design),
                             reterr);
         if (r == 0)
-            r = need_u64(o, "d", QT_DESIGN_MAX_DIM, &d, reterr);
+            r = need_u64(o, "d", QT_DESIGN_MAX_D, &d, reterr);
         if (r == 0)
             r = need_u64(o, "m", UINT32_MAX, &m, reterr);
         if (r == 0)

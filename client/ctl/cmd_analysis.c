@@ -20,7 +20,7 @@
 #include "qctl.h"
 #include "recon.h"
 
-#define RECORD_MAX_DIM  QT_DESIGN_MAX_DIM
+#define RECORD_MAX_DIM  QT_DESIGN_MAX_D
 #define RECORD_LINE_MAX ((size_t)256 << 20)
 
 /* ---- shared ---- */

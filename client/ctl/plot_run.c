@@ -175,7 +175,7 @@ static int take_metrics(struct plot_run *pr, struct plot_rec *r, json_t *j)
     r->fidelity_hi = num(json_object_get(u, "hi"));
     pr->have_fidelity |= isfinite(r->fidelity);
     pr->have_unc |= isfinite(r->purity_lo);
-    if (!pr->d && r->ok && d >= 1 && d <= QT_DESIGN_MAX_DIM) /* failed records say little */
+    if (!pr->d && r->ok && d >= 1 && d <= QT_DESIGN_MAX_D) /* failed records say little */
         pr->d = d;
     if (json_is_array(eig) && d == pr->d && json_array_size(eig) == d) {
         r->eig = malloc(d * sizeof(*r->eig));

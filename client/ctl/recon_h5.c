@@ -700,7 +700,7 @@ int qctl_write_h5(const char *dir)
     w.d = json_integer_value(json_object_get(json_object_get(run, "options"), "dim")) > 0
               ? (size_t)json_integer_value(json_object_get(json_object_get(run, "options"), "dim"))
               : s.first_dim;
-    if (w.d > QT_DESIGN_MAX_DIM) /* not a run qtomoctl wrote */
+    if (w.d > QT_DESIGN_MAX_D) /* not a run qtomoctl wrote */
         w.d = 0;
     w.block = w.d * w.d > ((size_t)1 << 20) / BLOCK ? ((size_t)1 << 20) / (w.d * w.d) : BLOCK;
     if (w.block == 0)

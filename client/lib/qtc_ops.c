@@ -136,7 +136,7 @@ int qtomo_job_set_target(qtomo_job *j, const double complex *rho, size_t d)
 {
     double complex *t;
 
-    if (!rho || d == 0 || d > QT_DESIGN_MAX_DIM || (j->job.d && j->job.d != d))
+    if (!rho || d == 0 || d > QT_DESIGN_MAX_D || (j->job.d && j->job.d != d))
         return -EINVAL; /* the job is left as it was */
     t = malloc(d * d * sizeof(*t));
     if (!t)
@@ -447,7 +447,7 @@ static int decode_results(const qtomo_conn *c, const msgpack_object *o, qtomo_sa
     s->n = 0;
     for (uint32_t i = 0; i < o->via.array.size; i++) {
         int r = qp_decode_result_map(&o->via.array.ptr[i], c->si.max_dim ? c->si.max_dim
-                                                                         : QT_DESIGN_MAX_DIM,
+                                                                         : QT_DESIGN_MAX_D,
                                      &s->res[i], dg);
         if (r < 0)
             return r;

@@ -396,7 +396,7 @@ enum qt_cf_fault qt_cf_check(const void *buf, size_t buflen, uint64_t file_len, 
                     qt_design_outcomes((enum qt_design_kind)(mixkind - 1), d) != m))
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "mixing structure out of range"),
                QT_CF_CORRUPT;
-    if (kind >= _QT_DESIGN_KIND_MAX || d < 2 || d > QT_DESIGN_MAX_DIM || m < 1 ||
+    if (kind >= _QT_DESIGN_KIND_MAX || d < 2 || d > QT_DESIGN_MAX_D || m < 1 ||
         m > QT_DESIGN_MAX_OUTCOMES || ng < 1 || ng > m || ds > d || pc > m ||
         get32(h, H_PINVKIND) > QT_PINV_DENSE || n > QT_CF_MAX_SECTIONS ||
         memchr(h + H_ID, 0, 64) == NULL)
@@ -496,7 +496,8 @@ int qt_cf_view(const void *buf, size_t len, struct qt_design *des, struct qt_whi
     if (des->group_len != 0 && des->group_len * des->n_groups != des->m)
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "group length does not divide m");
     if (des->kind == QT_DESIGN_PAULI &&
-        (des->n_qubits < 1 || des->n_qubits > 8 || ((size_t)1 << des->n_qubits) != des->d))
+        (des->n_qubits < 1 || des->n_qubits > QT_DESIGN_MAX_QUBITS ||
+         ((size_t)1 << des->n_qubits) != des->d))
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "pauli qubit count does not match d");
     if (des->pinv_kind == QT_PINV_DENSE && !des->pinv)
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "dense inverse missing");

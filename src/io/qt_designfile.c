@@ -19,7 +19,7 @@
 /* Largest dimension of a custom design (qt_design_new_custom enforces the same bound). */
 #define CUSTOM_MAX_DIM 64
 /* Largest dimension of a target state: the largest of any design. */
-#define TARGET_MAX_DIM QT_DESIGN_MAX_DIM
+#define TARGET_MAX_DIM QT_DESIGN_MAX_D
 
 /* Tolerances of the target checks (see qt_designfile.h). */
 #define HERM_RTOL  1e-9

@@ -117,7 +117,7 @@ int qt_design_infer(int kind, size_t rows, int *ret_kind, size_t *ret_d, struct 
                                    rows);
         }
     }
-    for (size_t d = 2; d <= QT_DESIGN_MAX_DIM; d++) {
+    for (size_t d = 2; d <= QT_DESIGN_MAX_D; d++) {
         size_t m = qt_design_outcomes((enum qt_design_kind)kind, d);
 
         if (m == rows) {

@@ -22,7 +22,9 @@ enum qt_design_kind {
 /* Largest supported dimensions. */
 #define QT_DESIGN_MAX_DIM      256 /* nopovm and custom */
 #define QT_DESIGN_MAX_MUB_DIM  128
-#define QT_DESIGN_MAX_QUBITS   8
+#define QT_DESIGN_MAX_QUBITS   9
+/* Largest d of any kind (pauli, 2^9). */
+#define QT_DESIGN_MAX_D        512
 #define QT_DESIGN_MAX_OUTCOMES (1u << 24)
 
 /* Parses a design name ("nopovm", "mub", "sic", "pauli", "custom"; case-insensitive).

@@ -512,3 +512,21 @@ out:
     qt_ws_release(ws, mark);
     return r;
 }
+
+uint64_t qt_estimate_ws_bound(size_t d, size_t m, const bool methods[_QT_METHOD_MAX])
+{
+    static const double coef[_QT_METHOD_MAX][2] = {
+        [QT_METHOD_LINEAR] = {8, 20},
+        [QT_METHOD_MLE] = {20, 50},
+        [QT_METHOD_WLS] = {20, 50},
+        [QT_METHOD_RHOR] = {10, 40},
+    };
+    double worst = 0.0;
+
+    for (int k = 0; k < _QT_METHOD_MAX; k++)
+        if (methods[k])
+            worst = fmax(worst, coef[k][0] * 8.0 * (double)m +
+                                    coef[k][1] * 16.0 * (double)d * (double)d);
+    worst += (double)(1u << 20);
+    return worst >= 0x1p64 ? UINT64_MAX : (uint64_t)worst;
+}

@@ -15,6 +15,15 @@
 #include "num/qt_design.h"
 #include "num/qt_result.h"
 
+/* An upper bound of the workspace (bytes of the arena's peak) qt_estimate takes on one sample
+ * of a design with m outcomes in dimension d, over the methods marked in methods[] (run one
+ * after another in the same arena, as a worker does): per method a * 8m + b * 16d^2 + 1 MiB,
+ * with (a, b) = (8, 20) linear, (20, 50) mle and wls, (10, 40) rhor. The coefficients are 1.2-3x
+ * the peaks measured on every built-in kind, pure and mixed states, d = 2..64 and pauli up to 8
+ * qubits (test_memory holds them to that). Designs with backgrounds (detector models) are not
+ * covered. Saturates at UINT64_MAX. */
+uint64_t qt_estimate_ws_bound(size_t d, size_t m, const bool methods[_QT_METHOD_MAX]);
+
 /* Runs one method on one sample y (des->m raw values: counts, powers or probabilities). The
  * iterative methods (mle, wls, and rhor with warm_start) start from the linear estimate: pass
  * its physical rho as start when it is at hand (for instance from a linear result of the same

@@ -140,7 +140,7 @@ void qt_rng_state(struct qt_rng *r, size_t d, size_t rank, double complex *rho)
 
     memset(rho, 0, d * d * sizeof(*rho));
     for (size_t k = 0; k < rank; k++) {
-        double complex g[QT_DESIGN_MAX_DIM];
+        double complex g[QT_DESIGN_MAX_D];
 
         for (size_t i = 0; i < d; i++) {
             /* Two draws in a fixed order (the imaginary part first, as gcc happened to

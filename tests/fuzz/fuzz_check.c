@@ -28,7 +28,7 @@ static enum qp_method pick_method(uint8_t b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct qd_check_env env = {16, 64, 4, false, qt_reqgen_find_custom, NULL};
+    struct qd_check_env env = {16, 64, 4, false, qt_reqgen_find_custom, NULL, (uint64_t)2048 << 20};
     struct qd_peer peer = {true, true, 0, qt_reqgen_id_busy, NULL};
     struct qp_writer w, out;
     struct qp_msg msg;

@@ -4,6 +4,7 @@
  * mutation of every valid request is either accepted or refused with a code and a message. */
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/qt_status.h"
@@ -12,7 +13,8 @@
 #include "qd_boot.h"
 #include "qt_test.h"
 
-static const struct qd_check_env env0 = {64, 1000, 4, false, qt_reqgen_find_custom, NULL};
+static const struct qd_check_env env0 = {64,   1000, 4, false, qt_reqgen_find_custom,
+                                         NULL, (uint64_t)2048 << 20};
 static const struct qd_peer peer0 = {true, true, 0, qt_reqgen_id_busy, NULL};
 
 /* Checks the one frame in w; returns qd_check's result with req freed. */
@@ -261,6 +263,51 @@ static void test_max_dim(void **state)
     qp_writer_done(&w);
 }
 
+/* A sample predicted to need more memory than a worker may hold is refused before it is
+ * queued, with the prediction and the limit in the message; below the limit it is accepted. */
+static void test_sample_memory(void **state)
+{
+    size_t m = 46656; /* pauli, 6 qubits */
+    double *v = malloc(m * sizeof(double));
+    bool lin_mle[_QT_METHOD_MAX] = {[QT_METHOD_LINEAR] = true, [QT_METHOD_MLE] = true};
+    uint64_t need = qd_check_sample_bytes(64, m, lin_mle);
+    struct qd_check_env e = env0;
+    struct qd_reject rej;
+    struct qp_writer w;
+
+    (void)state;
+    assert_non_null(v);
+    for (size_t i = 0; i < m; i++)
+        v[i] = 1.0;
+    /* 64 MiB + 3 * 8m + 1.5 * (20 * 8m + 50 * 16 * 64^2 + 1 MiB) + 2 * 4 * 16 * 64^2 */
+    assert_true(need == 86438400u);
+    qp_writer_init(&w);
+    qp_begin_request(&w, 5, QP_M_SUBMIT);
+    (void)msgpack_pack_map(&w.pk, 3);
+    qp_pack_key(&w.pk, "values");
+    qp_pack_f64m(&w.pk, v, m, 1);
+    qp_pack_key(&w.pk, "design");
+    qp_pack_str(&w.pk, "pauli");
+    qp_pack_key(&w.pk, "methods");
+    (void)msgpack_pack_array(&w.pk, 2);
+    qp_pack_str(&w.pk, "linear");
+    qp_pack_str(&w.pk, "mle");
+    assert_int_equal(qp_frame_end(&w, UINT32_MAX), 0);
+    e.max_sample_bytes = need - 1;
+    assert_int_equal(check_frame(&e, &peer0, &w, NULL, &rej), -EINVAL);
+    assert_int_equal(rej.code, QT_ST_TOO_LARGE);
+    assert_non_null(strstr(rej.msg, "predicted to need 83 MB"));
+    assert_non_null(strstr(rej.msg, "worker-max-rss-mb"));
+    e.max_sample_bytes = need;
+    assert_int_equal(check_frame(&e, &peer0, &w, NULL, &rej), 0);
+    e.max_sample_bytes = 0; /* no limit */
+    assert_int_equal(check_frame(&e, &peer0, &w, NULL, &rej), 0);
+    qp_writer_done(&w);
+    free(v);
+    /* 9 qubits, linear and mle: what the README's 9-qubit table compares with the worker's peak */
+    assert_true(qd_check_sample_bytes(512, 10077696, lin_mle) > ((uint64_t)2048 << 20));
+}
+
 static void test_cache_params(void **state)
 {
     struct qp_writer w;
@@ -479,6 +526,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_target_must_match_the_resolved_d),
     cmocka_unit_test(test_design_relations),
     cmocka_unit_test(test_max_dim),
+    cmocka_unit_test(test_sample_memory),
     cmocka_unit_test(test_cache_params),
     cmocka_unit_test(test_busy_id_and_unknown_method),
     cmocka_unit_test(test_duplicate_keys),

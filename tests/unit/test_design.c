@@ -483,7 +483,7 @@ static void test_dimension_errors(void **state)
     assert_int_equal(qt_design_new(QT_DESIGN_SIC, 3, &des, &dg), QT_EDIM);
     assert_non_null(strstr(dg.msg, "d = 2 only"));
     assert_int_equal(qt_design_new(QT_DESIGN_PAULI, 6, &des, &dg), QT_EDIM);
-    assert_int_equal(qt_design_new(QT_DESIGN_PAULI, 512, &des, &dg), QT_EDIM);
+    assert_int_equal(qt_design_new(QT_DESIGN_PAULI, 1024, &des, &dg), QT_EDIM);
     assert_int_equal(qt_design_new(QT_DESIGN_CUSTOM, 4, &des, &dg), QT_EDESIGN);
     assert_null(des);
     assert_int_equal(qt_design_kind_from_name("MUB"), QT_DESIGN_MUB);

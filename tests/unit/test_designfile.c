@@ -778,7 +778,7 @@ static void test_target_errors(void **state)
         {"{\"density_matrix\": {\"real\": [[0.5, 0.6], [0.6, 0.5]]}}", 2, QT_ENOTPHYS,
          "'density_matrix' has a negative eigenvalue"},
         {"{\"ket\": {\"re\": [1]}}", 0, QT_EDIM, "target dimension 0"},
-        {"{\"ket\": {\"re\": [1]}}", 257, QT_EDIM, "target dimension 257"},
+        {"{\"ket\": {\"re\": [1]}}", 513, QT_EDIM, "target dimension 513"},
     };
 
     (void)state;

@@ -3342,7 +3342,7 @@ static void test_cache_list_rejections(void **state)
         expect_cache_list_err(&msg, keys[i]);
     }
     redecode(&w, &msg);
-    m_set_u64(m_get(m_at(m_get(m_result(&msg), "entries"), 1), "d"), QT_DESIGN_MAX_DIM + 1);
+    m_set_u64(m_get(m_at(m_get(m_result(&msg), "entries"), 1), "d"), QT_DESIGN_MAX_D + 1);
     expect_cache_list_err(&msg, "d");
     redecode(&w, &msg);
     m_set_u64(m_get(m_at(m_get(m_result(&msg), "entries"), 1), "last_use_ns"),

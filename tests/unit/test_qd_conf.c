@@ -39,6 +39,30 @@ static void test_defaults(void **state)
     assert_true(c.cache_dir[0] == '/');
 }
 
+/* The defaults (max-dim 64) hold any sample; max-dim 512 with the default max-frame cannot
+ * hold a 9-qubit pauli sample, and the advice names the max-frame it needs. */
+static void test_frame_advice(void **state)
+{
+    struct qd_conf c;
+    char msg[256] = "";
+
+    (void)state;
+    qd_conf_defaults(&c);
+    assert_int_equal(qd_conf_frame_advice(&c, msg, sizeof(msg)), 0);
+    c.max_dim = 256; /* pauli 8 qubits, 13 MB */
+    assert_int_equal(qd_conf_frame_advice(&c, msg, sizeof(msg)), 0);
+    c.max_dim = 512;
+    assert_int_equal(qd_conf_frame_advice(&c, msg, sizeof(msg)), 1);
+    assert_non_null(strstr(msg, "pauli sample at d = 512 (10077696 values)"));
+    assert_non_null(strstr(msg, "at least 80687104")); /* 8 * 6^9 + 64 KiB */
+    c.max_frame = 80687104;
+    assert_int_equal(qd_conf_frame_advice(&c, msg, sizeof(msg)), 0);
+    c.max_dim = 64;
+    c.max_frame = 4096; /* mub d = 64 needs 8 * 4160 + 64 KiB */
+    assert_int_equal(qd_conf_frame_advice(&c, msg, sizeof(msg)), 1);
+    assert_non_null(strstr(msg, "pauli sample at d = 64"));
+}
+
 static void test_file(void **state)
 {
     struct qd_conf c;
@@ -67,7 +91,7 @@ static void test_bad_lines(void **state)
         {"workers = -1\n", "workers: '-1' is not", -EINVAL},
         {"workers = 3x\n", "workers: '3x' is not", -EINVAL},
         {"max-frame = 100\n", "max-frame: 100 is outside [4096,", -ERANGE},
-        {"max-dim = 257\n", "max-dim: 257 is outside", -ERANGE},
+        {"max-dim = 513\n", "max-dim: 513 is outside", -ERANGE},
         {"socket-mode = 0999\n", "socket-mode: '0999' is not an octal mode", -EINVAL},
         {"workers = 99999999999999999999\n", "workers:", -EINVAL},
     };
@@ -127,6 +151,7 @@ static void test_dump_reads_back(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_defaults),
+    cmocka_unit_test(test_frame_advice),
     cmocka_unit_test(test_file),
     cmocka_unit_test(test_bad_lines),
     cmocka_unit_test(test_missing_file_and_finish_checks),

@@ -108,14 +108,11 @@ static void test_coalesce(void **state)
     qt_ws_done(&ws);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_alignment_and_peak),
-        cmocka_unit_test(test_mark_release),
-        cmocka_unit_test(test_spare_reuse),
-        cmocka_unit_test(test_coalesce),
-    };
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_alignment_and_peak),
+    cmocka_unit_test(test_mark_release),
+    cmocka_unit_test(test_spare_reuse),
+    cmocka_unit_test(test_coalesce),
+};
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+QT_TEST_MAIN(tests)
