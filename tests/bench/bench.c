@@ -260,22 +260,22 @@ out_free:
 /* Samples per row: enough for a p95 where a sample is cheap, a handful where it is not. */
 static size_t mle_samples(size_t d)
 {
-    return d <= 4 ? 400 : d <= 8 ? 200 : d <= 16 ? 60 : d <= 32 ? 12 : 4;
+    return d <= 4 ? 400 : d <= 8 ? 200 : d <= 16 ? 60 : d <= 32 ? 12 : d <= 256 ? 4 : 2;
 }
 
 /* `qtomo-bench mle [design [d [pure|mixed [n [seed]]]]]`: nopovm and mub at d = 2..64, pauli
- * 1..8 qubits. Counts: 1000 per group (mub basis, pauli setting); nopovm, one group, 1000 d in
+ * 1..9 qubits. Counts: 1000 per group (mub basis, pauli setting); nopovm, one group, 1000 d in
  * all. Naming the state runs only that kind, n samples from the seed, each printed. */
 static int bench_mle(const char *only_design, size_t only_d, const char *only_state,
                      size_t only_n, uint64_t seed)
 {
     static const struct {
         enum qt_design_kind kind;
-        size_t dims[8];
+        size_t dims[9];
     } plan[] = {
         {QT_DESIGN_NOPOVM, {2, 4, 8, 16, 32, 64}},
         {QT_DESIGN_MUB, {2, 4, 8, 16, 32, 64}},
-        {QT_DESIGN_PAULI, {2, 4, 8, 16, 32, 64, 128, 256}},
+        {QT_DESIGN_PAULI, {2, 4, 8, 16, 32, 64, 128, 256, 512}},
     };
     struct qt_ws ws = QT_WS_INIT;
     struct qt_rng rng;
