@@ -175,7 +175,7 @@ static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, s
         if (need > env->max_sample_bytes)
             return reject(rej, QT_ST_TOO_LARGE, -1,
                           "values: one sample of %zu values at d = %zu is predicted to need "
-                          "%llu MB in a worker, above its limit of %llu MB (worker-max-rss-mb)",
+                          "%llu MB in a worker, above max-sample-mb (%llu MB)",
                           j->m, j->d, (unsigned long long)((need + (1u << 20) - 1) >> 20),
                           (unsigned long long)(env->max_sample_bytes >> 20));
     }

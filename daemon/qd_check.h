@@ -23,8 +23,8 @@ struct qd_check_env {
      * 0 with *ret_d, -ENOENT when there is none, another negative error on failure. */
     int (*find_custom)(void *ud, const char *id, size_t d, size_t m, size_t *ret_d);
     void *ud;
-    /* The most memory one sample may be predicted to need in a worker (qd_check_sample_bytes),
-     * 0: no limit. */
+    /* The most memory one sample may be predicted to need in a worker (qd_check_sample_bytes;
+     * qtomod: max-sample-mb), 0: no limit. */
     uint64_t max_sample_bytes;
 };
 

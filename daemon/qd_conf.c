@@ -177,6 +177,13 @@ int qd_conf_finish(struct qd_conf *c, char *err, size_t errlen)
 
         c->workers = n > 0 ? (uint32_t)(n < 256 ? n : 256) : 1;
     }
+    if (c->max_sample_mb == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        uint64_t mb = pages > 0 && psz > 0 ? ((uint64_t)pages * (uint64_t)psz) >> 20 : 4096;
+
+        mb /= (uint64_t)c->workers + c->interactive_workers;
+        c->max_sample_mb = (uint32_t)(mb < 1 ? 1 : mb > (1u << 24) ? 1u << 24 : mb);
+    }
     if (c->max_item_ms < c->item_timeout_ms) {
         snprintf(err, errlen, "item-timeout-ms (%u) exceeds max-item-ms (%u)", c->item_timeout_ms,
                  c->max_item_ms);

@@ -53,8 +53,10 @@
     X("worker-max-jobs", U, worker_max_jobs, "10000", 0, 1u << 30,                                 \
       "recycle a worker after this many samples (+ up to 10% jitter); 0: never")                   \
     X("worker-max-rss-mb", U, worker_max_rss_mb, "2048", 0, 1u << 20,                              \
-      "recycle a worker whose resident memory exceeds this, and refuse samples predicted to need " \
-      "more; 0: never")                                                                            \
+      "recycle a worker whose resident memory exceeds this; 0: never")                             \
+    X("max-sample-mb", U, max_sample_mb, "0", 0, 1u << 24,                                         \
+      "refuse a sample predicted to need more memory than this in a worker; 0: the machine's "     \
+      "memory divided by the number of workers")                                                   \
     X("write-high-water-kb", U, write_high_kb, "8192", 64, 1u << 20,                               \
       "stop reading a connection and pause its batches while this much output is queued")          \
     X("max-input-mb", U, max_input_mb, "1024", 0, 1u << 20,                                        \

@@ -740,7 +740,7 @@ void qd_req_frame(struct conn *c, const uint8_t *body, uint32_t len)
     struct sup *s = c->s;
     struct qd_check_env env = {s->conf.max_dim, s->conf.max_batch, s->conf.max_inflight,
                                s->draining,     find_custom,       s,
-                               (uint64_t)s->conf.worker_max_rss_mb << 20};
+                               (uint64_t)s->conf.max_sample_mb << 20};
     struct qd_peer peer = {c->hello_done, c->admin, c->inflight, id_busy, c};
     struct qt_diag dg = {0};
     struct qd_reject rej;

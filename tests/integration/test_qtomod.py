@@ -161,6 +161,28 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(c.status()["inflight"], 0)
         self.assertEqual(d.stop(), 0)
 
+    def test_sample_predicted_above_max_sample_mb_is_refused(self):
+        # pauli 6 qubits (46,656 values): linear is predicted at about 76 MB in a worker,
+        # linear,mle at about 83 MB (qd_check_sample_bytes); the limit sits between them.
+        d = self.start("--max-sample-mb", "80")
+        y = [100.0 + (a % 7) for a in range(6 ** 6)]
+        with d.client() as c:
+            r = c.reconstruct(y, design="pauli", methods=("linear",))
+            self.assertEqual(r["results"][0]["status"], "ok")
+            with self.assertRaises(q.QtomoError) as e:
+                c.reconstruct(y, design="pauli", methods=("linear", "mle"))
+            self.assertEqual(e.exception.code, q.TOO_LARGE)
+            self.assertIn("predicted to need 83 MB", str(e.exception))
+            self.assertIn("max-sample-mb (80 MB)", str(e.exception))
+            with self.assertRaises(q.QtomoError) as e:
+                list(c.submit([y, y], design="pauli", methods=("linear", "mle")))
+            self.assertEqual(e.exception.code, q.TOO_LARGE)
+            # The connection and the daemon go on.
+            r = c.reconstruct(y, design="pauli", methods=("linear",))
+            self.assertEqual(r["results"][0]["status"], "ok")
+            self.assertEqual(c.status()["inflight"], 0)
+        self.assertEqual(d.stop(), 0)
+
     def test_malformed_frames(self):
         d = self.start("--max-frame", "65536")
         # Empty frame: protocol_error -32700 and close.

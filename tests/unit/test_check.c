@@ -297,14 +297,14 @@ static void test_sample_memory(void **state)
     assert_int_equal(check_frame(&e, &peer0, &w, NULL, &rej), -EINVAL);
     assert_int_equal(rej.code, QT_ST_TOO_LARGE);
     assert_non_null(strstr(rej.msg, "predicted to need 83 MB"));
-    assert_non_null(strstr(rej.msg, "worker-max-rss-mb"));
+    assert_non_null(strstr(rej.msg, "max-sample-mb"));
     e.max_sample_bytes = need;
     assert_int_equal(check_frame(&e, &peer0, &w, NULL, &rej), 0);
     e.max_sample_bytes = 0; /* no limit */
     assert_int_equal(check_frame(&e, &peer0, &w, NULL, &rej), 0);
     qp_writer_done(&w);
     free(v);
-    /* 9 qubits, linear and mle: what the README's 9-qubit table compares with the worker's peak */
+    /* 9 qubits, linear and mle: 2,935 MB, what bench_qubits.py compares with the worker's peak */
     assert_true(qd_check_sample_bytes(512, 10077696, lin_mle) > ((uint64_t)2048 << 20));
 }
 

@@ -2,6 +2,7 @@
  * comments and blanks, every bad line is refused with its line number and the key, values are
  * range-checked, and the dump reads back to the same configuration. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,9 @@ static void test_defaults(void **state)
     assert_int_equal(c.chunk, 8);
     assert_int_equal(qd_conf_finish(&c, err, sizeof(err)), 0);
     assert_true(c.workers >= 1);
+    assert_true(c.max_sample_mb >= 1); /* the machine's memory over the workers */
+    assert_true((uint64_t)c.max_sample_mb * c.workers <=
+                ((uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) >> 20));
     assert_true(c.socket[0] == '/');
     assert_true(c.cache_dir[0] == '/');
 }
