@@ -143,18 +143,20 @@ class Batches(threading.Thread):
 
 
 def force_reopen(d, c, rnd, fig):
-    """New workers map the file: a rolling reload, or SIGKILL of an idle worker."""
-    if rnd.random() < 0.5:
-        c.reload()
-        fig["reloads"] += 1
-        return
-    idle = [w["pid"] for w in c.stats()["workers"] if w["state"] == "idle"]
-    if idle:
-        try:
-            os.kill(rnd.choice(idle), signal.SIGKILL)
-            fig["idle_kills"] += 1
-        except ProcessLookupError:
-            pass
+    """New workers map the file: a rolling reload, or SIGKILL of an idle worker. When no worker
+    is idle (a loaded machine keeps both busy), a reload: otherwise nothing would open the file
+    again, and damage to a copy no worker maps would wait for the next natural reopen."""
+    if rnd.random() >= 0.5:
+        idle = [w["pid"] for w in c.stats()["workers"] if w["state"] == "idle"]
+        if idle:
+            try:
+                os.kill(rnd.choice(idle), signal.SIGKILL)
+                fig["idle_kills"] += 1
+                return
+            except ProcessLookupError:
+                pass
+    c.reload()
+    fig["reloads"] += 1
 
 
 def main():
