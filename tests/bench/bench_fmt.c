@@ -1,4 +1,4 @@
-/* bench-fmt: ns per double of qt_fmt_double (double-conversion's shortest digits, issue 19)
+/* bench-fmt: ns per double of qt_fmt_double (Dragonbox shortest digits, issue 19)
  * against the formatter it replaced (tests/support/qt_fmt_ref.c: snprintf at increasing
  * precision, read back with strtod_l) and, for scale, plain snprintf("%.17g"), on a fixed
  * sample of record-like numbers (not a test). */
@@ -107,7 +107,7 @@ int main(void)
            COUNT, REPS, diff);
     printf("%-34s %10s\n", "formatter", "ns/double");
     printf("%-34s %10.1f\n", "old: snprintf+strtod_l search", t_old);
-    printf("%-34s %10.1f\n", "new: double-conversion + layout", t_new);
+    printf("%-34s %10.1f\n", "new: Dragonbox + layout", t_new);
     printf("%-34s %10.1f\n", "snprintf(\"%.17g\") (not shortest)", t_pf);
     printf("# speedup %.1fx (sink %zu)\n", t_old / t_new, sink % 10);
     return diff != 0;
