@@ -828,6 +828,8 @@ int qctl_recon_local_chunk(const struct recon *rc, struct qctl_chunk_run *cr, st
         for (size_t j = 0; j < k; j++)
             empty[j] = qt_table_col_empty(t, c0 + j);
         r = qctl_recon_chunk(rc, cr, t->v + t->rows * c0, s0 + i, k, empty, out_sink, out);
+        if (r == 0)
+            r = qctl_out_flush(out) < 0 ? -1 : 0;
     }
     return r;
 }
@@ -840,6 +842,7 @@ static int run_local(struct recon *rc, struct qctl_out *out, size_t start)
 
     if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
         return -1;
+    qctl_out_defer_flush(out, true); /* qctl_recon_local_chunk flushes each chunk */
     ret = qctl_recon_local_chunk(rc, &cr, out, start, n - start);
     qctl_chunk_run_done(&cr);
     return ret;

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "estopts.h"
 #include "qp.h"
 #include "qtomo/client.h"
 #include "qctl.h"
+#include "recon.h"
 
 static int cmd_version(int argc, char **argv, struct qctl_global *g);
 static int cmd_help(int argc, char **argv, struct qctl_global *g);
@@ -352,6 +354,10 @@ int main(int argc, char **argv)
     struct qctl_global g = {NULL, false, 0.0, 0, argv};
     const struct qctl_cmd *c;
     int opt;
+
+    /* Into a pipe or file, records go out in 64 kB writes, not stdio's 4 kB (see recon.h). */
+    if (!isatty(STDOUT_FILENO))
+        (void)setvbuf(stdout, NULL, _IOFBF, QCTL_OUT_BUFFER);
 
     /* '+': stop at the first non-option, the command name. */
     while ((opt = getopt_long(argc, argv, "+s:qvh", opts, NULL)) != -1) {

@@ -162,6 +162,20 @@ int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *c
 int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
                         const struct qt_uncertainty *const *unc, size_t n_res, double ms);
 
+/* Records are written when every earlier sample's are (in sample order) and, by default,
+ * flushed then: a reader of stdout or records.jsonl sees each sample as soon as it can be
+ * written. A caller that delivers samples in bursts (the local run: QCTL_LOCAL_CHUNK at a time)
+ * defers the flush to the end of each burst with qctl_out_defer_flush(o, true) and calls
+ * qctl_out_flush there: one write per burst instead of one per sample (issue 19). Deferred
+ * records still go out once QCTL_OUT_FLUSH_MS have passed since the last flush, so slow
+ * samples (MLE at many qubits, bootstrap) are not held back for a whole burst. */
+void qctl_out_defer_flush(struct qctl_out *o, bool defer);
+/* Writes the records waiting in the stream's buffer. Returns 0 or -errno (printed once). */
+int qctl_out_flush(struct qctl_out *o);
+/* Output stream buffer for records (stdout when not a terminal, records.jsonl). */
+#define QCTL_OUT_BUFFER   (1u << 16)
+#define QCTL_OUT_FLUSH_MS 100
+
 /* A growable byte buffer (recon_summary.c); the first allocation failure sticks (err).
  * Zero-initialise. */
 struct qctl_buf {

@@ -37,6 +37,8 @@ struct qctl_out {
     int64_t t0, last_draw;
     char started[40];
     int write_err;
+    bool defer_flush; /* qctl_out_defer_flush: the caller flushes at the end of each burst */
+    int64_t last_flush;
 };
 
 static int64_t now_ms(void)
@@ -168,7 +170,7 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
     o->start = o->next = start;
     o->slowest = SIZE_MAX;
     qt_jw_init(&o->jw);
-    o->t0 = o->last_draw = now_ms();
+    o->t0 = o->last_draw = o->last_flush = now_ms();
     qctl_iso_now(o->started);
     if (rc->outdir && start == 0)
         write_run_json(o, false, 0.0); /* first: --resume checks the records against it */
@@ -185,6 +187,8 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
             qctl_out_free(o);
             return QCTL_EXIT_FAILED;
         }
+        /* A record is ~1.3 kB: stdio's 4 kB buffer would write every few records. */
+        (void)setvbuf(o->records, NULL, _IOFBF, QCTL_OUT_BUFFER);
         /* summary.csv's rows: those of the records --resume kept, then this run's as written */
         if (start > 0 && qctl_summary_load(&o->sum_rows, rc->outdir) < 0) {
             qctl_out_free(o);
@@ -268,8 +272,22 @@ static int flush_ready(struct qctl_out *o)
         if (r < 0)
             return r;
     }
-    /* One flush per run of samples: a line is either whole in the file or absent on resume. */
-    if (any && fflush(o->records ? o->records : stdout) != 0 && !o->write_err) {
+    /* One flush per run of samples (or per burst, see qctl_out_defer_flush). A line cut by a
+     * crash is dropped by --resume. */
+    if (any && (!o->defer_flush || now_ms() - o->last_flush >= QCTL_OUT_FLUSH_MS))
+        return qctl_out_flush(o);
+    return o->write_err;
+}
+
+void qctl_out_defer_flush(struct qctl_out *o, bool defer)
+{
+    o->defer_flush = defer;
+}
+
+int qctl_out_flush(struct qctl_out *o)
+{
+    o->last_flush = now_ms();
+    if (fflush(o->records ? o->records : stdout) != 0 && !o->write_err) {
         o->write_err = -errno;
         qctl_err("cannot write records: %s", strerror(errno));
     }
