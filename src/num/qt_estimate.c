@@ -81,37 +81,60 @@ static int residual(const struct qt_design *des, struct qt_ws *ws, const double 
     return r;
 }
 
-/* Physicalise a raw linear estimate and fill the result. With have_spectrum, s->V and s->lam
- * already hold the spectrum of raw's Hermitian part (computed for a whole batch). */
-static int linear_finish(const struct qt_design *des, struct qt_ws *ws, const double *y,
-                         const double *f, const struct qt_sample_info *info,
-                         const double complex *raw, struct lin_scratch *s, bool have_spectrum,
-                         const struct qt_opts *opts, struct qt_result *res)
+/* Physicalise a raw linear estimate into res->rho, its spectrum into s->V and s->lam. With
+ * have_spectrum, they already hold the spectrum of raw's Hermitian part (computed for a whole
+ * batch). */
+static int linear_phys(const struct qt_design *des, struct qt_ws *ws, const double *f,
+                       const double complex *raw, struct lin_scratch *s, bool have_spectrum,
+                       const struct qt_opts *opts, struct qt_result *res, struct qt_phys_info *pi,
+                       double *resid)
 {
     struct qt_spectrum sp = {des->d, s->V, s->lam};
-    struct qt_phys_info pi;
-    double resid;
     int r;
 
-    resid = 0.0;
-    r = opts->metrics & QT_MG_DATA ? residual(des, ws, raw, f, &resid) : 0;
+    *resid = 0.0;
+    r = opts->metrics & QT_MG_DATA ? residual(des, ws, raw, f, resid) : 0;
     if (r >= 0 && !have_spectrum)
         r = qt_rho_spectrum(ws, des->d, raw, &sp);
     if (r >= 0)
-        r = qt_rho_physicalise_spectrum(ws, opts->physical, opts->tolerance, &sp, res->rho, &pi);
+        r = qt_rho_physicalise_spectrum(ws, opts->physical, opts->tolerance, &sp, res->rho, pi);
+    return r;
+}
+
+/* The metrics and warnings of a physicalised linear estimate (r: linear_phys's return). */
+static int linear_done(const struct qt_design *des, struct qt_ws *ws, const double *y,
+                       const struct qt_sample_info *info, struct lin_scratch *s,
+                       const struct qt_opts *opts, const struct qt_metrics_pre *pre,
+                       const struct qt_phys_info *pi, double resid, int r, struct qt_result *res)
+{
+    struct qt_spectrum sp = {des->d, s->V, s->lam};
+
     if (r >= 0)
-        r = qt_metrics_fill(des, ws, y, info, &sp, opts, res);
+        r = qt_metrics_fill_pre(des, ws, y, info, &sp, opts, pre, res);
     if (r < 0)
         return qt_result_fail(res, r, "linear inversion failed: %s", qt_strerror(r));
     if (info->negative)
         res->warnings |= QT_WARN_NEGATIVE_INPUT;
-    if (pi.significant)
+    if (pi->significant)
         res->warnings |= QT_WARN_CLIPPED;
     if (opts->metrics & QT_MG_DATA)
         QT_MT_SET(&res->mt, RESIDUAL_NORM, residual_norm, resid);
     QT_MT_SET(&res->mt, RANK, rank, (int64_t)des->rank);
     QT_MT_SET(&res->mt, CONDITION_NUMBER, condition_number, des->cond);
     return 0;
+}
+
+/* Physicalise a raw linear estimate and fill the result. */
+static int linear_finish(const struct qt_design *des, struct qt_ws *ws, const double *y,
+                         const double *f, const struct qt_sample_info *info,
+                         const double complex *raw, struct lin_scratch *s,
+                         const struct qt_opts *opts, struct qt_result *res)
+{
+    struct qt_phys_info pi = {0};
+    double resid;
+    int r = linear_phys(des, ws, f, raw, s, false, opts, res, &pi, &resid);
+
+    return linear_done(des, ws, y, info, s, opts, NULL, &pi, resid, r, res);
 }
 
 static int sample_check(const struct qt_design *des, const double *y, size_t n,
@@ -148,7 +171,7 @@ static int estimate_linear(const struct qt_design *des, struct qt_ws *ws, const 
         r = qt_result_fail(res, r, "linear inversion failed: %s", qt_strerror(r));
         goto out;
     }
-    r = linear_finish(des, ws, y, s.f, &info, raw, &s, false, opts, res);
+    r = linear_finish(des, ws, y, s.f, &info, raw, &s, opts, res);
 out:
     qt_ws_release(ws, mark);
     return r;
@@ -439,7 +462,7 @@ int qt_estimate(const struct qt_design *des, struct qt_ws *ws, enum qt_method me
 
 /* Spectra of the Hermitian parts of nv raw estimates at once (SIMD across samples); raw is
  * Hermitised in place. A sample whose batched decomposition failed gets NaN eigenvalues and is
- * recomputed alone by linear_finish. */
+ * recomputed alone by linear_phys. */
 static int batch_spectra(struct qt_ws *ws, size_t d, size_t nv, double complex *raw,
                          double complex *V, double *w, bool *ok)
 {
@@ -455,6 +478,9 @@ static int batch_spectra(struct qt_ws *ws, size_t d, size_t nv, double complex *
     return 0;
 }
 
+/* States whose metrics' eigenvalue problems are solved together: the batched solver's width. */
+#define LINEAR_GROUP 16
+
 int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size_t n,
                              const double *Y, size_t ldy, const struct qt_opts *opts,
                              struct qt_result *res)
@@ -468,9 +494,10 @@ int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size
     bool *ok = qt_ws_alloc_n(ws, n1, sizeof(bool));
     size_t *col = qt_ws_alloc_n(ws, n1, sizeof(size_t));
     struct qt_sample_info *info = qt_ws_alloc_n(ws, n1, sizeof(*info));
+    double *eig = qt_ws_alloc_n(ws, qt_metrics_batch_doubles(d, LINEAR_GROUP), sizeof(double));
     int r = 0;
 
-    if (!F || !raw || !V || !w || !ok || !col || !info) {
+    if (!F || !raw || !V || !w || !ok || !col || !info || !eig) {
         r = -ENOMEM;
         goto out;
     }
@@ -502,11 +529,41 @@ int qt_estimate_linear_batch(const struct qt_design *des, struct qt_ws *ws, size
         r = batch_spectra(ws, d, nv, raw, V, w, ok);
     if (r < 0)
         goto out;
-    for (size_t k = 0; k < nv; k++) {
-        struct lin_scratch s = {F + m * k, V + dd * k, w + d * k};
+    /* Physicalise, then the metrics' own eigenvalue problems, batched in groups of
+     * LINEAR_GROUP (bounded scratch), then the metrics. */
+    for (size_t g0 = 0; g0 < nv; g0 += LINEAR_GROUP) {
+        size_t gn = QT_MIN(LINEAR_GROUP, nv - g0);
+        struct qt_phys_info pi[LINEAR_GROUP];
+        struct qt_spectrum sp[LINEAR_GROUP];
+        const double complex *rho[LINEAR_GROUP];
+        struct qt_metrics_pre pre[LINEAR_GROUP], none = {NULL, NULL};
+        double resid[LINEAR_GROUP];
+        int rk[LINEAR_GROUP];
+        size_t np = 0, at[LINEAR_GROUP]; /* the states physicalised, and their batch slots */
 
-        (void)linear_finish(des, ws, Y + ldy * col[k], F + m * k, &info[k], raw + dd * k, &s, ok[k],
-                            opts, &res[col[k]]);
+        for (size_t j = 0; j < gn; j++) {
+            size_t k = g0 + j;
+            struct lin_scratch s = {F + m * k, V + dd * k, w + d * k};
+
+            pi[j] = (struct qt_phys_info){0};
+            rk[j] = linear_phys(des, ws, F + m * k, raw + dd * k, &s, ok[k], opts, &res[col[k]],
+                                &pi[j], &resid[j]);
+            if (rk[j] >= 0) {
+                sp[np] = (struct qt_spectrum){d, s.V, s.lam};
+                rho[np] = res[col[k]].rho;
+                at[j] = np++;
+            }
+        }
+        if (qt_metrics_batch_pre(ws, d, np, sp, rho, opts, eig, pre) < 0)
+            np = 0; /* out of scratch: each is computed alone */
+        for (size_t j = 0; j < gn; j++) {
+            size_t k = g0 + j;
+            struct lin_scratch s = {F + m * k, V + dd * k, w + d * k};
+            const struct qt_metrics_pre *p = rk[j] >= 0 && at[j] < np ? &pre[at[j]] : &none;
+
+            (void)linear_done(des, ws, Y + ldy * col[k], &info[k], &s, opts, p, &pi[j], resid[j],
+                              rk[j], &res[col[k]]);
+        }
     }
 out:
     qt_ws_release(ws, mark);

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "qt_heevb.h"
 #include "qt_spectral.h"
 
 int qt_metrics_model_probs(const struct qt_design *des, struct qt_ws *ws, const double complex *rho,
@@ -144,9 +145,80 @@ static int target_metrics(struct qt_ws *ws, const struct qt_spectrum *sp,
     return 0;
 }
 
+static bool want_concurrence(size_t d, const struct qt_opts *opts)
+{
+    return d == 4 && (opts->metrics & QT_MG_ENTANGLEMENT);
+}
+
+static bool want_pt(size_t d, const struct qt_opts *opts)
+{
+    return qt_isqrt_exact(d) >= 2 && (opts->metrics & QT_MG_ENTANGLEMENT);
+}
+
+size_t qt_metrics_batch_doubles(size_t d, size_t count)
+{
+    return (4 + d) * count;
+}
+
+int qt_metrics_batch_pre(struct qt_ws *ws, size_t d, size_t count, const struct qt_spectrum *sp,
+                         const double complex *const *rho, const struct qt_opts *opts, double *eig,
+                         struct qt_metrics_pre *pre)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    bool conc = want_concurrence(d, opts), pt = want_pt(d, opts);
+    size_t nc = conc ? count : 0, np = pt ? count : 0, dd = d * d;
+    double complex *C, *P, *V;
+    double *mu = eig, *w = eig + 4 * count;
+    int r = 0;
+
+    for (size_t k = 0; k < count; k++)
+        pre[k] = (struct qt_metrics_pre){NULL, NULL};
+    if (d > QT_HEEVB_NMAX || count == 0 || (!conc && !pt))
+        return 0; /* nothing to batch: qt_metrics_fill_pre computes them one by one */
+    C = qt_ws_alloc_n(ws, 16 * nc + 1, sizeof(double complex));
+    P = qt_ws_alloc_n(ws, dd * np + 1, sizeof(double complex));
+    V = qt_ws_alloc_n(ws, QT_MAX(dd, 16) * count, sizeof(double complex));
+    if (!C || !P || !V) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t k = 0; k < nc && r >= 0; k++)
+        r = qt_rho_concurrence_matrix(ws, &sp[k], rho[k], C + 16 * k);
+    for (size_t k = 0; k < np; k++)
+        qt_rho_pt_matrix(d, rho[k], P + dd * k);
+    if (r >= 0 && nc)
+        r = qt_heev_batch(ws, 4, nc, C, V, mu);
+    if ((r >= 0 || r == QT_ELAPACK) && np) {
+        int r2 = qt_heev_batch(ws, d, np, P, V, w);
+
+        r = r < 0 ? r : r2;
+    }
+    if (r < 0 && r != QT_ELAPACK)
+        goto out;
+    r = 0;
+    /* A matrix the batch could not decompose has NaN eigenvalues: computed alone later. */
+    for (size_t k = 0; k < count; k++) {
+        if (conc && !isnan(mu[4 * k]))
+            pre[k].conc_mu = mu + 4 * k;
+        if (pt && !isnan(w[d * k]))
+            pre[k].pt_w = w + d * k;
+    }
+out:
+    qt_ws_release(ws, mark);
+    return r;
+}
+
 int qt_metrics_fill(const struct qt_design *des, struct qt_ws *ws, const double *y,
                     const struct qt_sample_info *info, const struct qt_spectrum *sp,
                     const struct qt_opts *opts, struct qt_result *res)
+{
+    return qt_metrics_fill_pre(des, ws, y, info, sp, opts, NULL, res);
+}
+
+int qt_metrics_fill_pre(const struct qt_design *des, struct qt_ws *ws, const double *y,
+                        const struct qt_sample_info *info, const struct qt_spectrum *sp,
+                        const struct qt_opts *opts, const struct qt_metrics_pre *pre,
+                        struct qt_result *res)
 {
     struct qt_metrics *mt = &res->mt;
     size_t d = sp->d;
@@ -166,20 +238,28 @@ int qt_metrics_fill(const struct qt_design *des, struct qt_ws *ws, const double 
         if (r < 0)
             return r;
     }
-    if (d == 4 && (opts->metrics & QT_MG_ENTANGLEMENT)) {
+    if (want_concurrence(d, opts)) {
         double c;
 
-        r = qt_rho_concurrence(ws, sp, res->rho, &c);
-        if (r < 0)
-            return r;
+        if (pre && pre->conc_mu) {
+            c = qt_rho_concurrence_from(pre->conc_mu);
+        } else {
+            r = qt_rho_concurrence(ws, sp, res->rho, &c);
+            if (r < 0)
+                return r;
+        }
         QT_MT_SET(mt, CONCURRENCE, concurrence, c);
     }
-    if (qt_isqrt_exact(d) >= 2 && (opts->metrics & QT_MG_ENTANGLEMENT)) {
+    if (want_pt(d, opts)) {
         double n1;
 
-        r = qt_rho_pt_norm(ws, d, res->rho, &n1);
-        if (r < 0)
-            return r;
+        if (pre && pre->pt_w) {
+            n1 = qt_rho_trace_norm_from(d, pre->pt_w);
+        } else {
+            r = qt_rho_pt_norm(ws, d, res->rho, &n1);
+            if (r < 0)
+                return r;
+        }
         QT_MT_SET(mt, NEGATIVITY, negativity, fmax(0.0, (n1 - 1.0) / 2.0));
         QT_MT_SET(mt, LOG_NEGATIVITY, log_negativity, log2(fmax(n1, 1.0)));
     }

@@ -164,21 +164,19 @@ static double sqrt_floor(size_t d, const double *lam)
     return 50.0 * (double)d * DBL_EPSILON * fmax(1.0, top);
 }
 
-/* Eigenvalues of B^H X B with B = V diag(sqrt(lam)), the nonzero spectrum of
+/* C = B^H X B with B = V diag(sqrt(lam)): its nonzero spectrum is that of
  * sqrt(rho) X sqrt(rho). */
-static int sandwich_eigs(struct qt_ws *ws, const struct qt_spectrum *sp, const double complex *X,
-                         double *mu)
+static int sandwich(struct qt_ws *ws, const struct qt_spectrum *sp, const double complex *X,
+                    double complex *C)
 {
     size_t d = sp->d;
     struct qt_ws_mark mark = qt_ws_mark(ws);
     double complex *B = qt_ws_alloc_n(ws, d * d, sizeof(*B));
     double complex *T = qt_ws_alloc_n(ws, d * d, sizeof(*T));
-    double complex *C = qt_ws_alloc_n(ws, d * d, sizeof(*C));
-    int r;
 
-    if (!B || !T || !C) {
-        r = -ENOMEM;
-        goto out;
+    if (!B || !T) {
+        qt_ws_release(ws, mark);
+        return -ENOMEM;
     }
     double floor_lam = sqrt_floor(d, sp->lam);
     for (size_t k = 0; k < d; k++) {
@@ -189,8 +187,21 @@ static int sandwich_eigs(struct qt_ws *ws, const struct qt_spectrum *sp, const d
     }
     qt_zgemm('N', 'N', d, d, d, 1.0, X, d, B, d, 0.0, T, d);
     qt_zgemm('C', 'N', d, d, d, 1.0, B, d, T, d, 0.0, C, d);
-    r = qt_zheev(ws, false, d, C, d, mu);
-out:
+    qt_ws_release(ws, mark);
+    return 0;
+}
+
+/* Eigenvalues of the sandwich above. */
+static int sandwich_eigs(struct qt_ws *ws, const struct qt_spectrum *sp, const double complex *X,
+                         double *mu)
+{
+    size_t d = sp->d;
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    double complex *C = qt_ws_alloc_n(ws, d * d, sizeof(*C));
+    int r = C ? sandwich(ws, sp, X, C) : -ENOMEM;
+
+    if (r >= 0)
+        r = qt_zheev(ws, false, d, C, d, mu);
     qt_ws_release(ws, mark);
     return r;
 }
@@ -216,21 +227,27 @@ int qt_rho_fidelity(struct qt_ws *ws, const struct qt_spectrum *sp, const double
     return r;
 }
 
+double qt_rho_trace_norm_from(size_t d, const double *w)
+{
+    double s = 0.0;
+
+    for (size_t i = 0; i < d; i++)
+        s += fabs(w[i]);
+    return s;
+}
+
 /* Sum of |eigenvalues| of a Hermitian matrix given in A (destroyed). */
 static int trace_norm(struct qt_ws *ws, size_t d, double complex *A, double *ret)
 {
     struct qt_ws_mark mark = qt_ws_mark(ws);
-    double *w = qt_ws_alloc_n(ws, d, sizeof(double)), s = 0.0;
+    double *w = qt_ws_alloc_n(ws, d, sizeof(double));
     int r;
 
     if (!w)
         return -ENOMEM;
     r = qt_zheev(ws, false, d, A, d, w);
-    if (r >= 0) {
-        for (size_t i = 0; i < d; i++)
-            s += fabs(w[i]);
-        *ret = s;
-    }
+    if (r >= 0)
+        *ret = qt_rho_trace_norm_from(d, w);
     qt_ws_release(ws, mark);
     return r;
 }
@@ -255,36 +272,47 @@ int qt_rho_trace_distance(struct qt_ws *ws, size_t d, const double complex *rho,
     return r;
 }
 
-int qt_rho_concurrence(struct qt_ws *ws, const struct qt_spectrum *sp, const double complex *rho,
-                       double *ret_c)
+int qt_rho_concurrence_matrix(struct qt_ws *ws, const struct qt_spectrum *sp,
+                              const double complex *rho, double complex *C)
 {
     /* sigma_y (x) sigma_y maps |i> to s_i |3 - i> with signs (-1, +1, +1, -1). */
     static const double sgn[4] = {-1.0, 1.0, 1.0, -1.0};
     double complex tilde[16];
-    double mu[4], l[4];
-    int r;
 
     for (size_t j = 0; j < 4; j++)
         for (size_t i = 0; i < 4; i++)
             tilde[i + 4 * j] = sgn[i] * sgn[j] * conj(rho[(3 - i) + 4 * (3 - j)]);
-    r = sandwich_eigs(ws, sp, tilde, mu);
-    if (r < 0)
-        return r;
+    return sandwich(ws, sp, tilde, C);
+}
+
+double qt_rho_concurrence_from(const double mu[4])
+{
+    double l[4];
+
     for (size_t i = 0; i < 4; i++)
         l[i] = sqrt(fmax(mu[3 - i], 0.0)); /* descending */
-    *ret_c = fmax(0.0, l[0] - l[1] - l[2] - l[3]);
+    return fmax(0.0, l[0] - l[1] - l[2] - l[3]);
+}
+
+int qt_rho_concurrence(struct qt_ws *ws, const struct qt_spectrum *sp, const double complex *rho,
+                       double *ret_c)
+{
+    double complex C[16];
+    double mu[4];
+    int r = qt_rho_concurrence_matrix(ws, sp, rho, C);
+
+    if (r >= 0)
+        r = qt_zheev(ws, false, 4, C, 4, mu);
+    if (r < 0)
+        return r;
+    *ret_c = qt_rho_concurrence_from(mu);
     return 0;
 }
 
-int qt_rho_pt_norm(struct qt_ws *ws, size_t d, const double complex *rho, double *ret_n)
+void qt_rho_pt_matrix(size_t d, const double complex *rho, double complex *P)
 {
     size_t k = qt_isqrt_exact(d);
-    struct qt_ws_mark mark = qt_ws_mark(ws);
-    double complex *P = qt_ws_alloc_n(ws, d * d, sizeof(*P));
-    int r;
 
-    if (!P)
-        return -ENOMEM;
     /* (rho^T_B)[(a,b),(c,e)] = rho[(a,e),(c,b)], row index (a,b) = a k + b. */
     for (size_t a = 0; a < k; a++)
         for (size_t b = 0; b < k; b++)
@@ -292,6 +320,17 @@ int qt_rho_pt_norm(struct qt_ws *ws, size_t d, const double complex *rho, double
                 for (size_t e = 0; e < k; e++)
                     P[(a * k + b) + d * (c * k + e)] = rho[(a * k + e) + d * (c * k + b)];
     qt_mat_hermitise(d, P, P);
+}
+
+int qt_rho_pt_norm(struct qt_ws *ws, size_t d, const double complex *rho, double *ret_n)
+{
+    struct qt_ws_mark mark = qt_ws_mark(ws);
+    double complex *P = qt_ws_alloc_n(ws, d * d, sizeof(*P));
+    int r;
+
+    if (!P)
+        return -ENOMEM;
+    qt_rho_pt_matrix(d, rho, P);
     r = trace_norm(ws, d, P, ret_n);
     qt_ws_release(ws, mark);
     return r;

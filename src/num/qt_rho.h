@@ -67,6 +67,16 @@ QT_NODISCARD int qt_rho_concurrence(struct qt_ws *ws, const struct qt_spectrum *
 QT_NODISCARD int qt_rho_pt_norm(struct qt_ws *ws, size_t d, const double complex *rho,
                                 double *ret_n);
 
+/* The same two in steps, for callers that batch the eigenvalue problems (qt_heev_batch):
+ * qt_rho_concurrence_matrix writes the 4 x 4 Hermitian C whose eigenvalues mu (ascending)
+ * give qt_rho_concurrence_from(mu); qt_rho_pt_matrix writes rho's partial transpose P
+ * (Hermitised), whose eigenvalues w give the trace norm qt_rho_trace_norm_from(d, w). */
+QT_NODISCARD int qt_rho_concurrence_matrix(struct qt_ws *ws, const struct qt_spectrum *sp,
+                                           const double complex *rho, double complex *C);
+double qt_rho_concurrence_from(const double mu[4]);
+void qt_rho_pt_matrix(size_t d, const double complex *rho, double complex *P);
+double qt_rho_trace_norm_from(size_t d, const double *w);
+
 /* Fidelities <Phi_i|rho|Phi_i> with the generalised Bell basis of a k x k system (d = k^2), in
  * the origin's order |Phi_{m,n}> = k^-1/2 sum_j w^(mj) |j>|j+n mod k>, index m k + n. */
 void qt_rho_bell(size_t d, const double complex *rho, double *fid);

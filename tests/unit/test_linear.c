@@ -244,6 +244,71 @@ static void test_batch_matches_single(void **state)
     qt_ws_done(&ws);
 }
 
+/* The batched estimator solves the entanglement metrics' eigenvalue problems in groups of 16
+ * (qt_metrics_batch_pre); across group boundaries, with failed samples between, and for
+ * d = 4 (concurrence and negativity), 9 and 16 (negativity) it gives the single-sample
+ * metrics. */
+static void test_batch_entanglement_metrics(void **state)
+{
+    static const size_t dims[] = {4, 9, 16};
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_rng rng;
+    struct qt_opts opts;
+
+    (void)state;
+    qt_rng_seed(&rng, 2026);
+    qt_opts_init(&opts);
+    for (size_t t = 0; t < QT_ARRAY_SIZE(dims); t++) {
+        size_t d = dims[t], n = qt_test_quick() ? 19 : 37;
+        struct qt_design *des = NULL;
+
+        assert_int_equal(qt_design_new(QT_DESIGN_MUB, d, &des, NULL), 0);
+        size_t m = des->m;
+        double *Y = malloc(m * n * sizeof(double));
+        double complex *rho = malloc(d * d * sizeof(double complex));
+        struct qt_result *res = calloc(n, sizeof(*res)), one;
+
+        assert_non_null(Y);
+        assert_non_null(rho);
+        assert_non_null(res);
+        for (size_t s = 0; s < n; s++) {
+            qt_rng_state(&rng, d, 1 + s % d, rho);
+            assert_int_equal(qt_rng_simulate(&rng, des, &ws, rho, s % 3 ? 1000 : 0, Y + m * s),
+                             0);
+            assert_int_equal(qt_result_init(&res[s], d), 0);
+        }
+        Y[m * 3] = NAN; /* failed samples inside the first and the second group */
+        Y[m * 17 + 1] = INFINITY;
+        assert_int_equal(qt_estimate_linear_batch(des, &ws, n, Y, m, &opts, res), 0);
+        assert_int_equal(qt_result_init(&one, d), 0);
+        for (size_t s = 0; s < n; s++) {
+            int r = qt_estimate(des, &ws, QT_METHOD_LINEAR, Y + m * s, m, &opts, &one);
+
+            assert_int_equal(res[s].err, r);
+            if (s == 3 || s == 17) {
+                assert_int_equal(r, QT_ENONFINITE);
+                qt_result_done(&res[s]);
+                continue;
+            }
+            assert_int_equal(r, 0);
+            if (d == 4) {
+                assert_true(qt_metrics_has(&res[s].mt, QT_MT_CONCURRENCE));
+                qt_assert_close(res[s].mt.concurrence, one.mt.concurrence, 0, 1e-12);
+            }
+            assert_true(qt_metrics_has(&res[s].mt, QT_MT_NEGATIVITY));
+            qt_assert_close(res[s].mt.negativity, one.mt.negativity, 0, 1e-12);
+            qt_assert_close(res[s].mt.log_negativity, one.mt.log_negativity, 0, 1e-12);
+            qt_result_done(&res[s]);
+        }
+        qt_result_done(&one);
+        free(res);
+        free(rho);
+        free(Y);
+        qt_design_free(des);
+    }
+    qt_ws_done(&ws);
+}
+
 /* Input validation: wrong length, infinities, negative values (accepted by linear and flagged,
  * without the likelihood metrics). */
 static void test_sample_errors(void **state)
@@ -317,6 +382,7 @@ static void test_smolin(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cases_json),     cmocka_unit_test(test_01csv_purity),
     cmocka_unit_test(test_exact_recovery), cmocka_unit_test(test_batch_matches_single),
+    cmocka_unit_test(test_batch_entanglement_metrics),
     cmocka_unit_test(test_sample_errors),  cmocka_unit_test(test_smolin),
 };
 
