@@ -355,9 +355,12 @@ int main(int argc, char **argv)
     const struct qctl_cmd *c;
     int opt;
 
-    /* Into a pipe or file, records go out in 64 kB writes, not stdio's 4 kB (see recon.h). */
+    /* Into a pipe or file, records go out in 64 kB writes, not stdio's 4 kB (see recon.h);
+     * glibc ignores the size unless it is given the buffer. */
+    static char stdout_buf[QCTL_OUT_BUFFER];
+
     if (!isatty(STDOUT_FILENO))
-        (void)setvbuf(stdout, NULL, _IOFBF, QCTL_OUT_BUFFER);
+        (void)setvbuf(stdout, stdout_buf, _IOFBF, sizeof(stdout_buf));
 
     /* '+': stop at the first non-option, the command name. */
     while ((opt = getopt_long(argc, argv, "+s:qvh", opts, NULL)) != -1) {

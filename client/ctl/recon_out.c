@@ -23,6 +23,7 @@ struct qctl_out {
     double (*slot_pur)[_QT_METHOD_MAX]; /* purities of a waiting sample (NaN: none) */
     struct qctl_buf *slot_rows;         /* -o: summary.csv rows of a waiting sample */
     FILE *records;                      /* DIR/records.jsonl, or NULL */
+    char *records_buf;                  /* its stdio buffer (QCTL_OUT_BUFFER) */
     struct qctl_buf sum_rows; /* -o: summary.csv rows of the records in the file, in order */
     struct qt_jw jw;
     /* counts */
@@ -187,8 +188,11 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
             qctl_out_free(o);
             return QCTL_EXIT_FAILED;
         }
-        /* A record is ~1.3 kB: stdio's 4 kB buffer would write every few records. */
-        (void)setvbuf(o->records, NULL, _IOFBF, QCTL_OUT_BUFFER);
+        /* A record is ~1.3 kB: stdio's 4 kB buffer would write every few records. (glibc
+         * ignores the size unless it is given the buffer.) */
+        o->records_buf = malloc(QCTL_OUT_BUFFER);
+        if (o->records_buf)
+            (void)setvbuf(o->records, o->records_buf, _IOFBF, QCTL_OUT_BUFFER);
         /* summary.csv's rows: those of the records --resume kept, then this run's as written */
         if (start > 0 && qctl_summary_load(&o->sum_rows, rc->outdir) < 0) {
             qctl_out_free(o);
@@ -575,6 +579,7 @@ void qctl_out_free(struct qctl_out *o)
         return;
     if (o->records)
         (void)fclose(o->records);
+    free(o->records_buf); /* after fclose, which flushes it */
     if (o->slot && !o->rc->live)
         for (size_t i = 0; i < o->n - o->start; i++)
             free(o->slot[i]);
