@@ -19,40 +19,32 @@ static const char two_digits[201] =
     "6061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
-static int count_digits(std::uint64_t v)
-{
-    int n = 1;
-
-    while (v >= 10) {
-        v /= 10;
-        n++;
-    }
-    return n;
-}
-
 extern "C" int qt_dtoa_shortest(double x, char *digits, int *ret_exp)
 {
     /* Default policies: trailing zeros removed, round to nearest even both ways, as strtod
      * reads. x > 0 and finite (the contract), so no sign or special-value handling. */
     auto r = jkj::dragonbox::to_decimal(x);
     std::uint64_t v = r.significand;
-    int n = count_digits(v), k = n;
+    char tmp[20], *p = tmp + sizeof(tmp); /* written from the end: no digit count first */
 
     static_assert(QT_DTOA_DIGITS >= 18, "17 digits and the NUL");
-    digits[n] = '\0';
     while (v >= 100) {
         unsigned q = (unsigned)(v % 100);
 
         v /= 100;
-        k -= 2;
-        std::memcpy(digits + k, two_digits + 2 * q, 2);
+        p -= 2;
+        std::memcpy(p, two_digits + 2 * q, 2);
     }
     if (v >= 10) {
-        k -= 2;
-        std::memcpy(digits + k, two_digits + 2 * v, 2);
+        p -= 2;
+        std::memcpy(p, two_digits + 2 * v, 2);
     } else {
-        digits[--k] = (char)('0' + v);
+        *--p = (char)('0' + v);
     }
+    int n = (int)(tmp + sizeof(tmp) - p);
+
+    std::memcpy(digits, p, (size_t)n);
+    digits[n] = '\0';
     /* x = significand * 10^exponent = d.ddd * 10^(exponent + n - 1) */
     *ret_exp = r.exponent + n - 1;
     return n;

@@ -205,12 +205,47 @@ static size_t escape_ascii(unsigned char c, char *esc)
     return 6;
 }
 
+/* Whether s[0, n) goes into a JSON string as it is: printable ASCII without '"' or '\\'. */
+static bool plain(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    bool ok = true;
+
+    for (size_t i = 0; i < n; i++)
+        ok &= s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\';
+    return ok;
+}
+
+/* Writes pre (0 or 1 bytes), then s[0, n) quoted, then post (0 or 1 bytes); s is plain. */
+static void put_plain(struct qt_jw *w, char pre, const char *s, size_t n, char post)
+{
+    char *p;
+
+    if (!reserve(w, n + 4))
+        return;
+    p = w->buf + w->len;
+    if (pre)
+        *p++ = pre;
+    *p++ = '"';
+    memcpy(p, s, n);
+    p += n;
+    *p++ = '"';
+    if (post)
+        *p++ = post;
+    *p = '\0';
+    w->len = (size_t)(p - w->buf);
+}
+
 /* Writes str as a JSON string. Runs of bytes that need no escaping are copied in one piece. */
 static void put_escaped(struct qt_jw *w, const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t n = strlen(str), i = 0, run = 0;
 
+    if (plain(str, n)) { /* keys, method names, numbers' labels: the common case */
+        put_plain(w, 0, str, n, 0);
+        return;
+    }
     putc_(w, '"');
     while (i < n && !w->err) {
         char esc[8];
@@ -360,11 +395,18 @@ void qt_jw_key(struct qt_jw *w, const char *key)
         fail(w, -EINVAL);
         return;
     }
-    if (level_bit(w->has_item, w->depth))
-        putc_(w, ',');
+    char comma = level_bit(w->has_item, w->depth) ? ',' : 0;
+    size_t n = strlen(key);
+
     w->has_item |= (uint64_t)1 << (w->depth - 1);
-    put_escaped(w, key);
-    putc_(w, ':');
+    if (plain(key, n)) {
+        put_plain(w, comma, key, n, ':');
+    } else {
+        if (comma)
+            putc_(w, comma);
+        put_escaped(w, key);
+        putc_(w, ':');
+    }
     w->after_key = !w->err;
 }
 
@@ -394,11 +436,19 @@ void qt_jw_num(struct qt_jw *w, double x)
 
 void qt_jw_int(struct qt_jw *w, int64_t v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+    char tmp[24], *p = tmp + sizeof(tmp);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    size_t n = (size_t)(tmp + sizeof(tmp) - p);
 
     if (begin_value(w))
-        put(w, tmp, (size_t)n);
+        put(w, p, n);
 }
 
 void qt_jw_bool(struct qt_jw *w, bool b)
