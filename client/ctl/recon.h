@@ -175,6 +175,8 @@ int qctl_out_flush(struct qctl_out *o);
 /* Output stream buffer for records (stdout when not a terminal, records.jsonl). */
 #define QCTL_OUT_BUFFER   (1u << 16)
 #define QCTL_OUT_FLUSH_MS 100
+/* records.jsonl: bytes written between two starts of their disk writes (sync_file_range). */
+#define QCTL_OUT_WRITEBACK (4 << 20)
 
 /* A growable byte buffer (recon_summary.c); the first allocation failure sticks (err).
  * Zero-initialise. */

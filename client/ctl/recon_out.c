@@ -24,6 +24,7 @@ struct qctl_out {
     struct qctl_buf *slot_rows;         /* -o: summary.csv rows of a waiting sample */
     FILE *records;                      /* DIR/records.jsonl, or NULL */
     char *records_buf;                  /* its stdio buffer (QCTL_OUT_BUFFER) */
+    off_t synced_to;                    /* its bytes handed to the disk (sync_file_range) */
     struct qctl_buf sum_rows; /* -o: summary.csv rows of the records in the file, in order */
     struct qt_jw jw;
     /* counts */
@@ -294,6 +295,18 @@ int qctl_out_flush(struct qctl_out *o)
     if (fflush(o->records ? o->records : stdout) != 0 && !o->write_err) {
         o->write_err = -errno;
         qctl_err("cannot write records: %s", strerror(errno));
+    }
+    /* Start the disk writes of records.jsonl now and then, so that the fsync at the end
+     * waits for the last few MB instead of the whole file. Advice only: errors are ignored
+     * (the final fsync reports them). */
+    if (o->records && !o->write_err) {
+        off_t end = lseek(fileno(o->records), 0, SEEK_CUR);
+
+        if (end > 0 && end - o->synced_to >= QCTL_OUT_WRITEBACK) {
+            (void)sync_file_range(fileno(o->records), o->synced_to, end - o->synced_to,
+                                  SYNC_FILE_RANGE_WRITE);
+            o->synced_to = end;
+        }
     }
     return o->write_err;
 }
