@@ -1018,7 +1018,10 @@ static int run_daemon(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl
             ret = QCTL_EXIT_FAILED;
             goto out;
         }
+    /* Records are flushed at the progress the daemon sends every 250 ms and when 100 ms have
+     * passed at a result (qctl_out_defer_flush), not after every result. */
     qtomo_job_set_progress(j, 250);
+    qctl_out_defer_flush(out, true);
     r = qtomo_submit(c, j, rc->tab.v + rc->tab.rows * (rc->first + start), rc->tab.rows, n, start,
                      &cb, &tot, &err);
     if (r == QTOMO_E_CANCELLED && (interrupted || bc.err)) {

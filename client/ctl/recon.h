@@ -166,7 +166,8 @@ int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_resul
  * flushed then: a reader of stdout or records.jsonl sees each sample as soon as it can be
  * written. A caller that delivers samples in bursts (the local run: QCTL_LOCAL_CHUNK at a time)
  * defers the flush to the end of each burst with qctl_out_defer_flush(o, true) and calls
- * qctl_out_flush there: one write per burst instead of one per sample (issue 19). Deferred
+ * qctl_out_flush there: one write per burst instead of one per sample (issue 19); a batch
+ * through the daemon flushes at each progress callback (qctl_out_progress). Deferred
  * records still go out once QCTL_OUT_FLUSH_MS have passed since the last flush, so slow
  * samples (MLE at many qubits, bootstrap) are not held back for a whole burst. */
 void qctl_out_defer_flush(struct qctl_out *o, bool defer);

@@ -236,6 +236,8 @@ void qctl_out_progress(struct qctl_out *o, uint64_t done, uint64_t total)
     if (done > o->received)
         o->received = (size_t)done;
     draw_bar(o, false);
+    if (o->defer_flush) /* the daemon's progress comes every interval, results or not */
+        (void)qctl_out_flush(o);
 }
 
 static int write_out(struct qctl_out *o, const char *s, size_t len)
