@@ -842,7 +842,11 @@ static int run_local(struct recon *rc, struct qctl_out *out, size_t start)
 
     if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
         return -1;
-    qctl_out_defer_flush(out, true); /* qctl_recon_local_chunk flushes each chunk */
+    /* Linear alone comes a chunk at a time, milliseconds apart: qctl_recon_local_chunk flushes
+     * each chunk. Any other method can take long per sample, and a record must not wait for
+     * the next sample: those are flushed as they are written. */
+    qctl_out_defer_flush(out, rc->n_methods == 1 && rc->method_list[0] == QT_METHOD_LINEAR &&
+                                  !rc->boot.resamples);
     ret = qctl_recon_local_chunk(rc, &cr, out, start, n - start);
     qctl_chunk_run_done(&cr);
     return ret;

@@ -2,6 +2,7 @@
  * command table, help, the generated man page and completion, and main(). The helpers every
  * command uses are in qctl_util.c. */
 #define _GNU_SOURCE /* open_memstream */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,5 +416,13 @@ int main(int argc, char **argv)
     argv += optind;
     argc -= optind;
     optind = 0; /* reset getopt for the subcommand */
-    return c->run(argc, argv, &g);
+    int rc = c->run(argc, argv, &g);
+
+    /* Output still buffered goes out here, not silently in exit(): a full disk or a closed
+     * pipe is an error of the command. */
+    if (fflush(stdout) != 0 && rc == QCTL_EXIT_OK) {
+        qctl_err("cannot write to standard output: %s", strerror(errno));
+        rc = QCTL_EXIT_FAILED;
+    }
+    return rc;
 }

@@ -164,12 +164,12 @@ int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_resul
 
 /* Records are written when every earlier sample's are (in sample order) and, by default,
  * flushed then: a reader of stdout or records.jsonl sees each sample as soon as it can be
- * written. A caller that delivers samples in bursts (the local run: QCTL_LOCAL_CHUNK at a time)
- * defers the flush to the end of each burst with qctl_out_defer_flush(o, true) and calls
- * qctl_out_flush there: one write per burst instead of one per sample (issue 19); a batch
- * through the daemon flushes at each progress callback (qctl_out_progress). Deferred
- * records still go out once QCTL_OUT_FLUSH_MS have passed since the last flush, so slow
- * samples (MLE at many qubits, bootstrap) are not held back for a whole burst. */
+ * written. A caller that delivers samples in quick bursts (a local linear run: QCTL_LOCAL_CHUNK
+ * at a time) defers the flush to the end of each burst with qctl_out_defer_flush(o, true) and
+ * calls qctl_out_flush there: one write per burst instead of one per sample (issue 19); a batch
+ * through the daemon flushes at each progress callback (qctl_out_progress), which comes every
+ * 250 ms whether results come or not. While deferred, a record that arrives QCTL_OUT_FLUSH_MS
+ * or more after the last flush is flushed at once; qctl_out_finish flushes the rest. */
 void qctl_out_defer_flush(struct qctl_out *o, bool defer);
 /* Writes the records waiting in the stream's buffer. Returns 0 or -errno (printed once). */
 int qctl_out_flush(struct qctl_out *o);

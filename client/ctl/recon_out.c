@@ -191,6 +191,9 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
         }
         /* A record is ~1.3 kB: stdio's 4 kB buffer would write every few records. (glibc
          * ignores the size unless it is given the buffer.) */
+        o->synced_to = lseek(fd, 0, SEEK_END); /* --resume: the records kept are on disk */
+        if (o->synced_to < 0)
+            o->synced_to = 0;
         o->records_buf = malloc(QCTL_OUT_BUFFER);
         if (o->records_buf)
             (void)setvbuf(o->records, o->records_buf, _IOFBF, QCTL_OUT_BUFFER);
@@ -534,11 +537,16 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
 
     if (o->bar && done)
         draw_bar(o, true);
-    if (o->records) {
-        if (fflush(o->records) != 0 || fsync(fileno(o->records)) != 0) {
+    /* Records still in the stream's buffer (deferred flushes) go out, and are checked, before
+     * the summary on stderr. */
+    (void)qctl_out_flush(o);
+    if (o->records && !o->write_err) {
+        if (fsync(fileno(o->records)) != 0) {
             qctl_err("cannot write records: %s", strerror(errno));
             o->write_err = -errno;
         }
+    }
+    if (o->records) {
         /* From the rows kept as records were written; when writing failed, the file may hold
          * other records than those rows: read it back instead. */
         if ((o->write_err == 0 && !o->sum_rows.err ? qctl_summary_write(rc->outdir, &o->sum_rows)

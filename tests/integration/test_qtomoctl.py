@@ -554,10 +554,28 @@ class QtomoctlTest(unittest.TestCase):
             self.assertEqual(f.read(), ref[0])
         self.assertEqual(d.stop(), 0)
 
+    def test_output_that_cannot_be_written_is_an_error(self):
+        # Records are flushed in bursts, so some are still buffered when the run ends: writing
+        # them must be checked like any other write (a full disk, a closed pipe), before the
+        # summary, in both modes, for a table and for --json.
+        d = self.start()
+        for extra in ((), ("--json",)):
+            for mode, args, env in (("daemon", ("-s", d.sock), None), ("local", (), LOCAL_ENV)):
+                cmd = list(args) + ["reconstruct", BELL4, "--method", "linear", *extra]
+                if mode == "local":
+                    cmd.append("--local")
+                with open("/dev/full", "wb") as full:
+                    p = subprocess.run([QTOMOCTL] + cmd, stdout=full, stderr=subprocess.PIPE,
+                                       env=env, timeout=60)
+                what = "%s %s" % (mode, " ".join(extra) or "table")
+                self.assertNotEqual(p.returncode, 0, what + ": exit 0 writing to /dev/full")
+                self.assertIn(b"No space left on device", p.stderr, what)
+        self.assertEqual(d.stop(), 0)
+
     def test_local_run_streams_records_then_resume_after_sigkill(self):
-        # --local writes its records a chunk at a time (one write per chunk, not per sample),
-        # yet while it runs: a reader sees them grow, and a SIGKILL loses at most the chunk
-        # in flight, which --resume recomputes to the bytes of an uninterrupted run.
+        # --local writes its records while it runs: a reader sees them grow, and a SIGKILL
+        # loses at most the samples in flight, which --resume recomputes to the bytes of an
+        # uninterrupted run.
         path = self.big_input(2500)  # 10,000 samples: seconds of linear,mle
         opts = ("--method", "linear,mle")
         ref = self.path("reference")
