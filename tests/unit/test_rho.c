@@ -1571,6 +1571,54 @@ static void test_metrics_presence_by_dimension(void **state)
 }
 
 /* Entanglement metric values at d = 4 and d = 9, and the Bell summary. */
+/* qt_metrics_batch_pre: the batched eigenvalues give qt_rho_concurrence's and qt_rho_pt_norm's
+ * values; a state the batch cannot decompose (NaN) is left to be computed alone, and does not
+ * disturb the others; no batching where there is nothing to batch. */
+static void test_metrics_batch_pre(void **state)
+{
+    enum { N = 5 };
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_rng rng;
+    struct qt_opts opts;
+    cplx rho[N][16], V[N][16];
+    double lam[N][4], eig[(4 + 4) * N];
+    struct qt_spectrum sp[N];
+    const cplx *rp[N];
+    struct qt_metrics_pre pre[N];
+
+    (void)state;
+    qt_rng_seed(&rng, 17);
+    qt_opts_init(&opts);
+    assert_int_equal(qt_metrics_batch_doubles(4, N), (size_t)(4 + 4) * N);
+    for (size_t k = 0; k < N; k++) {
+        qt_rng_state(&rng, 4, 1 + k % 4, rho[k]);
+        sp[k] = spectrum_of(&ws, 4, rho[k], V[k], lam[k]);
+        rp[k] = rho[k];
+    }
+    rho[2][5] = NAN; /* its concurrence and partial-transpose matrices are NaN */
+    V[2][0] = NAN;
+    assert_int_equal(qt_metrics_batch_pre(&ws, 4, N, sp, rp, &opts, eig, pre), 0);
+    for (size_t k = 0; k < N; k++) {
+        if (k == 2) {
+            assert_null(pre[k].conc_mu);
+            assert_null(pre[k].pt_w);
+            continue;
+        }
+        assert_non_null(pre[k].conc_mu);
+        assert_non_null(pre[k].pt_w);
+        qt_assert_close(qt_rho_concurrence_from(pre[k].conc_mu), concurrence(&ws, rho[k]), 0,
+                        1e-12);
+        qt_assert_close(qt_rho_trace_norm_from(4, pre[k].pt_w), pt_norm(&ws, 4, rho[k]), 0,
+                        1e-12);
+    }
+    /* Without the entanglement metrics, or above the batched solver's size: nothing batched. */
+    opts.metrics &= ~(unsigned)QT_MG_ENTANGLEMENT;
+    assert_int_equal(qt_metrics_batch_pre(&ws, 4, N, sp, rp, &opts, eig, pre), 0);
+    for (size_t k = 0; k < N; k++)
+        assert_true(!pre[k].conc_mu && !pre[k].pt_w);
+    qt_ws_done(&ws);
+}
+
 static void test_metrics_entanglement_values(void **state)
 {
     struct qt_ws ws = QT_WS_INIT;
@@ -1841,6 +1889,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_metrics_fidelity_pure_target),
     cmocka_unit_test(test_metrics_presence_by_dimension),
     cmocka_unit_test(test_metrics_entanglement_values),
+    cmocka_unit_test(test_metrics_batch_pre),
     cmocka_unit_test(test_metrics_data_mub),
     cmocka_unit_test(test_metrics_data_nopovm),
     cmocka_unit_test(test_metrics_data_custom_nonpovm),
