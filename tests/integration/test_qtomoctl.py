@@ -510,9 +510,14 @@ class QtomoctlTest(unittest.TestCase):
         ref = self.path("reference")
         p = ctl("-s", d.sock, "reconstruct", path, "-o", ref, "--method", "linear,mle,rhor")
         self.assertExit(p, 0, "uninterrupted run")
-        with open(os.path.join(ref, "records.jsonl"), "rb") as f:
+        return self.read_outputs(ref)
+
+    @staticmethod
+    def read_outputs(out):
+        """(records.jsonl, summary.csv) of an output directory, as bytes."""
+        with open(os.path.join(out, "records.jsonl"), "rb") as f:
             records = f.read()
-        with open(os.path.join(ref, "summary.csv"), "rb") as f:
+        with open(os.path.join(out, "summary.csv"), "rb") as f:
             summary = f.read()
         return records, summary
 
@@ -595,12 +600,7 @@ class QtomoctlTest(unittest.TestCase):
         self.assertLess(count_lines(rec), 20000, "killed, yet every record is there")
         p = local("reconstruct", path, "--local", "-o", out, *opts, "--resume", timeout=600)
         self.assertExit(p, 0, "--resume")
-        for f in ("records.jsonl", "summary.csv"):
-            with open(os.path.join(out, f), "rb") as x, open(os.path.join(ref, f), "rb") as y:
-                got, want = x.read(), y.read()
-            if got != want:
-                self.fail("%s after --resume differs from an uninterrupted run's: %s"
-                          % (f, first_difference(got, want)))
+        self.assertMatchesReference(out, self.read_outputs(ref), 10000)
 
     def killed_run(self):
         d = self.start()
