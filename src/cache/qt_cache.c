@@ -315,17 +315,19 @@ static void quarantine_trim(struct qt_cache *c)
 }
 
 /* Moves DIR/name aside as quarantine/<time>-<name>.<reason>, but only when it is still the inode
- * that was judged (st), under the entry lock. */
-static void quarantine(struct qt_cache *c, const char *name, const struct stat *judged,
+ * that was judged (st), under the entry lock. Returns whether this call moved it (false: it was
+ * gone or replaced already, e.g. another process moved it aside first). */
+static bool quarantine(struct qt_cache *c, const char *name, const struct stat *judged,
                        enum qt_cf_fault fault, const char *why)
 {
     struct timespec ts;
     struct stat now;
     char dst[256];
+    bool moved = false;
     int lk = lock_take(c, name);
 
     if (lk < 0)
-        return;
+        return false;
     if (fstatat(c->dfd, name, &now, 0) == 0 && now.st_dev == judged->st_dev &&
         now.st_ino == judged->st_ino) {
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -338,12 +340,16 @@ static void quarantine(struct qt_cache *c, const char *name, const struct stat *
                                         .reason = why,
                                         .bytes = (uint64_t)judged->st_size};
 
-            (void)fsync(c->dfd);
+            /* The event (the daemon's log line) before the fsync: a process killed while it
+             * waits for the disk must not have moved the file aside unannounced. */
             emit(c, &ev);
+            (void)fsync(c->dfd);
             quarantine_trim(c);
+            moved = true;
         }
     }
     lock_drop(lk);
+    return moved;
 }
 
 /* ---- opening and checking ---- */
@@ -758,9 +764,12 @@ int qt_cache_map(struct qt_cache *c, const char *id, size_t d, struct qt_cache_m
 
             (void)snprintf(why, sizeof(why), "%s: %s", qt_cf_fault_name(fault),
                            reterr ? reterr->msg : "");
-            quarantine(c, name, &st, fault, why);
-            r = qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "%s/%s was not trusted (%s); moved aside",
-                            c->dir, name, why);
+            bool moved = quarantine(c, name, &st, fault, why);
+
+            r = qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "%s/%s was not trusted (%s); %s", c->dir,
+                            name, why,
+                            moved ? "moved aside"
+                                  : "already moved aside or replaced by another process");
         }
         goto fail;
     }
@@ -814,10 +823,11 @@ int qt_cache_map_check(struct qt_cache_map *map, struct qt_diag *reterr)
     }
     (void)snprintf(why, sizeof(why), "%s after it was mapped: %s", qt_cf_fault_name(fault),
                    reterr ? reterr->msg : "");
-    if (st.st_nlink > 0)
-        quarantine(map->owner, map->name, &st, fault, why);
-    return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "%s/%s changed (%s); moved aside",
-                       map->owner->dir, map->name, why);
+    bool moved = st.st_nlink > 0 && quarantine(map->owner, map->name, &st, fault, why);
+
+    return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "%s/%s changed (%s); %s", map->owner->dir,
+                       map->name, why,
+                       moved ? "moved aside" : "already moved aside or replaced by another process");
 }
 
 bool qt_cache_map_changed(struct qt_cache_map *map)

@@ -39,8 +39,10 @@ EX = os.path.join(REPO, "client", "examples", "data", "bell_nopovm_d4.csv")
 METHODS = ("linear", "mle")
 NAME = "nopovm-d4.qtpc"
 FOREIGN = "mub-d4.qtpc"
-# What the daemon logs when it notices a damaged file, and when it has built one.
-NOTICED = ("aside to quarantine", "changed under it")
+# What the daemon logs when it notices a damaged file, and when it has built one. A worker that
+# finds its mapping changed says so ("...changed (...); moved aside" or "; already moved aside
+# ..." when another worker moved it first, which may itself have been killed right after).
+NOTICED = ("aside to quarantine", "changed under it", "; moved aside", "; already moved aside")
 BUILT = "cache: built " + NAME
 
 

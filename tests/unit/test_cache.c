@@ -832,6 +832,34 @@ static void test_changed_after_mapping(void **state)
     }
 }
 
+/* The same when another process moved the damaged file aside first (a second worker; it may
+ * have been killed right after): the error says so instead of claiming the move, and this
+ * cache reports no move of its own. */
+static void test_changed_after_mapping_moved_by_another(void **state)
+{
+    char path[4096], name[96], away[4200];
+    char *dir = built_nopovm4(path, sizeof(path));
+    struct qt_cache_map *map = NULL;
+    struct recorder rec = {0};
+    struct qt_cache *c;
+
+    (void)state;
+    entry_name("nopovm", 4, name, sizeof(name));
+    c = open_cache(dir, 0, &rec);
+    assert_ok(qt_cache_get(c, QT_DESIGN_NOPOVM, 4, &map, &diag));
+    nap();
+    damage_file(path, TRUNC_HALF);
+    (void)snprintf(away, sizeof(away), "%s.moved", path);
+    assert_int_equal(rename(path, away), 0);
+    assert_err(qt_cache_map_check(map, &diag), QT_ECHECKSUM);
+    assert_non_null(strstr(diag.msg, "already moved aside or replaced by another process"));
+    assert_int_equal(count_events(&rec, QT_CACHE_QUARANTINED, name), 0);
+    qt_cache_unmap(map);
+    qt_cache_close(c);
+    assert_int_equal(unlink(away), 0);
+    drop_tmpdir(dir);
+}
+
 /* get straight on a damaged file: moved aside and rebuilt in one call. */
 static void test_get_on_corrupt(void **state)
 {
@@ -1288,6 +1316,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_corrupt_section),     cmocka_unit_test(test_get_on_corrupt),
     cmocka_unit_test(test_corrupt_section_refused_at_map),
     cmocka_unit_test(test_changed_after_mapping),
+    cmocka_unit_test(test_changed_after_mapping_moved_by_another),
     cmocka_unit_test(test_concurrent_builders), cmocka_unit_test(test_eviction_lru),
     cmocka_unit_test(test_budget_too_small),    cmocka_unit_test(test_evict),
     cmocka_unit_test(test_list_junk_and_names), cmocka_unit_test(test_warm),
