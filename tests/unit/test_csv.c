@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <locale.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,6 +327,50 @@ static void test_number_forms(void **state)
             qt_assert_close(V(&t, 0, 0), ok[i].value, 1e-15, 0.0);
         qt_table_done(&t);
     }
+}
+
+/* Plain digit strings (counts) take a path without strtod up to 15 digits: every length from 1
+ * to 20, leading zeros, and the 15/16-digit edge give exactly strtod's double. */
+static void test_integer_counts_exact(void **state)
+{
+    static const char *const fixed[] = {"0", "00", "0000000000000000001", "999999999999999",
+                                        "9999999999999999", "123456789012345", "1234567890123456",
+                                        "9007199254740993", "18446744073709551617"};
+    char text[2 * 40 * 24], want_text[32];
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    struct qt_diag err;
+    size_t len = 0, cols = 0;
+
+    (void)state;
+    for (size_t i = 0; i < QT_ARRAY_SIZE(fixed); i++, cols++)
+        len += (size_t)sprintf(text + len, "%s%s", cols ? "," : "", fixed[i]);
+    for (int digits = 1; digits <= 20; digits++)
+        for (int rep = 0; rep < 2; rep++, cols++) {
+            text[len++] = ',';
+            for (int k = 0; k < digits; k++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                text[len++] = (char)('0' + (k == 0 && rep == 0 ? 0 : x % 10));
+            }
+        }
+    text[len] = '\0';
+
+    struct qt_table t = sentinel;
+    const char *p = text;
+
+    assert_int_equal(parse_exact(text, len, NULL, &t, &err), 0);
+    assert_shape(&t, 1, cols);
+    for (size_t c = 0; c < cols; c++) {
+        size_t n = strcspn(p, ",");
+        double want;
+
+        memcpy(want_text, p, n);
+        want_text[n] = '\0';
+        want = strtod(want_text, NULL);
+        assert_int_equal(E(&t, 0, c), 0);
+        assert_memory_equal(&V(&t, 0, c), &want, sizeof(want)); /* bit for bit */
+        p += n + (p[n] == ',');
+    }
+    qt_table_done(&t);
 }
 
 static void test_number_rejects(void **state)
@@ -790,6 +835,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_empty_cells),
     cmocka_unit_test(test_nan_inf),
     cmocka_unit_test(test_number_forms),
+    cmocka_unit_test(test_integer_counts_exact),
     cmocka_unit_test(test_number_rejects),
     cmocka_unit_test(test_locale_independent),
     cmocka_unit_test(test_ref_01),
