@@ -14,27 +14,32 @@
 
 /* ---- float formatting ---- */
 
-/* Lays out n digits with decimal exponent e as Python's repr does into out (>= 32 bytes). */
+/* Lays out n digits with decimal exponent e as Python's repr does into out (QT_FMT_ROOM bytes).
+ * digits is what qt_dtoa_shortest wrote: QT_DTOA_COPY bytes, zero after the digits, so the
+ * digits go on with fixed-size copies (which compile to a few moves; the length is then set by
+ * where the text ends, and the bytes copied past it are overwritten or lie beyond the NUL). At
+ * most 17 digits: a fraction after an integer part (e >= 0) or after the first digit has at
+ * most 16. */
 static size_t layout(bool neg, const char *digits, int n, int e, char *out)
 {
     size_t k = 0;
 
+    _Static_assert(QT_DTOA_COPY >= 16 + 16 && QT_FMT_ROOM >= 7 + 24 && QT_FMT_ROOM >= 18 + 16,
+                   "the fixed-size copies below stay inside digits and out");
     if (neg)
         out[k++] = '-';
     if (e >= -4 && e < 16) {
         if (e < 0) {
-            out[k++] = '0';
-            out[k++] = '.';
-            for (int i = 0; i < -e - 1; i++)
-                out[k++] = '0';
-            memcpy(out + k, digits, (size_t)n);
+            memcpy(out + k, "0.000", 5); /* "0." and the -e - 1 <= 3 zeros */
+            k += 2 + (size_t)(-e - 1);
+            memcpy(out + k, digits, 24);
             k += (size_t)n;
         } else {
             for (int i = 0; i <= e; i++)
                 out[k++] = i < n ? digits[i] : '0';
             out[k++] = '.';
             if (n > e + 1) {
-                memcpy(out + k, digits + e + 1, (size_t)(n - e - 1));
+                memcpy(out + k, digits + e + 1, 16);
                 k += (size_t)(n - e - 1);
             } else {
                 out[k++] = '0';
@@ -46,7 +51,7 @@ static size_t layout(bool neg, const char *digits, int n, int e, char *out)
     out[k++] = digits[0];
     if (n > 1) {
         out[k++] = '.';
-        memcpy(out + k, digits + 1, (size_t)n - 1);
+        memcpy(out + k, digits + 1, 16);
         k += (size_t)n - 1;
     }
     out[k++] = 'e';
@@ -69,29 +74,67 @@ static size_t copy_str(char *out, const char *s)
     return n;
 }
 
+/* qt_fmt_double into out of at least QT_FMT_ROOM bytes. */
+static size_t fmt_room(double x, char *out)
+{
+    char digits[QT_DTOA_DIGITS];
+
+    if (isnan(x))
+        return copy_str(out, "nan");
+    if (isinf(x))
+        return copy_str(out, x < 0 ? "-inf" : "inf");
+    if (x == 0.0)
+        return copy_str(out, signbit(x) ? "-0.0" : "0.0");
+    int e = 0, n = qt_dtoa_shortest(fabs(x), digits, &e);
+
+    return layout(signbit(x) != 0, digits, n, e, out);
+}
+
 size_t qt_fmt_double(double x, char *out, size_t size)
 {
-    char tmp[48], digits[QT_DTOA_DIGITS];
-    size_t len;
+    char tmp[QT_FMT_ROOM];
+    size_t len, c;
 
-    if (isnan(x)) {
-        len = copy_str(tmp, "nan");
-    } else if (isinf(x)) {
-        len = copy_str(tmp, x < 0 ? "-inf" : "inf");
-    } else if (x == 0.0) {
-        len = copy_str(tmp, signbit(x) ? "-0.0" : "0.0");
-    } else {
-        int e = 0, n = qt_dtoa_shortest(fabs(x), digits, &e);
-
-        len = layout(signbit(x) != 0, digits, n, e, tmp);
-    }
+    if (out && size >= QT_FMT_ROOM)
+        return fmt_room(x, out);
+    len = fmt_room(x, tmp);
     if (out && size > 0) {
-        size_t c = len < size ? len : size - 1;
-
+        c = len < size ? len : size - 1;
         memcpy(out, tmp, c);
         out[c] = '\0';
     }
     return len;
+}
+
+size_t qt_fmt_double_memo(struct qt_fmt_memo *m, double x, char *out)
+{
+    uint64_t bits;
+    size_t k, len;
+
+    memcpy(&bits, &x, sizeof(bits));
+    k = bits >> 63;
+    bits &= ~((uint64_t)1 << 63);
+    if (!m || bits == 0 || bits >= 0x7ff0000000000000u) /* zero, infinities and NaN: no digits */
+        return fmt_room(x, out);
+
+    __typeof__(m->slot[0]) *s = &m->slot[(bits * 0x9e3779b97f4a7c15u) >> 57];
+
+    _Static_assert(QT_FMT_MEMO_SLOTS == 128, "the index above takes 7 bits");
+    _Static_assert(QT_FMT_ROOM >= 1 + sizeof(s->text), "a hit copies the whole text");
+    out[0] = '-'; /* kept only when x < 0 (k = 1) */
+    if (s->bits == bits) {
+        memcpy(out + k, s->text, sizeof(s->text));
+        len = k + s->len;
+        out[len] = '\0';
+        return len;
+    }
+    len = fmt_room(fabs(x), out + k);
+    if (len <= sizeof(s->text)) {
+        s->bits = bits;
+        s->len = (uint8_t)len;
+        memcpy(s->text, out + k, sizeof(s->text));
+    }
+    return k + len;
 }
 
 /* ---- buffer ---- */
@@ -422,16 +465,13 @@ void qt_jw_str(struct qt_jw *w, const char *s)
 
 void qt_jw_num(struct qt_jw *w, double x)
 {
-    char tmp[48];
-    size_t n;
-
     if (!isfinite(x)) {
         qt_jw_null(w);
         return;
     }
-    n = qt_fmt_double(x, tmp, sizeof(tmp));
-    if (begin_value(w))
-        put(w, tmp, n);
+    /* Formatted in place: room for QT_FMT_ROOM bytes, of which the text and its NUL stay. */
+    if (begin_value(w) && reserve(w, QT_FMT_ROOM))
+        w->len += qt_fmt_double_memo(w->memo, x, w->buf + w->len);
 }
 
 void qt_jw_int(struct qt_jw *w, int64_t v)

@@ -13,6 +13,19 @@
 
 #define QT_JW_MAX_DEPTH 64
 
+/* Texts of recently formatted numbers by bit pattern (direct-mapped, sign folded in): a record
+ * writes many numbers twice (a Hermitian matrix's mirrored entries, eigenvalues and their
+ * extremes, summary.csv's cells after the record's), and a hit is a copy instead of a
+ * conversion. A hit is the text the conversion gives, so output never depends on the memo. */
+#define QT_FMT_MEMO_SLOTS 128
+struct qt_fmt_memo {
+    struct {
+        uint64_t bits; /* of |x|; 0 (zero is never stored): empty */
+        uint8_t len;
+        char text[23]; /* the longest positive repr: 17 digits, '.', "e-308" */
+    } slot[QT_FMT_MEMO_SLOTS];
+};
+
 struct qt_jw {
     char *buf;  /* read-only: NUL-terminated output, valid until the next call */
     size_t len; /* read-only: bytes in buf, excluding the NUL */
@@ -23,6 +36,7 @@ struct qt_jw {
     uint64_t has_item; /* bit k: level k already holds an element (needs a comma) */
     uint64_t in_obj;   /* bit k: level k is an object */
     bool after_key;
+    struct qt_fmt_memo *memo; /* set by the caller, or NULL; qt_jw_init clears it */
 };
 
 void qt_jw_init(struct qt_jw *w);
@@ -40,6 +54,16 @@ void qt_jw_int(struct qt_jw *w, int64_t v);
 void qt_jw_bool(struct qt_jw *w, bool b);
 void qt_jw_null(struct qt_jw *w);
 
-/* Formats x as Python's repr(float) does into out (at least 32 bytes); returns the length.
- * NaN -> "nan", infinities -> "inf" / "-inf" (qt_jw_num writes null for those). */
+/* Room qt_fmt_double writes in place in; with less it formats into its own buffer and copies
+ * (the text is at most 24 bytes and its NUL). */
+#define QT_FMT_ROOM 48
+
+/* Formats x as Python's repr(float) does into out (size bytes, NUL-terminated, truncated when
+ * too small); returns the length of the whole text. With size >= QT_FMT_ROOM the bytes after
+ * the NUL may be overwritten too. NaN -> "nan", infinities -> "inf" / "-inf" (qt_jw_num writes
+ * null for those). */
 size_t qt_fmt_double(double x, char *out, size_t size);
+
+/* qt_fmt_double into out (QT_FMT_ROOM bytes) through memo m (zero-initialised before first use;
+ * NULL: none). */
+size_t qt_fmt_double_memo(struct qt_fmt_memo *m, double x, char *out);

@@ -190,6 +190,52 @@ static size_t fmt_count(size_t n)
     return qt_test_quick() ? n / 100 : n;
 }
 
+/* The memo of formatted numbers gives the text the conversion gives: values drawn from a pool
+ * (so that most are hits and many slots collide), either sign, next to zeros, infinities and
+ * NaN, which it never stores; and a writer with a memo writes what one without writes. */
+static void test_fmt_memo(void **state)
+{
+    static struct qt_fmt_memo memo; /* zero: empty */
+    double pool[300];
+    uint64_t s = 0x3e3779b9;
+    struct qt_jw a, b;
+
+    (void)state;
+    for (size_t i = 0; i < QT_ARRAY_SIZE(pool); i++) {
+        uint64_t bits = lcg_next(&s) ^ (lcg_next(&s) >> 32);
+
+        memcpy(&pool[i], &bits, sizeof(bits));
+        if (!isfinite(pool[i]) || i % 3 == 0) /* and ordinary record-like numbers */
+            pool[i] = (double)(lcg_next(&s) >> 11) / 9007199254740992.0 * (i % 2 ? 1 : -1e3);
+    }
+    pool[0] = 0.0, pool[1] = -0.0, pool[2] = INFINITY, pool[3] = -INFINITY, pool[4] = NAN;
+    pool[5] = 1.0, pool[6] = -1.0, pool[7] = 5e-324, pool[8] = DBL_MAX;
+    qt_jw_init(&a);
+    qt_jw_init(&b);
+    b.memo = &memo;
+    qt_jw_arr_begin(&a);
+    qt_jw_arr_begin(&b);
+    for (size_t i = 0; i < fmt_count(200000); i++) {
+        double x = pool[lcg_next(&s) % QT_ARRAY_SIZE(pool)] * (lcg_next(&s) % 2 ? 1 : -1);
+        char got[QT_FMT_ROOM], want[QT_FMT_ROOM];
+        size_t n = qt_fmt_double_memo(&memo, x, got);
+
+        assert_int_equal(n, qt_fmt_double(x, want, sizeof(want)));
+        assert_string_equal(got, want);
+        if (i < 5000) {
+            qt_jw_num(&a, x);
+            qt_jw_num(&b, x);
+        }
+    }
+    qt_jw_arr_end(&a);
+    qt_jw_arr_end(&b);
+    assert_int_equal(a.err, 0);
+    assert_int_equal(b.err, 0);
+    assert_string_equal(a.buf, b.buf);
+    qt_jw_done(&a);
+    qt_jw_done(&b);
+}
+
 /* The significant digits of a formatted number as an integer and their count, and the decimal
  * exponent of the last one: s = m * 10^e. */
 static int sig_digits(const char *s, uint64_t *ret_m, int *ret_e)
@@ -746,6 +792,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_repr_special),
     cmocka_unit_test(test_roundtrip_random),
     cmocka_unit_test(test_shortest_small_decimals),
+    cmocka_unit_test(test_fmt_memo),
     cmocka_unit_test(test_fmt_edges),
     cmocka_unit_test(test_fmt_random_bits),
     cmocka_unit_test(test_fmt_random_records),
