@@ -229,9 +229,11 @@ void qctl_buf_free(struct qctl_buf *b);
 
 /* Appends to rows the summary.csv row of one record: res with meta, whose qt_record_json text
  * is json (len bytes). The row comes from res itself, or from parsing json when a string in
- * it is not plain ASCII; either way it is the row qctl_summary_load makes of that text. */
+ * it is not plain ASCII; either way it is the row qctl_summary_load makes of that text. memo
+ * (or NULL): the one the record's numbers went through, so that most cells are copies. */
 void qctl_summary_row(struct qctl_buf *rows, const struct qt_record_meta *meta,
-                      const struct qt_result *res, const char *json, size_t len);
+                      const struct qt_result *res, const char *json, size_t len,
+                      struct qt_fmt_memo *memo);
 /* Appends the rows of the records in DIR/records.jsonl (lines that are not records are left
  * out). Returns 0 or a negative error (printed). */
 int qctl_summary_load(struct qctl_buf *rows, const char *dir);
@@ -249,6 +251,19 @@ int qctl_write_summary(const char *dir);
 int qctl_write_h5(const char *dir);
 /* Writes a whole file crash-safely: DIR/name.tmp, fsync, rename, fsync(DIR). */
 int qctl_write_atomic(const char *dir, const char *name, const char *data, size_t len);
+/* The same in pieces: open DIR/.name.tmp (0 or a negative error, printed), write (the first
+ * error is kept; disk writes start every QCTL_ATOMIC_WRITEBACK bytes), then commit: fsync and
+ * rename when neither err (the caller's) nor a write failed, else remove the temporary file.
+ * Returns 0 or the negative error (printed unless it is err). */
+#define QCTL_ATOMIC_WRITEBACK (1u << 20)
+struct qctl_atomic {
+    int fd, err;
+    size_t written, synced;
+    char tmp[4096], dst[4096], dir[4096];
+};
+int qctl_atomic_open(struct qctl_atomic *a, const char *dir, const char *name);
+void qctl_atomic_write(struct qctl_atomic *a, const void *data, size_t len);
+int qctl_atomic_commit(struct qctl_atomic *a, int err);
 /* The options that decide the results, as JSON (for run.json and --resume's check). */
 char *qctl_options_json(const struct recon *rc);
 /* The bootstrap seed recorded in DIR/run.json (a resumed run keeps it): 0 and *seed, or

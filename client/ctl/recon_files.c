@@ -57,46 +57,80 @@ int qctl_sha256_file(const char *path, char hex[65])
     return 0;
 }
 
-int qctl_write_atomic(const char *dir, const char *name, const char *data, size_t len)
+int qctl_atomic_open(struct qctl_atomic *a, const char *dir, const char *name)
 {
-    char tmp[4096], dst[4096];
-    int fd, dfd, r = 0;
+    *a = (struct qctl_atomic){.fd = -1};
+    (void)snprintf(a->tmp, sizeof(a->tmp), "%s/.%s.tmp", dir, name);
+    (void)snprintf(a->dst, sizeof(a->dst), "%s/%s", dir, name);
+    (void)snprintf(a->dir, sizeof(a->dir), "%s", dir);
+    a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (a->fd < 0) {
+        int r = -errno;
 
-    (void)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
-    (void)snprintf(dst, sizeof(dst), "%s/%s", dir, name);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        qctl_err("cannot write '%s': %s", tmp, strerror(errno));
-        return -errno;
+        qctl_err("cannot write '%s': %s", a->tmp, strerror(errno));
+        return r;
     }
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, data + off, len - off);
+    return 0;
+}
+
+void qctl_atomic_write(struct qctl_atomic *a, const void *data, size_t len)
+{
+    const char *p = data;
+
+    for (size_t off = 0; off < len && a->err == 0;) {
+        ssize_t n = write(a->fd, p + off, len - off);
 
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            r = -errno;
-            break;
-        }
-        off += (size_t)n;
+        if (n < 0)
+            a->err = -errno;
+        else
+            off += (size_t)n;
     }
-    if (r == 0 && fsync(fd) != 0)
+    a->written += len;
+    /* Start the disk writes now and then, so that the fsync at the end waits only for the
+     * last of them. Advice: errors show at the fsync. */
+    if (a->err == 0 && a->written - a->synced >= QCTL_ATOMIC_WRITEBACK) {
+        (void)sync_file_range(a->fd, (off_t)a->synced, (off_t)(a->written - a->synced),
+                              SYNC_FILE_RANGE_WRITE);
+        a->synced = a->written;
+    }
+}
+
+int qctl_atomic_commit(struct qctl_atomic *a, int err)
+{
+    int r = err ? err : a->err, dfd;
+
+    if (r == 0 && fsync(a->fd) != 0)
         r = -errno;
-    if (close(fd) != 0 && r == 0)
+    if (close(a->fd) != 0 && r == 0)
         r = -errno;
-    if (r == 0 && rename(tmp, dst) != 0)
+    a->fd = -1;
+    if (r == 0 && rename(a->tmp, a->dst) != 0)
         r = -errno;
     if (r < 0) {
-        qctl_err("cannot write '%s': %s", dst, strerror(-r));
-        (void)unlink(tmp);
+        if (!err) /* the caller's own error is the caller's to print */
+            qctl_err("cannot write '%s': %s", a->dst, strerror(-r));
+        (void)unlink(a->tmp);
         return r;
     }
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    dfd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);
         (void)close(dfd);
     }
     return 0;
+}
+
+int qctl_write_atomic(const char *dir, const char *name, const char *data, size_t len)
+{
+    struct qctl_atomic a;
+    int r = qctl_atomic_open(&a, dir, name);
+
+    if (r < 0)
+        return r;
+    qctl_atomic_write(&a, data, len);
+    return qctl_atomic_commit(&a, 0);
 }
 
 char *qctl_options_json(const struct recon *rc)

@@ -27,6 +27,7 @@ struct qctl_out {
     off_t synced_to;                    /* its bytes handed to the disk (sync_file_range) */
     struct qctl_buf sum_rows; /* -o: summary.csv rows of the records in the file, in order */
     struct qt_jw jw;
+    struct qt_fmt_memo memo; /* jw's */
     /* counts */
     size_t samples_ok, samples_failed;
     size_t rec_ok[_QT_METHOD_MAX], rec_failed[_QT_METHOD_MAX];
@@ -172,6 +173,7 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
     o->start = o->next = start;
     o->slowest = SIZE_MAX;
     qt_jw_init(&o->jw);
+    o->jw.memo = &o->memo;
     o->t0 = o->last_draw = o->last_flush = now_ms();
     qctl_iso_now(o->started);
     if (rc->outdir && start == 0)
@@ -333,13 +335,13 @@ int qctl_out_format(const struct recon *rc, struct qt_jw *jw, size_t sample,
                                   rc->detector_id[0] ? rc->detector_id : NULL,
                                   NULL};
     bool table = !rc->outdir && !rc->json;
-    FILE *f;
+    struct qctl_buf text = {0}; /* JSON lines are copied here; table rows go through f */
+    FILE *f = NULL;
 
     *fm = (struct qctl_fmt){0};
     if (rc->live)
         meta.column = sample + 1; /* the input line */
-    f = open_memstream(&fm->text, &fm->len);
-    if (!f) {
+    if (table && !(f = open_memstream(&fm->text, &fm->len))) {
         qctl_err("out of memory");
         return -ENOMEM;
     }
@@ -362,17 +364,22 @@ int qctl_out_format(const struct recon *rc, struct qt_jw *jw, size_t sample,
             qt_jw_reset(jw);
             qt_record_json(jw, &meta, r);
             if (jw->err == 0) {
-                fwrite(jw->buf, 1, jw->len, f);
-                fputc('\n', f);
+                qctl_buf_put(&text, jw->buf, jw->len);
+                qctl_buf_put(&text, "\n", 1);
                 if (rc->outdir)
-                    qctl_summary_row(&fm->rows, &meta, r, jw->buf, jw->len);
+                    qctl_summary_row(&fm->rows, &meta, r, jw->buf, jw->len, jw->memo);
             }
         }
     }
-    if (fclose(f) != 0 || !fm->text) {
+    if (table ? fclose(f) != 0 || !fm->text : text.err || !(text.p || (text.p = malloc(1)))) {
+        qctl_buf_free(&text);
         qctl_fmt_free(fm);
         qctl_err("out of memory");
         return -ENOMEM;
+    }
+    if (!table) {
+        fm->text = text.p; /* the caller's now */
+        fm->len = text.len;
     }
     return 0;
 }

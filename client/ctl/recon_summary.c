@@ -95,19 +95,25 @@ static void csv_str(struct qctl_buf *b, const char *s)
 
 static void csv_int(struct qctl_buf *b, long long v)
 {
-    char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%lld", v);
+    char buf[24], *p = buf + sizeof(buf);
+    unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
 
-    qctl_buf_put(b, buf, (size_t)n);
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    qctl_buf_put(b, p, (size_t)(buf + sizeof(buf) - p));
 }
 
 /* A number as the record holds it: Python's repr, or nothing for null (not finite). */
-static void csv_num(struct qctl_buf *b, double x)
+static void csv_num(struct qctl_buf *b, double x, struct qt_fmt_memo *memo)
 {
-    char buf[40];
+    char *o;
 
-    if (isfinite(x))
-        qctl_buf_put(b, buf, qt_fmt_double(x, buf, sizeof(buf)));
+    if (isfinite(x) && (o = sb_room(b, QT_FMT_ROOM))) /* formatted in place */
+        b->len += qt_fmt_double_memo(memo, x, o);
 }
 
 static void csv_value(struct qctl_buf *b, json_t *v)
@@ -115,7 +121,7 @@ static void csv_value(struct qctl_buf *b, json_t *v)
     if (json_is_integer(v))
         csv_int(b, (long long)json_integer_value(v));
     else if (json_is_real(v))
-        csv_num(b, json_real_value(v));
+        csv_num(b, json_real_value(v), NULL);
     else if (json_is_boolean(v))
         sb_str(b, json_is_true(v) ? "True" : "False"); /* pandas writes Python bools so */
     else if (json_is_string(v))
@@ -413,11 +419,12 @@ static void put_str_cell(struct qctl_buf *b, uint32_t col, const char *s)
     cell_end(b, at, false);
 }
 
-static void put_num_cell(struct qctl_buf *b, uint32_t col, double x, bool keep)
+static void put_num_cell(struct qctl_buf *b, uint32_t col, double x, bool keep,
+                         struct qt_fmt_memo *memo)
 {
     size_t at = cell_begin(b, col);
 
-    csv_num(b, x);
+    csv_num(b, x, memo);
     cell_end(b, at, keep);
 }
 
@@ -457,7 +464,7 @@ static bool row_strings_plain(const struct qt_record_meta *meta, const struct qt
  * (qt_record_json writes each number with qt_fmt_double, which reads back to the same double,
  * so formatting it again gives the same text). */
 static void result_row(struct qctl_buf *rows, const struct qt_record_meta *meta,
-                       const struct qt_result *res)
+                       const struct qt_result *res, struct qt_fmt_memo *memo)
 {
     const struct qt_uncertainty *u = meta->unc;
     const char *base = (const char *)&res->mt;
@@ -486,7 +493,7 @@ static void result_row(struct qctl_buf *rows, const struct qt_record_meta *meta,
             continue;
         switch (md->type) {
         case QT_MTYPE_F64:
-            put_num_cell(rows, col, *(const double *)p, true);
+            put_num_cell(rows, col, *(const double *)p, true, memo);
             break;
         case QT_MTYPE_I64:
             put_int_cell(rows, col, (long long)*(const int64_t *)p, true);
@@ -507,7 +514,7 @@ static void result_row(struct qctl_buf *rows, const struct qt_record_meta *meta,
         }
     }
     if (res->has_spectral)
-        put_num_cell(rows, COL_SPECTRAL, res->spectral_dominant, true);
+        put_num_cell(rows, COL_SPECTRAL, res->spectral_dominant, true, memo);
     if (u) {
         if (!u->err) {
             for (int i = 0; i < _QT_MT_MAX; i++) {
@@ -516,12 +523,12 @@ static void result_row(struct qctl_buf *rows, const struct qt_record_meta *meta,
 
                 if (!((u->have >> i) & 1u) || qt_metric_descs[i].type != QT_MTYPE_F64)
                     continue;
-                put_num_cell(rows, col, st->std, true);
-                put_num_cell(rows, col + 1, st->lo, false);
-                put_num_cell(rows, col + 2, st->hi, false);
+                put_num_cell(rows, col, st->std, true, memo);
+                put_num_cell(rows, col + 1, st->lo, false, memo);
+                put_num_cell(rows, col + 2, st->hi, false, memo);
             }
             if (u->has_td_bound)
-                put_num_cell(rows, COL_TDB, u->td_bound, true);
+                put_num_cell(rows, COL_TDB, u->td_bound, true, memo);
         }
         put_int_cell(rows, COL_FAILED_RESAMPLES, (long long)u->failed, true);
         at = cell_begin(rows, COL_UNC_WARNINGS);
@@ -543,13 +550,14 @@ static void result_row(struct qctl_buf *rows, const struct qt_record_meta *meta,
 }
 
 void qctl_summary_row(struct qctl_buf *rows, const struct qt_record_meta *meta,
-                      const struct qt_result *res, const char *json, size_t len)
+                      const struct qt_result *res, const char *json, size_t len,
+                      struct qt_fmt_memo *memo)
 {
     char *pruned;
     json_t *rec;
 
     if (row_strings_plain(meta, res)) {
-        result_row(rows, meta, res);
+        result_row(rows, meta, res, memo);
         return;
     }
     if (!(pruned = malloc(len + 1))) {
@@ -666,12 +674,16 @@ static void put_col_name(struct qctl_buf *b, uint32_t col)
     }
 }
 
+/* The table goes to the file in pieces of this size (the whole table is as large as the rows). */
+#define SUMMARY_PIECE (64u << 10)
+
 int qctl_summary_write(const char *dir, const struct qctl_buf *rows)
 {
     bool filled[N_COLS] = {false};
     uint32_t cols[N_COLS], cell_len[N_COLS] = {0}, set[N_COLS];
     const char *cell[N_COLS] = {NULL};
     struct qctl_buf out = {0};
+    struct qctl_atomic a;
     struct cell_hdr h;
     size_t ncols;
     int r;
@@ -686,6 +698,8 @@ int qctl_summary_write(const char *dir, const struct qctl_buf *rows)
         if (h.col < N_COLS)
             filled[h.col] = true;
     }
+    if ((r = qctl_atomic_open(&a, dir, "summary.csv")) < 0)
+        return r;
     ncols = table_cols(filled, cols);
     for (size_t c = 0; c < ncols; c++) {
         if (c)
@@ -693,7 +707,7 @@ int qctl_summary_write(const char *dir, const struct qctl_buf *rows)
         put_col_name(&out, cols[c]);
     }
     qctl_buf_put(&out, "\n", 1);
-    for (size_t at = 0; at < rows->len && !out.err;) {
+    for (size_t at = 0; at < rows->len && !out.err && !a.err;) {
         size_t nset = 0;
 
         for (;;) {
@@ -715,15 +729,20 @@ int qctl_summary_write(const char *dir, const struct qctl_buf *rows)
         qctl_buf_put(&out, "\n", 1);
         for (size_t i = 0; i < nset; i++)
             cell[set[i]] = NULL;
+        if (out.len >= SUMMARY_PIECE && !out.err) {
+            qctl_atomic_write(&a, out.p, out.len);
+            out.len = 0;
+        }
     }
+    if (!out.err)
+        qctl_atomic_write(&a, out.p, out.len);
+    r = 0;
     if (out.err) {
         qctl_err("out of memory writing summary.csv");
         r = -ENOMEM;
-    } else {
-        r = qctl_write_atomic(dir, "summary.csv", out.p, out.len);
     }
     qctl_buf_free(&out);
-    return r;
+    return qctl_atomic_commit(&a, r);
 }
 
 int qctl_write_summary(const char *dir)

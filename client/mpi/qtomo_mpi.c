@@ -339,6 +339,7 @@ struct pack_ctx {
     msgpack_packer pk;
     const struct recon *rc;
     struct qt_jw jw;
+    struct qt_fmt_memo memo; /* jw's */
 };
 
 static void pack_bin(msgpack_packer *pk, const void *p, size_t len)
@@ -393,6 +394,8 @@ static int compute_rank(struct recon *rc, int rank)
     if (qctl_chunk_run_init(&cr, rc->des->d) < 0)
         return -1;
     qt_jw_init(&pc.jw);
+    memset(&pc.memo, 0, sizeof(pc.memo));
+    pc.jw.memo = &pc.memo;
     msgpack_sbuffer_init(&sbs[0]);
     msgpack_sbuffer_init(&sbs[1]);
     for (;;) {
