@@ -24,12 +24,16 @@
     X("cache-budget-mb", U, cache_budget_mb, "0", 0, 1u << 30,                                     \
       "cache size limit in MiB; 0: a quarter of physical memory")                                  \
     X("workers", U, workers, "0", 0, 256, "worker processes; 0: one per online CPU")               \
-    X("interactive-workers", U, interactive_workers, "0", 0, 16,                                   \
+    X("interactive-workers", U, interactive_workers, "1", 0, 16,                                   \
       "extra workers for interactive work only (reconstruct, tasks): a live sample never waits "    \
       "for a batch item")                                                                          \
     X("batch-nice", U, batch_nice, "10", 0, 19,                                                    \
       "with interactive workers: the nice value of the other workers, so the kernel runs a live "   \
       "sample first")                                                                              \
+    X("latency-slice-us", U, latency_slice_us, "100", 0, 100000,                                   \
+      "with interactive workers: the CPU time slice the supervisor and interactive workers ask "   \
+      "of the kernel (EEVDF, Linux 6.12 and later; older kernels ignore it), so that they preempt " \
+      "a batch worker as soon as a live sample wakes them; 0: the kernel's default")               \
     X("max-frame", U, max_frame, "67108864", 4096, 1u << 30, "largest frame body in bytes")        \
     X("max-dim", U, max_dim, "64", 2, 512, "largest dimension d accepted")                         \
     X("max-batch", U, max_batch, "1000000", 1, 1u << 30, "samples per submit")                     \
@@ -56,7 +60,7 @@
       "recycle a worker whose resident memory exceeds this; 0: never")                             \
     X("max-sample-mb", U, max_sample_mb, "0", 0, 1u << 24,                                         \
       "refuse a sample predicted to need more memory than this in a worker; 0: the machine's "     \
-      "memory divided by the number of workers")                                                   \
+      "memory divided by the number of workers, interactive ones included")                        \
     X("write-high-water-kb", U, write_high_kb, "8192", 64, 1u << 20,                               \
       "stop reading a connection and pause its batches while this much output is queued")          \
     X("max-input-mb", U, max_input_mb, "1024", 0, 1u << 20,                                        \

@@ -5,14 +5,17 @@
  * samples is qd_sched.c's decision. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -579,13 +582,49 @@ static int spawn_worker(struct sup *s, struct worker *w, char **env)
     return r;
 }
 
-/* A batch worker runs at batch-nice when there are interactive workers, so that the kernel
- * runs an interactive item first on a machine whose cores batches keep busy. Best effort. */
-static void batch_priority(struct sup *s, const struct worker *w, bool reserved)
+int qd_set_slice(pid_t pid, unsigned us)
 {
-    if (reserved || !s->conf.interactive_workers || !s->conf.batch_nice)
+    struct { /* struct sched_attr, SCHED_ATTR_SIZE_VER0; glibc 2.36 has no wrapper */
+        uint32_t size, policy;
+        uint64_t flags;
+        int32_t nice;
+        uint32_t priority;
+        uint64_t runtime, deadline, period;
+    } a = {.size = 48};
+    int policy = sched_getscheduler(pid), nice;
+
+    _Static_assert(sizeof(a) == 48, "sched_attr, version 0");
+    if (policy < 0)
+        return -errno;
+    if (policy != SCHED_OTHER && policy != SCHED_BATCH)
+        return 0; /* an administrator's real-time or idle policy stays */
+    errno = 0;
+    nice = getpriority(PRIO_PROCESS, (id_t)pid);
+    if (errno)
+        return -errno;
+    a.policy = (uint32_t)policy;
+    a.nice = nice; /* unchanged: sched_setattr sets it too */
+    a.runtime = (uint64_t)us * 1000;
+    if (syscall(SYS_sched_setattr, pid, &a, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+/* With interactive workers, a batch worker runs at batch-nice and an interactive one asks for a
+ * short time slice (latency-slice-us), so that the kernel runs an interactive item first on a
+ * machine whose cores batches keep busy. A worker inherits the supervisor's slice (sup_slice):
+ * a batch worker goes back to the kernel's default. Best effort. */
+static void worker_priority(struct sup *s, const struct worker *w, bool reserved)
+{
+    unsigned us = reserved ? s->conf.latency_slice_us : 0;
+    int r;
+
+    if (!s->conf.interactive_workers)
         return;
-    if (setpriority(PRIO_PROCESS, (id_t)w->pid, (int)s->conf.batch_nice) < 0)
+    if (s->conf.latency_slice_us && (r = qd_set_slice(w->pid, us)) < 0)
+        qd_warn("worker %d: cannot set a %u µs time slice: %s", w->pid, us, strerror(-r));
+    if (!reserved && s->conf.batch_nice &&
+        setpriority(PRIO_PROCESS, (id_t)w->pid, (int)s->conf.batch_nice) < 0)
         qd_warn("worker %d: cannot set nice %u: %s", w->pid, s->conf.batch_nice, strerror(errno));
 }
 
@@ -636,7 +675,7 @@ void qd_pool_spawn(struct sup *s, bool reserved)
     s->workers = w;
     qd_sched_worker_add(&s->sched, &w->sw, w->pid);
     w->sw.reserved = reserved;
-    batch_priority(s, w, reserved);
+    worker_priority(s, w, reserved);
     uv_read_start((uv_stream_t *)&w->chan, worker_alloc, worker_read);
     qd_debug("worker %d spawned (generation %llu%s)", w->pid, (unsigned long long)w->generation,
              reserved ? ", interactive" : "");

@@ -216,6 +216,17 @@ static int listen_socket(struct sup *s)
 
 /* ---- reload, shutdown ---- */
 
+/* The supervisor relays every live sample, so with interactive workers it asks for their short
+ * time slice too; without, or with latency-slice-us 0, the kernel's default. Best effort. */
+static void sup_slice(struct sup *s)
+{
+    unsigned us = s->conf.interactive_workers ? s->conf.latency_slice_us : 0;
+    int r = qd_set_slice(0, us);
+
+    if (r < 0)
+        qd_warn("cannot set a %u µs time slice: %s", us, strerror(-r));
+}
+
 int qd_sup_reload(struct sup *s, char *err, size_t errlen)
 {
     struct qd_conf nc;
@@ -244,6 +255,7 @@ int qd_sup_reload(struct sup *s, char *err, size_t errlen)
         qd_warn("reload: cache-dir changes need a restart; still %s", s->conf.cache_dir);
     snprintf(nc.cache_dir, sizeof(nc.cache_dir), "%s", s->conf.cache_dir);
     s->conf = nc;
+    sup_slice(s);
     lim = qd_sup_limits(&s->conf);
     qd_sched_set_limits(&s->sched, &lim);
     qd_log_set_level((int)nc.log_level);
@@ -423,6 +435,7 @@ int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, cha
     start_events(&s);
     qd_pool_init(&s);
     qd_conn_init(&s);
+    sup_slice(&s);
     qd_pool_fill(&s);
     uv_run(s.loop, UV_RUN_DEFAULT);
     /* Stopped: close what is left and let the close callbacks run. */

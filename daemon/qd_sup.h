@@ -193,6 +193,12 @@ void qd_req_tick(struct conn *c, uint64_t now);
 /* Starts reaping workers (SIGCHLD): workers are spawned with posix_spawn, not uv_spawn. */
 void qd_pool_init(struct sup *s);
 void qd_pool_spawn(struct sup *s, bool reserved);
+/* Gives process pid (0: this one) a CPU time slice of us µs from the kernel's fair scheduler
+ * (EEVDF custom slices, Linux >= 6.12, which clamps it to 0.1..100 ms; a task with a shorter
+ * slice preempts the running one when it wakes; older kernels ignore it). Keeps the process's
+ * policy and nice; leaves a policy other than SCHED_OTHER or SCHED_BATCH alone. Returns 0 or a
+ * negative errno. */
+int qd_set_slice(pid_t pid, unsigned us);
 /* Spawns workers until there are conf.workers batch and conf.interactive_workers interactive
  * ones alive. */
 void qd_pool_fill(struct sup *s);

@@ -45,7 +45,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [os.path.join(build, "daemon", "qtomod"), "--config", "/dev/null", "--socket",
              self.sock, "--cache-dir", os.path.join(self.dir, "cache"), "--workers",
-             str(workers)], stdout=self.log, stderr=self.log)
+             str(workers), "--interactive-workers", "0"],  # exactly the workers scaled over
+            stdout=self.log, stderr=self.log)
         end = time.time() + 30
         while time.time() < end:
             try:

@@ -153,10 +153,12 @@ class Daemon:
     """qtomod on a private socket and cache directory, as the test user, with a fake
     NOTIFY_SOCKET; ready once it says READY=1 (within ready_timeout seconds). activate: behind
     systemd-socket-activate; watchdog_usec: with WATCHDOG_USEC and WATCHDOG_PID as systemd sets
-    them."""
+    them. interactive: the --interactive-workers it is given, unless args give it; None: the
+    default (1). Most tests reason about a pool of exactly `workers` processes, so they run
+    without the extra interactive worker; the tests of the default pool pass None."""
 
-    def __init__(self, *args, workers=2, env=None, activate=False, watchdog_usec=None,
-                 prefix="qtomod-test-", ready_timeout=20):
+    def __init__(self, *args, workers=2, interactive=0, env=None, activate=False,
+                 watchdog_usec=None, prefix="qtomod-test-", ready_timeout=20):
         self.dir = tempfile.mkdtemp(prefix=prefix)
         self.sock = os.path.join(self.dir, "qtomod.sock")
         self.notify = Notify(os.path.join(self.dir, "notify.sock"))
@@ -165,6 +167,8 @@ class Daemon:
         e["NOTIFY_SOCKET"] = self.notify.path
         cmd = [QTOMOD, "--config", "/dev/null", "--cache-dir", os.path.join(self.dir, "cache"),
                "--workers", str(workers)] + [str(a) for a in args]
+        if interactive is not None and "--interactive-workers" not in args:
+            cmd += ["--interactive-workers", str(interactive)]
         if activate:
             cmd = ["systemd-socket-activate", "-l", self.sock, "--fdname=qtomo",
                    "-E", "NOTIFY_SOCKET"] + cmd

@@ -3,6 +3,7 @@ client (client/python/qtomo_client.py) and raw frames. Run by ctest with QTOMOD,
 QTOMO_SRC in the environment; needs /usr/bin/python3 with python3-msgpack."""
 import json
 import os
+import platform
 import random
 import shutil
 import signal
@@ -96,12 +97,11 @@ class QtomodTest(unittest.TestCase):
         return d
 
     def test_ready_status_and_sigterm(self):
-        d = self.start()
+        d = self.start(interactive=None)  # the default pool: 2 batch and 1 interactive worker
         with d.client() as c:
             self.assertEqual(c.server_info["proto"], [1, 0])
             self.assertEqual(c.server_info["workers"], 2)
-            st = c.status()
-            self.assertEqual(st["n_workers"], 2)
+            self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 3), c.status())
         self.assertEqual(d.stop(), 0)
         self.assertTrue(any("STOPPING=1" in m for m in d.notify.msgs), d.notify.msgs)
         self.assertTrue(any(m.startswith("STATUS=") for m in d.notify.msgs))
@@ -750,7 +750,7 @@ class QtomodTest(unittest.TestCase):
         self.assertGreaterEqual(r["logged_oom"], 8, r)
         self.assertEqual(r["big"][0]["error"]["code"], -32003, r)
         self.assertIn("out of memory?", r["big"][0]["error"]["message"], r)
-        self.assertEqual(r["workers_after"], 2, r)
+        self.assertEqual(r["workers_after"], 3, r)  # 2 batch workers and the interactive one
 
     def test_worker_sigkill_mid_batch(self):
         d = self.start("--chunk", "4")
@@ -1193,12 +1193,35 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(st["totals"]["crashes"], 0)
         self.assertEqual(d.stop(), 0)
 
-    def test_interactive_worker(self):
-        # interactive-workers: an extra worker that takes only interactive work, at normal
-        # priority, while batch workers run at batch-nice. Live samples sent while a batch keeps
-        # the batch worker busy are all served by the interactive worker.
-        d = self.start("--interactive-workers", "1", "--batch-nice", "7", workers=1)
+    @staticmethod
+    def slice_ns(pid):
+        # The kernel's time slice of pid (/proc/PID/sched, se.slice), or None.
+        with open("/proc/%d/sched" % pid) as f:
+            for line in f:
+                if line.startswith("se.slice"):
+                    return int(line.split(":")[1])
+        return None
 
+    @classmethod
+    def custom_slices(cls):
+        # Whether this kernel keeps a slice asked with sched_setattr (EEVDF custom slices, Linux
+        # 6.12): asked of a child, then read back.
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        attr = struct.pack("=IIQiIQQQ", 48, 0, 0, 0, 0, 300000, 0, 0)
+        child = subprocess.Popen(["sleep", "30"])
+        try:
+            buf = ctypes.create_string_buffer(attr, len(attr))
+            if libc.syscall(314, child.pid, buf, 0) != 0:  # SYS_sched_setattr on x86-64
+                return False
+            return cls.slice_ns(child.pid) == 300000
+        finally:
+            child.kill()
+            child.wait()
+
+    def live_beside_batch(self, d, batch_nice):
+        # One batch worker at batch_nice and one interactive worker at nice 0: live samples
+        # sent while a batch keeps the batch worker busy are all served by the interactive one.
         def nice(pid):
             with open("/proc/%d/stat" % pid) as f:
                 return int(f.read().rsplit(")", 1)[1].split()[16])
@@ -1207,8 +1230,8 @@ class QtomodTest(unittest.TestCase):
             self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
             pids = [w["pid"] for w in c.stats()["workers"]]
             by_nice = {nice(p): p for p in pids}
-            self.assertEqual(sorted(by_nice), [0, 7])
-            live, batch = by_nice[0], by_nice[7]
+            self.assertEqual(sorted(by_nice), [0, batch_nice])
+            live, batch = by_nice[0], by_nice[batch_nice]
         cols = [[100.0 + ((a * 7 + k) % 13) for a in range(256)] for k in range(300)]
         done = {}
 
@@ -1235,6 +1258,28 @@ class QtomodTest(unittest.TestCase):
             jobs = {w["pid"]: w["jobs"] for w in c.stats()["workers"]}
             self.assertEqual((jobs[live], jobs[batch]), (5, 300))
         self.assertEqual(d.stop(), 0)
+
+    def test_interactive_worker(self):
+        # interactive-workers: an extra worker that takes only interactive work, at normal
+        # priority, while batch workers run at batch-nice.
+        self.live_beside_batch(self.start("--interactive-workers", "1", "--batch-nice", "7",
+                                          workers=1), 7)
+
+    def test_default_pool_has_an_interactive_worker(self):
+        # Without options the pool is --workers batch workers at nice 10 and one interactive
+        # worker, so that a live sample never waits for a batch item (issue 19). Where the
+        # kernel has custom time slices, the supervisor and the interactive worker ask for
+        # latency-slice-us (100 µs) and the batch workers keep the kernel's default.
+        d = self.start(workers=1, interactive=None)
+        if platform.machine() == "x86_64" and self.custom_slices():
+            with d.client() as c:
+                self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
+                pids = [w["pid"] for w in c.stats()["workers"]]
+            slices = sorted(self.slice_ns(p) for p in pids)
+            self.assertEqual(self.slice_ns(d.proc.pid), 100000)
+            self.assertEqual(slices[0], 100000, slices)
+            self.assertGreater(slices[1], 100000, slices)
+        self.live_beside_batch(d, 10)
 
     def test_design_put_custom(self):
         d = self.start("--chunk", "3")

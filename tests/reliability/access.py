@@ -33,7 +33,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
-from rel_common import children, wait_until  # noqa: E402
+from rel_common import children, pool_size, wait_until  # noqa: E402
 CLIENT = os.path.join(REPO, "client", "python")
 sys.path.insert(0, CLIENT)
 import qtomo_client as q  # noqa: E402
@@ -183,7 +183,7 @@ def main():
         if not wait_until(lambda: os.path.exists(sock) and len(children(proc.pid)) >= 2, 30):
             raise RuntimeError("qtomod did not start")
         with q.Client(sock, timeout=30) as c:
-            wait_until(lambda: c.status()["n_workers"] == 2, 30)
+            wait_until(lambda: c.status()["n_workers"] == pool_size(2), 30)
         st = os.stat(sock)
         fig["socket_mode"] = "%04o" % (st.st_mode & 0o7777)
         fig["socket_group"] = grp.getgrgid(st.st_gid).gr_name
@@ -223,7 +223,7 @@ def main():
         # Workers the daemon starts now map and build from scratch: they are traced too.
         with q.Client(sock, timeout=60) as c:
             c.reload()
-            wait_until(lambda: c.status()["n_workers"] == 2, 30)
+            wait_until(lambda: c.status()["n_workers"] == pool_size(2), 30)
             c.reconstruct([0.5, 0.5, 1.0, 0.0, 0.5, 0.5], design="mub", methods=("linear",))
         strace.terminate()
         strace.wait(30)

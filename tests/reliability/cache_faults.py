@@ -31,7 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
-from rel_common import children, columns, wait_until, wait_workers  # noqa: E402
+from rel_common import children, columns, pool_size, wait_until, wait_workers  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "client", "python"))
 import qtomo_client as q  # noqa: E402
 
@@ -56,7 +56,7 @@ class Daemon:
                                       "--cache-dir", self.cache, "--workers", str(workers),
                                       "--log-level", "6"],
                                      stderr=self.log, stdout=self.log)
-        wait_workers(q, self.sock, workers)
+        wait_workers(q, self.sock, pool_size(workers))
 
     def logtext(self):
         self.log.flush()

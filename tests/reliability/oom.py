@@ -33,7 +33,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
-from rel_common import columns, wait_until  # noqa: E402
+from rel_common import columns, pool_size, wait_until  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "client", "python"))
 import qtomo_client as q  # noqa: E402
 
@@ -175,7 +175,7 @@ def main():
         def ready():
             try:
                 with q.Client(sock, timeout=10) as c:
-                    return c.status()["n_workers"] == a.workers
+                    return c.status()["n_workers"] == pool_size(a.workers)
             except OSError:
                 return False
         if not wait_until(ready, 30):
@@ -259,7 +259,7 @@ def main():
                                           ans["error"]["code"] not in (q.WORKER_CRASHED,
                                                                        DEADLINE)):
                 fig["broke"].append("a large sample got %s" % ans)
-        if fig["daemon_up"] and (fig.get("workers_after") != a.workers or
+        if fig["daemon_up"] and (fig.get("workers_after") != pool_size(a.workers) or
                                  not fig.get("fresh_sample_ok")):
             fig["broke"].append("workers not replaced or a fresh sample failed")
         if not fig["oom_kills"] and not fig["logged_oom"]:

@@ -46,9 +46,19 @@ def wait_until(pred, timeout, step=0.02):
     return pred()
 
 
+# qtomod's default --interactive-workers: the harnesses run the default pool, whose status counts
+# the batch workers (--workers) and the interactive ones.
+INTERACTIVE_WORKERS = 1
+
+
+def pool_size(workers):
+    """Live workers of a qtomod started with --workers `workers` and defaults otherwise."""
+    return workers + INTERACTIVE_WORKERS
+
+
 def wait_workers(client_mod, sock, workers, timeout=30):
-    """Waits until the daemon on sock answers status with `workers` live workers; client_mod
-    is qtomo_client. RuntimeError after timeout seconds."""
+    """Waits until the daemon on sock answers status with `workers` live workers (the whole
+    pool: see pool_size); client_mod is qtomo_client. RuntimeError after timeout seconds."""
     end = time.time() + timeout
     while time.time() < end:
         try:
