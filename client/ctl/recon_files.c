@@ -82,8 +82,8 @@ void qctl_atomic_write(struct qctl_atomic *a, const void *data, size_t len)
 
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
-            a->err = -errno;
+        if (n <= 0)
+            a->err = n < 0 ? -errno : -EIO; /* 0 for a regular file: never, but no endless loop */
         else
             off += (size_t)n;
     }

@@ -378,7 +378,10 @@ int qctl_out_format(const struct recon *rc, struct qt_jw *jw, size_t sample,
         return -ENOMEM;
     }
     if (!table) {
-        fm->text = text.p; /* the caller's now */
+        /* The caller's now, at its size: samples waiting in the reorder slots keep it. */
+        char *p = realloc(text.p, text.len + 1);
+
+        fm->text = p ? p : text.p;
         fm->len = text.len;
     }
     return 0;
