@@ -596,6 +596,10 @@ int qd_set_slice(pid_t pid, unsigned us)
     _Static_assert(sizeof(a) == 48, "sched_attr, version 0");
     if (policy < 0)
         return -errno;
+    if (policy & SCHED_RESET_ON_FORK) { /* systemd's CPUSchedulingResetOnFork=: kept */
+        policy &= ~SCHED_RESET_ON_FORK;
+        a.flags = 0x01; /* SCHED_FLAG_RESET_ON_FORK */
+    }
     if (policy != SCHED_OTHER && policy != SCHED_BATCH)
         return 0; /* an administrator's real-time or idle policy stays */
     errno = 0;
@@ -616,13 +620,17 @@ int qd_set_slice(pid_t pid, unsigned us)
  * a batch worker goes back to the kernel's default. Best effort. */
 static void worker_priority(struct sup *s, const struct worker *w, bool reserved)
 {
+    static bool warned; /* once: a kernel or filter that refuses does so for every worker */
     unsigned us = reserved ? s->conf.latency_slice_us : 0;
     int r;
 
     if (!s->conf.interactive_workers)
         return;
-    if (s->conf.latency_slice_us && (r = qd_set_slice(w->pid, us)) < 0)
-        qd_warn("worker %d: cannot set a %u µs time slice: %s", w->pid, us, strerror(-r));
+    if (s->conf.latency_slice_us && (r = qd_set_slice(w->pid, us)) < 0 && !warned) {
+        warned = true;
+        qd_warn("worker %d: cannot set a %u µs time slice: %s (not tried again)", w->pid, us,
+                strerror(-r));
+    }
     if (!reserved && s->conf.batch_nice &&
         setpriority(PRIO_PROCESS, (id_t)w->pid, (int)s->conf.batch_nice) < 0)
         qd_warn("worker %d: cannot set nice %u: %s", w->pid, s->conf.batch_nice, strerror(errno));

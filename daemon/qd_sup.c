@@ -220,11 +220,17 @@ static int listen_socket(struct sup *s)
  * time slice too; without, or with latency-slice-us 0, the kernel's default. Best effort. */
 static void sup_slice(struct sup *s)
 {
+    static unsigned now; /* the slice asked for (0: never asked, the kernel's) */
     unsigned us = s->conf.interactive_workers ? s->conf.latency_slice_us : 0;
-    int r = qd_set_slice(0, us);
+    int r;
 
-    if (r < 0)
+    if (us == now)
+        return;
+    if ((r = qd_set_slice(0, us)) < 0) {
         qd_warn("cannot set a %u µs time slice: %s", us, strerror(-r));
+        return;
+    }
+    now = us;
 }
 
 int qd_sup_reload(struct sup *s, char *err, size_t errlen)

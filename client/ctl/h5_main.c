@@ -2,7 +2,6 @@
  * qtomoctl runs it for `reconstruct -o DIR --hdf5` (h5_spawn.c), so that qtomoctl does not link
  * HDF5; installed in libexec, not meant to be run by hand. Exit 0, or 1 after printing why. */
 #include <stdio.h>
-#include <string.h>
 
 #include "qctl.h"
 #include "recon.h"
@@ -10,11 +9,11 @@
 int main(int argc, char **argv)
 {
     qctl_progname = "qtomoctl"; /* its messages are qtomoctl's */
-    if (argc != 2 || argv[1][0] == '\0' || strcmp(argv[1], "--help") == 0) {
+    if (argc != 2 || argv[1][0] == '\0') { /* no options: DIR may be any name */
         fprintf(stderr, "usage: qtomo-h5 DIR\n"
                         "writes DIR/results.h5 from DIR/records.jsonl and DIR/run.json; "
                         "qtomoctl reconstruct -o DIR --hdf5 runs it\n");
-        return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+        return 2;
     }
     return qctl_write_h5(argv[1]) < 0 ? 1 : 0;
 }

@@ -5,6 +5,7 @@
  * itself (recon_h5.c). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,26 +39,50 @@ static int helper_path(char *out, size_t len)
     return -ENOENT;
 }
 
-/* Runs path with argv and waits: 0 and its wait status, or a negative error (printed). */
+/* Runs path with argv and waits: 0 and its wait status, or a negative error (printed). The
+ * child starts with SIGINT, SIGTERM, SIGHUP and SIGQUIT blocked: qtomoctl treats those as "stop
+ * after the current sample, then finish the files", and a Ctrl-C on the terminal reaches the
+ * whole process group, so the file being written is finished rather than left half-made
+ * (qtomoctl waits; SIGKILL still ends it). SIGCHLD is the default while we wait: a parent that
+ * ignores it would make the kernel reap the child and waitpid fail. */
 static int run(const char *path, char *const argv[], int *ret_status)
 {
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
+    posix_spawnattr_t at;
+    sigset_t mask;
     pid_t pid;
     int r;
 
-    fflush(NULL); /* what we buffered goes out before anything the child prints */
-    r = posix_spawn(&pid, path, NULL, NULL, argv, environ);
-    if (r != 0) {
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGQUIT);
+    if ((r = posix_spawnattr_init(&at)) != 0) {
         qctl_err("cannot run %s: %s", path, strerror(r));
         return -r;
     }
-    while (waitpid(pid, ret_status, 0) < 0) {
-        if (errno != EINTR) {
-            r = -errno;
-            qctl_err("cannot wait for %s: %s", path, strerror(errno));
-            return r;
+    (void)posix_spawnattr_setsigmask(&at, &mask);
+    (void)posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+    sigemptyset(&dfl.sa_mask);
+    (void)sigaction(SIGCHLD, &dfl, &old);
+    fflush(NULL); /* what we buffered goes out before anything the child prints */
+    r = posix_spawn(&pid, path, NULL, &at, argv, environ);
+    posix_spawnattr_destroy(&at);
+    if (r != 0) {
+        qctl_err("cannot run %s: %s", path, strerror(r));
+        r = -r;
+    } else {
+        while (waitpid(pid, ret_status, 0) < 0) {
+            if (errno != EINTR) {
+                r = -errno;
+                qctl_err("cannot wait for %s: %s", path, strerror(errno));
+                break;
+            }
         }
     }
-    return 0;
+    (void)sigaction(SIGCHLD, &old, NULL);
+    return r;
 }
 
 int qctl_write_h5(const char *dir)

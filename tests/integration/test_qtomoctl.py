@@ -2020,6 +2020,27 @@ class QtomoctlTest(unittest.TestCase):
         self.assertEqual([f for f in os.listdir(os.path.join(out2, "plots")) if "spectral" in f],
                          [])
 
+    def test_hdf5_helper(self):
+        # results.h5 is written by the helper qtomo-h5 that qtomoctl runs: a parent that
+        # ignores SIGCHLD (inherited across exec) must not lose its exit status, and a qtomoctl
+        # without its helper says so and fails instead of leaving no results.h5 silently.
+        out = self.path("h5ign")
+        p = subprocess.run([QTOMOCTL, "reconstruct", BELL4, "--local", "-o", out, "--hdf5",
+                            "--method", "linear"], capture_output=True, env=LOCAL_ENV,
+                           timeout=50,
+                           preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+        self.assertExit(p, 0, "--hdf5 with SIGCHLD ignored")
+        with open(os.path.join(out, "results.h5"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89HDF\r\n\x1a\n")
+        alone = self.path("alone")
+        os.makedirs(alone)
+        shutil.copy(QTOMOCTL, alone)
+        p = subprocess.run([os.path.join(alone, "qtomoctl"), "reconstruct", BELL4, "--local",
+                            "-o", self.path("h5none"), "--hdf5", "--method", "linear"],
+                           capture_output=True, env=LOCAL_ENV, timeout=50)
+        self.assertExit(p, 1, "--hdf5 without the helper")
+        self.assertIn(b"qtomo-h5", p.stderr)
+
     def test_hdf5_spectral(self):
         # --spectral fields are datasets of results.h5 too, equal to the records'.
         out = self.path("h5spec")

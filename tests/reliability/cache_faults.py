@@ -31,7 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
-from rel_common import children, columns, pool_size, wait_until, wait_workers  # noqa: E402
+from rel_common import children, columns, wait_until, wait_workers  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "client", "python"))
 import qtomo_client as q  # noqa: E402
 
@@ -54,9 +54,12 @@ class Daemon:
         self.log = open(os.path.join(self.dir, "log"), "w+")
         self.proc = subprocess.Popen([qtomod, "--config", "/dev/null", "--socket", self.sock,
                                       "--cache-dir", self.cache, "--workers", str(workers),
-                                      "--log-level", "6"],
+                                      # only batch workers: force_reopen kills an idle worker
+                                      # so that a new one maps the file, and an interactive
+                                      # worker, idle during batches, would never map it
+                                      "--interactive-workers", "0", "--log-level", "6"],
                                      stderr=self.log, stdout=self.log)
-        wait_workers(q, self.sock, pool_size(workers))
+        wait_workers(q, self.sock, workers)
 
     def logtext(self):
         self.log.flush()
