@@ -614,13 +614,32 @@ int qd_set_slice(pid_t pid, unsigned us)
     return 0;
 }
 
+int qd_set_idle(pid_t pid)
+{
+    struct sched_param sp = {0};
+    int policy = sched_getscheduler(pid), keep;
+
+    if (policy < 0)
+        return -errno;
+    keep = policy & SCHED_RESET_ON_FORK;
+    policy &= ~SCHED_RESET_ON_FORK;
+    if (policy != SCHED_OTHER && policy != SCHED_BATCH)
+        return 0; /* an administrator's real-time or idle policy stays */
+    if (sched_setscheduler(pid, SCHED_IDLE | keep, &sp) < 0)
+        return -errno;
+    return 0;
+}
+
 /* With interactive workers, a batch worker runs at batch-nice and an interactive one asks for a
  * short time slice (latency-slice-us), so that the kernel runs an interactive item first on a
  * machine whose cores batches keep busy. A worker inherits the supervisor's slice (sup_slice):
- * a batch worker goes back to the kernel's default. Best effort. */
+ * a batch worker goes back to the kernel's default. With batch-idle, a batch worker also runs
+ * under SCHED_IDLE: on an EEVDF kernel a woken task that ran more than its share lately is not
+ * eligible and waits for the next tick (4 ms at HZ = 250) behind a nice-10 batch worker, but
+ * preempts an idle-policy one at once. Best effort. */
 static void worker_priority(struct sup *s, const struct worker *w, bool reserved)
 {
-    static bool warned; /* once: a kernel or filter that refuses does so for every worker */
+    static bool warned, idle_warned; /* once: a kernel or filter that refuses, always does */
     unsigned us = reserved ? s->conf.latency_slice_us : 0;
     int r;
 
@@ -628,12 +647,16 @@ static void worker_priority(struct sup *s, const struct worker *w, bool reserved
         return;
     if (s->conf.latency_slice_us && (r = qd_set_slice(w->pid, us)) < 0 && !warned) {
         warned = true;
-        qd_warn("worker %d: cannot set a %u µs time slice: %s (not tried again)", w->pid, us,
+        qd_warn("worker %d: cannot set a %u µs time slice: %s (not logged again)", w->pid, us,
                 strerror(-r));
     }
     if (!reserved && s->conf.batch_nice &&
         setpriority(PRIO_PROCESS, (id_t)w->pid, (int)s->conf.batch_nice) < 0)
         qd_warn("worker %d: cannot set nice %u: %s", w->pid, s->conf.batch_nice, strerror(errno));
+    if (!reserved && s->conf.batch_idle && (r = qd_set_idle(w->pid)) < 0 && !idle_warned) {
+        idle_warned = true;
+        qd_warn("worker %d: cannot set SCHED_IDLE: %s (not logged again)", w->pid, strerror(-r));
+    }
 }
 
 void qd_pool_fill(struct sup *s)

@@ -1281,6 +1281,27 @@ class QtomodTest(unittest.TestCase):
             self.assertGreater(slices[1], 100000, slices)
         self.live_beside_batch(d, 10)
 
+    def test_batch_idle(self):
+        # batch-idle 1: batch workers under SCHED_IDLE, the interactive one and the supervisor
+        # under SCHED_OTHER; both kinds of work are served. The batch is small: an idle-policy
+        # worker gets almost no CPU while other processes keep this machine's cores busy.
+        d = self.start("--batch-idle", "1", workers=1, interactive=None)
+        with d.client() as c:
+            self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
+            pids = [w["pid"] for w in c.stats()["workers"]]
+            policies = sorted(os.sched_getscheduler(p) for p in pids)
+            self.assertEqual(policies, sorted([os.SCHED_OTHER, os.SCHED_IDLE]))
+            self.assertEqual(os.sched_getscheduler(d.proc.pid), os.SCHED_OTHER)
+            cols = [[100.0 + k + a for a in range(16)] for k in range(20)]
+            done = dict(c.submit(cols, design="nopovm", dim=4, methods=["linear"]))
+            self.assertEqual(sorted(done), list(range(20)))
+            self.assertTrue(all(r[0]["status"] == "ok" for r in done.values()))
+            r = c.reconstruct(cols[0], design="nopovm", dim=4, methods=["linear"])
+            self.assertEqual(r["results"][0]["status"], "ok")
+            jobs = {os.sched_getscheduler(w["pid"]): w["jobs"] for w in c.stats()["workers"]}
+            self.assertEqual(jobs, {os.SCHED_IDLE: 20, os.SCHED_OTHER: 1})
+        self.assertEqual(d.stop(), 0)
+
     def test_design_put_custom(self):
         d = self.start("--chunk", "3")
         text = json.dumps(PAULI6)
