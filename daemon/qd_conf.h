@@ -33,7 +33,8 @@
     X("batch-idle", U, batch_idle, "0", 0, 1,                                                      \
       "with interactive workers: 1 runs batch workers under SCHED_IDLE, so that any other task, "  \
       "a live sample's included, preempts them at once; they then get CPU time only when nothing " \
-      "else wants it (for a server that takes live samples and runs nothing else busy)")          \
+      "else wants it, and beside a busy process their items can reach item-timeout-ms (for a "     \
+      "server that takes live samples and runs nothing else busy)")                               \
     X("latency-slice-us", U, latency_slice_us, "100", 0, 100000,                                   \
       "with interactive workers: the CPU time slice the supervisor and interactive workers ask "   \
       "of the kernel (EEVDF, Linux 6.12 and later; older kernels ignore it), so that they preempt " \

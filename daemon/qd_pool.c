@@ -617,15 +617,13 @@ int qd_set_slice(pid_t pid, unsigned us)
 int qd_set_idle(pid_t pid)
 {
     struct sched_param sp = {0};
-    int policy = sched_getscheduler(pid), keep;
+    int policy = sched_getscheduler(pid);
 
     if (policy < 0)
         return -errno;
-    keep = policy & SCHED_RESET_ON_FORK;
-    policy &= ~SCHED_RESET_ON_FORK;
     if (policy != SCHED_OTHER && policy != SCHED_BATCH)
         return 0; /* an administrator's real-time or idle policy stays */
-    if (sched_setscheduler(pid, SCHED_IDLE | keep, &sp) < 0)
+    if (sched_setscheduler(pid, SCHED_IDLE, &sp) < 0)
         return -errno;
     return 0;
 }

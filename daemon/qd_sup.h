@@ -199,8 +199,9 @@ void qd_pool_spawn(struct sup *s, bool reserved);
  * policy and nice; leaves a policy other than SCHED_OTHER or SCHED_BATCH alone. Returns 0 or a
  * negative errno. */
 int qd_set_slice(pid_t pid, unsigned us);
-/* Puts process pid under SCHED_IDLE (keeping SCHED_RESET_ON_FORK), unless an administrator gave
- * it a policy other than SCHED_OTHER or SCHED_BATCH. Returns 0 or a negative errno. */
+/* Puts process pid under SCHED_IDLE, unless an administrator gave it a policy other than
+ * SCHED_OTHER or SCHED_BATCH (a spawned worker never has SCHED_RESET_ON_FORK: the kernel clears
+ * it in the child). Returns 0 or a negative errno. */
 int qd_set_idle(pid_t pid);
 /* Spawns workers until there are conf.workers batch and conf.interactive_workers interactive
  * ones alive. */
