@@ -407,6 +407,7 @@ enum qt_cf_fault qt_cf_check(const void *buf, size_t buflen, uint64_t file_len, 
         uint64_t off = get64(h, e + 8), bytes = get64(h, e + 16);
 
         if (id == 0 || id >= _S_MAX || seen[id] || off % QT_CF_ALIGN != 0 || off < end ||
+            off > fsize || bytes == 0 ||
             bytes != expected_bytes((enum sect_id)id, d, m, ng, ds, pc, flags & F_PINV_LOWER,
                                     mixk) ||
             bytes > fsize - off)
@@ -421,6 +422,10 @@ enum qt_cf_fault qt_cf_check(const void *buf, size_t buflen, uint64_t file_len, 
     if (!seen[S_GROUPS] || !seen[S_H] || !seen[S_SV] ||
         (!seen[S_KETS] && !seen[S_ELEMS] && kind != QT_DESIGN_PAULI))
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "required sections missing"), QT_CF_CORRUPT;
+    if (seen[S_PINV] != (pc != 0) || (pc != 0 && pc != m))
+        return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0,
+                           "inverse section does not match its column count"),
+               QT_CF_CORRUPT;
     if (seen[S_MIX] != (mixkind != 0) ||
         seen[S_MIX_KETS] != (mixkind == 1u + QT_DESIGN_MUB))
         return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "mixing sections do not match the header"),

@@ -21,6 +21,7 @@
 
 #include "qt_rmrf.h"
 #include "cache/qt_cache.h"
+#include "cache/qt_cachefile.h"
 #include "num/qt_design.h"
 #include "num/qt_detector.h"
 #include "num/qt_estimate.h"
@@ -1308,7 +1309,72 @@ static void test_warm(void **state)
     drop_tmpdir(dir);
 }
 
+/* The header check on an image whose header checksum matches but whose inverse section does
+ * not fit: a fuzz input had an empty inverse section at an offset far past the file (0 columns),
+ * and the dense inverse then read m columns from there. Section table as in section_byte. */
+static void check_pinv_edit(const unsigned char *img, size_t size, uint64_t cols, uint64_t off,
+                            uint64_t bytes)
+{
+    unsigned char *h = aligned_alloc(64, (size + 63) / 64 * 64);
+    uint32_t n;
+    uint64_t sum;
+    bool found = false;
+
+    assert_non_null(h);
+    memcpy(h, img, size);
+    memcpy(&n, h + 236, sizeof(n));
+    for (uint32_t i = 0; i < n; i++) {
+        unsigned char *e = h + 240 + 32 * i;
+        uint32_t id;
+
+        memcpy(&id, e, sizeof(id));
+        if (id != 7) /* the inverse (FORMAT.md) */
+            continue;
+        found = true;
+        if (off)
+            memcpy(e + 8, &off, sizeof(off));
+        memcpy(e + 16, &bytes, sizeof(bytes));
+    }
+    assert_true(found);
+    memcpy(h + 96, &cols, sizeof(cols));
+    sum = XXH3_64bits(h, 1016);
+    memcpy(h + 1016, &sum, sizeof(sum));
+    assert_int_equal(qt_cf_check(h, size, size, false, NULL, NULL), QT_CF_CORRUPT);
+    free(h);
+}
+
+static void test_corrupt_inverse_columns(void **state)
+{
+    char *dir = make_tmpdir(), name[96], path[4096];
+    struct qt_cache *c = open_cache(dir, 0, NULL);
+    unsigned char *img;
+    struct stat st;
+    int fd;
+
+    (void)state;
+    assert_ok(qt_cache_ensure(c, QT_DESIGN_SIC, 2, NULL, NULL, &diag));
+    qt_cache_close(c);
+    entry_name("sic", 2, name, sizeof(name));
+    join(path, sizeof(path), dir, name);
+    assert_int_equal(stat(path, &st), 0);
+    img = aligned_alloc(64, ((size_t)st.st_size + 63) / 64 * 64);
+    assert_non_null(img);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    pread_full(fd, img, (size_t)st.st_size, 0);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(qt_cf_check(img, (size_t)st.st_size, (uint64_t)st.st_size, true, NULL, NULL),
+                     QT_CF_OK);
+    /* no columns, an empty section far past the end */
+    check_pinv_edit(img, (size_t)st.st_size, 0, (uint64_t)1 << 62, 0);
+    /* fewer columns than outcomes (sic d = 2: m = 4), the section sized to match */
+    check_pinv_edit(img, (size_t)st.st_size, 3, 0, 4 * 3 * 16);
+    free(img);
+    drop_tmpdir(dir);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_corrupt_inverse_columns),
     cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_round_trip_custom),
     cmocka_unit_test(test_round_trip_mixed),
     cmocka_unit_test(test_corrupt_truncated),   cmocka_unit_test(test_corrupt_header_byte),
