@@ -13,6 +13,7 @@
 #include "qt_lapack.h"
 #include "qt_mat.h"
 #include "qt_newton.h"
+#include "qt_sum.h"
 
 /* Support of H: eigenvalues above this times the largest (as qt_whiten's default). */
 #define SUPPORT_REL 1e-10
@@ -341,7 +342,7 @@ static int bg_adjoint(void *ctx, struct qt_ws *ws, const double *v, double compl
 static double bg_phi(void *ctx, const double *q, double *d1, double *d2)
 {
     struct bgctx *c = ctx;
-    double F = 0.0;
+    struct qt_sum F = {0.0, 0.0}; /* compensated, as in qt_est_mle */
 
     for (size_t a = 0; a < c->W->m; a++) {
         double w = c->w[a], p = q[a] + c->bp[a];
@@ -351,16 +352,16 @@ static double bg_phi(void *ctx, const double *q, double *d1, double *d2)
 
             if (!(p > 0.0))
                 return INFINITY;
-            F += (p - w) - w * (fabs(u) < 0.5 ? log1p(u) : log(p / w));
+            qt_sum_add(&F, (p - w) - w * (fabs(u) < 0.5 ? log1p(u) : log(p / w)));
         } else {
-            F += p;
+            qt_sum_add(&F, p);
         }
         if (d1)
             d1[a] = w > 0.0 ? 1.0 - w / p : 1.0;
         if (d2)
             d2[a] = w > 0.0 ? w / (p * p) : 0.0;
     }
-    return F;
+    return qt_sum_value(&F);
 }
 
 /* The certificate per count from the solver's G = TRACE_CAP blockdiag(-G~, 0) and q:

@@ -10,6 +10,7 @@
 #include "num/qt_estimate.h"
 #include "num/qt_metrics.h"
 #include "num/qt_rng.h"
+#include "num/qt_sum.h"
 #include "qt_refcases.h"
 #include "qt_test.h"
 
@@ -201,6 +202,29 @@ static void test_certificate_bounds_gap(void **state)
 
 /* Data given as per-group probabilities (equal group weights) and as counts with equal group
  * totals describe the same likelihood: same estimate. */
+/* The likelihood's sum over outcomes is compensated: small terms that a plain sum rounds away
+ * one by one are kept, and so is a term between two that cancel (Neumaier's case, where
+ * Kahan's loses it). Both results are exact in binary; the tolerances are one ulp, far below
+ * the effects checked. */
+static void test_compensated_sum(void **state)
+{
+    struct qt_sum a = {0.0, 0.0}, b = {0.0, 0.0};
+    double plain = 1.0;
+
+    (void)state;
+    qt_sum_add(&a, 1.0);
+    for (int i = 0; i < 1 << 20; i++) {
+        qt_sum_add(&a, 0x1p-60);
+        plain += 0x1p-60;
+    }
+    assert_true(fabs(plain - 1.0) < 0x1p-52); /* all 2^-40 lost: what the solver saw before */
+    assert_true(fabs(qt_sum_value(&a) - (1.0 + 0x1p-40)) < 0x1p-52);
+    qt_sum_add(&b, 1e16);
+    qt_sum_add(&b, 1.0);
+    qt_sum_add(&b, -1e16);
+    assert_true(fabs(qt_sum_value(&b) - 1.0) < 0x1p-52);
+}
+
 static void test_counts_and_probabilities(void **state)
 {
     struct qt_ws ws = QT_WS_INIT;
@@ -306,6 +330,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_certificate_bounds_gap),
     cmocka_unit_test(test_gap_units_under_scaling),
     cmocka_unit_test(test_counts_and_probabilities),
+    cmocka_unit_test(test_compensated_sum),
     cmocka_unit_test(test_limits_and_errors),
 };
 
