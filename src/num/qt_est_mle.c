@@ -79,7 +79,7 @@ static int certificate(struct qt_ws *ws, size_t n, const double complex *G, doub
 }
 
 static bool mle_converged(void *ctx, struct qt_ws *ws, const double complex *rho, const double *q,
-                          double F, const double complex *G, double gnorm)
+                          double F, const double complex *G, double gnorm, unsigned work)
 {
     struct mle *c = ctx;
 
@@ -88,7 +88,7 @@ static bool mle_converged(void *ctx, struct qt_ws *ws, const double complex *rho
         c->gap = INFINITY;
     /* Polished past gap_tol while that makes progress (e.g. never less likely than the
      * origin's long RrhoR runs). */
-    return qt_polish_done(&c->polish, c->gap, c->gap_tol);
+    return qt_polish_done(&c->polish, c->gap, c->gap_tol, work);
 }
 
 /* The certificate at the final sigma, recomputed so that it belongs to the state reported. */
@@ -134,7 +134,7 @@ int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, c
     double *w = qt_ws_alloc_n(ws, m, sizeof(double));
     double complex *s0 = qt_ws_alloc_n(ws, n * n, sizeof(*s0));
     double complex *sig = qt_ws_alloc_n(ws, n * n, sizeof(*sig));
-    struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, {0, 0, INFINITY}};
+    struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, QT_POLISH_INIT};
     struct qt_newton_problem pb = {n, m, &ctx, mle_forward, mle_adjoint, mle_phi, mle_converged};
     struct qt_newton_result nr;
     int r;

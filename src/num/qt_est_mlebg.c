@@ -392,14 +392,14 @@ static int gap_newton(struct bgctx *c, struct qt_ws *ws, const double *q, const 
 }
 
 static bool bg_converged(void *ctx, struct qt_ws *ws, const double complex *rho, const double *q,
-                         double F, const double complex *G, double gnorm)
+                         double F, const double complex *G, double gnorm, unsigned work)
 {
     struct bgctx *c = ctx;
 
     (void)rho, (void)F, (void)gnorm;
     if (gap_newton(c, ws, q, G, &c->gap) < 0)
         c->gap = INFINITY;
-    return qt_polish_done(&c->polish, c->gap, c->gap_tol); /* as qt_est_mle */
+    return qt_polish_done(&c->polish, c->gap, c->gap_tol, work); /* as qt_est_mle */
 }
 
 /* rho = I/d, the answer for Y = 0 (sigma = 0). */
@@ -438,7 +438,7 @@ static int solve(const struct bgw *W, struct qt_ws *ws, const double *beta, cons
                       .bp = bp,
                       .gap_tol = o->gap_tol,
                       .gap = INFINITY,
-                      .polish = {0, 0, INFINITY}};
+                      .polish = QT_POLISH_INIT};
     struct qt_newton_problem pb = {n, m, &c, bg_forward, bg_adjoint, bg_phi, bg_converged};
     struct qt_newton_result nr;
     int r;

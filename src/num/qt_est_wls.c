@@ -59,12 +59,12 @@ static double wls_phi(void *ctx, const double *q, double *d1, double *d2)
 /* scipy's L-BFGS-B rules, which the origin used: gradient small, or relative reduction of the
  * objective below ftol. */
 static bool wls_converged(void *ctx, struct qt_ws *ws, const double complex *rho, const double *q,
-                          double F, const double complex *G, double gnorm)
+                          double F, const double complex *G, double gnorm, unsigned work)
 {
     struct wls *c = ctx;
     double prev = c->F_prev;
 
-    (void)ws, (void)rho, (void)q, (void)G;
+    (void)ws, (void)rho, (void)q, (void)G, (void)work;
     c->F_prev = F;
     if (gnorm <= c->gtol) {
         c->reason = 1;

@@ -584,7 +584,8 @@ int qt_newton_solve(const struct qt_newton_problem *pb, struct qt_ws *ws,
         if (r < 0)
             break;
         res.gnorm = max_abs(st.nn, st.g);
-        if (pb->converged && pb->converged(pb->ctx, ws, st.rho, st.q, st.F, st.G, res.gnorm)) {
+        if (pb->converged && pb->converged(pb->ctx, ws, st.rho, st.q, st.F, st.G, res.gnorm,
+                                           st.hessvecs + st.evals)) {
             res.status = QT_NEWTON_CONVERGED;
             break;
         }
