@@ -439,7 +439,8 @@ static int solve(const struct bgw *W, struct qt_ws *ws, const double *beta, cons
                       .gap_tol = o->gap_tol,
                       .gap = INFINITY,
                       .polish = QT_POLISH_INIT};
-    struct qt_newton_problem pb = {n, m, &c, bg_forward, bg_adjoint, bg_phi, bg_converged};
+    struct qt_newton_problem pb = {n,          m,      &c,           bg_forward,
+                                   bg_adjoint, bg_phi, bg_converged, .backtrack = true};
     struct qt_newton_result nr;
     int r;
 

@@ -118,8 +118,8 @@ int qt_est_wls(const struct qt_design *des, struct qt_ws *ws, const double *y, c
     struct qt_ws_mark mark = qt_ws_mark(ws);
     double *fw = qt_ws_alloc_n(ws, des->m, sizeof(double));
     struct wls ctx = {des, fw, opts->wls.min_expected_clip, opts->wls.ftol, opts->wls.gtol, NAN, 0};
-    struct qt_newton_problem pb = {des->d,      des->m,  &ctx,         wls_forward,
-                                   wls_adjoint, wls_phi, wls_converged};
+    struct qt_newton_problem pb = {des->d,      des->m,  &ctx,          wls_forward,
+                                   wls_adjoint, wls_phi, wls_converged, .backtrack = false};
     struct qt_newton_result nr;
     int r;
 

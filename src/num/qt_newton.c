@@ -350,9 +350,10 @@ static int trial_gnorm(struct nt *st, double *ret)
     return 0;
 }
 
-/* shift - lambda_min(X): with X = G and shift = s = Tr(G rho), the gap of the convex problem
- * in rho (F - min F <= Tr(G rho) - lambda_min(G), as in Frank-Wolfe), which unlike the
- * gradient in A also sees the directions that A does not span. */
+/* -lambda_min(X - shift I): with X = G and shift = s = Tr(G rho), the gap of the convex
+ * problem in rho (F - min F <= Tr(G rho) - lambda_min(G), as in Frank-Wolfe), which unlike the
+ * gradient in A also sees the directions that A does not span. Both points of a comparison
+ * go through the same formula (a trial's G - s I comes with shift 0). */
 static int rho_gap(struct nt *st, const double complex *X, double shift, double *ret)
 {
     struct qt_ws_mark mark = qt_ws_mark(st->ws);
@@ -362,9 +363,11 @@ static int rho_gap(struct nt *st, const double complex *X, double shift, double 
 
     if (w && Y) {
         memcpy(Y, X, st->nn * sizeof(*Y));
+        for (size_t i = 0; i < st->n; i++)
+            Y[i + st->n * i] -= shift;
         r = qt_zheev(st->ws, false, st->n, Y, st->n, w);
         if (r >= 0)
-            *ret = shift - w[0];
+            *ret = -w[0];
     }
     qt_ws_release(st->ws, mark);
     return r;
@@ -537,7 +540,7 @@ static int tr_step(struct nt *st, double gnorm, double *delta, bool *stuck, int 
             return 0;
         ratio = (g2 < gnorm || v2 < v) && ared >= -64.0 * DBL_EPSILON * fabs(st->F) ? 1.0 : -1.0;
     }
-    bool back = !noise && !(ratio > 1e-4) && pred > 0.0;
+    bool back = st->pb->backtrack && !noise && !(ratio > 1e-4) && pred > 0.0;
     if (back) {
         double tau;
 

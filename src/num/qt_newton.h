@@ -37,6 +37,11 @@ struct qt_newton_problem {
      * products plus objective evaluations). Returns true to stop (converged); may be NULL. */
     bool (*converged)(void *ctx, struct qt_ws *ws, const double complex *rho, const double *q,
                       double F, const double complex *G, double gnorm, unsigned work);
+    /* Retry a rejected step shortened along its direction before a new model (see backtrack
+     * in qt_newton.c). Only for problems that stop on a certificate: a shortened step's small
+     * reduction of F would meet a stopping rule on the reduction of F (WLS's ftol) early, at a
+     * worse point. */
+    bool backtrack;
 };
 
 enum qt_newton_status {

@@ -8,6 +8,7 @@
 
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
+#include "num/qt_rng.h"
 #include "qt_refcases.h"
 #include "qt_test.h"
 
@@ -84,6 +85,47 @@ static void test_nopovm_normalisation(void **state)
     qt_ws_done(&ws);
 }
 
+/* WLS stops on the origin's relative reduction of the objective (ftol), so the solver must not
+ * shorten rejected steps for it (backtracking is for the certified MLE): a step cut to 0.001 of
+ * its length lowered the objective by less than ftol and stopped this pure mub d = 4 fit after
+ * 3 iterations, 0.6 % above the objective that the full steps reach in 10. */
+static void test_stops_on_full_steps(void **state)
+{
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_design *des = NULL;
+    double complex rho[16];
+    double y[20];
+    struct qt_result res, tight;
+    struct qt_opts opts;
+    struct qt_rng rng;
+
+    (void)state;
+    assert_int_equal(qt_design_new(QT_DESIGN_MUB, 4, &des, NULL), 0);
+    assert_int_equal(des->m, 20);
+    assert_int_equal(qt_result_init(&res, 4), 0);
+    assert_int_equal(qt_result_init(&tight, 4), 0);
+    qt_rng_seed(&rng, 12);
+    for (int k = 0; k < 3; k++) { /* the third draw: 10^6 counts per basis */
+        qt_rng_state(&rng, 4, 1, rho);
+        assert_int_equal(qt_rng_simulate(&rng, des, &ws, rho,
+                                         k == 0   ? 100
+                                         : k == 1 ? 10000
+                                                  : 1000000,
+                                         y),
+                         0);
+    }
+    qt_opts_init(&opts);
+    assert_int_equal(qt_estimate(des, &ws, QT_METHOD_WLS, y, 20, &opts, &res), 0);
+    opts.wls.ftol = opts.wls.gtol = 1e-15;
+    opts.wls.max_iterations = 1000;
+    assert_int_equal(qt_estimate(des, &ws, QT_METHOD_WLS, y, 20, &opts, &tight), 0);
+    assert_true(res.mt.objective <= tight.mt.objective * (1.0 + 1e-3));
+    qt_result_done(&tight);
+    qt_result_done(&res);
+    qt_design_free(des);
+    qt_ws_done(&ws);
+}
+
 static void test_limits(void **state)
 {
     struct qt_ws ws = QT_WS_INIT;
@@ -118,6 +160,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cases_json),
     cmocka_unit_test(test_nopovm_normalisation),
     cmocka_unit_test(test_limits),
+    cmocka_unit_test(test_stops_on_full_steps),
 };
 
 QT_TEST_MAIN(tests)
