@@ -35,6 +35,9 @@
  * preconditioning, 1e-2 is 2-3x faster than that, 1e-1 and 1e-3 leave stalls, 1e-6 is 10x
  * slower (the scaled system is then as ill-conditioned as the unscaled one, the other way). */
 #define PRECOND_TAU 1e-2
+/* Accepted steps at rounding level without a new least gap in rho before only a lower gap is
+ * accepted (see tr_step). */
+#define STALE_STEPS 3
 /* Objective evaluations along a rejected step at most, before a new CG solve (see backtrack). */
 #define BACKTRACKS 3
 
@@ -56,6 +59,10 @@ struct nt {
     double *sc;              /* column scaling of the CG variables (preconditioner) */
     unsigned evals, hessvecs;
     bool noisy; /* the last step's change of F was at rounding level */
+    /* Steps at rounding level (see tr_step): the least gap in rho seen, and how many accepted
+     * steps in a row did not take it 10 % lower. */
+    double vbest;
+    unsigned stale;
 };
 
 static double rdot(size_t len, const double complex *x, const double complex *y)
@@ -538,7 +545,16 @@ static int tr_step(struct nt *st, double gnorm, double *delta, bool *stuck, int 
             *err = rho_gap(st, st->G, st->s, &v);
         if (*err < 0)
             return 0;
-        ratio = (g2 < gnorm || v2 < v) && ared >= -64.0 * DBL_EPSILON * fabs(st->F) ? 1.0 : -1.0;
+        /* Either measure alone can cycle: on pauli 8-qubit mixed seed 2026 sample 8, steps took
+         * the gap from 2.7e-10 to 1.8e-10 and back, each lowering one measure, for 500
+         * iterations. After STALE_STEPS accepted steps without a new least gap, only a lower
+         * gap is accepted, which cannot cycle. */
+        bool better = st->stale >= STALE_STEPS ? v2 < v : g2 < gnorm || v2 < v;
+        ratio = better && ared >= -64.0 * DBL_EPSILON * fabs(st->F) ? 1.0 : -1.0;
+        if (ratio > 0.0) {
+            st->stale = v2 < 0.9 * st->vbest ? 0 : st->stale + 1;
+            st->vbest = fmin(st->vbest, v2);
+        }
     }
     bool back = st->pb->backtrack && !noise && !(ratio > 1e-4) && pred > 0.0;
     if (back) {
@@ -567,7 +583,8 @@ int qt_newton_solve(const struct qt_newton_problem *pb, struct qt_ws *ws,
                     struct qt_newton_result *ret)
 {
     struct qt_ws_mark mark = qt_ws_mark(ws);
-    struct nt st = {.pb = pb, .ws = ws, .n = pb->n, .nn = pb->n * pb->n, .m = pb->m};
+    struct nt st = {
+        .pb = pb, .ws = ws, .n = pb->n, .nn = pb->n * pb->n, .m = pb->m, .vbest = INFINITY};
     struct qt_newton_result res = {QT_NEWTON_MAX_ITER, 0, 0, 0, NAN, NAN};
     double delta = 0.5;
     bool stuck = false;
