@@ -134,7 +134,7 @@ int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, c
     double *w = qt_ws_alloc_n(ws, m, sizeof(double));
     double complex *s0 = qt_ws_alloc_n(ws, n * n, sizeof(*s0));
     double complex *sig = qt_ws_alloc_n(ws, n * n, sizeof(*sig));
-    struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, QT_POLISH_INIT};
+    struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, QT_POLISH_INIT(true)};
     struct qt_newton_problem pb = {n,           m,       &ctx,          mle_forward,
                                    mle_adjoint, mle_phi, mle_converged, .backtrack = true};
     struct qt_newton_result nr;

@@ -438,9 +438,9 @@ static int solve(const struct bgw *W, struct qt_ws *ws, const double *beta, cons
                       .bp = bp,
                       .gap_tol = o->gap_tol,
                       .gap = INFINITY,
-                      .polish = QT_POLISH_INIT};
+                      .polish = QT_POLISH_INIT(false)};
     struct qt_newton_problem pb = {n,          m,      &c,           bg_forward,
-                                   bg_adjoint, bg_phi, bg_converged, .backtrack = true};
+                                   bg_adjoint, bg_phi, bg_converged, .backtrack = false};
     struct qt_newton_result nr;
     int r;
 
