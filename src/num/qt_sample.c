@@ -93,16 +93,29 @@ int qt_sample_normalise(const struct qt_design *des, const double *y, size_t n, 
             return -ENOMEM;
     }
     group_sums(des, y, sum);
-    for (size_t g = 0; g < G; g++)
-        if (fabs(sum[g]) <= tolerance) { /* numpy.isclose(s, 0, atol=tolerance) */
-            char text[64];
+    for (size_t g = 0; g < G; g++) {
+        /* Finite values can sum past DBL_MAX: every frequency would then be 0 and the state
+         * the maximally mixed one, reported as a result. The estimators also sum whole samples
+         * (the MLE's weights), so the total must be finite too. */
+        bool gover = !isfinite(sum[g]), over = gover || !isfinite(inf.total);
+        char text[64];
 
-            group_text(des, g, text, sizeof(text));
-            if (sum != stack_sum)
-                free(sum);
-            return qt_diag_set(reterr, QT_EZEROGROUP, 0, 0, "%s sums to zero; cannot normalise",
+        if (!over && !(fabs(sum[g]) <= tolerance)) /* numpy.isclose(s, 0, atol=tolerance) */
+            continue;
+        group_text(des, g, text, sizeof(text));
+        if (sum != stack_sum)
+            free(sum);
+        if (gover)
+            return qt_diag_set(reterr, QT_ENONFINITE, 0, 0,
+                               "%s sums past the largest double (overflow); scale the sample "
+                               "down",
                                text);
-        }
+        if (over)
+            return qt_diag_set(reterr, QT_ENONFINITE, 0, 0,
+                               "the sample's values sum past the largest double (overflow); "
+                               "scale the sample down");
+        return qt_diag_set(reterr, QT_EZEROGROUP, 0, 0, "%s sums to zero; cannot normalise", text);
+    }
     if (f)
         divide(des, y, sum, f);
     if (sum != stack_sum)

@@ -341,6 +341,54 @@ static void test_sample_errors(void **state)
     qt_ws_done(&ws);
 }
 
+/* Finite values whose sums overflow: a group summing past DBL_MAX made every frequency 0 and the
+ * state the maximally mixed one, reported as a result; a total past it (every group finite)
+ * would do the same to the MLE's weights. Both are refused by name, single and batched, for
+ * every method; values just below stay scale-invariant. */
+static void test_overflowing_sums(void **state)
+{
+    static const enum qt_method methods[] = {QT_METHOD_LINEAR, QT_METHOD_MLE, QT_METHOD_WLS};
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_design *des = NULL;
+    struct qt_result res, ref, batch[3];
+    struct qt_opts opts;
+    double y[6] = {0.9, 0.1, 0.3, 0.7, 0.6, 0.4}, Y[3][6];
+
+    (void)state;
+    qt_opts_init(&opts);
+    assert_int_equal(qt_design_new(QT_DESIGN_MUB, 2, &des, NULL), 0);
+    assert_int_equal(qt_result_init(&res, 2), 0);
+    assert_int_equal(qt_result_init(&ref, 2), 0);
+    for (size_t k = 0; k < 3; k++)
+        assert_int_equal(qt_result_init(&batch[k], 2), 0);
+    for (size_t a = 0; a < 6; a++) {
+        Y[0][a] = 1e307 * y[a];
+        Y[1][a] = 1e308 * y[a];
+        Y[2][a] = 1e307 * y[a];
+    }
+    Y[0][0] = Y[0][1] = 1.5e308; /* group 0 sums past DBL_MAX */
+    for (size_t i = 0; i < QT_ARRAY_SIZE(methods); i++) {
+        assert_int_equal(qt_estimate(des, &ws, methods[i], Y[0], 6, &opts, &res), QT_ENONFINITE);
+        assert_non_null(strstr(res.errmsg, "group 0 (rows 1-2) sums past the largest double"));
+        /* each group of 1e308 y sums to 1e308, the three to 3e308 */
+        assert_int_equal(qt_estimate(des, &ws, methods[i], Y[1], 6, &opts, &res), QT_ENONFINITE);
+        assert_non_null(strstr(res.errmsg, "the sample's values sum past the largest double"));
+        assert_int_equal(qt_estimate(des, &ws, methods[i], y, 6, &opts, &ref), 0);
+        assert_int_equal(qt_estimate(des, &ws, methods[i], Y[2], 6, &opts, &res), 0);
+        assert_true(qt_frob_diff(2, res.rho, ref.rho) < 1e-9);
+    }
+    assert_int_equal(qt_estimate_linear_batch(des, &ws, 3, &Y[0][0], 6, &opts, batch), 0);
+    assert_int_equal(batch[0].err, QT_ENONFINITE);
+    assert_int_equal(batch[1].err, QT_ENONFINITE);
+    assert_int_equal(batch[2].err, 0);
+    for (size_t k = 0; k < 3; k++)
+        qt_result_done(&batch[k]);
+    qt_result_done(&ref);
+    qt_result_done(&res);
+    qt_design_free(des);
+    qt_ws_done(&ws);
+}
+
 /* Smolin's projection: closer to the trace-normalised raw estimate than the origin's clip, and
  * identical when no eigenvalue is negative. */
 static void test_smolin(void **state)
@@ -383,7 +431,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cases_json),     cmocka_unit_test(test_01csv_purity),
     cmocka_unit_test(test_exact_recovery), cmocka_unit_test(test_batch_matches_single),
     cmocka_unit_test(test_batch_entanglement_metrics),
-    cmocka_unit_test(test_sample_errors),  cmocka_unit_test(test_smolin),
+    cmocka_unit_test(test_sample_errors),  cmocka_unit_test(test_overflowing_sums),  cmocka_unit_test(test_smolin),
 };
 
 QT_TEST_MAIN(tests)
