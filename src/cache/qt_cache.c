@@ -354,14 +354,39 @@ static bool quarantine(struct qt_cache *c, const char *name, const struct stat *
 
 /* ---- opening and checking ---- */
 
-/* Opens DIR/name read-only without touching its atime when we may. */
-static int open_entry(struct qt_cache *c, const char *name)
+/* Opens DIR/name read-only without touching its atime when we may, and without blocking: a FIFO
+ * at the name made every worker that opened it wait for a writer until the item's deadline, on
+ * every request. Anything but a regular file (a FIFO, a directory, a device) returns
+ * QT_ECHECKSUM with *st (when given) filled, so that the callers move it aside as untrusted and
+ * rebuild, as for a damaged file. */
+static int open_entry(struct qt_cache *c, const char *name, struct stat *st)
 {
-    int fd = openat(c->dfd, name, O_RDONLY | O_CLOEXEC | O_NOATIME);
+    int fd = openat(c->dfd, name, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
+    struct stat own;
 
     if (fd < 0 && errno == EPERM)
-        fd = openat(c->dfd, name, O_RDONLY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+        fd = openat(c->dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    if (!st)
+        st = &own;
+    if (fstat(fd, st) < 0) {
+        int r = -errno;
+
+        close(fd);
+        return r;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return QT_ECHECKSUM;
+    }
+    return fd;
+}
+
+/* The diagnostic of a name that is not a regular file (open_entry). */
+static int not_regular(const char *name, struct qt_diag *reterr)
+{
+    return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0, "%s is not a regular file", name);
 }
 
 /* Checks the header (read, not mapped, so that a file shorter than its header or than what the
@@ -403,16 +428,15 @@ static int check_entry(struct qt_cache *c, const char *name, bool full, enum qt_
                        struct stat *st, struct qt_diag *reterr)
 {
     void *base = NULL;
-    int fd = open_entry(c, name), r;
+    int fd = open_entry(c, name, st), r;
 
     *fault = QT_CF_OK;
+    if (fd == QT_ECHECKSUM) {
+        *fault = QT_CF_FOREIGN;
+        return not_regular(name, reterr);
+    }
     if (fd < 0)
         return fd;
-    if (fstat(fd, st) < 0) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
     r = map_checked(fd, name, st, full, &base, fault, NULL, reterr);
     if (r == 0) {
         struct qt_design des, mix;
@@ -496,7 +520,7 @@ static int scan(struct qt_cache *c, struct cand **ret, size_t *ret_n)
 /* Removes DIR/name when no process has it mapped. Caller holds the budget lock. */
 static int evict_one(struct qt_cache *c, const char *name, uint64_t bytes)
 {
-    int fd = open_entry(c, name);
+    int fd = open_entry(c, name, NULL);
     struct qt_cache_event ev = {.kind = QT_CACHE_EVICTED, .name = name, .bytes = bytes};
 
     if (fd < 0)
@@ -721,7 +745,15 @@ int qt_cache_map(struct qt_cache *c, const char *id, size_t d, struct qt_cache_m
     mp = calloc(1, sizeof(*mp));
     if (!mp)
         return -ENOMEM;
-    mp->fd = open_entry(c, name);
+    mp->fd = open_entry(c, name, &st);
+    if (mp->fd == QT_ECHECKSUM) {
+        free(mp);
+        bool moved = quarantine(c, name, &st, QT_CF_FOREIGN, "not a regular file");
+
+        return qt_diag_set(reterr, QT_ECHECKSUM, 0, 0,
+                           "%s/%s was not trusted (not a regular file); %s", c->dir, name,
+                           moved ? "moved aside" : "already moved aside or replaced");
+    }
     if (mp->fd < 0) {
         r = mp->fd;
         free(mp);
@@ -918,7 +950,7 @@ int qt_cache_list(struct qt_cache *c, struct qt_cache_entry **ret_entries, size_
     for (size_t i = 0; i < n; i++) {
         uint8_t hdr[QT_CF_HEADER_SIZE];
         struct qt_cf_info info;
-        int fd = open_entry(c, v[i].name);
+        int fd = open_entry(c, v[i].name, NULL);
         ssize_t k = fd >= 0 ? pread(fd, hdr, sizeof(hdr), 0) : -1;
 
         (void)snprintf(e[i].name, sizeof(e[i].name), "%s", v[i].name);
@@ -1021,7 +1053,7 @@ int qt_cache_warm(struct qt_cache *c, size_t n, const enum qt_design_kind *kinds
 
         if (r == 0 &&
             qt_cache_file_name(qt_design_kind_name(kinds[i]), dims[i], name, sizeof(name)) == 0 &&
-            (fd = open_entry(c, name)) >= 0) {
+            (fd = open_entry(c, name, NULL)) >= 0) {
             (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
             close(fd);
         }

@@ -894,6 +894,52 @@ static void test_get_on_corrupt(void **state)
     }
 }
 
+/* Something other than a regular file at an entry's name: a FIFO made every process that opened
+ * it wait for a writer (a worker until its item's deadline, on every request), a directory
+ * failed every sample. Both are moved aside as foreign and the entry rebuilt, by qt_cache_get
+ * (through ensure) and, refused by name, by qt_cache_map. The old code hangs on the FIFO. */
+static void test_not_regular_file(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind < 2; kind++) {
+        char path[4096], name[96];
+        char *dir = built_nopovm4(path, sizeof(path));
+        struct qt_design *fresh = fresh_design(QT_DESIGN_NOPOVM, 4);
+        struct qt_cache_map *map = NULL;
+        struct recorder rec = {0};
+        const struct rec_event *ev;
+        struct qt_cache *c;
+        struct stat st;
+
+        entry_name("nopovm", 4, name, sizeof(name));
+        for (int via_map = 0; via_map < 2; via_map++) {
+            assert_int_equal(unlink(path), 0);
+            assert_int_equal(kind ? mkdir(path, 0750) : mkfifo(path, 0640), 0);
+            c = open_cache(dir, 0, &rec);
+            if (via_map) {
+                assert_int_equal(qt_cache_map(c, "nopovm", 4, &map, &diag), QT_ECHECKSUM);
+                assert_non_null(strstr(diag.msg, "not a regular file"));
+                assert_false(exists_in(dir, name));
+                assert_ok(qt_cache_get(c, QT_DESIGN_NOPOVM, 4, &map, &diag));
+            } else {
+                assert_ok(qt_cache_get(c, QT_DESIGN_NOPOVM, 4, &map, &diag));
+            }
+            ev = find_event(&rec, QT_CACHE_QUARANTINED, name);
+            assert_non_null(ev);
+            assert_non_null(strstr(ev->reason, "not a regular file"));
+            assert_int_equal(quarantined(dir, name), (size_t)via_map + 1);
+            assert_int_equal(stat(path, &st), 0);
+            assert_true(S_ISREG(st.st_mode));
+            assert_same_design(fresh, qt_cache_map_design(map), 12);
+            qt_cache_unmap(map);
+            qt_cache_close(c);
+            rec = (struct recorder){0};
+        }
+        qt_design_free(fresh);
+        drop_tmpdir(dir);
+    }
+}
+
 /* ---- 3. concurrent builders ---- */
 
 #define N_BUILDERS 6
@@ -1380,6 +1426,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_corrupt_truncated),   cmocka_unit_test(test_corrupt_header_byte),
     cmocka_unit_test(test_corrupt_foreign),     cmocka_unit_test(test_corrupt_old_version),
     cmocka_unit_test(test_corrupt_section),     cmocka_unit_test(test_get_on_corrupt),
+    cmocka_unit_test(test_not_regular_file),
     cmocka_unit_test(test_corrupt_section_refused_at_map),
     cmocka_unit_test(test_changed_after_mapping),
     cmocka_unit_test(test_changed_after_mapping_moved_by_another),
