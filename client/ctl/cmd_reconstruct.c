@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -966,7 +967,10 @@ struct batch_ctx {
     struct recon *rc;
     struct qctl_out *out;
     struct qt_result empty[_QT_METHOD_MAX];
-    int err;
+    int err;       /* -1: cannot write; -2: the server broke the stream (said why) */
+    size_t start;  /* first sample index of this run */
+    uint8_t *seen; /* per sample from start: its result arrived */
+    size_t received;
 };
 
 static int on_result(void *userdata, const qtomo_sample *s)
@@ -979,6 +983,18 @@ static int on_result(void *userdata, const qtomo_sample *s)
 
     if (sample > bc->rc->last - bc->rc->first)
         return 0; /* not one of ours */
+    /* Exactly one result per sample: a server (or anything between) that repeats one would be
+     * counted twice, and one that skips one would hold every later record back unwritten while
+     * the run still said it was complete. */
+    if (sample < bc->start || bc->seen[sample - bc->start]) {
+        qctl_err("the server sent sample %zu %s; stopping (the records so far are kept, "
+                 "--resume finishes the run)",
+                 sample, sample < bc->start ? "which was not asked for" : "twice");
+        bc->err = -2;
+        return 1;
+    }
+    bc->seen[sample - bc->start] = 1;
+    bc->received++;
     for (size_t i = 0; i < n; i++) {
         res[i] = qtc_sample_result(s, i);
         up[i] = qtc_sample_uncertainty(s, i);
@@ -1008,14 +1024,18 @@ static void on_progress(void *userdata, const struct qtomo_progress *p)
 static int run_daemon(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_out *out,
                       size_t start, bool *complete)
 {
-    struct batch_ctx bc = {rc, out, {{0}}, 0};
+    size_t n = rc->last - rc->first + 1 - start;
+    struct batch_ctx bc = {rc, out, {{0}}, 0, start, calloc(n ? n : 1, 1), 0};
     struct qtomo_callbacks cb = {on_result, on_progress, &bc, &interrupted};
     struct qtomo_totals tot;
     struct qtomo_error err;
-    size_t n = rc->last - rc->first + 1 - start;
     int r, ret = 0;
 
     *complete = false;
+    if (!bc.seen) {
+        qctl_err("out of memory");
+        return QCTL_EXIT_FAILED;
+    }
     for (size_t i = 0; i < _QT_METHOD_MAX; i++)
         if (qt_result_init(&bc.empty[i], rc->d) < 0) {
             qctl_err("out of memory");
@@ -1029,16 +1049,22 @@ static int run_daemon(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl
     r = qtomo_submit(c, j, rc->tab.v + rc->tab.rows * (rc->first + start), rc->tab.rows, n, start,
                      &cb, &tot, &err);
     if (r == QTOMO_E_CANCELLED && (interrupted || bc.err)) {
-        ret = bc.err ? QCTL_EXIT_FAILED : 0;
+        ret = bc.err == -2 ? QCTL_EXIT_SERVER : bc.err ? QCTL_EXIT_FAILED : 0;
     } else if (r < 0) {
         qctl_err("%s", err.message);
         ret = qctl_exit_for(r);
+    } else if (bc.received != n) {
+        qctl_err("the server ended the batch with %zu of its %zu samples answered; the run is "
+                 "incomplete (--resume finishes it)",
+                 bc.received, n);
+        ret = QCTL_EXIT_SERVER;
     } else {
         *complete = true;
     }
 out:
     for (size_t i = 0; i < _QT_METHOD_MAX; i++)
         qt_result_done(&bc.empty[i]);
+    free(bc.seen);
     return ret;
 }
 

@@ -177,6 +177,80 @@ class FakeServer:
             c.close()
 
 
+class ResultProxy:
+    """A Unix-socket proxy in front of a real qtomod that alters the daemon's stream at its k-th
+    result notification: mode 'drop' leaves it out, 'dup' sends it twice. Everything else is
+    relayed as it is, frame by frame."""
+
+    def __init__(self, path, upstream, mode, k):
+        self.path, self.upstream, self.mode, self.k = path, upstream, mode, k
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(path)
+        self.srv.listen(8)
+        self.srv.settimeout(0.2)
+        self.stop = False
+        self.socks = []
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    @staticmethod
+    def frames(sock):
+        buf = b""
+        while True:
+            while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+                n = 4 + struct.unpack(">I", buf[:4])[0]
+                yield buf[:n]
+                buf = buf[n:]
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+
+    def relay_up(self, cl, up):
+        try:
+            for f in self.frames(cl):
+                up.sendall(f)
+        except OSError:
+            pass
+
+    def serve(self, cl):
+        up = socket.socket(socket.AF_UNIX)
+        up.connect(self.upstream)
+        self.socks += [cl, up]
+        threading.Thread(target=self.relay_up, args=(cl, up), daemon=True).start()
+        seen = 0
+        try:
+            for f in self.frames(up):
+                m = msgpack.unpackb(f[4:], raw=False, strict_map_key=False)
+                if m[0] == 2 and m[1] == "result":
+                    seen += 1
+                    if seen == self.k and self.mode == "drop":
+                        continue
+                    if seen == self.k and self.mode == "dup":
+                        cl.sendall(f)
+                cl.sendall(f)
+        except OSError:
+            pass
+        cl.close()
+
+    def run(self):
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.srv.close()
+        for s in self.socks:
+            s.close()
+
+
 class QtomoctlTest(unittest.TestCase):
     maxDiff = 4000
 
@@ -557,6 +631,37 @@ class QtomoctlTest(unittest.TestCase):
         self.assertExit(p, 0, "second --resume")
         with open(os.path.join(out, "records.jsonl"), "rb") as f:
             self.assertEqual(f.read(), ref[0])
+        self.assertEqual(d.stop(), 0)
+
+    def test_exit_4_when_the_stream_misses_or_repeats_a_result(self):
+        # Exactly one result per sample, checked by the client too: a stream that skipped one
+        # held every later record back and still ended "complete" with exit 0; one that
+        # repeated one counted it twice. Both are now exit 4 with the run left incomplete, and
+        # --resume against the daemon itself finishes it byte-identical to a clean run.
+        d = self.start()
+        path = self.big_input(10)  # 40 samples
+        ref = self.path("reference")
+        p = ctl("-s", d.sock, "reconstruct", path, "-o", ref, "--method", "linear")
+        self.assertExit(p, 0, "clean run")
+        for mode, why in (("drop", b"of its 40 samples answered"), ("dup", b"twice")):
+            proxy = ResultProxy(self.path(mode + ".sock"), d.sock, mode, 10)
+            self.addCleanup(proxy.close)
+            out = self.path(mode)
+            p = ctl("-s", proxy.path, "reconstruct", path, "-o", out, "--method", "linear")
+            self.assertExit(p, 4, mode)
+            self.assertIn(why, p.stderr, mode)
+            with open(os.path.join(out, "run.json")) as f:
+                self.assertIs(json.load(f)["complete"], False, mode)
+            p = ctl("-s", d.sock, "reconstruct", path, "-o", out, "--method", "linear",
+                    "--resume")
+            self.assertExit(p, 0, mode + ": --resume")
+            for f in ("records.jsonl", "summary.csv"):
+                with open(os.path.join(out, f), "rb") as x, \
+                        open(os.path.join(ref, f), "rb") as y:
+                    got, want = x.read(), y.read()
+                if got != want:
+                    self.fail("%s: %s after --resume differs from a clean run's: %s"
+                              % (mode, f, first_difference(got, want)))
         self.assertEqual(d.stop(), 0)
 
     def test_output_that_cannot_be_written_is_an_error(self):
