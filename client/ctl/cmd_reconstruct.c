@@ -3,6 +3,7 @@
  * one record per (sample, method) in sample order; --live reads samples from stdin. */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -10,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "estopts.h"
 #include "io/qt_csv.h"
@@ -1357,6 +1360,28 @@ static int prepare_outdir(struct recon *rc, size_t *start)
         qctl_err("cannot create '%s': %s", rc->outdir, strerror(errno));
         return QCTL_EXIT_USAGE;
     }
+    /* One run per directory: two runs started together on a new DIR both passed the check
+     * below and wrote interleaved, duplicated and missing records, each ending "complete".
+     * The lock is on the directory itself and lasts as long as this process. */
+    int dfd = open(rc->outdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (dfd < 0) {
+        qctl_err("cannot open '%s': %s", rc->outdir, strerror(errno));
+        return QCTL_EXIT_USAGE;
+    }
+    if (flock(dfd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+
+        close(dfd);
+        if (e == EWOULDBLOCK)
+            qctl_err("'%s' is in use by another qtomoctl run; wait for it, or use another "
+                     "directory",
+                     rc->outdir);
+        else
+            qctl_err("cannot lock '%s': %s", rc->outdir, strerror(e));
+        return QCTL_EXIT_USAGE;
+    }
+    /* dfd stays open (and locked) until the process ends. */
     if (!rc->resume) {
         char path[4096];
         struct stat st;

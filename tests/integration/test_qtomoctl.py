@@ -7,6 +7,7 @@ with python3-msgpack, numpy, pandas (summarize is checked against pandas) and py
 absent."""
 import cmath
 import csv
+import fcntl
 import hashlib
 import json
 import math
@@ -662,6 +663,55 @@ class QtomoctlTest(unittest.TestCase):
                 if got != want:
                     self.fail("%s: %s after --resume differs from a clean run's: %s"
                               % (mode, f, first_difference(got, want)))
+        self.assertEqual(d.stop(), 0)
+
+    def test_one_run_per_output_directory(self):
+        # Two runs on one DIR wrote interleaved, duplicated and missing records and both ended
+        # "complete". A run holds a lock on DIR from before its first check to its exit. The
+        # first run here waits on stopped workers, so that it is still running whatever the
+        # machine's speed.
+        d = self.start("--item-timeout-ms", "600000")
+        workers = subprocess.run(["pgrep", "-P", str(d.proc.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        self.assertTrue(workers, "no worker processes")
+        def signal_workers(sig):
+            for w in workers:
+                try:
+                    os.kill(int(w), sig)
+                except ProcessLookupError:
+                    pass
+        signal_workers(signal.SIGSTOP)
+        self.addCleanup(signal_workers, signal.SIGCONT)
+        out = self.path("out")
+        cmd = [QTOMOCTL, "-s", d.sock, "reconstruct", BELL4, "--method", "linear", "-o", out]
+        first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(first.kill)
+
+        def locked():
+            try:
+                fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return False
+            except BlockingIOError:
+                return True
+            finally:
+                os.close(fd)
+        self.assertTrue(wait_until(lambda: locked() or first.poll() is not None, 60),
+                        "the first run never locked its directory")
+        self.assertIsNone(first.poll(), "the first run ended with its workers stopped")
+        for extra in ((), ("--resume",)):
+            p = ctl("-s", d.sock, "reconstruct", BELL4, "--method", "linear", "-o", out, *extra)
+            self.assertExit(p, 2, "second run " + " ".join(extra))
+            self.assertIn(b"in use by another qtomoctl run", p.stderr)
+        signal_workers(signal.SIGCONT)
+        _, err = first.communicate(timeout=120)
+        self.assertEqual(first.returncode, 0, err.decode(errors="replace")[-2000:])
+        self.assertEqual(count_lines(os.path.join(out, "records.jsonl")), 4)
+        with open(os.path.join(out, "run.json")) as f:
+            self.assertIs(json.load(f)["complete"], True)
         self.assertEqual(d.stop(), 0)
 
     def test_output_that_cannot_be_written_is_an_error(self):
