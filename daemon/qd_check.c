@@ -91,9 +91,6 @@ static int check_boot(const struct qp_job *j, size_t nm, struct qd_reject *rej)
                       "bootstrap: %zu samples of %u resamples make up to %llu work items, above "
                       "%u; split the batch",
                       j->n, j->boot.resamples, (unsigned long long)j->n * parts, QD_BOOT_MAX_UNITS);
-    if (j->first_index > SIZE_MAX / 2 - j->n) /* the samples' indexes key their streams */
-        return reject(rej, QT_ST_INVALID_PARAMS, -1,
-                      "first_index: %zu + %zu samples passes 2^63 - 1", j->first_index, j->n);
     for (size_t c = 0; c < j->n; c++) {
         const char *col = (const char *)j->values_le + c * j->m * sizeof(double);
         bool empty = true; /* an empty column (all NaN) fails as a sample, not the request */
@@ -146,6 +143,11 @@ static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, s
         return reject_err(rej, r, &dg);
     if (j->n == 0)
         return reject(rej, QT_ST_INVALID_PARAMS, -1, "values: no samples (0 columns)");
+    /* Results carry first_index + column as their index (an integer up to 2^63 - 1), and with
+     * error bars it keys the resample streams: every index of the batch must fit. */
+    if (j->first_index > SIZE_MAX / 2 - j->n)
+        return reject(rej, QT_ST_INVALID_PARAMS, -1,
+                      "first_index: %zu + %zu samples passes 2^63 - 1", j->first_index, j->n);
     kind = qt_design_kind_from_name(j->design);
     if (kind < 0)
         return reject(rej, QT_ST_INVALID_PARAMS, -1, "design: unknown design '%s'", j->design);

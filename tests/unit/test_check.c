@@ -488,6 +488,15 @@ static void test_bootstrap(void **state)
     /* the samples' indexes (first_index + column) key their streams: no overflow */
     assert_true(boot_request(QP_M_SUBMIT, v, 2, &b, NULL, SIZE_MAX / 2, &rej) < 0);
     assert_non_null(strstr(rej.msg, "first_index"));
+    { /* a plain submit too: its results carry first_index + column (was accepted, and the
+         last result's index came out as 2^63) */
+        struct qt_boot_req none = {0};
+
+        assert_true(boot_request(QP_M_SUBMIT, v, 2, &none, NULL, SIZE_MAX / 2 - 1, &rej) < 0);
+        assert_int_equal(rej.code, QT_ST_INVALID_PARAMS);
+        assert_non_null(strstr(rej.msg, "first_index: "));
+        assert_int_equal(boot_request(QP_M_SUBMIT, v, 2, &none, NULL, SIZE_MAX / 2 - 2, &rej), 0);
+    }
     b.shots = 1000;
     v[23] = -1.0; /* a negative count is not resampled either */
     b.shots = 0;
