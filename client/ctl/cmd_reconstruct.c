@@ -1219,7 +1219,8 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
     struct qt_design *des = NULL;
     double *v = malloc(LIVE_MAX * sizeof(double));
     char *line = NULL;
-    size_t cap = 0, sample = 0;
+    size_t cap = 0, sample = 0, lineno = 0;
+    ssize_t len;
     int ret = 0;
 
     if (!v) {
@@ -1232,19 +1233,25 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
             ret = QCTL_EXIT_FAILED;
             goto out;
         }
-    while (!interrupted && getline(&line, &cap, stdin) > 0) {
+    while (!interrupted && (len = getline(&line, &cap, stdin)) > 0) {
         const struct qt_result *res[_QT_METHOD_MAX];
         char why[400], msg[512];
         size_t bad = 0, k = 0, d = 0;
-        long m = parse_line(line, v, LIVE_MAX, &bad);
+        /* A NUL byte would end the string early: such a line read as blank and was skipped. */
+        bool nul = memchr(line, '\0', (size_t)len) != NULL;
+        long m = nul ? -1 : parse_line(line, v, LIVE_MAX, &bad);
         int kind = -1, r;
 
+        lineno++; /* messages name the input's line, blank ones counted */
         if (m == 0)
             continue; /* blank line */
         if (rc->kind < 0)
             rc->design_name[0] = '\0'; /* until the line's length names it */
         if (m < 0) {
-            (void)snprintf(why, sizeof(why), "field %zu is not a number", bad);
+            if (nul)
+                (void)snprintf(why, sizeof(why), "the line holds a NUL byte");
+            else
+                (void)snprintf(why, sizeof(why), "field %zu is not a number", bad);
             r = QT_EPARSE;
         } else {
             r = live_design(rc, (size_t)m, &kind, &d, why, sizeof(why));
@@ -1304,7 +1311,7 @@ static int run_live(struct recon *rc, qtomo_conn *c, qtomo_job *j, struct qctl_o
         }
         /* Every sample that ran has been written above. */
         assert(r < 0);
-        (void)snprintf(msg, sizeof(msg), "line %zu: %s", sample + 1, why);
+        (void)snprintf(msg, sizeof(msg), "line %zu: %s", lineno, why);
         r = live_fail(rc, out, tmp, sample, r, msg);
         sample++;
         if (r < 0) {

@@ -879,6 +879,16 @@ class QtomoctlTest(unittest.TestCase):
         recs = [json.loads(line) for line in p.stdout.splitlines()]
         self.assertEqual([r["status"] for r in recs], ["error", "ok"])
         self.assertIn("line 1: field 4 is not a number", recs[0]["error"]["message"])
+        # Messages name the input's line, blank lines counted; a line with a NUL byte is an
+        # error, not a blank line (it was skipped without a record).
+        good = ",".join(cols[0]).encode() + b"\n"
+        p = ctl("-s", d.sock, "reconstruct", "--live", "--json", "--method", "linear",
+                input=good + b"\n" + good[:-1] + b",1\n" + b"\0\0\0\n" + good)
+        self.assertExit(p, 1, "--live with a blank line and bad lines")
+        recs = [json.loads(line) for line in p.stdout.splitlines()]
+        self.assertEqual([r["status"] for r in recs], ["ok", "error", "error", "ok"])
+        self.assertIn("line 3: ", recs[1]["error"]["message"])
+        self.assertIn("line 4: the line holds a NUL byte", recs[2]["error"]["message"])
         self.assertEqual(d.stop(), 0)
 
     def test_exit_2_usage(self):
