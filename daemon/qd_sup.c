@@ -240,6 +240,7 @@ int qd_sup_reload(struct sup *s, char *err, size_t errlen)
     char advice[256];
     int r;
 
+    qd_reload_done(&s->reload, qd_now_ms(s));
     if (s->draining || s->stopping) {
         snprintf(err, errlen, "the server is stopping");
         qd_notice("reload: ignored, the server is stopping");
@@ -326,7 +327,19 @@ static void on_signal(uv_signal_t *h, int sig)
 
     if (sig == SIGHUP) {
         char err[512];
+        uint64_t now = qd_now_ms(s);
 
+        switch (qd_reload_signal(&s->reload, now)) {
+        case QD_RELOAD_DEFERRED:
+            qd_notice("SIGHUP: reloading in %llu ms (at most one reload every %u ms)",
+                      (unsigned long long)(s->reload.due - now), QD_RELOAD_MIN_MS);
+            return;
+        case QD_RELOAD_COALESCED:
+            qd_debug("SIGHUP: joins the reload already scheduled");
+            return;
+        case QD_RELOAD_NOW:
+            break;
+        }
         qd_notice("SIGHUP: reloading the configuration");
         (void)qd_sup_reload(s, err, sizeof(err));
         qd_sched_dispatch(&s->sched, qd_now_ms(s));
@@ -345,6 +358,13 @@ static void on_tick(uv_timer_t *t)
     struct sup *s = t->data;
     uint64_t now = qd_now_ms(s);
 
+    if (qd_reload_due(&s->reload, now)) {
+        char err[512];
+
+        qd_notice("SIGHUP: reloading the configuration");
+        (void)qd_sup_reload(s, err, sizeof(err));
+        qd_sched_dispatch(&s->sched, now);
+    }
     qd_sched_tick(&s->sched, now);
     qd_conn_tick(s, now);
     if (s->draining && !s->stopping && (s->sched.inflight == 0 || now >= s->drain_deadline))

@@ -15,6 +15,7 @@
 #include "qd.h"
 #include "qd_check.h"
 #include "qd_flow.h"
+#include "qd_reload.h"
 #include "qd_boot.h"
 #include "qd_sched.h"
 #include "qp.h"
@@ -121,6 +122,7 @@ struct sup {
     bool listening, activated;
     uv_signal_t sig_term, sig_int, sig_hup, sig_chld;
     uv_timer_t tick, watchdog;
+    struct qd_reload reload; /* SIGHUP coalescing (qd_reload.h) */
     struct qt_cache *cache;
     struct conn *conns;
     unsigned n_conns;

@@ -840,6 +840,30 @@ class QtomodTest(unittest.TestCase):
             self.assertFalse(before & after)
         self.assertEqual(d.stop(), 0)
 
+    def test_sighup_burst_is_coalesced(self):
+        # A burst of SIGHUPs (a deployment loop) started a pool of workers per signal and
+        # starved the batch running meanwhile. Now one reload at once and at most one a second
+        # after (qd_reload.h); the batch finishes, and the burst's last signal is not lost.
+        d = self.start("--chunk", "2")
+        cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 50
+        with d.client() as c:
+            it = c.submit(cols, design="nopovm", methods=("linear", "mle"))
+            seen = [next(it)[0]]
+            t0 = time.time()
+            for _ in range(100):
+                d.proc.send_signal(signal.SIGHUP)
+                time.sleep(0.005)
+            span = time.time() - t0
+            seen += [idx for idx, _ in it]
+            self.assertEqual(sorted(seen), list(range(len(cols))))
+            self.assertEqual(c.last_totals["n_ok"], len(cols))
+            reloads = lambda: d.logtext().count("reloaded: generation")  # noqa: E731
+            self.assertTrue(wait_until(lambda: reloads() >= 2, 30), d.logtext()[-3000:])
+            self.assertIn("at most one reload every", d.logtext())
+            self.assertLessEqual(reloads(), 3 + int(time.time() - t0), "span %.1f s" % span)
+            self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2, 30), c.status())
+        self.assertEqual(d.stop(), 0)
+
     def test_sigterm_drains(self):
         d = self.start("--drain-timeout-ms", "20000")
         cols = read_columns(os.path.join(EXAMPLES, "bell_nopovm_d4.csv")) * 5
