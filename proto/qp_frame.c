@@ -252,6 +252,9 @@ int qp_msg_decode(const uint8_t *body, size_t len, struct qp_msg *msg, struct qt
     }
     if (a->type != MSGPACK_OBJECT_STR || a->via.str.size >= sizeof(msg->method_name))
         return qt_diag_set(reterr, QT_EPARSE, 0, 0, "the method is not a short string");
+    /* "status\0x" was answered as the unknown method 'status' */
+    if (a->via.str.size && memchr(a->via.str.ptr, '\0', a->via.str.size))
+        return qt_diag_set(reterr, QT_EPARSE, 0, 0, "the method name holds a NUL byte");
     if (a->via.str.size) /* msgpack-c gives empty strings a NULL pointer */
         memcpy(msg->method_name, a->via.str.ptr, a->via.str.size);
     msg->method_name[a->via.str.size] = '\0';

@@ -2405,6 +2405,8 @@ static void test_msg_malformed_with_id(void **state)
     MSG_BAD(true, 7, 0x94, 0x00, 0x07, HELLO, 0x92, 0x80, 0x80);
     /* [0, 7, "hello", nil]. */
     MSG_BAD(true, 7, 0x94, 0x00, 0x07, HELLO, 0xc0);
+    /* [0, 7, "hel\0o", []]: a NUL byte in the method name (was reported as method 'hel'). */
+    MSG_BAD(true, 7, 0x94, 0x00, 0x07, 0xa5, 'h', 'e', 'l', 0x00, 'o', 0x90);
     /* [0, 7, bin "hello", []]. */
     MSG_BAD(true, 7, 0x94, 0x00, 0x07, 0xc4, 0x05, 'h', 'e', 'l', 'l', 'o', 0x90);
     /* [1, 7, 5, nil]: a response whose error is neither nil nor a map. */
