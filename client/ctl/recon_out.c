@@ -574,8 +574,11 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
     }
     summary = o->g->verbosity >= 0 && (rc->outdir || isatty(STDERR_FILENO) || o->g->verbosity > 0);
     if (summary) {
-        fprintf(stderr, "%zu sample(s)%s: %zu ok, %zu failed, in %.2f s\n", done,
-                o->start ? " (resumed)" : "", o->samples_ok, o->samples_failed, elapsed_ms / 1e3);
+        /* After a write error the counts are of samples computed: the output holds records
+         * for fewer of them (a full disk left 46 of 51 and a cut line). */
+        fprintf(stderr, "%zu sample(s)%s%s: %zu ok, %zu failed, in %.2f s\n", done,
+                o->start ? " (resumed)" : "", o->write_err ? " computed" : "", o->samples_ok,
+                o->samples_failed, elapsed_ms / 1e3);
         for (int m = 0; m < _QT_METHOD_MAX; m++) {
             if (!rc->methods[m])
                 continue;
@@ -589,12 +592,19 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
         if (o->slowest != SIZE_MAX)
             fprintf(stderr, "  slowest sample: %zu (column %zu), %.1f ms\n", o->slowest,
                     rc->first + o->slowest + 1, o->slowest_ms);
-        if (rc->outdir)
+        if (rc->outdir && o->write_err)
+            fprintf(stderr, "  output: %s is incomplete: writing to it failed (above)\n",
+                    rc->outdir);
+        else if (rc->outdir)
             fprintf(stderr, "  output: %s/records.jsonl, %s/summary.csv, %s/run.json%s%s%s\n",
                     rc->outdir, rc->outdir, rc->outdir, rc->hdf5 ? ", " : "",
                     rc->hdf5 ? rc->outdir : "", rc->hdf5 ? "/results.h5" : "");
     }
-    if (!complete && rc->outdir)
+    if (rc->outdir && o->write_err)
+        qctl_err("writing to '%s' failed; once it can be written, run again with --resume to "
+                 "finish",
+                 rc->outdir);
+    else if (!complete && rc->outdir)
         qctl_err("interrupted after %zu of %zu samples; run again with --resume to finish", o->next,
                  o->n);
     if (o->write_err)

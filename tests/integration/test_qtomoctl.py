@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -713,6 +714,38 @@ class QtomoctlTest(unittest.TestCase):
         with open(os.path.join(out, "run.json")) as f:
             self.assertIs(json.load(f)["complete"], True)
         self.assertEqual(d.stop(), 0)
+
+    def test_output_directory_that_fills_up(self):
+        # A disk that fills during -o DIR: exit 1; the summary says its counts are of samples
+        # computed and that DIR is incomplete (it listed summary.csv, which was never written,
+        # and "51 ok" where 46 records were on disk); --resume, with room again, finishes the
+        # run byte-identical to a clean one. RLIMIT_FSIZE (EFBIG) stands in for a full disk.
+        path = self.big_input(100)  # 400 samples, ~0.5 MB of records
+        ref = self.path("ref")
+        p = ctl("reconstruct", path, "--local", "--method", "linear", "-o", ref, env=LOCAL_ENV)
+        self.assertExit(p, 0, "clean run")
+        out = self.path("out")
+
+        def limit():
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (60000, 60000))
+        p = subprocess.run([QTOMOCTL, "reconstruct", path, "--local", "--method", "linear",
+                            "-o", out], env=LOCAL_ENV, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, preexec_fn=limit, timeout=120)
+        self.assertExit(p, 1, "writing past the limit")
+        self.assertIn(b"File too large", p.stderr)
+        self.assertIn(b"sample(s) computed: ", p.stderr)
+        self.assertIn(b"is incomplete", p.stderr)
+        self.assertNotIn(b"summary.csv, ", p.stderr)
+        p = ctl("reconstruct", path, "--local", "--method", "linear", "-o", out, "--resume",
+                env=LOCAL_ENV)
+        self.assertExit(p, 0, "--resume")
+        for f in ("records.jsonl", "summary.csv"):
+            with open(os.path.join(out, f), "rb") as x, open(os.path.join(ref, f), "rb") as y:
+                got, want = x.read(), y.read()
+            if got != want:
+                self.fail("%s after --resume differs from a clean run's: %s"
+                          % (f, first_difference(got, want)))
 
     def test_output_that_cannot_be_written_is_an_error(self):
         # Records are flushed in bursts, so some are still buffered when the run ends: writing
