@@ -419,6 +419,13 @@ static int do_chunk(struct worker *w, uint32_t id, const msgpack_object *params)
         snprintf(dg.msg, sizeof(dg.msg), "design '%s' d %zu not resolved", j.design, d);
     } else {
         err = get_map(w, kind, id_str, d, &des, &map, &dg);
+        /* A custom design's file removed after the request was accepted (evicted, or deleted
+         * by hand): say what to do, as the check layer does when it is missing at submit. */
+        if (err == -ENOENT && kind == QT_DESIGN_CUSTOM)
+            snprintf(dg.msg, sizeof(dg.msg),
+                     "custom design %s at d = %zu is no longer in the cache (upload it again "
+                     "with design.put)",
+                     id_str, d);
     }
     if (err == 0 && des->m != j.m) {
         err = QT_ESAMPLELEN;

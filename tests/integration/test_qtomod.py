@@ -1400,6 +1400,38 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(st["inflight"], 0)
             self.assertIn(did + "-d2.qtpc", [e["name"] for e in c.cache_list()["entries"]])
         self.assertEqual(d.stop(), 0)
+        # The file removed after a submit was accepted (evicted, or deleted by hand): every
+        # sample fails, saying to upload the design again (it said "No such file"). A fresh
+        # daemon, whose workers are stopped while the file goes, so that none has it mapped
+        # (a worker that has computes on from its mapping, correctly).
+        d = self.start("--chunk", "3")
+        with d.client() as c:
+            did = c.design_put(text)
+            workers = [int(x) for x in subprocess.run(
+                ["pgrep", "-P", str(d.proc.pid)], capture_output=True, text=True).stdout.split()]
+            got = {}
+
+            def submit():
+                with d.client() as c2:
+                    got.update(c2.submit(cols[:3], design="custom", design_id=did,
+                                         methods=["linear"]))
+            for w in workers:
+                os.kill(w, signal.SIGSTOP)
+            try:
+                t = threading.Thread(target=submit, daemon=True)
+                t.start()
+                self.assertTrue(wait_until(lambda: ": 3 samples, custom" in d.logtext(), 30),
+                                d.logtext()[-2000:])
+                os.unlink(os.path.join(d.dir, "cache", did + "-d2.qtpc"))
+            finally:
+                for w in workers:
+                    os.kill(w, signal.SIGCONT)
+            t.join(60)
+            self.assertEqual(sorted(got), [0, 1, 2])
+            for res in got.values():
+                self.assertEqual(res[0]["status"], "error", res)
+                self.assertIn("upload it again with design.put", res[0]["error"]["message"])
+        self.assertEqual(d.stop(), 0)
 
     def test_bootstrap_python_client(self):
         """Error bars through the Python client: every ok result carries them, the same request
