@@ -145,7 +145,7 @@ static int check_job(const struct qd_check_env *env, const struct qp_msg *msg, s
         return reject(rej, QT_ST_INVALID_PARAMS, -1, "values: no samples (0 columns)");
     /* Results carry first_index + column as their index (an integer up to 2^63 - 1), and with
      * error bars it keys the resample streams: every index of the batch must fit. */
-    if (j->first_index > SIZE_MAX / 2 - j->n)
+    if (j->first_index > SIZE_MAX / 2 - (j->n - 1))
         return reject(rej, QT_ST_INVALID_PARAMS, -1,
                       "first_index: %zu + %zu samples passes 2^63 - 1", j->first_index, j->n);
     kind = qt_design_kind_from_name(j->design);

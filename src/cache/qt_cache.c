@@ -523,6 +523,13 @@ static int evict_one(struct qt_cache *c, const char *name, uint64_t bytes)
     int fd = open_entry(c, name, NULL);
     struct qt_cache_event ev = {.kind = QT_CACHE_EVICTED, .name = name, .bytes = bytes};
 
+    if (fd == QT_ECHECKSUM) { /* not a regular file: nobody maps it, remove it as it is */
+        if (unlinkat(c->dfd, name, 0) < 0 &&
+            (errno != EISDIR || unlinkat(c->dfd, name, AT_REMOVEDIR) < 0))
+            return -errno;
+        emit(c, &ev);
+        return 0;
+    }
     if (fd < 0)
         return fd;
     if (count_users(fd) > 0) {
