@@ -178,21 +178,14 @@ class FakeServer:
             c.close()
 
 
-class ResultProxy:
+class ResultProxy(FakeServer):
     """A Unix-socket proxy in front of a real qtomod that alters the daemon's stream at its k-th
     result notification: mode 'drop' leaves it out, 'dup' sends it twice. Everything else is
     relayed as it is, frame by frame."""
 
     def __init__(self, path, upstream, mode, k):
-        self.path, self.upstream, self.mode, self.k = path, upstream, mode, k
-        self.srv = socket.socket(socket.AF_UNIX)
-        self.srv.bind(path)
-        self.srv.listen(8)
-        self.srv.settimeout(0.2)
-        self.stop = False
-        self.socks = []
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
+        self.upstream, self.k = upstream, k
+        super().__init__(path, mode)
 
     @staticmethod
     def frames(sock):
@@ -217,7 +210,7 @@ class ResultProxy:
     def serve(self, cl):
         up = socket.socket(socket.AF_UNIX)
         up.connect(self.upstream)
-        self.socks += [cl, up]
+        self.conns += [cl, up]
         threading.Thread(target=self.relay_up, args=(cl, up), daemon=True).start()
         seen = 0
         try:
@@ -244,13 +237,6 @@ class ResultProxy:
                 return
             threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
-    def close(self):
-        self.stop = True
-        self.t.join()
-        self.srv.close()
-        for s in self.socks:
-            s.close()
-
 
 class QtomoctlTest(unittest.TestCase):
     maxDiff = 4000
@@ -270,6 +256,15 @@ class QtomoctlTest(unittest.TestCase):
     def assertSameBytes(self, a, b, what):
         if a != b:
             self.fail("%s: daemon and --local differ; %s" % (what, first_difference(a, b)))
+
+    def assertSameOutputs(self, out, ref, what):
+        """records.jsonl and summary.csv of two output directories, byte for byte."""
+        for f in ("records.jsonl", "summary.csv"):
+            with open(os.path.join(out, f), "rb") as x, open(os.path.join(ref, f), "rb") as y:
+                got, want = x.read(), y.read()
+            if got != want:
+                self.fail("%s: %s differs from a clean run's: %s"
+                          % (what, f, first_difference(got, want)))
 
     def assertExit(self, p, code, what):
         self.assertEqual(p.returncode, code, "%s: exit %d, expected %d; stderr:\n%s" % (
@@ -656,13 +651,7 @@ class QtomoctlTest(unittest.TestCase):
             p = ctl("-s", d.sock, "reconstruct", path, "-o", out, "--method", "linear",
                     "--resume")
             self.assertExit(p, 0, mode + ": --resume")
-            for f in ("records.jsonl", "summary.csv"):
-                with open(os.path.join(out, f), "rb") as x, \
-                        open(os.path.join(ref, f), "rb") as y:
-                    got, want = x.read(), y.read()
-                if got != want:
-                    self.fail("%s: %s after --resume differs from a clean run's: %s"
-                              % (mode, f, first_difference(got, want)))
+            self.assertSameOutputs(out, ref, mode + ", after --resume")
         self.assertEqual(d.stop(), 0)
 
     def test_one_run_per_output_directory(self):
@@ -736,12 +725,7 @@ class QtomoctlTest(unittest.TestCase):
         p = ctl("reconstruct", path, "--local", "--method", "linear", "-o", out, "--resume",
                 env=LOCAL_ENV)
         self.assertExit(p, 0, "--resume")
-        for f in ("records.jsonl", "summary.csv"):
-            with open(os.path.join(out, f), "rb") as x, open(os.path.join(ref, f), "rb") as y:
-                got, want = x.read(), y.read()
-            if got != want:
-                self.fail("%s after --resume differs from a clean run's: %s"
-                          % (f, first_difference(got, want)))
+        self.assertSameOutputs(out, ref, "after --resume")
 
     def test_output_that_cannot_be_written_is_an_error(self):
         # Records are flushed in bursts, so some are still buffered when the run ends: writing
