@@ -150,25 +150,28 @@ class FakeServer:
             except OSError:
                 return
             self.conns.append(c)
-            c.settimeout(10)
-            try:
-                hello = self.read_frame(c)
-                if hello is None:
-                    continue
-                rid = hello[1]
-                if self.mode == "garbage":
-                    c.sendall(struct.pack(">I", 3) + b"\xc1\xc1\xc1")
-                elif self.mode == "close":
-                    c.close()
-                elif self.mode == "protocol":
-                    c.sendall(self.frame([1, rid, {"code": -32010,
-                                                   "message": "this server speaks 9.0"}, None]))
-                elif self.mode == "badresult":
-                    c.sendall(self.frame([1, rid, None, {"proto": [1, 0]}]))
-                elif self.mode == "zero":
-                    c.sendall(struct.pack(">I", 0))
-            except OSError:
-                pass
+            self.handle(c)
+
+    def handle(self, c):
+        c.settimeout(10)
+        try:
+            hello = self.read_frame(c)
+            if hello is None:
+                return
+            rid = hello[1]
+            if self.mode == "garbage":
+                c.sendall(struct.pack(">I", 3) + b"\xc1\xc1\xc1")
+            elif self.mode == "close":
+                c.close()
+            elif self.mode == "protocol":
+                c.sendall(self.frame([1, rid, {"code": -32010,
+                                               "message": "this server speaks 9.0"}, None]))
+            elif self.mode == "badresult":
+                c.sendall(self.frame([1, rid, None, {"proto": [1, 0]}]))
+            elif self.mode == "zero":
+                c.sendall(struct.pack(">I", 0))
+        except OSError:
+            pass
 
     def close(self):
         self.stop = True
@@ -227,15 +230,8 @@ class ResultProxy(FakeServer):
             pass
         cl.close()
 
-    def run(self):
-        while not self.stop:
-            try:
-                c, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+    def handle(self, c):  # each connection relayed by its own thread
+        threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
 
 class QtomoctlTest(unittest.TestCase):
