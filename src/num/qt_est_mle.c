@@ -19,6 +19,8 @@ struct mle {
     double gap_tol;
     double gap;      /* certificate at the last check */
     struct qt_polish polish;
+    double complex *best; /* the certified point with the least gap (see qt_polish_done) */
+    double best_gap;
 };
 
 static int mle_forward(void *ctx, struct qt_ws *ws, const double complex *X, double *q)
@@ -83,9 +85,13 @@ static bool mle_converged(void *ctx, struct qt_ws *ws, const double complex *rho
 {
     struct mle *c = ctx;
 
-    (void)rho, (void)q, (void)F, (void)gnorm;
+    (void)q, (void)F, (void)gnorm;
     if (certificate(ws, c->wh->ds, G, &c->gap) < 0)
         c->gap = INFINITY;
+    if (c->gap <= c->gap_tol && c->gap < c->best_gap) {
+        memcpy(c->best, rho, c->wh->ds * c->wh->ds * sizeof(*rho));
+        c->best_gap = c->gap;
+    }
     /* Polished past gap_tol while that makes progress (e.g. never less likely than the
      * origin's long RrhoR runs). */
     return qt_polish_done(&c->polish, c->gap, c->gap_tol, work);
@@ -134,14 +140,16 @@ int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, c
     double *w = qt_ws_alloc_n(ws, m, sizeof(double));
     double complex *s0 = qt_ws_alloc_n(ws, n * n, sizeof(*s0));
     double complex *sig = qt_ws_alloc_n(ws, n * n, sizeof(*sig));
-    struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, QT_POLISH_INIT(true)};
+    double complex *best = qt_ws_alloc_n(ws, n * n, sizeof(*best));
+    struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, QT_POLISH_INIT(true), best,
+                      INFINITY};
     struct qt_newton_problem pb = {n,           m,       &ctx,          mle_forward,
                                    mle_adjoint, mle_phi, mle_converged, .backtrack = true};
     struct qt_newton_result nr;
     int r;
 
     (void)f;
-    if (!w0 || !w || !s0 || !sig) {
+    if (!w0 || !w || !s0 || !sig || !best) {
         r = qt_result_fail(res, -ENOMEM, "out of memory");
         goto out;
     }
@@ -157,6 +165,10 @@ int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, c
         r = qt_newton_solve(&pb, ws, s0, opts->mle.max_iterations, sig, &nr);
     if (r >= 0)
         r = final_gap(&ctx, ws, sig, &gap);
+    if (r >= 0 && ctx.best_gap < gap) { /* polishing left the certificate: its best point */
+        memcpy(sig, best, n * n * sizeof(*sig));
+        r = final_gap(&ctx, ws, sig, &gap);
+    }
     if (r >= 0)
         r = qt_whiten_to_rho(wh, ws, sig, 1e-300, rho);
     if (r < 0) {

@@ -9,6 +9,7 @@
 #include "num/qt_design.h"
 #include "num/qt_estimate.h"
 #include "num/qt_metrics.h"
+#include "num/qt_newton.h"
 #include "num/qt_rng.h"
 #include "num/qt_sum.h"
 #include "qt_refcases.h"
@@ -225,6 +226,31 @@ static void test_compensated_sum(void **state)
     assert_true(fabs(qt_sum_value(&b) - 1.0) < 0x1p-52);
 }
 
+/* When polishing past the certificate stops. With the budget (qt_est_mle), a check whose gap is
+ * above tol again ends it (the estimator then returns its best certified point); without it
+ * (qt_mlebg) the solver goes on until the gap is below tol again. Neither stops before the
+ * first certificate. Work is in units of Hessian-vector products plus evaluations. */
+static void test_polish_rules(void **state)
+{
+    struct qt_polish with = QT_POLISH_INIT(true), without = QT_POLISH_INIT(false);
+
+    (void)state;
+    assert_false(qt_polish_done(&with, 2e-10, 1e-10, 100));    /* not certified yet */
+    assert_false(qt_polish_done(&with, 5e-11, 1e-10, 200));    /* certified: polish */
+    assert_true(qt_polish_done(&with, 3e-10, 1e-10, 260));     /* left tol: stop */
+    assert_false(qt_polish_done(&without, 2e-10, 1e-10, 100));
+    assert_false(qt_polish_done(&without, 5e-11, 1e-10, 200));
+    assert_false(qt_polish_done(&without, 3e-10, 1e-10, 260)); /* back to certifying */
+    assert_false(qt_polish_done(&without, 2e-11, 1e-10, 320)); /* halved: polish on */
+    assert_true(qt_polish_done(&without, 1e-14, 1e-10, 380));  /* 1e-3 tol */
+
+    /* the budget: a quarter of the work that reached the certificate, at least 64 units */
+    struct qt_polish b = QT_POLISH_INIT(true);
+    assert_false(qt_polish_done(&b, 8e-11, 1e-10, 400));
+    assert_false(qt_polish_done(&b, 3e-11, 1e-10, 500));
+    assert_true(qt_polish_done(&b, 1e-11, 1e-10, 501));
+}
+
 static void test_counts_and_probabilities(void **state)
 {
     struct qt_ws ws = QT_WS_INIT;
@@ -331,6 +357,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_gap_units_under_scaling),
     cmocka_unit_test(test_counts_and_probabilities),
     cmocka_unit_test(test_compensated_sum),
+    cmocka_unit_test(test_polish_rules),
     cmocka_unit_test(test_limits_and_errors),
 };
 
