@@ -144,7 +144,8 @@ int qt_est_mle(const struct qt_design *des, struct qt_ws *ws, const double *y, c
     struct mle ctx = {des, wh, w, opts->mle.gap_tol, INFINITY, QT_POLISH_INIT(true), best,
                       INFINITY};
     struct qt_newton_problem pb = {n,           m,       &ctx,          mle_forward,
-                                   mle_adjoint, mle_phi, mle_converged, .backtrack = true};
+                                   mle_adjoint, mle_phi, mle_converged, .backtrack = true,
+                                   .radial = true};
     struct qt_newton_result nr;
     int r;
 

@@ -43,6 +43,10 @@ struct qt_newton_problem {
      * worse point. Set by qt_est_mle only: the background model's polish at 10^7 counts ended
      * 6x further from the optimum with it (test_detector's 1e-8 bound failed under valgrind). */
     bool backtrack;
+    /* Newton in the weight |a_k|^2 instead of in the column a_k, for columns that steps shrink
+     * geometrically where F is quartic in them (see select_radial in qt_newton.c). Set by
+     * qt_est_mle only, the one estimator it was measured on. */
+    bool radial;
 };
 
 enum qt_newton_status {
