@@ -703,6 +703,14 @@ static int tr_step(struct nt *st, double gnorm, double *delta, bool *stuck, int 
          * iterations. After STALE_STEPS accepted steps without a new least gap, only a lower
          * gap is accepted, which cannot cycle. */
         bool better = st->stale >= STALE_STEPS ? v2 < v : g2 < gnorm || v2 < v;
+        /* A reduction that the model predicted (to a factor 2) and that is 64 ulp of F or more
+         * is no rounding (F is a compensated sum, good to a few ulp): take the step, which
+         * lowers F and so cannot cycle. On pauli 8-qubit mixed seed 2026 sample 11 steps
+         * predicting 1.30e-12 (1020 ulp of F) reduced F by 1.36e-12 every time, yet were
+         * rejected for moving neither measure; escapes and such steps then alternated at gaps
+         * of 4e-9-4e-8 to the iteration limit. */
+        if (pred > 64.0 * DBL_EPSILON * fabs(st->F) && ratio > 0.5 && ratio < 2.0)
+            better = true;
         ratio = better && ared >= -64.0 * DBL_EPSILON * fabs(st->F) ? 1.0 : -1.0;
         if (ratio > 0.0) {
             st->stale = v2 < 0.9 * st->vbest ? 0 : st->stale + 1;
