@@ -81,7 +81,7 @@ struct nt {
     unsigned stale;
     /* Columns in weight coordinates (see select_radial): their weights before the step, c_k
      * (0 for the others) and how many there are; candidates for the next step, heaviest last. */
-    double *wb, *rc;
+    double *wb, *rc, *wa; /* wa: the trial's weights (radial_candidates) */
     size_t nradial, *cand, ncand;
 };
 
@@ -325,6 +325,7 @@ static int alloc_state(struct nt *st, struct qt_ws *ws)
     if (!(st->sc = qt_ws_alloc_n(ws, st->n, sizeof(double))) ||
         !(st->wb = qt_ws_alloc_n(ws, st->n, sizeof(double))) ||
         !(st->rc = qt_ws_alloc_n(ws, st->n, sizeof(double))) ||
+        !(st->wa = qt_ws_alloc_n(ws, st->n, sizeof(double))) ||
         !(st->cand = qt_ws_alloc_n(ws, st->n, sizeof(size_t))))
         return -ENOMEM;
     return 0;
@@ -632,20 +633,19 @@ static void radial_candidates(struct nt *st)
     double wmax = 0.0, t = rdot(st->nn, st->A2, st->A2);
 
     st->ncand = 0;
-    for (size_t k = 0; k < n; k++)
-        wmax = fmax(wmax, st->wb[k]);
     for (size_t k = 0; k < n; k++) {
-        double wk = st->wb[k], wa = rdot(n, st->A2 + n * k, st->A2 + n * k) / t;
+        wmax = fmax(wmax, st->wb[k]);
+        st->wa[k] = rdot(n, st->A2 + n * k, st->A2 + n * k) / t;
+    }
+    for (size_t k = 0; k < n; k++) {
+        double wk = st->wb[k], wa = st->wa[k];
 
         if (!(wk < RADIAL_SMALL * wmax && wk > 1e-14 * wmax && wa > RADIAL_LO * wk &&
               wa < RADIAL_HI * wk))
             continue;
         size_t rank = 0;
-        for (size_t j = 0; j < n; j++) {
-            double wj = rdot(n, st->A2 + n * j, st->A2 + n * j) / t;
-
-            rank += wj < wa || (wj == wa && j < k);
-        }
+        for (size_t j = 0; j < n; j++)
+            rank += st->wa[j] < wa || (st->wa[j] == wa && j < k);
         st->cand[st->ncand++] = rank;
     }
     /* heaviest last (select_radial takes them from the end) */
