@@ -1,7 +1,8 @@
 /* qtomo-bench: performance measurements reported in the README and issue notes (not a test).
  * `qtomo-bench linear` times linear inversion with physicalisation per sample, single and
  * batched, for nopovm, mub and pauli at d = 2..32; `qtomo-bench mle` times certified maximum
- * likelihood at d = 2..64 and pauli 1..8 qubits. Both print the OpenBLAS kernels in effect. */
+ * likelihood at d = 2..64 and pauli 1..8 qubits; `qtomo-bench maps` times the kernels of one
+ * Hessian-vector product at pauli 5..8 qubits. All print the OpenBLAS kernels in effect. */
 #include <complex.h>
 #include <math.h>
 #include <stdbool.h>
@@ -16,6 +17,7 @@
 #include "num/qt_estimate.h"
 #include "num/qt_lapack.h"
 #include "num/qt_rng.h"
+#include "num/qt_whiten.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -321,6 +323,73 @@ static int bench_mle(const char *only_design, size_t only_d, const char *only_st
     return 0;
 }
 
+/* `qtomo-bench maps [qubits]`: one Hessian-vector product's kernels for pauli 5..8 qubits (or
+ * the given count): the forward and adjoint maps in native order (what the MLE calls) and one
+ * d x d complex matrix product, each the median of `reps` calls. */
+static int bench_maps(unsigned only)
+{
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_rng rng;
+    int ret = 0;
+
+    qt_rng_seed(&rng, 5);
+    printf("pauli maps in native order and one zgemm, median per call\n");
+    printf("qubits     d        m | forward    adjoint    zgemm\n");
+    for (unsigned n = only ? only : 5; n <= (only ? only : 8u); n++) {
+        size_t d = (size_t)1 << n, reps = n >= 8 ? 21 : n == 7 ? 81 : 301;
+        struct qt_design *des = NULL;
+
+        if (qt_design_new(QT_DESIGN_PAULI, d, &des, NULL) < 0)
+            return 1;
+        double complex *X = malloc(d * d * sizeof(*X)), *Y = malloc(d * d * sizeof(*Y));
+        double complex *Z = malloc(d * d * sizeof(*Z));
+        double *q = malloc(des->m * sizeof(double)), *tf = malloc(3 * reps * sizeof(double));
+
+        if (!X || !Y || !Z || !q || !tf) {
+            ret = 1;
+            goto next;
+        }
+        for (size_t i = 0; i < d * d; i++)
+            X[i] = qt_rng_normal(&rng) + I * qt_rng_normal(&rng);
+        for (size_t j = 0; j < d; j++) /* Hermitian */
+            for (size_t i = 0; i < j; i++)
+                X[j + d * i] = conj(X[i + d * j]);
+        for (size_t i = 0; i < d; i++)
+            X[i + d * i] = creal(X[i + d * i]);
+        for (size_t r = 0; r < reps && ret == 0; r++) {
+            double t0 = qt_bench_now();
+
+            ret |= qt_whiten_forward_native(des->whiten, des, &ws, X, q) < 0;
+            double t1 = qt_bench_now();
+
+            ret |= qt_whiten_adjoint_native(des->whiten, des, &ws, q, Y) < 0;
+            double t2 = qt_bench_now();
+
+            qt_zgemm('N', 'N', d, d, d, 1.0, X, d, Y, d, 0.0, Z, d);
+            tf[r] = t1 - t0;
+            tf[reps + r] = t2 - t1;
+            tf[2 * reps + r] = qt_bench_now() - t2;
+        }
+        if (ret == 0) {
+            for (size_t k = 0; k < 3; k++)
+                qsort(tf + k * reps, reps, sizeof(double), cmp_double);
+            printf("%6u %5zu %8zu | %7.3f ms %7.3f ms %7.3f ms\n", n, d, des->m, 1e3 * tf[reps / 2],
+                   1e3 * tf[reps + reps / 2], 1e3 * tf[2 * reps + reps / 2]);
+        }
+    next:
+        free(X);
+        free(Y);
+        free(Z);
+        free(q);
+        free(tf);
+        qt_design_free(des);
+        if (ret)
+            break;
+    }
+    qt_ws_done(&ws);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     qt_bench_blas_env(argv);
@@ -336,6 +405,10 @@ int main(int argc, char **argv)
                          argc >= 5 ? argv[4] : NULL,
                          argc >= 6 ? (size_t)strtoul(argv[5], NULL, 10) : 0,
                          argc >= 7 ? strtoull(argv[6], NULL, 10) : 2026);
-    fprintf(stderr, "usage: qtomo-bench linear | mle [design [d [pure|mixed [n [seed]]]]]\n");
+    if (argc >= 2 && strcmp(argv[1], "maps") == 0)
+        return bench_maps(argc >= 3 ? (unsigned)strtoul(argv[2], NULL, 10) : 0);
+    fprintf(
+        stderr,
+        "usage: qtomo-bench linear | mle [design [d [pure|mixed [n [seed]]]]] | maps [qubits]\n");
     return 2;
 }

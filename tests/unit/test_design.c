@@ -237,6 +237,128 @@ static void test_pauli_layout(void **state)
     qt_ws_done(&ws);
 }
 
+/* A sum of PRODUCT_TERMS Kronecker products of per-qubit 2 x 2 matrices: X = sum_t (x)_k f[t][k]
+ * (qubit 0 the leftmost factor), written to the d x d column-major X. */
+#define PRODUCT_TERMS 3
+
+static void kron_sum(unsigned n, const double complex (*f)[8][4], double complex *X)
+{
+    size_t d = (size_t)1 << n;
+
+    for (size_t j = 0; j < d; j++)
+        for (size_t i = 0; i < d; i++) {
+            double complex acc = 0.0;
+
+            for (size_t t = 0; t < PRODUCT_TERMS; t++) {
+                double complex p = 1.0;
+
+                for (unsigned k = 0; k < n; k++) {
+                    size_t bi = (i >> (n - 1 - k)) & 1u, bj = (j >> (n - 1 - k)) & 1u;
+
+                    p *= f[t][k][bi + 2 * bj];
+                }
+                acc += p;
+            }
+            X[i + d * j] = acc;
+        }
+}
+
+/* 5-7 qubits, where the forward map changes the order of its mode products (qt_pauli.c) and
+ * explicit kets are too slow under valgrind: both maps on sums of product operators, whose
+ * images are sums of products of one-qubit images. Forward: rho = sum_t (x)_k h_tk gives
+ * q_a = sum_t prod_k <e_{s_k o_k}| h_tk |e_{s_k o_k}>; adjoint: w_a = sum_t prod_k v_tk(s_k, o_k)
+ * gives sum_t (x)_k sum_{s,o} v_tk(s, o) |e_so><e_so|. */
+static void test_pauli_products(void **state)
+{
+    static const double s = 0.70710678118654752440;
+    const double complex eig[3][2][2] = {
+        {{s, s}, {s, -s}}, {{s, I * s}, {s, -I * s}}, {{1, 0}, {0, 1}}};
+    struct qt_ws ws = QT_WS_INIT;
+    struct qt_rng rng;
+
+    (void)state;
+    qt_rng_seed(&rng, 23);
+    for (unsigned n = 5; n <= 7; n++) {
+        size_t d = (size_t)1 << n;
+        struct qt_design *des = make(QT_DESIGN_PAULI, d);
+        double complex h[PRODUCT_TERMS][8][4], g[PRODUCT_TERMS][8][4];
+        double v[PRODUCT_TERMS][8][6], p1[PRODUCT_TERMS][8][6];
+        double complex *rho = malloc(d * d * sizeof(*rho)), *out = malloc(d * d * sizeof(*out));
+        double complex *want = malloc(d * d * sizeof(*want));
+        double *q = malloc(des->m * sizeof(double)), *w = malloc(des->m * sizeof(double));
+        double qmax = 0.0;
+
+        for (size_t t = 0; t < PRODUCT_TERMS; t++)
+            for (unsigned k = 0; k < n; k++) {
+                random_herm(&rng, 2, h[t][k]);
+                for (size_t so = 0; so < 6; so++) {
+                    const double complex *e = eig[so / 2][so % 2];
+                    double complex z = 0.0;
+
+                    for (size_t i = 0; i < 2; i++)
+                        for (size_t j = 0; j < 2; j++)
+                            z += conj(e[i]) * h[t][k][i + 2 * j] * e[j];
+                    p1[t][k][so] = creal(z); /* <e_so| h |e_so> */
+                    v[t][k][so] = qt_rng_normal(&rng);
+                }
+                for (size_t ij = 0; ij < 4; ij++) { /* g = sum_so v(so) |e_so><e_so| */
+                    g[t][k][ij] = 0.0;
+                    for (size_t so = 0; so < 6; so++) {
+                        const double complex *e = eig[so / 2][so % 2];
+
+                        g[t][k][ij] += v[t][k][so] * e[ij % 2] * conj(e[ij / 2]);
+                    }
+                }
+            }
+        kron_sum(n, (const double complex(*)[8][4])h, rho);
+        kron_sum(n, (const double complex(*)[8][4])g, want);
+        for (size_t a = 0; a < des->m; a++) {
+            size_t set = a >> n, o = a & (d - 1);
+            double qa = 0.0, wa = 0.0;
+
+            for (size_t t = 0; t < PRODUCT_TERMS; t++) {
+                double pq = 1.0, pw = 1.0;
+                size_t rest = set;
+
+                for (unsigned k = n; k-- > 0;) { /* qubit k: digit n-1-k of set and of o */
+                    size_t so = 2 * (rest % 3) + ((o >> (n - 1 - k)) & 1u);
+
+                    rest /= 3;
+                    pq *= p1[t][k][so];
+                    pw *= v[t][k][so];
+                }
+                qa += pq;
+                wa += pw;
+            }
+            q[a] = qa;
+            w[a] = wa;
+            qmax = fmax(qmax, fabs(qa));
+        }
+        double *got = malloc(des->m * sizeof(double));
+
+        assert_int_equal(qt_design_forward(des, &ws, rho, got), 0);
+        for (size_t a = 0; a < des->m; a++)
+            qt_assert_close(got[a], q[a], 0, 1e-12 * qmax);
+        assert_int_equal(qt_design_adjoint(des, &ws, w, out), 0);
+        double wmax = 0.0;
+
+        for (size_t i = 0; i < d * d; i++)
+            wmax = fmax(wmax, cabs(want[i]));
+        for (size_t i = 0; i < d * d; i++) {
+            qt_assert_close(creal(out[i]), creal(want[i]), 0, 1e-12 * wmax);
+            qt_assert_close(cimag(out[i]), cimag(want[i]), 0, 1e-12 * wmax);
+        }
+        free(got);
+        free(rho);
+        free(out);
+        free(want);
+        free(q);
+        free(w);
+        qt_design_free(des);
+    }
+    qt_ws_done(&ws);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -516,6 +638,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_mub_complete),
     cmocka_unit_test(test_mub_large),
     cmocka_unit_test(test_pauli_layout),
+    cmocka_unit_test(test_pauli_products),
     cmocka_unit_test(test_native_order),
     cmocka_unit_test(test_closed_form_sv),
     cmocka_unit_test(test_map_identities),
