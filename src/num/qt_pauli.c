@@ -63,10 +63,10 @@ static void offsets(unsigned n, size_t radix, size_t base, size_t mult, size_t *
 
 /* One mode product step: out[y][i] = sum_x M[y][x] in[x][i] for i < len, where in holds bin
  * slices sx numbers apart and out bout slices sy numbers apart, as split real and imaginary
- * arrays. Eight
- * values of i at a time are loaded once into vector registers and all BOUT outputs are formed
- * there (register blocking); the explicit vector type makes gcc vectorise over i rather than
- * over the outputs. Without AVX-512 the compiler splits each vector into narrower ones. */
+ * arrays. Eight values of i at a time are loaded once into vector registers and all BOUT
+ * outputs are formed there (register blocking); the explicit vector type makes gcc vectorise
+ * over i rather than over the outputs. Without AVX-512 the compiler splits each vector into
+ * narrower ones. */
 typedef double qt_v8d __attribute__((vector_size(64)));
 
 /* Unaligned vector load and store; macros, because vectors passed by value change the ABI
@@ -147,11 +147,11 @@ struct split {
 #define LOW_FIRST 3
 
 /* The order of a map's mode products. Digit p (counted from the least significant; qubit
- * n - 1 - p) is transformed with the product of the radices below it as the kernel's vector
- * length, so with S = 1 the least significant digits run the kernels' scalar tail. The products
- * are taken from the most significant digit down, except that a forward map of fewer than 8
- * samples first transforms its LOW_FIRST least significant digits, least significant first,
- * while the tensor is still small (4^n numbers, where the last stages have 6^n).
+ * n - 1 - p) is transformed with S times the product of the radices below it as the kernel's
+ * vector length, so with S = 1 the least significant digits run the kernels' scalar tail. The
+ * products are taken from the most significant digit down, except that a forward map of fewer than
+ * 8 samples first transforms its LOW_FIRST least significant digits, least significant first, while
+ * the tensor is still small (4^n numbers, where the last stages have 6^n).
  *
  * With fewer than 8 samples, the two products on the largest tensors (a forward map's last
  * two, the other maps' first two) are fused: each block of the tensor goes through both while

@@ -339,8 +339,10 @@ static int bench_maps(unsigned only)
         size_t d = (size_t)1 << n, reps = n >= 8 ? 21 : n == 7 ? 81 : 301;
         struct qt_design *des = NULL;
 
-        if (qt_design_new(QT_DESIGN_PAULI, d, &des, NULL) < 0)
-            return 1;
+        if (qt_design_new(QT_DESIGN_PAULI, d, &des, NULL) < 0) {
+            ret = 1;
+            break;
+        }
         double complex *X = malloc(d * d * sizeof(*X)), *Y = malloc(d * d * sizeof(*Y));
         double complex *Z = malloc(d * d * sizeof(*Z));
         double *q = malloc(des->m * sizeof(double)), *tf = malloc(3 * reps * sizeof(double));

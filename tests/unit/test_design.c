@@ -263,11 +263,12 @@ static void kron_sum(unsigned n, const double complex (*f)[8][4], double complex
         }
 }
 
-/* 5-7 qubits, where the forward map changes the order of its mode products (qt_pauli.c) and
- * explicit kets are too slow under valgrind: both maps on sums of product operators, whose
- * images are sums of products of one-qubit images. Forward: rho = sum_t (x)_k h_tk gives
- * q_a = sum_t prod_k <e_{s_k o_k}| h_tk |e_{s_k o_k}>; adjoint: w_a = sum_t prod_k v_tk(s_k, o_k)
- * gives sum_t (x)_k sum_{s,o} v_tk(s, o) |e_so><e_so|. */
+/* 5-7 qubits, where the maps fuse pairs of mode products and the forward map mixes its
+ * low-first and top-down orders (qt_pauli.c), and explicit kets are too slow under valgrind:
+ * both maps on sums of product operators, whose images are sums of products of one-qubit
+ * images. Forward: rho = sum_t (x)_k h_tk gives q_a = sum_t prod_k <e_so| h_tk |e_so> with
+ * (s, o) = (s_k, o_k); adjoint: w_a = sum_t prod_k v_tk(s_k, o_k) gives
+ * sum_t (x)_k sum_{s,o} v_tk(s, o) |e_so><e_so|. */
 static void test_pauli_products(void **state)
 {
     static const double s = 0.70710678118654752440;
