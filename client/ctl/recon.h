@@ -180,11 +180,16 @@ int qctl_out_flush(struct qctl_out *o);
 #define QCTL_OUT_WRITEBACK (4 << 20)
 
 /* A growable byte buffer (recon_summary.c); the first allocation failure sticks (err).
- * Zero-initialise. */
+ * Zero-initialise. A buffer that its owner marks `large` (set before the first put; summary.csv's
+ * rows, tens of MB on big runs) moves past 2 MiB into its own mapping, backed by transparent
+ * huge pages where the kernel allows and grown by mremap: one page fault per 2 MiB instead of
+ * 512, and no copy when it grows. Free it with qctl_buf_free only; p is not malloc'd then. */
 struct qctl_buf {
     char *p;
     size_t len, cap;
     bool err;
+    bool large;  /* set by the owner */
+    bool mapped; /* p is an mmap of cap bytes */
 };
 
 /* One sample's records as the output stage files them: formatted where they were computed (a

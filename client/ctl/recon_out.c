@@ -172,6 +172,7 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
     o->n = n;
     o->start = o->next = start;
     o->slowest = SIZE_MAX;
+    o->sum_rows.large = true;
     qt_jw_init(&o->jw);
     o->jw.memo = &o->memo;
     o->t0 = o->last_draw = o->last_flush = now_ms();

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "base/qt_status.h"
 #include "io/qt_json.h"
@@ -34,17 +35,51 @@ static bool is_origin_col(const char *name)
 
 /* ---- byte buffer ---- */
 
+#define SB_MAP_MIN ((size_t)2 << 20) /* a transparent huge page on x86-64 and arm64 */
+
+/* Grows a large buffer's mapping to cap bytes (the first time, moves it out of malloc). NULL
+ * when the kernel refuses; the buffer is unchanged then. */
+static char *sb_map(struct qctl_buf *b, size_t cap)
+{
+    void *np;
+
+    if (b->mapped) {
+        np = mremap(b->p, b->cap, cap, MREMAP_MAYMOVE);
+        if (np == MAP_FAILED)
+            return NULL;
+    } else {
+        np = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (np == MAP_FAILED)
+            return NULL;
+        if (b->len)
+            memcpy(np, b->p, b->len);
+        free(b->p);
+        b->mapped = true;
+    }
+    (void)madvise(np, cap, MADV_HUGEPAGE); /* advice: without it, 4 kB pages */
+    return np;
+}
+
 static char *sb_room(struct qctl_buf *b, size_t n)
 {
     if (b->err)
         return NULL;
     if (n > b->cap - b->len) {
         size_t cap = b->cap ? b->cap : 4096;
-        char *np;
+        char *np = NULL;
 
-        while (cap - b->len < n)
+        while (cap - b->len < n) {
+            if (cap > SIZE_MAX / 2) {
+                b->err = true;
+                return NULL;
+            }
             cap *= 2;
-        if (!(np = realloc(b->p, cap))) {
+        }
+        if (b->large && cap >= SB_MAP_MIN)
+            np = sb_map(b, cap);
+        if (!np && !b->mapped)
+            np = realloc(b->p, cap);
+        if (!np) {
             b->err = true;
             return NULL;
         }
@@ -71,7 +106,10 @@ static void sb_str(struct qctl_buf *b, const char *s)
 
 void qctl_buf_free(struct qctl_buf *b)
 {
-    free(b->p);
+    if (b->mapped)
+        (void)munmap(b->p, b->cap);
+    else
+        free(b->p);
     memset(b, 0, sizeof(*b));
 }
 
@@ -747,7 +785,7 @@ int qctl_summary_write(const char *dir, const struct qctl_buf *rows)
 
 int qctl_write_summary(const char *dir)
 {
-    struct qctl_buf rows = {0};
+    struct qctl_buf rows = {.large = true};
     int r = qctl_summary_load(&rows, dir);
 
     if (r == 0)
