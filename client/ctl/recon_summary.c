@@ -36,6 +36,7 @@ static bool is_origin_col(const char *name)
 /* ---- byte buffer ---- */
 
 #define SB_MAP_MIN ((size_t)2 << 20) /* a transparent huge page on x86-64 and arm64 */
+#define SB_MAP_FROM ((size_t)64 << 10) /* a large buffer past this goes to SB_MAP_MIN, mapped */
 
 /* Grows a large buffer's mapping to cap bytes (the first time, moves it out of malloc). NULL
  * when the kernel refuses; the buffer is unchanged then. */
@@ -47,16 +48,18 @@ static char *sb_map(struct qctl_buf *b, size_t cap)
         np = mremap(b->p, b->cap, cap, MREMAP_MAYMOVE);
         if (np == MAP_FAILED)
             return NULL;
+        (void)madvise(np, cap, MADV_HUGEPAGE); /* the part added */
     } else {
         np = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (np == MAP_FAILED)
             return NULL;
+        /* Advice, before the first touch (without it, 4 kB pages). */
+        (void)madvise(np, cap, MADV_HUGEPAGE);
         if (b->len)
             memcpy(np, b->p, b->len);
         free(b->p);
         b->mapped = true;
     }
-    (void)madvise(np, cap, MADV_HUGEPAGE); /* advice: without it, 4 kB pages */
     return np;
 }
 
@@ -75,8 +78,10 @@ static char *sb_room(struct qctl_buf *b, size_t n)
             }
             cap *= 2;
         }
-        if (b->large && cap >= SB_MAP_MIN)
+        if (b->large && cap > SB_MAP_FROM) {
+            cap = cap > SB_MAP_MIN ? cap : SB_MAP_MIN;
             np = sb_map(b, cap);
+        }
         if (!np && !b->mapped)
             np = realloc(b->p, cap);
         if (!np) {
