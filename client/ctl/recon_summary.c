@@ -63,6 +63,34 @@ static char *sb_map(struct qctl_buf *b, size_t cap)
     return np;
 }
 
+void *qctl_zalloc_large(size_t n, size_t size, size_t *bytes)
+{
+    void *p;
+
+    *bytes = 0;
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    *bytes = n * size;
+    if (*bytes < SB_MAP_FROM)
+        return calloc(n ? n : 1, size ? size : 1);
+    if (*bytes > SIZE_MAX - SB_MAP_MIN)
+        return NULL;
+    *bytes = (*bytes + SB_MAP_MIN - 1) / SB_MAP_MIN * SB_MAP_MIN;
+    p = mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    (void)madvise(p, *bytes, MADV_HUGEPAGE); /* advice */
+    return p;
+}
+
+void qctl_free_large(void *p, size_t bytes)
+{
+    if (bytes < SB_MAP_FROM)
+        free(p);
+    else if (p)
+        (void)munmap(p, bytes);
+}
+
 static char *sb_room(struct qctl_buf *b, size_t n)
 {
     if (b->err)
