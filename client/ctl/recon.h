@@ -251,6 +251,13 @@ void qctl_summary_row(struct qctl_buf *rows, const struct qt_record_meta *meta,
 int qctl_summary_load(struct qctl_buf *rows, const char *dir);
 /* Writes DIR/summary.csv (temp + rename) from rows: the columns that some row fills. */
 int qctl_summary_write(const char *dir, const struct qctl_buf *rows);
+/* qctl_summary_write up to the commit: lays the table out into summary.csv's temporary file.
+ * *a is open (a->fd >= 0) unless the file could not be created; the caller ends it with
+ * qctl_atomic_commit(a, the result), which renames it, or drops it when given an error. Lets
+ * the caller make records.jsonl durable meanwhile and before summary.csv takes its name.
+ * Returns 0 or a negative error (printed). */
+struct qctl_atomic;
+int qctl_summary_stage(const char *dir, const struct qctl_buf *rows, struct qctl_atomic *a);
 /* Writes DIR/summary.csv from DIR/records.jsonl (load, then write). */
 int qctl_write_summary(const char *dir);
 

@@ -748,17 +748,18 @@ static void put_col_name(struct qctl_buf *b, uint32_t col)
 /* The table goes to the file in pieces of this size (the whole table is as large as the rows). */
 #define SUMMARY_PIECE (64u << 10)
 
-int qctl_summary_write(const char *dir, const struct qctl_buf *rows)
+int qctl_summary_stage(const char *dir, const struct qctl_buf *rows, struct qctl_atomic *ap)
 {
     bool filled[N_COLS] = {false};
     uint32_t cols[N_COLS], cell_len[N_COLS] = {0}, set[N_COLS];
     const char *cell[N_COLS] = {NULL};
     struct qctl_buf out = {0};
-    struct qctl_atomic a;
+    struct qctl_atomic a = {.fd = -1};
     struct cell_hdr h;
     size_t ncols;
     int r;
 
+    *ap = a;
     if (rows->err) {
         qctl_err("out of memory writing summary.csv");
         return -ENOMEM;
@@ -771,6 +772,7 @@ int qctl_summary_write(const char *dir, const struct qctl_buf *rows)
     }
     if ((r = qctl_atomic_open(&a, dir, "summary.csv")) < 0)
         return r;
+    *ap = a;
     ncols = table_cols(filled, cols);
     for (size_t c = 0; c < ncols; c++) {
         if (c)
@@ -813,7 +815,16 @@ int qctl_summary_write(const char *dir, const struct qctl_buf *rows)
         r = -ENOMEM;
     }
     qctl_buf_free(&out);
-    return qctl_atomic_commit(&a, r);
+    *ap = a;
+    return r;
+}
+
+int qctl_summary_write(const char *dir, const struct qctl_buf *rows)
+{
+    struct qctl_atomic a;
+    int r = qctl_summary_stage(dir, rows, &a);
+
+    return a.fd < 0 ? r : qctl_atomic_commit(&a, r);
 }
 
 int qctl_write_summary(const char *dir)
