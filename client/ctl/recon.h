@@ -183,7 +183,8 @@ int qctl_out_flush(struct qctl_out *o);
  * Zero-initialise. A buffer that its owner marks `large` (set before the first put; summary.csv's
  * rows, tens of MB on big runs) moves past 64 kB into its own mapping of 2 MiB or more, backed
  * by transparent huge pages where the kernel allows and grown by mremap: one page fault per
- * 2 MiB instead of 512, and no copy when it grows. Free it with qctl_buf_free only; p is not malloc'd then. */
+ * 2 MiB instead of 512, and no copy when it grows. Free it with qctl_buf_free only (p is not
+ * malloc'd then), which zeroes the whole struct, `large` too. */
 struct qctl_buf {
     char *p;
     size_t len, cap;

@@ -319,6 +319,13 @@ int qctl_out_flush(struct qctl_out *o)
         off_t end = lseek(fileno(o->records), 0, SEEK_CUR);
 
         if (end > 0 && end - o->synced_to >= QCTL_OUT_WRITEBACK) {
+            int r = o->syncer ? qctl_syncer_error(o->syncer) : 0;
+
+            if (r < 0) { /* the disk failed: stop now, not at the end of the run */
+                o->write_err = r;
+                qctl_err("cannot write records: %s", strerror(-r));
+                return r;
+            }
             if (o->syncer)
                 qctl_syncer_kick(o->syncer);
             else

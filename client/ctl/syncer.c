@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -55,7 +56,15 @@ int qctl_syncer_start(struct qctl_syncer **sp, int fd)
         free(s);
         return -r;
     }
-    if ((r = pthread_create(&s->th, NULL, syncer_main, s)) != 0) {
+    /* The thread takes no signal: SIGINT and SIGTERM go to the caller's thread, whose poll they
+     * interrupt (qtomoctl's cancel). */
+    sigset_t all, old;
+
+    (void)sigfillset(&all);
+    (void)pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(&s->th, NULL, syncer_main, s);
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
         free(s);
@@ -63,6 +72,16 @@ int qctl_syncer_start(struct qctl_syncer **sp, int fd)
     }
     *sp = s;
     return 0;
+}
+
+int qctl_syncer_error(struct qctl_syncer *s)
+{
+    int err;
+
+    pthread_mutex_lock(&s->mu);
+    err = s->err;
+    pthread_mutex_unlock(&s->mu);
+    return err;
 }
 
 void qctl_syncer_kick(struct qctl_syncer *s)

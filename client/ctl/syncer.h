@@ -12,6 +12,8 @@ struct qctl_syncer;
 int qctl_syncer_start(struct qctl_syncer **s, int fd);
 /* Asks for an fdatasync of everything written so far. Never blocks on the disk. */
 void qctl_syncer_kick(struct qctl_syncer *s);
+/* The first error of its fdatasyncs so far (negative), or 0. Does not wait for one running. */
+int qctl_syncer_error(struct qctl_syncer *s);
 /* Runs the fdatasync asked for, if any, ends the thread and frees s (NULL: nothing). Returns 0
  * or the first error of its fdatasyncs, negative: the kernel reports a writeback error once
  * per open file, so the caller's own fsync may no longer see it. */

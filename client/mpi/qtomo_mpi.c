@@ -980,7 +980,11 @@ int main(int argc, char **argv)
     }
     if (cmd < 0)
         return code;
-    MPI_Init(&argc, &argv);
+    /* Funneled: rank 0's output stage runs a thread of its own (records.jsonl's background
+     * fdatasync, client/ctl/syncer.c), which never calls MPI. */
+    int provided;
+
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ro.nranks);
     runner.cache = open_cache(&g, cache_dir);
