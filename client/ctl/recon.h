@@ -193,13 +193,6 @@ struct qctl_buf {
     bool mapped; /* p is an mmap of cap bytes */
 };
 
-/* A zeroed array of n elements of size bytes; *bytes gets what to give qctl_free_large. From
- * 64 kB, its own mapping rounded up to 2 MiB and advised onto transparent huge pages (touched
- * once per element, 4 kB pages cost a fault each 4 kB); below, calloc. NULL: no memory, or
- * n * size overflows. */
-void *qctl_zalloc_large(size_t n, size_t size, size_t *bytes);
-void qctl_free_large(void *p, size_t bytes);
-
 /* One sample's records as the output stage files them: formatted where they were computed (a
  * qtomo-mpi rank), so that rank 0 only files the text in order. */
 struct qctl_fmt {

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/qt_mem.h"
 #include "io/qt_json.h"
 #include "io/qt_record.h"
 #include "recon.h"
@@ -28,7 +29,6 @@ struct qctl_out {
     const struct qctl_global *g;
     size_t n, start, next; /* selection size, first sample of this run, next to write */
     struct out_slot *slot; /* [n - start + 1]: samples received and not yet written */
-    size_t slot_bytes;     /* its allocation (qctl_zalloc_large) */
     FILE *records;         /* DIR/records.jsonl, or NULL */
     char *records_buf;     /* its stdio buffer (QCTL_OUT_BUFFER) */
     off_t synced_to;       /* its bytes handed to the disk (syncer, or sync_file_range) */
@@ -169,7 +169,7 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
 
     /* One allocation, in huge pages when large: a slot is touched once per sample, and 4 kB
      * page faults were 10 % of a fast run's faults. */
-    if (!o || !(o->slot = qctl_zalloc_large(nslots, sizeof(*o->slot), &o->slot_bytes))) {
+    if (!o || !(o->slot = qt_zalloc_huge(nslots, sizeof(*o->slot)))) {
         qctl_err("out of memory");
         qctl_out_free(o);
         return QCTL_EXIT_FAILED;
@@ -683,7 +683,7 @@ void qctl_out_free(struct qctl_out *o)
             qctl_buf_free(&o->slot[i].rows);
         }
     qctl_buf_free(&o->sum_rows);
-    qctl_free_large(o->slot, o->slot_bytes);
+    free(o->slot);
     qt_jw_done(&o->jw);
     free(o);
 }

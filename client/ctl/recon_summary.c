@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "base/qt_mem.h"
 #include "base/qt_status.h"
 #include "io/qt_json.h"
 #include "recon.h"
@@ -35,8 +36,7 @@ static bool is_origin_col(const char *name)
 
 /* ---- byte buffer ---- */
 
-#define SB_MAP_MIN ((size_t)2 << 20) /* a transparent huge page on x86-64 and arm64 */
-#define SB_MAP_FROM ((size_t)64 << 10) /* a large buffer past this goes to SB_MAP_MIN, mapped */
+#define SB_MAP_FROM ((size_t)64 << 10) /* a large buffer past this goes to QT_HUGE_PAGE, mapped */
 
 /* Grows a large buffer's mapping to cap bytes (the first time, moves it out of malloc). NULL
  * when the kernel refuses; the buffer is unchanged then. */
@@ -63,34 +63,6 @@ static char *sb_map(struct qctl_buf *b, size_t cap)
     return np;
 }
 
-void *qctl_zalloc_large(size_t n, size_t size, size_t *bytes)
-{
-    void *p;
-
-    *bytes = 0;
-    if (size && n > SIZE_MAX / size)
-        return NULL;
-    *bytes = n * size;
-    if (*bytes < SB_MAP_FROM)
-        return calloc(n ? n : 1, size ? size : 1);
-    if (*bytes > SIZE_MAX - SB_MAP_MIN)
-        return NULL;
-    *bytes = (*bytes + SB_MAP_MIN - 1) / SB_MAP_MIN * SB_MAP_MIN;
-    p = mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    (void)madvise(p, *bytes, MADV_HUGEPAGE); /* advice */
-    return p;
-}
-
-void qctl_free_large(void *p, size_t bytes)
-{
-    if (bytes < SB_MAP_FROM)
-        free(p);
-    else if (p)
-        (void)munmap(p, bytes);
-}
-
 static char *sb_room(struct qctl_buf *b, size_t n)
 {
     if (b->err)
@@ -107,7 +79,7 @@ static char *sb_room(struct qctl_buf *b, size_t n)
             cap *= 2;
         }
         if (b->large && cap > SB_MAP_FROM) {
-            cap = cap > SB_MAP_MIN ? cap : SB_MAP_MIN;
+            cap = cap > QT_HUGE_PAGE ? cap : QT_HUGE_PAGE;
             np = sb_map(b, cap);
         }
         if (!np && !b->mapped)

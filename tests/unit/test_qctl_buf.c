@@ -1,6 +1,6 @@
 /* Unit tests for qtomoctl's growable byte buffer (client/ctl/recon_summary.c): the bytes put are
  * the bytes read back, in order, whether the buffer stays in malloc or, marked large, moves into
- * its own mapping past 64 kB and grows there by mremap; and for its zeroed large arrays. */
+ * its own mapping past 64 kB and grows there by mremap. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,40 +90,12 @@ static void reuse_after_reset(void **state)
     qctl_buf_free(&b);
 }
 
-/* qctl_zalloc_large: zeroed, writable to the last byte, small and large, and an overflowing
- * size refused. */
-static void zalloc_large(void **state)
-{
-    const size_t sizes[][2] = {{1, 8}, {100, 96}, {700, 96}, {20001, 96}, {3u << 20, 1}, {0, 8}};
-    size_t bytes;
-
-    (void)state;
-    for (size_t t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
-        size_t len = sizes[t][0] * sizes[t][1];
-        unsigned char *p = qctl_zalloc_large(sizes[t][0], sizes[t][1], &bytes);
-
-        assert_non_null(p);
-        assert_true(bytes >= len);
-        for (size_t i = 0; i < len; i++)
-            if (p[i])
-                fail_msg("byte %zu of %zu is not zero", i, len);
-        for (size_t i = 0; i < len; i++)
-            p[i] = pat(i);
-        for (size_t i = 0; i < len; i++)
-            assert_int_equal(p[i], pat(i));
-        qctl_free_large(p, bytes);
-    }
-    assert_null(qctl_zalloc_large(SIZE_MAX / 8, 16, &bytes));
-    assert_null(qctl_zalloc_large(SIZE_MAX - 4096, 1, &bytes));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(small_buffer_stays_in_malloc),
         cmocka_unit_test(large_buffer_moves_to_a_mapping),
         cmocka_unit_test(reuse_after_reset),
-        cmocka_unit_test(zalloc_large),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
