@@ -14,7 +14,7 @@
 #include "io/qt_json.h"
 #include "io/qt_record.h"
 #include "recon.h"
-#include "syncer.h"
+#include "writer.h"
 
 /* A sample that came before the samples ahead of it: kept until they are written. */
 struct out_slot {
@@ -29,10 +29,8 @@ struct qctl_out {
     const struct qctl_global *g;
     size_t n, start, next; /* selection size, first sample of this run, next to write */
     struct out_slot *slot; /* [n - start + 1]: samples received and not yet written */
-    FILE *records;         /* DIR/records.jsonl, or NULL */
-    char *records_buf;     /* its stdio buffer (QCTL_OUT_BUFFER) */
-    off_t synced_to;       /* its bytes handed to the disk (syncer, or sync_file_range) */
-    struct qctl_syncer *syncer; /* its background fdatasync (NULL: none could start) */
+    int records_fd;        /* DIR/records.jsonl, or -1 */
+    struct qctl_writer *records; /* its writer (writes and fdatasyncs on a thread), or NULL */
     struct qctl_buf sum_rows; /* -o: summary.csv rows of the records in the file, in order */
     struct qt_jw jw;
     struct qt_fmt_memo memo; /* jw's */
@@ -169,6 +167,8 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
 
     /* One allocation, in huge pages when large: a slot is touched once per sample, and 4 kB
      * page faults were 10 % of a fast run's faults. */
+    if (o)
+        o->records_fd = -1;
     if (!o || !(o->slot = qt_zalloc_huge(nslots, sizeof(*o->slot)))) {
         qctl_err("out of memory");
         qctl_out_free(o);
@@ -192,22 +192,23 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
 
         (void)snprintf(path, sizeof(path), "%s/records.jsonl", rc->outdir);
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (start ? 0 : O_TRUNC), 0644);
-        if (fd < 0 || !(o->records = fdopen(fd, "a"))) {
+        if (fd < 0) {
             qctl_err("cannot write '%s': %s", path, strerror(errno));
-            if (fd >= 0)
-                (void)close(fd);
             qctl_out_free(o);
             return QCTL_EXIT_FAILED;
         }
-        /* A record is ~1.3 kB: stdio's 4 kB buffer would write every few records. (glibc
-         * ignores the size unless it is given the buffer.) */
-        o->synced_to = lseek(fd, 0, SEEK_END); /* --resume: the records kept are on disk */
-        if (o->synced_to < 0)
-            o->synced_to = 0;
-        o->records_buf = malloc(QCTL_OUT_BUFFER);
-        if (o->records_buf)
-            (void)setvbuf(o->records, o->records_buf, _IOFBF, QCTL_OUT_BUFFER);
-        (void)qctl_syncer_start(&o->syncer, fd); /* without it, sync_file_range */
+        o->records_fd = fd;
+        /* The writes, and an fdatasync every few MB, on a thread of their own (writer.h): the
+         * final fsync then waits for the last few MB instead of the whole file (on this VM's
+         * disk ~0.8 ms per MB, 14-18 ms of a 20,000-sample run), and the copy of 26 MB into
+         * the page cache overlaps the computing. */
+        int r = qctl_writer_start(&o->records, fd, QCTL_OUT_WRITEBACK);
+
+        if (r < 0) {
+            qctl_err("cannot start writing '%s': %s", path, strerror(-r));
+            qctl_out_free(o);
+            return QCTL_EXIT_FAILED;
+        }
         /* summary.csv's rows: those of the records --resume kept, then this run's as written */
         if (start > 0 && qctl_summary_load(&o->sum_rows, rc->outdir) < 0) {
             qctl_out_free(o);
@@ -256,16 +257,17 @@ void qctl_out_progress(struct qctl_out *o, uint64_t done, uint64_t total)
 
 static int write_out(struct qctl_out *o, const char *s, size_t len)
 {
-    FILE *f = o->records ? o->records : stdout;
+    int r = 0;
 
-    if (fwrite(s, 1, len, f) != len) {
-        if (!o->write_err) {
-            o->write_err = -errno ? -errno : -EIO;
-            qctl_err("cannot write records: %s", strerror(-o->write_err));
-        }
-        return o->write_err;
+    if (o->records)
+        r = qctl_writer_put(o->records, s, len);
+    else if (fwrite(s, 1, len, stdout) != len)
+        r = errno ? -errno : -EIO;
+    if (r < 0 && !o->write_err) {
+        o->write_err = r;
+        qctl_err("cannot write records: %s", strerror(-r));
     }
-    return 0;
+    return r < 0 ? o->write_err : 0;
 }
 
 static int flush_ready(struct qctl_out *o)
@@ -307,32 +309,11 @@ void qctl_out_defer_flush(struct qctl_out *o, bool defer)
 int qctl_out_flush(struct qctl_out *o)
 {
     o->last_flush = now_ms();
-    if (fflush(o->records ? o->records : stdout) != 0 && !o->write_err) {
-        o->write_err = -errno;
-        qctl_err("cannot write records: %s", strerror(errno));
-    }
-    /* Make records.jsonl durable every few MB while the run goes on (the syncer thread's
-     * fdatasync), so that the fsync at the end waits for the last few MB instead of the whole
-     * file: on this VM's disk ~0.8 ms per MB, 14-18 ms of a 20,000-sample run. Without the
-     * thread, only start the disk writes (advice: errors show at the final fsync). */
-    if (o->records && !o->write_err) {
-        off_t end = lseek(fileno(o->records), 0, SEEK_CUR);
+    int r = o->records ? qctl_writer_flush(o->records) : fflush(stdout) == 0 ? 0 : -errno;
 
-        if (end > 0 && end - o->synced_to >= QCTL_OUT_WRITEBACK) {
-            int r = o->syncer ? qctl_syncer_error(o->syncer) : 0;
-
-            if (r < 0) { /* the disk failed: stop now, not at the end of the run */
-                o->write_err = r;
-                qctl_err("cannot write records: %s", strerror(-r));
-                return r;
-            }
-            if (o->syncer)
-                qctl_syncer_kick(o->syncer);
-            else
-                (void)sync_file_range(fileno(o->records), o->synced_to, end - o->synced_to,
-                                      SYNC_FILE_RANGE_WRITE);
-            o->synced_to = end;
-        }
+    if (r < 0 && !o->write_err) {
+        o->write_err = r;
+        qctl_err("cannot write records: %s", strerror(-r));
     }
     return o->write_err;
 }
@@ -579,31 +560,29 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
      * file may hold other records than those rows: it is read back instead. */
     struct qctl_atomic sum = {.fd = -1};
     bool staged = o->records && o->write_err == 0 && !o->sum_rows.err;
+    int rec_fd = o->records_fd;
     int sum_r = 0;
 
     if (staged) {
-        if (o->syncer)
-            qctl_syncer_kick(o->syncer);
-        else
-            (void)sync_file_range(fileno(o->records), o->synced_to, 0, SYNC_FILE_RANGE_WRITE);
+        qctl_writer_end(o->records); /* the rest, and its fdatasync, while the summary is laid out */
         sum_r = qctl_summary_stage(rc->outdir, &o->sum_rows, &sum);
     }
-    if (o->syncer) {
-        int r = qctl_syncer_stop(o->syncer);
+    if (o->records) {
+        int r = qctl_writer_stop(o->records);
 
-        o->syncer = NULL;
+        o->records = NULL;
         if (r < 0 && !o->write_err) { /* the fsync below would not see it again */
             qctl_err("cannot write records: %s", strerror(-r));
             o->write_err = r;
         }
     }
-    if (o->records && !o->write_err) {
-        if (fsync(fileno(o->records)) != 0) {
+    if (rec_fd >= 0 && !o->write_err) {
+        if (fsync(rec_fd) != 0) {
             qctl_err("cannot write records: %s", strerror(errno));
             o->write_err = -errno;
         }
     }
-    if (o->records) {
+    if (rec_fd >= 0) {
         int r;
 
         if (staged && o->write_err == 0) {
@@ -673,10 +652,9 @@ void qctl_out_free(struct qctl_out *o)
 {
     if (!o)
         return;
-    (void)qctl_syncer_stop(o->syncer); /* before its file is closed */
-    if (o->records)
-        (void)fclose(o->records);
-    free(o->records_buf); /* after fclose, which flushes it */
+    (void)qctl_writer_stop(o->records); /* before its file is closed */
+    if (o->records_fd >= 0)
+        (void)close(o->records_fd);
     if (o->slot && !o->rc->live)
         for (size_t i = 0; i < o->n - o->start; i++) {
             free(o->slot[i].text);

@@ -980,8 +980,8 @@ int main(int argc, char **argv)
     }
     if (cmd < 0)
         return code;
-    /* Funneled: rank 0's output stage runs a thread of its own (records.jsonl's background
-     * fdatasync, client/ctl/syncer.c), which never calls MPI. */
+    /* Funneled: rank 0's output stage runs a thread of its own (records.jsonl's writes and
+     * fdatasyncs, client/ctl/writer.c), which never calls MPI. */
     int provided;
 
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
