@@ -555,31 +555,25 @@ int qctl_out_finish(struct qctl_out *o, bool complete, double elapsed_ms)
      * the summary on stderr. */
     (void)qctl_out_flush(o);
     /* summary.csv from the rows kept as records were written, laid out into its temporary file
-     * while the disk takes the last of records.jsonl (started here: the fsync below then waits
-     * for less); it takes its name after records.jsonl is on disk. When writing failed, the
-     * file may hold other records than those rows: it is read back instead. */
+     * while the writer writes the last of records.jsonl and fsyncs it; it takes its name after
+     * records.jsonl is on disk. When writing failed, the file may hold other records than those
+     * rows: it is read back instead. */
     struct qctl_atomic sum = {.fd = -1};
     bool staged = o->records && o->write_err == 0 && !o->sum_rows.err;
     int rec_fd = o->records_fd;
     int sum_r = 0;
 
     if (staged) {
-        qctl_writer_end(o->records); /* the rest, and its fdatasync, while the summary is laid out */
+        qctl_writer_end(o->records);
         sum_r = qctl_summary_stage(rc->outdir, &o->sum_rows, &sum);
     }
     if (o->records) {
-        int r = qctl_writer_stop(o->records);
+        int r = qctl_writer_stop(o->records); /* 0: written, and on disk (its final fsync) */
 
         o->records = NULL;
-        if (r < 0 && !o->write_err) { /* the fsync below would not see it again */
+        if (r < 0 && !o->write_err) {
             qctl_err("cannot write records: %s", strerror(-r));
             o->write_err = r;
-        }
-    }
-    if (rec_fd >= 0 && !o->write_err) {
-        if (fsync(rec_fd) != 0) {
-            qctl_err("cannot write records: %s", strerror(errno));
-            o->write_err = -errno;
         }
     }
     if (rec_fd >= 0) {

@@ -19,8 +19,8 @@
 struct qctl_writer;
 
 /* Starts the thread writing to fd (which stays the caller's: close it after qctl_writer_stop),
- * with an fdatasync after every sync_every bytes and after the last (0: none at all, for a
- * pipe). 0, or a negative error (no memory, no thread): then *w is NULL. */
+ * with an fdatasync after every sync_every bytes and an fsync after the last (sync_every 0:
+ * none at all, for a pipe). 0, or a negative error (no memory, no thread): then *w is NULL. */
 int qctl_writer_start(struct qctl_writer **w, int fd, size_t sync_every);
 /* Appends n bytes. 0, or the first error so far. Waits only when the ring is full. */
 int qctl_writer_put(struct qctl_writer *w, const void *p, size_t n);
@@ -31,9 +31,10 @@ int qctl_writer_error(struct qctl_writer *w);
 /* Hands over the rest, to be written at once and followed by the last fdatasync, without
  * waiting: the caller does other work meanwhile. Nothing may be put afterwards. */
 void qctl_writer_end(struct qctl_writer *w);
-/* Ends (if not yet), waits for the thread, frees w (NULL: nothing). 0, or the first error of
- * the writes and fdatasyncs: the kernel reports a writeback error once per open file, so the
- * caller's own fsync may no longer see it. */
+/* Ends (if not yet), waits for the thread, frees w (NULL: nothing). 0: every byte put was
+ * written and, with sync_every, is on disk with the file's metadata (the final fsync; none when
+ * nothing was written). Else the first error of the writes and syncs: the kernel reports a
+ * writeback error once per open file, so a later fsync of the caller's may no longer see it. */
 int qctl_writer_stop(struct qctl_writer *w);
 
 #endif
