@@ -361,47 +361,6 @@ static int parse_args(int argc, char **argv, struct recon *rc)
     return 0;
 }
 
-/* Reads a whole file ('-' = standard input) up to max bytes. */
-int qctl_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    size_t len = 0, cap = 0;
-    char *buf = NULL;
-    int r = 0;
-
-    if (!f)
-        return -errno;
-    for (;;) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 65536;
-            char *nb = ncap > max + 1 ? NULL : realloc(buf, ncap);
-
-            if (!nb) {
-                r = ncap > max + 1 ? QT_ETOOBIG : -ENOMEM;
-                goto out;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(f)) {
-        r = -EIO;
-        goto out;
-    }
-    *ret_buf = buf;
-    *ret_len = len;
-    buf = NULL;
-out:
-    free(buf);
-    if (f != stdin)
-        fclose(f);
-    return r;
-}
-
 static int load_json_file(const char *what, const char *path, char **buf, size_t *len)
 {
     int r = qctl_read_file(path, QT_DESIGNFILE_MAX_BYTES, buf, len);

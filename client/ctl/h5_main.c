@@ -1,5 +1,5 @@
 /* qtomo-h5 DIR: writes DIR/results.h5 from DIR/records.jsonl and DIR/run.json (recon_h5.c).
- * qtomoctl runs it for `reconstruct -o DIR --hdf5` (h5_spawn.c), so that qtomoctl does not link
+ * qtomoctl runs it for `reconstruct -o DIR --hdf5` (helpers.c), so that qtomoctl does not link
  * HDF5; installed in libexec, not meant to be run by hand. Exit 0, or 1 after printing why. */
 #include <stdio.h>
 

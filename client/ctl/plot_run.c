@@ -1,10 +1,10 @@
-/* qtomoctl's pictures of a run: the --plots selection, reading DIR/records.jsonl and run.json,
- * the per-sample and run-level figures (plot_draw.c), and `qtomoctl plot DIR`. */
+/* qtomoctl's pictures of a run: reading DIR/records.jsonl and run.json, the per-sample and
+ * run-level figures (plot_draw.c). Linked by the helper qtomo-plot (plot_main.c) and qtomo-mpi;
+ * qtomoctl runs the helper (helpers.c), so that it does not load cairo. */
 #include "num/qt_design.h"
 #include "plot_run.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,57 +13,6 @@
 #include "plot_draw.h"
 #include "plot_geom.h"
 #include "qctl.h"
-
-int plot_sel_parse(const char *s, struct plot_sel *sel)
-{
-    char *end;
-
-    memset(sel, 0, sizeof(*sel));
-    if (!s)
-        s = PLOT_SEL_DEFAULT;
-    if (strcmp(s, "all") == 0) {
-        sel->kind = PLOT_SEL_ALL;
-        return 0;
-    }
-    if (strncmp(s, "first:", 6) == 0) {
-        errno = 0;
-        sel->kind = PLOT_SEL_FIRST;
-        sel->first = (size_t)strtoull(s + 6, &end, 10);
-        if (errno || end == s + 6 || *end || s[6] == '-') {
-            qctl_err("--plots: 'first:N' needs a number N >= 0, got '%s'", s);
-            return -EINVAL;
-        }
-        return 0;
-    }
-    sel->kind = PLOT_SEL_COLUMNS;
-    for (const char *p = s; *p;) {
-        long long lo, hi;
-
-        if (sel->n_ranges == PLOT_MAX_RANGES) {
-            qctl_err("--plots: at most %d column ranges", PLOT_MAX_RANGES);
-            return -EINVAL;
-        }
-        errno = 0;
-        lo = strtoll(p, &end, 10);
-        hi = lo;
-        if (end != p && *end == '-' && !errno) {
-            p = end + 1;
-            hi = strtoll(p, &end, 10);
-        }
-        if (errno || end == p || lo < 0 || hi < lo || (*end && *end != ',')) {
-            qctl_err("--plots takes 'all', 'first:N' or input columns like '1,3,5-9', got '%s'", s);
-            return -EINVAL;
-        }
-        sel->lo[sel->n_ranges] = lo;
-        sel->hi[sel->n_ranges++] = hi;
-        p = *end ? end + 1 : end;
-    }
-    if (!sel->n_ranges) {
-        qctl_err("--plots: no columns given");
-        return -EINVAL;
-    }
-    return 0;
-}
 
 static bool selected(const struct plot_sel *sel, size_t sample, int64_t column)
 {
@@ -480,52 +429,4 @@ out:
     run_free(&pr);
     pd_done();
     return ret;
-}
-
-void qctl_plot_usage(FILE *out)
-{
-    fprintf(out, "Usage: qtomoctl plot DIR [--plots all|first:N|COLUMNS]\n\n"
-                 "Draw the figures of a finished (or interrupted) run from DIR/records.jsonl and\n"
-                 "DIR/run.json: for each selected (sample, method), Re and Im of rho as 3-D bars\n"
-                 "and as heatmaps; for the whole run, purity (and fidelity) over samples with\n"
-                 "their error bars and the eigenvalue spectra. SVG, PDF and PNG in DIR/plots, and\n"
-                 "DIR/report.html, a page to open in a browser.\n\n"
-                 "      --plots SEL  per-sample figures for: all, first:N (the first N samples),\n"
-                 "                   or input columns like 1,3,5-9 (default first:20); the\n"
-                 "                   run-level figures are always drawn\n");
-}
-
-int qctl_cmd_plot(int argc, char **argv, struct qctl_global *g)
-{
-    enum { O_PLOTS = 256, O_HELP };
-    static const struct option opts[] = {
-        {"plots", required_argument, NULL, O_PLOTS},
-        {"help", no_argument, NULL, O_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    const char *sel_text = NULL;
-    struct plot_sel sel;
-    int opt;
-
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (opt) {
-        case O_PLOTS:
-            sel_text = optarg;
-            break;
-        case 'h':
-        case O_HELP:
-            qctl_plot_usage(stdout);
-            return 0;
-        default:
-            qctl_plot_usage(stderr);
-            return QCTL_EXIT_USAGE;
-        }
-    }
-    if (optind + 1 != argc) {
-        qctl_err("plot needs one run directory DIR");
-        return QCTL_EXIT_USAGE;
-    }
-    if (plot_sel_parse(sel_text, &sel) < 0)
-        return QCTL_EXIT_USAGE;
-    return qctl_plot_dir(argv[optind], &sel, g);
 }

@@ -32,6 +32,10 @@ struct plot_sel {
 
 /* Parses a --plots value (NULL: the default first:20); 0, or -EINVAL after printing why. */
 int plot_sel_parse(const char *s, struct plot_sel *ret_sel);
+/* Writes sel as a --plots value that plot_sel_parse reads back to the same selection (for the
+ * helper qtomo-plot). 0, or -ENOSPC when buf is too small (PLOT_SEL_TEXT always suffices). */
+int plot_sel_format(const struct plot_sel *sel, char *buf, size_t size);
+#define PLOT_SEL_TEXT (PLOT_MAX_RANGES * 42 + 8)
 
 /* One record of records.jsonl, as the figures and the report need it. */
 struct plot_rec {
@@ -57,7 +61,8 @@ struct plot_run {
 };
 
 /* Draws the figures of the run in dir (creating dir/plots) and writes dir/report.html.
- * Returns an exit code (0 ok; the error was printed). */
+ * Returns an exit code (0 ok; the error was printed). plot_run.c's in qtomo-plot and qtomo-mpi;
+ * in qtomoctl, helpers.c's, which runs qtomo-plot. */
 int qctl_plot_dir(const char *dir, const struct plot_sel *sel, const struct qctl_global *g);
 
 /* report.c: writes dir/report.html for a loaded run whose figures exist. 0 or -errno. */

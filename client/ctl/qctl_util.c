@@ -5,10 +5,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "io/qt_designfile.h"
 #include "num/qt_lapack.h"
+#include "qctl.h"
 #include "qtomo/client.h"
 
 const char *qctl_progname = "qtomoctl";
@@ -114,4 +116,46 @@ void qctl_warn_target_fix(const char *what, const char *name, const struct qt_ta
              "Hermitian defect %.3g) but within 1e-3 of one: projected onto the density "
              "matrices, trace distance %.3g from it",
              what, name, fix->trace, fix->min_eig, fix->herm_defect, fix->distance);
+}
+
+/* Reads a whole file ('-' = standard input) up to max bytes (qctl.h). Here rather than with the
+ * reconstruct command: the helper qtomo-h5 reads files too, and links no command. */
+int qctl_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    size_t len = 0, cap = 0;
+    char *buf = NULL;
+    int r = 0;
+
+    if (!f)
+        return -errno;
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 65536;
+            char *nb = ncap > max + 1 ? NULL : realloc(buf, ncap);
+
+            if (!nb) {
+                r = ncap > max + 1 ? QT_ETOOBIG : -ENOMEM;
+                goto out;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        r = -EIO;
+        goto out;
+    }
+    *ret_buf = buf;
+    *ret_len = len;
+    buf = NULL;
+out:
+    free(buf);
+    if (f != stdin)
+        fclose(f);
+    return r;
 }

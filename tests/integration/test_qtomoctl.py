@@ -2215,6 +2215,33 @@ class QtomoctlTest(unittest.TestCase):
         self.assertExit(p, 1, "--hdf5 without the helper")
         self.assertIn(b"qtomo-h5", p.stderr)
 
+    def test_plot_helper(self):
+        # Figures are drawn by the helper qtomo-plot that qtomoctl runs (qtomoctl itself does
+        # not load cairo): the selection and -q reach it, its exit code is qtomoctl's, and a
+        # qtomoctl without it says so and fails.
+        self.assertNotIn(b"cairo", subprocess.run(["readelf", "-d", QTOMOCTL],
+                                                  capture_output=True, check=True).stdout)
+        out = self.path("plothelper")
+        p = local("reconstruct", BELL4, "--local", "-o", out, "--method", "linear",
+                  "--plots", "2,4")
+        self.assertExit(p, 0, "--plots 2,4")
+        self.assertIn(b"figures: ", p.stderr)
+        got = {x.split("_")[0] for x in os.listdir(os.path.join(out, "plots"))}
+        self.assertEqual(got, {"run", "sample1", "sample3"})
+        p = ctl("-q", "plot", out, "--plots", "first:1")
+        self.assertExit(p, 0, "-q plot")
+        self.assertEqual(p.stderr, b"")
+        self.assertExit(ctl("plot", self.path("no-such-run")), 2, "the helper's usage exit")
+        alone = self.path("plotalone")
+        os.makedirs(alone)
+        shutil.copy(QTOMOCTL, alone)
+        for args in (["reconstruct", BELL4, "--local", "-o", self.path("plotnone"), "--method",
+                      "linear", "--plots"], ["plot", out]):
+            p = subprocess.run([os.path.join(alone, "qtomoctl")] + args, capture_output=True,
+                               env=LOCAL_ENV, timeout=50)
+            self.assertExit(p, 1, "%s without the helper" % args[0])
+            self.assertIn(b"its helper qtomo-plot is not installed", p.stderr)
+
     def test_hdf5_spectral(self):
         # --spectral fields are datasets of results.h5 too, equal to the records'.
         out = self.path("h5spec")

@@ -66,6 +66,7 @@ EXPECTED = {
     "qtomoctl": {
         "usr/bin/qtomoctl",
         "usr/libexec/qtomo/qtomo-h5",
+        "usr/libexec/qtomo/qtomo-plot",
         "usr/share/bash-completion/completions/qtomoctl",
         "usr/share/man/man1/qtomoctl.1.gz",
     },
@@ -244,16 +245,21 @@ class DebTest(unittest.TestCase):
                          "qtomod %s" % UPSTREAM)
         self.assertTrue(out([self.r("usr/bin/qtomoctl"), "--version"]).startswith(
             "qtomoctl %s" % UPSTREAM))
-        # results.h5 comes from the helper qtomo-h5, found from qtomoctl's own directory in the
-        # unpacked tree; qtomoctl itself does not link HDF5 (its start is 6 ms shorter).
-        self.assertNotIn("hdf5", out(["readelf", "-d", self.r("usr/bin/qtomoctl")]))
+        # results.h5 and the figures come from the helpers qtomo-h5 and qtomo-plot, found from
+        # qtomoctl's own directory in the unpacked tree; qtomoctl itself links neither HDF5 nor
+        # cairo (its start is 6 ms and 4 ms shorter).
+        dyn = out(["readelf", "-d", self.r("usr/bin/qtomoctl")])
+        self.assertNotIn("hdf5", dyn)
+        self.assertNotIn("cairo", dyn)
         with tempfile.TemporaryDirectory() as tmp:
             d = os.path.join(tmp, "run")
             p = run([self.r("usr/bin/qtomoctl"), "reconstruct", EXAMPLE, "--local", "--design",
-                     "mub", "--method", "linear", "-o", d, "--hdf5"])
+                     "mub", "--method", "linear", "-o", d, "--hdf5", "--plots", "first:1"])
             self.assertEqual(p.returncode, 0, p.stderr)
             with open(os.path.join(d, "results.h5"), "rb") as f:
                 self.assertEqual(f.read(8), b"\x89HDF\r\n\x1a\n")
+            self.assertTrue(os.path.isfile(os.path.join(d, "plots", "run_purity.svg")))
+            self.assertTrue(os.path.isfile(os.path.join(d, "report.html")))
         with open(self.r("usr/sbin/qtomod"), "rb") as f:  # daemon/qd_worker.c's marker
             self.assertNotIn(b"QTOMO_TEST_HOOKS_ENABLED", f.read())
         for name in ("qtomod.service", "qtomod.socket"):
