@@ -32,6 +32,7 @@ struct qctl_out {
     int records_fd;        /* DIR/records.jsonl, or -1 */
     struct qctl_writer *records; /* its writer (writes and fdatasyncs on a thread), or NULL */
     struct qctl_buf sum_rows; /* -o: summary.csv rows of the records in the file, in order */
+    struct qctl_buf line;     /* the records of the sample written next (put_next) */
     struct qt_jw jw;
     struct qt_fmt_memo memo; /* jw's */
     /* counts */
@@ -270,10 +271,9 @@ static int write_out(struct qctl_out *o, const char *s, size_t len)
     return r < 0 ? o->write_err : 0;
 }
 
-static int flush_ready(struct qctl_out *o)
+/* Writes the samples waiting in order; any: one was just written without them. */
+static int flush_ready(struct qctl_out *o, bool any)
 {
-    bool any = false;
-
     while (o->next < o->n && o->slot[o->next - o->start].text) {
         struct out_slot *sl = &o->slot[o->next - o->start];
         int r = write_out(o, sl->text, sl->len);
@@ -324,9 +324,12 @@ int qctl_out_sample(struct qctl_out *o, size_t sample, const struct qt_result *c
     return qctl_out_sample_unc(o, sample, res, NULL, n_res, ms);
 }
 
-int qctl_out_format(const struct recon *rc, struct qt_jw *jw, size_t sample,
-                    const struct qt_result *const *res, const struct qt_uncertainty *const *unc,
-                    size_t n_res, struct qctl_fmt *fm)
+/* Formats a sample's records: table rows to f, or JSON lines appended to text and, with -o,
+ * summary.csv rows appended to rows; fm gets the purities and the ok/failed bits. */
+static void format_parts(const struct recon *rc, struct qt_jw *jw, size_t sample,
+                         const struct qt_result *const *res,
+                         const struct qt_uncertainty *const *unc, size_t n_res, FILE *f,
+                         struct qctl_buf *text, struct qctl_buf *rows, struct qctl_fmt *fm)
 {
     struct qt_record_meta meta = {sample,
                                   rc->first + sample + 1,
@@ -334,17 +337,9 @@ int qctl_out_format(const struct recon *rc, struct qt_jw *jw, size_t sample,
                                   rc->design_id[0] ? rc->design_id : NULL,
                                   rc->detector_id[0] ? rc->detector_id : NULL,
                                   NULL};
-    bool table = !rc->outdir && !rc->json;
-    struct qctl_buf text = {0}; /* JSON lines are copied here; table rows go through f */
-    FILE *f = NULL;
 
-    *fm = (struct qctl_fmt){0};
     if (rc->live)
         meta.column = sample + 1; /* the input line */
-    if (table && !(f = open_memstream(&fm->text, &fm->len))) {
-        qctl_err("out of memory");
-        return -ENOMEM;
-    }
     for (int m = 0; m < _QT_METHOD_MAX; m++)
         fm->pur[m] = NAN;
     for (size_t i = 0; i < n_res; i++) {
@@ -358,19 +353,35 @@ int qctl_out_format(const struct recon *rc, struct qt_jw *jw, size_t sample,
             fm->ok |= 1u << m;
             fm->pur[m] = r->mt.purity;
         }
-        if (table) {
+        if (f) {
             print_row(f, rc, &meta, r);
         } else {
             qt_jw_reset(jw);
             qt_record_json(jw, &meta, r);
             if (jw->err == 0) {
-                qctl_buf_put(&text, jw->buf, jw->len);
-                qctl_buf_put(&text, "\n", 1);
+                qctl_buf_put(text, jw->buf, jw->len);
+                qctl_buf_put(text, "\n", 1);
                 if (rc->outdir)
-                    qctl_summary_row(&fm->rows, &meta, r, jw->buf, jw->len, jw->memo);
+                    qctl_summary_row(rows, &meta, r, jw->buf, jw->len, jw->memo);
             }
         }
     }
+}
+
+int qctl_out_format(const struct recon *rc, struct qt_jw *jw, size_t sample,
+                    const struct qt_result *const *res, const struct qt_uncertainty *const *unc,
+                    size_t n_res, struct qctl_fmt *fm)
+{
+    bool table = !rc->outdir && !rc->json;
+    struct qctl_buf text = {0}; /* JSON lines are copied here; table rows go through f */
+    FILE *f = NULL;
+
+    *fm = (struct qctl_fmt){0};
+    if (table && !(f = open_memstream(&fm->text, &fm->len))) {
+        qctl_err("out of memory");
+        return -ENOMEM;
+    }
+    format_parts(rc, jw, sample, res, unc, n_res, f, &text, &fm->rows, fm);
     if (table ? fclose(f) != 0 || !fm->text : text.err || !(text.p || (text.p = malloc(1)))) {
         qctl_buf_free(&text);
         qctl_fmt_free(fm);
@@ -401,24 +412,9 @@ static bool out_wanted(const struct qctl_out *o, size_t sample)
     return sample >= o->next && sample < o->n && !o->slot[sample - o->start].text;
 }
 
-int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
-                        const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+/* Counts a sample's records. */
+static void account(struct qctl_out *o, size_t sample, const struct qctl_fmt *f, double ms)
 {
-    struct qctl_fmt f;
-    int r;
-
-    if (!o->rc->live && !out_wanted(o, sample))
-        return 0; /* not ours, or a duplicate: never written twice */
-    r = qctl_out_format(o->rc, &o->jw, sample, res, unc, n_res, &f);
-    return r < 0 ? r : qctl_out_put(o, sample, &f, ms);
-}
-
-int qctl_out_put(struct qctl_out *o, size_t sample, struct qctl_fmt *f, double ms)
-{
-    if (!o->rc->live && !out_wanted(o, sample)) {
-        qctl_fmt_free(f);
-        return 0; /* not ours, or a duplicate: never written twice */
-    }
     for (int m = 0; m < _QT_METHOD_MAX; m++) {
         o->rec_ok[m] += (f->ok >> m) & 1u;
         o->rec_failed[m] += (f->failed >> m) & 1u;
@@ -432,6 +428,59 @@ int qctl_out_put(struct qctl_out *o, size_t sample, struct qctl_fmt *f, double m
         o->slowest = sample;
     }
     o->received++;
+}
+
+/* The sample to write next (a local run's every sample, most of the daemon's): formatted
+ * straight into the stream (the table) or into a buffer kept for the run, its summary.csv rows
+ * straight into the run's, and written, without the reorder slot's allocations (a malloc, a
+ * realloc and two frees per sample, each behind the arena's lock once the writer's thread
+ * runs). Then the samples that waited for it. */
+static int put_next(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
+                    const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+{
+    bool table = to_stdout_table(o);
+    struct qctl_fmt f = {0};
+    int r = 0;
+
+    o->line.len = 0;
+    format_parts(o->rc, &o->jw, sample, res, unc, n_res, table ? stdout : NULL, &o->line,
+                 &o->sum_rows, &f);
+    account(o, sample, &f, ms);
+    if (o->line.err) {
+        qctl_err("out of memory");
+        return -ENOMEM;
+    }
+    if (!table)
+        r = write_out(o, o->line.p, o->line.len);
+    for (int m = 0; m < _QT_METHOD_MAX; m++)
+        if (!isnan(f.pur[m]))
+            o->purity_sum[m] += f.pur[m];
+    o->next++;
+    draw_bar(o, false);
+    return r < 0 ? r : flush_ready(o, true);
+}
+
+int qctl_out_sample_unc(struct qctl_out *o, size_t sample, const struct qt_result *const *res,
+                        const struct qt_uncertainty *const *unc, size_t n_res, double ms)
+{
+    struct qctl_fmt f;
+    int r;
+
+    if (!o->rc->live && !out_wanted(o, sample))
+        return 0; /* not ours, or a duplicate: never written twice */
+    if (!o->rc->live && sample == o->next)
+        return put_next(o, sample, res, unc, n_res, ms);
+    r = qctl_out_format(o->rc, &o->jw, sample, res, unc, n_res, &f);
+    return r < 0 ? r : qctl_out_put(o, sample, &f, ms);
+}
+
+int qctl_out_put(struct qctl_out *o, size_t sample, struct qctl_fmt *f, double ms)
+{
+    if (!o->rc->live && !out_wanted(o, sample)) {
+        qctl_fmt_free(f);
+        return 0; /* not ours, or a duplicate: never written twice */
+    }
+    account(o, sample, f, ms);
     if (o->rc->live) {
         int r = write_out(o, f->text, f->len);
 
@@ -451,7 +500,7 @@ int qctl_out_put(struct qctl_out *o, size_t sample, struct qctl_fmt *f, double m
     sl->rows = f->rows; /* empty without -o */
     *f = (struct qctl_fmt){0};
     draw_bar(o, false);
-    return flush_ready(o);
+    return flush_ready(o, false);
 }
 
 static void write_run_json(struct qctl_out *o, bool complete, double elapsed_ms)
@@ -655,6 +704,7 @@ void qctl_out_free(struct qctl_out *o)
             qctl_buf_free(&o->slot[i].rows);
         }
     qctl_buf_free(&o->sum_rows);
+    qctl_buf_free(&o->line);
     free(o->slot);
     qt_jw_done(&o->jw);
     free(o);
