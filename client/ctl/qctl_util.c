@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/qt_mem.h"
 #include "io/qt_designfile.h"
 #include "num/qt_lapack.h"
 #include "qctl.h"
@@ -125,10 +127,21 @@ int qctl_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     size_t len = 0, cap = 0;
     char *buf = NULL;
+    struct stat st;
     int r = 0;
 
     if (!f)
         return -errno;
+    /* A regular file's size is known: one buffer, in huge pages from 1 MiB (filled at once;
+     * 4 kB pages cost this VM 11 us each, 4 ms for a 1.4 MB input). Room for one byte more:
+     * the read that sees the end, and the terminator csvtab.h's parser wants. A file that grows
+     * meanwhile takes the path below. */
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
+        (uintmax_t)st.st_size <= max) {
+        cap = (size_t)st.st_size + 1;
+        if (!(buf = qt_alloc_huge(cap, 1)))
+            cap = 0;
+    }
     for (;;) {
         if (len == cap) {
             size_t ncap = cap ? cap * 2 : 65536;
