@@ -139,9 +139,15 @@ static bool is_number(const char *s, size_t n, char point)
 /* The first line end ('\n' or '\r') at or after p, or end. */
 static const char *line_end(const char *p, const char *end)
 {
-    while (p < end && *p != '\n' && *p != '\r')
-        p++;
-    return p;
+    /* memchr's vector loops: a sample table's lines are long (a 20,000-sample file has 4 of
+     * 350 kB), and a byte loop over them took half of the parse. */
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *cr;
+
+    if (!nl)
+        nl = end;
+    cr = memchr(p, '\r', (size_t)(nl - p));
+    return cr ? cr : nl;
 }
 
 /* The start of the next line after the line end at eol: LF, CRLF and a lone CR are each one. */
