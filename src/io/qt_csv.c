@@ -113,8 +113,10 @@ static bool is_number(const char *s, size_t n, char point)
 
     if (i < n && (s[i] == '+' || s[i] == '-'))
         i++;
-    if (is_word(s + i, n - i, "nan") || is_word(s + i, n - i, "inf") ||
-        is_word(s + i, n - i, "infinity"))
+    /* The words start with a letter: a field of digits skips them (three calls per field). */
+    if (i < n && !is_digit(s[i]) && s[i] != point &&
+        (is_word(s + i, n - i, "nan") || is_word(s + i, n - i, "inf") ||
+         is_word(s + i, n - i, "infinity")))
         return true;
     j = skip_digits(s, i, n);
     digits = j - i;
