@@ -163,18 +163,11 @@ int qctl_out_open(struct qctl_out **ret, struct recon *rc, const struct qctl_glo
     struct qctl_out *o = calloc(1, sizeof(*o));
 
     *ret = NULL;
-    /* --live writes each sample as it comes (they come in order): no reorder buffer. */
-    size_t nslots = rc->live ? 1 : n - start + 1;
-
-    /* One allocation, in huge pages when large: a slot is touched once per sample, and 4 kB
-     * page faults were 10 % of a fast run's faults. */
-    if (o)
-        o->records_fd = -1;
-    if (!o || !(o->slot = qt_zalloc_huge(nslots, sizeof(*o->slot)))) {
+    if (!o) {
         qctl_err("out of memory");
-        qctl_out_free(o);
         return QCTL_EXIT_FAILED;
     }
+    o->records_fd = -1;
     o->rc = rc;
     o->g = g;
     o->n = n;
@@ -274,7 +267,7 @@ static int write_out(struct qctl_out *o, const char *s, size_t len)
 /* Writes the samples waiting in order; any: one was just written without them. */
 static int flush_ready(struct qctl_out *o, bool any)
 {
-    while (o->next < o->n && o->slot[o->next - o->start].text) {
+    while (o->slot && o->next < o->n && o->slot[o->next - o->start].text) {
         struct out_slot *sl = &o->slot[o->next - o->start];
         int r = write_out(o, sl->text, sl->len);
 
@@ -409,7 +402,7 @@ void qctl_fmt_free(struct qctl_fmt *f)
  * waiting in its slot (a duplicate is never written twice). */
 static bool out_wanted(const struct qctl_out *o, size_t sample)
 {
-    return sample >= o->next && sample < o->n && !o->slot[sample - o->start].text;
+    return sample >= o->next && sample < o->n && !(o->slot && o->slot[sample - o->start].text);
 }
 
 /* Counts a sample's records. */
@@ -491,6 +484,14 @@ int qctl_out_put(struct qctl_out *o, size_t sample, struct qctl_fmt *f, double m
         if (r == 0 && fflush(stdout) != 0)
             r = -errno;
         return r;
+    }
+    /* The reorder slots, at the first sample that comes ahead of its turn (a local run, in
+     * order, never needs them): one allocation, in huge pages when large, as a slot is touched
+     * once per sample. --live writes each sample as it comes: no slots. */
+    if (!o->slot && !(o->slot = qt_zalloc_huge(o->n - o->start, sizeof(*o->slot)))) {
+        qctl_fmt_free(f);
+        qctl_err("out of memory");
+        return -ENOMEM;
     }
     struct out_slot *sl = &o->slot[sample - o->start];
 
@@ -698,7 +699,7 @@ void qctl_out_free(struct qctl_out *o)
     (void)qctl_writer_stop(o->records); /* before its file is closed */
     if (o->records_fd >= 0)
         (void)close(o->records_fd);
-    if (o->slot && !o->rc->live)
+    if (o->slot)
         for (size_t i = 0; i < o->n - o->start; i++) {
             free(o->slot[i].text);
             qctl_buf_free(&o->slot[i].rows);
