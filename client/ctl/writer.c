@@ -19,21 +19,21 @@ struct qctl_writer {
     size_t sync_every;
     char *ring; /* QCTL_WRITER_RING bytes; byte i of the stream at i % QCTL_WRITER_RING */
     /* the producer's */
-    size_t put;       /* bytes put */
-    size_t handed;    /* bytes handed over */
-    size_t done_seen; /* a past value of done: room the producer knows of without the lock */
+    /* Stream positions are 64-bit: a 32-bit size_t would wrap after 4 GiB of records. */
+    uint64_t put;       /* bytes put */
+    uint64_t handed;    /* bytes handed over */
+    uint64_t done_seen; /* a past value of done: room the producer knows of without the lock */
     bool ended;
     /* the thread's */
     size_t since_sync;     /* bytes written since the last fdatasync */
-    size_t written;        /* bytes written */
     struct timespec wrote; /* when the last write ended */
     atomic_int err;        /* the first error, negative; read without the lock */
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t work, room;
     /* under mu */
-    size_t pub;    /* bytes handed over */
-    size_t done;   /* bytes written (or dropped after an error) */
+    uint64_t pub;  /* bytes handed over */
+    uint64_t done; /* bytes written (or dropped after an error) */
     bool sleeping; /* the thread waits for work with none to do */
     bool now;      /* write without gathering: the producer waits for room, or ends */
     bool end;      /* nothing more comes */
@@ -65,18 +65,17 @@ static int write_all(int fd, const char *p, size_t n)
 
 /* Writes stream bytes [from, to) out of the ring and, every sync_every bytes, makes the file
  * durable. After an error, nothing more is written. */
-static void drain(struct qctl_writer *w, size_t from, size_t to)
+static void drain(struct qctl_writer *w, uint64_t from, uint64_t to)
 {
     while (from < to && !atomic_load_explicit(&w->err, memory_order_relaxed)) {
-        size_t at = from % QCTL_WRITER_RING, n = QCTL_WRITER_RING - at;
+        size_t at = (size_t)(from % QCTL_WRITER_RING), n = QCTL_WRITER_RING - at;
         int r;
 
-        n = n < to - from ? n : to - from;
+        n = n < to - from ? n : (size_t)(to - from);
         if ((r = write_all(w->fd, w->ring + at, n)) < 0)
             set_err(w, r);
         from += n;
         w->since_sync += n;
-        w->written += n;
     }
     if (w->sync_every && w->since_sync >= w->sync_every &&
         !atomic_load_explicit(&w->err, memory_order_relaxed)) {
@@ -121,7 +120,7 @@ static void *writer_main(void *arg)
         if (!w->now && !w->end && before(t, until))
             (void)pthread_cond_timedwait(&w->work, &w->mu, &until);
         w->now = false;
-        size_t from = w->done, to = w->pub;
+        uint64_t from = w->done, to = w->pub;
 
         pthread_mutex_unlock(&w->mu);
         drain(w, from, to);
@@ -131,9 +130,10 @@ static void *writer_main(void *arg)
         pthread_cond_signal(&w->room);
     }
     pthread_mutex_unlock(&w->mu);
-    /* The last is an fsync, the file's times with its data: the caller needs none of its own
-     * (on this VM's ext4 each fsync costs a device flush, 3-4 ms, whatever is left to write). */
-    if (w->sync_every && w->written && !atomic_load(&w->err) && fsync(w->fd) != 0)
+    /* The last is an fsync, the file's times with its data, even when nothing was written (a
+     * --resume's truncation): the caller needs none of its own (on this VM's ext4 each fsync
+     * costs a device flush, 3-4 ms, whatever is left to write). */
+    if (w->sync_every && !atomic_load(&w->err) && fsync(w->fd) != 0)
         set_err(w, -errno);
     return NULL;
 }
@@ -232,8 +232,8 @@ int qctl_writer_put(struct qctl_writer *w, const void *p, size_t n)
             return r;
         if (w->put - w->done_seen == QCTL_WRITER_RING)
             wait_room(w);
-        size_t at = w->put % QCTL_WRITER_RING;
-        size_t k = QCTL_WRITER_RING - (w->put - w->done_seen); /* room */
+        size_t at = (size_t)(w->put % QCTL_WRITER_RING);
+        size_t k = QCTL_WRITER_RING - (size_t)(w->put - w->done_seen); /* room */
 
         k = k < QCTL_WRITER_RING - at ? k : QCTL_WRITER_RING - at; /* to the ring's end */
         k = k < n ? k : n;

@@ -32,8 +32,8 @@ int qctl_writer_error(struct qctl_writer *w);
  * waiting: the caller does other work meanwhile. Nothing may be put afterwards. */
 void qctl_writer_end(struct qctl_writer *w);
 /* Ends (if not yet), waits for the thread, frees w (NULL: nothing). 0: every byte put was
- * written and, with sync_every, is on disk with the file's metadata (the final fsync; none when
- * nothing was written). Else the first error of the writes and syncs: the kernel reports a
+ * written and, with sync_every, is on disk with the file's metadata (the final fsync, also
+ * when nothing was written). Else the first error of the writes and syncs: the kernel reports a
  * writeback error once per open file, so a later fsync of the caller's may no longer see it. */
 int qctl_writer_stop(struct qctl_writer *w);
 

@@ -2,7 +2,8 @@
  * file's bytes, in order, through a full ring, flushes, pieces larger than the ring and
  * fdatasyncs; a slow reader holds the producer back without losing a byte; a flush reaches the
  * reader before the writer stops; a failing write or fdatasync is returned by the calls that
- * follow and by stop; stopping an unused writer, or NULL, is fine. */
+ * follow and by stop, also to a producer waiting for room; the final fsync runs even after
+ * no write; stopping an unused writer, or NULL, is fine. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -204,14 +205,64 @@ static void failing_sync(void **state)
     assert_int_equal(close(p[0]), 0);
 }
 
+/* The final fsync runs even when nothing was written (a --resume's truncation must reach the
+ * disk): on a file it succeeds, on a descriptor that cannot sync it is the error; with
+ * sync_every 0 there is none at all. */
+static void final_sync(void **state)
+{
+    char path[] = "/tmp/qtomo-test-writer.XXXXXX";
+    int fd = mkstemp(path), p[2];
+    struct qctl_writer *w;
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(qctl_writer_start(&w, fd, 1), 0);
+    assert_int_equal(qctl_writer_stop(w), 0);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(qctl_writer_start(&w, -1, 1), 0); /* nothing written, still synced */
+    assert_int_equal(qctl_writer_stop(w), -EBADF);
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(qctl_writer_start(&w, p[1], SIZE_MAX), 0); /* the final fsync only */
+    assert_int_equal(qctl_writer_put(w, "x\n", 2), 0);
+    assert_int_equal(qctl_writer_stop(w), -EINVAL);
+    assert_int_equal(close(p[1]), 0);
+    assert_int_equal(close(p[0]), 0);
+}
+
+/* The reader goes away while the producer waits for room in a full ring: the write fails with
+ * EPIPE (the thread takes no SIGPIPE), the producer is let go and told. */
+static void reader_gone_while_full(void **state)
+{
+    int p[2];
+    struct qctl_writer *w;
+    static char piece[1 << 16];
+    size_t put = 0;
+    int r = 0;
+
+    (void)state;
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(close(p[0]), 0);
+    assert_int_equal(qctl_writer_start(&w, p[1], 0), 0);
+    while (r == 0 && put < 4 * QCTL_WRITER_RING) { /* more than the ring: waits for room */
+        r = qctl_writer_put(w, piece, sizeof(piece));
+        put += sizeof(piece);
+    }
+    if (r == 0)
+        r = wait_error(w);
+    assert_int_equal(r, -EPIPE);
+    assert_int_equal(qctl_writer_stop(w), -EPIPE);
+    assert_int_equal(close(p[1]), 0);
+}
+
 static void stop_unused(void **state)
 {
     struct qctl_writer *w;
 
     (void)state;
-    assert_int_equal(qctl_writer_start(&w, -1, 1), 0); /* nothing written: no fdatasync ran */
+    assert_int_equal(qctl_writer_start(&w, -1, 0), 0); /* no syncs: nothing touches the fd */
     assert_int_equal(qctl_writer_stop(w), 0);
-    assert_int_equal(qctl_writer_start(&w, -1, 1), 0);
+    assert_int_equal(qctl_writer_start(&w, -1, 0), 0);
     qctl_writer_end(w);
     qctl_writer_end(w); /* twice is harmless */
     assert_int_equal(qctl_writer_stop(w), 0);
@@ -221,9 +272,10 @@ static void stop_unused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(bytes_in_order),       cmocka_unit_test(slow_reader_holds_back),
-        cmocka_unit_test(flush_reaches_reader), cmocka_unit_test(failing_write),
-        cmocka_unit_test(failing_sync),         cmocka_unit_test(stop_unused),
+        cmocka_unit_test(bytes_in_order),         cmocka_unit_test(slow_reader_holds_back),
+        cmocka_unit_test(flush_reaches_reader),   cmocka_unit_test(failing_write),
+        cmocka_unit_test(failing_sync),           cmocka_unit_test(final_sync),
+        cmocka_unit_test(reader_gone_while_full), cmocka_unit_test(stop_unused),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
