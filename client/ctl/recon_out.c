@@ -28,7 +28,7 @@ struct qctl_out {
     struct recon *rc;
     const struct qctl_global *g;
     size_t n, start, next; /* selection size, first sample of this run, next to write */
-    struct out_slot *slot; /* [n - start + 1]: samples received and not yet written */
+    struct out_slot *slot; /* [n - start], or NULL: samples received ahead of their turn */
     int records_fd;        /* DIR/records.jsonl, or -1 */
     struct qctl_writer *records; /* its writer (writes and fdatasyncs on a thread), or NULL */
     struct qctl_buf sum_rows; /* -o: summary.csv rows of the records in the file, in order */
@@ -249,6 +249,17 @@ void qctl_out_progress(struct qctl_out *o, uint64_t done, uint64_t total)
         (void)qctl_out_flush(o);
 }
 
+/* Writing stdout failed with err (negative): the records are cut. Sets and returns write_err,
+ * printed once. */
+static int stdout_failed(struct qctl_out *o, int err)
+{
+    if (!o->write_err) {
+        o->write_err = err;
+        qctl_err("cannot write records: %s", strerror(-o->write_err));
+    }
+    return o->write_err;
+}
+
 static int write_out(struct qctl_out *o, const char *s, size_t len)
 {
     int r = 0;
@@ -302,8 +313,14 @@ void qctl_out_defer_flush(struct qctl_out *o, bool defer)
 int qctl_out_flush(struct qctl_out *o)
 {
     o->last_flush = now_ms();
-    int r = o->records ? qctl_writer_flush(o->records) : fflush(stdout) == 0 ? 0 : -errno;
+    int r;
 
+    if (!o->records) {
+        if (fflush(stdout) != 0)
+            return stdout_failed(o, errno ? -errno : -EIO);
+        return ferror(stdout) ? stdout_failed(o, -EIO) : o->write_err;
+    }
+    r = qctl_writer_flush(o->records);
     if (r < 0 && !o->write_err) {
         o->write_err = r;
         qctl_err("cannot write records: %s", strerror(-r));
@@ -439,12 +456,16 @@ static int put_next(struct qctl_out *o, size_t sample, const struct qt_result *c
     format_parts(o->rc, &o->jw, sample, res, unc, n_res, table ? stdout : NULL, &o->line,
                  &o->sum_rows, &f);
     account(o, sample, &f, ms);
-    if (o->line.err) {
-        qctl_err("out of memory");
-        return -ENOMEM;
+    if (o->line.err) { /* the run stops; summary.csv is then read back from the file */
+        if (!o->write_err)
+            qctl_err("out of memory");
+        o->write_err = o->write_err ? o->write_err : -ENOMEM;
+        return o->write_err;
     }
     if (!table)
         r = write_out(o, o->line.p, o->line.len);
+    else if (ferror(stdout)) /* glibc drops a buffer it could not write: say so now */
+        r = stdout_failed(o, errno ? -errno : -EIO);
     for (int m = 0; m < _QT_METHOD_MAX; m++)
         if (!isnan(f.pur[m]))
             o->purity_sum[m] += f.pur[m];
@@ -490,8 +511,10 @@ int qctl_out_put(struct qctl_out *o, size_t sample, struct qctl_fmt *f, double m
      * once per sample. --live writes each sample as it comes: no slots. */
     if (!o->slot && !(o->slot = qt_zalloc_huge(o->n - o->start, sizeof(*o->slot)))) {
         qctl_fmt_free(f);
-        qctl_err("out of memory");
-        return -ENOMEM;
+        if (!o->write_err)
+            qctl_err("out of memory");
+        o->write_err = o->write_err ? o->write_err : -ENOMEM;
+        return o->write_err;
     }
     struct out_slot *sl = &o->slot[sample - o->start];
 
