@@ -145,6 +145,11 @@ int qctl_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len
     for (;;) {
         if (len == cap) {
             size_t ncap = cap ? cap * 2 : 65536;
+
+            /* Up to the limit itself (+1 to see the end): a file sized by fstat that grew by a
+             * little may still be within it. */
+            if (ncap > max + 1 && cap < max + 1)
+                ncap = max + 1;
             char *nb = ncap > max + 1 ? NULL : realloc(buf, ncap);
 
             if (!nb) {
