@@ -5,8 +5,10 @@
  * the runs that write results.h5 or figures pay it now, once. qtomo-mpi links both itself. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,36 +41,73 @@ static int helper_path(const char *name, const char *rel, char *out, size_t len)
     return -ENOENT;
 }
 
-/* Runs path with argv and waits: 0 and its wait status, or a negative error (printed). The
- * child starts with SIGINT, SIGTERM, SIGHUP and SIGQUIT blocked: qtomoctl treats those as "stop
- * after the current sample, then finish the files", and a Ctrl-C on the terminal reaches the
- * whole process group, so the file being written is finished rather than left half-made
- * (qtomoctl waits; SIGKILL still ends it). SIGCHLD is the default while we wait: a parent that
- * ignores it would make the kernel reap the child and waitpid fail. */
-static int run(const char *path, char *const argv[], int *ret_status)
+static const int stop_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+#define N_STOP_SIGS (sizeof(stop_sigs) / sizeof(stop_sigs[0]))
+
+static volatile sig_atomic_t fwd_pid, fwd_sig;
+
+/* While a stoppable helper runs: its stop signal is passed on to it, and remembered. */
+static void forward(int sig)
 {
-    struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
+    fwd_sig = sig;
+    if (fwd_pid > 0)
+        (void)kill((pid_t)fwd_pid, sig);
+}
+
+/* Runs path with argv and waits: 0 and its wait status, or a negative error (printed).
+ * Not stoppable (qtomo-h5): the child starts with SIGINT, SIGTERM, SIGHUP and SIGQUIT blocked:
+ * qtomoctl treats those as "stop after the current sample, then finish the files", and a
+ * Ctrl-C on the terminal reaches the whole process group, so the file being written is
+ * finished rather than left half-made (qtomoctl waits; SIGKILL still ends it).
+ * Stoppable (qtomo-plot: drawing is not a batch to finish): the child starts with those
+ * signals at their defaults and unblocked; one that reaches qtomoctl while it waits (kill,
+ * timeout(1)) is passed on to the child, and once the child has ended, qtomoctl ends by the
+ * same signal, as when it drew the figures itself.
+ * SIGCHLD is the default while we wait: a parent that ignores it would make the kernel reap
+ * the child and waitpid fail. */
+static int run(const char *path, char *const argv[], bool stoppable, int *ret_status)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, old, fwd = {.sa_handler = forward};
+    struct sigaction old_stop[N_STOP_SIGS];
     posix_spawnattr_t at;
-    sigset_t mask;
+    sigset_t stop, mask;
     pid_t pid;
     int r;
 
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGQUIT);
+    sigemptyset(&stop);
+    for (size_t i = 0; i < N_STOP_SIGS; i++)
+        sigaddset(&stop, stop_sigs[i]);
     if ((r = posix_spawnattr_init(&at)) != 0) {
         qctl_err("cannot run %s: %s", path, strerror(r));
         return -r;
     }
-    (void)posix_spawnattr_setsigmask(&at, &mask);
-    (void)posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+    if (stoppable) {
+        (void)pthread_sigmask(SIG_BLOCK, NULL, &mask);
+        for (size_t i = 0; i < N_STOP_SIGS; i++)
+            sigdelset(&mask, stop_sigs[i]);
+        (void)posix_spawnattr_setsigdefault(&at, &stop);
+        (void)posix_spawnattr_setsigmask(&at, &mask);
+        (void)posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        /* Held until the child's pid is known, so that none is lost in between. */
+        (void)pthread_sigmask(SIG_BLOCK, &stop, &mask);
+        fwd_pid = 0;
+        fwd_sig = 0;
+        sigemptyset(&fwd.sa_mask);
+        for (size_t i = 0; i < N_STOP_SIGS; i++)
+            (void)sigaction(stop_sigs[i], &fwd, &old_stop[i]);
+    } else {
+        (void)posix_spawnattr_setsigmask(&at, &stop);
+        (void)posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+    }
     sigemptyset(&dfl.sa_mask);
     (void)sigaction(SIGCHLD, &dfl, &old);
     fflush(NULL); /* what we buffered goes out before anything the child prints */
     r = posix_spawn(&pid, path, NULL, &at, argv, environ);
     posix_spawnattr_destroy(&at);
+    if (stoppable) {
+        fwd_pid = r == 0 ? pid : 0;
+        (void)pthread_sigmask(SIG_SETMASK, &mask, NULL); /* a held signal is passed on now */
+    }
     if (r != 0) {
         qctl_err("cannot run %s: %s", path, strerror(r));
         r = -r;
@@ -82,6 +121,15 @@ static int run(const char *path, char *const argv[], int *ret_status)
         }
     }
     (void)sigaction(SIGCHLD, &old, NULL);
+    if (stoppable) {
+        fwd_pid = 0;
+        for (size_t i = 0; i < N_STOP_SIGS; i++)
+            (void)sigaction(stop_sigs[i], &old_stop[i], NULL);
+        if (fwd_sig) { /* end as the signal would have ended us */
+            (void)signal(fwd_sig, SIG_DFL);
+            (void)raise(fwd_sig);
+        }
+    }
     return r;
 }
 
@@ -89,7 +137,7 @@ static int run(const char *path, char *const argv[], int *ret_status)
  * most 6) and waits: 0 and its wait status, or a negative error, printed with what (what could
  * not be done). */
 static int run_helper(const char *name, const char *rel, const char *what, const char *const args[],
-                      int *st)
+                      bool stoppable, int *st)
 {
     char path[8192], *argv[8] = {path};
     size_t n = 1;
@@ -107,7 +155,7 @@ static int run_helper(const char *name, const char *rel, const char *what, const
     if (r < 0)
         qctl_err("out of memory");
     else
-        r = run(path, argv, st);
+        r = run(path, argv, stoppable, st);
     while (--n > 0)
         free(argv[n]);
     return r;
@@ -116,7 +164,8 @@ static int run_helper(const char *name, const char *rel, const char *what, const
 int qctl_write_h5(const char *dir)
 {
     const char *const args[] = {dir, NULL};
-    int st = 0, r = run_helper("qtomo-h5", QTOMO_H5_HELPER_REL, "write results.h5", args, &st);
+    int st = 0,
+        r = run_helper("qtomo-h5", QTOMO_H5_HELPER_REL, "write results.h5", args, false, &st);
 
     if (r < 0)
         return r;
@@ -134,7 +183,7 @@ int qctl_plot_dir(const char *dir, const struct plot_sel *sel, const struct qctl
     int st = 0, r = plot_sel_format(sel, text, sizeof(text));
 
     if (r == 0)
-        r = run_helper("qtomo-plot", QTOMO_PLOT_HELPER_REL, "draw the figures", args, &st);
+        r = run_helper("qtomo-plot", QTOMO_PLOT_HELPER_REL, "draw the figures", args, true, &st);
     if (r < 0)
         return QCTL_EXIT_FAILED;
     if (WIFEXITED(st)) /* it said why itself */

@@ -2242,6 +2242,52 @@ class QtomoctlTest(unittest.TestCase):
             self.assertExit(p, 1, "%s without the helper" % args[0])
             self.assertIn(b"its helper qtomo-plot is not installed", p.stderr)
 
+    def test_plot_helper_stops_with_qtomoctl(self):
+        # A stop signal sent to qtomoctl while its helper draws (kill, timeout(1)) reaches the
+        # helper: both end, qtomoctl by that signal, and no qtomo-plot is left drawing (the
+        # drawing takes minutes: it is stopped, not waited for).
+        out = self.path("plotstop")
+        p = local("reconstruct", self.big_input(250), "--local", "-o", out, "--method", "linear",
+                  timeout=120)  # 1,000 samples: 12,000 figure files, about 2 minutes to draw
+        self.assertExit(p, 0, "the run to draw")
+        p = subprocess.Popen([QTOMOCTL, "plot", out, "--plots", "all"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+
+        def helper():
+            for d in os.listdir("/proc"):
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        st = f.read()
+                except (OSError, ValueError):
+                    continue
+                name, rest = st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
+                if name == "qtomo-plot" and int(rest[1]) == p.pid:
+                    return int(d)
+            return None
+        try:
+            self.assertTrue(wait_until(lambda: helper() or p.poll() is not None, 60))
+            child = helper()
+            self.assertIsNotNone(child, "qtomoctl plot ended before its helper was seen")
+            os.kill(p.pid, signal.SIGTERM)
+            p.wait(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        err = p.stderr.read().decode(errors="replace")
+        self.assertEqual(p.returncode, -signal.SIGTERM, err)
+        # Stopped while drawing, not after: no report (written last), no summary line.
+        self.assertNotIn("figures:", err)
+        self.assertFalse(os.path.exists(os.path.join(out, "report.html")))
+
+        def gone():
+            try:
+                with open("/proc/%d/stat" % child) as f:
+                    return f.read().split(") ")[1].startswith("Z")
+            except OSError:
+                return True
+        self.assertTrue(wait_until(gone, 60), "qtomo-plot %d still runs" % child)
+
     def test_hdf5_spectral(self):
         # --spectral fields are datasets of results.h5 too, equal to the records'.
         out = self.path("h5spec")
