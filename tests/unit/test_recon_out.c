@@ -2,7 +2,8 @@
  * order whatever order the samples arrive in - the sample due next goes straight out, those
  * ahead of their turn wait in the reorder slots, and a repeat is dropped whether its sample was
  * written already or is still waiting - for JSON lines and for the table, with the counts of
- * the summary taken once per sample. */
+ * the summary taken once per sample; with -o DIR, records.jsonl and summary.csv agree row for
+ * row. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +14,67 @@
 
 #define N 6
 
-/* Runs the output stage over the arrival order `order` (n_order samples, repeats allowed),
- * stdout captured; returns what it printed (malloc'd) and the number of records it counted. */
-static char *run(bool json, const size_t *order, size_t n_order, size_t *ret_counted)
+enum mode { TABLE, JSON, DIR };
+
+/* Reads a whole small file into a malloc'd string. */
+static char *slurp(const char *path)
 {
+    FILE *f = fopen(path, "rb");
+    char *text = calloc(1, 1 << 16);
+
+    assert_non_null(f);
+    assert_non_null(text);
+    assert_true(fread(text, 1, (1 << 16) - 1, f) > 0);
+    fclose(f);
+    return text;
+}
+
+/* Checks DIR/summary.csv (a header, then one row per sample in order: its first field) and
+ * run.json's counts (each sample once), and removes the run directory. */
+static void check_dir(const char *dir)
+{
+    static const char *const files[] = {"records.jsonl", "summary.csv", "run.json"};
+    char path[256];
+    size_t row = 0;
+
+    (void)snprintf(path, sizeof(path), "%s/summary.csv", dir);
+    char *sum = slurp(path);
+
+    assert_true(strncmp(sum, "sample,", 7) == 0);
+    for (const char *p = strchr(sum, '\n') + 1; *p; p = strchr(p, '\n') + 1, row++)
+        if (strtoul(p, NULL, 10) != row)
+            fail_msg("summary.csv row %zu is of sample %lu:\n%s", row, strtoul(p, NULL, 10), sum);
+    if (row != N)
+        fail_msg("summary.csv has %zu rows for %d samples:\n%s", row, N, sum);
+    free(sum);
+    /* The counts: every sample once, repeats not counted. */
+    (void)snprintf(path, sizeof(path), "%s/run.json", dir);
+    char *run_json = slurp(path), want[160];
+
+    (void)snprintf(want, sizeof(want),
+                   "\"counts\":{\"samples\":%d,\"samples_this_run\":%d,\"samples_ok\":%d,"
+                   "\"samples_failed\":0}",
+                   N, N, N);
+    if (!strstr(run_json, want))
+        fail_msg("run.json has no %s:\n%s", want, run_json);
+    (void)snprintf(want, sizeof(want), "\"linear\":{\"ok\":%d,\"failed\":0,", N);
+    if (!strstr(run_json, want))
+        fail_msg("run.json has no %s:\n%s", want, run_json);
+    free(run_json);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        (void)snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* Runs the output stage over the arrival order `order` (n_order samples, repeats allowed),
+ * stdout captured (or into a run directory); returns the records (malloc'd) and how many
+ * there are. */
+static char *run(enum mode mode, const size_t *order, size_t n_order, size_t *ret_counted)
+{
+    bool json = mode != TABLE;
+    char dir[] = "/tmp/qtomo-test-outdir.XXXXXX";
     struct recon rc = {0};
     struct qctl_global g = {.verbosity = -1};
     struct qctl_out *o;
@@ -28,7 +86,13 @@ static char *run(bool json, const size_t *order, size_t n_order, size_t *ret_cou
 
     assert_true(fd >= 0);
     assert_non_null(text);
-    rc.json = json;
+    rc.json = mode == JSON;
+    if (mode == DIR) {
+        assert_non_null(mkdtemp(dir));
+        rc.outdir = dir;
+        rc.file = "samples.csv";
+        rc.local = true;
+    }
     rc.methods[QT_METHOD_LINEAR] = true;
     rc.method_list[0] = QT_METHOD_LINEAR;
     rc.n_methods = 1;
@@ -54,7 +118,16 @@ static char *run(bool json, const size_t *order, size_t n_order, size_t *ret_cou
     fflush(stdout);
     assert_true(dup2(saved, STDOUT_FILENO) >= 0);
     (void)close(saved);
-    assert_true(pread(fd, text, (1 << 16) - 1, 0) > 0);
+    if (mode == DIR) {
+        char rec[256];
+
+        free(text);
+        (void)snprintf(rec, sizeof(rec), "%s/records.jsonl", dir);
+        text = slurp(rec);
+        check_dir(dir);
+    } else {
+        assert_true(pread(fd, text, (1 << 16) - 1, 0) > 0);
+    }
     (void)close(fd);
     (void)unlink(path);
     qt_result_done(&res);
@@ -83,10 +156,11 @@ static size_t samples(bool json, const char *text, size_t *out, size_t max)
     return n;
 }
 
-static void check(bool json, const size_t *order, size_t n_order)
+static void check(enum mode mode, const size_t *order, size_t n_order)
 {
+    bool json = mode != TABLE;
     size_t counted, got[2 * N], n;
-    char *text = run(json, order, n_order, &counted);
+    char *text = run(mode, order, n_order, &counted);
 
     n = samples(json, text, got, 2 * N);
     if (n != N || counted != N)
@@ -113,8 +187,9 @@ static void in_order(void **state)
     const size_t order[] = {0, 1, 2, 3, 4, 5};
 
     (void)state;
-    check(true, order, 6);
-    check(false, order, 6);
+    check(JSON, order, 6);
+    check(TABLE, order, 6);
+    check(DIR, order, 6);
 }
 
 static void out_of_order_with_repeats(void **state)
@@ -124,8 +199,9 @@ static void out_of_order_with_repeats(void **state)
     const size_t order[] = {2, 0, 0, 2, 1, 5, 4, 3, 5};
 
     (void)state;
-    check(true, order, sizeof(order) / sizeof(order[0]));
-    check(false, order, sizeof(order) / sizeof(order[0]));
+    check(JSON, order, sizeof(order) / sizeof(order[0]));
+    check(TABLE, order, sizeof(order) / sizeof(order[0]));
+    check(DIR, order, sizeof(order) / sizeof(order[0]));
 }
 
 static void reversed(void **state)
@@ -133,8 +209,9 @@ static void reversed(void **state)
     const size_t order[] = {5, 4, 3, 2, 1, 0};
 
     (void)state;
-    check(true, order, 6);
-    check(false, order, 6);
+    check(JSON, order, 6);
+    check(TABLE, order, 6);
+    check(DIR, order, 6);
 }
 
 int main(void)
