@@ -30,11 +30,11 @@
     X("batch-nice", U, batch_nice, "10", 0, 19,                                                    \
       "with interactive workers: the nice value of the other workers, so the kernel runs a live "   \
       "sample first")                                                                              \
-    X("batch-idle", U, batch_idle, "0", 0, 1,                                                      \
-      "with interactive workers: 1 runs batch workers under SCHED_IDLE, so that any other task, "  \
-      "a live sample's included, preempts them at once; they then get CPU time only when nothing " \
-      "else wants it, and beside a busy process their items can reach item-timeout-ms (for a "     \
-      "server that takes live samples and runs nothing else busy)")                               \
+    X("batch-idle", U, batch_idle, "2", 0, 2,                                                      \
+      "with interactive workers: when batch workers run under SCHED_IDLE, so that any other "      \
+      "task, a live sample's included, preempts them at once (they then get CPU time only when "   \
+      "nothing else wants it; the time their items wait does not count against deadlines): 0 "    \
+      "never, 1 always, 2 from an interactive item until 5 s after the last one")                \
     X("latency-slice-us", U, latency_slice_us, "100", 0, 100000,                                   \
       "with interactive workers: the CPU time slice the supervisor and interactive workers ask "   \
       "of the kernel (EEVDF, Linux 6.12 and later; older kernels ignore it), so that they preempt " \
@@ -53,8 +53,10 @@
     X("batch-share-pct", U, batch_share_pct, "20", 0, 100,                                         \
       "worker time batches get while interactive work also waits (0: interactive first)")          \
     X("item-timeout-ms", U, item_timeout_ms, "60000", 10, 86400000,                                \
-      "default deadline of one work item, times (d/128)^3 above d = 128 (a request may ask less)") \
-    X("max-item-ms", U, max_item_ms, "600000", 10, 86400000, "longest deadline a request may ask") \
+      "default deadline of one work item, times (d/128)^3 above d = 128 (a request may ask "       \
+      "less); time its worker waits for a CPU behind other processes does not count")             \
+    X("max-item-ms", U, max_item_ms, "600000", 10, 86400000,                                       \
+      "longest deadline a request may ask, and the most CPU wait that may lengthen one")           \
     X("kill-grace-ms", U, kill_grace_ms, "2000", 10, 60000,                                        \
       "between SIGABRT and SIGKILL of a worker past its deadline")                                 \
     X("drain-timeout-ms", U, drain_timeout_ms, "30000", 0, 3600000,                                \

@@ -111,13 +111,48 @@ void qd_pool_kill(void *ud, struct qd_sw *sw, int sig)
     uint64_t now = qd_now_ms(ud);
 
     if (sig == SIGABRT)
-        qd_err("worker %d: item past its deadline (%llu ms); SIGABRT", w->pid,
-               (unsigned long long)(now - sw->t_dispatch));
+        qd_err("worker %d: item past its deadline (%llu ms since dispatch, %llu ms of it not "
+               "counted: waiting for a CPU); SIGABRT",
+               w->pid, (unsigned long long)(now - sw->t_dispatch),
+               (unsigned long long)sw->wait_credit);
     else if (sig == SIGKILL && !w->sigkilled)
         qd_warn("worker %d: still alive; SIGKILL", w->pid);
     w->sigkilled |= sig == SIGKILL;
     if (!w->exited)
         (void)kill(w->pid, sig);
+}
+
+static ssize_t read_proc(int pid, const char *what, char *buf, size_t size)
+{
+    char path[48];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    n = read(fd, buf, size);
+    if (n < 0)
+        n = -errno;
+    close(fd);
+    return n;
+}
+
+int qd_pool_cpu_wait(void *ud, const struct qd_sw *sw, struct qd_cpu_wait *ret)
+{
+    char buf[4096]; /* status: about 1.5 KB */
+    ssize_t n;
+    int r;
+
+    (void)ud;
+    if ((n = read_proc(sw->pid, "schedstat", buf, sizeof(buf))) < 0)
+        return (int)n;
+    if ((r = qd_schedstat_parse(buf, (size_t)n, ret)) < 0)
+        return r;
+    if ((n = read_proc(sw->pid, "status", buf, sizeof(buf))) < 0)
+        return (int)n;
+    return qd_status_parse(buf, (size_t)n, ret);
 }
 
 /* ---- closing ---- */
@@ -614,17 +649,19 @@ int qd_set_slice(pid_t pid, unsigned us)
     return 0;
 }
 
-int qd_set_idle(pid_t pid)
+int qd_set_idle(pid_t pid, int *ret_from)
 {
     struct sched_param sp = {0};
     int policy = sched_getscheduler(pid);
 
+    *ret_from = -1;
     if (policy < 0)
         return -errno;
     if (policy != SCHED_OTHER && policy != SCHED_BATCH)
         return 0; /* an administrator's real-time or idle policy stays */
     if (sched_setscheduler(pid, SCHED_IDLE, &sp) < 0)
         return -errno;
+    *ret_from = policy;
     return 0;
 }
 
@@ -639,7 +676,7 @@ static void worker_priority(struct sup *s, const struct worker *w, bool reserved
 {
     static bool warned, idle_warned; /* once: a kernel or filter that refuses, always does */
     unsigned us = reserved ? s->conf.latency_slice_us : 0;
-    int r;
+    int r, from;
 
     if (!s->conf.interactive_workers)
         return;
@@ -651,9 +688,33 @@ static void worker_priority(struct sup *s, const struct worker *w, bool reserved
     if (!reserved && s->conf.batch_nice &&
         setpriority(PRIO_PROCESS, (id_t)w->pid, (int)s->conf.batch_nice) < 0)
         qd_warn("worker %d: cannot set nice %u: %s", w->pid, s->conf.batch_nice, strerror(errno));
-    if (!reserved && s->conf.batch_idle && (r = qd_set_idle(w->pid)) < 0 && !idle_warned) {
+    if (!reserved && s->conf.batch_idle == 1 && (r = qd_set_idle(w->pid, &from)) < 0 &&
+        !idle_warned) {
         idle_warned = true;
         qd_warn("worker %d: cannot set SCHED_IDLE: %s (not logged again)", w->pid, strerror(-r));
+    }
+}
+
+void qd_pool_yield(void *ud, struct qd_sw *sw, bool on)
+{
+    static bool warned; /* once: a kernel or filter that refuses, always does */
+    struct worker *w = worker_of(sw);
+    struct sched_param sp = {0};
+    int r = 0;
+
+    (void)ud;
+    if (w->exited)
+        return;
+    if (on && w->idle_from < 0) {
+        r = qd_set_idle(w->pid, &w->idle_from);
+    } else if (!on && w->idle_from >= 0) {
+        r = sched_setscheduler(w->pid, w->idle_from, &sp) < 0 ? -errno : 0;
+        w->idle_from = -1;
+    }
+    if (r < 0 && r != -ESRCH && !warned) {
+        warned = true;
+        qd_warn("worker %d: cannot %s SCHED_IDLE: %s (not logged again)", w->pid,
+                on ? "set" : "leave", strerror(-r));
     }
 }
 
@@ -681,6 +742,7 @@ void qd_pool_spawn(struct sup *s, bool reserved)
     }
     qp_framer_init(&w->fr);
     w->s = s;
+    w->idle_from = -1;
     w->generation = s->generation;
     w->max_jobs =
         s->conf.worker_max_jobs +

@@ -359,6 +359,8 @@ const struct qd_sched_ops qd_req_sched_ops = {
     .kill = qd_pool_kill,
     .paused = sched_paused,
     .release = sched_release,
+    .cpu_wait = qd_pool_cpu_wait,
+    .yield = qd_pool_yield,
 };
 
 void qd_req_task_answer(struct djob *jb, const struct qp_msg *msg)

@@ -314,6 +314,92 @@ static struct qd_chunk *cut_batch(struct qd_sched *s, const struct qd_sw *w)
     return ch;
 }
 
+/* Reads w's CPU account: the first reading marks, a later one counts the wait since the last
+ * (see qd_sched_tick) and moves the deadline on by it, within wait_credit_ms. Whether the
+ * deadline is still ahead of now. */
+static bool credit_wait(struct qd_sched *s, struct qd_sw *w, uint64_t now)
+{
+    struct qd_cpu_wait cw = {0};
+    uint64_t waited, ms;
+
+    if (!s->ops.cpu_wait || !s->lim.wait_credit_ms || s->ops.cpu_wait(s->ops.ud, w, &cw) < 0)
+        return now < w->deadline;
+    if (w->wait_marked) {
+        waited = cw.wait_ns > w->last_wait_ns ? cw.wait_ns - w->last_wait_ns : 0;
+        if (waited >= w->pending_ns) {
+            w->credit_ns += waited - w->pending_ns;
+            w->pending_ns = 0;
+        } else {
+            w->pending_ns -= waited;
+        }
+        if (cw.runnable && cw.sleeps == w->last_sleeps && now > w->t_last) {
+            uint64_t span = (now - w->t_last) * 1000000, ran = cw.run_ns - w->last_run_ns;
+
+            if (cw.run_ns >= w->last_run_ns && span > ran + waited) {
+                w->credit_ns += span - ran - waited;
+                w->pending_ns += span - ran - waited;
+            }
+        }
+        ms = QT_MIN(w->credit_ns / 1000000, (uint64_t)s->lim.wait_credit_ms);
+        w->wait_credit = ms;
+        w->deadline = w->deadline0 + ms;
+    }
+    w->wait_marked = true;
+    w->t_read = QT_MAX(w->t_half, now + 1);
+    w->t_last = now;
+    w->last_run_ns = cw.run_ns;
+    w->last_wait_ns = cw.wait_ns;
+    w->last_sleeps = cw.sleeps;
+    return now < w->deadline;
+}
+
+/* A deadline ms from now, and its readings of the worker's CPU wait (see qd_sched_tick). A
+ * request that asks a deadline under a second pays two reads of /proc per sample. */
+static void set_deadline(struct qd_sched *s, struct qd_sw *w, uint64_t now, uint64_t ms)
+{
+    w->deadline = w->deadline0 = now + ms;
+    w->t_half = now + ms / 2;
+    w->t_read = now + QT_MIN(ms / 2, (uint64_t)1000);
+    w->wait_marked = false;
+    w->credit_ns = w->pending_ns = w->wait_credit = 0;
+    if (ms < 1000)
+        (void)credit_wait(s, w, now);
+}
+
+static bool running_interactive(const struct qd_sw *w)
+{
+    return w->cur && w->cur->job->interactive;
+}
+
+static void yield_apply(struct qd_sched *s, struct qd_sw *w)
+{
+    bool on = s->yielding && !w->reserved && !running_interactive(w);
+
+    if (!s->ops.yield || on == w->yielded || w->state == QD_W_KILLING ||
+        w->state == QD_W_EXITING)
+        return;
+    w->yielded = on;
+    s->ops.yield(s->ops.ud, w, on);
+}
+
+void qd_sched_yield_update(struct qd_sched *s, uint64_t now)
+{
+    bool on = false;
+
+    if (!s->lim.yield_ms)
+        on = false;
+    else if (now < s->yield_until)
+        on = true;
+    else
+        for (struct qd_sw *w = s->workers; w && !on; w = w->next)
+            on = running_interactive(w) && w->state == QD_W_BUSY;
+    if (on == s->yielding)
+        return;
+    s->yielding = on;
+    for (struct qd_sw *w = s->workers; w; w = w->next)
+        yield_apply(s, w);
+}
+
 static void start_item(struct qd_sched *s, struct qd_sw *w, struct qd_chunk *ch, uint64_t now)
 {
     struct qd_job *job = ch->job;
@@ -324,11 +410,16 @@ static void start_item(struct qd_sched *s, struct qd_sw *w, struct qd_chunk *ch,
     w->cur_done = 0;
     w->cur_computed = 0;
     w->t_dispatch = now;
-    w->deadline = now + item_timeout(s, job);
+    set_deadline(s, w, now, item_timeout(s, job));
     w->timed_out = false;
     w->kill_at = 0;
     if (job->kind == QD_JOB_SAMPLES)
         memcpy(w->key, job->key, sizeof(w->key));
+    if (job->interactive && s->lim.yield_ms) {
+        s->yield_until = now + s->lim.yield_ms;
+        qd_sched_yield_update(s, now);
+    }
+    yield_apply(s, w);
     r = s->ops.start(s->ops.ud, w, job, ch->c0, ch->n);
     if (r >= 0)
         return;
@@ -438,7 +529,7 @@ int qd_sched_sample(struct qd_sched *s, struct qd_sw *w, uint64_t idx, uint64_t 
         return -EPROTO;
     w->cur_done++;
     w->items++;
-    w->deadline = now + item_timeout(s, ch->job);
+    set_deadline(s, w, now, item_timeout(s, ch->job));
     if (!qd_sched_pending(ch->job, (size_t)idx))
         return 0;
     *ret_job = ch->job;
@@ -455,10 +546,11 @@ int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now, uint64_
 {
     struct qd_chunk *ch = w->cur;
 
-    (void)now;
     if (!ch || (ch->job->kind == QD_JOB_SAMPLES && w->cur_done != ch->n))
         return -EPROTO;
     w->cur = NULL;
+    if (ch->job->interactive && s->lim.yield_ms)
+        s->yield_until = now + s->lim.yield_ms;
     busy_us = busy_us ? busy_us : 1; /* an item takes time, even under the clock's step */
     if (ch->batch && !ch->job->unit) {
         ch->job->batch_us += busy_us;
@@ -588,14 +680,88 @@ out:
     job_unref(s, job);
 }
 
+static int parse_u64(const char *buf, size_t n, size_t *i, char end, uint64_t *ret)
+{
+    size_t start = *i;
+    uint64_t v = 0;
+
+    while (*i < n && buf[*i] >= '0' && buf[*i] <= '9') {
+        uint64_t digit = (uint64_t)(buf[(*i)++] - '0');
+
+        if (v > (UINT64_MAX - digit) / 10)
+            return -EINVAL;
+        v = v * 10 + digit;
+    }
+    if (*i == start || *i == n || buf[*i] != end)
+        return -EINVAL;
+    (*i)++;
+    *ret = v;
+    return 0;
+}
+
+int qd_schedstat_parse(const char *buf, size_t n, struct qd_cpu_wait *ret)
+{
+    uint64_t run, wait, slices;
+    size_t i = 0;
+
+    if (parse_u64(buf, n, &i, ' ', &run) < 0 || parse_u64(buf, n, &i, ' ', &wait) < 0 ||
+        parse_u64(buf, n, &i, '\n', &slices) < 0 || i != n)
+        return -EINVAL;
+    ret->run_ns = run;
+    ret->wait_ns = wait;
+    return 0;
+}
+
+/* The value of the line of buf[0, n) that starts with key, up to its newline; NULL if none. */
+static const char *status_line(const char *buf, size_t n, const char *key, size_t *ret_len)
+{
+    size_t k = strlen(key);
+
+    for (size_t i = 0; i < n;) {
+        const char *nl = memchr(buf + i, '\n', n - i);
+        size_t end = nl ? (size_t)(nl - buf) : n;
+
+        if (end - i >= k && !memcmp(buf + i, key, k)) {
+            *ret_len = end - i - k;
+            return buf + i + k;
+        }
+        i = end + 1;
+    }
+    return NULL;
+}
+
+int qd_status_parse(const char *buf, size_t n, struct qd_cpu_wait *ret)
+{
+    const char *st, *vs;
+    size_t st_len, vs_len, i = 0;
+    uint64_t sleeps;
+    char line[24];
+
+    st = status_line(buf, n, "State:\t", &st_len);
+    vs = status_line(buf, n, "voluntary_ctxt_switches:\t", &vs_len);
+    if (!st || !st_len || !vs || vs_len + 1 > sizeof(line) ||
+        (st_len > 1 && st[1] != ' '))
+        return -EINVAL;
+    memcpy(line, vs, vs_len);
+    line[vs_len] = '\n';
+    if (parse_u64(line, vs_len + 1, &i, '\n', &sleeps) < 0)
+        return -EINVAL;
+    ret->runnable = st[0] == 'R';
+    ret->sleeps = sleeps;
+    return 0;
+}
+
 void qd_sched_tick(struct qd_sched *s, uint64_t now)
 {
+    qd_sched_yield_update(s, now);
     for (struct qd_sw *w = s->workers; w; w = w->next) {
+        bool running = w->cur && !w->timed_out &&
+                       (w->state == QD_W_BUSY || w->state == QD_W_RETIRING);
+
         if (w->kill_at && now >= w->kill_at) {
             w->kill_at = now + 1000; /* again each second until its exit is seen */
             s->ops.kill(s->ops.ud, w, SIGKILL);
-        } else if (w->cur && !w->timed_out && now >= w->deadline &&
-                   (w->state == QD_W_BUSY || w->state == QD_W_RETIRING)) {
+        } else if (running && now >= w->t_read && !credit_wait(s, w, now)) {
             w->timed_out = true;
             w->state = QD_W_KILLING;
             w->kill_at = now + s->lim.kill_grace_ms;

@@ -68,10 +68,30 @@ struct qd_sw {
     size_t cur_computed;  /* of its samples, computed (answered or not) when it died, if known */
     uint64_t t_dispatch, deadline, kill_at;
     bool timed_out; /* killed (or being killed) for a deadline */
+    /* The time its worker waited for a CPU does not count against an item's deadline: */
+    uint64_t deadline0;   /* the deadline as set */
+    uint64_t t_read;      /* when the next reading of that wait is due */
+    uint64_t t_half;      /* half the deadline: readings at each tick from then on */
+    uint64_t t_last;      /* the last reading: when, and what it said */
+    uint64_t last_run_ns, last_wait_ns, last_sleeps;
+    uint64_t credit_ns;   /* wait counted since the deadline was set */
+    uint64_t pending_ns;  /* of it, counted while the wait went on, not yet in run_delay */
+    uint64_t wait_credit; /* ms the deadline was moved on for it (credit_ns within the cap) */
+    bool wait_marked;
     uint64_t items; /* samples answered, for recycling */
     bool reserved;  /* an interactive worker: never given batch items or retries */
+    bool yielded;   /* told to yield (ops.yield) */
     char key[QD_SCHED_KEY_LEN];
     struct qd_sw *next;
+};
+
+/* Linux's account of a process: ns on a CPU and ns waited for one since it started (the first
+ * two fields of /proc/PID/schedstat; a wait enters run_delay only when it ends, as the process
+ * gets a CPU), whether it is runnable now and how often it blocked (State and
+ * voluntary_ctxt_switches of /proc/PID/status). */
+struct qd_cpu_wait {
+    uint64_t run_ns, wait_ns, sleeps;
+    bool runnable;
 };
 
 struct qd_sched_ops {
@@ -88,6 +108,12 @@ struct qd_sched_ops {
     bool (*paused)(void *ud, const struct qd_job *job);
     /* The job is finished and nothing refers to it any more: the caller may free it. */
     void (*release)(void *ud, struct qd_job *job);
+    /* What the kernel says of w's process (struct qd_cpu_wait). May be NULL; negative: not
+     * known. */
+    int (*cpu_wait)(void *ud, const struct qd_sw *w, struct qd_cpu_wait *ret);
+    /* Batch worker w is to yield the CPU to any other task (on: SCHED_IDLE) or no longer (off:
+     * its policy before). May be NULL. */
+    void (*yield)(void *ud, struct qd_sw *w, bool on);
 };
 
 /* Samples of d >= QD_SCHED_BIG_DIM are cut one per batch item until the submit's rate is known
@@ -110,7 +136,15 @@ struct qd_sched_limits {
     uint64_t max_queue;       /* samples waiting before admit says -EBUSY */
     uint32_t batch_share_pct; /* worker time batches get while interactive work also waits */
     uint32_t chunk_grow_us;   /* batch items grow past chunk while they take at most this; 0: no */
+    uint32_t wait_credit_ms;  /* an item's deadline moves on by its worker's CPU wait, up to this */
+    uint32_t yield_ms;        /* batch workers yield from an interactive item to this long after
+                               * the last one ends (0: never) */
 };
+
+/* batch-idle 2: how long batch workers keep yielding after the last interactive item. Live
+ * samples come every few ms to seconds; a gap longer than this gives batches their share of
+ * a busy machine back. */
+#define QD_SCHED_YIELD_MS 5000
 
 struct qd_sched_totals {
     uint64_t items, errors; /* samples delivered, of which errors */
@@ -131,6 +165,8 @@ struct qd_sched {
      * waiting: the batch share is kept from these. */
     uint64_t us_interactive, us_batch;
     bool stopping;
+    bool yielding;        /* batch workers yield (yield_ms) ... */
+    uint64_t yield_until; /* ... until then, unless an interactive item runs */
     struct qd_sched_totals tot;
 };
 
@@ -184,8 +220,30 @@ QT_NODISCARD int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t
  * a try (or fails with QT_EDEADLINE when we killed it for its deadline); its samples that never
  * ran are queued again uncharged. Removes w from the scheduler. */
 void qd_sched_worker_exit(struct qd_sched *s, struct qd_sw *w, int status, int term_signal);
-/* Deadlines: SIGABRT to a worker past its item's deadline, SIGKILL after the grace. */
+/* Yielding (lim.yield_ms): from the start of an interactive item until yield_ms after the
+ * last one ended, every batch worker not running interactive work itself is told to yield the
+ * CPU (ops.yield, before the interactive item is sent), so that the kernel runs the live sample
+ * (and the supervisor relaying it) at once; otherwise batches keep their share of a machine
+ * that other processes also use. Told only on a change. The tick ends it. */
+void qd_sched_yield_update(struct qd_sched *s, uint64_t now);
+
+/* Deadlines: SIGABRT to a worker past its item's deadline, SIGKILL after the grace. A deadline
+ * counts the time the worker ran or slept, not the time it was runnable but waited for a CPU
+ * behind other tasks (a batch worker at batch-nice or SCHED_IDLE beside a busy process): that
+ * wait moves the deadline on, by at most wait_credit_ms in all. The kernel adds a wait to
+ * run_delay only when it ends, so of a worker found runnable that did not block since the last
+ * reading, the time since then that it neither ran nor ended a wait is counted as a wait still
+ * going on (and run_delay's later growth by as much is not counted again). The first reading
+ * is taken half a deadline (at most a second) after the deadline was set (a deadline under a
+ * second: when it is set), the next ones at each tick once half of it has passed: with the
+ * default deadlines, only for long items. */
 void qd_sched_tick(struct qd_sched *s, uint64_t now);
+/* /proc/PID/schedstat's line ("%llu %llu %llu\n"): run and wait ns into ret (runnable is left
+ * alone); 0, or -EINVAL when buf[0, n) is not such a line. */
+int qd_schedstat_parse(const char *buf, size_t n, struct qd_cpu_wait *ret);
+/* /proc/PID/status: runnable (State: R) and sleeps (voluntary_ctxt_switches) into ret; 0, or
+ * -EINVAL when either line is missing or malformed. */
+int qd_status_parse(const char *buf, size_t n, struct qd_cpu_wait *ret);
 /* Shutdown: every worker is told SIGTERM (SIGKILL after grace_ms); nothing is dispatched. */
 void qd_sched_stop(struct qd_sched *s, uint64_t now, uint32_t grace_ms);
 

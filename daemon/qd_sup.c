@@ -37,7 +37,10 @@ uint64_t qd_now_ms(struct sup *s)
 struct qd_sched_limits qd_sup_limits(const struct qd_conf *c)
 {
     struct qd_sched_limits l = {c->chunk,     c->item_timeout_ms, c->max_item_ms,  c->kill_grace_ms,
-                                c->max_queue, c->batch_share_pct, c->chunk_grow_us};
+                                c->max_queue, c->batch_share_pct, c->chunk_grow_us,
+                                c->max_item_ms,
+                                c->batch_idle == 2 && c->interactive_workers ? QD_SCHED_YIELD_MS
+                                                                             : 0};
 
     return l;
 }

@@ -67,6 +67,7 @@ struct worker {
     bool exited, chan_open;
     bool faulty;    /* we killed it for a bad channel message */
     bool sigkilled; /* SIGKILL sent (logged once) */
+    int idle_from;  /* the policy we moved it from to SCHED_IDLE, -1: none */
     uint64_t max_jobs, generation;
     uint64_t rss_checked_ms; /* maybe_recycle last read its RSS */
     uint64_t t_start_ns;     /* its item was sent (uv_hrtime) */
@@ -203,8 +204,9 @@ void qd_pool_spawn(struct sup *s, bool reserved);
 int qd_set_slice(pid_t pid, unsigned us);
 /* Puts process pid under SCHED_IDLE, unless an administrator gave it a policy other than
  * SCHED_OTHER or SCHED_BATCH (a spawned worker never has SCHED_RESET_ON_FORK: the kernel clears
- * it in the child). Returns 0 or a negative errno. */
-int qd_set_idle(pid_t pid);
+ * it in the child). The nice value is kept. Returns 0 or a negative errno; *ret_from: the policy
+ * it had when it moved it, else -1. */
+int qd_set_idle(pid_t pid, int *ret_from);
 /* Spawns workers until there are conf.workers batch and conf.interactive_workers interactive
  * ones alive. */
 void qd_pool_fill(struct sup *s);
@@ -212,4 +214,8 @@ void qd_pool_retire(struct worker *w);
 void qd_pool_close_channels(struct sup *s);
 int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, size_t n);
 void qd_pool_kill(void *ud, struct qd_sw *sw, int sig);
+/* ops.yield: SCHED_IDLE on, the policy before it off (batch-idle 2). */
+void qd_pool_yield(void *ud, struct qd_sw *sw, bool on);
+/* ops.cpu_wait: the worker's /proc/PID/schedstat and status. */
+int qd_pool_cpu_wait(void *ud, const struct qd_sw *sw, struct qd_cpu_wait *ret);
 uint64_t qd_pool_rss_kb(int pid);

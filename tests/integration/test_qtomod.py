@@ -1306,9 +1306,10 @@ class QtomodTest(unittest.TestCase):
         self.live_beside_batch(d, 10)
 
     def test_batch_idle(self):
-        # batch-idle 1: batch workers under SCHED_IDLE, the interactive one and the supervisor
-        # under SCHED_OTHER; both kinds of work are served. The batch is small: an idle-policy
-        # worker gets almost no CPU while other processes keep this machine's cores busy.
+        # batch-idle 1: batch workers always under SCHED_IDLE, the interactive one and the
+        # supervisor under SCHED_OTHER; both kinds of work are served. The batch is small: an
+        # idle-policy worker gets almost no CPU while other processes keep this machine's cores
+        # busy.
         if os.sched_getscheduler(0) != os.SCHED_OTHER:
             self.skipTest("the test runs under another policy, which qtomod keeps")
         d = self.start("--batch-idle", "1", workers=1, interactive=None)
@@ -1328,6 +1329,72 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(r["results"][0]["status"], "ok")
             jobs = {os.sched_getscheduler(w["pid"]): w["jobs"] for w in c.stats()["workers"]}
             self.assertEqual(jobs, {os.SCHED_IDLE: 20, os.SCHED_OTHER: 1})
+        self.assertEqual(d.stop(), 0)
+
+    def test_batch_idle_while_live(self):
+        # batch-idle 2 (the default): batch workers keep SCHED_OTHER at batch-nice until an
+        # interactive item comes, are under SCHED_IDLE before it is sent, and go back 5 s after
+        # the last one ended; a batch alone does not move them.
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            self.skipTest("the test runs under another policy, which qtomod keeps")
+        d = self.start(workers=1, interactive=None)
+        cols = [[100.0 + k + a for a in range(16)] for k in range(20)]
+        with d.client() as c:
+            self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
+            pids = [w["pid"] for w in c.stats()["workers"]]
+            batch = [p for p in pids if os.getpriority(os.PRIO_PROCESS, p) == 10][0]
+            live = [p for p in pids if p != batch][0]
+            self.assertEqual(os.sched_getscheduler(batch), os.SCHED_OTHER)
+            done = dict(c.submit(cols, design="nopovm", dim=4, methods=["linear"]))
+            self.assertEqual(len(done), 20)
+            self.assertEqual(os.sched_getscheduler(batch), os.SCHED_OTHER)
+            r = c.reconstruct(cols[0], design="nopovm", dim=4, methods=["linear"])
+            t_end = time.monotonic()
+            self.assertEqual(r["results"][0]["status"], "ok")
+            self.assertEqual(os.sched_getscheduler(batch), os.SCHED_IDLE)
+            self.assertEqual(os.getpriority(os.PRIO_PROCESS, batch), 10)
+            self.assertEqual(os.sched_getscheduler(live), os.SCHED_OTHER)
+            done = dict(c.submit(cols, design="nopovm", dim=4, methods=["linear"]))
+            self.assertTrue(all(v[0]["status"] == "ok" for v in done.values()))
+            self.assertTrue(wait_until(
+                lambda: os.sched_getscheduler(batch) == os.SCHED_OTHER, 60, step=0.05))
+            self.assertGreater(time.monotonic() - t_end, 4.5)
+            self.assertEqual(os.getpriority(os.PRIO_PROCESS, batch), 10)
+        self.assertEqual(d.stop(), 0)
+
+    def test_cpu_wait_not_counted_against_deadline(self):
+        # An idle-policy batch worker pinned to one CPU beside a busy loop gets a fraction of a
+        # percent of it: its items (one d = 16 linear,mle sample, some ms of CPU time) last
+        # longer than item-timeout-ms, nearly all of it waiting for a CPU, which the deadline
+        # does not count. Every sample gets its result; no worker is killed. The worker's own
+        # run_delay shows the test starved it past the deadline.
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            self.skipTest("the test runs under another policy, which qtomod keeps")
+        d = self.start("--batch-idle", "1", "--item-timeout-ms", "400", "--chunk", "1",
+                       workers=1, interactive=None)
+        with d.client() as c:
+            self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
+            batch = [w["pid"] for w in c.stats()["workers"]
+                     if os.sched_getscheduler(w["pid"]) == os.SCHED_IDLE][0]
+            cpu = sorted(os.sched_getaffinity(batch))[0]
+            busy = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+            self.addCleanup(busy.wait)
+            self.addCleanup(busy.kill)
+            os.sched_setaffinity(busy.pid, {cpu})
+            os.sched_setaffinity(batch, {cpu})
+
+            def run_delay_ms():
+                with open("/proc/%d/schedstat" % batch) as f:
+                    return int(f.read().split()[1]) / 1e6
+
+            before = run_delay_ms()
+            col = [100.0 + ((a * 7) % 13) for a in range(256)]
+            done = dict(c.submit([col], design="nopovm", dim=16, methods=["linear", "mle"]))
+            waited = run_delay_ms() - before
+            self.assertEqual(sorted(done), [0])
+            self.assertEqual([r["status"] for r in done[0]], ["ok", "ok"], done)
+            self.assertEqual(c.stats()["totals"]["timeouts"], 0, d.logtext())
+            self.assertGreater(waited, 800)  # one item, which waited two deadlines and more
         self.assertEqual(d.stop(), 0)
 
     def test_design_put_custom(self):

@@ -43,6 +43,16 @@ static struct fake {
     bool paused;
     struct tjob *jobs[512]; /* every job a test made, for finish_all */
     size_t njobs;
+    struct {
+        struct qd_sw *w;
+        bool on;
+        size_t nstart; /* starts before it */
+    } yields[64];
+
+    size_t nyield;
+    struct qd_cpu_wait cw; /* what cpu_wait reports */
+    int wait_ret;          /* and returns */
+    size_t nwait;          /* times it was called */
 } F;
 
 static struct tjob *tj(struct qd_job *j)
@@ -95,11 +105,53 @@ static void f_release(void *ud, struct qd_job *job)
 
 static void setup_grow(uint32_t chunk, uint64_t max_queue, uint32_t share, uint32_t grow_us)
 {
-    struct qd_sched_ops ops = {NULL, f_start, f_fail, f_kill, f_paused, f_release};
-    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue, share, grow_us};
+    struct qd_sched_ops ops = {NULL, f_start, f_fail, f_kill, f_paused, f_release, NULL, NULL};
+    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue, share, grow_us, 0, 0};
 
     memset(&F, 0, sizeof(F));
     qd_sched_init(&F.s, &ops, &lim);
+}
+
+static int f_cpu_wait(void *ud, const struct qd_sw *w, struct qd_cpu_wait *cw)
+{
+    (void)ud;
+    (void)w;
+    F.nwait++;
+    *cw = F.cw;
+    return F.wait_ret;
+}
+
+static void f_yield(void *ud, struct qd_sw *w, bool on)
+{
+    (void)ud;
+    assert_true(F.nyield < 64);
+    F.yields[F.nyield].w = w;
+    F.yields[F.nyield].on = on;
+    F.yields[F.nyield++].nstart = F.nstart;
+}
+
+/* Item deadline timeout_ms, CPU wait credited up to credit_ms, batch workers yielding
+ * yield_ms. */
+static void setup_ext(uint32_t chunk, uint32_t timeout_ms, uint32_t credit_ms, uint32_t yield_ms)
+{
+    struct qd_sched_ops ops = {NULL,      f_start,    f_fail, f_kill, f_paused,
+                               f_release, f_cpu_wait, f_yield};
+    struct qd_sched_limits lim = {chunk, timeout_ms, 5000, 200, 1000, 20, 0, credit_ms, yield_ms};
+
+    memset(&F, 0, sizeof(F));
+    qd_sched_init(&F.s, &ops, &lim);
+}
+
+static void setup_wait(uint32_t credit_ms)
+{
+    setup_ext(4, 1000, credit_ms, 0);
+}
+
+static void assert_yield(size_t i, const struct qd_sw *w, bool on)
+{
+    assert_true(i < F.nyield);
+    assert_ptr_equal(F.yields[i].w, w);
+    assert_int_equal(F.yields[i].on, on);
 }
 
 static void setup_share(uint32_t chunk, uint64_t max_queue, uint32_t share)
@@ -316,7 +368,7 @@ static void test_large_samples_single_items_and_longer_deadlines(void **state)
 
 static void test_item_timeout_scales_with_d(void **state)
 {
-    struct qd_sched_limits lim = {8, 60000, 5000, 200, 1000, 20, 0};
+    struct qd_sched_limits lim = {8, 60000, 5000, 200, 1000, 20, 0, 0, 0};
     struct qd_job job = {.kind = QD_JOB_SAMPLES};
 
     (void)state;
@@ -736,6 +788,304 @@ static void test_deadline_with_result_in_channel(void **state)
     finish_all();
 }
 
+/* batch-idle 2: an interactive item makes every batch worker yield before it is sent; they
+ * stop yield_ms after the last one ended; a batch worker that takes interactive work itself
+ * does not yield while it runs it. Told only on a change. */
+static void test_yield_while_interactive(void **state)
+{
+    struct tjob b, i1, i2, i3;
+    struct qd_sw r, w1, w2;
+
+    (void)state;
+    setup_ext(2, 60000, 0, 5000);
+    job_init(&b, false, 40, "k");
+    job_init(&i1, true, 1, "k");
+    job_init(&i2, true, 1, "k");
+    job_init(&i3, true, 1, "k");
+    worker_up(&r, 1);
+    r.reserved = true;
+    worker_up(&w1, 2);
+    worker_up(&w2, 3);
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nstart, 2);
+    assert_int_equal(F.nyield, 0); /* no interactive work yet */
+    assert_int_equal(qd_sched_admit(&F.s, &i1.sj), 0);
+    qd_sched_dispatch(&F.s, 10);
+    assert_ptr_equal(F.starts[2].w, &r);
+    assert_int_equal(F.nyield, 2);
+    assert_int_equal(F.yields[0].on + F.yields[1].on, 2);
+    assert_true(F.yields[0].w != &r && F.yields[1].w != &r);
+    assert_int_equal(F.yields[1].nstart, 2); /* before the interactive item was sent */
+    assert_int_equal(finish_item(&w1, 20), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 20); /* a batch item: still yielding, nothing to tell */
+    assert_int_equal(F.nyield, 2);
+    assert_int_equal(finish_item(&r, 30), QD_AFTER_IDLE);
+    qd_sched_tick(&F.s, 5029);
+    assert_int_equal(F.nyield, 2);
+    /* the reserved worker is busy: the next interactive item spills onto a batch worker,
+     * which stops yielding for it, and yields again with its next batch item */
+    assert_int_equal(qd_sched_admit(&F.s, &i2.sj), 0);
+    qd_sched_dispatch(&F.s, 5029);
+    assert_ptr_equal(last_start(&r)->job, &i2.sj);
+    assert_int_equal(qd_sched_admit(&F.s, &i3.sj), 0);
+    assert_int_equal(finish_item(&w2, 5030), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 5030);
+    assert_ptr_equal(last_start(&w2)->job, &i3.sj);
+    assert_int_equal(F.nyield, 3);
+    assert_yield(2, &w2, false);
+    assert_int_equal(finish_item(&w2, 5040), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 5040);
+    assert_ptr_equal(last_start(&w2)->job, &b.sj);
+    assert_int_equal(F.nyield, 4);
+    assert_yield(3, &w2, true);
+    assert_int_equal(finish_item(&r, 5100), QD_AFTER_IDLE);
+    /* an interactive item still running keeps the batch workers yielding */
+    qd_sched_tick(&F.s, 10039);
+    assert_int_equal(F.nyield, 4);
+    qd_sched_tick(&F.s, 10100); /* 5 s after the last interactive item ended */
+    assert_int_equal(F.nyield, 6);
+    assert_false(F.yields[4].on || F.yields[5].on);
+    assert_false(w1.yielded || w2.yielded || r.yielded);
+    qd_sched_tick(&F.s, 20000);
+    assert_int_equal(F.nyield, 6);
+    while (b.sj.done < b.sj.n) {
+        struct qd_sw *w = w1.state == QD_W_BUSY ? &w1 : &w2;
+
+        assert_int_equal(finish_item(w, 20001), QD_AFTER_IDLE);
+        qd_sched_dispatch(&F.s, 20001);
+    }
+    assert_int_equal(F.nyield, 6);
+    assert_exactly_once(&b);
+    assert_exactly_once(&i1);
+    assert_exactly_once(&i2);
+    assert_exactly_once(&i3);
+    finish_all();
+}
+
+/* schedstat: three decimal fields and a newline, anything else refused; status: the State and
+ * voluntary_ctxt_switches lines (not nonvoluntary_ctxt_switches). */
+static void test_proc_parse(void **state)
+{
+    static const char *bad[] = {"", "1 2 3", "1 2 3\n4", "1  2 3\n", "1 2\n", "1 -2 3\n",
+                                "1 2 3 4\n", "a 2 3\n", " 1 2 3\n", "1 99999999999999999999 3\n"};
+    static const char *bad_status[] = {
+        "", "State:\tR (running)\n", "voluntary_ctxt_switches:\t4\n",
+        "State:\tR (running)\nnonvoluntary_ctxt_switches:\t4\n",
+        "State:\tR (running)\nvoluntary_ctxt_switches:\t\n",
+        "State:\tR (running)\nvoluntary_ctxt_switches:\t4x\n",
+        "State:\t\nvoluntary_ctxt_switches:\t4\n", "State:\tRx\nvoluntary_ctxt_switches:\t4\n",
+        "State:\tR\nvoluntary_ctxt_switches:\t123456789012345678901234\n"};
+    const char *st = "Name:\tqtomod-worker\nState:\tS (sleeping)\nTgid:\t8\n"
+                     "voluntary_ctxt_switches:\t17\nnonvoluntary_ctxt_switches:\t3\n";
+    struct qd_cpu_wait cw = {7, 7, 7, true};
+
+    (void)state;
+    assert_int_equal(qd_schedstat_parse("196866104 27308692 725\n", 23, &cw), 0);
+    assert_int_equal(cw.run_ns, 196866104);
+    assert_int_equal(cw.wait_ns, 27308692);
+    assert_true(cw.runnable); /* left alone */
+    assert_int_equal(qd_schedstat_parse("0 18446744073709551615 1\n", 25, &cw), 0);
+    assert_true(cw.wait_ns == UINT64_MAX);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cw = (struct qd_cpu_wait){7, 7, 7, false};
+        assert_int_equal(qd_schedstat_parse(bad[i], strlen(bad[i]), &cw), -EINVAL);
+        assert_int_equal(cw.run_ns, 7);
+        assert_int_equal(cw.wait_ns, 7);
+    }
+    /* bounded by n, not by a terminator */
+    assert_int_equal(qd_schedstat_parse("1 2 3\nxyz", 6, &cw), 0);
+    assert_int_equal(cw.wait_ns, 2);
+    assert_int_equal(qd_status_parse(st, strlen(st), &cw), 0);
+    assert_false(cw.runnable);
+    assert_int_equal(cw.sleeps, 17);
+    assert_int_equal(qd_status_parse("State:\tR (running)\nvoluntary_ctxt_switches:\t0", 45, &cw),
+                     0);
+    assert_true(cw.runnable);
+    assert_int_equal(cw.sleeps, 0);
+    for (size_t i = 0; i < sizeof(bad_status) / sizeof(bad_status[0]); i++)
+        assert_int_equal(qd_status_parse(bad_status[i], strlen(bad_status[i]), &cw), -EINVAL);
+}
+
+/* Time the worker waited for a CPU moves its item's deadline on; the rest of the time counts. The
+ * wait is first read half a deadline after dispatch. */
+static void test_deadline_not_counting_cpu_wait(void **state)
+{
+    struct tjob a;
+    struct qd_sw w;
+
+    (void)state;
+    setup_wait(3000);
+    job_init(&a, false, 2, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    F.cw.wait_ns = 5000000000u; /* waits before this item do not count */
+    qd_sched_dispatch(&F.s, 0);
+    qd_sched_tick(&F.s, 400);
+    assert_int_equal(F.nwait, 0);
+    qd_sched_tick(&F.s, 500); /* the first reading */
+    assert_int_equal(F.nwait, 1);
+    qd_sched_tick(&F.s, 600); /* and at each tick from half the deadline on */
+    assert_int_equal(F.nwait, 2);
+    F.cw.wait_ns += 700999999; /* 700 ms and a bit */
+    qd_sched_tick(&F.s, 1000);
+    assert_int_equal(F.nwait, 3);
+    assert_int_equal(F.nkill, 0);
+    assert_int_equal(w.deadline, 1700);
+    F.cw.wait_ns += 1; /* the carried part makes a whole ms */
+    qd_sched_tick(&F.s, 1700);
+    assert_int_equal(F.nkill, 0);
+    assert_int_equal(w.deadline, 1701);
+    qd_sched_tick(&F.s, 1701); /* no more waiting: its deadline */
+    assert_int_equal(F.nkill, 1);
+    assert_int_equal(F.kills[0].sig, SIGABRT);
+    assert_int_equal(w.wait_credit, 701);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
+    assert_int_equal(a.errs[0], QT_EDEADLINE);
+    assert_int_equal(F.s.tot.timeouts, 1);
+    finish_all();
+}
+
+/* A runnable worker that neither ran nor ended a wait between two readings has waited all that
+ * time (run_delay grows only when it gets a CPU); when the wait ends, run_delay's growth by as
+ * much is not counted twice. A runnable worker that runs (a loop) gets no credit. */
+static void test_deadline_counts_a_wait_still_going_on(void **state)
+{
+    struct tjob a;
+    struct qd_sw w, w2;
+
+    (void)state;
+    setup_wait(3000);
+    job_init(&a, false, 2, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    F.cw.runnable = true;
+    qd_sched_dispatch(&F.s, 0);
+    qd_sched_tick(&F.s, 500);
+    qd_sched_tick(&F.s, 1000); /* waiting since before 500 */
+    assert_int_equal(F.nkill, 0);
+    assert_int_equal(w.deadline, 1500);
+    qd_sched_tick(&F.s, 1500);
+    assert_int_equal(w.deadline, 2000);
+    F.cw.wait_ns += 1200000000u; /* it got a CPU: the wait since 800 enters run_delay */
+    F.cw.run_ns += 1000000;
+    F.cw.runnable = false;
+    qd_sched_tick(&F.s, 2000);
+    assert_int_equal(F.nkill, 0);
+    assert_int_equal(w.deadline, 2200); /* 1000 counted while it lasted, 200 more now */
+    qd_sched_tick(&F.s, 2200);
+    assert_int_equal(F.nkill, 1);
+    assert_int_equal(w.wait_credit, 1200);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
+    assert_int_equal(a.errs[0], QT_EDEADLINE);
+
+    worker_up(&w2, 2); /* blocked since the last reading: no wait assumed */
+    F.cw.runnable = true;
+    qd_sched_dispatch(&F.s, 2300);
+    qd_sched_tick(&F.s, 2800);
+    F.cw.sleeps++;
+    qd_sched_tick(&F.s, 3300);
+    assert_int_equal(F.nkill, 2);
+    assert_int_equal(w2.wait_credit, 0);
+    qd_sched_worker_exit(&F.s, &w2, 0, SIGABRT);
+    assert_int_equal(a.errs[1], QT_EDEADLINE);
+    finish_all();
+
+    setup_wait(3000);
+    job_init(&a, false, 1, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w2, 2); /* a loop: runnable, and running */
+    F.cw.runnable = true;
+    qd_sched_dispatch(&F.s, 3000);
+    qd_sched_tick(&F.s, 3500);
+    F.cw.run_ns += 500000000u;
+    qd_sched_tick(&F.s, 4000);
+    assert_int_equal(F.nkill, 1);
+    assert_int_equal(w2.wait_credit, 0);
+    qd_sched_worker_exit(&F.s, &w2, 0, SIGABRT);
+    assert_int_equal(a.errs[0], QT_EDEADLINE);
+    finish_all();
+}
+
+/* The credit is capped (a worker starved for good still ends), starts again with each answered
+ * sample, and without a reading (cpu_wait fails) the deadline is the plain one. */
+static void test_deadline_cpu_wait_capped_and_reset(void **state)
+{
+    struct tjob a;
+    struct qd_sw w;
+
+    (void)state;
+    setup_wait(3000);
+    job_init(&a, false, 2, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    qd_sched_tick(&F.s, 500);
+    F.cw.wait_ns += 2000000000u;
+    qd_sched_tick(&F.s, 1000);
+    assert_int_equal(w.deadline, 3000);
+    answer(&w, 1, 2500); /* the first sample: a fresh deadline and credit */
+    assert_int_equal(w.deadline, 3500);
+    assert_int_equal(w.wait_credit, 0);
+    qd_sched_tick(&F.s, 3000); /* the first reading of this sample's wait */
+    F.cw.wait_ns += 100000000000u;
+    qd_sched_tick(&F.s, 3500);
+    assert_int_equal(F.nkill, 0);
+    assert_int_equal(w.deadline, 6500); /* 3000 ms at most */
+    qd_sched_tick(&F.s, 6499);
+    assert_int_equal(F.nkill, 0);
+    F.cw.wait_ns += 100000000000u;
+    qd_sched_tick(&F.s, 6500);
+    assert_int_equal(F.nkill, 1);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
+    assert_int_equal(a.results[0], 1);
+    assert_int_equal(a.errs[0], 0);
+    assert_int_equal(a.errs[1], QT_EDEADLINE);
+    finish_all();
+
+    setup_wait(3000);
+    F.wait_ret = -ENOENT;
+    job_init(&a, false, 1, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    qd_sched_tick(&F.s, 500);
+    F.cw.wait_ns += 2000000000u;
+    qd_sched_tick(&F.s, 1000);
+    assert_int_equal(F.nkill, 1);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
+    assert_int_equal(a.errs[0], QT_EDEADLINE);
+    finish_all();
+}
+
+/* A deadline under a second is read at once when set (a tick 100 ms later may be past it). */
+static void test_deadline_short_reads_cpu_wait_at_once(void **state)
+{
+    struct tjob a;
+    struct qd_sw w;
+
+    (void)state;
+    setup_wait(3000);
+    job_init(&a, false, 2, "k");
+    a.sj.timeout_ms = 100;
+    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
+    worker_up(&w, 1);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nwait, 1);
+    F.cw.wait_ns += 250000000u;
+    qd_sched_tick(&F.s, 150);
+    assert_int_equal(F.nkill, 0);
+    assert_int_equal(w.deadline, 350);
+    answer(&w, 1, 200);
+    assert_int_equal(F.nwait, 3);
+    assert_int_equal(w.deadline, 300);
+    qd_sched_tick(&F.s, 300);
+    assert_int_equal(F.nkill, 1);
+    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
+    assert_int_equal(a.errs[1], QT_EDEADLINE);
+    finish_all();
+}
+
 static void test_deadline_fails_only_the_running_sample(void **state)
 {
     struct tjob a;
@@ -1014,6 +1364,12 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cache_changed_is_not_a_crash),
     cmocka_unit_test(test_deadline_with_result_in_channel),
     cmocka_unit_test(test_deadline_fails_only_the_running_sample),
+    cmocka_unit_test(test_proc_parse),
+    cmocka_unit_test(test_yield_while_interactive),
+    cmocka_unit_test(test_deadline_counts_a_wait_still_going_on),
+    cmocka_unit_test(test_deadline_not_counting_cpu_wait),
+    cmocka_unit_test(test_deadline_cpu_wait_capped_and_reset),
+    cmocka_unit_test(test_deadline_short_reads_cpu_wait_at_once),
     cmocka_unit_test(test_cancel_during_retry),
     cmocka_unit_test(test_drain_with_queued_retries),
     cmocka_unit_test(test_stop_frees_queued_work),
