@@ -907,6 +907,25 @@ static void test_proc_parse(void **state)
         assert_int_equal(qd_status_parse(bad_status[i], strlen(bad_status[i]), &cw), -EINVAL);
 }
 
+/* Job a of n samples on a fresh worker w, its first item dispatched at now. */
+static void run_on_worker(struct tjob *a, size_t n, struct qd_sw *w, int pid, uint64_t now)
+{
+    job_init(a, false, n, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &a->sj), 0);
+    worker_up(w, pid);
+    qd_sched_dispatch(&F.s, now);
+}
+
+/* w was told SIGABRT (the nkill-th signal) for its deadline, and its running sample col of a
+ * fails with QT_EDEADLINE once it is gone. */
+static void expect_deadline_kill(struct qd_sw *w, struct tjob *a, size_t col, size_t nkill)
+{
+    assert_int_equal(F.nkill, nkill);
+    assert_int_equal(F.kills[nkill - 1].sig, SIGABRT);
+    qd_sched_worker_exit(&F.s, w, 0, SIGABRT);
+    assert_int_equal(a->errs[col], QT_EDEADLINE);
+}
+
 /* Time the worker waited for a CPU moves its item's deadline on; the rest of the time counts. The
  * wait is first read half a deadline after dispatch. */
 static void test_deadline_not_counting_cpu_wait(void **state)
@@ -916,11 +935,8 @@ static void test_deadline_not_counting_cpu_wait(void **state)
 
     (void)state;
     setup_wait(3000);
-    job_init(&a, false, 2, "k");
-    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
-    worker_up(&w, 1);
     F.cw.wait_ns = 5000000000u; /* waits before this item do not count */
-    qd_sched_dispatch(&F.s, 0);
+    run_on_worker(&a, 2, &w, 1, 0);
     qd_sched_tick(&F.s, 400);
     assert_int_equal(F.nwait, 0);
     qd_sched_tick(&F.s, 500); /* the first reading */
@@ -937,11 +953,8 @@ static void test_deadline_not_counting_cpu_wait(void **state)
     assert_int_equal(F.nkill, 0);
     assert_int_equal(w.deadline, 1701);
     qd_sched_tick(&F.s, 1701); /* no more waiting: its deadline */
-    assert_int_equal(F.nkill, 1);
-    assert_int_equal(F.kills[0].sig, SIGABRT);
     assert_int_equal(w.wait_credit, 701);
-    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
-    assert_int_equal(a.errs[0], QT_EDEADLINE);
+    expect_deadline_kill(&w, &a, 0, 1);
     assert_int_equal(F.s.tot.timeouts, 1);
     finish_all();
 }
@@ -956,11 +969,8 @@ static void test_deadline_counts_a_wait_still_going_on(void **state)
 
     (void)state;
     setup_wait(3000);
-    job_init(&a, false, 2, "k");
-    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
-    worker_up(&w, 1);
     F.cw.runnable = true;
-    qd_sched_dispatch(&F.s, 0);
+    run_on_worker(&a, 2, &w, 1, 0);
     qd_sched_tick(&F.s, 500);
     qd_sched_tick(&F.s, 1000); /* waiting since before 500 */
     assert_int_equal(F.nkill, 0);
@@ -974,10 +984,8 @@ static void test_deadline_counts_a_wait_still_going_on(void **state)
     assert_int_equal(F.nkill, 0);
     assert_int_equal(w.deadline, 2200); /* 1000 counted while it lasted, 200 more now */
     qd_sched_tick(&F.s, 2200);
-    assert_int_equal(F.nkill, 1);
     assert_int_equal(w.wait_credit, 1200);
-    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
-    assert_int_equal(a.errs[0], QT_EDEADLINE);
+    expect_deadline_kill(&w, &a, 0, 1);
 
     worker_up(&w2, 2); /* blocked since the last reading: no wait assumed */
     F.cw.runnable = true;
@@ -985,25 +993,18 @@ static void test_deadline_counts_a_wait_still_going_on(void **state)
     qd_sched_tick(&F.s, 2800);
     F.cw.sleeps++;
     qd_sched_tick(&F.s, 3300);
-    assert_int_equal(F.nkill, 2);
     assert_int_equal(w2.wait_credit, 0);
-    qd_sched_worker_exit(&F.s, &w2, 0, SIGABRT);
-    assert_int_equal(a.errs[1], QT_EDEADLINE);
+    expect_deadline_kill(&w2, &a, 1, 2);
     finish_all();
 
     setup_wait(3000);
-    job_init(&a, false, 1, "k");
-    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
-    worker_up(&w2, 2); /* a loop: runnable, and running */
     F.cw.runnable = true;
-    qd_sched_dispatch(&F.s, 3000);
+    run_on_worker(&a, 1, &w2, 2, 3000); /* a loop: runnable, and running */
     qd_sched_tick(&F.s, 3500);
     F.cw.run_ns += 500000000u;
     qd_sched_tick(&F.s, 4000);
-    assert_int_equal(F.nkill, 1);
     assert_int_equal(w2.wait_credit, 0);
-    qd_sched_worker_exit(&F.s, &w2, 0, SIGABRT);
-    assert_int_equal(a.errs[0], QT_EDEADLINE);
+    expect_deadline_kill(&w2, &a, 0, 1);
     finish_all();
 }
 
@@ -1016,10 +1017,7 @@ static void test_deadline_cpu_wait_capped_and_reset(void **state)
 
     (void)state;
     setup_wait(3000);
-    job_init(&a, false, 2, "k");
-    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
-    worker_up(&w, 1);
-    qd_sched_dispatch(&F.s, 0);
+    run_on_worker(&a, 2, &w, 1, 0);
     qd_sched_tick(&F.s, 500);
     F.cw.wait_ns += 2000000000u;
     qd_sched_tick(&F.s, 1000);
@@ -1036,25 +1034,18 @@ static void test_deadline_cpu_wait_capped_and_reset(void **state)
     assert_int_equal(F.nkill, 0);
     F.cw.wait_ns += 100000000000u;
     qd_sched_tick(&F.s, 6500);
-    assert_int_equal(F.nkill, 1);
-    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
+    expect_deadline_kill(&w, &a, 1, 1);
     assert_int_equal(a.results[0], 1);
     assert_int_equal(a.errs[0], 0);
-    assert_int_equal(a.errs[1], QT_EDEADLINE);
     finish_all();
 
     setup_wait(3000);
     F.wait_ret = -ENOENT;
-    job_init(&a, false, 1, "k");
-    assert_int_equal(qd_sched_admit(&F.s, &a.sj), 0);
-    worker_up(&w, 1);
-    qd_sched_dispatch(&F.s, 0);
+    run_on_worker(&a, 1, &w, 1, 0);
     qd_sched_tick(&F.s, 500);
     F.cw.wait_ns += 2000000000u;
     qd_sched_tick(&F.s, 1000);
-    assert_int_equal(F.nkill, 1);
-    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
-    assert_int_equal(a.errs[0], QT_EDEADLINE);
+    expect_deadline_kill(&w, &a, 0, 1);
     finish_all();
 }
 
@@ -1080,9 +1071,7 @@ static void test_deadline_short_reads_cpu_wait_at_once(void **state)
     assert_int_equal(F.nwait, 3);
     assert_int_equal(w.deadline, 300);
     qd_sched_tick(&F.s, 300);
-    assert_int_equal(F.nkill, 1);
-    qd_sched_worker_exit(&F.s, &w, 0, SIGABRT);
-    assert_int_equal(a.errs[1], QT_EDEADLINE);
+    expect_deadline_kill(&w, &a, 1, 1);
     finish_all();
 }
 
