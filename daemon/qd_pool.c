@@ -710,11 +710,38 @@ void qd_pool_yield(void *ud, struct qd_sw *sw, bool on)
     } else if (!on && w->idle_from >= 0) {
         r = sched_setscheduler(w->pid, w->idle_from, &sp) < 0 ? -errno : 0;
         w->idle_from = -1;
+        if (r == -EPERM) {
+            static bool told;
+
+            w->stuck_idle = true;
+            if (!told)
+                qd_info("batch workers cannot leave SCHED_IDLE without CAP_SYS_NICE or "
+                        "RLIMIT_NICE >= %u: each is replaced by a fresh one instead (not "
+                        "logged again)",
+                        20 - w->s->conf.batch_nice);
+            told = true;
+            return;
+        }
     }
     if (r < 0 && r != -ESRCH && !warned) {
         warned = true;
         qd_warn("worker %d: cannot %s SCHED_IDLE: %s (not logged again)", w->pid,
                 on ? "set" : "leave", strerror(-r));
+    }
+}
+
+void qd_pool_replace_stuck(struct sup *s)
+{
+    for (struct worker *w = s->workers; w; w = w->next) {
+        if (!w->stuck_idle)
+            continue;
+        w->stuck_idle = false;
+        if (w->exited || s->stopping || w->generation != s->generation ||
+            (w->sw.state != QD_W_IDLE && w->sw.state != QD_W_BUSY))
+            continue; /* going anyway */
+        qd_debug("worker %d replaced: it cannot leave SCHED_IDLE", w->pid);
+        qd_pool_retire(w);
+        qd_pool_spawn(s, w->sw.reserved);
     }
 }
 

@@ -369,6 +369,7 @@ static void on_tick(uv_timer_t *t)
         qd_sched_dispatch(&s->sched, now);
     }
     qd_sched_tick(&s->sched, now);
+    qd_pool_replace_stuck(s);
     qd_conn_tick(s, now);
     if (s->draining && !s->stopping && (s->sched.inflight == 0 || now >= s->drain_deadline))
         qd_sup_stop_now(s);

@@ -68,6 +68,7 @@ struct worker {
     bool faulty;    /* we killed it for a bad channel message */
     bool sigkilled; /* SIGKILL sent (logged once) */
     int idle_from;  /* the policy we moved it from to SCHED_IDLE, -1: none */
+    bool stuck_idle; /* could not leave SCHED_IDLE (no CAP_SYS_NICE): to be replaced */
     uint64_t max_jobs, generation;
     uint64_t rss_checked_ms; /* maybe_recycle last read its RSS */
     uint64_t t_start_ns;     /* its item was sent (uv_hrtime) */
@@ -214,8 +215,12 @@ void qd_pool_retire(struct worker *w);
 void qd_pool_close_channels(struct sup *s);
 int qd_pool_start(void *ud, struct qd_sw *sw, struct qd_job *job, size_t c0, size_t n);
 void qd_pool_kill(void *ud, struct qd_sw *sw, int sig);
-/* ops.yield: SCHED_IDLE on, the policy before it off (batch-idle 2). */
+/* ops.yield: SCHED_IDLE on, the policy before it off (batch-idle 2). Leaving SCHED_IDLE needs
+ * CAP_SYS_NICE or an RLIMIT_NICE that allows the worker's nice value (sched(7)); without them
+ * the worker is marked and qd_pool_replace_stuck retires it and spawns a fresh one. */
 void qd_pool_yield(void *ud, struct qd_sw *sw, bool on);
+/* Replaces the workers that could not leave SCHED_IDLE (called by the tick). */
+void qd_pool_replace_stuck(struct sup *s);
 /* ops.cpu_wait: the worker's /proc/PID/schedstat and status. */
 int qd_pool_cpu_wait(void *ud, const struct qd_sw *sw, struct qd_cpu_wait *ret);
 uint64_t qd_pool_rss_kb(int pid);

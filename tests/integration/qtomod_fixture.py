@@ -155,10 +155,11 @@ class Daemon:
     systemd-socket-activate; watchdog_usec: with WATCHDOG_USEC and WATCHDOG_PID as systemd sets
     them. interactive: the --interactive-workers it is given, unless args give it; None: the
     default (1). Most tests reason about a pool of exactly `workers` processes, so they run
-    without the extra interactive worker; the tests of the default pool pass None."""
+    without the extra interactive worker; the tests of the default pool pass None. wrap: a
+    command that runs qtomod (e.g. one that drops a capability)."""
 
     def __init__(self, *args, workers=2, interactive=0, env=None, activate=False,
-                 watchdog_usec=None, prefix="qtomod-test-", ready_timeout=20):
+                 watchdog_usec=None, prefix="qtomod-test-", ready_timeout=20, wrap=()):
         self.dir = tempfile.mkdtemp(prefix=prefix)
         self.sock = os.path.join(self.dir, "qtomod.sock")
         self.notify = Notify(os.path.join(self.dir, "notify.sock"))
@@ -169,6 +170,7 @@ class Daemon:
                "--workers", str(workers)] + [str(a) for a in args]
         if interactive is not None and "--interactive-workers" not in args:
             cmd += ["--interactive-workers", str(interactive)]
+        cmd = list(wrap) + cmd
         if activate:
             cmd = ["systemd-socket-activate", "-l", self.sock, "--fdname=qtomo",
                    "-E", "NOTIFY_SOCKET"] + cmd

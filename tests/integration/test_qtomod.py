@@ -1331,19 +1331,21 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(jobs, {os.SCHED_IDLE: 20, os.SCHED_OTHER: 1})
         self.assertEqual(d.stop(), 0)
 
-    def test_batch_idle_while_live(self):
+    def batch_idle_while_live(self, d):
         # batch-idle 2 (the default): batch workers keep SCHED_OTHER at batch-nice until an
         # interactive item comes, are under SCHED_IDLE before it is sent, and go back 5 s after
-        # the last one ended; a batch alone does not move them.
-        if os.sched_getscheduler(0) != os.SCHED_OTHER:
-            self.skipTest("the test runs under another policy, which qtomod keeps")
-        d = self.start(workers=1, interactive=None)
+        # the last one ended; a batch alone does not move them. Returns the batch worker's pid
+        # before and after, and the log.
         cols = [[100.0 + k + a for a in range(16)] for k in range(20)]
+
+        def batch_pid(c):
+            return [w["pid"] for w in c.stats()["workers"]
+                    if os.getpriority(os.PRIO_PROCESS, w["pid"]) == 10][0]
+
         with d.client() as c:
             self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
-            pids = [w["pid"] for w in c.stats()["workers"]]
-            batch = [p for p in pids if os.getpriority(os.PRIO_PROCESS, p) == 10][0]
-            live = [p for p in pids if p != batch][0]
+            batch = batch_pid(c)
+            live = [w["pid"] for w in c.stats()["workers"] if w["pid"] != batch][0]
             self.assertEqual(os.sched_getscheduler(batch), os.SCHED_OTHER)
             done = dict(c.submit(cols, design="nopovm", dim=4, methods=["linear"]))
             self.assertEqual(len(done), 20)
@@ -1356,11 +1358,42 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(os.sched_getscheduler(live), os.SCHED_OTHER)
             done = dict(c.submit(cols, design="nopovm", dim=4, methods=["linear"]))
             self.assertTrue(all(v[0]["status"] == "ok" for v in done.values()))
-            self.assertTrue(wait_until(
-                lambda: os.sched_getscheduler(batch) == os.SCHED_OTHER, 60, step=0.05))
+
+            def back():
+                ws = c.stats()["workers"]
+                return len(ws) == 2 and all(
+                    os.sched_getscheduler(w["pid"]) == os.SCHED_OTHER for w in ws)
+
+            self.assertTrue(wait_until(back, 60, step=0.05))
             self.assertGreater(time.monotonic() - t_end, 4.5)
-            self.assertEqual(os.getpriority(os.PRIO_PROCESS, batch), 10)
+            after = batch_pid(c)
+            done = dict(c.submit(cols, design="nopovm", dim=4, methods=["linear"]))
+            self.assertTrue(all(v[0]["status"] == "ok" for v in done.values()))
+        log = d.logtext()
         self.assertEqual(d.stop(), 0)
+        return batch, after, log
+
+    def test_batch_idle_while_live(self):
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            self.skipTest("the test runs under another policy, which qtomod keeps")
+        if os.geteuid() != 0:
+            self.skipTest("needs CAP_SYS_NICE to move a worker back from SCHED_IDLE")
+        d = self.start(workers=1, interactive=None)
+        before, after, _ = self.batch_idle_while_live(d)
+        self.assertEqual(before, after)  # moved back, not replaced
+
+    def test_batch_idle_while_live_unprivileged(self):
+        # Without CAP_SYS_NICE and with RLIMIT_NICE 0 a worker cannot leave SCHED_IDLE
+        # (sched(7)): it is replaced by a fresh one, said once in the log.
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            self.skipTest("the test runs under another policy, which qtomod keeps")
+        wrap = ["prlimit", "--nice=0:0", "--"]
+        if os.geteuid() == 0:
+            wrap = ["setpriv", "--bounding-set", "-sys_nice", "--"] + wrap
+        d = self.start(workers=1, interactive=None, wrap=wrap)
+        before, after, log = self.batch_idle_while_live(d)
+        self.assertNotEqual(before, after)
+        self.assertEqual(log.count("cannot leave SCHED_IDLE"), 1, log)
 
     def test_cpu_wait_not_counted_against_deadline(self):
         # An idle-policy batch worker pinned to one CPU beside a busy loop gets a fraction of a
