@@ -150,8 +150,12 @@ int qd_pool_cpu_wait(void *ud, const struct qd_sw *sw, struct qd_cpu_wait *ret)
         return (int)n;
     if ((r = qd_schedstat_parse(buf, (size_t)n, ret)) < 0)
         return r;
+    if (!ret->run_ns)
+        return -ENODATA; /* a kernel that keeps no account (it says "0 0 0") */
     if ((n = read_proc(sw->pid, "status", buf, sizeof(buf))) < 0)
         return (int)n;
+    if ((size_t)n == sizeof(buf))
+        return -EOVERFLOW; /* it might end in a cut number */
     return qd_status_parse(buf, (size_t)n, ret);
 }
 
@@ -708,7 +712,9 @@ void qd_pool_yield(void *ud, struct qd_sw *sw, bool on)
     if (on && w->idle_from < 0) {
         r = qd_set_idle(w->pid, &w->idle_from);
     } else if (!on && w->idle_from >= 0) {
-        r = sched_setscheduler(w->pid, w->idle_from, &sp) < 0 ? -errno : 0;
+        /* unless an administrator gave it another policy meanwhile */
+        if (sched_getscheduler(w->pid) == SCHED_IDLE)
+            r = sched_setscheduler(w->pid, w->idle_from, &sp) < 0 ? -errno : 0;
         w->idle_from = -1;
         if (r == -EPERM) {
             static bool told;
@@ -737,7 +743,8 @@ void qd_pool_replace_stuck(struct sup *s)
             continue;
         w->stuck_idle = false;
         if (w->exited || s->stopping || w->generation != s->generation ||
-            (w->sw.state != QD_W_IDLE && w->sw.state != QD_W_BUSY))
+            (w->sw.state != QD_W_STARTING && w->sw.state != QD_W_IDLE &&
+             w->sw.state != QD_W_BUSY))
             continue; /* going anyway */
         qd_debug("worker %d replaced: it cannot leave SCHED_IDLE", w->pid);
         qd_pool_retire(w);

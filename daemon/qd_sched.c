@@ -320,27 +320,27 @@ static struct qd_chunk *cut_batch(struct qd_sched *s, const struct qd_sw *w)
 static bool credit_wait(struct qd_sched *s, struct qd_sw *w, uint64_t now)
 {
     struct qd_cpu_wait cw = {0};
-    uint64_t waited, ms;
+    uint64_t waited, counted, ms;
 
     if (!s->ops.cpu_wait || !s->lim.wait_credit_ms || s->ops.cpu_wait(s->ops.ud, w, &cw) < 0)
         return now < w->deadline;
     if (w->wait_marked) {
+        /* Of the run delay's growth, the part counted earlier while it went on, and the part
+         * that fell within this span. */
         waited = cw.wait_ns > w->last_wait_ns ? cw.wait_ns - w->last_wait_ns : 0;
-        if (waited >= w->pending_ns) {
-            w->credit_ns += waited - w->pending_ns;
-            w->pending_ns = 0;
-        } else {
-            w->pending_ns -= waited;
-        }
+        counted = QT_MIN(waited, w->pending_ns);
+        w->credit_ns += waited - counted;
+        w->pending_ns -= counted;
         if (cw.runnable && cw.sleeps == w->last_sleeps && now > w->t_last) {
             uint64_t span = (now - w->t_last) * 1000000, ran = cw.run_ns - w->last_run_ns;
+            uint64_t within = waited - counted;
 
-            if (cw.run_ns >= w->last_run_ns && span > ran + waited) {
-                w->credit_ns += span - ran - waited;
-                w->pending_ns += span - ran - waited;
+            if (cw.run_ns >= w->last_run_ns && span > ran + within) {
+                w->credit_ns += span - ran - within;
+                w->pending_ns += span - ran - within;
             }
         }
-        ms = QT_MIN(w->credit_ns / 1000000, (uint64_t)s->lim.wait_credit_ms);
+        ms = QT_MIN(w->credit_ns / 1000000, w->credit_cap);
         w->wait_credit = ms;
         w->deadline = w->deadline0 + ms;
     }
@@ -358,6 +358,7 @@ static bool credit_wait(struct qd_sched *s, struct qd_sw *w, uint64_t now)
 static void set_deadline(struct qd_sched *s, struct qd_sw *w, uint64_t now, uint64_t ms)
 {
     w->deadline = w->deadline0 = now + ms;
+    w->credit_cap = QT_MIN((uint64_t)s->lim.wait_credit_ms, QD_SCHED_WAIT_CAP * ms);
     w->t_half = now + ms / 2;
     w->t_read = now + QT_MIN(ms / 2, (uint64_t)1000);
     w->wait_marked = false;

@@ -77,6 +77,7 @@ struct qd_sw {
     uint64_t credit_ns;   /* wait counted since the deadline was set */
     uint64_t pending_ns;  /* of it, counted while the wait went on, not yet in run_delay */
     uint64_t wait_credit; /* ms the deadline was moved on for it (credit_ns within the cap) */
+    uint64_t credit_cap;  /* ms: wait_credit_ms, at most QD_SCHED_WAIT_CAP deadlines */
     bool wait_marked;
     uint64_t items; /* samples answered, for recycling */
     bool reserved;  /* an interactive worker: never given batch items or retries */
@@ -145,6 +146,8 @@ struct qd_sched_limits {
  * samples come every few ms to seconds; a gap longer than this gives batches their share of
  * a busy machine back. */
 #define QD_SCHED_YIELD_MS 5000
+/* CPU wait lengthens a deadline by at most this many times itself (and wait_credit_ms). */
+#define QD_SCHED_WAIT_CAP 10
 
 struct qd_sched_totals {
     uint64_t items, errors; /* samples delivered, of which errors */
@@ -230,7 +233,8 @@ void qd_sched_yield_update(struct qd_sched *s, uint64_t now);
 /* Deadlines: SIGABRT to a worker past its item's deadline, SIGKILL after the grace. A deadline
  * counts the time the worker ran or slept, not the time it was runnable but waited for a CPU
  * behind other tasks (a batch worker at batch-nice or SCHED_IDLE beside a busy process): that
- * wait moves the deadline on, by at most wait_credit_ms in all. The kernel adds a wait to
+ * wait moves the deadline on, by at most wait_credit_ms and QD_SCHED_WAIT_CAP times the
+ * deadline in all (a loop the kernel's account misreads still ends). The kernel adds a wait to
  * run_delay only when it ends, so of a worker found runnable that did not block since the last
  * reading, the time since then that it neither ran nor ended a wait is counted as a wait still
  * going on (and run_delay's later growth by as much is not counted again). The first reading

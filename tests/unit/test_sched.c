@@ -977,22 +977,22 @@ static void test_deadline_counts_a_wait_still_going_on(void **state)
     assert_int_equal(w.deadline, 1500);
     qd_sched_tick(&F.s, 1500);
     assert_int_equal(w.deadline, 2000);
-    F.cw.wait_ns += 1200000000u; /* it got a CPU: the wait since 800 enters run_delay */
+    F.cw.wait_ns += 1500000000u; /* it got a CPU: the wait since 500 enters run_delay */
     F.cw.run_ns += 1000000;
     F.cw.runnable = false;
     qd_sched_tick(&F.s, 2000);
     assert_int_equal(F.nkill, 0);
-    assert_int_equal(w.deadline, 2200); /* 1000 counted while it lasted, 200 more now */
-    qd_sched_tick(&F.s, 2200);
-    assert_int_equal(w.wait_credit, 1200);
+    assert_int_equal(w.deadline, 2500); /* 1000 counted while it lasted, 500 more now */
+    qd_sched_tick(&F.s, 2500);
+    assert_int_equal(w.wait_credit, 1500);
     expect_deadline_kill(&w, &a, 0, 1);
 
     worker_up(&w2, 2); /* blocked since the last reading: no wait assumed */
     F.cw.runnable = true;
-    qd_sched_dispatch(&F.s, 2300);
-    qd_sched_tick(&F.s, 2800);
+    qd_sched_dispatch(&F.s, 2600);
+    qd_sched_tick(&F.s, 3100);
     F.cw.sleeps++;
-    qd_sched_tick(&F.s, 3300);
+    qd_sched_tick(&F.s, 3600);
     assert_int_equal(w2.wait_credit, 0);
     expect_deadline_kill(&w2, &a, 1, 2);
     finish_all();
@@ -1005,6 +1005,35 @@ static void test_deadline_counts_a_wait_still_going_on(void **state)
     qd_sched_tick(&F.s, 4000);
     assert_int_equal(w2.wait_credit, 0);
     expect_deadline_kill(&w2, &a, 0, 1);
+    finish_all();
+}
+
+/* A wait counted while it went on, which ends within the next span, does not hide the new wait
+ * that follows it in that span: only the part of the run delay's growth inside the span is
+ * taken from it. */
+static void test_deadline_wait_ending_and_starting_again(void **state)
+{
+    struct tjob a;
+    struct qd_sw w;
+
+    (void)state;
+    setup_wait(3000);
+    F.cw.runnable = true;
+    F.cw.run_ns = 1000000;
+    run_on_worker(&a, 1, &w, 1, 0);
+    qd_sched_tick(&F.s, 500);
+    qd_sched_tick(&F.s, 1000); /* waiting since before 500: 500 counted, pending */
+    assert_int_equal(w.deadline, 1500);
+    F.cw.wait_ns += 600000000u; /* it ran 10 ms at 1100 (a wait of 600 ended), waits again */
+    F.cw.run_ns += 10000000u;
+    qd_sched_tick(&F.s, 1400);
+    /* 100 of the 600 new, and 400 - 10 - 100 = 290 of the new wait still going on */
+    assert_int_equal(w.wait_credit, 890);
+    assert_int_equal(w.deadline, 1890);
+    F.cw.runnable = false;
+    F.cw.sleeps++;
+    qd_sched_tick(&F.s, 1890);
+    expect_deadline_kill(&w, &a, 0, 1);
     finish_all();
 }
 
@@ -1049,7 +1078,8 @@ static void test_deadline_cpu_wait_capped_and_reset(void **state)
     finish_all();
 }
 
-/* A deadline under a second is read at once when set (a tick 100 ms later may be past it). */
+/* A deadline under a second is read at once when set (a tick 100 ms later may be past it); its
+ * credit is at most ten times itself. */
 static void test_deadline_short_reads_cpu_wait_at_once(void **state)
 {
     struct tjob a;
@@ -1070,7 +1100,10 @@ static void test_deadline_short_reads_cpu_wait_at_once(void **state)
     answer(&w, 1, 200);
     assert_int_equal(F.nwait, 3);
     assert_int_equal(w.deadline, 300);
-    qd_sched_tick(&F.s, 300);
+    F.cw.wait_ns += 5000000000u; /* credit: at most ten times its 100 ms deadline */
+    qd_sched_tick(&F.s, 250);
+    assert_int_equal(w.deadline, 1300);
+    qd_sched_tick(&F.s, 1300);
     expect_deadline_kill(&w, &a, 1, 1);
     finish_all();
 }
@@ -1357,6 +1390,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_yield_while_interactive),
     cmocka_unit_test(test_deadline_counts_a_wait_still_going_on),
     cmocka_unit_test(test_deadline_not_counting_cpu_wait),
+    cmocka_unit_test(test_deadline_wait_ending_and_starting_again),
     cmocka_unit_test(test_deadline_cpu_wait_capped_and_reset),
     cmocka_unit_test(test_deadline_short_reads_cpu_wait_at_once),
     cmocka_unit_test(test_cancel_during_retry),
