@@ -30,11 +30,12 @@
     X("batch-nice", U, batch_nice, "10", 0, 19,                                                    \
       "with interactive workers: the nice value of the other workers, so the kernel runs a live "   \
       "sample first")                                                                              \
-    X("batch-idle", U, batch_idle, "2", 0, 2,                                                      \
+    X("batch-idle", U, batch_idle, "0", 0, 2,                                                      \
       "with interactive workers: when batch workers run under SCHED_IDLE, so that any other "      \
-      "task, a live sample's included, preempts them at once (they then get CPU time only when "   \
-      "nothing else wants it; the time their items wait does not count against deadlines): 0 "    \
-      "never, 1 always, 2 from an interactive item until 5 s after the last one")                \
+      "task, a live sample's included, preempts them at once: 0 never, 1 always, 2 from an "       \
+      "interactive item until 5 s after the last one. They then get CPU time only when nothing "  \
+      "else wants it, so interactive load or other processes that fill the cores can starve "     \
+      "batches (batch-share-pct cannot hold); their items' deadlines do not count the wait")      \
     X("latency-slice-us", U, latency_slice_us, "100", 0, 100000,                                   \
       "with interactive workers: the CPU time slice the supervisor and interactive workers ask "   \
       "of the kernel (EEVDF, Linux 6.12 and later; older kernels ignore it), so that they preempt " \

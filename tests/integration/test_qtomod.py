@@ -1332,7 +1332,7 @@ class QtomodTest(unittest.TestCase):
         self.assertEqual(d.stop(), 0)
 
     def batch_idle_while_live(self, d):
-        # batch-idle 2 (the default): batch workers keep SCHED_OTHER at batch-nice until an
+        # batch-idle 2: batch workers keep SCHED_OTHER at batch-nice until an
         # interactive item comes, are under SCHED_IDLE before it is sent, and go back 5 s after
         # the last one ended; a batch alone does not move them. Returns the batch worker's pid
         # before and after, and the log.
@@ -1378,7 +1378,7 @@ class QtomodTest(unittest.TestCase):
             self.skipTest("the test runs under another policy, which qtomod keeps")
         if os.geteuid() != 0:
             self.skipTest("needs CAP_SYS_NICE to move a worker back from SCHED_IDLE")
-        d = self.start(workers=1, interactive=None)
+        d = self.start("--batch-idle", "2", workers=1, interactive=None)
         before, after, _ = self.batch_idle_while_live(d)
         self.assertEqual(before, after)  # moved back, not replaced
 
@@ -1390,25 +1390,29 @@ class QtomodTest(unittest.TestCase):
         wrap = ["prlimit", "--nice=0:0", "--"]
         if os.geteuid() == 0:
             wrap = ["setpriv", "--bounding-set", "-sys_nice", "--"] + wrap
-        d = self.start(workers=1, interactive=None, wrap=wrap)
+        d = self.start("--batch-idle", "2", workers=1, interactive=None, wrap=wrap)
         before, after, log = self.batch_idle_while_live(d)
         self.assertNotEqual(before, after)
         self.assertEqual(log.count("cannot leave SCHED_IDLE"), 1, log)
 
     def test_cpu_wait_not_counted_against_deadline(self):
         # An idle-policy batch worker pinned to one CPU beside a busy loop gets a fraction of a
-        # percent of it: its items (one d = 16 linear,mle sample, some ms of CPU time) last
-        # longer than item-timeout-ms, nearly all of it waiting for a CPU, which the deadline
-        # does not count. Every sample gets its result; no worker is killed. The worker's own
-        # run_delay shows the test starved it past the deadline.
+        # percent of it: one d = 16 linear,mle sample (some ms of CPU time) takes W seconds,
+        # nearly all of it waiting for a CPU. Measured first with the default deadline, then
+        # asked again with a deadline of W/4 (the credit may reach ten deadlines): the wait
+        # does not count, the sample is computed, no worker is killed. Sized from the measured
+        # W, so a slow build or a busy machine changes the numbers, not the outcome.
         if os.sched_getscheduler(0) != os.SCHED_OTHER:
             self.skipTest("the test runs under another policy, which qtomod keeps")
-        d = self.start("--batch-idle", "1", "--item-timeout-ms", "400", "--chunk", "1",
-                       workers=1, interactive=None)
+        d = self.start("--batch-idle", "1", "--chunk", "1", workers=1, interactive=None)
+        rng = random.Random(3)
+        col = [float(rng.randint(0, 200)) for a in range(256)]  # ~10 ms of MLE
         with d.client() as c:
             self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
             batch = [w["pid"] for w in c.stats()["workers"]
                      if os.sched_getscheduler(w["pid"]) == os.SCHED_IDLE][0]
+            done = dict(c.submit([col], design="nopovm", dim=16, methods=["linear", "mle"]))
+            self.assertEqual([r["status"] for r in done[0]], ["ok", "ok"])  # cache built
             cpu = sorted(os.sched_getaffinity(batch))[0]
             busy = subprocess.Popen(["sh", "-c", "while :; do :; done"])
             self.addCleanup(busy.wait)
@@ -1416,18 +1420,29 @@ class QtomodTest(unittest.TestCase):
             os.sched_setaffinity(busy.pid, {cpu})
             os.sched_setaffinity(batch, {cpu})
 
-            def run_delay_ms():
-                with open("/proc/%d/schedstat" % batch) as f:
-                    return int(f.read().split()[1]) / 1e6
+            def schedstat_ms(pid, field):
+                with open("/proc/%d/schedstat" % pid) as f:
+                    return int(f.read().split()[field]) / 1e6
 
-            before = run_delay_ms()
-            col = [100.0 + ((a * 7) % 13) for a in range(256)]
+            def run_delay_ms():
+                return schedstat_ms(batch, 1)
+
+            # the loop runs on that CPU before the worker is given anything
+            self.assertTrue(wait_until(lambda: schedstat_ms(busy.pid, 0) > 50))
+
+            t0 = time.monotonic()
             done = dict(c.submit([col], design="nopovm", dim=16, methods=["linear", "mle"]))
+            starved_ms = (time.monotonic() - t0) * 1e3
+            self.assertEqual([r["status"] for r in done[0]], ["ok", "ok"])
+            timeout_ms = max(20, int(starved_ms / 4))
+            before = run_delay_ms()
+            done = dict(c.submit([col], design="nopovm", dim=16, methods=["linear", "mle"],
+                                 timeout_ms=timeout_ms))
             waited = run_delay_ms() - before
-            self.assertEqual(sorted(done), [0])
-            self.assertEqual([r["status"] for r in done[0]], ["ok", "ok"], done)
+            self.assertEqual([r["status"] for r in done[0]], ["ok", "ok"], (done, d.logtext()))
             self.assertEqual(c.stats()["totals"]["timeouts"], 0, d.logtext())
-            self.assertGreater(waited, 800)  # one item, which waited two deadlines and more
+            # one item, which waited two deadlines and more
+            self.assertGreater(waited, 2 * timeout_ms, (starved_ms, timeout_ms))
         self.assertEqual(d.stop(), 0)
 
     def test_design_put_custom(self):
