@@ -669,6 +669,73 @@ int qd_set_idle(pid_t pid, int *ret_from)
     return 0;
 }
 
+static bool ordinary(int policy)
+{
+    policy &= ~SCHED_RESET_ON_FORK;
+    return policy == SCHED_OTHER || policy == SCHED_BATCH;
+}
+
+int qd_set_rt(pid_t pid, unsigned prio, int *ret_from)
+{
+    struct sched_param sp = {.sched_priority = (int)prio};
+    int policy = sched_getscheduler(pid);
+
+    *ret_from = -1;
+    if (policy < 0)
+        return -errno;
+    if (!ordinary(policy))
+        return 0; /* an administrator's real-time or idle policy stays */
+    if (sched_setscheduler(pid, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) < 0)
+        return -errno;
+    *ret_from = policy;
+    return 0;
+}
+
+int qd_unset_rt(pid_t pid, int from)
+{
+    struct sched_param sp = {0};
+    int policy = sched_getscheduler(pid);
+
+    if (policy < 0)
+        return -errno;
+    if ((policy & ~SCHED_RESET_ON_FORK) != SCHED_FIFO)
+        return 0; /* an administrator's policy since */
+    if (sched_setscheduler(pid, from, &sp) == 0)
+        return 0;
+    /* Without CAP_SYS_NICE a process may not clear its reset-on-fork flag: kept. */
+    if (errno == EPERM && sched_setscheduler(pid, from | SCHED_RESET_ON_FORK, &sp) == 0)
+        return 0;
+    return -errno;
+}
+
+int qd_pool_rt(void *ud, struct qd_sw *sw, bool on)
+{
+    static bool warned; /* once: what refuses it (rlimit, capability, filter) always does */
+    struct worker *w = worker_of(sw);
+    struct sup *s = ud;
+    int r = 0;
+
+    if (w->exited)
+        return 0;
+    if (on && w->rt_from < 0) {
+        r = qd_set_rt(w->pid, s->conf.rt_priority, &w->rt_from);
+    } else if (!on && w->rt_from >= 0) {
+        r = qd_unset_rt(w->pid, w->rt_from);
+        w->rt_from = -1;
+        /* the ordinary policy comes back with the kernel's slice */
+        if (r == 0 && s->conf.latency_slice_us)
+            (void)qd_set_slice(w->pid, s->conf.latency_slice_us);
+    }
+    if (r == -ESRCH)
+        return 0; /* exited: its exit is on its way */
+    if (r < 0 && !warned) {
+        warned = true;
+        qd_warn("worker %d: cannot %s SCHED_FIFO: %s (not logged again)", w->pid,
+                on ? "set" : "leave", strerror(-r));
+    }
+    return r;
+}
+
 /* With interactive workers, a batch worker runs at batch-nice and an interactive one asks for a
  * short time slice (latency-slice-us), so that the kernel runs an interactive item first on a
  * machine whose cores batches keep busy. A worker inherits the supervisor's slice (sup_slice):
@@ -777,6 +844,7 @@ void qd_pool_spawn(struct sup *s, bool reserved)
     qp_framer_init(&w->fr);
     w->s = s;
     w->idle_from = -1;
+    w->rt_from = -1;
     w->generation = s->generation;
     w->max_jobs =
         s->conf.worker_max_jobs +

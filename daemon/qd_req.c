@@ -361,6 +361,7 @@ const struct qd_sched_ops qd_req_sched_ops = {
     .release = sched_release,
     .cpu_wait = qd_pool_cpu_wait,
     .yield = qd_pool_yield,
+    .rt = qd_pool_rt,
 };
 
 void qd_req_task_answer(struct djob *jb, const struct qp_msg *msg)

@@ -147,6 +147,7 @@ void qd_sched_init(struct qd_sched *s, const struct qd_sched_ops *ops,
 void qd_sched_set_limits(struct qd_sched *s, const struct qd_sched_limits *lim)
 {
     s->lim = *lim;
+    s->rt_refused = false;
 }
 
 void qd_sched_done(struct qd_sched *s)
@@ -401,6 +402,28 @@ void qd_sched_yield_update(struct qd_sched *s, uint64_t now)
         yield_apply(s, w);
 }
 
+static void rt_set(struct qd_sched *s, struct qd_sw *w, bool on)
+{
+    int r = s->ops.rt(s->ops.ud, w, on);
+
+    if (on && r < 0)
+        s->rt_refused = true;
+    w->rt = on && r >= 0;
+}
+
+/* A reserved worker starts each item under the real-time policy (lim.rt_ms), so that neither
+ * batch workers nor other ordinary processes delay a live sample, and stays under it between
+ * items (it sleeps, taking nothing); an item that runs longer goes on under its ordinary policy
+ * (qd_sched_tick). */
+static void rt_start(struct qd_sched *s, struct qd_sw *w, uint64_t now)
+{
+    if (!w->reserved || !s->lim.rt_ms || !s->ops.rt || s->rt_refused)
+        return;
+    w->rt_until = now + s->lim.rt_ms;
+    if (!w->rt)
+        rt_set(s, w, true);
+}
+
 static void start_item(struct qd_sched *s, struct qd_sw *w, struct qd_chunk *ch, uint64_t now)
 {
     struct qd_job *job = ch->job;
@@ -421,6 +444,7 @@ static void start_item(struct qd_sched *s, struct qd_sw *w, struct qd_chunk *ch,
         qd_sched_yield_update(s, now);
     }
     yield_apply(s, w);
+    rt_start(s, w, now);
     r = s->ops.start(s->ops.ud, w, job, ch->c0, ch->n);
     if (r >= 0)
         return;
@@ -759,6 +783,8 @@ void qd_sched_tick(struct qd_sched *s, uint64_t now)
         bool running = w->cur && !w->timed_out &&
                        (w->state == QD_W_BUSY || w->state == QD_W_RETIRING);
 
+        if (w->rt && running && now >= w->rt_until)
+            rt_set(s, w, false);
         if (w->kill_at && now >= w->kill_at) {
             w->kill_at = now + 1000; /* again each second until its exit is seen */
             s->ops.kill(s->ops.ud, w, SIGKILL);

@@ -82,6 +82,8 @@ struct qd_sw {
     uint64_t items; /* samples answered, for recycling */
     bool reserved;  /* an interactive worker: never given batch items or retries */
     bool yielded;   /* told to yield (ops.yield) */
+    bool rt;        /* under the real-time policy (ops.rt) */
+    uint64_t rt_until; /* ... while its item has run less than lim.rt_ms */
     char key[QD_SCHED_KEY_LEN];
     struct qd_sw *next;
 };
@@ -115,6 +117,10 @@ struct qd_sched_ops {
     /* Batch worker w is to yield the CPU to any other task (on: SCHED_IDLE) or no longer (off:
      * its policy before). May be NULL. */
     void (*yield)(void *ud, struct qd_sw *w, bool on);
+    /* Reserved worker w is to run under the real-time policy (on) or back under its own (off).
+     * Negative when refused: the scheduler asks no more until its limits are set again. May
+     * be NULL. */
+    int (*rt)(void *ud, struct qd_sw *w, bool on);
 };
 
 /* Samples of d >= QD_SCHED_BIG_DIM are cut one per batch item until the submit's rate is known
@@ -140,12 +146,19 @@ struct qd_sched_limits {
     uint32_t wait_credit_ms;  /* an item's deadline moves on by its worker's CPU wait, up to this */
     uint32_t yield_ms;        /* batch workers yield from an interactive item to this long after
                                * the last one ends (0: never) */
+    uint32_t rt_ms;           /* a reserved worker runs an item under the real-time policy for
+                               * its first rt_ms (0: never) */
 };
 
 /* batch-idle 2: how long batch workers keep yielding after the last interactive item. Live
  * samples come every few ms to seconds; a gap longer than this gives batches their share of
  * a busy machine back. */
 #define QD_SCHED_YIELD_MS 5000
+/* rt-priority: how long an interactive item may run under the real-time policy. Live samples
+ * take well under this (d = 16 mle ~10 ms); a longer item (a large d, a task) goes on under the
+ * ordinary policy, found at the next tick (100 ms), so that it cannot keep a core from every
+ * ordinary process. */
+#define QD_SCHED_RT_MS 100
 /* CPU wait lengthens a deadline by at most this many times itself (and wait_credit_ms). */
 #define QD_SCHED_WAIT_CAP 10
 
@@ -170,6 +183,7 @@ struct qd_sched {
     bool stopping;
     bool yielding;        /* batch workers yield (yield_ms) ... */
     uint64_t yield_until; /* ... until then, unless an interactive item runs */
+    bool rt_refused;      /* ops.rt refused: not asked again until the limits are set */
     struct qd_sched_totals tot;
 };
 

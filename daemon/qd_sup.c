@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,8 @@ struct qd_sched_limits qd_sup_limits(const struct qd_conf *c)
                                 c->max_queue, c->batch_share_pct, c->chunk_grow_us,
                                 c->max_item_ms,
                                 c->batch_idle == 2 && c->interactive_workers ? QD_SCHED_YIELD_MS
-                                                                             : 0};
+                                                                             : 0,
+                                c->rt_priority && c->interactive_workers ? QD_SCHED_RT_MS : 0};
 
     return l;
 }
@@ -220,26 +222,65 @@ static int listen_socket(struct sup *s)
 /* ---- reload, shutdown ---- */
 
 /* The supervisor relays every live sample, so with interactive workers it asks for their short
- * time slice too; without, or with latency-slice-us 0, the kernel's default. Best effort. */
-static void sup_slice(struct sup *s)
+ * time slice too and runs under SCHED_FIFO at rt-priority (reset on fork: workers start under
+ * the ordinary policy); without, or with 0, the kernel's defaults. Best effort: returns whether
+ * it runs under a real-time policy, so that interactive workers are not asked for it in vain. */
+static bool sup_policy(struct sup *s)
 {
-    static unsigned now; /* the slice asked for (0: never asked, the kernel's) */
+    static unsigned slice_now; /* the slice asked for (0: never asked, the kernel's) */
+    static unsigned rt_now;    /* the priority set (0: not moved by us) */
+    static int rt_from = -1;   /* the policy it had before */
+    static bool told;
     unsigned us = s->conf.interactive_workers ? s->conf.latency_slice_us : 0;
-    int r;
+    unsigned prio = s->conf.interactive_workers ? s->conf.rt_priority : 0;
+    int r, policy;
 
-    if (us == now)
-        return;
-    if ((r = qd_set_slice(0, us)) < 0) {
-        qd_warn("cannot set a %u µs time slice: %s", us, strerror(-r));
-        return;
+    if (rt_now && prio != rt_now) {
+        if ((r = qd_unset_rt(0, rt_from)) < 0)
+            qd_warn("cannot leave SCHED_FIFO: %s", strerror(-r));
+        rt_now = 0;
+        slice_now = 0; /* the ordinary policy comes back with the kernel's slice */
     }
-    now = us;
+    if (us != slice_now) {
+        if ((r = qd_set_slice(0, us)) < 0)
+            qd_warn("cannot set a %u µs time slice: %s", us, strerror(-r));
+        else
+            slice_now = us;
+    }
+    if (!prio)
+        return false;
+    if (rt_now)
+        return true;
+    if ((r = qd_set_rt(0, prio, &rt_from)) < 0) {
+        if (!told)
+            qd_info("live samples run under the ordinary policy: SCHED_FIFO (rt-priority %u) "
+                    "needs CAP_SYS_NICE or RLIMIT_RTPRIO >= %u (systemd: LimitRTPRIO=): %s",
+                    prio, prio, strerror(-r));
+        told = true;
+        return false;
+    }
+    if (rt_from >= 0) {
+        rt_now = prio;
+        return true;
+    }
+    policy = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK; /* an administrator's, kept */
+    return policy == SCHED_FIFO || policy == SCHED_RR;
+}
+
+/* The scheduler's limits from the configuration, with the real-time policy only where the
+ * supervisor got it. */
+static void sup_set_limits(struct sup *s)
+{
+    struct qd_sched_limits lim = qd_sup_limits(&s->conf);
+
+    if (!sup_policy(s))
+        lim.rt_ms = 0;
+    qd_sched_set_limits(&s->sched, &lim);
 }
 
 int qd_sup_reload(struct sup *s, char *err, size_t errlen)
 {
     struct qd_conf nc;
-    struct qd_sched_limits lim;
     char advice[256];
     int r;
 
@@ -265,9 +306,7 @@ int qd_sup_reload(struct sup *s, char *err, size_t errlen)
         qd_warn("reload: cache-dir changes need a restart; still %s", s->conf.cache_dir);
     snprintf(nc.cache_dir, sizeof(nc.cache_dir), "%s", s->conf.cache_dir);
     s->conf = nc;
-    sup_slice(s);
-    lim = qd_sup_limits(&s->conf);
-    qd_sched_set_limits(&s->sched, &lim);
+    sup_set_limits(s);
     qd_log_set_level((int)nc.log_level);
     s->generation++;
     /* Roll the pool: new workers first, then the old ones finish their item and exit. */
@@ -465,7 +504,7 @@ int qd_sup_main(const struct qd_conf *conf, const char *conf_path, int argc, cha
     start_events(&s);
     qd_pool_init(&s);
     qd_conn_init(&s);
-    sup_slice(&s);
+    sup_set_limits(&s);
     qd_pool_fill(&s);
     uv_run(s.loop, UV_RUN_DEFAULT);
     /* Stopped: close what is left and let the close callbacks run. */

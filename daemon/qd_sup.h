@@ -69,6 +69,7 @@ struct worker {
     bool sigkilled; /* SIGKILL sent (logged once) */
     int idle_from;  /* the policy we moved it from to SCHED_IDLE, -1: none */
     bool stuck_idle; /* could not leave SCHED_IDLE (no CAP_SYS_NICE): to be replaced */
+    int rt_from;     /* the policy we moved it from to SCHED_FIFO, -1: none */
     uint64_t max_jobs, generation;
     uint64_t rss_checked_ms; /* maybe_recycle last read its RSS */
     uint64_t t_start_ns;     /* its item was sent (uv_hrtime) */
@@ -208,6 +209,13 @@ int qd_set_slice(pid_t pid, unsigned us);
  * it in the child). The nice value is kept. Returns 0 or a negative errno; *ret_from: the policy
  * it had when it moved it, else -1. */
 int qd_set_idle(pid_t pid, int *ret_from);
+/* Puts process pid under SCHED_FIFO at prio with SCHED_RESET_ON_FORK (what it spawns starts
+ * under the ordinary policy), unless an administrator gave it a policy other than SCHED_OTHER
+ * or SCHED_BATCH. Needs CAP_SYS_NICE or an RLIMIT_RTPRIO of prio. Returns 0 or a negative
+ * errno; *ret_from: the policy it had when it moved it, else -1. */
+int qd_set_rt(pid_t pid, unsigned prio, int *ret_from);
+/* Back to policy from (nice kept; the kernel's time slice), if still under SCHED_FIFO. */
+int qd_unset_rt(pid_t pid, int from);
 /* Spawns workers until there are conf.workers batch and conf.interactive_workers interactive
  * ones alive. */
 void qd_pool_fill(struct sup *s);
@@ -219,6 +227,8 @@ void qd_pool_kill(void *ud, struct qd_sw *sw, int sig);
  * CAP_SYS_NICE or an RLIMIT_NICE that allows the worker's nice value (sched(7)); without them
  * the worker is marked and qd_pool_replace_stuck retires it and spawns a fresh one. */
 void qd_pool_yield(void *ud, struct qd_sw *sw, bool on);
+/* ops.rt: SCHED_FIFO at rt-priority on, the policy before it off. */
+int qd_pool_rt(void *ud, struct qd_sw *sw, bool on);
 /* Replaces the workers that could not leave SCHED_IDLE (called by the tick). */
 void qd_pool_replace_stuck(struct sup *s);
 /* ops.cpu_wait: the worker's /proc/PID/schedstat and status. */

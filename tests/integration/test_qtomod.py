@@ -1292,15 +1292,19 @@ class QtomodTest(unittest.TestCase):
     def test_default_pool_has_an_interactive_worker(self):
         # Without options the pool is --workers batch workers at nice 10 and one interactive
         # worker, so that a live sample never waits for a batch item (issue 19). Where the
-        # kernel has custom time slices, the supervisor and the interactive worker ask for
-        # latency-slice-us (100 µs) and the batch workers keep the kernel's default.
+        # kernel has custom time slices, the supervisor (unless under SCHED_FIFO) and the
+        # interactive worker ask for latency-slice-us (100 µs) and the batch workers keep the
+        # kernel's default.
         d = self.start(workers=1, interactive=None)
         if platform.machine() == "x86_64" and self.custom_slices():
             with d.client() as c:
                 self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
                 pids = [w["pid"] for w in c.stats()["workers"]]
             slices = sorted(self.slice_ns(p) for p in pids)
-            self.assertEqual(self.slice_ns(d.proc.pid), 100000)
+            if subprocess.run(["chrt", "-f", "1", "true"], capture_output=True).returncode:
+                self.assertEqual(self.slice_ns(d.proc.pid), 100000)
+            else:  # under SCHED_FIFO, which has no slice (test_live_items_under_fifo)
+                self.assertEqual(self.policy(d.proc.pid)[0], os.SCHED_FIFO)
             self.assertEqual(slices[0], 100000, slices)
             self.assertGreater(slices[1], 100000, slices)
         self.live_beside_batch(d, 10)
@@ -1312,7 +1316,7 @@ class QtomodTest(unittest.TestCase):
         # busy.
         if os.sched_getscheduler(0) != os.SCHED_OTHER:
             self.skipTest("the test runs under another policy, which qtomod keeps")
-        d = self.start("--batch-idle", "1", workers=1, interactive=None)
+        d = self.start("--batch-idle", "1", "--rt-priority", "0", workers=1, interactive=None)
         with d.client() as c:
             self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
             pids = [w["pid"] for w in c.stats()["workers"]]
@@ -1378,7 +1382,7 @@ class QtomodTest(unittest.TestCase):
             self.skipTest("the test runs under another policy, which qtomod keeps")
         if os.geteuid() != 0:
             self.skipTest("needs CAP_SYS_NICE to move a worker back from SCHED_IDLE")
-        d = self.start("--batch-idle", "2", workers=1, interactive=None)
+        d = self.start("--batch-idle", "2", "--rt-priority", "0", workers=1, interactive=None)
         before, after, _ = self.batch_idle_while_live(d)
         self.assertEqual(before, after)  # moved back, not replaced
 
@@ -1390,7 +1394,8 @@ class QtomodTest(unittest.TestCase):
         wrap = ["prlimit", "--nice=0:0", "--"]
         if os.geteuid() == 0:
             wrap = ["setpriv", "--bounding-set", "-sys_nice", "--"] + wrap
-        d = self.start("--batch-idle", "2", workers=1, interactive=None, wrap=wrap)
+        d = self.start("--batch-idle", "2", "--rt-priority", "0", workers=1, interactive=None,
+                       wrap=wrap)
         before, after, log = self.batch_idle_while_live(d)
         self.assertNotEqual(before, after)
         self.assertEqual(log.count("cannot leave SCHED_IDLE"), 1, log)
@@ -1443,6 +1448,105 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(c.stats()["totals"]["timeouts"], 0, d.logtext())
             # one item, which waited two deadlines and more
             self.assertGreater(waited, 2 * timeout_ms, (starved_ms, timeout_ms))
+        self.assertEqual(d.stop(), 0)
+
+    @staticmethod
+    def policy(pid):
+        # (policy, whether SCHED_RESET_ON_FORK is set, real-time priority) of pid.
+        p = os.sched_getscheduler(pid)
+        return p & ~0x40000000, bool(p & 0x40000000), os.sched_getparam(pid).sched_priority
+
+    @unittest.skipUnless(HOOKS, "qtomod built without test hooks")
+    def test_live_items_under_fifo(self):
+        # rt-priority 1 (the default): the supervisor runs under SCHED_FIFO 1 with
+        # reset-on-fork, so that every worker, a replacement too, starts under SCHED_OTHER; the
+        # interactive worker is put under SCHED_FIFO 1 before its first item and stays there
+        # between items; an item still running after 100 ms goes on under SCHED_OTHER (with
+        # its time slice back) and the next item puts it back. Batch workers are never moved.
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            self.skipTest("the test runs under another policy, which qtomod keeps")
+        if subprocess.run(["chrt", "-f", "1", "true"], capture_output=True).returncode:
+            self.skipTest("needs CAP_SYS_NICE or RLIMIT_RTPRIO >= 1")
+        hooks = tempfile.mkdtemp(prefix="qtomo-hooks-")
+        self.addCleanup(shutil.rmtree, hooks, True)
+        d = self.start(workers=1, interactive=None, env={"QTOMO_TEST_HOOK_DIR": hooks})
+        fifo, other = (os.SCHED_FIFO, True, 1), (os.SCHED_OTHER, False, 0)
+        col = [100.0, 20.0, 30.0, 40.0]
+        with d.client() as c:
+            self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
+            self.assertEqual(self.policy(d.proc.pid), fifo)
+            pids = [w["pid"] for w in c.stats()["workers"]]
+            batch = [p for p in pids if os.getpriority(os.PRIO_PROCESS, p) == 10][0]
+            live = [p for p in pids if p != batch][0]
+            self.assertEqual([self.policy(p) for p in pids], [other, other])
+            r = c.reconstruct(col, design="nopovm", dim=2, methods=["linear"])
+            self.assertEqual(r["results"][0]["status"], "ok")
+            self.assertEqual(self.policy(live), fifo)
+            done = dict(c.submit([col] * 10, design="nopovm", dim=2, methods=["linear"]))
+            self.assertEqual(len(done), 10)
+            self.assertEqual(self.policy(batch), other)
+            self.assertEqual(os.getpriority(os.PRIO_PROCESS, batch), 10)
+
+            out = {}
+
+            def long_item():
+                with d.client() as c2:
+                    out["r"] = c2.reconstruct([HOOK_WAIT] + col[1:], design="nopovm", dim=2,
+                                              methods=["linear"])
+
+            t = threading.Thread(target=long_item)
+            t.start()
+            self.addCleanup(t.join, 60)
+            self.addCleanup(lambda: open(os.path.join(hooks, "go"), "w").close())
+            self.assertTrue(wait_until(lambda: os.path.exists(
+                os.path.join(hooks, "waiting.%d" % live)), 20))
+            self.assertTrue(wait_until(lambda: self.policy(live) == other, 20, step=0.01))
+            self.assertTrue(t.is_alive())  # the item still runs
+            if platform.machine() == "x86_64" and self.custom_slices():
+                self.assertEqual(self.slice_ns(live), 100000)
+            open(os.path.join(hooks, "go"), "w").close()
+            t.join(60)
+            self.assertIn("r", out)
+            # the hook sample is nonsense (a huge negative count): its own error, not a crash
+            self.assertNotEqual(out["r"]["results"][0].get("error", {}).get("code"), -32003)
+            r = c.reconstruct(col, design="nopovm", dim=2, methods=["linear"])
+            self.assertEqual(r["results"][0]["status"], "ok")
+            self.assertEqual(self.policy(live), fifo)
+            # a replacement starts under the ordinary policy: reset on fork
+            os.kill(batch, signal.SIGKILL)
+            self.assertTrue(wait_until(lambda: batch not in [w["pid"] for w in
+                                                             c.stats()["workers"]]
+                                       and c.status()["n_workers"] == 2, 30))
+            new = [w["pid"] for w in c.stats()["workers"] if w["pid"] != live][0]
+            self.assertEqual(self.policy(new), other)
+            self.assertEqual(c.stats()["totals"]["timeouts"], 0)
+        log = d.logtext()
+        self.assertNotIn("SCHED_FIFO", log)
+        self.assertEqual(d.stop(), 0)
+
+    def test_live_items_without_fifo(self):
+        # Without CAP_SYS_NICE and with RLIMIT_RTPRIO 0 the supervisor cannot use SCHED_FIFO:
+        # said once, and nothing is asked of the workers; live samples are served all the same.
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            self.skipTest("the test runs under another policy, which qtomod keeps")
+        wrap = ["prlimit", "--rtprio=0:0", "--"]
+        if os.geteuid() == 0:
+            wrap = ["setpriv", "--bounding-set", "-sys_nice", "--"] + wrap
+        d = self.start(workers=1, interactive=None, wrap=wrap)
+        with d.client() as c:
+            self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
+            sup = d.proc.pid  # setpriv and prlimit exec it
+            with open("/proc/%d/comm" % sup) as f:
+                self.assertEqual(f.read().strip(), "qtomod")
+            for _ in range(3):
+                r = c.reconstruct([100.0, 20.0, 30.0, 40.0], design="nopovm", dim=2,
+                                  methods=["linear"])
+                self.assertEqual(r["results"][0]["status"], "ok")
+            for p in [w["pid"] for w in c.stats()["workers"]] + [sup]:
+                self.assertEqual(os.sched_getscheduler(p), os.SCHED_OTHER)
+        log = d.logtext()
+        self.assertEqual(log.count("live samples run under the ordinary policy"), 1, log)
+        self.assertNotIn("cannot set SCHED_FIFO", log)
         self.assertEqual(d.stop(), 0)
 
     def test_design_put_custom(self):

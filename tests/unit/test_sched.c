@@ -53,6 +53,14 @@ static struct fake {
     struct qd_cpu_wait cw; /* what cpu_wait reports */
     int wait_ret;          /* and returns */
     size_t nwait;          /* times it was called */
+    struct {
+        struct qd_sw *w;
+        bool on;
+        size_t nstart; /* starts before it */
+    } rts[64];
+
+    size_t nrt;
+    int rt_ret; /* what rt returns when asked to set it */
 } F;
 
 static struct tjob *tj(struct qd_job *j)
@@ -105,8 +113,9 @@ static void f_release(void *ud, struct qd_job *job)
 
 static void setup_grow(uint32_t chunk, uint64_t max_queue, uint32_t share, uint32_t grow_us)
 {
-    struct qd_sched_ops ops = {NULL, f_start, f_fail, f_kill, f_paused, f_release, NULL, NULL};
-    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue, share, grow_us, 0, 0};
+    struct qd_sched_ops ops = {NULL,      f_start, f_fail, f_kill, f_paused,
+                               f_release, NULL,    NULL,   NULL};
+    struct qd_sched_limits lim = {chunk, 1000, 5000, 200, max_queue, share, grow_us, 0, 0, 0};
 
     memset(&F, 0, sizeof(F));
     qd_sched_init(&F.s, &ops, &lim);
@@ -130,13 +139,24 @@ static void f_yield(void *ud, struct qd_sw *w, bool on)
     F.yields[F.nyield++].nstart = F.nstart;
 }
 
+static int f_rt(void *ud, struct qd_sw *w, bool on)
+{
+    (void)ud;
+    assert_true(F.nrt < 64);
+    F.rts[F.nrt].w = w;
+    F.rts[F.nrt].on = on;
+    F.rts[F.nrt++].nstart = F.nstart;
+    return on ? F.rt_ret : 0;
+}
+
 /* Item deadline timeout_ms, CPU wait credited up to credit_ms, batch workers yielding
- * yield_ms. */
+ * yield_ms; no real-time policy (setup_rt). */
 static void setup_ext(uint32_t chunk, uint32_t timeout_ms, uint32_t credit_ms, uint32_t yield_ms)
 {
-    struct qd_sched_ops ops = {NULL,      f_start,    f_fail, f_kill, f_paused,
-                               f_release, f_cpu_wait, f_yield};
-    struct qd_sched_limits lim = {chunk, timeout_ms, 5000, 200, 1000, 20, 0, credit_ms, yield_ms};
+    struct qd_sched_ops ops = {NULL,      f_start,    f_fail,  f_kill, f_paused,
+                               f_release, f_cpu_wait, f_yield, f_rt};
+    struct qd_sched_limits lim = {chunk, timeout_ms, 5000, 200,      1000,
+                                  20,    0,          credit_ms, yield_ms, 0};
 
     memset(&F, 0, sizeof(F));
     qd_sched_init(&F.s, &ops, &lim);
@@ -368,7 +388,7 @@ static void test_large_samples_single_items_and_longer_deadlines(void **state)
 
 static void test_item_timeout_scales_with_d(void **state)
 {
-    struct qd_sched_limits lim = {8, 60000, 5000, 200, 1000, 20, 0, 0, 0};
+    struct qd_sched_limits lim = {8, 60000, 5000, 200, 1000, 20, 0, 0, 0, 0};
     struct qd_job job = {.kind = QD_JOB_SAMPLES};
 
     (void)state;
@@ -860,6 +880,119 @@ static void test_yield_while_interactive(void **state)
     assert_exactly_once(&i1);
     assert_exactly_once(&i2);
     assert_exactly_once(&i3);
+    finish_all();
+}
+
+/* rt-priority: a reserved worker is put under the real-time policy before its first interactive
+ * item is sent and stays there between items; an item still running rt_ms after it was sent
+ * goes on under the ordinary policy (at a tick), and the next item puts it back. Batch workers,
+ * even running interactive work, never. */
+static void test_rt_for_live_items(void **state)
+{
+    struct tjob b, i1, i2, i3, i4;
+    struct qd_sw r, w1;
+    struct qd_sched_limits lim;
+
+    (void)state;
+    setup_ext(2, 60000, 0, 0);
+    lim = F.s.lim;
+    lim.rt_ms = 100;
+    qd_sched_set_limits(&F.s, &lim);
+    job_init(&b, false, 40, "k");
+    job_init(&i1, true, 1, "k");
+    job_init(&i2, true, 1, "k");
+    job_init(&i3, true, 1, "k");
+    job_init(&i4, true, 1, "k");
+    worker_up(&r, 1);
+    r.reserved = true;
+    worker_up(&w1, 2);
+    assert_int_equal(qd_sched_admit(&F.s, &b.sj), 0);
+    qd_sched_dispatch(&F.s, 0);
+    assert_int_equal(F.nstart, 1);
+    assert_int_equal(F.nrt, 0); /* a batch worker */
+    assert_int_equal(qd_sched_admit(&F.s, &i1.sj), 0);
+    qd_sched_dispatch(&F.s, 10);
+    assert_ptr_equal(last_start(&r)->job, &i1.sj);
+    assert_int_equal(F.nrt, 1);
+    assert_true(F.rts[0].w == &r && F.rts[0].on);
+    assert_int_equal(F.rts[0].nstart, 1); /* before the item was sent */
+    assert_int_equal(finish_item(&r, 15), QD_AFTER_IDLE);
+    qd_sched_tick(&F.s, 1000); /* idle: it stays */
+    assert_int_equal(F.nrt, 1);
+    assert_true(r.rt);
+    /* a long item: under the real-time policy for its first 100 ms only */
+    assert_int_equal(qd_sched_admit(&F.s, &i2.sj), 0);
+    qd_sched_dispatch(&F.s, 1000);
+    assert_ptr_equal(last_start(&r)->job, &i2.sj);
+    assert_int_equal(F.nrt, 1); /* already under it: not asked again */
+    qd_sched_tick(&F.s, 1099);
+    assert_int_equal(F.nrt, 1);
+    qd_sched_tick(&F.s, 1100);
+    assert_int_equal(F.nrt, 2);
+    assert_true(F.rts[1].w == &r && !F.rts[1].on);
+    assert_false(r.rt);
+    qd_sched_tick(&F.s, 1200);
+    assert_int_equal(F.nrt, 2);
+    /* the reserved worker is busy: the next interactive item spills onto the batch worker,
+     * which stays under its policy */
+    assert_int_equal(qd_sched_admit(&F.s, &i3.sj), 0);
+    assert_int_equal(finish_item(&w1, 1300), QD_AFTER_IDLE);
+    qd_sched_dispatch(&F.s, 1300);
+    assert_ptr_equal(last_start(&w1)->job, &i3.sj);
+    assert_int_equal(F.nrt, 2);
+    assert_int_equal(finish_item(&w1, 1301), QD_AFTER_IDLE);
+    assert_int_equal(finish_item(&r, 1400), QD_AFTER_IDLE);
+    /* the next item puts it back */
+    assert_int_equal(qd_sched_admit(&F.s, &i4.sj), 0);
+    qd_sched_dispatch(&F.s, 1500);
+    assert_ptr_equal(last_start(&r)->job, &i4.sj);
+    assert_int_equal(F.nrt, 3);
+    assert_true(F.rts[2].w == &r && F.rts[2].on && r.rt);
+    assert_int_equal(finish_item(&r, 1501), QD_AFTER_IDLE);
+    while (b.sj.done < b.sj.n) {
+        if (w1.state != QD_W_BUSY)
+            qd_sched_dispatch(&F.s, 2000);
+        assert_int_equal(finish_item(&w1, 2000), QD_AFTER_IDLE);
+    }
+    assert_int_equal(F.nrt, 3);
+    assert_exactly_once(&b);
+    assert_exactly_once(&i1);
+    assert_exactly_once(&i2);
+    assert_exactly_once(&i3);
+    assert_exactly_once(&i4);
+    finish_all();
+}
+
+/* Refused (no CAP_SYS_NICE, no RLIMIT_RTPRIO): asked once, not again until the limits are set
+ * again (a reload); the items run all the same. */
+static void test_rt_refused(void **state)
+{
+    struct tjob i[3];
+    struct qd_sw r;
+    struct qd_sched_limits lim;
+
+    (void)state;
+    setup_ext(2, 60000, 0, 0);
+    lim = F.s.lim;
+    lim.rt_ms = 100;
+    qd_sched_set_limits(&F.s, &lim);
+    F.rt_ret = -EPERM;
+    worker_up(&r, 1);
+    r.reserved = true;
+    for (int k = 0; k < 3; k++) {
+        job_init(&i[k], true, 1, "k");
+        assert_int_equal(qd_sched_admit(&F.s, &i[k].sj), 0);
+        if (k == 2)
+            qd_sched_set_limits(&F.s, &lim);
+        qd_sched_dispatch(&F.s, (uint64_t)k * 10);
+        assert_ptr_equal(last_start(&r)->job, &i[k].sj);
+        assert_false(r.rt);
+        assert_int_equal(F.nrt, k < 2 ? 1 : 2);
+        qd_sched_tick(&F.s, (uint64_t)k * 10 + 500);
+        assert_int_equal(F.nrt, k < 2 ? 1 : 2); /* nothing to take back */
+        assert_int_equal(finish_item(&r, (uint64_t)k * 10 + 501), QD_AFTER_IDLE);
+        assert_exactly_once(&i[k]);
+    }
     finish_all();
 }
 
@@ -1388,6 +1521,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_deadline_fails_only_the_running_sample),
     cmocka_unit_test(test_proc_parse),
     cmocka_unit_test(test_yield_while_interactive),
+    cmocka_unit_test(test_rt_for_live_items),
+    cmocka_unit_test(test_rt_refused),
     cmocka_unit_test(test_deadline_counts_a_wait_still_going_on),
     cmocka_unit_test(test_deadline_not_counting_cpu_wait),
     cmocka_unit_test(test_deadline_wait_ending_and_starting_again),
