@@ -627,6 +627,28 @@ def predicted_wait_hi(intervals, workers, t, skew=1e-3):
     return max(cands) if cands else None
 
 
+def live_c(args, sock, cols, gap_ms, seed):
+    """args.live_n live calls by tests/bench/bench_live.c (its own connection), each after a
+    random gap of up to gap_ms: [(t_start, t_end, rtt_ms, queue_ms, compute_ms)], times on
+    CLOCK_MONOTONIC like time.monotonic()."""
+    ldesign, ld, lmethods = LIVE_CASE
+    text = "%d %d\n" % (len(cols), len(cols[0])) + "".join(
+        " ".join(repr(float(x)) for x in col) + "\n" for col in cols)
+    p = subprocess.run([args.bench_live, sock, ldesign, str(ld), ",".join(lmethods),
+                        str(args.live_n), str(gap_ms), str(seed)], input=text,
+                       capture_output=True, text=True, timeout=args.op_timeout)
+    if p.returncode:
+        raise BenchError("bench-live: %s" % p.stderr.strip())
+    out = []
+    for line in p.stdout.splitlines():
+        t0, t1, qms, cms, status = line.split()
+        if int(status):
+            raise BenchError("live: a sample failed (%s)" % status)
+        out.append((float(t0), float(t1), (float(t1) - float(t0)) * 1e3, float(qms),
+                    float(cms)))
+    return out
+
+
 def bench_live(args, env, data, loads, workers):
     """For each load: unloaded and loaded latency of LIVE_CASE, the load's chunk times, and each
     live sample's wait compared with the wait the chunk schedule predicts."""
@@ -638,11 +660,14 @@ def bench_live(args, env, data, loads, workers):
     with Daemon(args.qtomod, workers, env, args.daemon_args.split()) as dmn:
         warm_daemon(dmn, data, args.chunk)
         with dmn.client() as c:
-            base = []
-            for k in range(args.live_n):
-                t0 = time.perf_counter()
-                r = c.reconstruct(lcols[k % len(lcols)], ldesign, dim=ld, methods=lmethods)
-                base.append((time.perf_counter() - t0) * 1e3)
+            if args.live_client == "c":
+                base = [s[2] for s in live_c(args, dmn.sock, lcols, 0, 1)]
+            else:
+                base = []
+                for k in range(args.live_n):
+                    t0 = time.perf_counter()
+                    r = c.reconstruct(lcols[k % len(lcols)], ldesign, dim=ld, methods=lmethods)
+                    base.append((time.perf_counter() - t0) * 1e3)
             base_med = pct(base, 50)
             for (design, d, methods, n, gap_ms) in loads:
                 name = case_name(design, d, methods)
@@ -659,7 +684,9 @@ def bench_live(args, env, data, loads, workers):
                         raise BenchError("background submit: %s" % (val,))
                     time.sleep(max(0.05, 2 * gap_ms / 1e3))  # let the batch fill the workers
                     samples = []  # (t_start, t_end, rtt_ms, queue_ms, compute_ms)
-                    for k in range(args.live_n):
+                    if args.live_client == "c":
+                        samples = live_c(args, dmn.sock, lcols, gap_ms, rng.randrange(1 << 30))
+                    for k in range(args.live_n if args.live_client == "python" else 0):
                         time.sleep(rng.uniform(0, gap_ms) / 1e3)
                         t0 = time.monotonic()
                         r = c.reconstruct(lcols[k % len(lcols)], ldesign, dim=ld,
@@ -742,6 +769,10 @@ def parse_args(argv):
     ap.add_argument("--inner-seconds", type=float, default=1.0, help="see --inner-runs [1.0]")
     ap.add_argument("--workers", default="1,2", help="(b, d) worker counts [1,2]")
     ap.add_argument("--live-n", type=int, default=100, help="(d) live calls per load [100]")
+    ap.add_argument("--live-client", choices=("c", "python"), default="c",
+                    help="(d) who makes the live calls: BUILD/tests/bench-live (C, so that the "
+                         "round trips are the daemon's) or this process [c]")
+    ap.add_argument("--bench-live", help="the C live client [BUILD/tests/bench-live]")
     ap.add_argument("--daemon-args", default="",
                     help="(b, d) more qtomod options, e.g. \"--interactive-workers 1\" []")
     ap.add_argument("--no-client-decode", action="store_true",
@@ -778,7 +809,9 @@ def parse_args(argv):
     for m in a.modes:
         if m not in ("env", "unset"):
             ap.error("unknown mode %r" % m)
-    for b in (a.qtomod, a.qtomoctl):
+    a.bench_live = a.bench_live or os.path.join(a.build, "tests", "bench-live")
+    for b in (a.qtomod, a.qtomoctl) + ((a.bench_live,) if a.live_client == "c" and
+                                       "d" in a.sections else ()):
         if not os.access(b, os.X_OK):
             ap.error("%s not found; build with: cmake --build build/release -j2" % b)
     return a
@@ -938,8 +971,8 @@ def report_mode(mode, res, args, lat_cases, batch_cases, loads):
                              fmt(mget(reps, k, "wait_per_chunk"), 2),
                              fmt(worst(k, "wait_per_chunk"), 2),
                              "%d/%d" % (mget(reps, k, "n_under_load"), mget(reps, k, "n_live"))])
-        table("(d) live latency under load: reconstruct %s, random gaps, while one big submit "
-              "(the load) runs on another connection; ms, median of %d repeats unless 'worst'. "
+        table("(d) live latency under load: reconstruct %s by %s, random gaps, while one big "
+              "submit (the load) runs on another connection; ms, median of %d repeats unless 'worst'. "
               "chunk: compute time of the load's chunks of %d samples that overlapped the live "
               "calls (reconstructed from its result times); median..max: live round trip; "
               "qmax: daemon's queue_ms (1 ms steps); excess: live wait (round trip - unloaded "
@@ -947,7 +980,8 @@ def report_mode(mode, res, args, lat_cases, batch_cases, loads):
               "chunk ends, allowing 1 ms of clock skew between the two clients); w/c: (max - "
               "unloaded median) / chunk max, > 1: a live sample waited longer than the longest "
               "chunk; n: live calls entirely under load"
-              % (case_name(*LIVE_CASE), args.repeats, args.chunk),
+              % (case_name(*LIVE_CASE), "the C client bench-live" if args.live_client == "c"
+                 else "the Python client", args.repeats, args.chunk),
               ["load", "workers", "chunk med", "chunk max", "median", "p90", "p99", "max",
                "qmax", "excess med", "excess worst", "w/c", "w/c worst", "n"], rows)
         for w in args.workers:
