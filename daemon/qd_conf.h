@@ -40,11 +40,13 @@
       "with interactive workers: the CPU time slice the supervisor and interactive workers ask "   \
       "of the kernel (EEVDF, Linux 6.12 and later; older kernels ignore it), so that they preempt " \
       "a batch worker as soon as a live sample wakes them; 0: the kernel's default")               \
-    X("rt-priority", U, rt_priority, "1", 0, 99,                                                   \
-      "with interactive workers: the SCHED_FIFO priority of the supervisor, and of an "            \
-      "interactive worker for the first 100 ms of each item, so that neither batch workers nor "   \
-      "other ordinary processes delay a live sample; 0: never. Needs CAP_SYS_NICE or an "         \
-      "RLIMIT_RTPRIO (systemd's LimitRTPRIO=) of at least this; without, ordinary scheduling")    \
+    X("rt-priority", U, rt_priority, "1", 0, 98,                                                   \
+      "with interactive workers: the SCHED_FIFO priority of an interactive worker running an "     \
+      "item, and one above it, of the supervisor, so that neither batch workers nor other "         \
+      "ordinary processes delay a live sample; each within a budget of a share of a core (a long " \
+      "item, a stream of items or a flood of requests goes on under the ordinary policy); 0: "     \
+      "never. Needs CAP_SYS_NICE or an RLIMIT_RTPRIO (systemd's LimitRTPRIO=) of one above it; "   \
+      "without, ordinary scheduling")                                                              \
     X("max-frame", U, max_frame, "67108864", 4096, 1u << 30, "largest frame body in bytes")        \
     X("max-dim", U, max_dim, "64", 2, 512, "largest dimension d accepted")                         \
     X("max-batch", U, max_batch, "1000000", 1, 1u << 30, "samples per submit")                     \

@@ -710,7 +710,7 @@ int qd_unset_rt(pid_t pid, int from)
 
 int qd_pool_rt(void *ud, struct qd_sw *sw, bool on)
 {
-    static bool warned; /* once: what refuses it (rlimit, capability, filter) always does */
+    static bool warned[2]; /* once each way: what refuses it (rlimit, filter) always does */
     struct worker *w = worker_of(sw);
     struct sup *s = ud;
     int r = 0;
@@ -721,15 +721,17 @@ int qd_pool_rt(void *ud, struct qd_sw *sw, bool on)
         r = qd_set_rt(w->pid, s->conf.rt_priority, &w->rt_from);
     } else if (!on && w->rt_from >= 0) {
         r = qd_unset_rt(w->pid, w->rt_from);
-        w->rt_from = -1;
-        /* the ordinary policy comes back with the kernel's slice */
-        if (r == 0 && s->conf.latency_slice_us)
-            (void)qd_set_slice(w->pid, s->conf.latency_slice_us);
+        if (r == 0) {
+            w->rt_from = -1;
+            /* the ordinary policy comes back with the kernel's slice */
+            if (s->conf.latency_slice_us)
+                (void)qd_set_slice(w->pid, s->conf.latency_slice_us);
+        }
     }
     if (r == -ESRCH)
         return 0; /* exited: its exit is on its way */
-    if (r < 0 && !warned) {
-        warned = true;
+    if (r < 0 && !warned[on]) {
+        warned[on] = true;
         qd_warn("worker %d: cannot %s SCHED_FIFO: %s (not logged again)", w->pid,
                 on ? "set" : "leave", strerror(-r));
     }
@@ -747,10 +749,16 @@ static void worker_priority(struct sup *s, const struct worker *w, bool reserved
 {
     static bool warned, idle_warned; /* once: a kernel or filter that refuses, always does */
     unsigned us = reserved ? s->conf.latency_slice_us : 0;
-    int r, from;
+    int r, from, nice;
 
     if (!s->conf.interactive_workers)
         return;
+    /* A child of a SCHED_FIFO supervisor starts at nice 0 (reset on fork): an interactive worker
+     * gets the supervisor's nice value back (an administrator's Nice=). */
+    errno = 0;
+    nice = getpriority(PRIO_PROCESS, 0);
+    if (reserved && !errno && nice > 0 && setpriority(PRIO_PROCESS, (id_t)w->pid, nice) < 0)
+        qd_warn("worker %d: cannot set nice %d: %s", w->pid, nice, strerror(errno));
     if (s->conf.latency_slice_us && (r = qd_set_slice(w->pid, us)) < 0 && !warned) {
         warned = true;
         qd_warn("worker %d: cannot set a %u µs time slice: %s (not logged again)", w->pid, us,

@@ -402,26 +402,70 @@ void qd_sched_yield_update(struct qd_sched *s, uint64_t now)
         yield_apply(s, w);
 }
 
-static void rt_set(struct qd_sched *s, struct qd_sw *w, bool on)
+int64_t qd_rt_budget_left(struct qd_rt_budget *b, uint64_t now, unsigned share_pct)
 {
-    int r = s->ops.rt(s->ops.ud, w, on);
+    const int64_t burst = (int64_t)QD_RT_BURST_MS * 1000;
 
-    if (on && r < 0)
-        s->rt_refused = true;
-    w->rt = on && r >= 0;
+    if (!b->started) {
+        b->started = true;
+        b->us = burst;
+    } else if (now > b->t && b->us < burst) {
+        /* 1 ms of time earns share_pct * 10 µs; a day's worth at most (no overflow) */
+        int64_t earn = (int64_t)QT_MIN(now - b->t, (uint64_t)86400000) * share_pct * 10;
+
+        b->us = earn >= burst - b->us ? burst : b->us + earn;
+    }
+    b->t = QT_MAX(b->t, now);
+    return b->us;
 }
 
-/* A reserved worker starts each item under the real-time policy (lim.rt_ms), so that neither
- * batch workers nor other ordinary processes delay a live sample, and stays under it between
- * items (it sleeps, taking nothing); an item that runs longer goes on under its ordinary policy
- * (qd_sched_tick). */
+void qd_rt_budget_spend(struct qd_rt_budget *b, uint64_t us)
+{
+    b->us -= (int64_t)QT_MIN(us, (uint64_t)INT32_MAX);
+}
+
+static void rt_set(struct qd_sched *s, struct qd_sw *w, bool on, uint64_t now)
+{
+    int r;
+
+    if (!on) { /* what its item ran under the policy */
+        qd_rt_budget_spend(&w->rtb, (now - QT_MIN(now, w->rt_since)) * 1000);
+        w->rt_since = now;
+    }
+    r = s->ops.rt(s->ops.ud, w, on);
+    if (on && r < 0)
+        s->rt_refused = true;
+    /* a worker that could not leave the policy is still under it: asked again at each tick */
+    w->rt = on ? r >= 0 : r < 0;
+}
+
+/* A reserved worker starts an item under the real-time policy while it has budget (lim.rt), so
+ * that neither batch workers nor other ordinary processes delay a live sample, and stays under
+ * it between items (it sleeps, taking nothing); the item goes on under its ordinary policy once
+ * the budget is spent (qd_sched_tick, qd_sched_item_end). Less than a millisecond left: the
+ * item starts under the ordinary policy. */
 static void rt_start(struct qd_sched *s, struct qd_sw *w, uint64_t now)
 {
-    if (!w->reserved || !s->lim.rt_ms || !s->ops.rt || s->rt_refused)
+    int64_t left;
+
+    if (!w->reserved || !s->lim.rt || !s->ops.rt || s->rt_refused || s->rt_paused)
         return;
-    w->rt_until = now + s->lim.rt_ms;
+    left = qd_rt_budget_left(&w->rtb, now, QD_RT_SHARE_PCT);
+    w->rt_since = now;
+    w->rt_until = now + (uint64_t)QT_MAX(left, 0) / 1000;
+    if (left < 1000 && w->rt)
+        rt_set(s, w, false, now);
+    else if (left >= 1000 && !w->rt)
+        rt_set(s, w, true, now);
+}
+
+/* The item ended: its time under the policy is spent (the worker stays under it). */
+static void rt_end(struct qd_sw *w, uint64_t now)
+{
     if (!w->rt)
-        rt_set(s, w, true);
+        return;
+    qd_rt_budget_spend(&w->rtb, (now - QT_MIN(now, w->rt_since)) * 1000);
+    w->rt_since = now;
 }
 
 static void start_item(struct qd_sched *s, struct qd_sw *w, struct qd_chunk *ch, uint64_t now)
@@ -574,6 +618,7 @@ int qd_sched_item_end(struct qd_sched *s, struct qd_sw *w, uint64_t now, uint64_
     if (!ch || (ch->job->kind == QD_JOB_SAMPLES && w->cur_done != ch->n))
         return -EPROTO;
     w->cur = NULL;
+    rt_end(w, now);
     if (ch->job->interactive && s->lim.yield_ms)
         s->yield_until = now + s->lim.yield_ms;
     busy_us = busy_us ? busy_us : 1; /* an item takes time, even under the clock's step */
@@ -784,7 +829,7 @@ void qd_sched_tick(struct qd_sched *s, uint64_t now)
                        (w->state == QD_W_BUSY || w->state == QD_W_RETIRING);
 
         if (w->rt && running && now >= w->rt_until)
-            rt_set(s, w, false);
+            rt_set(s, w, false, now);
         if (w->kill_at && now >= w->kill_at) {
             w->kill_at = now + 1000; /* again each second until its exit is seen */
             s->ops.kill(s->ops.ud, w, SIGKILL);
@@ -795,6 +840,16 @@ void qd_sched_tick(struct qd_sched *s, uint64_t now)
             s->ops.kill(s->ops.ud, w, SIGABRT);
         }
     }
+}
+
+void qd_sched_rt_allow(struct qd_sched *s, bool on, uint64_t now)
+{
+    s->rt_paused = !on;
+    if (on)
+        return;
+    for (struct qd_sw *w = s->workers; w; w = w->next)
+        if (w->rt)
+            rt_set(s, w, false, now);
 }
 
 void qd_sched_stop(struct qd_sched *s, uint64_t now, uint32_t grace_ms)

@@ -59,6 +59,31 @@ struct qd_job {
 #define QD_SAMPLE_KILLS     0x7cu /* workers killed from elsewhere running it, << 2 */
 #define QD_SAMPLE_DELIVERED 0x80u
 
+/* rt-priority: a real-time budget, a token bucket in µs. A process may start running under the
+ * real-time policy while it has some: it starts with QD_RT_BURST_MS, spends the time it runs
+ * under the policy (going into debt when it ran past what it had) and earns QD_RT_SHARE_PCT of
+ * the time that passes, up to the burst. Live samples take well under the burst (d = 16 mle
+ * ~10 ms); a longer item (a large d, a task) is taken out of the policy at the tick after its
+ * budget ran out, and a stream of items or a flood of requests runs under it for at most that
+ * share of a core in the long run, so that qtomod cannot keep a core from every ordinary
+ * process. */
+#define QD_RT_BURST_MS 100
+#define QD_RT_SHARE_PCT 25
+/* The supervisor relays everything: its budget is spent by its CPU time, and earns more (a
+ * 150,000 samples/s relay takes about a third of a core). */
+#define QD_RT_SUP_SHARE_PCT 50
+
+struct qd_rt_budget {
+    int64_t us;  /* left; negative: owed */
+    uint64_t t;  /* ms: last earned */
+    bool started;
+};
+
+/* What is left at now (ms), in µs, after what was earned since the last call at share_pct. */
+int64_t qd_rt_budget_left(struct qd_rt_budget *b, uint64_t now, unsigned share_pct);
+/* Spends us µs. */
+void qd_rt_budget_spend(struct qd_rt_budget *b, uint64_t us);
+
 /* A worker as the scheduler sees it; embedded in the pool's worker. */
 struct qd_sw {
     enum qd_wstate state;
@@ -83,7 +108,8 @@ struct qd_sw {
     bool reserved;  /* an interactive worker: never given batch items or retries */
     bool yielded;   /* told to yield (ops.yield) */
     bool rt;        /* under the real-time policy (ops.rt) */
-    uint64_t rt_until; /* ... while its item has run less than lim.rt_ms */
+    uint64_t rt_since, rt_until; /* ... since its item started, until its budget is spent */
+    struct qd_rt_budget rtb;
     char key[QD_SCHED_KEY_LEN];
     struct qd_sw *next;
 };
@@ -146,19 +172,14 @@ struct qd_sched_limits {
     uint32_t wait_credit_ms;  /* an item's deadline moves on by its worker's CPU wait, up to this */
     uint32_t yield_ms;        /* batch workers yield from an interactive item to this long after
                                * the last one ends (0: never) */
-    uint32_t rt_ms;           /* a reserved worker runs an item under the real-time policy for
-                               * its first rt_ms (0: never) */
+    bool rt;                  /* reserved workers run items under the real-time policy while
+                               * they have budget (struct qd_rt_budget) */
 };
 
 /* batch-idle 2: how long batch workers keep yielding after the last interactive item. Live
  * samples come every few ms to seconds; a gap longer than this gives batches their share of
  * a busy machine back. */
 #define QD_SCHED_YIELD_MS 5000
-/* rt-priority: how long an interactive item may run under the real-time policy. Live samples
- * take well under this (d = 16 mle ~10 ms); a longer item (a large d, a task) goes on under the
- * ordinary policy, found at the next tick (100 ms), so that it cannot keep a core from every
- * ordinary process. */
-#define QD_SCHED_RT_MS 100
 /* CPU wait lengthens a deadline by at most this many times itself (and wait_credit_ms). */
 #define QD_SCHED_WAIT_CAP 10
 
@@ -184,6 +205,7 @@ struct qd_sched {
     bool yielding;        /* batch workers yield (yield_ms) ... */
     uint64_t yield_until; /* ... until then, unless an interactive item runs */
     bool rt_refused;      /* ops.rt refused: not asked again until the limits are set */
+    bool rt_paused;       /* qd_sched_rt_allow(false): none is asked */
     struct qd_sched_totals tot;
 };
 
@@ -256,6 +278,9 @@ void qd_sched_yield_update(struct qd_sched *s, uint64_t now);
  * second: when it is set), the next ones at each tick once half of it has passed: with the
  * default deadlines, only for long items. */
 void qd_sched_tick(struct qd_sched *s, uint64_t now);
+/* Whether reserved workers may run under the real-time policy (the supervisor is under a
+ * higher one): off takes every worker out of it now. */
+void qd_sched_rt_allow(struct qd_sched *s, bool on, uint64_t now);
 /* /proc/PID/schedstat's line ("%llu %llu %llu\n"): run and wait ns into ret (runnable is left
  * alone); 0, or -EINVAL when buf[0, n) is not such a line. */
 int qd_schedstat_parse(const char *buf, size_t n, struct qd_cpu_wait *ret);

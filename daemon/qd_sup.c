@@ -42,7 +42,7 @@ struct qd_sched_limits qd_sup_limits(const struct qd_conf *c)
                                 c->max_item_ms,
                                 c->batch_idle == 2 && c->interactive_workers ? QD_SCHED_YIELD_MS
                                                                              : 0,
-                                c->rt_priority && c->interactive_workers ? QD_SCHED_RT_MS : 0};
+                                c->rt_priority && c->interactive_workers};
 
     return l;
 }
@@ -222,49 +222,101 @@ static int listen_socket(struct sup *s)
 /* ---- reload, shutdown ---- */
 
 /* The supervisor relays every live sample, so with interactive workers it asks for their short
- * time slice too and runs under SCHED_FIFO at rt-priority (reset on fork: workers start under
- * the ordinary policy); without, or with 0, the kernel's defaults. Best effort: returns whether
- * it runs under a real-time policy, so that interactive workers are not asked for it in vain. */
+ * time slice too and runs under SCHED_FIFO one above rt-priority (above the interactive workers,
+ * so that it always gets a core to run its tick on; reset on fork: workers start under the
+ * ordinary policy); without, or with 0, the kernel's defaults. Best effort: returns whether it
+ * runs under a real-time policy above the workers', so that they are not asked in vain. */
+static uint64_t cpu_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void sup_rt_leave(struct sup *s)
+{
+    int r;
+
+    if ((r = qd_unset_rt(0, s->rt_from)) < 0)
+        qd_warn("cannot leave SCHED_FIFO: %s", strerror(-r));
+    s->rt_prio = 0;
+    s->slice_now = 0; /* the ordinary policy comes back with the kernel's slice */
+}
+
 static bool sup_policy(struct sup *s)
 {
-    static unsigned slice_now; /* the slice asked for (0: never asked, the kernel's) */
-    static unsigned rt_now;    /* the priority set (0: not moved by us) */
-    static int rt_from = -1;   /* the policy it had before */
-    static bool told;
     unsigned us = s->conf.interactive_workers ? s->conf.latency_slice_us : 0;
-    unsigned prio = s->conf.interactive_workers ? s->conf.rt_priority : 0;
+    unsigned prio = s->conf.interactive_workers && s->conf.rt_priority ? s->conf.rt_priority + 1
+                                                                       : 0;
+    struct sched_param sp;
     int r, policy;
 
-    if (rt_now && prio != rt_now) {
-        if ((r = qd_unset_rt(0, rt_from)) < 0)
-            qd_warn("cannot leave SCHED_FIFO: %s", strerror(-r));
-        rt_now = 0;
-        slice_now = 0; /* the ordinary policy comes back with the kernel's slice */
-    }
-    if (us != slice_now) {
+    if (s->rt_prio && prio != s->rt_prio)
+        sup_rt_leave(s);
+    if (!prio)
+        s->rt_over = false;
+    if (us != s->slice_now) {
         if ((r = qd_set_slice(0, us)) < 0)
             qd_warn("cannot set a %u µs time slice: %s", us, strerror(-r));
         else
-            slice_now = us;
+            s->slice_now = us;
     }
-    if (!prio)
+    if (!prio || s->rt_over)
         return false;
-    if (rt_now)
+    if (s->rt_prio)
         return true;
-    if ((r = qd_set_rt(0, prio, &rt_from)) < 0) {
+    if ((r = qd_set_rt(0, prio, &s->rt_from)) < 0) {
+        if (s->rt_told != prio)
+            qd_info("live samples run under the ordinary policy: SCHED_FIFO (rt-priority %u: "
+                    "%u for the supervisor) needs CAP_SYS_NICE or RLIMIT_RTPRIO >= %u (systemd: "
+                    "LimitRTPRIO=): %s",
+                    prio - 1, prio, prio, strerror(-r));
+        s->rt_told = prio;
+        return false;
+    }
+    if (s->rt_from >= 0) {
+        s->rt_prio = prio;
+        s->rt_cpu_us = cpu_us();
+        return true;
+    }
+    /* an administrator's policy, kept: the workers only go above it never */
+    policy = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK;
+    return (policy == SCHED_FIFO || policy == SCHED_RR) && sched_getparam(0, &sp) == 0 &&
+           sp.sched_priority > (int)s->conf.rt_priority;
+}
+
+/* At each tick: the supervisor's CPU time under SCHED_FIFO spends its budget; spent, it goes on
+ * under the ordinary policy, and so do the interactive workers (they must not run above it),
+ * until the budget is full again. So a flood of requests cannot keep a core from every ordinary
+ * process for more than QD_RT_SUP_SHARE_PCT of it. */
+static void sup_rt_tick(struct sup *s, uint64_t now)
+{
+    static bool told;
+    uint64_t cpu;
+    int64_t left;
+
+    if (!s->rt_prio && !s->rt_over)
+        return;
+    cpu = cpu_us();
+    if (s->rt_prio)
+        qd_rt_budget_spend(&s->rt_budget, cpu - QT_MIN(cpu, s->rt_cpu_us));
+    s->rt_cpu_us = cpu;
+    left = qd_rt_budget_left(&s->rt_budget, now, QD_RT_SUP_SHARE_PCT);
+    if (s->rt_prio && left <= 0) {
+        sup_rt_leave(s);
+        s->rt_over = true;
+        (void)sup_policy(s); /* the slice */
+        qd_sched_rt_allow(&s->sched, false, now);
         if (!told)
-            qd_info("live samples run under the ordinary policy: SCHED_FIFO (rt-priority %u) "
-                    "needs CAP_SYS_NICE or RLIMIT_RTPRIO >= %u (systemd: LimitRTPRIO=): %s",
-                    prio, prio, strerror(-r));
+            qd_notice("the supervisor used its real-time budget (%u %% of a core): ordinary "
+                      "scheduling until it has it back (not logged again)",
+                      QD_RT_SUP_SHARE_PCT);
         told = true;
-        return false;
+    } else if (s->rt_over && left >= (int64_t)QD_RT_BURST_MS * 1000) {
+        s->rt_over = false;
+        qd_sched_rt_allow(&s->sched, sup_policy(s), now);
     }
-    if (rt_from >= 0) {
-        rt_now = prio;
-        return true;
-    }
-    policy = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK; /* an administrator's, kept */
-    return policy == SCHED_FIFO || policy == SCHED_RR;
 }
 
 /* The scheduler's limits from the configuration, with the real-time policy only where the
@@ -272,10 +324,12 @@ static bool sup_policy(struct sup *s)
 static void sup_set_limits(struct sup *s)
 {
     struct qd_sched_limits lim = qd_sup_limits(&s->conf);
+    bool rt = sup_policy(s);
 
-    if (!sup_policy(s))
-        lim.rt_ms = 0;
+    if (!rt && !s->rt_over) /* refused, or not asked */
+        lim.rt = false;
     qd_sched_set_limits(&s->sched, &lim);
+    qd_sched_rt_allow(&s->sched, rt, qd_now_ms(s));
 }
 
 int qd_sup_reload(struct sup *s, char *err, size_t errlen)
@@ -407,6 +461,7 @@ static void on_tick(uv_timer_t *t)
         (void)qd_sup_reload(s, err, sizeof(err));
         qd_sched_dispatch(&s->sched, now);
     }
+    sup_rt_tick(s, now);
     qd_sched_tick(&s->sched, now);
     qd_pool_replace_stuck(s);
     qd_conn_tick(s, now);

@@ -152,6 +152,14 @@ struct sup {
     unsigned n_in_waiting;
     uint64_t freed_bytes; /* output freed since the last malloc_trim */
     bool trim_due;        /* a connection closed with a backlog of output: trim once it is gone */
+    /* Its own scheduling (qd_sup.c sup_policy): */
+    unsigned slice_now;   /* the time slice asked for (0: never asked, the kernel's) */
+    unsigned rt_prio;     /* the SCHED_FIFO priority it set itself (0: none) */
+    int rt_from;          /* the policy it had before */
+    bool rt_over;         /* left SCHED_FIFO, its budget spent: back once the budget is full */
+    struct qd_rt_budget rt_budget; /* spent by its CPU time under SCHED_FIFO */
+    uint64_t rt_cpu_us;   /* its CPU time at the last tick */
+    unsigned rt_told;     /* the priority whose refusal was logged */
 };
 
 /* qd_sup.c */

@@ -7,7 +7,7 @@
  * reconstruct calls on one connection, sample k % count each, sleeping a uniform random
  * 0..GAP_MS ms before each (GAP_MS 0: back to back). Prints one line per call:
  * "t_start t_end queue_ms compute_ms status" (CLOCK_MONOTONIC seconds, the timing the server
- * reported, 0 when the sample's first result is ok). Exit status 1 on any failed call. */
+ * reported, 0 when every result of the sample is ok). Exit status 1 on any failed call. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -66,8 +66,10 @@ int main(int argc, char **argv)
     if (scanf("%zu %zu", &count, &m) != 2 || !count || !m || count > 1u << 20 || m > 1u << 20)
         return usage();
     vals = malloc(count * m * sizeof(*vals));
-    if (!vals)
+    if (!vals) {
+        fprintf(stderr, "bench-live: out of memory for %zu x %zu values\n", count, m);
         return 1;
+    }
     for (size_t i = 0; i < count * m; i++)
         if (scanf("%lf", &vals[i]) != 1) {
             fprintf(stderr, "bench-live: %zu numbers expected on stdin\n", count * m);
@@ -97,7 +99,10 @@ int main(int argc, char **argv)
             return 1;
         }
         qtomo_sample_timing(s, &q, &cm);
-        printf("%.9f %.9f %.3f %.3f %d\n", t0, t1, q, cm, qtomo_sample_status(s, 0, NULL));
+        r = 0; /* the first failed result's status, 0: all ok */
+        for (size_t i = 0; i < qtomo_sample_count(s) && !r; i++)
+            r = qtomo_sample_status(s, i, NULL);
+        printf("%.9f %.9f %.3f %.3f %d\n", t0, t1, q, cm, r);
         qtomo_sample_free(s);
     }
     fflush(stdout);

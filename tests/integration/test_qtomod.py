@@ -1458,11 +1458,12 @@ class QtomodTest(unittest.TestCase):
 
     @unittest.skipUnless(HOOKS, "qtomod built without test hooks")
     def test_live_items_under_fifo(self):
-        # rt-priority 1 (the default): the supervisor runs under SCHED_FIFO 1 with
+        # rt-priority 1 (the default): the supervisor runs under SCHED_FIFO 2 with
         # reset-on-fork, so that every worker, a replacement too, starts under SCHED_OTHER; the
         # interactive worker is put under SCHED_FIFO 1 before its first item and stays there
-        # between items; an item still running after 100 ms goes on under SCHED_OTHER (with
-        # its time slice back) and the next item puts it back. Batch workers are never moved.
+        # between items; an item still running once its 100 ms budget is spent goes on under
+        # SCHED_OTHER (with its time slice back) and the next item puts it back. Batch workers
+        # are never moved.
         if os.sched_getscheduler(0) != os.SCHED_OTHER:
             self.skipTest("the test runs under another policy, which qtomod keeps")
         if subprocess.run(["chrt", "-f", "1", "true"], capture_output=True).returncode:
@@ -1474,7 +1475,7 @@ class QtomodTest(unittest.TestCase):
         col = [100.0, 20.0, 30.0, 40.0]
         with d.client() as c:
             self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
-            self.assertEqual(self.policy(d.proc.pid), fifo)
+            self.assertEqual(self.policy(d.proc.pid), (os.SCHED_FIFO, True, 2))
             pids = [w["pid"] for w in c.stats()["workers"]]
             batch = [p for p in pids if os.getpriority(os.PRIO_PROCESS, p) == 10][0]
             live = [p for p in pids if p != batch][0]
@@ -1500,18 +1501,26 @@ class QtomodTest(unittest.TestCase):
             self.addCleanup(lambda: open(os.path.join(hooks, "go"), "w").close())
             self.assertTrue(wait_until(lambda: os.path.exists(
                 os.path.join(hooks, "waiting.%d" % live)), 20))
-            self.assertTrue(wait_until(lambda: self.policy(live) == other, 20, step=0.01))
+            # (without CAP_SYS_NICE the reset-on-fork flag stays: compared without it)
+            slices = platform.machine() == "x86_64" and self.custom_slices()
+            self.assertTrue(wait_until(
+                lambda: (self.policy(live)[0::2] == other[0::2]
+                         and (not slices or self.slice_ns(live) == 100000)), 20, step=0.01))
             self.assertTrue(t.is_alive())  # the item still runs
-            if platform.machine() == "x86_64" and self.custom_slices():
-                self.assertEqual(self.slice_ns(live), 100000)
             open(os.path.join(hooks, "go"), "w").close()
             t.join(60)
             self.assertIn("r", out)
             # the hook sample is nonsense (a huge negative count): its own error, not a crash
             self.assertNotEqual(out["r"]["results"][0].get("error", {}).get("code"), -32003)
-            r = c.reconstruct(col, design="nopovm", dim=2, methods=["linear"])
-            self.assertEqual(r["results"][0]["status"], "ok")
-            self.assertEqual(self.policy(live), fifo)
+            # the item may have run past its budget, which is then owed: later items (ordinary
+            # meanwhile) get the policy back once a quarter of the time since has paid it
+
+            def live_again():
+                r = c.reconstruct(col, design="nopovm", dim=2, methods=["linear"])
+                self.assertEqual(r["results"][0]["status"], "ok")
+                return self.policy(live) == fifo
+
+            self.assertTrue(wait_until(live_again, 30, step=0.05))
             # a replacement starts under the ordinary policy: reset on fork
             os.kill(batch, signal.SIGKILL)
             self.assertTrue(wait_until(lambda: batch not in [w["pid"] for w in

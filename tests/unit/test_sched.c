@@ -57,10 +57,11 @@ static struct fake {
         struct qd_sw *w;
         bool on;
         size_t nstart; /* starts before it */
-    } rts[64];
+    } rts[1024];
 
     size_t nrt;
-    int rt_ret; /* what rt returns when asked to set it */
+    int rt_ret;     /* what rt returns when asked to set it */
+    int rt_off_ret; /* ... to leave it */
 } F;
 
 static struct tjob *tj(struct qd_job *j)
@@ -142,11 +143,11 @@ static void f_yield(void *ud, struct qd_sw *w, bool on)
 static int f_rt(void *ud, struct qd_sw *w, bool on)
 {
     (void)ud;
-    assert_true(F.nrt < 64);
+    assert_true(F.nrt < 1024);
     F.rts[F.nrt].w = w;
     F.rts[F.nrt].on = on;
     F.rts[F.nrt++].nstart = F.nstart;
-    return on ? F.rt_ret : 0;
+    return on ? F.rt_ret : F.rt_off_ret;
 }
 
 /* Item deadline timeout_ms, CPU wait credited up to credit_ms, batch workers yielding
@@ -883,21 +884,46 @@ static void test_yield_while_interactive(void **state)
     finish_all();
 }
 
+/* The real-time budget: starts full (100 ms), spends into debt, earns 25 % of the time that
+ * passes up to the burst; time going back earns nothing. */
+static void test_rt_budget(void **state)
+{
+    struct qd_rt_budget b = {0};
+
+    (void)state;
+    assert_int_equal(qd_rt_budget_left(&b, 1000, 25), 100000);
+    qd_rt_budget_spend(&b, 30000);
+    assert_int_equal(qd_rt_budget_left(&b, 1000, 25), 70000);
+    assert_int_equal(qd_rt_budget_left(&b, 1040, 25), 80000);
+    assert_int_equal(qd_rt_budget_left(&b, 1030, 25), 80000); /* back: nothing */
+    assert_int_equal(qd_rt_budget_left(&b, 2000, 25), 100000); /* capped */
+    qd_rt_budget_spend(&b, 150000);
+    assert_int_equal(qd_rt_budget_left(&b, 2000, 25), -50000); /* owed */
+    assert_int_equal(qd_rt_budget_left(&b, 2200, 25), 0);
+    assert_int_equal(qd_rt_budget_left(&b, 2200 + 86400000ull * 1000, 50), 100000);
+}
+
+static void setup_rt(void)
+{
+    struct qd_sched_limits lim;
+
+    setup_ext(2, 60000, 0, 0);
+    lim = F.s.lim;
+    lim.rt = true;
+    qd_sched_set_limits(&F.s, &lim);
+}
+
 /* rt-priority: a reserved worker is put under the real-time policy before its first interactive
- * item is sent and stays there between items; an item still running rt_ms after it was sent
- * goes on under the ordinary policy (at a tick), and the next item puts it back. Batch workers,
- * even running interactive work, never. */
+ * item is sent and stays there between items; an item still running when its budget ran out
+ * goes on under the ordinary policy (at a tick), and a later item with budget puts it back.
+ * Batch workers, even running interactive work, never. */
 static void test_rt_for_live_items(void **state)
 {
     struct tjob b, i1, i2, i3, i4;
     struct qd_sw r, w1;
-    struct qd_sched_limits lim;
 
     (void)state;
-    setup_ext(2, 60000, 0, 0);
-    lim = F.s.lim;
-    lim.rt_ms = 100;
-    qd_sched_set_limits(&F.s, &lim);
+    setup_rt();
     job_init(&b, false, 40, "k");
     job_init(&i1, true, 1, "k");
     job_init(&i2, true, 1, "k");
@@ -920,7 +946,7 @@ static void test_rt_for_live_items(void **state)
     qd_sched_tick(&F.s, 1000); /* idle: it stays */
     assert_int_equal(F.nrt, 1);
     assert_true(r.rt);
-    /* a long item: under the real-time policy for its first 100 ms only */
+    /* a long item: under the real-time policy for its budget (100 ms) only */
     assert_int_equal(qd_sched_admit(&F.s, &i2.sj), 0);
     qd_sched_dispatch(&F.s, 1000);
     assert_ptr_equal(last_start(&r)->job, &i2.sj);
@@ -942,13 +968,13 @@ static void test_rt_for_live_items(void **state)
     assert_int_equal(F.nrt, 2);
     assert_int_equal(finish_item(&w1, 1301), QD_AFTER_IDLE);
     assert_int_equal(finish_item(&r, 1400), QD_AFTER_IDLE);
-    /* the next item puts it back */
+    /* 300 ms later it has 75 ms again: the next item puts it back */
     assert_int_equal(qd_sched_admit(&F.s, &i4.sj), 0);
-    qd_sched_dispatch(&F.s, 1500);
+    qd_sched_dispatch(&F.s, 1400);
     assert_ptr_equal(last_start(&r)->job, &i4.sj);
     assert_int_equal(F.nrt, 3);
     assert_true(F.rts[2].w == &r && F.rts[2].on && r.rt);
-    assert_int_equal(finish_item(&r, 1501), QD_AFTER_IDLE);
+    assert_int_equal(finish_item(&r, 1401), QD_AFTER_IDLE);
     while (b.sj.done < b.sj.n) {
         if (w1.state != QD_W_BUSY)
             qd_sched_dispatch(&F.s, 2000);
@@ -963,19 +989,79 @@ static void test_rt_for_live_items(void **state)
     finish_all();
 }
 
+/* A stream of items shorter than a tick, back to back: each ends before a tick could take the
+ * worker out, but what they ran is owed, so in the long run they run under the real-time
+ * policy for about 25 % of the time (plus the burst), the rest under the ordinary one. */
+static void test_rt_stream_of_items(void **state)
+{
+    static struct tjob jobs[400];
+    struct qd_sw r;
+    uint64_t t = 0, rt_ms = 0;
+
+    (void)state;
+    setup_rt();
+    worker_up(&r, 1);
+    r.reserved = true;
+    for (int k = 0; k < 400; k++) { /* 30 ms each, 12 s */
+        job_init(&jobs[k], true, 1, "k");
+        assert_int_equal(qd_sched_admit(&F.s, &jobs[k].sj), 0);
+        qd_sched_dispatch(&F.s, t);
+        assert_ptr_equal(last_start(&r)->job, &jobs[k].sj);
+        rt_ms += r.rt ? 30 : 0;
+        t += 30;
+        assert_int_equal(finish_item(&r, t), QD_AFTER_IDLE);
+        assert_exactly_once(&jobs[k]);
+    }
+    assert_true(rt_ms <= t * QD_RT_SHARE_PCT / 100 + QD_RT_BURST_MS + 30);
+    assert_true(rt_ms >= t * QD_RT_SHARE_PCT / 100 - 60);
+    assert_true(F.nrt > 2); /* in and out */
+    finish_all();
+}
+
+/* The supervisor left its own real-time policy (qd_sched_rt_allow): every worker under it is
+ * taken out at once and none is put back until it is allowed again. */
+static void test_rt_allow(void **state)
+{
+    struct tjob i1, i2, i3;
+    struct qd_sw r;
+
+    (void)state;
+    setup_rt();
+    worker_up(&r, 1);
+    r.reserved = true;
+    job_init(&i1, true, 1, "k");
+    job_init(&i2, true, 1, "k");
+    job_init(&i3, true, 1, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &i1.sj), 0);
+    qd_sched_dispatch(&F.s, 0);
+    assert_true(r.rt);
+    qd_sched_rt_allow(&F.s, false, 5);
+    assert_int_equal(F.nrt, 2);
+    assert_false(F.rts[1].on || r.rt);
+    assert_int_equal(finish_item(&r, 6), QD_AFTER_IDLE);
+    assert_int_equal(qd_sched_admit(&F.s, &i2.sj), 0);
+    qd_sched_dispatch(&F.s, 10);
+    assert_int_equal(F.nrt, 2);
+    assert_int_equal(finish_item(&r, 11), QD_AFTER_IDLE);
+    qd_sched_rt_allow(&F.s, true, 20);
+    assert_int_equal(qd_sched_admit(&F.s, &i3.sj), 0);
+    qd_sched_dispatch(&F.s, 20);
+    assert_int_equal(F.nrt, 3);
+    assert_true(F.rts[2].on && r.rt);
+    assert_int_equal(finish_item(&r, 21), QD_AFTER_IDLE);
+    finish_all();
+}
+
 /* Refused (no CAP_SYS_NICE, no RLIMIT_RTPRIO): asked once, not again until the limits are set
- * again (a reload); the items run all the same. */
+ * again (a reload); the items run all the same. A worker that cannot leave the policy stays
+ * marked under it and is asked again at the next tick. */
 static void test_rt_refused(void **state)
 {
     struct tjob i[3];
     struct qd_sw r;
-    struct qd_sched_limits lim;
 
     (void)state;
-    setup_ext(2, 60000, 0, 0);
-    lim = F.s.lim;
-    lim.rt_ms = 100;
-    qd_sched_set_limits(&F.s, &lim);
+    setup_rt();
     F.rt_ret = -EPERM;
     worker_up(&r, 1);
     r.reserved = true;
@@ -983,7 +1069,7 @@ static void test_rt_refused(void **state)
         job_init(&i[k], true, 1, "k");
         assert_int_equal(qd_sched_admit(&F.s, &i[k].sj), 0);
         if (k == 2)
-            qd_sched_set_limits(&F.s, &lim);
+            qd_sched_set_limits(&F.s, &F.s.lim);
         qd_sched_dispatch(&F.s, (uint64_t)k * 10);
         assert_ptr_equal(last_start(&r)->job, &i[k].sj);
         assert_false(r.rt);
@@ -993,6 +1079,34 @@ static void test_rt_refused(void **state)
         assert_int_equal(finish_item(&r, (uint64_t)k * 10 + 501), QD_AFTER_IDLE);
         assert_exactly_once(&i[k]);
     }
+    finish_all();
+}
+
+/* Leaving the policy fails: still under it, asked again at each tick until it works. */
+static void test_rt_leave_fails(void **state)
+{
+    struct tjob i1;
+    struct qd_sw r;
+
+    (void)state;
+    setup_rt();
+    worker_up(&r, 1);
+    r.reserved = true;
+    job_init(&i1, true, 1, "k");
+    assert_int_equal(qd_sched_admit(&F.s, &i1.sj), 0);
+    qd_sched_dispatch(&F.s, 0);
+    assert_true(r.rt);
+    F.rt_off_ret = -EPERM;
+    qd_sched_tick(&F.s, 100);
+    assert_int_equal(F.nrt, 2);
+    assert_true(r.rt);
+    F.rt_off_ret = 0;
+    qd_sched_tick(&F.s, 200);
+    assert_int_equal(F.nrt, 3);
+    assert_false(r.rt);
+    qd_sched_tick(&F.s, 300);
+    assert_int_equal(F.nrt, 3);
+    assert_int_equal(finish_item(&r, 301), QD_AFTER_IDLE);
     finish_all();
 }
 
@@ -1521,8 +1635,12 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_deadline_fails_only_the_running_sample),
     cmocka_unit_test(test_proc_parse),
     cmocka_unit_test(test_yield_while_interactive),
+    cmocka_unit_test(test_rt_budget),
     cmocka_unit_test(test_rt_for_live_items),
+    cmocka_unit_test(test_rt_stream_of_items),
+    cmocka_unit_test(test_rt_allow),
     cmocka_unit_test(test_rt_refused),
+    cmocka_unit_test(test_rt_leave_fails),
     cmocka_unit_test(test_deadline_counts_a_wait_still_going_on),
     cmocka_unit_test(test_deadline_not_counting_cpu_wait),
     cmocka_unit_test(test_deadline_wait_ending_and_starting_again),
