@@ -38,11 +38,13 @@ enum {
  * says go: it creates $QTOMO_TEST_HOOK_DIR/waiting.<pid>, then waits (60 s at most) for
  * $QTOMO_TEST_HOOK_DIR/go. QD_HOOK_ALLOC makes it allocate and touch memory, 4 MiB at a
  * time, up to $QTOMO_TEST_HOOK_ALLOC_MB (default 1024) MiB, then free it (a memory-limited
- * cgroup's OOM killer ends it first). */
+ * cgroup's OOM killer ends it first). QD_HOOK_SPIN is QD_HOOK_WAIT computing: it never gives
+ * up the CPU while it waits for go. */
 #    define QD_HOOK_CRASH (-7.25e300)
 #    define QD_HOOK_HANG  (-8.5e300)
 #    define QD_HOOK_WAIT  (-9.75e300)
 #    define QD_HOOK_ALLOC (-6.5e300)
+#    define QD_HOOK_SPIN  (-5.25e300)
 #endif
 
 int qd_worker_main(const struct qd_conf *conf);

@@ -176,8 +176,9 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 /* Searched for by tests/packaging/test_deb.py: a packaged qtomod must not contain it. */
 __attribute__((used)) static const char hooks_marker[] = "QTOMO_TEST_HOOKS_ENABLED";
 
-/* QD_HOOK_WAIT: says it waits (waiting.<pid>), then waits for go, polling every 5 ms. */
-static void hook_wait(void)
+/* QD_HOOK_WAIT: says it waits (waiting.<pid>), then waits for go, polling every 5 ms; spin:
+ * without sleeping (QD_HOOK_SPIN). */
+static void hook_wait(bool spin)
 {
     const char *dir = getenv("QTOMO_TEST_HOOK_DIR");
     char path[4096];
@@ -191,9 +192,16 @@ static void hook_wait(void)
         close(fd);
     snprintf(path, sizeof(path), "%s/go", dir);
     for (int i = 0; i < 12000 && access(path, F_OK) < 0; i++) {
-        struct timespec ts = {0, 5000000};
+        struct timespec ts = {0, 5000000}, t0, t;
 
-        nanosleep(&ts, NULL);
+        if (!spin) {
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < ts.tv_nsec);
     }
 }
 
@@ -217,8 +225,8 @@ static void hook_alloc(void)
 }
 
 /* Test-only faults, chosen by the sample's first value (never compiled into release builds):
- * QD_HOOK_CRASH aborts the worker, QD_HOOK_HANG makes it stop answering, QD_HOOK_WAIT makes it
- * wait for the test, QD_HOOK_ALLOC makes it allocate memory (qd.h). */
+ * QD_HOOK_CRASH aborts the worker, QD_HOOK_HANG makes it stop answering, QD_HOOK_WAIT and
+ * QD_HOOK_SPIN make it wait for the test, QD_HOOK_ALLOC makes it allocate memory (qd.h). */
 static void test_hooks(const double *y)
 {
     if (y[0] == QD_HOOK_CRASH)
@@ -226,8 +234,8 @@ static void test_hooks(const double *y)
     if (y[0] == QD_HOOK_HANG)
         for (;;)
             pause();
-    if (y[0] == QD_HOOK_WAIT)
-        hook_wait();
+    if (y[0] == QD_HOOK_WAIT || y[0] == QD_HOOK_SPIN)
+        hook_wait(y[0] == QD_HOOK_SPIN);
     if (y[0] == QD_HOOK_ALLOC)
         hook_alloc();
 }

@@ -25,6 +25,7 @@ HOOKS = os.environ.get("QTOMO_TEST_HOOKS") == "1"
 HOOK_CRASH = -7.25e300
 HOOK_HANG = -8.5e300
 HOOK_WAIT = -9.75e300
+HOOK_SPIN = -5.25e300
 
 
 def local_records(*args):
@@ -1531,6 +1532,54 @@ class QtomodTest(unittest.TestCase):
             self.assertEqual(c.stats()["totals"]["timeouts"], 0)
         log = d.logtext()
         self.assertNotIn("SCHED_FIFO", log)
+        self.assertEqual(d.stop(), 0)
+
+    @unittest.skipUnless(HOOKS, "qtomod built without test hooks")
+    def test_fifo_item_computing_on_one_core(self):
+        # The whole daemon on one CPU (taskset): an interactive item that computes without end
+        # under SCHED_FIFO cannot keep the supervisor, one priority above it, off that CPU: the
+        # supervisor's tick takes the worker out of the policy once its budget is spent, and
+        # another connection is answered while the item still runs. (At equal priorities the
+        # supervisor would wait for the item to end.)
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            self.skipTest("the test runs under another policy, which qtomod keeps")
+        if subprocess.run(["chrt", "-f", "1", "true"], capture_output=True).returncode:
+            self.skipTest("needs CAP_SYS_NICE or RLIMIT_RTPRIO >= 2")
+        hooks = tempfile.mkdtemp(prefix="qtomo-hooks-")
+        self.addCleanup(shutil.rmtree, hooks, True)
+        cpu = sorted(os.sched_getaffinity(0))[0]
+        d = self.start(workers=1, interactive=None, env={"QTOMO_TEST_HOOK_DIR": hooks},
+                       wrap=["taskset", "-c", str(cpu)])
+        col = [100.0, 20.0, 30.0, 40.0]
+        with d.client() as c:
+            self.assertTrue(wait_until(lambda: c.status()["n_workers"] == 2))
+            r = c.reconstruct(col, design="nopovm", dim=2, methods=["linear"])
+            self.assertEqual(r["results"][0]["status"], "ok")
+            live = r["worker"]
+            self.assertEqual(self.policy(live)[0::2], (os.SCHED_FIFO, 1))
+            out = {}
+
+            def spin_item():
+                with d.client() as c2:
+                    out["r"] = c2.reconstruct([HOOK_SPIN] + col[1:], design="nopovm", dim=2,
+                                              methods=["linear"])
+
+            t = threading.Thread(target=spin_item)
+            t.start()
+            self.addCleanup(t.join, 90)
+            self.addCleanup(lambda: open(os.path.join(hooks, "go"), "w").close())
+            self.assertTrue(wait_until(lambda: os.path.exists(
+                os.path.join(hooks, "waiting.%d" % live)), 20))
+            self.assertTrue(wait_until(lambda: self.policy(live)[0] == os.SCHED_OTHER, 40,
+                                       step=0.01))
+            with d.client() as c3:
+                self.assertEqual(c3.status()["n_workers"], 2)
+            self.assertTrue(t.is_alive())  # the item still computes
+            open(os.path.join(hooks, "go"), "w").close()
+            t.join(60)
+            self.assertIn("r", out)
+            self.assertNotEqual(out["r"]["results"][0].get("error", {}).get("code"), -32003)
+            self.assertEqual(c.stats()["totals"]["crashes"], 0)
         self.assertEqual(d.stop(), 0)
 
     def test_live_items_without_fifo(self):
